@@ -1,0 +1,276 @@
+//! The operator contract: kinds, typed ports, configuration and the per-attempt context.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use datafusion::prelude::SessionContext;
+use tokio_util::sync::CancellationToken;
+
+use crate::calendar::Calendar;
+use crate::error::{ConfigError, OpError, OpResult};
+use crate::params::ParamSpec;
+use crate::table::WriteMode;
+
+/// Which rows of an input table an operator sees for partition `ds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadScope {
+    /// Rows with `date_column <= ds` (the default: no look-ahead).
+    AsOfPartition,
+    /// Every row, including rows dated after `ds`. An operator must say so explicitly, and
+    /// only does for data that is known at `ds` anyway (e.g. the outcome matcher reading
+    /// predictions whose targets have matured).
+    AllRows,
+}
+
+/// A named, typed input. `schema` lists the columns the operator needs (the table may have more).
+#[derive(Debug, Clone)]
+pub struct InputPort {
+    pub name: &'static str,
+    pub schema: SchemaRef,
+    pub scope: ReadScope,
+    /// An optional input may be absent (no table yet); the operator gets no batches for it.
+    pub optional: bool,
+    pub doc: &'static str,
+}
+
+impl InputPort {
+    pub fn new(name: &'static str, schema: SchemaRef, doc: &'static str) -> Self {
+        Self {
+            name,
+            schema,
+            scope: ReadScope::AsOfPartition,
+            optional: false,
+            doc,
+        }
+    }
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+    pub fn all_rows(mut self) -> Self {
+        self.scope = ReadScope::AllRows;
+        self
+    }
+}
+
+/// A named, typed output: the exact schema of the batches produced and how they are committed.
+#[derive(Debug, Clone)]
+pub struct OutputPort {
+    pub name: &'static str,
+    pub schema: SchemaRef,
+    pub mode: WriteMode,
+    /// Upsert keys (for `merge`).
+    pub keys: Vec<&'static str>,
+    /// Business-date column (`Date32`) for as-of reads of this table.
+    pub date_column: Option<&'static str>,
+    /// Column replaced by `replace_partition`.
+    pub partition_column: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+impl OutputPort {
+    pub fn new(
+        name: &'static str,
+        schema: SchemaRef,
+        mode: WriteMode,
+        doc: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            schema,
+            mode,
+            keys: Vec::new(),
+            date_column: None,
+            partition_column: None,
+            doc,
+        }
+    }
+    pub fn keys(mut self, keys: &[&'static str]) -> Self {
+        self.keys = keys.to_vec();
+        self
+    }
+    pub fn date_column(mut self, col: &'static str) -> Self {
+        self.date_column = Some(col);
+        self
+    }
+    pub fn partition_column(mut self, col: &'static str) -> Self {
+        self.partition_column = Some(col);
+        self
+    }
+}
+
+/// Batches read for each input port, already restricted to the port's [`ReadScope`].
+#[derive(Debug, Default, Clone)]
+pub struct InputBatches {
+    ports: BTreeMap<String, InputData>,
+}
+
+#[derive(Debug, Clone)]
+pub struct InputData {
+    pub table: String,
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl InputBatches {
+    pub fn insert(&mut self, port: &str, table: &str, schema: SchemaRef, batches: Vec<RecordBatch>) {
+        self.ports.insert(
+            port.to_string(),
+            InputData {
+                table: table.to_string(),
+                schema,
+                batches,
+            },
+        );
+    }
+    /// All batches of a port concatenated into one (empty batch when the table is empty).
+    pub fn concat(&self, port: &str) -> OpResult<RecordBatch> {
+        let data = self
+            .ports
+            .get(port)
+            .ok_or_else(|| OpError::permanent(format!("input port `{port}` was not provided")))?;
+        Ok(arrow::compute::concat_batches(&data.schema, &data.batches)?)
+    }
+    pub fn batches(&self, port: &str) -> OpResult<&[RecordBatch]> {
+        self.ports
+            .get(port)
+            .map(|d| d.batches.as_slice())
+            .ok_or_else(|| OpError::permanent(format!("input port `{port}` was not provided")))
+    }
+    pub fn has(&self, port: &str) -> bool {
+        self.ports.contains_key(port)
+    }
+    pub fn num_rows(&self) -> usize {
+        self.ports
+            .values()
+            .flat_map(|d| d.batches.iter())
+            .map(|b| b.num_rows())
+            .sum()
+    }
+}
+
+/// Batches produced for each output port. The executor commits each port in one Delta commit,
+/// only after the operator returned successfully, so a failing task never leaves a table
+/// half-written.
+#[derive(Debug, Default, Clone)]
+pub struct OutputBatches {
+    ports: BTreeMap<String, Vec<RecordBatch>>,
+}
+
+impl OutputBatches {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn with(mut self, port: &str, batches: Vec<RecordBatch>) -> Self {
+        self.ports.insert(port.to_string(), batches);
+        self
+    }
+    pub fn insert(&mut self, port: &str, batches: Vec<RecordBatch>) {
+        self.ports.insert(port.to_string(), batches);
+    }
+    pub fn take(&mut self, port: &str) -> Option<Vec<RecordBatch>> {
+        self.ports.remove(port)
+    }
+    pub fn ports(&self) -> impl Iterator<Item = (&String, &Vec<RecordBatch>)> {
+        self.ports.iter()
+    }
+    pub fn num_rows(&self) -> usize {
+        self.ports
+            .values()
+            .flat_map(|b| b.iter())
+            .map(|b| b.num_rows())
+            .sum()
+    }
+}
+
+/// Counters an operator reports for one attempt (e.g. `rejected.zero_price`), recorded by the
+/// executor with the task run.
+#[derive(Debug, Default)]
+pub struct TaskCounters {
+    inner: Mutex<BTreeMap<String, i64>>,
+}
+
+impl TaskCounters {
+    pub fn add(&self, name: &str, n: i64) {
+        if let Ok(mut m) = self.inner.lock() {
+            *m.entry(name.to_string()).or_default() += n;
+        }
+    }
+    pub fn snapshot(&self) -> BTreeMap<String, i64> {
+        self.inner.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+/// Everything an attempt may use besides its inputs.
+#[derive(Clone)]
+pub struct TaskContext {
+    pub dag: String,
+    pub task: String,
+    /// The logical trading date of the partition.
+    pub ds: NaiveDate,
+    pub run_id: String,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// DataFusion session over the lake (tables registered as of `ds`).
+    pub session: SessionContext,
+    pub calendar: Arc<dyn Calendar>,
+    pub cancel: CancellationToken,
+    pub counters: Arc<TaskCounters>,
+    /// Content hashes of model artifacts the attempt used (recorded in lineage).
+    pub artifacts: Arc<Mutex<Vec<String>>>,
+}
+
+impl TaskContext {
+    /// Returns `Err(Cancelled)` once the run is being cancelled; long loops call this.
+    pub fn check_cancelled(&self) -> OpResult<()> {
+        if self.cancel.is_cancelled() {
+            Err(OpError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+    pub fn record_artifact(&self, id: impl Into<String>) {
+        if let Ok(mut a) = self.artifacts.lock() {
+            a.push(id.into());
+        }
+    }
+}
+
+impl std::fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("dag", &self.dag)
+            .field("task", &self.task)
+            .field("ds", &self.ds)
+            .field("run_id", &self.run_id)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An operator kind, as registered in the engine and used by `op:` in YAML.
+#[async_trait]
+pub trait Operator: Send + Sync {
+    /// Stable kind used in YAML, e.g. `features.returns`.
+    fn kind(&self) -> &'static str;
+    /// Bumped when the logic changes; part of lineage and of the rerun fingerprint.
+    fn version(&self) -> u32;
+    fn description(&self) -> &'static str;
+    /// Documentation of the `with:` parameters.
+    fn params(&self) -> Vec<ParamSpec>;
+    fn inputs(&self) -> Vec<InputPort>;
+    fn outputs(&self) -> Vec<OutputPort>;
+    /// Validates `with:` (after substitution) at DAG load time.
+    fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError>;
+}
+
+/// An operator with validated parameters, ready to run attempts.
+#[async_trait]
+pub trait ConfiguredOp: Send + Sync {
+    async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches>;
+}

@@ -1,0 +1,237 @@
+//! Lake behaviour: idempotent writes, point-in-time reads, atomic commits, SQL.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, Date32Array, Float64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use chrono::NaiveDate;
+use krxflow_core::{TableDef, WriteMode};
+use krxflow_lake::{Catalog, Lake, ReadOptions};
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("code", DataType::Utf8, false),
+        Field::new("date", DataType::Date32, false),
+        Field::new("close", DataType::Float64, true),
+    ]))
+}
+
+fn def() -> TableDef {
+    TableDef::new("prices", schema())
+        .keys(&["code", "date"])
+        .date_column("date")
+        .partition_column("date")
+}
+
+fn d(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+fn days(s: &str) -> i32 {
+    (d(s) - NaiveDate::default()).num_days() as i32
+}
+
+fn batch(rows: &[(&str, &str, f64)]) -> RecordBatch {
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
+            Arc::new(Date32Array::from(rows.iter().map(|r| days(r.1)).collect::<Vec<_>>())),
+            Arc::new(Float64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+        ],
+    )
+    .unwrap()
+}
+
+fn lake(dir: &tempfile::TempDir) -> Lake {
+    Lake::open(dir.path().to_str().unwrap(), Catalog::with_tables([def()])).unwrap()
+}
+
+fn sorted_rows(batches: &[RecordBatch]) -> Vec<(String, i32, Option<f64>)> {
+    let mut out = Vec::new();
+    for b in batches {
+        let code = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        let date = b.column(1).as_any().downcast_ref::<Date32Array>().unwrap();
+        let close = b.column(2).as_any().downcast_ref::<Float64Array>().unwrap();
+        for i in 0..b.num_rows() {
+            out.push((
+                code.value(i).to_string(),
+                date.value(i),
+                (!close.is_null(i)).then(|| close.value(i)),
+            ));
+        }
+    }
+    out.sort_by(|a, b| (a.0.as_str(), a.1).cmp(&(b.0.as_str(), b.1)));
+    out
+}
+
+#[tokio::test]
+async fn merge_twice_with_the_same_rows_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir);
+    let rows = batch(&[("005930", "2024-12-16", 55000.0), ("000660", "2024-12-16", 170000.0)]);
+    let w1 = lake
+        .write(&def(), vec![rows.clone()], WriteMode::Merge, None, BTreeMap::new())
+        .await
+        .unwrap();
+    let first = lake.read("prices", ReadOptions::default()).await.unwrap();
+    let w2 = lake
+        .write(&def(), vec![rows], WriteMode::Merge, None, BTreeMap::new())
+        .await
+        .unwrap();
+    let second = lake.read("prices", ReadOptions::default()).await.unwrap();
+    assert_eq!(first.num_rows(), 2);
+    assert_eq!(sorted_rows(&first.batches), sorted_rows(&second.batches));
+    assert!(w2.version > w1.version, "second merge is its own commit");
+}
+
+#[tokio::test]
+async fn merge_updates_matching_keys_and_inserts_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir);
+    lake.write(&def(), vec![batch(&[("005930", "2024-12-16", 1.0)])], WriteMode::Merge, None, BTreeMap::new())
+        .await
+        .unwrap();
+    lake.write(
+        &def(),
+        vec![batch(&[("005930", "2024-12-16", 2.0), ("005930", "2024-12-17", 3.0)])],
+        WriteMode::Merge,
+        None,
+        BTreeMap::new(),
+    )
+    .await
+    .unwrap();
+    let read = lake.read("prices", ReadOptions::default()).await.unwrap();
+    let rows = sorted_rows(&read.batches);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].2, Some(2.0));
+    assert_eq!(rows[1].2, Some(3.0));
+}
+
+#[tokio::test]
+async fn merge_rejects_duplicate_keys_in_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir);
+    let err = lake
+        .write(
+            &def(),
+            vec![batch(&[("005930", "2024-12-16", 1.0), ("005930", "2024-12-16", 2.0)])],
+            WriteMode::Merge,
+            None,
+            BTreeMap::new(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("duplicate key"), "{err}");
+}
+
+#[tokio::test]
+async fn reads_as_of_a_date_hide_later_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir);
+    lake.write(
+        &def(),
+        vec![batch(&[
+            ("005930", "2024-12-13", 1.0),
+            ("005930", "2024-12-16", 2.0),
+            ("005930", "2024-12-17", 3.0),
+        ])],
+        WriteMode::Merge,
+        None,
+        BTreeMap::new(),
+    )
+    .await
+    .unwrap();
+    let read = lake
+        .read("prices", ReadOptions { as_of: Some(d("2024-12-16")), version: None })
+        .await
+        .unwrap();
+    let rows = sorted_rows(&read.batches);
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.1 <= days("2024-12-16")));
+}
+
+#[tokio::test]
+async fn a_write_that_fails_midway_leaves_the_previous_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir);
+    let w = lake
+        .write(&def(), vec![batch(&[("005930", "2024-12-16", 1.0)])], WriteMode::Append, None, BTreeMap::new())
+        .await
+        .unwrap();
+    // Second batch lacks the required `date` column: the whole write must fail.
+    let bad_schema = Arc::new(Schema::new(vec![Field::new("code", DataType::Utf8, false)]));
+    let bad = RecordBatch::try_new(bad_schema, vec![Arc::new(StringArray::from(vec!["000660"]))]).unwrap();
+    let good = batch(&[("000660", "2024-12-16", 2.0)]);
+    let err = lake
+        .write(&def(), vec![good, bad], WriteMode::Append, None, BTreeMap::new())
+        .await;
+    assert!(err.is_err());
+    assert_eq!(lake.version("prices").await.unwrap(), Some(w.version));
+    let read = lake.read("prices", ReadOptions::default()).await.unwrap();
+    assert_eq!(read.num_rows(), 1);
+}
+
+#[tokio::test]
+async fn replace_partition_rewrites_only_its_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir);
+    let ds = d("2024-12-16");
+    for close in [1.0, 2.0] {
+        lake.write(
+            &def(),
+            vec![batch(&[("005930", "2024-12-16", close), ("000660", "2024-12-16", close)])],
+            WriteMode::ReplacePartition,
+            Some(ds),
+            BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+    }
+    lake.write(
+        &def(),
+        vec![batch(&[("005930", "2024-12-17", 9.0)])],
+        WriteMode::ReplacePartition,
+        Some(d("2024-12-17")),
+        BTreeMap::new(),
+    )
+    .await
+    .unwrap();
+    let rows = sorted_rows(&lake.read("prices", ReadOptions::default()).await.unwrap().batches);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows.iter().filter(|r| r.2 == Some(2.0)).count(), 2);
+    // A row for another date is refused.
+    let err = lake
+        .write(&def(), vec![batch(&[("005930", "2024-12-18", 1.0)])], WriteMode::ReplacePartition, Some(ds), BTreeMap::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("2024-12-18"), "{err}");
+}
+
+#[tokio::test]
+async fn sql_reads_latest_and_earlier_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir);
+    let w1 = lake
+        .write(&def(), vec![batch(&[("005930", "2024-12-16", 1.0)])], WriteMode::Merge, None, BTreeMap::new())
+        .await
+        .unwrap();
+    lake.write(&def(), vec![batch(&[("000660", "2024-12-16", 1.0)])], WriteMode::Merge, None, BTreeMap::new())
+        .await
+        .unwrap();
+    let count = |batches: Vec<RecordBatch>| {
+        let a = batches[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().value(0);
+        a
+    };
+    let (_, now) = krxflow_lake::sql::query(&lake, "SELECT count(*) AS n FROM prices").await.unwrap();
+    assert_eq!(count(now), 2);
+    let q = format!("SELECT count(*) AS n FROM prices@v{}", w1.version);
+    let (_, then) = krxflow_lake::sql::query(&lake, &q).await.unwrap();
+    assert_eq!(count(then), 1);
+    let err = krxflow_lake::sql::query(&lake, "DROP TABLE prices").await.unwrap_err();
+    assert!(matches!(err, krxflow_lake::LakeError::Sql(_)));
+    assert_eq!(lake.list_tables().await.unwrap(), vec!["prices".to_string()]);
+}
