@@ -86,6 +86,9 @@ mod tests {
         assert_eq!(cal.add_trading_days(d("2024-12-23"), 3), d("2024-12-27"));
         assert_eq!(cal.add_trading_days(d("2024-12-27"), -3), d("2024-12-23"));
         assert_eq!(cal.trading_days(d("2024-12-21"), d("2024-12-27")).len(), 4);
-        assert_eq!(cal.trading_day_on_or_before(d("2024-12-22")), d("2024-12-20"));
+        assert_eq!(
+            cal.trading_day_on_or_before(d("2024-12-22")),
+            d("2024-12-20")
+        );
     }
 }

@@ -74,12 +74,7 @@ pub struct OutputPort {
 }
 
 impl OutputPort {
-    pub fn new(
-        name: &'static str,
-        schema: SchemaRef,
-        mode: WriteMode,
-        doc: &'static str,
-    ) -> Self {
+    pub fn new(name: &'static str, schema: SchemaRef, mode: WriteMode, doc: &'static str) -> Self {
         Self {
             name,
             schema,
@@ -118,7 +113,13 @@ pub struct InputData {
 }
 
 impl InputBatches {
-    pub fn insert(&mut self, port: &str, table: &str, schema: SchemaRef, batches: Vec<RecordBatch>) {
+    pub fn insert(
+        &mut self,
+        port: &str,
+        table: &str,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) {
         self.ports.insert(
             port.to_string(),
             InputData {

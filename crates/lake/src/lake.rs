@@ -91,8 +91,9 @@ impl Lake {
         } else {
             std::fs::create_dir_all(location)?;
             let abs = std::fs::canonicalize(location)?;
-            Url::from_directory_path(&abs)
-                .map_err(|_| LakeError::BadLocation(location.into(), "not an absolute path".into()))?
+            Url::from_directory_path(&abs).map_err(|_| {
+                LakeError::BadLocation(location.into(), "not an absolute path".into())
+            })?
         };
         match root.scheme() {
             "file" => {
@@ -150,7 +151,10 @@ impl Lake {
             || name.contains('@')
             || name.chars().any(|c| c.is_whitespace())
         {
-            return Err(LakeError::BadLocation(name.into(), "invalid table name".into()));
+            return Err(LakeError::BadLocation(
+                name.into(),
+                "invalid table name".into(),
+            ));
         }
         self.root
             .join(&format!("{name}/"))
@@ -174,9 +178,8 @@ impl Lake {
             return Ok(None);
         }
         if let Some(v) = version {
-            let v = u64::try_from(v).map_err(|_| {
-                LakeError::BadLocation(name.into(), format!("invalid version {v}"))
-            })?;
+            let v = u64::try_from(v)
+                .map_err(|_| LakeError::BadLocation(name.into(), format!("invalid version {v}")))?;
             table.load_version(v).await?;
         }
         Ok(Some(table))
@@ -254,7 +257,9 @@ impl Lake {
             opts.as_of,
             self.catalog.get(name).and_then(|d| d.date_column.clone()),
         ) {
-            df = df.filter(col(format!("\"{date_col}\"")).lt_eq(lit(ScalarValue::Date32(Some(date32(ds))))))?;
+            df = df.filter(
+                col(format!("\"{date_col}\"")).lt_eq(lit(ScalarValue::Date32(Some(date32(ds))))),
+            )?;
         }
         let batches = df.collect().await?;
         let batches = batches
@@ -293,10 +298,10 @@ impl Lake {
         phys_batches.retain(|b| b.num_rows() > 0);
 
         let url = self.table_url(&def.name)?;
-        if url.scheme() == "file" {
-            if let Ok(p) = url.to_file_path() {
-                std::fs::create_dir_all(p)?;
-            }
+        if url.scheme() == "file"
+            && let Ok(p) = url.to_file_path()
+        {
+            std::fs::create_dir_all(p)?;
         }
         let table = DeltaTable::try_from_url(url).await?;
         let exists = table.version().is_some();
@@ -321,16 +326,20 @@ impl Lake {
                     .await?
             }
             WriteMode::ReplacePartition => {
-                let part = def.partition_column.as_deref().ok_or_else(|| {
-                    invalid("replace_partition needs a partition column".into())
-                })?;
+                let part = def
+                    .partition_column
+                    .as_deref()
+                    .ok_or_else(|| invalid("replace_partition needs a partition column".into()))?;
                 let ds = ds.ok_or_else(|| invalid("replace_partition needs a ds".into()))?;
                 check_partition(&phys_batches, part, ds).map_err(invalid)?;
                 if exists {
                     table
                         .write(phys_batches)
                         .with_save_mode(SaveMode::Overwrite)
-                        .with_replace_where(col(format!("\"{part}\"")).eq(lit(ScalarValue::Date32(Some(date32(ds))))))
+                        .with_replace_where(
+                            col(format!("\"{part}\""))
+                                .eq(lit(ScalarValue::Date32(Some(date32(ds))))),
+                        )
                         .with_commit_properties(commit)
                         .await?
                 } else {
@@ -367,7 +376,12 @@ impl Lake {
         })
     }
 
-    fn unchanged(&self, def: &TableDef, table: DeltaTable, rows: usize) -> LakeResult<WriteOutcome> {
+    fn unchanged(
+        &self,
+        def: &TableDef,
+        table: DeltaTable,
+        rows: usize,
+    ) -> LakeResult<WriteOutcome> {
         Ok(WriteOutcome {
             table: def.name.clone(),
             version: version_of(&table),
@@ -391,7 +405,12 @@ impl Lake {
             .map(|k| format!("t.\"{k}\" = s.\"{k}\""))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let columns: Vec<String> = def.schema.fields().iter().map(|f| f.name().clone()).collect();
+        let columns: Vec<String> = def
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         let non_keys: Vec<&String> = columns.iter().filter(|c| !def.keys.contains(c)).collect();
         let mut builder = table
             .merge(source, predicate)
@@ -462,14 +481,20 @@ fn check_unique_keys(batches: &[RecordBatch], keys: &[String]) -> Result<(), Str
     for b in batches {
         let cols = keys
             .iter()
-            .map(|k| b.column_by_name(k).cloned().ok_or_else(|| format!("key column `{k}` missing")))
+            .map(|k| {
+                b.column_by_name(k)
+                    .cloned()
+                    .ok_or_else(|| format!("key column `{k}` missing"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         for c in &cols {
             if c.null_count() > 0 {
                 return Err("key columns must not be null".to_string());
             }
         }
-        let rows = converter.convert_columns(&cols).map_err(|e| e.to_string())?;
+        let rows = converter
+            .convert_columns(&cols)
+            .map_err(|e| e.to_string())?;
         for (i, r) in rows.iter().enumerate() {
             if !seen.insert(r.owned()) {
                 let desc = cols

@@ -14,7 +14,9 @@ use arrow::error::ArrowError;
 /// The type a declared type is stored as.
 pub fn physical_type(dt: &DataType) -> DataType {
     match dt {
-        DataType::Timestamp(_, Some(_)) => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        DataType::Timestamp(_, Some(_)) => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        }
         DataType::Timestamp(_, None) => DataType::Timestamp(TimeUnit::Microsecond, None),
         DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
         DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
@@ -67,9 +69,10 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch, A
                     cols.push(c);
                 }
             }
-            Err(_) if f.is_nullable() => {
-                cols.push(arrow::array::new_null_array(f.data_type(), batch.num_rows()))
-            }
+            Err(_) if f.is_nullable() => cols.push(arrow::array::new_null_array(
+                f.data_type(),
+                batch.num_rows(),
+            )),
             Err(_) => {
                 return Err(ArrowError::SchemaError(format!(
                     "column `{}` is missing and not nullable",
@@ -104,7 +107,10 @@ mod tests {
             declared.clone(),
             vec![
                 Arc::new(StringArray::from(vec!["005930"])),
-                Arc::new(TimestampMillisecondArray::from(vec![1_700_000_000_000]).with_timezone("Asia/Seoul")),
+                Arc::new(
+                    TimestampMillisecondArray::from(vec![1_700_000_000_000])
+                        .with_timezone("Asia/Seoul"),
+                ),
             ],
         )
         .unwrap();
@@ -119,7 +125,11 @@ mod tests {
 
     #[test]
     fn missing_required_column_is_named() {
-        let declared = Arc::new(Schema::new(vec![Field::new("close", DataType::Float64, false)]));
+        let declared = Arc::new(Schema::new(vec![Field::new(
+            "close",
+            DataType::Float64,
+            false,
+        )]));
         let empty = RecordBatch::new_empty(Arc::new(Schema::empty()));
         let err = conform(&empty, &declared).unwrap_err().to_string();
         assert!(err.contains("close"), "{err}");

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::TableReference;
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
-use datafusion::common::TableReference;
 
 use crate::error::{LakeError, LakeResult};
 use crate::lake::{ENGINE_PREFIX, Lake, ReadOptions};
@@ -129,7 +129,10 @@ pub async fn query(lake: &Lake, sql: &str) -> LakeResult<(SchemaRef, Vec<RecordB
         .await
         .map_err(|e| LakeError::Sql(e.to_string()))?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await.map_err(|e| LakeError::Sql(e.to_string()))?;
+    let batches = df
+        .collect()
+        .await
+        .map_err(|e| LakeError::Sql(e.to_string()))?;
     Ok((schema, batches))
 }
 

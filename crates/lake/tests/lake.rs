@@ -36,9 +36,15 @@ fn batch(rows: &[(&str, &str, f64)]) -> RecordBatch {
     RecordBatch::try_new(
         schema(),
         vec![
-            Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
-            Arc::new(Date32Array::from(rows.iter().map(|r| days(r.1)).collect::<Vec<_>>())),
-            Arc::new(Float64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            )),
+            Arc::new(Date32Array::from(
+                rows.iter().map(|r| days(r.1)).collect::<Vec<_>>(),
+            )),
+            Arc::new(Float64Array::from(
+                rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            )),
         ],
     )
     .unwrap()
@@ -70,9 +76,18 @@ fn sorted_rows(batches: &[RecordBatch]) -> Vec<(String, i32, Option<f64>)> {
 async fn merge_twice_with_the_same_rows_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let lake = lake(&dir);
-    let rows = batch(&[("005930", "2024-12-16", 55000.0), ("000660", "2024-12-16", 170000.0)]);
+    let rows = batch(&[
+        ("005930", "2024-12-16", 55000.0),
+        ("000660", "2024-12-16", 170000.0),
+    ]);
     let w1 = lake
-        .write(&def(), vec![rows.clone()], WriteMode::Merge, None, BTreeMap::new())
+        .write(
+            &def(),
+            vec![rows.clone()],
+            WriteMode::Merge,
+            None,
+            BTreeMap::new(),
+        )
         .await
         .unwrap();
     let first = lake.read("prices", ReadOptions::default()).await.unwrap();
@@ -90,12 +105,21 @@ async fn merge_twice_with_the_same_rows_is_idempotent() {
 async fn merge_updates_matching_keys_and_inserts_new_ones() {
     let dir = tempfile::tempdir().unwrap();
     let lake = lake(&dir);
-    lake.write(&def(), vec![batch(&[("005930", "2024-12-16", 1.0)])], WriteMode::Merge, None, BTreeMap::new())
-        .await
-        .unwrap();
     lake.write(
         &def(),
-        vec![batch(&[("005930", "2024-12-16", 2.0), ("005930", "2024-12-17", 3.0)])],
+        vec![batch(&[("005930", "2024-12-16", 1.0)])],
+        WriteMode::Merge,
+        None,
+        BTreeMap::new(),
+    )
+    .await
+    .unwrap();
+    lake.write(
+        &def(),
+        vec![batch(&[
+            ("005930", "2024-12-16", 2.0),
+            ("005930", "2024-12-17", 3.0),
+        ])],
         WriteMode::Merge,
         None,
         BTreeMap::new(),
@@ -116,7 +140,10 @@ async fn merge_rejects_duplicate_keys_in_its_input() {
     let err = lake
         .write(
             &def(),
-            vec![batch(&[("005930", "2024-12-16", 1.0), ("005930", "2024-12-16", 2.0)])],
+            vec![batch(&[
+                ("005930", "2024-12-16", 1.0),
+                ("005930", "2024-12-16", 2.0),
+            ])],
             WriteMode::Merge,
             None,
             BTreeMap::new(),
@@ -145,7 +172,13 @@ async fn reads_as_of_a_date_hide_later_rows() {
     .await
     .unwrap();
     let read = lake
-        .read("prices", ReadOptions { as_of: Some(d("2024-12-16")), version: None })
+        .read(
+            "prices",
+            ReadOptions {
+                as_of: Some(d("2024-12-16")),
+                version: None,
+            },
+        )
         .await
         .unwrap();
     let rows = sorted_rows(&read.batches);
@@ -158,15 +191,31 @@ async fn a_write_that_fails_midway_leaves_the_previous_version() {
     let dir = tempfile::tempdir().unwrap();
     let lake = lake(&dir);
     let w = lake
-        .write(&def(), vec![batch(&[("005930", "2024-12-16", 1.0)])], WriteMode::Append, None, BTreeMap::new())
+        .write(
+            &def(),
+            vec![batch(&[("005930", "2024-12-16", 1.0)])],
+            WriteMode::Append,
+            None,
+            BTreeMap::new(),
+        )
         .await
         .unwrap();
     // Second batch lacks the required `date` column: the whole write must fail.
     let bad_schema = Arc::new(Schema::new(vec![Field::new("code", DataType::Utf8, false)]));
-    let bad = RecordBatch::try_new(bad_schema, vec![Arc::new(StringArray::from(vec!["000660"]))]).unwrap();
+    let bad = RecordBatch::try_new(
+        bad_schema,
+        vec![Arc::new(StringArray::from(vec!["000660"]))],
+    )
+    .unwrap();
     let good = batch(&[("000660", "2024-12-16", 2.0)]);
     let err = lake
-        .write(&def(), vec![good, bad], WriteMode::Append, None, BTreeMap::new())
+        .write(
+            &def(),
+            vec![good, bad],
+            WriteMode::Append,
+            None,
+            BTreeMap::new(),
+        )
         .await;
     assert!(err.is_err());
     assert_eq!(lake.version("prices").await.unwrap(), Some(w.version));
@@ -182,7 +231,10 @@ async fn replace_partition_rewrites_only_its_date() {
     for close in [1.0, 2.0] {
         lake.write(
             &def(),
-            vec![batch(&[("005930", "2024-12-16", close), ("000660", "2024-12-16", close)])],
+            vec![batch(&[
+                ("005930", "2024-12-16", close),
+                ("000660", "2024-12-16", close),
+            ])],
             WriteMode::ReplacePartition,
             Some(ds),
             BTreeMap::new(),
@@ -199,12 +251,24 @@ async fn replace_partition_rewrites_only_its_date() {
     )
     .await
     .unwrap();
-    let rows = sorted_rows(&lake.read("prices", ReadOptions::default()).await.unwrap().batches);
+    let rows = sorted_rows(
+        &lake
+            .read("prices", ReadOptions::default())
+            .await
+            .unwrap()
+            .batches,
+    );
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert_eq!(rows.iter().filter(|r| r.2 == Some(2.0)).count(), 2);
     // A row for another date is refused.
     let err = lake
-        .write(&def(), vec![batch(&[("005930", "2024-12-18", 1.0)])], WriteMode::ReplacePartition, Some(ds), BTreeMap::new())
+        .write(
+            &def(),
+            vec![batch(&[("005930", "2024-12-18", 1.0)])],
+            WriteMode::ReplacePartition,
+            Some(ds),
+            BTreeMap::new(),
+        )
         .await
         .unwrap_err()
         .to_string();
@@ -216,22 +280,45 @@ async fn sql_reads_latest_and_earlier_versions() {
     let dir = tempfile::tempdir().unwrap();
     let lake = lake(&dir);
     let w1 = lake
-        .write(&def(), vec![batch(&[("005930", "2024-12-16", 1.0)])], WriteMode::Merge, None, BTreeMap::new())
+        .write(
+            &def(),
+            vec![batch(&[("005930", "2024-12-16", 1.0)])],
+            WriteMode::Merge,
+            None,
+            BTreeMap::new(),
+        )
         .await
         .unwrap();
-    lake.write(&def(), vec![batch(&[("000660", "2024-12-16", 1.0)])], WriteMode::Merge, None, BTreeMap::new())
-        .await
-        .unwrap();
+    lake.write(
+        &def(),
+        vec![batch(&[("000660", "2024-12-16", 1.0)])],
+        WriteMode::Merge,
+        None,
+        BTreeMap::new(),
+    )
+    .await
+    .unwrap();
     let count = |batches: Vec<RecordBatch>| {
-        let a = batches[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().value(0);
-        a
+        batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap()
+            .value(0)
     };
-    let (_, now) = krxflow_lake::sql::query(&lake, "SELECT count(*) AS n FROM prices").await.unwrap();
+    let (_, now) = krxflow_lake::sql::query(&lake, "SELECT count(*) AS n FROM prices")
+        .await
+        .unwrap();
     assert_eq!(count(now), 2);
     let q = format!("SELECT count(*) AS n FROM prices@v{}", w1.version);
     let (_, then) = krxflow_lake::sql::query(&lake, &q).await.unwrap();
     assert_eq!(count(then), 1);
-    let err = krxflow_lake::sql::query(&lake, "DROP TABLE prices").await.unwrap_err();
+    let err = krxflow_lake::sql::query(&lake, "DROP TABLE prices")
+        .await
+        .unwrap_err();
     assert!(matches!(err, krxflow_lake::LakeError::Sql(_)));
-    assert_eq!(lake.list_tables().await.unwrap(), vec!["prices".to_string()]);
+    assert_eq!(
+        lake.list_tables().await.unwrap(),
+        vec!["prices".to_string()]
+    );
 }

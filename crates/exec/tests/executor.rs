@@ -1,0 +1,522 @@
+//! Executor behaviour: retries with backoff, permanent errors, upstream failures, timeouts,
+//! cancellation, rerun fingerprints, lineage and atomic outputs.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use arrow::array::{Date32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use krxflow_core::{
+    ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator,
+    OperatorRegistry, OutputBatches, OutputPort, ParamSpec, TaskContext, WeekdayCalendar,
+    WriteMode, parse_params,
+};
+use krxflow_dag::{LoadContext, ProcessEnv, TableLookup, ValidatedDag};
+use krxflow_exec::records::{TASK_RUNS, attempts_from_batches};
+use krxflow_exec::{Executor, Reprocess, RunOptions, RunState, TaskState};
+use krxflow_lake::{Catalog, Lake, ReadOptions};
+use serde::Deserialize;
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("code", DataType::Utf8, false),
+        Field::new("date", DataType::Date32, false),
+        Field::new("value", DataType::Int64, false),
+    ]))
+}
+
+fn day(ds: chrono::NaiveDate) -> i32 {
+    (ds - chrono::NaiveDate::default()).num_days() as i32
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct SourceParams {
+    value: i64,
+    /// Transient failures before the first success.
+    fail_times: u32,
+    permanent: bool,
+    sleep_ms: u64,
+    skip: Option<String>,
+    /// Produce rows, then fail permanently (nothing may be committed).
+    fail_after_output: bool,
+}
+
+struct Source;
+struct ConfiguredSource {
+    p: SourceParams,
+    calls: AtomicU32,
+}
+
+#[async_trait]
+impl Operator for Source {
+    fn kind(&self) -> &'static str {
+        "test.source"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn description(&self) -> &'static str {
+        "test source"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![]
+    }
+    fn inputs(&self) -> Vec<InputPort> {
+        vec![]
+    }
+    fn outputs(&self) -> Vec<OutputPort> {
+        vec![
+            OutputPort::new("rows", schema(), WriteMode::Merge, "rows")
+                .keys(&["code", "date"])
+                .date_column("date"),
+        ]
+    }
+    fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
+        Ok(Box::new(ConfiguredSource {
+            p: parse_params(params)?,
+            calls: AtomicU32::new(0),
+        }))
+    }
+}
+
+#[async_trait]
+impl ConfiguredOp for ConfiguredSource {
+    async fn run(&self, ctx: &TaskContext, _inputs: InputBatches) -> OpResult<OutputBatches> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(why) = &self.p.skip {
+            return Err(OpError::skipped(why));
+        }
+        if self.p.sleep_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.p.sleep_ms)).await;
+        }
+        if self.p.permanent {
+            return Err(OpError::permanent("bad config"));
+        }
+        if n < self.p.fail_times {
+            return Err(OpError::transient(format!("flaky #{}", n + 1)));
+        }
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(StringArray::from(vec!["A", "B"])),
+                Arc::new(Date32Array::from(vec![day(ctx.ds), day(ctx.ds)])),
+                Arc::new(Int64Array::from(vec![self.p.value, self.p.value + 1])),
+            ],
+        )?;
+        if self.p.fail_after_output {
+            let _produced = OutputBatches::new().with("rows", vec![batch]);
+            return Err(OpError::permanent("failed after producing output"));
+        }
+        Ok(OutputBatches::new().with("rows", vec![batch]))
+    }
+}
+
+struct Double;
+struct ConfiguredDouble;
+
+#[async_trait]
+impl Operator for Double {
+    fn kind(&self) -> &'static str {
+        "test.double"
+    }
+    fn version(&self) -> u32 {
+        3
+    }
+    fn description(&self) -> &'static str {
+        "doubles value"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![]
+    }
+    fn inputs(&self) -> Vec<InputPort> {
+        vec![InputPort::new("rows", schema(), "rows")]
+    }
+    fn outputs(&self) -> Vec<OutputPort> {
+        vec![
+            OutputPort::new("out", schema(), WriteMode::Merge, "doubled")
+                .keys(&["code", "date"])
+                .date_column("date"),
+        ]
+    }
+    fn configure(&self, _params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
+        Ok(Box::new(ConfiguredDouble))
+    }
+}
+
+#[async_trait]
+impl ConfiguredOp for ConfiguredDouble {
+    async fn run(&self, _ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
+        let b = inputs.concat("rows")?;
+        let v = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| OpError::permanent("value not Int64"))?;
+        let doubled: Int64Array = v.iter().map(|x| x.map(|x| x * 2)).collect();
+        let out = RecordBatch::try_new(
+            schema(),
+            vec![b.column(0).clone(), b.column(1).clone(), Arc::new(doubled)],
+        )?;
+        Ok(OutputBatches::new().with("out", vec![out]))
+    }
+}
+
+struct NoTables;
+impl TableLookup for NoTables {
+    fn table_schema(&self, _name: &str) -> Option<SchemaRef> {
+        None
+    }
+}
+
+fn registry() -> OperatorRegistry {
+    let mut r = OperatorRegistry::new();
+    r.register(Arc::new(Source)).register(Arc::new(Double));
+    r
+}
+
+fn load(yaml: &str) -> Arc<ValidatedDag> {
+    let registry = registry();
+    let ctx = LoadContext {
+        registry: &registry,
+        tables: &NoTables,
+        env: &ProcessEnv,
+    };
+    match krxflow_dag::load_dag_str(yaml, Path::new("test.yaml"), &ctx) {
+        Ok(d) => Arc::new(d),
+        Err(diags) => panic!("invalid test DAG: {diags:?}"),
+    }
+}
+
+fn setup() -> (tempfile::TempDir, Executor) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut catalog = Catalog::new();
+    for d in krxflow_exec::engine_tables() {
+        catalog.declare(d);
+    }
+    let lake = Lake::open(dir.path().to_str().unwrap(), catalog).unwrap();
+    let exec = Executor::new(lake, Arc::new(WeekdayCalendar::default())).with_max_parallel(4);
+    (dir, exec)
+}
+
+fn ds() -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(2024, 12, 16).unwrap()
+}
+
+async fn attempts(exec: &Executor) -> Vec<krxflow_exec::AttemptRecord> {
+    let read = exec
+        .lake()
+        .read(TASK_RUNS, ReadOptions::default())
+        .await
+        .unwrap();
+    let mut a = attempts_from_batches(&read.batches);
+    a.sort_by_key(|r| (r.task.clone(), r.attempt));
+    a
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_with_capped_backoff_until_success() {
+    let (_dir, exec) = setup();
+    let dag = load(
+        r#"
+dag: flaky
+tasks:
+  src:
+    op: test.source
+    with: { value: 1, fail_times: 2 }
+    outputs: { rows: t_rows }
+    retries: { max: 3, backoff: exponential, base: 20ms, max_delay: 30ms, jitter: full }
+"#,
+    );
+    let report = exec.run(dag.clone(), RunOptions::new(ds())).await.unwrap();
+    assert_eq!(report.state, RunState::Succeeded);
+    let t = report.task("src").unwrap();
+    assert_eq!(t.state, TaskState::Succeeded);
+    assert_eq!(t.attempts, 3);
+    let recs = attempts(&exec).await;
+    let states: Vec<&str> = recs.iter().map(|r| r.state.as_str()).collect();
+    assert_eq!(
+        states,
+        ["failed_transient", "failed_transient", "succeeded"]
+    );
+    let policy = &dag.tasks[0].spec.retries;
+    assert_eq!(recs[0].delay_ms, 0);
+    for r in &recs[1..] {
+        let cap = policy.max_delay_for(r.attempt as u32 - 1).as_millis() as i64;
+        assert!(
+            r.delay_ms <= cap,
+            "attempt {} slept {}ms > cap {cap}ms",
+            r.attempt,
+            r.delay_ms
+        );
+    }
+    assert!(
+        recs[2].delay_ms <= 30,
+        "max_delay caps the exponential growth"
+    );
+    assert_eq!(recs[0].error.as_deref(), Some("flaky #1"));
+    assert_eq!(recs[1].error.as_deref(), Some("flaky #2"));
+}
+
+#[tokio::test]
+async fn permanent_errors_are_not_retried() {
+    let (_dir, exec) = setup();
+    let dag = load(
+        r#"
+dag: perm
+tasks:
+  src:
+    op: test.source
+    with: { permanent: true }
+    outputs: { rows: t_rows }
+    retries: { max: 5, base: 10ms }
+"#,
+    );
+    let report = exec.run(dag, RunOptions::new(ds())).await.unwrap();
+    assert_eq!(report.state, RunState::Failed);
+    let t = report.task("src").unwrap();
+    assert_eq!((t.state, t.attempts), (TaskState::Failed, 1));
+    assert_eq!(attempts(&exec).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_task_blocks_its_downstream_but_not_a_parallel_branch() {
+    let (_dir, exec) = setup();
+    let dag = load(
+        r#"
+dag: branches
+tasks:
+  bad:
+    op: test.source
+    with: { permanent: true }
+    outputs: { rows: bad_rows }
+  after_bad:
+    op: test.double
+    inputs: { rows: bad_rows }
+    outputs: { out: bad_doubled }
+  good:
+    op: test.source
+    with: { value: 5 }
+    outputs: { rows: good_rows }
+  after_good:
+    op: test.double
+    inputs: { rows: good_rows }
+    outputs: { out: good_doubled }
+"#,
+    );
+    let report = exec.run(dag, RunOptions::new(ds())).await.unwrap();
+    assert_eq!(report.state, RunState::Failed);
+    let state = |n: &str| report.task(n).unwrap().state;
+    assert_eq!(state("bad"), TaskState::Failed);
+    assert_eq!(state("after_bad"), TaskState::UpstreamFailed);
+    assert_eq!(state("good"), TaskState::Succeeded);
+    assert_eq!(state("after_good"), TaskState::Succeeded);
+    let doubled = exec
+        .lake()
+        .read("good_doubled", ReadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(doubled.num_rows(), 2);
+    assert!(exec.lake().version("bad_doubled").await.unwrap().is_none());
+    let recs = attempts(&exec).await;
+    assert!(
+        recs.iter()
+            .any(|r| r.task == "after_bad" && r.state == "upstream_failed")
+    );
+}
+
+#[tokio::test]
+async fn a_slow_attempt_is_recorded_as_timed_out() {
+    let (_dir, exec) = setup();
+    let dag = load(
+        r#"
+dag: slow
+tasks:
+  src:
+    op: test.source
+    with: { sleep_ms: 5000 }
+    outputs: { rows: t_rows }
+    timeout: 100ms
+"#,
+    );
+    let report = exec.run(dag, RunOptions::new(ds())).await.unwrap();
+    assert_eq!(report.task("src").unwrap().state, TaskState::Failed);
+    let recs = attempts(&exec).await;
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].state, "timed_out");
+    assert!(recs[0].error.as_deref().unwrap_or("").contains("timed out"));
+}
+
+#[tokio::test]
+async fn cancelling_a_run_records_the_attempt_as_cancelled() {
+    let (_dir, exec) = setup();
+    let dag = load(
+        r#"
+dag: cancel
+tasks:
+  src:
+    op: test.source
+    with: { sleep_ms: 10000 }
+    outputs: { rows: t_rows }
+  next:
+    op: test.double
+    inputs: { rows: t_rows }
+    outputs: { out: t_out }
+"#,
+    );
+    let token = exec.cancel_token();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        token.cancel();
+    });
+    let report = exec.run(dag, RunOptions::new(ds())).await.unwrap();
+    assert_eq!(report.state, RunState::Cancelled);
+    assert_eq!(report.task("src").unwrap().state, TaskState::Cancelled);
+    assert_eq!(report.task("next").unwrap().state, TaskState::Cancelled);
+    let recs = attempts(&exec).await;
+    assert!(
+        recs.iter()
+            .any(|r| r.task == "src" && r.attempt == 1 && r.state == "cancelled")
+    );
+}
+
+#[tokio::test]
+async fn skipped_operators_report_their_reason_and_downstream_still_runs() {
+    let (_dir, exec) = setup();
+    let dag = load(
+        r#"
+dag: skip
+tasks:
+  src:
+    op: test.source
+    with: { skip: "model file models/x.onnx not found" }
+    outputs: { rows: t_rows }
+"#,
+    );
+    let report = exec.run(dag, RunOptions::new(ds())).await.unwrap();
+    assert_eq!(report.state, RunState::Succeeded);
+    let t = report.task("src").unwrap();
+    assert_eq!(t.state, TaskState::Skipped);
+    assert_eq!(
+        t.error.as_deref(),
+        Some("skipped: model file models/x.onnx not found")
+    );
+}
+
+#[tokio::test]
+async fn rerunning_a_partition_skips_succeeded_fingerprints_and_never_duplicates() {
+    let (_dir, exec) = setup();
+    let yaml = r#"
+dag: twice
+tasks:
+  src:
+    op: test.source
+    with: { value: 7 }
+    outputs: { rows: t_rows }
+  dbl:
+    op: test.double
+    inputs: { rows: t_rows }
+    outputs: { out: t_out }
+"#;
+    let first = exec.run(load(yaml), RunOptions::new(ds())).await.unwrap();
+    assert_eq!(first.task("dbl").unwrap().state, TaskState::Succeeded);
+    let second = exec.run(load(yaml), RunOptions::new(ds())).await.unwrap();
+    assert_eq!(second.task("src").unwrap().state, TaskState::UpToDate);
+    assert_eq!(second.task("dbl").unwrap().state, TaskState::UpToDate);
+    let mut all = RunOptions::new(ds());
+    all.reprocess = Reprocess::All;
+    let third = exec.run(load(yaml), all).await.unwrap();
+    assert_eq!(third.task("dbl").unwrap().state, TaskState::Succeeded);
+    let out = exec
+        .lake()
+        .read("t_out", ReadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(out.num_rows(), 2, "re-running rewrites, never duplicates");
+    // Changing a param changes the fingerprint: src re-runs, and so does its downstream.
+    let changed = yaml.replace("value: 7", "value: 8");
+    let fourth = exec
+        .run(load(&changed), RunOptions::new(ds()))
+        .await
+        .unwrap();
+    assert_eq!(fourth.task("src").unwrap().state, TaskState::Succeeded);
+    assert_eq!(fourth.task("dbl").unwrap().state, TaskState::Succeeded);
+}
+
+#[tokio::test]
+async fn lineage_records_exact_input_versions_operator_version_and_params_hash() {
+    let (_dir, exec) = setup();
+    let dag = load(
+        r#"
+dag: lin
+tasks:
+  src:
+    op: test.source
+    with: { value: 3 }
+    outputs: { rows: t_rows }
+  dbl:
+    op: test.double
+    inputs: { rows: t_rows }
+    outputs: { out: t_out }
+"#,
+    );
+    exec.run(dag.clone(), RunOptions::new(ds())).await.unwrap();
+    let rows_version = exec.lake().version("t_rows").await.unwrap().unwrap();
+    let records = krxflow_exec::lineage::all_records(exec.lake())
+        .await
+        .unwrap();
+    let tree = krxflow_exec::lineage::build_tree(&records, "t_out", Some(ds())).unwrap();
+    let producer = tree.producer.as_ref().unwrap();
+    assert_eq!(producer.op_kind, "test.double");
+    assert_eq!(producer.op_version, 3);
+    assert_eq!(producer.params_hash, dag.task("dbl").unwrap().params_hash);
+    assert_eq!(producer.inputs.len(), 1);
+    assert_eq!(producer.inputs[0].table, "t_rows");
+    assert_eq!(producer.inputs[0].version, rows_version);
+    assert_eq!(tree.inputs[0].table, "t_rows");
+    assert_eq!(tree.inputs[0].producer.as_ref().unwrap().task, "src");
+}
+
+#[tokio::test]
+async fn a_task_failing_after_producing_output_leaves_its_table_untouched() {
+    let (_dir, exec) = setup();
+    let ok = load(
+        r#"
+dag: atomic
+tasks:
+  src:
+    op: test.source
+    with: { value: 1 }
+    outputs: { rows: t_rows }
+"#,
+    );
+    exec.run(ok, RunOptions::new(ds())).await.unwrap();
+    let before = exec.lake().version("t_rows").await.unwrap();
+    let bad = load(
+        r#"
+dag: atomic
+tasks:
+  src:
+    op: test.source
+    with: { value: 99, fail_after_output: true }
+    outputs: { rows: t_rows }
+"#,
+    );
+    let report = exec.run(bad, RunOptions::new(ds())).await.unwrap();
+    assert_eq!(report.task("src").unwrap().state, TaskState::Failed);
+    assert_eq!(exec.lake().version("t_rows").await.unwrap(), before);
+    let read = exec
+        .lake()
+        .read("t_rows", ReadOptions::default())
+        .await
+        .unwrap();
+    let v = read.batches[0]
+        .column(2)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    assert!(v.iter().all(|x| x != Some(99)));
+}
