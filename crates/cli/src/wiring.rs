@@ -1,0 +1,87 @@
+//! Wires the engine with the pipeline operators and tables.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use krxflow_core::{Calendar, OperatorRegistry, WeekdayCalendar};
+use krxflow_dag::{LoadContext, ProcessEnv, TableLookup, ValidatedDag};
+use krxflow_lake::{Catalog, Lake};
+
+pub fn registry() -> OperatorRegistry {
+    let mut r = OperatorRegistry::new();
+    krxflow_pipelines::register(&mut r);
+    r
+}
+
+pub fn catalog() -> Catalog {
+    let mut c = Catalog::new();
+    for def in krxflow_exec::engine_tables() {
+        c.declare(def);
+    }
+    for def in krxflow_pipelines::tables() {
+        c.declare(def);
+    }
+    c
+}
+
+pub fn calendar(_name: &str) -> Arc<dyn Calendar> {
+    Arc::new(WeekdayCalendar::default())
+}
+
+/// Tables known at validation time: declared in the catalog or present in the lake.
+pub struct KnownTables(pub HashMap<String, SchemaRef>);
+
+impl TableLookup for KnownTables {
+    fn table_schema(&self, name: &str) -> Option<SchemaRef> {
+        self.0.get(name).cloned()
+    }
+}
+
+pub async fn known_tables(lake: &Lake) -> KnownTables {
+    let mut map: HashMap<String, SchemaRef> = lake
+        .catalog()
+        .iter()
+        .map(|d| (d.name.clone(), d.schema.clone()))
+        .collect();
+    if let Ok(names) = lake.list_tables().await {
+        for n in names {
+            if map.contains_key(&n) {
+                continue;
+            }
+            if let Ok(Some(s)) = lake.table_schema(&n).await {
+                map.insert(n, s);
+            }
+        }
+    }
+    KnownTables(map)
+}
+
+/// A DAG argument: a path, or a name looked up as `dags/NAME.yaml`.
+pub fn resolve_dag_path(arg: &str) -> PathBuf {
+    let p = Path::new(arg);
+    if p.exists() || arg.ends_with(".yaml") || arg.ends_with(".yml") {
+        return p.to_path_buf();
+    }
+    let candidate = Path::new("dags").join(format!("{arg}.yaml"));
+    if candidate.exists() {
+        candidate
+    } else {
+        p.to_path_buf()
+    }
+}
+
+pub fn load(
+    path: &Path,
+    registry: &OperatorRegistry,
+    tables: &KnownTables,
+) -> Result<ValidatedDag, Vec<krxflow_dag::Diagnostic>> {
+    let env = ProcessEnv;
+    let ctx = LoadContext {
+        registry,
+        tables,
+        env: &env,
+    };
+    krxflow_dag::load_dag_file(path, &ctx)
+}

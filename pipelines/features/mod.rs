@@ -1,0 +1,4 @@
+//! Feature operators.
+
+pub mod build;
+pub mod returns;

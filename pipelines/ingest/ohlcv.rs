@@ -1,0 +1,952 @@
+//! `ingest.ohlcv`: daily bars from files into `ohlcv_daily`, bad rows into `ohlcv_rejects`.
+//!
+//! Sources (param `source`):
+//! * `csv_dir`: one CSV per ticker named `<code>.csv` in the FinanceDataReader layout
+//!   (`Date,Open,High,Low,Close,Volume[,Change]`);
+//! * `panel`: one long-format CSV, CSV.gz or Parquet file with a column mapping.
+//!
+//! Every input row ends up in exactly one place: accepted into `bars` (possibly repaired, e.g.
+//! a High one tick below the close from rounding of adjusted prices), rejected into `rejects`
+//! with a reason code and the raw line, or counted as out of range (after `ds`, before the
+//! lookback window, or a code not asked for). Counters are reported per outcome and reason.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use krxflow_core::{
+    ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator, OutputBatches,
+    OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
+};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::tables::{ohlcv_daily_schema, ohlcv_rejects_schema};
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    CsvDir,
+    Panel,
+}
+
+/// Input column names (matched case-insensitively).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Columns {
+    pub code: String,
+    pub date: String,
+    pub open: String,
+    pub high: String,
+    pub low: String,
+    pub close: String,
+    pub volume: String,
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Self {
+            code: "code".into(),
+            date: "date".into(),
+            open: "open".into(),
+            high: "high".into(),
+            low: "low".into(),
+            close: "close".into(),
+            volume: "volume".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OhlcvParams {
+    pub source: Source,
+    /// Folder (`csv_dir`) or file (`panel`).
+    pub path: String,
+    /// Only these codes (default: all).
+    #[serde(default)]
+    pub codes: Option<Vec<String>>,
+    /// Only rows dated within this many calendar days before `ds` (default: all history).
+    #[serde(default)]
+    pub lookback_days: Option<u32>,
+    #[serde(default)]
+    pub columns: Columns,
+    /// Absolute tolerance (KRW) for High/Low outside Open/Close before a row is rejected;
+    /// within it the row is repaired (High/Low widened) and counted.
+    #[serde(default = "default_tol_abs")]
+    pub tolerance_abs: f64,
+    /// Relative tolerance, whichever of the two is larger applies.
+    #[serde(default = "default_tol_rel")]
+    pub tolerance_rel: f64,
+    /// Dates whose rows are provisional (e.g. an intraday snapshot, not a close): rejected with
+    /// reason `provisional`.
+    #[serde(default)]
+    pub provisional_dates: Vec<NaiveDate>,
+    /// Label stored in the `source` column (default: the source kind and file/folder name).
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+fn default_tol_abs() -> f64 {
+    2.0
+}
+fn default_tol_rel() -> f64 {
+    0.001
+}
+
+/// Why a row was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reason {
+    Unparsable,
+    NullValue,
+    TradingHalt,
+    NonPositivePrice,
+    InconsistentHighLow,
+    ZeroVolume,
+    NegativeVolume,
+    DuplicateDate,
+    Provisional,
+    BadCode,
+}
+
+impl Reason {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Unparsable => "unparsable",
+            Self::NullValue => "null_value",
+            Self::TradingHalt => "trading_halt",
+            Self::NonPositivePrice => "non_positive_price",
+            Self::InconsistentHighLow => "inconsistent_high_low",
+            Self::ZeroVolume => "zero_volume",
+            Self::NegativeVolume => "negative_volume",
+            Self::DuplicateDate => "duplicate_date",
+            Self::Provisional => "provisional",
+            Self::BadCode => "bad_code",
+        }
+    }
+}
+
+/// A validated bar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bar {
+    pub code: String,
+    pub date: NaiveDate,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: i64,
+}
+
+/// A rejected row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    pub code: String,
+    pub date: Option<NaiveDate>,
+    pub reason: Reason,
+    pub detail: String,
+    pub raw: String,
+}
+
+/// Raw fields of one row, by role.
+#[derive(Debug, Clone, Default)]
+pub struct RawRow<'a> {
+    pub code: &'a str,
+    pub date: &'a str,
+    pub open: &'a str,
+    pub high: &'a str,
+    pub low: &'a str,
+    pub close: &'a str,
+    pub volume: &'a str,
+}
+
+fn parse_date(s: &str) -> Option<NaiveDate> {
+    let s = s.trim();
+    let s = s
+        .get(..10)
+        .filter(|p| p.len() == 10 && s.len() >= 10)
+        .unwrap_or(s);
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(s, "%Y%m%d"))
+        .or_else(|_| NaiveDate::parse_from_str(s, "%Y.%m.%d"))
+        .or_else(|_| NaiveDate::parse_from_str(s, "%Y/%m/%d"))
+        .ok()
+}
+
+fn is_null(s: &str) -> bool {
+    let t = s.trim();
+    t.is_empty()
+        || t.eq_ignore_ascii_case("null")
+        || t.eq_ignore_ascii_case("nan")
+        || t.eq_ignore_ascii_case("none")
+        || t == "-"
+}
+
+/// Outcome of validating one row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Checked {
+    Accepted { bar: Bar, repaired: bool },
+    Rejected(Reject),
+}
+
+/// Validates one row (without the duplicate/provisional checks, which need context).
+pub fn check_row(row: &RawRow<'_>, raw: &str, tol_abs: f64, tol_rel: f64) -> Checked {
+    let code = row.code.trim().to_string();
+    let reject = |date: Option<NaiveDate>, reason: Reason, detail: String| {
+        Checked::Rejected(Reject {
+            code: code.clone(),
+            date,
+            reason,
+            detail,
+            raw: raw.to_string(),
+        })
+    };
+    if code.is_empty() || code.len() > 12 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return reject(None, Reason::BadCode, format!("code `{code}`"));
+    }
+    let Some(date) = parse_date(row.date) else {
+        return reject(None, Reason::Unparsable, format!("date `{}`", row.date));
+    };
+    let fields = [
+        ("open", row.open),
+        ("high", row.high),
+        ("low", row.low),
+        ("close", row.close),
+        ("volume", row.volume),
+    ];
+    if let Some((name, _)) = fields.iter().find(|(_, v)| is_null(v)) {
+        return reject(Some(date), Reason::NullValue, format!("{name} is null"));
+    }
+    let mut nums = [0f64; 5];
+    for (i, (name, v)) in fields.iter().enumerate() {
+        match v.trim().replace(',', "").parse::<f64>() {
+            Ok(x) if x.is_finite() => nums[i] = x,
+            Ok(_) => {
+                return reject(
+                    Some(date),
+                    Reason::NullValue,
+                    format!("{name} is not finite"),
+                );
+            }
+            Err(_) => return reject(Some(date), Reason::Unparsable, format!("{name} `{v}`")),
+        }
+    }
+    let [open, mut high, mut low, close, volume] = nums;
+    if volume < 0.0 {
+        return reject(
+            Some(date),
+            Reason::NegativeVolume,
+            format!("volume {volume}"),
+        );
+    }
+    if volume == 0.0 && (open == 0.0 || high == 0.0 || low == 0.0) {
+        return reject(
+            Some(date),
+            Reason::TradingHalt,
+            format!("open/high/low {open}/{high}/{low} with zero volume"),
+        );
+    }
+    if open <= 0.0 || high <= 0.0 || low <= 0.0 || close <= 0.0 {
+        return reject(
+            Some(date),
+            Reason::NonPositivePrice,
+            format!("ohlc {open}/{high}/{low}/{close}"),
+        );
+    }
+    let top = open.max(close);
+    let bottom = open.min(close);
+    let tol = |p: f64| tol_abs.max(p * tol_rel);
+    if high + tol(top) < top || low - tol(bottom) > bottom || high < low {
+        return reject(
+            Some(date),
+            Reason::InconsistentHighLow,
+            format!("ohlc {open}/{high}/{low}/{close}"),
+        );
+    }
+    let repaired = high < top || low > bottom;
+    high = high.max(top);
+    low = low.min(bottom);
+    if volume == 0.0 {
+        return reject(
+            Some(date),
+            Reason::ZeroVolume,
+            "volume 0 on a traded day".into(),
+        );
+    }
+    Checked::Accepted {
+        bar: Bar {
+            code,
+            date,
+            open,
+            high,
+            low,
+            close,
+            volume: volume.round() as i64,
+        },
+        repaired,
+    }
+}
+
+/// Accumulates accepted bars and rejects, with counters.
+#[derive(Debug, Default)]
+pub struct Collector {
+    pub bars: Vec<Bar>,
+    pub rejects: Vec<Reject>,
+    pub counters: BTreeMap<String, i64>,
+    seen: HashSet<(String, NaiveDate)>,
+}
+
+/// Filters applied before validation.
+pub struct Window<'a> {
+    pub ds: NaiveDate,
+    pub from: Option<NaiveDate>,
+    pub codes: Option<&'a HashSet<String>>,
+    pub provisional: &'a HashSet<NaiveDate>,
+    pub tol_abs: f64,
+    pub tol_rel: f64,
+}
+
+impl Collector {
+    fn count(&mut self, key: &str) {
+        *self.counters.entry(key.to_string()).or_default() += 1;
+    }
+
+    /// Routes one raw row.
+    pub fn push(&mut self, row: &RawRow<'_>, raw: &str, w: &Window<'_>) {
+        self.count("rows_read");
+        if let Some(codes) = w.codes
+            && !codes.contains(row.code.trim())
+        {
+            self.count("out_of_scope.code");
+            return;
+        }
+        if let Some(d) = parse_date(row.date) {
+            if d > w.ds {
+                self.count("out_of_scope.after_ds");
+                return;
+            }
+            if w.from.is_some_and(|f| d < f) {
+                self.count("out_of_scope.before_lookback");
+                return;
+            }
+        }
+        match check_row(row, raw, w.tol_abs, w.tol_rel) {
+            Checked::Accepted { bar, repaired } => {
+                if w.provisional.contains(&bar.date) {
+                    self.reject(Reject {
+                        code: bar.code,
+                        date: Some(bar.date),
+                        reason: Reason::Provisional,
+                        detail: "provisional (not a final close)".into(),
+                        raw: raw.to_string(),
+                    });
+                    return;
+                }
+                if !self.seen.insert((bar.code.clone(), bar.date)) {
+                    self.reject(Reject {
+                        code: bar.code,
+                        date: Some(bar.date),
+                        reason: Reason::DuplicateDate,
+                        detail: "second row for the same code and date".into(),
+                        raw: raw.to_string(),
+                    });
+                    return;
+                }
+                if repaired {
+                    self.count("repaired.high_low_rounding");
+                }
+                self.count("accepted");
+                self.bars.push(bar);
+            }
+            Checked::Rejected(r) => self.reject(r),
+        }
+    }
+
+    fn reject(&mut self, r: Reject) {
+        self.count(&format!("rejected.{}", r.reason.code()));
+        self.rejects.push(r);
+    }
+}
+
+fn header_index(headers: &[String], want: &str) -> Option<usize> {
+    headers
+        .iter()
+        .position(|h| h.trim().eq_ignore_ascii_case(want))
+}
+
+/// Reads a CSV stream with a header into the collector. `fixed_code` is used for per-ticker
+/// files (the code comes from the file name).
+pub fn read_csv<R: Read>(
+    reader: R,
+    cols: &Columns,
+    fixed_code: Option<&str>,
+    w: &Window<'_>,
+    out: &mut Collector,
+) -> Result<(), String> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(reader);
+    let headers: Vec<String> = rdr
+        .headers()
+        .map_err(|e| format!("header: {e}"))?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_string())
+        .collect();
+    let idx = |name: &str| {
+        header_index(&headers, name)
+            .ok_or_else(|| format!("column `{name}` not found (have: {})", headers.join(",")))
+    };
+    let code_i = match fixed_code {
+        Some(_) => None,
+        None => Some(idx(&cols.code)?),
+    };
+    let (di, oi, hi, li, ci, vi) = (
+        idx(&cols.date)?,
+        idx(&cols.open)?,
+        idx(&cols.high)?,
+        idx(&cols.low)?,
+        idx(&cols.close)?,
+        idx(&cols.volume)?,
+    );
+    let mut record = csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                let get = |i: usize| record.get(i).unwrap_or("");
+                let raw = record.iter().collect::<Vec<_>>().join(",");
+                let row = RawRow {
+                    code: fixed_code.unwrap_or_else(|| code_i.map(get).unwrap_or("")),
+                    date: get(di),
+                    open: get(oi),
+                    high: get(hi),
+                    low: get(li),
+                    close: get(ci),
+                    volume: get(vi),
+                };
+                out.push(&row, &raw, w);
+            }
+            Err(e) => {
+                out.count("rows_read");
+                out.reject(Reject {
+                    code: fixed_code.unwrap_or("").to_string(),
+                    date: None,
+                    reason: Reason::Unparsable,
+                    detail: format!("csv: {e}"),
+                    raw: String::new(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn days(d: NaiveDate) -> i32 {
+    (d - NaiveDate::default()).num_days() as i32
+}
+
+/// Stable id of a reject: re-ingesting the same bad row does not duplicate it.
+fn reject_id(source: &str, r: &Reject) -> String {
+    let mut h = Sha256::new();
+    h.update(source.as_bytes());
+    h.update([0x1f]);
+    h.update(r.code.as_bytes());
+    h.update([0x1f]);
+    h.update(r.raw.as_bytes());
+    h.update([0x1f]);
+    h.update(r.reason.code().as_bytes());
+    h.update([0x1f]);
+    h.update(r.detail.as_bytes());
+    h.finalize()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub fn bars_batch(bars: &[Bar], source: &str) -> Result<RecordBatch, arrow::error::ArrowError> {
+    RecordBatch::try_new(
+        ohlcv_daily_schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                bars.iter().map(|b| b.code.as_str()),
+            )) as ArrayRef,
+            Arc::new(Date32Array::from_iter_values(
+                bars.iter().map(|b| days(b.date)),
+            )),
+            Arc::new(Float64Array::from_iter_values(bars.iter().map(|b| b.open))),
+            Arc::new(Float64Array::from_iter_values(bars.iter().map(|b| b.high))),
+            Arc::new(Float64Array::from_iter_values(bars.iter().map(|b| b.low))),
+            Arc::new(Float64Array::from_iter_values(bars.iter().map(|b| b.close))),
+            Arc::new(Int64Array::from_iter_values(bars.iter().map(|b| b.volume))),
+            Arc::new(StringArray::from_iter_values(bars.iter().map(|_| source))),
+        ],
+    )
+}
+
+pub fn rejects_batch(
+    rejects: &[Reject],
+    source: &str,
+    ds: NaiveDate,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    RecordBatch::try_new(
+        ohlcv_rejects_schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|r| reject_id(source, r)),
+            )) as ArrayRef,
+            Arc::new(Date32Array::from_iter_values(
+                rejects.iter().map(|_| days(ds)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|_| source),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|r| r.code.as_str()),
+            )),
+            Arc::new(Date32Array::from(
+                rejects.iter().map(|r| r.date.map(days)).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|r| r.reason.code()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|r| r.detail.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|r| r.raw.as_str()),
+            )),
+        ],
+    )
+}
+
+/// Schema of `ohlcv_rejects`.
+pub fn rejects_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("ds", DataType::Date32, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("code", DataType::Utf8, false),
+        Field::new("date", DataType::Date32, true),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, false),
+        Field::new("raw", DataType::Utf8, false),
+    ]))
+}
+
+pub struct IngestOhlcv;
+
+struct Configured {
+    p: OhlcvParams,
+}
+
+#[async_trait]
+impl Operator for IngestOhlcv {
+    fn kind(&self) -> &'static str {
+        "ingest.ohlcv"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn description(&self) -> &'static str {
+        "Daily OHLCV from per-ticker CSVs or a long panel (CSV/CSV.gz/Parquet); bad rows to ohlcv_rejects"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::required("source", "csv_dir|panel", "where the bars come from"),
+            ParamSpec::required(
+                "path",
+                "string",
+                "folder of <code>.csv (csv_dir) or the panel file",
+            ),
+            ParamSpec::optional("codes", "list<string>", "all", "only these codes"),
+            ParamSpec::optional(
+                "lookback_days",
+                "u32",
+                "all history",
+                "only rows within this many calendar days before ds",
+            ),
+            ParamSpec::optional(
+                "columns",
+                "map",
+                "code,date,open,high,low,close,volume",
+                "input column names (case-insensitive)",
+            ),
+            ParamSpec::optional(
+                "tolerance_abs",
+                "f64",
+                "2.0",
+                "KRW a High/Low may sit outside Open/Close and be repaired",
+            ),
+            ParamSpec::optional(
+                "tolerance_rel",
+                "f64",
+                "0.001",
+                "relative form of the same tolerance (the larger applies)",
+            ),
+            ParamSpec::optional(
+                "provisional_dates",
+                "list<date>",
+                "[]",
+                "dates whose rows are not final closes (rejected as provisional)",
+            ),
+            ParamSpec::optional(
+                "label",
+                "string",
+                "<source>:<name>",
+                "value of the `source` column",
+            ),
+        ]
+    }
+    fn inputs(&self) -> Vec<InputPort> {
+        vec![]
+    }
+    fn outputs(&self) -> Vec<OutputPort> {
+        vec![
+            OutputPort::new(
+                "bars",
+                ohlcv_daily_schema(),
+                WriteMode::Merge,
+                "accepted daily bars",
+            )
+            .keys(&["code", "date"])
+            .date_column("date"),
+            OutputPort::new(
+                "rejects",
+                ohlcv_rejects_schema(),
+                WriteMode::Merge,
+                "rejected rows with reasons",
+            )
+            .keys(&["id"])
+            .date_column("ds"),
+        ]
+    }
+    fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
+        let p: OhlcvParams = parse_params(params)?;
+        if p.tolerance_abs < 0.0 || p.tolerance_rel < 0.0 {
+            return Err(ConfigError::new("tolerance_abs", "tolerances must be >= 0"));
+        }
+        Ok(Box::new(Configured { p }))
+    }
+}
+
+impl Configured {
+    fn label(&self) -> String {
+        self.p.label.clone().unwrap_or_else(|| {
+            let name = Path::new(&self.p.path)
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            match self.p.source {
+                Source::CsvDir => format!("csv_dir:{name}"),
+                Source::Panel => format!("panel:{name}"),
+            }
+        })
+    }
+
+    fn ingest(&self, ds: NaiveDate) -> OpResult<Collector> {
+        let p = &self.p;
+        let codes: Option<HashSet<String>> = p.codes.as_ref().map(|c| c.iter().cloned().collect());
+        let provisional: HashSet<NaiveDate> = p.provisional_dates.iter().copied().collect();
+        let w = Window {
+            ds,
+            from: p
+                .lookback_days
+                .map(|d| ds - chrono::Duration::days(i64::from(d))),
+            codes: codes.as_ref(),
+            provisional: &provisional,
+            tol_abs: p.tolerance_abs,
+            tol_rel: p.tolerance_rel,
+        };
+        let mut out = Collector::default();
+        match p.source {
+            Source::CsvDir => {
+                let mut cols = p.columns.clone();
+                if p.columns.date == Columns::default().date {
+                    cols = Columns {
+                        date: "Date".into(),
+                        ..cols
+                    };
+                }
+                let mut files: Vec<PathBuf> = std::fs::read_dir(&p.path)
+                    .map_err(|e| OpError::permanent(format!("cannot read folder {}: {e}", p.path)))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|f| f.extension().is_some_and(|x| x.eq_ignore_ascii_case("csv")))
+                    .collect();
+                files.sort();
+                if files.is_empty() {
+                    return Err(OpError::permanent(format!("no *.csv files in {}", p.path)));
+                }
+                for f in files {
+                    let code = f
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().to_string())
+                        .unwrap_or_default();
+                    if codes.as_ref().is_some_and(|c| !c.contains(&code)) {
+                        continue;
+                    }
+                    let file = std::fs::File::open(&f)
+                        .map_err(|e| OpError::transient(format!("open {}: {e}", f.display())))?;
+                    read_csv(file, &cols, Some(&code), &w, &mut out)
+                        .map_err(|e| OpError::permanent(format!("{}: {e}", f.display())))?;
+                }
+            }
+            Source::Panel => {
+                let path = Path::new(&p.path);
+                let file = std::fs::File::open(path)
+                    .map_err(|e| OpError::permanent(format!("open {}: {e}", p.path)))?;
+                let name = p.path.to_ascii_lowercase();
+                if name.ends_with(".gz") {
+                    read_csv(
+                        flate2::read::GzDecoder::new(file),
+                        &p.columns,
+                        None,
+                        &w,
+                        &mut out,
+                    )
+                } else if name.ends_with(".parquet") {
+                    read_parquet(file, &p.columns, &w, &mut out)
+                } else {
+                    read_csv(file, &p.columns, None, &w, &mut out)
+                }
+                .map_err(|e| OpError::permanent(format!("{}: {e}", p.path)))?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Reads a Parquet panel: every column is rendered as text and validated like a CSV row.
+fn read_parquet(
+    file: std::fs::File,
+    cols: &Columns,
+    w: &Window<'_>,
+    out: &mut Collector,
+) -> Result<(), String> {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| e.to_string())?
+        .build()
+        .map_err(|e| e.to_string())?;
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let schema = batch.schema();
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let find = |want: &str| {
+            header_index(&names, want).ok_or_else(|| format!("column `{want}` not found"))
+        };
+        let idx = [
+            find(&cols.code)?,
+            find(&cols.date)?,
+            find(&cols.open)?,
+            find(&cols.high)?,
+            find(&cols.low)?,
+            find(&cols.close)?,
+            find(&cols.volume)?,
+        ];
+        let text: Vec<ArrayRef> = idx
+            .iter()
+            .map(|&i| arrow::compute::cast(batch.column(i), &DataType::Utf8))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        let strs: Vec<&StringArray> = text
+            .iter()
+            .map(|a| {
+                a.as_any()
+                    .downcast_ref::<StringArray>()
+                    .ok_or("cast to text failed")
+            })
+            .collect::<Result<_, _>>()?;
+        for r in 0..batch.num_rows() {
+            let v = |k: usize| {
+                if strs[k].is_null(r) {
+                    ""
+                } else {
+                    strs[k].value(r)
+                }
+            };
+            let raw = (0..7).map(v).collect::<Vec<_>>().join(",");
+            let row = RawRow {
+                code: v(0),
+                date: v(1),
+                open: v(2),
+                high: v(3),
+                low: v(4),
+                close: v(5),
+                volume: v(6),
+            };
+            out.push(&row, &raw, w);
+        }
+    }
+    Ok(())
+}
+
+use arrow::array::Array;
+
+#[async_trait]
+impl ConfiguredOp for Configured {
+    async fn run(&self, ctx: &TaskContext, _inputs: InputBatches) -> OpResult<OutputBatches> {
+        let ds = ctx.ds;
+        let this = Configured { p: self.p.clone() };
+        let collected = tokio::task::spawn_blocking(move || this.ingest(ds))
+            .await
+            .map_err(|e| OpError::permanent(format!("ingest worker: {e}")))??;
+        for (k, v) in &collected.counters {
+            ctx.counters.add(k, *v);
+        }
+        let label = self.label();
+        let bars = bars_batch(&collected.bars, &label)?;
+        let rejects = rejects_batch(&collected.rejects, &label, ds)?;
+        Ok(OutputBatches::new()
+            .with("bars", vec![bars])
+            .with("rejects", vec![rejects]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row<'a>(
+        d: &'a str,
+        o: &'a str,
+        h: &'a str,
+        l: &'a str,
+        c: &'a str,
+        v: &'a str,
+    ) -> RawRow<'a> {
+        RawRow {
+            code: "005930",
+            date: d,
+            open: o,
+            high: h,
+            low: l,
+            close: c,
+            volume: v,
+        }
+    }
+
+    fn reason(c: Checked) -> Option<&'static str> {
+        match c {
+            Checked::Rejected(r) => Some(r.reason.code()),
+            Checked::Accepted { .. } => None,
+        }
+    }
+
+    #[test]
+    fn split_halt_rows_are_rejected_as_trading_halt() {
+        let c = check_row(
+            &row("2018-04-30", "0", "0", "0", "53000", "0"),
+            "",
+            2.0,
+            0.001,
+        );
+        assert_eq!(reason(c), Some("trading_halt"));
+    }
+
+    #[test]
+    fn yahoo_null_rows_are_rejected_as_null_value() {
+        let c = check_row(
+            &row("2000-01-03", "null", "null", "null", "null", "null"),
+            "",
+            2.0,
+            0.001,
+        );
+        assert_eq!(reason(c), Some("null_value"));
+    }
+
+    #[test]
+    fn zero_volume_on_a_priced_day_is_rejected() {
+        let c = check_row(
+            &row("2005-01-03", "100", "110", "90", "100", "0"),
+            "",
+            2.0,
+            0.001,
+        );
+        assert_eq!(reason(c), Some("zero_volume"));
+    }
+
+    #[test]
+    fn rounding_of_adjusted_prices_is_repaired_within_tolerance() {
+        match check_row(
+            &row("2010-01-04", "1000", "1005", "999", "1006", "10"),
+            "",
+            2.0,
+            0.001,
+        ) {
+            Checked::Accepted { bar, repaired } => {
+                assert!(repaired);
+                assert_eq!(bar.high, 1006.0);
+            }
+            other => panic!("{other:?}"),
+        }
+        let far = check_row(
+            &row("2010-01-04", "1000", "1005", "990", "1100", "10"),
+            "",
+            2.0,
+            0.001,
+        );
+        assert_eq!(reason(far), Some("inconsistent_high_low"));
+    }
+
+    #[test]
+    fn unparsable_fields_and_negative_prices_are_rejected() {
+        assert_eq!(
+            reason(check_row(
+                &row("2010-13-45", "1", "1", "1", "1", "1"),
+                "",
+                2.0,
+                0.001
+            )),
+            Some("unparsable")
+        );
+        assert_eq!(
+            reason(check_row(
+                &row("2010-01-04", "abc", "1", "1", "1", "1"),
+                "",
+                2.0,
+                0.001
+            )),
+            Some("unparsable")
+        );
+        assert_eq!(
+            reason(check_row(
+                &row("2010-01-04", "-5", "1", "-6", "1", "1"),
+                "",
+                2.0,
+                0.001
+            )),
+            Some("non_positive_price")
+        );
+    }
+
+    #[test]
+    fn duplicates_future_rows_and_provisional_days_are_routed_not_dropped() {
+        let ds = NaiveDate::from_ymd_opt(2019, 9, 18).unwrap();
+        let prov: HashSet<NaiveDate> = [ds].into_iter().collect();
+        let w = Window {
+            ds,
+            from: None,
+            codes: None,
+            provisional: &prov,
+            tol_abs: 2.0,
+            tol_rel: 0.001,
+        };
+        let mut c = Collector::default();
+        let good = row("2019-09-17", "10", "11", "9", "10", "5");
+        c.push(&good, "a", &w);
+        c.push(&good, "a", &w);
+        c.push(&row("2019-09-18", "10", "11", "9", "10", "5"), "b", &w);
+        c.push(&row("2019-09-19", "10", "11", "9", "10", "5"), "c", &w);
+        assert_eq!(c.bars.len(), 1);
+        let reasons: Vec<_> = c.rejects.iter().map(|r| r.reason.code()).collect();
+        assert_eq!(reasons, ["duplicate_date", "provisional"]);
+        assert_eq!(c.counters["out_of_scope.after_ds"], 1);
+        assert_eq!(c.counters["rows_read"], 4);
+    }
+}

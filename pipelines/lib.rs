@@ -1,0 +1,35 @@
+//! The stock domain of krxflow: operators that ingest KRX market data and build features.
+//!
+//! `crates/*` (the engine) never depends on this crate; the CLI registers these operators into
+//! the engine's registry ([`register`]) and these tables into the lake catalog ([`tables`]).
+
+pub mod features;
+pub mod ingest;
+pub mod tables;
+
+use std::sync::Arc;
+
+use krxflow_core::{OperatorRegistry, TableDef};
+
+/// Registers every pipeline operator.
+pub fn register(registry: &mut OperatorRegistry) {
+    registry
+        .register(Arc::new(ingest::synthetic::IngestSynthetic))
+        .register(Arc::new(ingest::ohlcv::IngestOhlcv))
+        .register(Arc::new(features::returns::FeaturesReturns))
+        .register(Arc::new(features::build::BuildFeatures));
+}
+
+/// Catalog entries for every table the pipeline writes.
+pub fn tables() -> Vec<TableDef> {
+    tables::all()
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use chrono::NaiveDate;
+
+    pub fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("test date")
+    }
+}

@@ -1,0 +1,110 @@
+//! Every table the pipeline writes, declared once: schema, keys, date column, doc. Operator
+//! ports reuse these schema functions.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use krxflow_core::TableDef;
+
+/// ±0.3%: a move inside the band is `flat`.
+pub const FLAT_BAND: f64 = 0.003;
+
+pub fn ohlcv_daily_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("code", DataType::Utf8, false),
+        Field::new("date", DataType::Date32, false),
+        Field::new("open", DataType::Float64, false),
+        Field::new("high", DataType::Float64, false),
+        Field::new("low", DataType::Float64, false),
+        Field::new("close", DataType::Float64, false),
+        Field::new("volume", DataType::Int64, false),
+        Field::new("source", DataType::Utf8, false),
+    ]))
+}
+
+pub fn ohlcv_rejects_schema() -> SchemaRef {
+    crate::ingest::ohlcv::rejects_schema()
+}
+
+/// Market index bars (KOSPI, KOSDAQ): like `ohlcv_daily`, volume may be unknown.
+pub fn index_daily_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("code", DataType::Utf8, false),
+        Field::new("date", DataType::Date32, false),
+        Field::new("close", DataType::Float64, false),
+    ]))
+}
+
+pub fn news_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("code", DataType::Utf8, false),
+        Field::new("date", DataType::Date32, false),
+        Field::new(
+            "published_at",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("Asia/Seoul".into())),
+            false,
+        ),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("title", DataType::Utf8, false),
+        Field::new("body", DataType::Utf8, true),
+        Field::new("url", DataType::Utf8, true),
+    ]))
+}
+
+pub fn universe_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("code", DataType::Utf8, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("market", DataType::Utf8, false),
+    ]))
+}
+
+pub fn features_returns_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("code", DataType::Utf8, false),
+        Field::new("date", DataType::Date32, false),
+        Field::new("ret_1d", DataType::Float64, true),
+        Field::new("ret_5d", DataType::Float64, true),
+        Field::new("ret_20d", DataType::Float64, true),
+        Field::new("vol_20d", DataType::Float64, true),
+        Field::new("warmup", DataType::Boolean, false),
+    ]))
+}
+
+pub fn features_daily_schema() -> SchemaRef {
+    crate::features::build::schema()
+}
+
+/// The catalog entries.
+pub fn all() -> Vec<TableDef> {
+    vec![
+        TableDef::new("ohlcv_daily", ohlcv_daily_schema())
+            .keys(&["code", "date"])
+            .date_column("date")
+            .doc("daily bars per code (accepted rows only)"),
+        TableDef::new("ohlcv_rejects", ohlcv_rejects_schema())
+            .keys(&["id"])
+            .date_column("ds")
+            .doc("rejected input rows with a reason code and the raw line"),
+        TableDef::new("index_daily", index_daily_schema())
+            .keys(&["code", "date"])
+            .date_column("date")
+            .doc("market index closes (KOSPI, KOSDAQ)"),
+        TableDef::new("news", news_schema())
+            .keys(&["id"])
+            .date_column("date")
+            .doc("dated headlines per code (date = KST publication date)"),
+        TableDef::new("universe", universe_schema())
+            .keys(&["code"])
+            .doc("codes, names and markets"),
+        TableDef::new("features_returns", features_returns_schema())
+            .keys(&["code", "date"])
+            .date_column("date")
+            .doc("1/5/20-day returns and 20-day volatility per code"),
+        TableDef::new("features_daily", features_daily_schema())
+            .keys(&["code", "date"])
+            .date_column("date")
+            .doc("the feature table (see pipelines/features/build.rs FEATURES) with optional targets"),
+    ]
+}

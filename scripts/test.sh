@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The project's test command (README "Test", and .ci/run): set-up, format and lint checks,
+# then every test of the workspace. Tests run offline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+source scripts/env.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked

@@ -1,0 +1,178 @@
+//! End-to-end: the README's main command, and the CLI contract (exit codes, messages).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn krxflow(lake: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_krxflow"))
+        .current_dir(repo_root())
+        .env("KRXFLOW_LAKE", lake)
+        .args(args)
+        .output()
+        .expect("krxflow binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn count(lake: &Path, sql: &str) -> i64 {
+    let o = krxflow(lake, &["sql", sql, "--format", "csv"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    out.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count in {out}"))
+}
+
+#[test]
+fn readme_main_command_fills_the_lake_and_reruns_idempotently() {
+    let lake = tempfile::tempdir().unwrap();
+    let run_demo = || {
+        Command::new("bash")
+            .arg(repo_root().join("scripts/demo.sh"))
+            .env("KRXFLOW_BIN", env!("CARGO_BIN_EXE_krxflow"))
+            .env("KRXFLOW_SKIP_SETUP", "1")
+            .env("KRXFLOW_LAKE", lake.path())
+            .env("KRXFLOW_DATE", "2024-12-16")
+            .output()
+            .expect("demo script runs")
+    };
+    let first = run_demo();
+    let out = text(&first);
+    assert!(first.status.success(), "demo failed:\n{out}");
+    assert!(out.contains("succeeded"), "{out}");
+    assert!(
+        out.contains("ingest.synthetic"),
+        "lineage reaches the source:\n{out}"
+    );
+
+    let tables = krxflow(lake.path(), &["tables", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&tables.stdout).unwrap();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["table"].as_str())
+        .collect();
+    for t in [
+        "ohlcv_daily",
+        "news",
+        "universe",
+        "features_returns",
+        "_krxflow/runs",
+        "_krxflow/task_runs",
+        "_krxflow/lineage",
+    ] {
+        assert!(names.contains(&t), "missing table {t} in {names:?}");
+    }
+    let bars = count(lake.path(), "SELECT count(*) FROM ohlcv_daily");
+    let feats = count(lake.path(), "SELECT count(*) FROM features_returns");
+    assert_eq!(bars, 20 * 60, "20 tickers x 60 trading days");
+    assert_eq!(feats, bars);
+    assert_eq!(
+        count(
+            lake.path(),
+            "SELECT count(*) FROM ohlcv_daily WHERE date > DATE '2024-12-16'"
+        ),
+        0
+    );
+
+    // Run the same partition again, recomputing everything: rewritten, never duplicated.
+    let again = krxflow(
+        lake.path(),
+        &[
+            "run",
+            "dags/demo.yaml",
+            "--date",
+            "2024-12-16",
+            "--reprocess",
+            "all",
+        ],
+    );
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(count(lake.path(), "SELECT count(*) FROM ohlcv_daily"), bars);
+    assert_eq!(
+        count(lake.path(), "SELECT count(*) FROM features_returns"),
+        feats
+    );
+    // And without --reprocess: nothing to do.
+    let cached = krxflow(lake.path(), &["run", "demo", "--date", "2024-12-16"]);
+    assert!(text(&cached).contains("up_to_date"), "{}", text(&cached));
+}
+
+#[test]
+fn validate_reports_file_line_and_exits_2_for_an_invalid_dag() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "dag: bad\ntasks:\n  a:\n    op: ingest.synthetik\n    outputs: { bars: ohlcv_daily }\n",
+    )
+    .unwrap();
+    let o = krxflow(dir.path(), &["validate", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("bad.yaml:4:"), "{out}");
+    assert!(out.contains("ingest.synthetik"), "{out}");
+
+    let ok = krxflow(dir.path(), &["validate", "dags/demo.yaml"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+}
+
+#[test]
+fn bad_usage_exits_2_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let weekend = krxflow(
+        dir.path(),
+        &["run", "dags/demo.yaml", "--date", "2024-12-15"],
+    );
+    assert_eq!(weekend.status.code(), Some(2));
+    assert!(
+        text(&weekend).contains("not a trading day"),
+        "{}",
+        text(&weekend)
+    );
+    let bad_date = krxflow(
+        dir.path(),
+        &["run", "dags/demo.yaml", "--date", "16/12/2024"],
+    );
+    assert_eq!(bad_date.status.code(), Some(2));
+    let write = krxflow(dir.path(), &["sql", "CREATE TABLE x AS SELECT 1"]);
+    assert_eq!(write.status.code(), Some(2), "{}", text(&write));
+    let no_lineage = krxflow(dir.path(), &["lineage", "nothing_here"]);
+    assert_eq!(no_lineage.status.code(), Some(2));
+}
+
+#[test]
+fn ops_lists_every_operator_with_params_and_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = krxflow(dir.path(), &["ops", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let kinds: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|op| op["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"ingest.synthetic"), "{kinds:?}");
+    assert!(kinds.contains(&"features.returns"), "{kinds:?}");
+    let synth = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|op| op["kind"] == "ingest.synthetic")
+        .unwrap();
+    assert!(!synth["params"].as_array().unwrap().is_empty());
+    assert!(!synth["outputs"].as_array().unwrap().is_empty());
+}
