@@ -30,7 +30,12 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
     /// Log level filter (e.g. info, debug, krxflow_exec=debug).
-    #[arg(long, global = true, env = "KRXFLOW_LOG", default_value = "warn")]
+    #[arg(
+        long,
+        global = true,
+        env = "KRXFLOW_LOG",
+        default_value = "warn,buoyant_kernel::snapshot::builder=off"
+    )]
     log: String,
     #[command(subcommand)]
     command: Command,
