@@ -124,7 +124,7 @@ async fn run(
             )));
         }
     };
-    let calendar = wiring::calendar(&dag.spec.calendar);
+    let calendar = wiring::calendar(&dag.spec.calendar).map_err(|e| usage(e.to_string()))?;
     let ds = if date == "latest" {
         let today = chrono::Utc::now()
             .with_timezone(&chrono_tz::Asia::Seoul)

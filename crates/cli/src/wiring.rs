@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use krxflow_core::{Calendar, OperatorRegistry, WeekdayCalendar};
+use krxflow_core::{Calendar, OperatorRegistry};
 use krxflow_dag::{LoadContext, ProcessEnv, TableLookup, ValidatedDag};
 use krxflow_lake::{Catalog, Lake};
 
@@ -26,8 +26,17 @@ pub fn catalog() -> Catalog {
     c
 }
 
-pub fn calendar(_name: &str) -> Arc<dyn Calendar> {
-    Arc::new(WeekdayCalendar::default())
+/// Environment variable with extra market closures (`YYYY-MM-DD`, comma separated) added to
+/// every calendar: the `extra_holidays` configuration.
+pub const EXTRA_HOLIDAYS_ENV: &str = "KRXFLOW_EXTRA_HOLIDAYS";
+
+/// The trading calendar named in a DAG (`krx`, `weekdays`), with `KRXFLOW_EXTRA_HOLIDAYS`.
+pub fn calendar(name: &str) -> anyhow::Result<Arc<dyn Calendar>> {
+    let extra = match std::env::var(EXTRA_HOLIDAYS_ENV) {
+        Ok(text) => krxflow_schedule::parse_date_list(&text, EXTRA_HOLIDAYS_ENV)?,
+        Err(_) => Default::default(),
+    };
+    Ok(krxflow_schedule::calendar_by_name(name, &extra)?)
 }
 
 /// Tables known at validation time: declared in the catalog or present in the lake.

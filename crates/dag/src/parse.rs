@@ -146,6 +146,21 @@ impl Parser<'_, '_> {
             (None, Some(t)) => t,
             (None, None) => DEFAULT_CALENDAR.to_string(),
         };
+        if !krxflow_schedule::CALENDARS.contains(&calendar.as_str()) {
+            let at = if top.get("calendar").is_some() {
+                path(&["calendar"])
+            } else {
+                path(&["schedule", "calendar"])
+            };
+            self.sink.at_value(
+                &at,
+                DiagCode::InvalidField,
+                format!(
+                    "unknown calendar `{calendar}`: expected one of {}",
+                    krxflow_schedule::CALENDARS.join(", ")
+                ),
+            );
+        }
 
         let (default_retry, default_timeout) = match top.get("defaults") {
             Some(n) => self.defaults(n),

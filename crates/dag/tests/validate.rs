@@ -512,3 +512,11 @@ fn after_as_a_single_unknown_string_is_reported_at_it() {
     let d = one(&diags, DiagCode::UnknownTask);
     assert_diag(&d, 3, Some(32), &["`nobody`"]);
 }
+
+#[test]
+fn unknown_calendar_is_reported_at_its_line_with_the_known_names() {
+    let diags = errors("unknown_calendar.yaml");
+    assert_eq!(diags.len(), 1, "{}", krxflow_dag::render(&diags));
+    let d = one(&diags, DiagCode::InvalidField);
+    assert_diag(&d, 4, Some(13), &["`nyse`", "krx, weekdays"]);
+}
