@@ -5,6 +5,7 @@
 
 pub mod features;
 pub mod ingest;
+pub mod sentiment;
 pub mod tables;
 
 use std::sync::Arc;
@@ -16,6 +17,9 @@ pub fn register(registry: &mut OperatorRegistry) {
     registry
         .register(Arc::new(ingest::synthetic::IngestSynthetic))
         .register(Arc::new(ingest::ohlcv::IngestOhlcv))
+        .register(Arc::new(ingest::index::IngestIndex))
+        .register(Arc::new(ingest::news::IngestNews))
+        .register(Arc::new(sentiment::daily::SentimentDaily))
         .register(Arc::new(features::returns::FeaturesReturns))
         .register(Arc::new(features::build::BuildFeatures));
 }

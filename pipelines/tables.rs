@@ -26,12 +26,17 @@ pub fn ohlcv_rejects_schema() -> SchemaRef {
     crate::ingest::ohlcv::rejects_schema()
 }
 
-/// Market index bars (KOSPI, KOSDAQ): like `ohlcv_daily`, volume may be unknown.
+/// Market index bars (KOSPI `KS11`, KOSDAQ `KQ11`). Index files often carry only a close, or no
+/// volume, so open/high/low are nullable.
 pub fn index_daily_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("code", DataType::Utf8, false),
         Field::new("date", DataType::Date32, false),
+        Field::new("open", DataType::Float64, true),
+        Field::new("high", DataType::Float64, true),
+        Field::new("low", DataType::Float64, true),
         Field::new("close", DataType::Float64, false),
+        Field::new("source", DataType::Utf8, false),
     ]))
 }
 
@@ -49,6 +54,48 @@ pub fn news_schema() -> SchemaRef {
         Field::new("title", DataType::Utf8, false),
         Field::new("body", DataType::Utf8, true),
         Field::new("url", DataType::Utf8, true),
+    ]))
+}
+
+pub fn news_rejects_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("ds", DataType::Date32, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, false),
+        Field::new("raw", DataType::Utf8, false),
+    ]))
+}
+
+/// Per-article sentiment from a scorer (KR-FinBert-SC, the lexical model): score =
+/// P(pos) − P(neg) in [-1, 1], label = argmax.
+pub fn news_scores_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("code", DataType::Utf8, false),
+        Field::new("date", DataType::Date32, false),
+        Field::new("model", DataType::Utf8, false),
+        Field::new("label", DataType::Utf8, false),
+        Field::new("score", DataType::Float64, false),
+        Field::new("p_neg", DataType::Float64, true),
+        Field::new("p_neu", DataType::Float64, true),
+        Field::new("p_pos", DataType::Float64, true),
+    ]))
+}
+
+/// Daily sentiment per (code, trading date the news counts for).
+pub fn sentiment_daily_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("code", DataType::Utf8, false),
+        Field::new("date", DataType::Date32, false),
+        Field::new("n_articles", DataType::Int64, false),
+        Field::new("n_scored", DataType::Int64, false),
+        Field::new("mean_score", DataType::Float64, true),
+        Field::new("weighted_score", DataType::Float64, true),
+        Field::new("pos_ratio", DataType::Float64, true),
+        Field::new("neg_ratio", DataType::Float64, true),
+        Field::new("neu_ratio", DataType::Float64, true),
     ]))
 }
 
@@ -91,10 +138,26 @@ pub fn all() -> Vec<TableDef> {
             .keys(&["code", "date"])
             .date_column("date")
             .doc("market index closes (KOSPI, KOSDAQ)"),
+        TableDef::new("index_rejects", ohlcv_rejects_schema())
+            .keys(&["id"])
+            .date_column("ds")
+            .doc("rejected index rows (e.g. Yahoo `null` rows) with a reason code and the raw line"),
         TableDef::new("news", news_schema())
             .keys(&["id"])
             .date_column("date")
             .doc("dated headlines per code (date = KST publication date)"),
+        TableDef::new("news_rejects", news_rejects_schema())
+            .keys(&["id"])
+            .date_column("ds")
+            .doc("news records that could not be used (no ticker, no title, bad time) with the raw record"),
+        TableDef::new("news_scores", news_scores_schema())
+            .keys(&["id", "model"])
+            .date_column("date")
+            .doc("per-article sentiment score and label per model"),
+        TableDef::new("sentiment_daily", sentiment_daily_schema())
+            .keys(&["code", "date"])
+            .date_column("date")
+            .doc("daily news sentiment per code; news after 15:30 KST counts for the next trading day"),
         TableDef::new("universe", universe_schema())
             .keys(&["code"])
             .doc("codes, names and markets"),

@@ -26,7 +26,10 @@ use krxflow_core::{
 };
 use serde::Deserialize;
 
-use crate::tables::{FLAT_BAND, features_daily_schema, index_daily_schema, ohlcv_daily_schema};
+use crate::tables::{
+    FLAT_BAND, features_daily_schema, index_daily_schema, ohlcv_daily_schema,
+    sentiment_daily_schema,
+};
 
 /// (name, formula) of every feature column, in table order.
 pub const FEATURES: &[(&str, &str)] = &[
@@ -83,6 +86,38 @@ pub const FEATURES: &[(&str, &str)] = &[
         "cov(ret_1d, mkt_ret_1d, 60) / var(mkt_ret_1d, 60)",
     ),
     ("rel_strength_20d", "ret_20d - index ret_20d"),
+    (
+        "sent_n_articles",
+        "articles counting for day t (sentiment table present; 0 when none)",
+    ),
+    ("sent_mean", "mean article score in [-1, 1] for day t"),
+    ("sent_weighted", "source-weighted mean score for day t"),
+    (
+        "sent_pos_ratio",
+        "positive labels / scored articles for day t",
+    ),
+    (
+        "sent_neg_ratio",
+        "negative labels / scored articles for day t",
+    ),
+    (
+        "sent_decay3",
+        "w[t] + 0.5 w[t-1] + 0.25 w[t-2], w = sent_weighted (0 when no scored news), over the code's bar days",
+    ),
+];
+
+/// Features that may be null without the row being warm-up (external inputs may be absent).
+const OPTIONAL_FEATURES: &[&str] = &[
+    "mkt_ret_1d",
+    "mkt_ret_5d",
+    "beta_60d",
+    "rel_strength_20d",
+    "sent_n_articles",
+    "sent_mean",
+    "sent_weighted",
+    "sent_pos_ratio",
+    "sent_neg_ratio",
+    "sent_decay3",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,10 +132,24 @@ pub struct BuildParams {
     /// Index code in the index table used for market features.
     #[serde(default = "default_index")]
     pub index_code: String,
+    /// Only upsert rows from `overlap_days` trading days before the table's watermark on:
+    /// a daily run rewrites the recent rows (whose targets may have matured) instead of the
+    /// whole history. The first run (empty table) writes everything.
+    #[serde(default = "default_true")]
+    pub incremental: bool,
+    #[serde(default = "default_overlap")]
+    pub overlap_days: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_overlap() -> u32 {
+    10
 }
 
 fn default_index() -> String {
-    "KOSPI".into()
+    "KS11".into()
 }
 
 /// Wilder-smoothed RSI over one code's closes.
@@ -214,8 +263,9 @@ fn full(agg: &str, col: &str, n: usize) -> String {
     )
 }
 
-/// The SQL over `bars` (sorted, with `_row`) and `mkt` (index returns by date).
-fn feature_sql(with_index: bool, horizons: &[u32]) -> String {
+/// The SQL over `bars` (sorted, with `_row`), `mkt` (index returns by date) and `sent`
+/// (`sentiment_daily`).
+fn feature_sql(with_index: bool, with_sentiment: bool, horizons: &[u32]) -> String {
     const W: &str = "OVER (PARTITION BY code ORDER BY date)";
     let mut lags = String::new();
     for h in [1, 3, 5, 10, 20] {
@@ -230,6 +280,24 @@ fn feature_sql(with_index: bool, horizons: &[u32]) -> String {
     } else {
         "LEFT JOIN (SELECT CAST(NULL AS DATE) AS date, CAST(NULL AS DOUBLE) AS mkt_ret_1d, CAST(NULL AS DOUBLE) AS mkt_ret_5d, CAST(NULL AS DOUBLE) AS mkt_ret_20d) mkt ON r.date = mkt.date"
     };
+    let (sent_join, n_articles) = if with_sentiment {
+        (
+            "LEFT JOIN sent ON r.code = sent.code AND r.date = sent.date",
+            "CAST(coalesce(s_n, 0) AS DOUBLE)",
+        )
+    } else {
+        (
+            "LEFT JOIN (SELECT CAST(NULL AS VARCHAR) AS code, CAST(NULL AS DATE) AS date, CAST(NULL AS BIGINT) AS n_articles, CAST(NULL AS DOUBLE) AS mean_score, CAST(NULL AS DOUBLE) AS weighted_score, CAST(NULL AS DOUBLE) AS pos_ratio, CAST(NULL AS DOUBLE) AS neg_ratio) sent ON r.code = sent.code AND r.date = sent.date",
+            "CAST(NULL AS DOUBLE)",
+        )
+    };
+    let decay = if with_sentiment {
+        format!(
+            "coalesce(s_w, 0) + 0.5 * coalesce(lag(s_w, 1) {W}, 0) + 0.25 * coalesce(lag(s_w, 2) {W}, 0)"
+        )
+    } else {
+        "CAST(NULL AS DOUBLE)".to_string()
+    };
     let mut targets = String::new();
     for h in horizons {
         targets.push_str(&format!(
@@ -243,7 +311,10 @@ fn feature_sql(with_index: bool, horizons: &[u32]) -> String {
                    lag(close * CAST(volume AS DOUBLE), 1) {W} AS tv1
             FROM bars),
          r AS (SELECT *, close / c1 - 1 AS ret_1d FROM b),
-         j AS (SELECT r.*, mkt.mkt_ret_1d, mkt.mkt_ret_5d, mkt.mkt_ret_20d FROM r {mkt_join})
+         j AS (SELECT r.*, mkt.mkt_ret_1d, mkt.mkt_ret_5d, mkt.mkt_ret_20d,
+                      sent.n_articles AS s_n, sent.mean_score AS s_mean, sent.weighted_score AS s_w,
+                      sent.pos_ratio AS s_pos, sent.neg_ratio AS s_neg
+               FROM r {mkt_join} {sent_join})
          SELECT code, date, _row,
             ret_1d, close / c3 - 1 AS ret_3d, close / c5 - 1 AS ret_5d,
             close / c10 - 1 AS ret_10d, close / c20 - 1 AS ret_20d,
@@ -263,7 +334,9 @@ fn feature_sql(with_index: bool, horizons: &[u32]) -> String {
             mkt_ret_1d, mkt_ret_5d,
             CASE WHEN count(ret_1d * mkt_ret_1d) {w60} = 60
                  THEN covar_samp(ret_1d, mkt_ret_1d) {w60} / nullif(var_samp(mkt_ret_1d) {w60}, 0) END AS beta_60d,
-            close / c20 - 1 - mkt_ret_20d AS rel_strength_20d
+            close / c20 - 1 - mkt_ret_20d AS rel_strength_20d,
+            {n_articles} AS sent_n_articles, s_mean AS sent_mean, s_w AS sent_weighted,
+            s_pos AS sent_pos_ratio, s_neg AS sent_neg_ratio, {decay} AS sent_decay3
             {targets}
          FROM j ORDER BY _row",
         ma5 = full("avg", "close", 5),
@@ -358,6 +431,7 @@ fn recursive_features(sorted: &RecordBatch) -> OpResult<[Vec<Option<f64>>; 5]> {
 pub async fn build_features(
     bars: &RecordBatch,
     index: Option<&RecordBatch>,
+    sentiment: Option<&RecordBatch>,
     index_code: &str,
     targets: bool,
 ) -> OpResult<RecordBatch> {
@@ -395,8 +469,18 @@ pub async fn build_features(
         }
         _ => false,
     };
+    let with_sentiment = match sentiment {
+        Some(st) => {
+            ctx.register_table(
+                "sent",
+                Arc::new(MemTable::try_new(st.schema(), vec![vec![st.clone()]])?),
+            )?;
+            true
+        }
+        None => false,
+    };
     let horizons: &[u32] = if targets { &[1, 3, 5] } else { &[] };
-    let sql = feature_sql(with_index, horizons);
+    let sql = feature_sql(with_index, with_sentiment, horizons);
     let result = ctx.sql(&sql).await?.collect().await?;
     let result = arrow::compute::concat_batches(
         &result
@@ -444,10 +528,8 @@ pub async fn build_features(
             },
         };
         let is_history_feature = !name.starts_with("y_")
-            && !matches!(
-                name,
-                "code" | "date" | "mkt_ret_1d" | "mkt_ret_5d" | "beta_60d" | "rel_strength_20d"
-            );
+            && !matches!(name, "code" | "date")
+            && !OPTIONAL_FEATURES.contains(&name);
         if is_history_feature {
             let nulls = arrow::compute::is_null(&col)?;
             history_nulls = arrow::compute::or(&history_nulls, &nulls)?;
@@ -479,7 +561,7 @@ impl Operator for BuildFeatures {
         "features.build"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn description(&self) -> &'static str {
         "Daily features (returns, moving averages, RSI, MACD, Bollinger, ATR, volume, 52w, market) and optional targets"
@@ -499,9 +581,21 @@ impl Operator for BuildFeatures {
                 "only upsert rows of the last N trading days up to ds",
             ),
             ParamSpec::optional(
+                "incremental",
+                "bool",
+                "true",
+                "only upsert rows from overlap_days trading days before the table's watermark",
+            ),
+            ParamSpec::optional(
+                "overlap_days",
+                "u32",
+                "10",
+                "trading days rewritten before the watermark (must cover the longest target horizon)",
+            ),
+            ParamSpec::optional(
                 "index_code",
                 "string",
-                "KOSPI",
+                "KS11",
                 "index code (in the index table) for market features",
             ),
         ]
@@ -510,6 +604,12 @@ impl Operator for BuildFeatures {
         vec![
             InputPort::new("bars", ohlcv_daily_schema(), "daily bars"),
             InputPort::new("index", index_daily_schema(), "market index bars").optional(),
+            InputPort::new(
+                "sentiment",
+                sentiment_daily_schema(),
+                "daily news sentiment",
+            )
+            .optional(),
         ]
     }
     fn outputs(&self) -> Vec<OutputPort> {
@@ -521,13 +621,19 @@ impl Operator for BuildFeatures {
                 "one row per code and date",
             )
             .keys(&["code", "date"])
-            .date_column("date"),
+            .date_column("date")
+            .with_watermark(),
         ]
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
-        Ok(Box::new(Configured {
-            p: parse_params(params)?,
-        }))
+        let p: BuildParams = parse_params(params)?;
+        if p.with_targets && p.incremental && p.overlap_days < 5 {
+            return Err(ConfigError::new(
+                "overlap_days",
+                "must be >= 5 with targets (the 5-day target matures 5 trading days later)",
+            ));
+        }
+        Ok(Box::new(Configured { p }))
     }
 }
 
@@ -540,15 +646,32 @@ impl ConfiguredOp for Configured {
         } else {
             None
         };
+        let sentiment = if inputs.has("sentiment") {
+            Some(inputs.concat("sentiment")?)
+        } else {
+            None
+        };
         let mut out = build_features(
             &bars,
             index.as_ref(),
+            sentiment.as_ref(),
             &self.p.index_code,
             self.p.with_targets,
         )
         .await?;
-        if let Some(n) = self.p.emit_days {
-            let from = ctx.calendar.add_trading_days(ctx.ds, -(i64::from(n) - 1));
+        let by_emit = self
+            .p
+            .emit_days
+            .map(|n| ctx.calendar.add_trading_days(ctx.ds, -(i64::from(n) - 1)));
+        let by_watermark = ctx
+            .watermarks
+            .get("features")
+            .filter(|_| self.p.incremental)
+            .map(|w| {
+                ctx.calendar
+                    .add_trading_days(*w, -i64::from(self.p.overlap_days))
+            });
+        if let Some(from) = by_emit.max(by_watermark) {
             let from_days = (from - chrono::NaiveDate::default()).num_days() as i32;
             let dates = out
                 .column_by_name("date")
@@ -633,5 +756,299 @@ mod tests {
         assert!((a[14].unwrap() - 0.2).abs() < 1e-12); // ATR 2 / close 10
         let atr15 = (2.0 * 13.0 + 4.0) / 14.0;
         assert!((a[15].unwrap() - atr15 / 10.0).abs() < 1e-12);
+    }
+
+    use crate::testutil::d;
+    use arrow::array::{BooleanArray, Date32Array, Int64Array};
+    use krxflow_core::Calendar;
+
+    fn day(x: chrono::NaiveDate) -> i32 {
+        (x - chrono::NaiveDate::default()).num_days() as i32
+    }
+
+    /// Deterministic bars for `codes` on `n` weekdays from 2024-01-01.
+    fn fixture(codes: &[&str], n: usize) -> (RecordBatch, RecordBatch, RecordBatch) {
+        let cal = krxflow_core::WeekdayCalendar::default();
+        let dates = cal.trading_days(d("2024-01-01"), d("2026-01-01"));
+        let dates = &dates[..n];
+        let (mut c, mut dt, mut o, mut h, mut l, mut cl, mut v) =
+            (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        for (k, code) in codes.iter().enumerate() {
+            for (i, x) in dates.iter().enumerate() {
+                let t = i as f64;
+                let close = 100.0 + 10.0 * ((t + k as f64) / 7.0).sin() + t * 0.1;
+                c.push(code.to_string());
+                dt.push(day(*x));
+                o.push(close * (1.0 + 0.01 * (t / 3.0).cos()));
+                h.push(close * 1.02);
+                l.push(close * 0.97);
+                cl.push(close);
+                v.push(1000 + ((i * 37 + k * 11) % 200) as i64);
+            }
+        }
+        let bars = RecordBatch::try_new(
+            ohlcv_daily_schema(),
+            vec![
+                Arc::new(StringArray::from(c.clone())) as ArrayRef,
+                Arc::new(Date32Array::from(dt.clone())),
+                Arc::new(Float64Array::from(o)),
+                Arc::new(Float64Array::from(h)),
+                Arc::new(Float64Array::from(l)),
+                Arc::new(Float64Array::from(cl)),
+                Arc::new(Int64Array::from(v)),
+                Arc::new(StringArray::from(vec!["t"; c.len()])),
+            ],
+        )
+        .unwrap();
+        let ix_close: Vec<f64> = (0..n)
+            .map(|i| 2500.0 + 30.0 * (i as f64 / 5.0).sin())
+            .collect();
+        let index = RecordBatch::try_new(
+            index_daily_schema(),
+            vec![
+                Arc::new(StringArray::from(vec!["KS11"; n])) as ArrayRef,
+                Arc::new(Date32Array::from_iter_values(dates.iter().map(|x| day(*x)))),
+                Arc::new(Float64Array::from(vec![None::<f64>; n])),
+                Arc::new(Float64Array::from(vec![None::<f64>; n])),
+                Arc::new(Float64Array::from(vec![None::<f64>; n])),
+                Arc::new(Float64Array::from(ix_close)),
+                Arc::new(StringArray::from(vec!["t"; n])),
+            ],
+        )
+        .unwrap();
+        // Sentiment on every third day of the first code.
+        let sdays: Vec<i32> = dates.iter().step_by(3).map(|x| day(*x)).collect();
+        let m = sdays.len();
+        let w: Vec<f64> = (0..m).map(|i| ((i % 5) as f64 - 2.0) / 2.0).collect();
+        let sentiment = RecordBatch::try_new(
+            sentiment_daily_schema(),
+            vec![
+                Arc::new(StringArray::from(vec![codes[0]; m])) as ArrayRef,
+                Arc::new(Date32Array::from(sdays)),
+                Arc::new(Int64Array::from(vec![2; m])),
+                Arc::new(Int64Array::from(vec![2; m])),
+                Arc::new(Float64Array::from(w.clone())),
+                Arc::new(Float64Array::from(w)),
+                Arc::new(Float64Array::from(vec![0.5; m])),
+                Arc::new(Float64Array::from(vec![0.5; m])),
+                Arc::new(Float64Array::from(vec![0.0; m])),
+            ],
+        )
+        .unwrap();
+        (bars, index, sentiment)
+    }
+
+    /// Rows of `b` dated on or before `last`.
+    fn upto(b: &RecordBatch, last: i32) -> RecordBatch {
+        let dates = b
+            .column_by_name("date")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Date32Array>()
+            .unwrap();
+        let keep: BooleanArray = dates.iter().map(|x| Some(x.unwrap() <= last)).collect();
+        arrow::compute::filter_record_batch(b, &keep).unwrap()
+    }
+
+    fn value(b: &RecordBatch, col: &str, row: usize) -> Option<f64> {
+        let c = b.column_by_name(col).unwrap();
+        let c = c.as_any().downcast_ref::<Float64Array>().unwrap();
+        (!c.is_null(row)).then(|| c.value(row))
+    }
+
+    #[tokio::test]
+    async fn features_for_day_d_are_identical_after_later_rows_are_appended() {
+        let (bars, index, sent) = fixture(&["000001", "000002", "000003"], 320);
+        let dates = bars
+            .column_by_name("date")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Date32Array>()
+            .unwrap()
+            .value(279);
+        let (b_d, i_d, s_d) = (upto(&bars, dates), upto(&index, dates), upto(&sent, dates));
+        let at_d = build_features(&b_d, Some(&i_d), Some(&s_d), "KS11", false)
+            .await
+            .unwrap();
+        let later = build_features(&bars, Some(&index), Some(&sent), "KS11", false)
+            .await
+            .unwrap();
+        assert_eq!(at_d.num_rows(), 3 * 280);
+        assert_eq!(later.num_rows(), 3 * 320);
+        let later_upto_d = upto(&later, dates);
+        assert_eq!(
+            at_d, later_upto_d,
+            "a feature for day <= D changed when rows after D appeared"
+        );
+        // Targets use the future by definition: with them, rows whose 1-day target is after D
+        // are excluded, and every target present at D is final.
+        let t_d = build_features(&b_d, Some(&i_d), Some(&s_d), "KS11", true)
+            .await
+            .unwrap();
+        assert_eq!(t_d.num_rows(), 3 * 279);
+        let prev_day = bars
+            .column_by_name("date")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Date32Array>()
+            .unwrap()
+            .value(278);
+        let t_later = upto(
+            &build_features(&bars, Some(&index), Some(&sent), "KS11", true)
+                .await
+                .unwrap(),
+            prev_day,
+        );
+        assert_eq!(t_later.num_rows(), t_d.num_rows());
+        for h in [1usize, 3, 5] {
+            let col = format!("y_ret_{h}d");
+            let known = arrow::compute::is_not_null(t_d.column_by_name(&col).unwrap()).unwrap();
+            assert_eq!(
+                known.true_count(),
+                3 * (280 - h),
+                "{col}: targets after D are null"
+            );
+            let at_d = arrow::compute::filter(t_d.column_by_name(&col).unwrap(), &known).unwrap();
+            let final_ =
+                arrow::compute::filter(t_later.column_by_name(&col).unwrap(), &known).unwrap();
+            assert_eq!(&at_d, &final_, "{col}: every target known at D is final");
+        }
+    }
+
+    #[tokio::test]
+    async fn sql_features_match_hand_computed_values() {
+        let (bars, index, sent) = fixture(&["000001"], 70);
+        let f = build_features(&bars, Some(&index), Some(&sent), "KS11", true)
+            .await
+            .unwrap();
+        let col = |n: &str| {
+            let c = bars.column_by_name(n).unwrap();
+            let c = arrow::compute::cast(c, &DataType::Float64).unwrap();
+            c.as_any()
+                .downcast_ref::<Float64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        };
+        let (o, h, l, c, v) = (
+            col("open"),
+            col("high"),
+            col("low"),
+            col("close"),
+            col("volume"),
+        );
+        let t = 64;
+        let close = |i: usize| c[i];
+        let near = |a: Option<f64>, b: f64, what: &str| {
+            let a = a.unwrap_or_else(|| panic!("{what} is null"));
+            assert!(
+                (a - b).abs() < 1e-9 * b.abs().max(1.0),
+                "{what}: {a} vs {b}"
+            );
+        };
+        near(
+            value(&f, "ret_5d", t),
+            close(t) / close(t - 5) - 1.0,
+            "ret_5d",
+        );
+        near(
+            value(&f, "logret_1d", t),
+            (close(t) / close(t - 1)).ln(),
+            "logret_1d",
+        );
+        let ma20: f64 = (t - 19..=t).map(close).sum::<f64>() / 20.0;
+        near(
+            value(&f, "ma20_ratio", t),
+            close(t) / ma20 - 1.0,
+            "ma20_ratio",
+        );
+        let sd20 = ((t - 19..=t).map(|i| (close(i) - ma20).powi(2)).sum::<f64>() / 19.0).sqrt();
+        near(
+            value(&f, "bb_pctb", t),
+            (close(t) - (ma20 - 2.0 * sd20)) / (4.0 * sd20),
+            "bb_pctb",
+        );
+        let vm: f64 = (t - 19..=t).map(|i| v[i]).sum::<f64>() / 20.0;
+        let vs = ((t - 19..=t).map(|i| (v[i] - vm).powi(2)).sum::<f64>() / 19.0).sqrt();
+        near(value(&f, "volume_z20", t), (v[t] - vm) / vs, "volume_z20");
+        near(
+            value(&f, "gap_open", t),
+            o[t] / close(t - 1) - 1.0,
+            "gap_open",
+        );
+        near(
+            value(&f, "hl_range", t),
+            (h[t] - l[t]) / close(t),
+            "hl_range",
+        );
+        near(
+            value(&f, "rsi14", t),
+            rsi_wilder(&c, 14)[t].unwrap(),
+            "rsi14 in the table = the Wilder recursion",
+        );
+        near(
+            value(&f, "atr14_norm", t),
+            atr_norm(&h, &l, &c, 14)[t].unwrap(),
+            "atr",
+        );
+        near(
+            value(&f, "macd_signal", t),
+            macd(&c).1[t].unwrap(),
+            "macd_signal",
+        );
+        // Market: index closes 2500 + 30 sin(i/5).
+        let ix = |i: usize| 2500.0 + 30.0 * (i as f64 / 5.0).sin();
+        near(
+            value(&f, "mkt_ret_1d", t),
+            ix(t) / ix(t - 1) - 1.0,
+            "mkt_ret_1d",
+        );
+        near(
+            value(&f, "rel_strength_20d", t),
+            close(t) / close(t - 20) - 1.0 - (ix(t) / ix(t - 20) - 1.0),
+            "rel_strength_20d",
+        );
+        // Sentiment on days 0, 3, 6, ...: w = ((k % 5) - 2) / 2 for the k-th sentiment day.
+        let w = |i: usize| {
+            if i.is_multiple_of(3) {
+                (((i / 3) % 5) as f64 - 2.0) / 2.0
+            } else {
+                0.0
+            }
+        };
+        for t in [63, 64, 65] {
+            near(
+                value(&f, "sent_decay3", t),
+                w(t) + 0.5 * w(t - 1) + 0.25 * w(t - 2),
+                "sent_decay3",
+            );
+        }
+        assert_eq!(value(&f, "sent_n_articles", 64), Some(0.0));
+        assert_eq!(value(&f, "sent_n_articles", 63), Some(2.0));
+        // Warm-up: the 250-day 52-week window is never full in 70 rows.
+        let warm = f
+            .column_by_name("warmup")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .unwrap();
+        assert_eq!(warm.true_count(), f.num_rows());
+        // Targets: up/flat/down with the ±0.3% band.
+        let y = f
+            .column_by_name("y_dir_1d")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let r = close(t + 1) / close(t) - 1.0;
+        let want = if r > FLAT_BAND {
+            "up"
+        } else if r < -FLAT_BAND {
+            "down"
+        } else {
+            "flat"
+        };
+        assert_eq!(y.value(t), want);
+        assert_eq!(f.num_rows(), 69, "the last row's 1-day target is unknown");
     }
 }

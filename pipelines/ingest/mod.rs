@@ -1,4 +1,6 @@
 //! Ingest operators: bring outside data into lake tables.
 
+pub mod index;
+pub mod news;
 pub mod ohlcv;
 pub mod synthetic;

@@ -90,6 +90,20 @@ pub struct OhlcvParams {
     /// Label stored in the `source` column (default: the source kind and file/folder name).
     #[serde(default)]
     pub label: Option<String>,
+    /// Only take rows newer than what `ohlcv_daily` already holds on or before ds, minus
+    /// `overlap_days` (to pick up corrections). Off = every run re-reads all history.
+    #[serde(default = "default_true")]
+    pub incremental: bool,
+    /// Calendar days re-read before the table's watermark when incremental.
+    #[serde(default = "default_overlap")]
+    pub overlap_days: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_overlap() -> u32 {
+    10
 }
 
 fn default_tol_abs() -> f64 {
@@ -165,7 +179,7 @@ pub struct RawRow<'a> {
     pub volume: &'a str,
 }
 
-fn parse_date(s: &str) -> Option<NaiveDate> {
+pub(crate) fn parse_date(s: &str) -> Option<NaiveDate> {
     let s = s.trim();
     let s = s
         .get(..10)
@@ -178,7 +192,7 @@ fn parse_date(s: &str) -> Option<NaiveDate> {
         .ok()
 }
 
-fn is_null(s: &str) -> bool {
+pub(crate) fn is_null(s: &str) -> bool {
     let t = s.trim();
     t.is_empty()
         || t.eq_ignore_ascii_case("null")
@@ -331,7 +345,7 @@ impl Collector {
                 return;
             }
             if w.from.is_some_and(|f| d < f) {
-                self.count("out_of_scope.before_lookback");
+                self.count("out_of_scope.before_window");
                 return;
             }
         }
@@ -447,12 +461,12 @@ pub fn read_csv<R: Read>(
     Ok(())
 }
 
-fn days(d: NaiveDate) -> i32 {
+pub(crate) fn days(d: NaiveDate) -> i32 {
     (d - NaiveDate::default()).num_days() as i32
 }
 
 /// Stable id of a reject: re-ingesting the same bad row does not duplicate it.
-fn reject_id(source: &str, r: &Reject) -> String {
+pub(crate) fn reject_id(source: &str, r: &Reject) -> String {
     let mut h = Sha256::new();
     h.update(source.as_bytes());
     h.update([0x1f]);
@@ -602,6 +616,18 @@ impl Operator for IngestOhlcv {
                 "<source>:<name>",
                 "value of the `source` column",
             ),
+            ParamSpec::optional(
+                "incremental",
+                "bool",
+                "true",
+                "only rows newer than the table's watermark (minus overlap_days)",
+            ),
+            ParamSpec::optional(
+                "overlap_days",
+                "u32",
+                "10",
+                "calendar days re-read before the watermark to pick up corrections",
+            ),
         ]
     }
     fn inputs(&self) -> Vec<InputPort> {
@@ -616,7 +642,8 @@ impl Operator for IngestOhlcv {
                 "accepted daily bars",
             )
             .keys(&["code", "date"])
-            .date_column("date"),
+            .date_column("date")
+            .with_watermark(),
             OutputPort::new(
                 "rejects",
                 ohlcv_rejects_schema(),
@@ -650,15 +677,26 @@ impl Configured {
         })
     }
 
-    fn ingest(&self, ds: NaiveDate) -> OpResult<Collector> {
+    /// First date to take: the lookback window and, when incremental, the watermark minus
+    /// the overlap, whichever is later.
+    fn window_start(&self, ds: NaiveDate, watermark: Option<NaiveDate>) -> Option<NaiveDate> {
+        let p = &self.p;
+        let lookback = p
+            .lookback_days
+            .map(|d| ds - chrono::Duration::days(i64::from(d)));
+        let incremental = watermark
+            .filter(|_| p.incremental)
+            .map(|w| w - chrono::Duration::days(i64::from(p.overlap_days)));
+        lookback.max(incremental)
+    }
+
+    fn ingest(&self, ds: NaiveDate, from: Option<NaiveDate>) -> OpResult<Collector> {
         let p = &self.p;
         let codes: Option<HashSet<String>> = p.codes.as_ref().map(|c| c.iter().cloned().collect());
         let provisional: HashSet<NaiveDate> = p.provisional_dates.iter().copied().collect();
         let w = Window {
             ds,
-            from: p
-                .lookback_days
-                .map(|d| ds - chrono::Duration::days(i64::from(d))),
+            from,
             codes: codes.as_ref(),
             provisional: &provisional,
             tol_abs: p.tolerance_abs,
@@ -793,7 +831,11 @@ impl ConfiguredOp for Configured {
     async fn run(&self, ctx: &TaskContext, _inputs: InputBatches) -> OpResult<OutputBatches> {
         let ds = ctx.ds;
         let this = Configured { p: self.p.clone() };
-        let collected = tokio::task::spawn_blocking(move || this.ingest(ds))
+        let from = self.window_start(ds, ctx.watermarks.get("bars").copied());
+        if self.p.incremental && ctx.watermarks.contains_key("bars") {
+            ctx.counters.add("incremental_runs", 1);
+        }
+        let collected = tokio::task::spawn_blocking(move || this.ingest(ds, from))
             .await
             .map_err(|e| OpError::permanent(format!("ingest worker: {e}")))??;
         for (k, v) in &collected.counters {

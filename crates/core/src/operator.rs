@@ -70,6 +70,9 @@ pub struct OutputPort {
     pub date_column: Option<&'static str>,
     /// Column replaced by `replace_partition`.
     pub partition_column: Option<&'static str>,
+    /// Ask the executor for this table's watermark (latest date on or before ds) before the
+    /// run: [`TaskContext::watermarks`]. For incremental sources.
+    pub watermark: bool,
     pub doc: &'static str,
 }
 
@@ -82,6 +85,7 @@ impl OutputPort {
             keys: Vec::new(),
             date_column: None,
             partition_column: None,
+            watermark: false,
             doc,
         }
     }
@@ -95,6 +99,11 @@ impl OutputPort {
     }
     pub fn partition_column(mut self, col: &'static str) -> Self {
         self.partition_column = Some(col);
+        self
+    }
+    /// See [`OutputPort::watermark`]; needs a date column.
+    pub fn with_watermark(mut self) -> Self {
+        self.watermark = true;
         self
     }
 }
@@ -224,6 +233,9 @@ pub struct TaskContext {
     pub counters: Arc<TaskCounters>,
     /// Content hashes of model artifacts the attempt used (recorded in lineage).
     pub artifacts: Arc<Mutex<Vec<String>>>,
+    /// For output ports declared `with_watermark()`: the latest date the bound table holds on
+    /// or before `ds` (absent when the table is empty or missing).
+    pub watermarks: BTreeMap<String, NaiveDate>,
 }
 
 impl TaskContext {

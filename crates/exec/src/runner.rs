@@ -24,12 +24,13 @@ use crate::state::{AttemptState, RunState, TaskState};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reprocess {
-    /// Run tasks whose fingerprint has not succeeded yet (the default).
+    /// Run tasks whose fingerprint has not succeeded yet (the default). Incremental
+    /// operators start from their output's watermark.
     #[default]
     Missing,
     /// Like `missing` at task level; at partition level (backfill) only failed partitions.
     Failed,
-    /// Run every task.
+    /// Run every task, as a full refresh: no watermarks are given to incremental operators.
     All,
 }
 
@@ -353,6 +354,7 @@ impl Executor {
                         idx,
                         ds,
                         run_id: run_id.clone(),
+                        full_refresh: opts.reprocess == Reprocess::All,
                     };
                     let task_name = name.clone();
                     running.spawn(async move {
@@ -499,6 +501,8 @@ struct AttemptEnv {
     idx: usize,
     ds: NaiveDate,
     run_id: String,
+    /// `--reprocess all`: no watermarks, incremental operators recompute everything.
+    full_refresh: bool,
 }
 
 enum AttemptError {
@@ -670,6 +674,26 @@ impl AttemptEnv {
             }
         }
         let rows_in = inputs.num_rows() as i64;
+        let mut watermarks = BTreeMap::new();
+        for port in task
+            .op
+            .outputs()
+            .iter()
+            .filter(|p| p.watermark && !self.full_refresh)
+        {
+            let (Some(table), Some(date_col)) =
+                (task.spec.outputs.get(port.name), port.date_column)
+            else {
+                continue;
+            };
+            match lake.max_date(table, date_col, self.ds).await {
+                Ok(Some(d)) => {
+                    watermarks.insert(port.name.to_string(), d);
+                }
+                Ok(None) => {}
+                Err(e) => return Err((AttemptError::Op(OpError::from(e)), 0)),
+            }
+        }
         let ctx = TaskContext {
             dag: self.dag.spec.name.clone(),
             task: task.spec.name.clone(),
@@ -681,6 +705,7 @@ impl AttemptEnv {
             cancel: cancel.child_token(),
             counters,
             artifacts: artifacts.clone(),
+            watermarks,
         };
         let timeout = task.spec.timeout;
         let result = tokio::select! {

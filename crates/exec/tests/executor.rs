@@ -520,3 +520,118 @@ tasks:
         .unwrap();
     assert!(v.iter().all(|x| x != Some(99)));
 }
+
+/// Writes one row for ds whose value is its output table's watermark (days), or -1.
+struct Incremental;
+struct ConfiguredIncremental;
+
+#[async_trait]
+impl Operator for Incremental {
+    fn kind(&self) -> &'static str {
+        "test.incremental"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn description(&self) -> &'static str {
+        "reports its watermark"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![]
+    }
+    fn inputs(&self) -> Vec<InputPort> {
+        vec![]
+    }
+    fn outputs(&self) -> Vec<OutputPort> {
+        vec![
+            OutputPort::new("rows", schema(), WriteMode::Merge, "rows")
+                .keys(&["code", "date"])
+                .date_column("date")
+                .with_watermark(),
+        ]
+    }
+    fn configure(&self, _: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
+        Ok(Box::new(ConfiguredIncremental))
+    }
+}
+
+#[async_trait]
+impl ConfiguredOp for ConfiguredIncremental {
+    async fn run(&self, ctx: &TaskContext, _inputs: InputBatches) -> OpResult<OutputBatches> {
+        let w = ctx
+            .watermarks
+            .get("rows")
+            .map_or(-1, |d| i64::from(day(*d)));
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(StringArray::from(vec!["A"])),
+                Arc::new(Date32Array::from(vec![day(ctx.ds)])),
+                Arc::new(Int64Array::from(vec![w])),
+            ],
+        )?;
+        Ok(OutputBatches::new().with("rows", vec![batch]))
+    }
+}
+
+#[tokio::test]
+async fn incremental_operators_see_their_tables_watermark_as_of_ds_unless_reprocessing_all() {
+    let (_dir, exec) = setup();
+    let mut registry = registry();
+    registry.register(Arc::new(Incremental));
+    let ctx = LoadContext {
+        registry: &registry,
+        tables: &NoTables,
+        env: &ProcessEnv,
+    };
+    let yaml = "dag: inc\ntasks:\n  t:\n    op: test.incremental\n    outputs: { rows: t_inc }\n";
+    let dag = Arc::new(krxflow_dag::load_dag_str(yaml, Path::new("inc.yaml"), &ctx).unwrap());
+    let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    let value_at = |read: &krxflow_lake::TableRead, date: chrono::NaiveDate| -> i64 {
+        for b in &read.batches {
+            let dates = b.column(1).as_any().downcast_ref::<Date32Array>().unwrap();
+            let vals = b.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+            for i in 0..b.num_rows() {
+                if dates.value(i) == day(date) {
+                    return vals.value(i);
+                }
+            }
+        }
+        panic!("no row for {date}");
+    };
+    for ds in ["2024-12-13", "2024-12-16", "2024-12-10"] {
+        exec.run(dag.clone(), RunOptions::new(d(ds))).await.unwrap();
+    }
+    let read = exec
+        .lake()
+        .read("t_inc", ReadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        value_at(&read, d("2024-12-13")),
+        -1,
+        "empty table: no watermark"
+    );
+    assert_eq!(
+        value_at(&read, d("2024-12-16")),
+        i64::from(day(d("2024-12-13")))
+    );
+    assert_eq!(
+        value_at(&read, d("2024-12-10")),
+        -1,
+        "a backfill of an earlier day only sees rows on or before it"
+    );
+    let mut all = RunOptions::new(d("2024-12-16"));
+    all.reprocess = Reprocess::All;
+    exec.run(dag.clone(), all).await.unwrap();
+    let read = exec
+        .lake()
+        .read("t_inc", ReadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        value_at(&read, d("2024-12-16")),
+        -1,
+        "--reprocess all is a full refresh"
+    );
+}

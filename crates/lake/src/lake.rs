@@ -274,6 +274,45 @@ impl Lake {
         })
     }
 
+    /// The latest value of `date_col` on or before `on_or_before` (a watermark for incremental
+    /// operators); `None` when the table or such rows do not exist. Reads only that column.
+    pub async fn max_date(
+        &self,
+        name: &str,
+        date_col: &str,
+        on_or_before: NaiveDate,
+    ) -> LakeResult<Option<NaiveDate>> {
+        let Some(table) = self.load(name, None).await? else {
+            return Ok(None);
+        };
+        let provider = table.table_provider().await?;
+        let ctx = SessionContext::new();
+        table.update_datafusion_session(&ctx.state())?;
+        let c = col(format!("\"{date_col}\""));
+        let df = ctx
+            .read_table(provider)?
+            .filter(
+                c.clone()
+                    .lt_eq(lit(ScalarValue::Date32(Some(date32(on_or_before))))),
+            )?
+            .aggregate(
+                vec![],
+                vec![datafusion::functions_aggregate::expr_fn::max(c)],
+            )?;
+        let batches = df.collect().await?;
+        let value = batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .map(|b| ScalarValue::try_from_array(b.column(0), 0))
+            .transpose()?;
+        Ok(match value {
+            Some(ScalarValue::Date32(Some(d))) => {
+                NaiveDate::default().checked_add_signed(chrono::Duration::days(i64::from(d)))
+            }
+            _ => None,
+        })
+    }
+
     /// Writes `batches` to the table `def` in one Delta commit. `ds` is required for
     /// `replace_partition`. `meta` is stored in the commit info (run id, task, ...).
     pub async fn write(

@@ -16,4 +16,4 @@ pub mod sql;
 
 pub use catalog::Catalog;
 pub use error::{LakeError, LakeResult};
-pub use lake::{Lake, ReadOptions, WriteOutcome};
+pub use lake::{Lake, ReadOptions, TableRead, WriteOutcome};

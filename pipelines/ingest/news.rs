@@ -1,0 +1,780 @@
+//! `ingest.news`: dated headlines from CSV or JSONL files into `news`, unusable rows into
+//! `news_rejects`.
+//!
+//! * Columns are mapped by name (`columns:`), e.g. Naver Finance crawls `title,press,date,link`.
+//! * Ticker: the `code` column when mapped, else `code=NNNNNN` in the link, else the longest
+//!   company name (from the `universe` input or the `names` param) found in the title. No
+//!   ticker → rejected `no_ticker`.
+//! * Time: `published_at` is KST. A date without a time of day (`2022.06.01`) is taken as
+//!   23:59:59 KST that day — the conservative choice: such an article is only known after the
+//!   close, so `sentiment.daily` counts it for the next trading day, never earlier.
+//! * id = SHA-256 of (source, canonical url) — for Naver links the `article_id`/`office_id`
+//!   pair, so the same article crawled from several list pages is one row — or of (source,
+//!   title, published_at) when there is no url. Repeats are counted `deduplicated`, and re-ingest
+//!   merges on id, so nothing is duplicated.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, Date32Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use async_trait::async_trait;
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
+use chrono_tz::Asia::Seoul;
+use krxflow_core::{
+    ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator, OutputBatches,
+    OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
+};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::ohlcv::days;
+use crate::tables::{news_rejects_schema, news_schema, universe_schema};
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    Csv,
+    Jsonl,
+}
+
+/// Input field names (CSV headers or JSON keys, matched case-insensitively).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NewsColumns {
+    pub title: String,
+    pub date: String,
+    /// Optional separate time-of-day field.
+    pub time: Option<String>,
+    pub url: Option<String>,
+    pub body: Option<String>,
+    pub code: Option<String>,
+    pub press: Option<String>,
+}
+
+impl Default for NewsColumns {
+    fn default() -> Self {
+        Self {
+            title: "title".into(),
+            date: "date".into(),
+            time: None,
+            url: Some("link".into()),
+            body: None,
+            code: None,
+            press: Some("press".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewsParams {
+    /// A file, or a folder whose `*.csv` / `*.jsonl` files are all read.
+    pub path: String,
+    #[serde(default = "default_format")]
+    pub format: Format,
+    /// Value of the `source` column; also selects the source weight downstream.
+    #[serde(default = "default_source")]
+    pub source: String,
+    #[serde(default)]
+    pub columns: NewsColumns,
+    /// Company name -> code, used when no code is given (in addition to the `universe` input).
+    #[serde(default)]
+    pub names: BTreeMap<String, String>,
+    /// Only these codes (default: all).
+    #[serde(default)]
+    pub codes: Option<Vec<String>>,
+}
+
+fn default_format() -> Format {
+    Format::Csv
+}
+fn default_source() -> String {
+    "naver_finance".into()
+}
+
+/// One accepted article.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Article {
+    pub id: String,
+    pub code: String,
+    pub published_at: NaiveDateTime,
+    pub title: String,
+    pub body: Option<String>,
+    pub url: Option<String>,
+}
+
+/// A rejected record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewsReject {
+    pub reason: &'static str,
+    pub detail: String,
+    pub raw: String,
+}
+
+/// Raw fields of one record.
+#[derive(Debug, Default)]
+pub struct RawNews {
+    pub title: String,
+    pub date: String,
+    pub time: Option<String>,
+    pub url: Option<String>,
+    pub body: Option<String>,
+    pub code: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct NewsCollector {
+    pub articles: Vec<Article>,
+    pub rejects: Vec<NewsReject>,
+    pub counters: BTreeMap<String, i64>,
+    seen: HashSet<String>,
+}
+
+/// Resolves tickers from explicit codes, links or company names.
+#[derive(Debug, Default)]
+pub struct Resolver {
+    /// (name, code), longest name first.
+    names: Vec<(String, String)>,
+}
+
+impl Resolver {
+    pub fn new(names: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut names: Vec<(String, String)> = names
+            .into_iter()
+            .filter(|(n, _)| n.chars().count() >= 2)
+            .collect();
+        names.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        names.dedup_by(|a, b| a.0 == b.0);
+        Self { names }
+    }
+
+    fn resolve(&self, raw: &RawNews) -> Option<String> {
+        if let Some(c) = raw.code.as_deref().map(str::trim).filter(|c| is_code(c)) {
+            return Some(c.to_string());
+        }
+        if let Some(c) = raw.url.as_deref().and_then(code_from_url) {
+            return Some(c);
+        }
+        self.names
+            .iter()
+            .find(|(n, _)| raw.title.contains(n.as_str()))
+            .map(|(_, c)| c.clone())
+    }
+}
+
+fn is_code(s: &str) -> bool {
+    s.len() == 6 && s.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// Value of a query parameter in a URL (no decoding needed for the ids used here).
+fn query_param<'a>(url: &'a str, key: &str) -> Option<&'a str> {
+    let q = url.split_once('?')?.1;
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+/// `code=005930` in a link.
+pub fn code_from_url(url: &str) -> Option<String> {
+    query_param(url, "code")
+        .filter(|c| is_code(c))
+        .map(str::to_string)
+}
+
+/// The part of a URL that identifies the article: Naver's `office_id`+`article_id` when present
+/// (list-page parameters like `page=` differ between crawls of the same article), else the URL
+/// without its query's paging parameters.
+pub fn canonical_url(url: &str) -> String {
+    let url = url.trim();
+    if let (Some(a), Some(o)) = (
+        query_param(url, "article_id"),
+        query_param(url, "office_id"),
+    ) {
+        return format!("naver:{o}/{a}");
+    }
+    match url.split_once('?') {
+        Some((base, q)) => {
+            let kept: Vec<&str> = q
+                .split('&')
+                .filter(|kv| {
+                    let k = kv.split('=').next().unwrap_or("");
+                    !matches!(
+                        k,
+                        "page" | "sm" | "utm_source" | "utm_medium" | "utm_campaign"
+                    )
+                })
+                .collect();
+            if kept.is_empty() {
+                base.to_string()
+            } else {
+                format!("{base}?{}", kept.join("&"))
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Parses a KST date or date-time. Date-only values become 23:59:59 that day.
+pub fn parse_published(date: &str, time: Option<&str>) -> Option<NaiveDateTime> {
+    let date = date.trim();
+    for f in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y.%m.%d %H:%M:%S",
+        "%Y.%m.%d %H:%M",
+        "%Y-%m-%d %H:%M",
+        "%Y/%m/%d %H:%M:%S",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(date, f) {
+            return Some(t);
+        }
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(date) {
+        return Some(t.with_timezone(&Seoul).naive_local());
+    }
+    let day = ["%Y.%m.%d", "%Y-%m-%d", "%Y%m%d", "%Y/%m/%d"]
+        .iter()
+        .find_map(|f| NaiveDate::parse_from_str(date.trim_end_matches('.'), f).ok())?;
+    let tod = match time.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => NaiveTime::parse_from_str(t, "%H:%M:%S")
+            .or_else(|_| NaiveTime::parse_from_str(t, "%H:%M"))
+            .ok()?,
+        None => NaiveTime::from_hms_opt(23, 59, 59)?,
+    };
+    Some(day.and_time(tod))
+}
+
+fn article_id(source: &str, raw: &RawNews, at: NaiveDateTime) -> String {
+    let mut h = Sha256::new();
+    h.update(source.as_bytes());
+    h.update([0x1f]);
+    match raw.url.as_deref().filter(|u| !u.trim().is_empty()) {
+        Some(u) => h.update(canonical_url(u).as_bytes()),
+        None => {
+            h.update(raw.title.trim().as_bytes());
+            h.update([0x1f]);
+            h.update(at.to_string().as_bytes());
+        }
+    }
+    h.finalize()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl NewsCollector {
+    fn count(&mut self, k: &str) {
+        *self.counters.entry(k.to_string()).or_default() += 1;
+    }
+    fn reject(&mut self, reason: &'static str, detail: String, raw: &str) {
+        self.count(&format!("rejected.{reason}"));
+        self.rejects.push(NewsReject {
+            reason,
+            detail,
+            raw: raw.to_string(),
+        });
+    }
+
+    /// Routes one record: accepted, deduplicated, out of scope or rejected.
+    pub fn push(
+        &mut self,
+        rec: RawNews,
+        raw: &str,
+        source: &str,
+        ds: NaiveDate,
+        resolver: &Resolver,
+        codes: Option<&HashSet<String>>,
+    ) {
+        self.count("rows_read");
+        let title = rec.title.trim();
+        if title.is_empty() {
+            return self.reject("empty_title", "no title".into(), raw);
+        }
+        let Some(at) = parse_published(&rec.date, rec.time.as_deref()) else {
+            return self.reject("unparsable_time", format!("date `{}`", rec.date), raw);
+        };
+        if at.date() > ds {
+            return self.count("out_of_scope.after_ds");
+        }
+        let Some(code) = resolver.resolve(&rec) else {
+            return self.reject("no_ticker", "no code, code= link or known name".into(), raw);
+        };
+        if codes.is_some_and(|c| !c.contains(&code)) {
+            return self.count("out_of_scope.code");
+        }
+        let id = article_id(source, &rec, at);
+        if !self.seen.insert(id.clone()) {
+            return self.count("deduplicated.same_article");
+        }
+        self.count("accepted");
+        self.articles.push(Article {
+            id,
+            code,
+            published_at: at,
+            title: title.to_string(),
+            body: rec.body.filter(|b| !b.trim().is_empty()),
+            url: rec.url.filter(|u| !u.trim().is_empty()),
+        });
+    }
+}
+
+fn find(headers: &[String], want: &str) -> Option<usize> {
+    headers.iter().position(|h| h.eq_ignore_ascii_case(want))
+}
+
+/// Reads a CSV of articles.
+pub fn read_csv<R: std::io::Read>(
+    reader: R,
+    cols: &NewsColumns,
+    mut push: impl FnMut(RawNews, &str),
+) -> Result<(), String> {
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+    let headers: Vec<String> = rdr
+        .headers()
+        .map_err(|e| format!("header: {e}"))?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
+        .collect();
+    let need = |n: &str| {
+        find(&headers, n)
+            .ok_or_else(|| format!("column `{n}` not found (have {})", headers.join(",")))
+    };
+    let opt = |n: &Option<String>| -> Result<Option<usize>, String> {
+        n.as_deref().map(need).transpose()
+    };
+    let (ti, di) = (need(&cols.title)?, need(&cols.date)?);
+    let (tmi, ui, bi, ci) = (
+        opt(&cols.time)?,
+        opt(&cols.url)?,
+        opt(&cols.body)?,
+        opt(&cols.code)?,
+    );
+    let mut rec = csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {
+                let get = |i: usize| rec.get(i).unwrap_or("").to_string();
+                let raw = rec.iter().collect::<Vec<_>>().join(",");
+                push(
+                    RawNews {
+                        title: get(ti),
+                        date: get(di),
+                        time: tmi.map(get),
+                        url: ui.map(get),
+                        body: bi.map(get),
+                        code: ci.map(get),
+                    },
+                    &raw,
+                );
+            }
+            // A broken record still reaches the collector, which rejects it (empty title).
+            Err(e) => push(RawNews::default(), &format!("csv error: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// Reads JSON Lines: one object per line; a line that is not an object is kept as a reject.
+pub fn read_jsonl<R: std::io::BufRead>(
+    reader: R,
+    cols: &NewsColumns,
+    mut push: impl FnMut(RawNews, &str),
+) -> Result<(), String> {
+    for line in reader.lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Ok(serde_json::Value::Object(obj)) = serde_json::from_str::<serde_json::Value>(&line)
+        else {
+            push(RawNews::default(), &line);
+            continue;
+        };
+        let get = |k: &str| -> Option<String> {
+            obj.iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(k))
+                .and_then(|(_, v)| match v {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Null => None,
+                    other => Some(other.to_string()),
+                })
+        };
+        let opt = |k: &Option<String>| k.as_deref().and_then(get);
+        push(
+            RawNews {
+                title: get(&cols.title).unwrap_or_default(),
+                date: get(&cols.date).unwrap_or_default(),
+                time: opt(&cols.time),
+                url: opt(&cols.url),
+                body: opt(&cols.body),
+                code: opt(&cols.code),
+            },
+            &line,
+        );
+    }
+    Ok(())
+}
+
+fn kst_millis(t: NaiveDateTime) -> i64 {
+    match Seoul.from_local_datetime(&t) {
+        chrono::LocalResult::Single(x) | chrono::LocalResult::Ambiguous(x, _) => {
+            x.timestamp_millis()
+        }
+        // Korea has had no DST since 1988; fall back to the fixed +09:00 offset.
+        chrono::LocalResult::None => t.and_utc().timestamp_millis() - 9 * 3_600_000,
+    }
+}
+
+pub fn news_batch(
+    articles: &[Article],
+    source: &str,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    RecordBatch::try_new(
+        news_schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                articles.iter().map(|a| a.id.as_str()),
+            )) as ArrayRef,
+            Arc::new(StringArray::from_iter_values(
+                articles.iter().map(|a| a.code.as_str()),
+            )),
+            Arc::new(Date32Array::from_iter_values(
+                articles.iter().map(|a| days(a.published_at.date())),
+            )),
+            Arc::new(
+                TimestampMillisecondArray::from_iter_values(
+                    articles.iter().map(|a| kst_millis(a.published_at)),
+                )
+                .with_timezone("Asia/Seoul"),
+            ),
+            Arc::new(StringArray::from_iter_values(
+                articles.iter().map(|_| source),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                articles.iter().map(|a| a.title.as_str()),
+            )),
+            Arc::new(StringArray::from_iter(
+                articles.iter().map(|a| a.body.as_deref()),
+            )),
+            Arc::new(StringArray::from_iter(
+                articles.iter().map(|a| a.url.as_deref()),
+            )),
+        ],
+    )
+}
+
+pub fn news_rejects_batch(
+    rejects: &[NewsReject],
+    source: &str,
+    ds: NaiveDate,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let id = |r: &NewsReject| {
+        let mut h = Sha256::new();
+        for part in [source, r.reason, &r.detail, &r.raw] {
+            h.update(part.as_bytes());
+            h.update([0x1f]);
+        }
+        h.finalize()
+            .iter()
+            .take(12)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    RecordBatch::try_new(
+        news_rejects_schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(rejects.iter().map(id))) as ArrayRef,
+            Arc::new(Date32Array::from_iter_values(
+                rejects.iter().map(|_| days(ds)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|_| source),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|r| r.reason),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|r| r.detail.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|r| r.raw.as_str()),
+            )),
+        ],
+    )
+}
+
+pub struct IngestNews;
+
+struct Configured {
+    p: NewsParams,
+}
+
+#[async_trait]
+impl Operator for IngestNews {
+    fn kind(&self) -> &'static str {
+        "ingest.news"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn description(&self) -> &'static str {
+        "Dated headlines from CSV/JSONL with ticker resolution and stable ids; bad rows to news_rejects"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::required("path", "string", "a file, or a folder of *.csv / *.jsonl"),
+            ParamSpec::optional("format", "csv|jsonl", "csv", "file format"),
+            ParamSpec::optional(
+                "source",
+                "string",
+                "naver_finance",
+                "value of the `source` column",
+            ),
+            ParamSpec::optional(
+                "columns",
+                "map",
+                "title,date,link,press",
+                "field names: title, date, time, url, body, code, press",
+            ),
+            ParamSpec::optional(
+                "names",
+                "map<name, code>",
+                "{}",
+                "company names for ticker resolution",
+            ),
+            ParamSpec::optional("codes", "list<string>", "all", "only these codes"),
+        ]
+    }
+    fn inputs(&self) -> Vec<InputPort> {
+        vec![
+            InputPort::new(
+                "universe",
+                universe_schema(),
+                "company names for ticker resolution",
+            )
+            .optional()
+            .all_rows(),
+        ]
+    }
+    fn outputs(&self) -> Vec<OutputPort> {
+        vec![
+            OutputPort::new("news", news_schema(), WriteMode::Merge, "accepted articles")
+                .keys(&["id"])
+                .date_column("date"),
+            OutputPort::new(
+                "rejects",
+                news_rejects_schema(),
+                WriteMode::Merge,
+                "rejected records with reasons",
+            )
+            .keys(&["id"])
+            .date_column("ds"),
+        ]
+    }
+    fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
+        let p: NewsParams = parse_params(params)?;
+        if p.source.trim().is_empty() {
+            return Err(ConfigError::new("source", "must not be empty"));
+        }
+        Ok(Box::new(Configured { p }))
+    }
+}
+
+fn files_of(path: &str, format: Format) -> OpResult<Vec<PathBuf>> {
+    let p = Path::new(path);
+    if p.is_file() {
+        return Ok(vec![p.to_path_buf()]);
+    }
+    let ext = match format {
+        Format::Csv => "csv",
+        Format::Jsonl => "jsonl",
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+        .map_err(|e| OpError::permanent(format!("cannot read {path}: {e}")))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|f| f.extension().is_some_and(|x| x.eq_ignore_ascii_case(ext)))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(OpError::permanent(format!("no *.{ext} files in {path}")));
+    }
+    Ok(files)
+}
+
+fn ingest(p: &NewsParams, ds: NaiveDate, resolver: &Resolver) -> OpResult<NewsCollector> {
+    let codes: Option<HashSet<String>> = p.codes.as_ref().map(|c| c.iter().cloned().collect());
+    let mut out = NewsCollector::default();
+    for f in files_of(&p.path, p.format)? {
+        let file = std::fs::File::open(&f)
+            .map_err(|e| OpError::transient(format!("open {}: {e}", f.display())))?;
+        let push = |rec: RawNews, raw: &str| {
+            out.push(rec, raw, &p.source, ds, resolver, codes.as_ref());
+        };
+        match p.format {
+            Format::Csv => read_csv(file, &p.columns, push),
+            Format::Jsonl => read_jsonl(std::io::BufReader::new(file), &p.columns, push),
+        }
+        .map_err(|e| OpError::permanent(format!("{}: {e}", f.display())))?;
+    }
+    Ok(out)
+}
+
+fn names_from_universe(inputs: &InputBatches) -> OpResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    if !inputs.has("universe") {
+        return Ok(out);
+    }
+    for b in inputs.batches("universe")? {
+        let (Some(code), Some(name)) = (b.column_by_name("code"), b.column_by_name("name")) else {
+            continue;
+        };
+        let (Some(code), Some(name)) = (
+            code.as_any().downcast_ref::<StringArray>(),
+            name.as_any().downcast_ref::<StringArray>(),
+        ) else {
+            continue;
+        };
+        for i in 0..b.num_rows() {
+            if !code.is_null(i) && !name.is_null(i) {
+                out.push((name.value(i).to_string(), code.value(i).to_string()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl ConfiguredOp for Configured {
+    async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
+        let mut names = names_from_universe(&inputs)?;
+        names.extend(self.p.names.iter().map(|(n, c)| (n.clone(), c.clone())));
+        let resolver = Resolver::new(names);
+        let p = self.p.clone();
+        let ds = ctx.ds;
+        let collected = tokio::task::spawn_blocking(move || ingest(&p, ds, &resolver))
+            .await
+            .map_err(|e| OpError::permanent(format!("news worker: {e}")))??;
+        for (k, v) in &collected.counters {
+            ctx.counters.add(k, *v);
+        }
+        let by_code: HashMap<&str, usize> =
+            collected.articles.iter().fold(HashMap::new(), |mut m, a| {
+                *m.entry(a.code.as_str()).or_default() += 1;
+                m
+            });
+        ctx.counters.add("codes", by_code.len() as i64);
+        Ok(OutputBatches::new()
+            .with(
+                "news",
+                vec![news_batch(&collected.articles, &self.p.source)?],
+            )
+            .with(
+                "rejects",
+                vec![news_rejects_batch(&collected.rejects, &self.p.source, ds)?],
+            ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::d;
+
+    const NAVER: &str = "title,press,date,link
+삼성전자 1분기 호실적,이데일리,2022.06.01,https://finance.naver.com/item/news_read.naver?article_id=0005230814&office_id=018&code=005930&page=1&sm=x
+삼성전자 1분기 호실적,이데일리,2022.06.01,https://finance.naver.com/item/news_read.naver?article_id=0005230814&office_id=018&code=005930&page=7&sm=x
+현대차 신차 출시,매일경제,2022.06.02,https://example.com/a?id=1
+,매일경제,2022.06.02,https://finance.naver.com/item/news_read.naver?article_id=1&office_id=2&code=005930
+무관한 기사,연합,2022.06.02,https://example.com/b
+삼성전자 내일 기사,이데일리,2022.06.03,https://finance.naver.com/item/news_read.naver?article_id=9&office_id=1&code=005930
+날짜 없음,이데일리,06/01,https://finance.naver.com/item/news_read.naver?article_id=8&office_id=1&code=005930
+";
+
+    fn collect(ds: &str) -> NewsCollector {
+        let resolver = Resolver::new([("현대차".to_string(), "005380".to_string())]);
+        let mut out = NewsCollector::default();
+        read_csv(NAVER.as_bytes(), &NewsColumns::default(), |r, raw| {
+            out.push(r, raw, "naver_finance", d(ds), &resolver, None)
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn the_same_article_from_two_list_pages_is_one_row() {
+        let out = collect("2022-06-02");
+        assert_eq!(out.counters["deduplicated.same_article"], 1);
+        let samsung: Vec<_> = out.articles.iter().filter(|a| a.code == "005930").collect();
+        assert_eq!(samsung.len(), 1);
+    }
+
+    #[test]
+    fn tickers_come_from_links_or_company_names_and_unknown_ones_are_rejected() {
+        let out = collect("2022-06-02");
+        let codes: Vec<&str> = out.articles.iter().map(|a| a.code.as_str()).collect();
+        assert_eq!(codes, ["005930", "005380"]);
+        let reasons: Vec<&str> = out.rejects.iter().map(|r| r.reason).collect();
+        assert_eq!(reasons, ["empty_title", "no_ticker", "unparsable_time"]);
+        assert_eq!(out.counters["out_of_scope.after_ds"], 1);
+        // Every row is accounted for exactly once.
+        let routed: i64 = out
+            .counters
+            .iter()
+            .filter(|(k, _)| k.as_str() != "rows_read")
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(routed, out.counters["rows_read"]);
+    }
+
+    #[test]
+    fn date_only_articles_are_stamped_at_the_end_of_the_kst_day() {
+        let at = parse_published("2022.06.01", None).unwrap();
+        assert_eq!(at.to_string(), "2022-06-01 23:59:59");
+        let at = parse_published("2022-06-01 09:12:00", None).unwrap();
+        assert_eq!(at.to_string(), "2022-06-01 09:12:00");
+        let at = parse_published("2022-06-01T00:30:00Z", None).unwrap();
+        assert_eq!(
+            at.to_string(),
+            "2022-06-01 09:30:00",
+            "UTC converted to KST"
+        );
+        let batch = news_batch(&collect("2022-06-02").articles, "naver_finance").unwrap();
+        let ts = batch
+            .column_by_name("published_at")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .unwrap();
+        // 2022-06-01 23:59:59 KST = 14:59:59 UTC.
+        assert_eq!(ts.value(0), 1_654_095_599_000);
+    }
+
+    #[test]
+    fn ids_are_stable_across_reingest_and_jsonl_reads_the_same_fields() {
+        let a = collect("2022-06-02");
+        let b = collect("2022-06-02");
+        assert_eq!(a.articles, b.articles);
+        let jsonl = "{\"title\":\"삼성전자 호실적\",\"date\":\"2022-06-01 10:00:00\",\"link\":\"https://x/y?code=005930\"}\nnot json\n";
+        let mut out = NewsCollector::default();
+        read_jsonl(jsonl.as_bytes(), &NewsColumns::default(), |r, raw| {
+            out.push(
+                r,
+                raw,
+                "google_rss",
+                d("2022-06-02"),
+                &Resolver::default(),
+                None,
+            )
+        })
+        .unwrap();
+        assert_eq!(out.articles.len(), 1);
+        assert_eq!(out.rejects.len(), 1);
+        assert_eq!(out.rejects[0].raw, "not json");
+    }
+}

@@ -1,0 +1,3 @@
+//! Sentiment operators: daily aggregation of per-article scores.
+
+pub mod daily;
