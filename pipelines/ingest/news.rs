@@ -8,10 +8,11 @@
 //! * Time: `published_at` is KST. A date without a time of day (`2022.06.01`) is taken as
 //!   23:59:59 KST that day — the conservative choice: such an article is only known after the
 //!   close, so `sentiment.daily` counts it for the next trading day, never earlier.
-//! * id = SHA-256 of (source, canonical url) — for Naver links the `article_id`/`office_id`
-//!   pair, so the same article crawled from several list pages is one row — or of (source,
-//!   title, published_at) when there is no url. Repeats are counted `deduplicated`, and re-ingest
-//!   merges on id, so nothing is duplicated.
+//! * id = SHA-256 of (source, code, canonical url) — for Naver links the `article_id`/
+//!   `office_id` pair, so the same article crawled from several list pages is one row — or of
+//!   (source, code, title, published_at) when there is no url. The code is part of the id: an
+//!   article listed under two tickers is one row per ticker. Repeats are counted
+//!   `deduplicated`, and re-ingest merges on id, so nothing is duplicated.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -248,9 +249,11 @@ pub fn parse_published(date: &str, time: Option<&str>) -> Option<NaiveDateTime> 
     Some(day.and_time(tod))
 }
 
-fn article_id(source: &str, raw: &RawNews, at: NaiveDateTime) -> String {
+fn article_id(source: &str, code: &str, raw: &RawNews, at: NaiveDateTime) -> String {
     let mut h = Sha256::new();
     h.update(source.as_bytes());
+    h.update([0x1f]);
+    h.update(code.as_bytes());
     h.update([0x1f]);
     match raw.url.as_deref().filter(|u| !u.trim().is_empty()) {
         Some(u) => h.update(canonical_url(u).as_bytes()),
@@ -307,7 +310,7 @@ impl NewsCollector {
         if codes.is_some_and(|c| !c.contains(&code)) {
             return self.count("out_of_scope.code");
         }
-        let id = article_id(source, &rec, at);
+        let id = article_id(source, &code, &rec, at);
         if !self.seen.insert(id.clone()) {
             return self.count("deduplicated.same_article");
         }

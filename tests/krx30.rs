@@ -1,0 +1,172 @@
+//! End-to-end on real data (`../shared/data`, skipped when absent): the krx30 DAG from an empty
+//! lake, idempotent reruns, and the point-in-time property — append rows after D to the inputs,
+//! re-run D, identical output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn data_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("KRXFLOW_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/data"));
+    if dir.join("ohlcv/krx_daily_30").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "skipped: real data not found at {} (set KRXFLOW_DATA)",
+            dir.display()
+        );
+        None
+    }
+}
+
+fn krxflow(lake: &Path, data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_krxflow"))
+        .current_dir(repo_root())
+        .env("KRXFLOW_LAKE", lake)
+        .env("KRXFLOW_DATA", data)
+        .args(args)
+        .output()
+        .expect("krxflow binary runs")
+}
+
+fn ok(o: Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "krxflow failed:\n{text}");
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// A data folder with three tickers' price files cut after `last` (or whole), the index files
+/// and the news.
+fn subset(dst: &Path, src: &Path, last: Option<&str>) {
+    let prices = dst.join("ohlcv/krx_daily_30");
+    std::fs::create_dir_all(&prices).unwrap();
+    for code in ["005930", "005380", "000660"] {
+        let text =
+            std::fs::read_to_string(src.join(format!("ohlcv/krx_daily_30/{code}.csv"))).unwrap();
+        let kept: Vec<&str> = text
+            .lines()
+            .enumerate()
+            .filter(|(i, l)| *i == 0 || last.is_none_or(|d| &l[..10] <= d))
+            .map(|(_, l)| l)
+            .collect();
+        std::fs::write(prices.join(format!("{code}.csv")), kept.join("\n") + "\n").unwrap();
+    }
+    for dir in ["ohlcv/kospi_index", "sentiment/naver_news_dated"] {
+        std::fs::create_dir_all(dst.join(dir)).unwrap();
+        for e in std::fs::read_dir(src.join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, dst.join(dir).join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+const D: &str = "2022-03-15";
+const FEATURES_UPTO_D: &str =
+    "SELECT * FROM features_daily WHERE date <= DATE '2022-03-15' ORDER BY code, date";
+
+#[test]
+fn krx30_features_for_d_are_identical_after_future_rows_are_appended_and_d_is_rerun() {
+    let Some(src) = data_dir() else { return };
+    let lake = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    subset(data.path(), &src, Some(D));
+    let run = |date: &str, extra: &[&str]| {
+        let mut args = vec!["run", "dags/krx30.yaml", "--date", date];
+        args.extend_from_slice(extra);
+        ok(krxflow(lake.path(), data.path(), &args))
+    };
+    let sql = |q: &str| {
+        ok(krxflow(
+            lake.path(),
+            data.path(),
+            &["sql", q, "--format", "csv"],
+        ))
+    };
+
+    let first = run(D, &[]);
+    assert!(first.contains("succeeded"), "{first}");
+    let at_d = sql(FEATURES_UPTO_D);
+    let rows = at_d.lines().count() - 1;
+    assert!(rows > 3 * 5000, "three tickers' history: {rows} rows");
+    let sentiment_rows: i64 =
+        sql("SELECT count(*) FROM sentiment_daily WHERE date > DATE '2022-03-15'")
+            .lines()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+    assert_eq!(
+        sentiment_rows, 0,
+        "no sentiment row after D is written by D's run"
+    );
+
+    // Re-running D rewrites, never duplicates.
+    run(D, &["--reprocess", "all"]);
+    assert_eq!(sql(FEATURES_UPTO_D), at_d);
+
+    // Append the rows after D (the whole files), run a later day, then re-run D.
+    subset(data.path(), &src, None);
+    run("2022-06-10", &[]);
+    let later: i64 = sql("SELECT count(*) FROM features_daily WHERE date > DATE '2022-03-15'")
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(later > 100, "the later run saw the appended rows");
+    run(D, &["--reprocess", "all"]);
+    assert_eq!(
+        sql(FEATURES_UPTO_D),
+        at_d,
+        "features up to D changed once rows after D existed"
+    );
+}
+
+#[test]
+fn krx30_from_an_empty_lake_fills_every_table_with_reasons_for_rejects() {
+    let Some(src) = data_dir() else { return };
+    let lake = tempfile::tempdir().unwrap();
+    let out = ok(krxflow(
+        lake.path(),
+        &src,
+        &["run", "dags/krx30.yaml", "--date", "2024-12-16"],
+    ));
+    assert!(out.contains("succeeded"), "{out}");
+    let sql = |q: &str| ok(krxflow(lake.path(), &src, &["sql", q, "--format", "csv"]));
+    let counts = sql(
+        "SELECT (SELECT count(DISTINCT code) FROM ohlcv_daily) AS codes, \
+                (SELECT count(*) FROM ohlcv_daily) AS bars, \
+                (SELECT count(*) FROM ohlcv_rejects) AS rejects, \
+                (SELECT count(*) FROM index_rejects WHERE reason = 'null_value') AS index_nulls, \
+                (SELECT count(*) FROM news) AS news, \
+                (SELECT count(*) FROM features_daily) AS features",
+    );
+    assert_eq!(
+        counts.lines().nth(1),
+        Some("30,140857,3308,149,7220,140857"),
+        "{counts}"
+    );
+    let reasons =
+        sql("SELECT reason, count(*) AS n FROM ohlcv_rejects GROUP BY reason ORDER BY reason");
+    assert_eq!(
+        reasons
+            .lines()
+            .skip(1)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>(),
+        [
+            "inconsistent_high_low,47",
+            "trading_halt,148",
+            "zero_volume,3113"
+        ]
+    );
+}
