@@ -19,6 +19,7 @@ pub fn register(registry: &mut OperatorRegistry) {
         .register(Arc::new(ingest::ohlcv::IngestOhlcv))
         .register(Arc::new(ingest::index::IngestIndex))
         .register(Arc::new(ingest::news::IngestNews))
+        .register(Arc::new(ingest::universe::IngestUniverse))
         .register(Arc::new(sentiment::daily::SentimentDaily))
         .register(Arc::new(features::returns::FeaturesReturns))
         .register(Arc::new(features::build::BuildFeatures));

@@ -158,6 +158,10 @@ pub fn all() -> Vec<TableDef> {
             .keys(&["code", "date"])
             .date_column("date")
             .doc("daily news sentiment per code; news after 15:30 KST counts for the next trading day"),
+        TableDef::new("universe_rejects", ohlcv_rejects_schema())
+            .keys(&["id"])
+            .date_column("ds")
+            .doc("universe listing rows with a bad code or no name"),
         TableDef::new("universe", universe_schema())
             .keys(&["code"])
             .doc("codes, names and markets"),

@@ -44,8 +44,8 @@ fn ok(o: Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
-/// A data folder with three tickers' price files cut after `last` (or whole), the index files
-/// and the news.
+/// A data folder with three tickers' price files cut after `last` (or whole); the index, the
+/// universe listing and the news linked whole.
 fn subset(dst: &Path, src: &Path, last: Option<&str>) {
     let prices = dst.join("ohlcv/krx_daily_30");
     std::fs::create_dir_all(&prices).unwrap();
@@ -60,11 +60,17 @@ fn subset(dst: &Path, src: &Path, last: Option<&str>) {
             .collect();
         std::fs::write(prices.join(format!("{code}.csv")), kept.join("\n") + "\n").unwrap();
     }
-    for dir in ["ohlcv/kospi_index", "sentiment/naver_news_dated"] {
-        std::fs::create_dir_all(dst.join(dir)).unwrap();
-        for e in std::fs::read_dir(src.join(dir)).unwrap() {
-            let p = e.unwrap().path();
-            std::fs::copy(&p, dst.join(dir).join(p.file_name().unwrap())).unwrap();
+    // Inputs that are filtered by date inside the operators are linked whole.
+    for dir in [
+        "ohlcv/kospi_index",
+        "ohlcv/krx_fullmarket_2018_2019",
+        "sentiment/naver_news_dated",
+        "sentiment/news_headlines_labeled",
+    ] {
+        let link = dst.join(dir);
+        if !link.exists() {
+            std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(src.join(dir).canonicalize().unwrap(), &link).unwrap();
         }
     }
 }
@@ -152,7 +158,7 @@ fn krx30_from_an_empty_lake_fills_every_table_with_reasons_for_rejects() {
     );
     assert_eq!(
         counts.lines().nth(1),
-        Some("30,140857,3308,149,7220,140857"),
+        Some("30,140857,3308,149,16231,140857"),
         "{counts}"
     );
     let reasons =

@@ -4,3 +4,4 @@ pub mod index;
 pub mod news;
 pub mod ohlcv;
 pub mod synthetic;
+pub mod universe;

@@ -14,7 +14,7 @@
 //!   article listed under two tickers is one row per ticker. Repeats are counted
 //!   `deduplicated`, and re-ingest merges on id, so nothing is duplicated.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -31,7 +31,7 @@ use krxflow_core::{
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::ohlcv::days;
+use super::ohlcv::{days, unique_ids};
 use crate::tables::{news_rejects_schema, news_schema, universe_schema};
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -69,6 +69,21 @@ impl Default for NewsColumns {
     }
 }
 
+/// One news source: files, their format and column mapping, and the source name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewsSource {
+    /// A file, or a folder whose `*.csv` / `*.jsonl` files are all read.
+    pub path: String,
+    #[serde(default = "default_format")]
+    pub format: Format,
+    /// Value of the `source` column; also selects the source weight downstream.
+    #[serde(default = "default_source")]
+    pub source: String,
+    #[serde(default)]
+    pub columns: NewsColumns,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewsParams {
@@ -81,6 +96,9 @@ pub struct NewsParams {
     pub source: String,
     #[serde(default)]
     pub columns: NewsColumns,
+    /// More sources written to the same table (a table has one writer per DAG).
+    #[serde(default)]
+    pub extra_sources: Vec<NewsSource>,
     /// Company name -> code, used when no code is given (in addition to the `universe` input).
     #[serde(default)]
     pub names: BTreeMap<String, String>,
@@ -161,9 +179,25 @@ impl Resolver {
         }
         self.names
             .iter()
-            .find(|(n, _)| raw.title.contains(n.as_str()))
+            .find(|(n, _)| mentions(&raw.title, n))
             .map(|(_, c)| c.clone())
     }
+}
+
+/// Korean particles that may follow a name directly (삼성전자가, 카카오의, ...).
+const PARTICLES: &[char] = &[
+    '은', '는', '이', '가', '을', '를', '의', '에', '도', '와', '과', '만', '로',
+];
+
+/// Whether `text` mentions `name` as a word: not inside a longer word (레이 in 플레이) and not
+/// as the head of a longer name (신한 in 신한지주), though a particle may follow.
+pub fn mentions(text: &str, name: &str) -> bool {
+    text.match_indices(name).any(|(i, m)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + m.len()..].chars().next();
+        before.is_none_or(|c| !c.is_alphanumeric())
+            && after.is_none_or(|c| !c.is_alphanumeric() || PARTICLES.contains(&c))
+    })
 }
 
 fn is_code(s: &str) -> bool {
@@ -492,7 +526,7 @@ pub fn news_rejects_batch(
     RecordBatch::try_new(
         news_rejects_schema(),
         vec![
-            Arc::new(StringArray::from_iter_values(rejects.iter().map(id))) as ArrayRef,
+            Arc::new(StringArray::from(unique_ids(rejects.iter().map(id)))) as ArrayRef,
             Arc::new(Date32Array::from_iter_values(
                 rejects.iter().map(|_| days(ds)),
             )),
@@ -610,22 +644,46 @@ fn files_of(path: &str, format: Format) -> OpResult<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn ingest(p: &NewsParams, ds: NaiveDate, resolver: &Resolver) -> OpResult<NewsCollector> {
-    let codes: Option<HashSet<String>> = p.codes.as_ref().map(|c| c.iter().cloned().collect());
-    let mut out = NewsCollector::default();
-    for f in files_of(&p.path, p.format)? {
-        let file = std::fs::File::open(&f)
-            .map_err(|e| OpError::transient(format!("open {}: {e}", f.display())))?;
-        let push = |rec: RawNews, raw: &str| {
-            out.push(rec, raw, &p.source, ds, resolver, codes.as_ref());
-        };
-        match p.format {
-            Format::Csv => read_csv(file, &p.columns, push),
-            Format::Jsonl => read_jsonl(std::io::BufReader::new(file), &p.columns, push),
-        }
-        .map_err(|e| OpError::permanent(format!("{}: {e}", f.display())))?;
+impl NewsParams {
+    /// The main source followed by `extra_sources`.
+    fn sources(&self) -> Vec<NewsSource> {
+        let mut v = vec![NewsSource {
+            path: self.path.clone(),
+            format: self.format,
+            source: self.source.clone(),
+            columns: self.columns.clone(),
+        }];
+        v.extend(self.extra_sources.iter().cloned());
+        v
     }
-    Ok(out)
+}
+
+/// Reads every source; one collector per source (ids include the source, so sources never
+/// deduplicate each other).
+fn ingest(
+    p: &NewsParams,
+    ds: NaiveDate,
+    resolver: &Resolver,
+) -> OpResult<Vec<(String, NewsCollector)>> {
+    let codes: Option<HashSet<String>> = p.codes.as_ref().map(|c| c.iter().cloned().collect());
+    let mut all = Vec::new();
+    for src in p.sources() {
+        let mut out = NewsCollector::default();
+        for f in files_of(&src.path, src.format)? {
+            let file = std::fs::File::open(&f)
+                .map_err(|e| OpError::transient(format!("open {}: {e}", f.display())))?;
+            let push = |rec: RawNews, raw: &str| {
+                out.push(rec, raw, &src.source, ds, resolver, codes.as_ref());
+            };
+            match src.format {
+                Format::Csv => read_csv(file, &src.columns, push),
+                Format::Jsonl => read_jsonl(std::io::BufReader::new(file), &src.columns, push),
+            }
+            .map_err(|e| OpError::permanent(format!("{}: {e}", f.display())))?;
+        }
+        all.push((src.source, out));
+    }
+    Ok(all)
 }
 
 fn names_from_universe(inputs: &InputBatches) -> OpResult<Vec<(String, String)>> {
@@ -663,24 +721,21 @@ impl ConfiguredOp for Configured {
         let collected = tokio::task::spawn_blocking(move || ingest(&p, ds, &resolver))
             .await
             .map_err(|e| OpError::permanent(format!("news worker: {e}")))??;
-        for (k, v) in &collected.counters {
-            ctx.counters.add(k, *v);
+        let mut news = Vec::new();
+        let mut rejects = Vec::new();
+        let mut codes = HashSet::new();
+        for (source, c) in &collected {
+            for (k, v) in &c.counters {
+                ctx.counters.add(k, *v);
+            }
+            codes.extend(c.articles.iter().map(|a| a.code.as_str()));
+            news.push(news_batch(&c.articles, source)?);
+            rejects.push(news_rejects_batch(&c.rejects, source, ds)?);
         }
-        let by_code: HashMap<&str, usize> =
-            collected.articles.iter().fold(HashMap::new(), |mut m, a| {
-                *m.entry(a.code.as_str()).or_default() += 1;
-                m
-            });
-        ctx.counters.add("codes", by_code.len() as i64);
+        ctx.counters.add("codes", codes.len() as i64);
         Ok(OutputBatches::new()
-            .with(
-                "news",
-                vec![news_batch(&collected.articles, &self.p.source)?],
-            )
-            .with(
-                "rejects",
-                vec![news_rejects_batch(&collected.rejects, &self.p.source, ds)?],
-            ))
+            .with("news", news)
+            .with("rejects", rejects))
     }
 }
 
@@ -707,6 +762,29 @@ mod tests {
         })
         .unwrap();
         out
+    }
+
+    #[test]
+    fn company_names_match_whole_words_with_particles_only() {
+        assert!(mentions("삼성전자, 2분기 실적 발표", "삼성전자"));
+        assert!(mentions("[속보] 카카오의 신사업", "카카오"));
+        assert!(mentions("SK 주가 급등", "SK"));
+        assert!(!mentions("신한지주 배당 확대", "신한"));
+        assert!(!mentions("플레이스테이션 판매", "레이"));
+        assert!(!mentions("SK하이닉스 신고가", "SK"));
+        let r = Resolver::new([
+            ("SK".to_string(), "034730".to_string()),
+            ("SK하이닉스".to_string(), "000660".to_string()),
+        ]);
+        let title = |t: &str| RawNews {
+            title: t.into(),
+            ..RawNews::default()
+        };
+        assert_eq!(
+            r.resolve(&title("SK하이닉스 신고가")),
+            Some("000660".into())
+        );
+        assert_eq!(r.resolve(&title("SK그룹 회장")), None);
     }
 
     #[test]

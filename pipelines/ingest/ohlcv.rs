@@ -484,6 +484,19 @@ pub(crate) fn reject_id(source: &str, r: &Reject) -> String {
         .collect()
 }
 
+/// Makes content-hash ids unique within one batch: the n-th repeat of an identical record
+/// (e.g. a row listed five times in a panel) gets `<id>-n`, so each repeat is kept as its own
+/// reject and re-ingest still produces the same ids.
+pub(crate) fn unique_ids(ids: impl Iterator<Item = String>) -> Vec<String> {
+    let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    ids.map(|id| {
+        let n = seen.entry(id.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 { id } else { format!("{id}-{n}") }
+    })
+    .collect()
+}
+
 pub fn bars_batch(bars: &[Bar], source: &str) -> Result<RecordBatch, arrow::error::ArrowError> {
     RecordBatch::try_new(
         ohlcv_daily_schema(),
@@ -512,9 +525,9 @@ pub fn rejects_batch(
     RecordBatch::try_new(
         ohlcv_rejects_schema(),
         vec![
-            Arc::new(StringArray::from_iter_values(
+            Arc::new(StringArray::from(unique_ids(
                 rejects.iter().map(|r| reject_id(source, r)),
-            )) as ArrayRef,
+            ))) as ArrayRef,
             Arc::new(Date32Array::from_iter_values(
                 rejects.iter().map(|_| days(ds)),
             )),

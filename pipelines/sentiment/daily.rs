@@ -296,7 +296,11 @@ impl Operator for SentimentDaily {
                 format!("`{}` is not HH:MM", p.cutoff),
             ));
         }
-        if let Some((s, w)) = p.source_weights.iter().find(|(_, w)| w.is_nan() || **w < 0.0) {
+        if let Some((s, w)) = p
+            .source_weights
+            .iter()
+            .find(|(_, w)| w.is_nan() || **w < 0.0)
+        {
             return Err(ConfigError::new(
                 "source_weights",
                 format!("weight of `{s}` is {w}; weights must be >= 0"),

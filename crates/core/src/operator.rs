@@ -183,6 +183,10 @@ impl OutputBatches {
     pub fn insert(&mut self, port: &str, batches: Vec<RecordBatch>) {
         self.ports.insert(port.to_string(), batches);
     }
+    /// The batches produced for `port`, if any.
+    pub fn batches(&self, port: &str) -> Option<&[RecordBatch]> {
+        self.ports.get(port).map(Vec::as_slice)
+    }
     pub fn take(&mut self, port: &str) -> Option<Vec<RecordBatch>> {
         self.ports.remove(port)
     }

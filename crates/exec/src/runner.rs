@@ -722,6 +722,17 @@ impl AttemptEnv {
         let mut written = Vec::new();
         let mut rows_out = 0i64;
         let artifact_ids = artifacts.lock().map(|a| a.clone()).unwrap_or_default();
+        // Validate every output before committing any: Delta commits are per table, so a
+        // refused second output must not leave the first one committed.
+        for port in task.op.outputs() {
+            let Some(table) = task.spec.outputs.get(port.name) else {
+                continue;
+            };
+            let def = lake.catalog().def_for_output(table, &port);
+            let batches = outputs.batches(port.name).unwrap_or_default();
+            lake.validate_write(&def, batches, port.mode, Some(self.ds))
+                .map_err(|e| (AttemptError::Op(OpError::from(e)), rows_in))?;
+        }
         for port in task.op.outputs() {
             let Some(table) = task.spec.outputs.get(port.name) else {
                 continue;

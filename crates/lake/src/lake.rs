@@ -313,6 +313,46 @@ impl Lake {
         })
     }
 
+    /// Checks, without writing, everything [`Lake::write`] would reject in `batches`: schema,
+    /// null or duplicate merge keys, rows outside the replaced partition. The executor
+    /// validates every output of a task before committing any, so a task with several outputs
+    /// does not leave one committed and the other refused.
+    pub fn validate_write(
+        &self,
+        def: &TableDef,
+        batches: &[RecordBatch],
+        mode: WriteMode,
+        ds: Option<NaiveDate>,
+    ) -> LakeResult<()> {
+        let invalid = |message: String| LakeError::InvalidData {
+            table: def.name.clone(),
+            message,
+        };
+        let physical = physical_schema(&def.schema);
+        let mut phys = Vec::with_capacity(batches.len());
+        for b in batches {
+            let declared = conform(b, &def.schema).map_err(|e| invalid(e.to_string()))?;
+            phys.push(conform(&declared, &physical).map_err(|e| invalid(e.to_string()))?);
+        }
+        match mode {
+            WriteMode::Merge => {
+                if def.keys.is_empty() {
+                    return Err(invalid("merge needs keys".into()));
+                }
+                check_unique_keys(&phys, &def.keys).map_err(invalid)
+            }
+            WriteMode::ReplacePartition => {
+                let part = def
+                    .partition_column
+                    .as_deref()
+                    .ok_or_else(|| invalid("replace_partition needs a partition column".into()))?;
+                let ds = ds.ok_or_else(|| invalid("replace_partition needs a ds".into()))?;
+                check_partition(&phys, part, ds).map_err(invalid)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Writes `batches` to the table `def` in one Delta commit. `ds` is required for
     /// `replace_partition`. `meta` is stored in the commit info (run id, task, ...).
     pub async fn write(

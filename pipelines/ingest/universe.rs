@@ -1,0 +1,276 @@
+//! `ingest.universe`: the `universe` table (code, name, market) from a CSV / CSV.gz listing,
+//! e.g. the distinct (code, company_name) pairs of a long price panel. Used by `ingest.news`
+//! to resolve tickers from company names in headlines.
+//!
+//! A code listed with several names keeps the last one in file order (a rename) and counts
+//! `renamed`; a row with a bad code or an empty name goes to `universe_rejects`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use async_trait::async_trait;
+use krxflow_core::{
+    ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator, OutputBatches,
+    OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
+};
+use serde::Deserialize;
+
+use super::ohlcv::{Reason, Reject, rejects_batch};
+use crate::tables::{ohlcv_rejects_schema, universe_schema};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UniverseParams {
+    pub path: String,
+    #[serde(default = "code")]
+    pub code_column: String,
+    #[serde(default = "name")]
+    pub name_column: String,
+    /// Column with the market (KOSPI/KOSDAQ); absent → `market`.
+    #[serde(default)]
+    pub market_column: Option<String>,
+    #[serde(default = "krx")]
+    pub market: String,
+}
+
+fn code() -> String {
+    "code".into()
+}
+fn name() -> String {
+    "name".into()
+}
+fn krx() -> String {
+    "KRX".into()
+}
+
+#[derive(Debug, Default)]
+pub struct UniverseCollector {
+    /// code -> (name, market)
+    pub entries: BTreeMap<String, (String, String)>,
+    pub rejects: Vec<Reject>,
+    pub counters: BTreeMap<String, i64>,
+}
+
+impl UniverseCollector {
+    fn count(&mut self, k: &str) {
+        *self.counters.entry(k.to_string()).or_default() += 1;
+    }
+}
+
+pub fn read_universe<R: std::io::Read>(
+    reader: R,
+    p: &UniverseParams,
+    out: &mut UniverseCollector,
+) -> Result<(), String> {
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+    let headers: Vec<String> = rdr
+        .headers()
+        .map_err(|e| format!("header: {e}"))?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
+        .collect();
+    let find = |n: &str| {
+        headers
+            .iter()
+            .position(|h| h.eq_ignore_ascii_case(n))
+            .ok_or_else(|| format!("column `{n}` not found (have {})", headers.join(",")))
+    };
+    let (ci, ni) = (find(&p.code_column)?, find(&p.name_column)?);
+    let mi = p.market_column.as_deref().map(find).transpose()?;
+    let mut rec = csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {
+                out.count("rows_read");
+                let get = |i: usize| rec.get(i).unwrap_or("").trim().to_string();
+                let (code, name) = (get(ci), get(ni));
+                let market = mi.map(get).unwrap_or_else(|| p.market.clone());
+                let raw = rec.iter().collect::<Vec<_>>().join(",");
+                let bad = |reason: Reason, detail: String| Reject {
+                    code: code.clone(),
+                    date: None,
+                    reason,
+                    detail,
+                    raw: raw.clone(),
+                };
+                if code.len() != 6 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    out.count("rejected.bad_code");
+                    out.rejects
+                        .push(bad(Reason::BadCode, format!("code `{code}`")));
+                    continue;
+                }
+                if name.is_empty() {
+                    out.count("rejected.null_value");
+                    out.rejects
+                        .push(bad(Reason::NullValue, "empty name".into()));
+                    continue;
+                }
+                match out.entries.insert(code, (name.clone(), market)) {
+                    None => out.count("accepted"),
+                    Some((old, _)) if old == name => out.count("deduplicated.same_entry"),
+                    Some(_) => out.count("deduplicated.renamed"),
+                }
+            }
+            Err(e) => {
+                out.count("rows_read");
+                out.count("rejected.unparsable");
+                out.rejects.push(Reject {
+                    code: String::new(),
+                    date: None,
+                    reason: Reason::Unparsable,
+                    detail: format!("csv: {e}"),
+                    raw: String::new(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+pub struct IngestUniverse;
+
+struct Configured {
+    p: UniverseParams,
+}
+
+#[async_trait]
+impl Operator for IngestUniverse {
+    fn kind(&self) -> &'static str {
+        "ingest.universe"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn description(&self) -> &'static str {
+        "Codes, company names and markets from a CSV/CSV.gz listing (for ticker resolution)"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::required("path", "string", "CSV or CSV.gz with code and name columns"),
+            ParamSpec::optional(
+                "code_column",
+                "string",
+                "code",
+                "column with the 6-character code",
+            ),
+            ParamSpec::optional(
+                "name_column",
+                "string",
+                "name",
+                "column with the company name",
+            ),
+            ParamSpec::optional("market_column", "string", "none", "column with the market"),
+            ParamSpec::optional(
+                "market",
+                "string",
+                "KRX",
+                "market when there is no market column",
+            ),
+        ]
+    }
+    fn inputs(&self) -> Vec<InputPort> {
+        vec![]
+    }
+    fn outputs(&self) -> Vec<OutputPort> {
+        vec![
+            OutputPort::new(
+                "universe",
+                universe_schema(),
+                WriteMode::Merge,
+                "one row per code",
+            )
+            .keys(&["code"]),
+            OutputPort::new(
+                "rejects",
+                ohlcv_rejects_schema(),
+                WriteMode::Merge,
+                "rows with a bad code or no name",
+            )
+            .keys(&["id"])
+            .date_column("ds"),
+        ]
+    }
+    fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
+        Ok(Box::new(Configured {
+            p: parse_params(params)?,
+        }))
+    }
+}
+
+#[async_trait]
+impl ConfiguredOp for Configured {
+    async fn run(&self, ctx: &TaskContext, _inputs: InputBatches) -> OpResult<OutputBatches> {
+        let p = self.p.clone();
+        let collected = tokio::task::spawn_blocking(move || -> OpResult<UniverseCollector> {
+            let file = std::fs::File::open(&p.path)
+                .map_err(|e| OpError::permanent(format!("open {}: {e}", p.path)))?;
+            let mut out = UniverseCollector::default();
+            if p.path.to_ascii_lowercase().ends_with(".gz") {
+                read_universe(flate2::read::GzDecoder::new(file), &p, &mut out)
+            } else {
+                read_universe(file, &p, &mut out)
+            }
+            .map_err(|e| OpError::permanent(format!("{}: {e}", p.path)))?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| OpError::permanent(format!("universe worker: {e}")))??;
+        for (k, v) in &collected.counters {
+            ctx.counters.add(k, *v);
+        }
+        let e = &collected.entries;
+        let batch = RecordBatch::try_new(
+            universe_schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values(e.keys())) as ArrayRef,
+                Arc::new(StringArray::from_iter_values(
+                    e.values().map(|v| v.0.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    e.values().map(|v| v.1.as_str()),
+                )),
+            ],
+        )?;
+        let label = format!("universe:{}", self.p.path.rsplit('/').next().unwrap_or(""));
+        Ok(OutputBatches::new().with("universe", vec![batch]).with(
+            "rejects",
+            vec![rejects_batch(&collected.rejects, &label, ctx.ds)?],
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panel_listing_collapses_to_one_row_per_code_and_bad_rows_are_rejected() {
+        let csv = "code,date,company_name\n000020,2018-11-26,동화약품\n000020,2018-11-27,동화약품\n\
+                   005930,2018-11-26,삼성전자\n12345,2018-11-26,잘못된코드\n000040,2018-11-26,\n\
+                   000050,2018-11-26,경방\n000050,2018-11-27,경방홀딩스\n";
+        let p = UniverseParams {
+            path: String::new(),
+            code_column: "code".into(),
+            name_column: "company_name".into(),
+            market_column: None,
+            market: "KRX".into(),
+        };
+        let mut out = UniverseCollector::default();
+        read_universe(csv.as_bytes(), &p, &mut out).unwrap();
+        assert_eq!(out.entries.len(), 3);
+        assert_eq!(out.entries["000050"].0, "경방홀딩스", "the later name wins");
+        let c = &out.counters;
+        assert_eq!(
+            (
+                c["accepted"],
+                c["deduplicated.same_entry"],
+                c["deduplicated.renamed"]
+            ),
+            (3, 1, 1)
+        );
+        assert_eq!((c["rejected.bad_code"], c["rejected.null_value"]), (1, 1));
+        assert_eq!(out.rejects.len(), 2);
+    }
+}
