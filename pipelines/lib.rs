@@ -5,6 +5,7 @@
 
 pub mod features;
 pub mod ingest;
+pub mod momentum;
 pub mod sentiment;
 pub mod tables;
 
@@ -21,6 +22,7 @@ pub fn register(registry: &mut OperatorRegistry) {
         .register(Arc::new(ingest::news::IngestNews))
         .register(Arc::new(ingest::universe::IngestUniverse))
         .register(Arc::new(sentiment::daily::SentimentDaily))
+        .register(Arc::new(momentum::minute::MinuteMomentum))
         .register(Arc::new(features::returns::FeaturesReturns))
         .register(Arc::new(features::build::BuildFeatures));
 }

@@ -125,6 +125,12 @@ pub fn features_daily_schema() -> SchemaRef {
 
 /// The catalog entries.
 pub fn all() -> Vec<TableDef> {
+    let mut defs = core_tables();
+    defs.extend(crate::momentum::minute::table_defs());
+    defs
+}
+
+fn core_tables() -> Vec<TableDef> {
     vec![
         TableDef::new("ohlcv_daily", ohlcv_daily_schema())
             .keys(&["code", "date"])

@@ -1051,4 +1051,30 @@ mod tests {
         assert_eq!(y.value(t), want);
         assert_eq!(f.num_rows(), 69, "the last row's 1-day target is unknown");
     }
+
+    #[test]
+    fn the_features_doc_lists_exactly_the_computed_features_and_formulas() {
+        let doc_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/features.md");
+        let doc = std::fs::read_to_string(doc_path).unwrap();
+        let rows: Vec<(String, String)> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| {
+                let (name, rest) = l.split_once("` | ")?;
+                Some((name.to_string(), rest.strip_suffix(" |")?.to_string()))
+            })
+            .collect();
+        let want: Vec<(String, String)> = FEATURES
+            .iter()
+            .map(|(n, f)| (n.to_string(), f.to_string()))
+            .collect();
+        assert_eq!(rows, want, "docs/features.md is out of date with FEATURES");
+        let schema = schema();
+        for (name, _) in FEATURES {
+            assert!(
+                schema.field_with_name(name).is_ok(),
+                "{name} not in the table"
+            );
+        }
+    }
 }

@@ -1,0 +1,3 @@
+//! Intraday momentum from minute bars.
+
+pub mod minute;
