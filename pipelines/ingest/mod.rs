@@ -1,6 +1,7 @@
 //! Ingest operators: bring outside data into lake tables.
 
 pub mod index;
+pub mod kis;
 pub mod news;
 pub mod ohlcv;
 pub mod synthetic;

@@ -33,6 +33,42 @@ use crate::tables::{ohlcv_daily_schema, ohlcv_rejects_schema};
 pub enum Source {
     CsvDir,
     Panel,
+    Kis,
+}
+
+/// `kis:` params: the KIS Open API daily chart (see [`super::kis`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KisParams {
+    #[serde(default = "kis_base")]
+    pub base_url: String,
+    #[serde(default = "kis_key_env")]
+    pub app_key_env: String,
+    #[serde(default = "kis_secret_env")]
+    pub app_secret_env: String,
+    /// File where the OAuth token is cached between runs (mode 0600).
+    #[serde(default)]
+    pub token_cache: Option<String>,
+    #[serde(default = "default_true")]
+    pub adjusted: bool,
+    /// First date fetched when the table is empty and no `lookback_days` is given.
+    #[serde(default)]
+    pub start_date: Option<NaiveDate>,
+    #[serde(default = "kis_retries")]
+    pub max_retries: u32,
+}
+
+fn kis_base() -> String {
+    super::kis::KisConfig::default().base_url
+}
+fn kis_key_env() -> String {
+    "KIS_APP_KEY".into()
+}
+fn kis_secret_env() -> String {
+    "KIS_APP_SECRET".into()
+}
+fn kis_retries() -> u32 {
+    5
 }
 
 /// Input column names (matched case-insensitively).
@@ -66,8 +102,12 @@ impl Default for Columns {
 #[serde(deny_unknown_fields)]
 pub struct OhlcvParams {
     pub source: Source,
-    /// Folder (`csv_dir`) or file (`panel`).
+    /// Folder (`csv_dir`) or file (`panel`); unused by `kis`.
+    #[serde(default)]
     pub path: String,
+    /// Settings of `source: kis`.
+    #[serde(default)]
+    pub kis: Option<KisParams>,
     /// Only these codes (default: all).
     #[serde(default)]
     pub codes: Option<Vec<String>>,
@@ -586,11 +626,18 @@ impl Operator for IngestOhlcv {
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::required("source", "csv_dir|panel", "where the bars come from"),
-            ParamSpec::required(
+            ParamSpec::required("source", "csv_dir|panel|kis", "where the bars come from"),
+            ParamSpec::optional(
                 "path",
                 "string",
+                "none",
                 "folder of <code>.csv (csv_dir) or the panel file",
+            ),
+            ParamSpec::optional(
+                "kis",
+                "map",
+                "base_url, KIS_APP_KEY/KIS_APP_SECRET env",
+                "KIS Open API: base_url, app_key_env, app_secret_env, token_cache, adjusted, start_date, max_retries",
             ),
             ParamSpec::optional("codes", "list<string>", "all", "only these codes"),
             ParamSpec::optional(
@@ -669,6 +716,27 @@ impl Operator for IngestOhlcv {
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
         let p: OhlcvParams = parse_params(params)?;
+        match p.source {
+            Source::CsvDir | Source::Panel if p.path.trim().is_empty() => {
+                return Err(ConfigError::new("path", "required for csv_dir and panel"));
+            }
+            Source::Kis => {
+                if p.codes.as_ref().is_none_or(Vec::is_empty) {
+                    return Err(ConfigError::new(
+                        "codes",
+                        "source kis needs the list of codes",
+                    ));
+                }
+                let start = p.kis.as_ref().and_then(|k| k.start_date);
+                if start.is_none() && p.lookback_days.is_none() {
+                    return Err(ConfigError::new(
+                        "kis",
+                        "source kis needs kis.start_date or lookback_days for the first fetch",
+                    ));
+                }
+            }
+            _ => {}
+        }
         if p.tolerance_abs < 0.0 || p.tolerance_rel < 0.0 {
             return Err(ConfigError::new("tolerance_abs", "tolerances must be >= 0"));
         }
@@ -686,6 +754,7 @@ impl Configured {
             match self.p.source {
                 Source::CsvDir => format!("csv_dir:{name}"),
                 Source::Panel => format!("panel:{name}"),
+                Source::Kis => format!("kis:{}", super::kis::TR_DAILY_CHART),
             }
         })
     }
@@ -747,6 +816,57 @@ impl Configured {
                     read_csv(file, &cols, Some(&code), &w, &mut out)
                         .map_err(|e| OpError::permanent(format!("{}: {e}", f.display())))?;
                 }
+            }
+            Source::Kis => {
+                let k = p.kis.clone().unwrap_or(KisParams {
+                    base_url: kis_base(),
+                    app_key_env: kis_key_env(),
+                    app_secret_env: kis_secret_env(),
+                    token_cache: None,
+                    adjusted: true,
+                    start_date: None,
+                    max_retries: kis_retries(),
+                });
+                let first = from.or(k.start_date).ok_or_else(|| {
+                    OpError::permanent("kis: no start (kis.start_date or lookback_days)")
+                })?;
+                let cfg = super::kis::KisConfig {
+                    base_url: k.base_url.clone(),
+                    app_key_env: k.app_key_env.clone(),
+                    app_secret_env: k.app_secret_env.clone(),
+                    token_cache: k.token_cache.as_ref().map(PathBuf::from),
+                    adjusted: k.adjusted,
+                    max_retries: k.max_retries,
+                    ..super::kis::KisConfig::default()
+                };
+                let kis_err = |e: super::kis::KisError| {
+                    if e.is_transient() {
+                        OpError::transient(e.to_string())
+                    } else {
+                        OpError::permanent(e.to_string())
+                    }
+                };
+                let mut client = super::kis::KisClient::new(cfg).map_err(kis_err)?;
+                let mut all_codes: Vec<&String> = p.codes.iter().flatten().collect();
+                all_codes.sort();
+                for code in all_codes {
+                    for r in client.daily_bars(code, first, ds).map_err(kis_err)? {
+                        let row = RawRow {
+                            code,
+                            date: &r.date,
+                            open: &r.open,
+                            high: &r.high,
+                            low: &r.low,
+                            close: &r.close,
+                            volume: &r.volume,
+                        };
+                        out.push(&row, &r.raw, &w);
+                    }
+                }
+                out.counters
+                    .insert("kis.http_calls".into(), i64::from(client.stats.http_calls));
+                out.counters
+                    .insert("kis.retries".into(), i64::from(client.stats.retries));
             }
             Source::Panel => {
                 let path = Path::new(&p.path);
@@ -1003,5 +1123,54 @@ mod tests {
         assert_eq!(reasons, ["duplicate_date", "provisional"]);
         assert_eq!(c.counters["out_of_scope.after_ds"], 1);
         assert_eq!(c.counters["rows_read"], 4);
+    }
+
+    #[test]
+    fn kis_source_validates_every_row_and_starts_from_the_watermark() {
+        use super::super::kis::tests::{days_desc, rows_json, server};
+        let good = days_desc("2024-12-09", "2024-12-13");
+        let mut body = rows_json(&good);
+        // A zero-volume row and a malformed row from the API: both rejected, with the raw JSON.
+        body = body.replacen("\"acml_vol\":\"1234567\"", "\"acml_vol\":\"0\"", 1);
+        body = body.replacen("]}", ",{\"stck_bsop_date\":\"20241206\"}]}", 1);
+        let (base, seen) = server(vec![(200, body)]);
+        let params = serde_json::json!({
+            "source": "kis",
+            "codes": ["005930"],
+            "lookback_days": 30,
+            // Any variables that exist: the local server does not check credentials.
+            "kis": {"base_url": base, "app_key_env": "CARGO_PKG_NAME", "app_secret_env": "CARGO_PKG_VERSION"},
+        });
+        let op = Configured {
+            p: parse_params(&params).unwrap(),
+        };
+        let ds = crate::testutil::d("2024-12-13");
+        let from = op.window_start(ds, Some(crate::testutil::d("2024-12-11")));
+        assert_eq!(
+            from,
+            Some(crate::testutil::d("2024-12-01")),
+            "watermark - 10 days"
+        );
+        let out = op.ingest(ds, from).unwrap();
+        assert_eq!(out.counters["accepted"], 4);
+        assert_eq!(out.counters["rejected.zero_volume"], 1);
+        assert_eq!(out.counters["rejected.null_value"], 1);
+        assert!(out.rejects.iter().any(|r| r.raw.contains("20241206")));
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen[1].query("FID_INPUT_DATE_1").as_deref(),
+            Some("20241201")
+        );
+    }
+
+    #[test]
+    fn kis_source_needs_codes_and_a_start() {
+        let no_codes = serde_json::json!({"source": "kis", "lookback_days": 30});
+        assert!(IngestOhlcv.configure(&no_codes).is_err());
+        let no_start = serde_json::json!({"source": "kis", "codes": ["005930"]});
+        let err = IngestOhlcv.configure(&no_start).err().unwrap();
+        assert!(err.to_string().contains("start_date"), "{err}");
+        let no_path = serde_json::json!({"source": "csv_dir"});
+        assert!(IngestOhlcv.configure(&no_path).is_err());
     }
 }
