@@ -5,6 +5,8 @@
 //! * Ticker: the `code` column when mapped, else `code=NNNNNN` in the link, else the longest
 //!   company name (from the `universe` input or the `names` param) found in the title. No
 //!   ticker → rejected `no_ticker`.
+//! * `format: rss` reads RSS/Atom feeds (feed-rs) from a file, a folder of `*.xml`, or an
+//!   `http(s)://` URL: title, first link, summary, and the published (else updated) time.
 //! * Time: `published_at` is KST. A date without a time of day (`2022.06.01`) is taken as
 //!   23:59:59 KST that day — the conservative choice: such an article is only known after the
 //!   close, so `sentiment.daily` counts it for the next trading day, never earlier.
@@ -39,6 +41,8 @@ use crate::tables::{news_rejects_schema, news_schema, universe_schema};
 pub enum Format {
     Csv,
     Jsonl,
+    /// RSS 0.9/1.0/2.0 or Atom (also JSON Feed), from a file or an `http(s)://` URL.
+    Rss,
 }
 
 /// Input field names (CSV headers or JSON keys, matched case-insensitively).
@@ -417,6 +421,38 @@ pub fn read_csv<R: std::io::Read>(
     Ok(())
 }
 
+/// Reads an RSS/Atom feed. An entry without a title or a time still reaches the collector
+/// (which rejects it with a reason); a document that is not a feed is an error.
+pub fn read_feed<R: std::io::Read>(
+    reader: R,
+    mut push: impl FnMut(RawNews, &str),
+) -> Result<(), String> {
+    let feed = feed_rs::parser::parse(reader).map_err(|e| format!("not a feed: {e}"))?;
+    for e in feed.entries {
+        let when = e.published.or(e.updated);
+        let url = e.links.first().map(|l| l.href.clone());
+        let raw = format!(
+            "id={} title={} link={} time={}",
+            e.id,
+            e.title.as_ref().map(|t| t.content.as_str()).unwrap_or(""),
+            url.as_deref().unwrap_or(""),
+            when.map(|t| t.to_rfc3339()).unwrap_or_default()
+        );
+        push(
+            RawNews {
+                title: e.title.map(|t| t.content).unwrap_or_default(),
+                date: when.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                time: None,
+                url,
+                body: e.summary.map(|t| t.content),
+                code: None,
+            },
+            &raw,
+        );
+    }
+    Ok(())
+}
+
 /// Reads JSON Lines: one object per line; a line that is not an object is kept as a reject.
 pub fn read_jsonl<R: std::io::BufRead>(
     reader: R,
@@ -566,7 +602,12 @@ impl Operator for IngestNews {
     fn params(&self) -> Vec<ParamSpec> {
         vec![
             ParamSpec::required("path", "string", "a file, or a folder of *.csv / *.jsonl"),
-            ParamSpec::optional("format", "csv|jsonl", "csv", "file format"),
+            ParamSpec::optional(
+                "format",
+                "csv|jsonl|rss",
+                "csv",
+                "file format (rss: RSS/Atom file, folder of *.xml, or http(s) URL)",
+            ),
             ParamSpec::optional(
                 "source",
                 "string",
@@ -631,6 +672,7 @@ fn files_of(path: &str, format: Format) -> OpResult<Vec<PathBuf>> {
     let ext = match format {
         Format::Csv => "csv",
         Format::Jsonl => "jsonl",
+        Format::Rss => "xml",
     };
     let mut files: Vec<PathBuf> = std::fs::read_dir(p)
         .map_err(|e| OpError::permanent(format!("cannot read {path}: {e}")))?
@@ -642,6 +684,29 @@ fn files_of(path: &str, format: Format) -> OpResult<Vec<PathBuf>> {
         return Err(OpError::permanent(format!("no *.{ext} files in {path}")));
     }
     Ok(files)
+}
+
+/// GETs a feed; network and 5xx failures are transient (the task's retries apply).
+fn fetch_url(url: &str) -> OpResult<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .get(url)
+        .call()
+        .map_err(|e| OpError::transient(format!("GET {url}: {e}")))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| OpError::transient(format!("GET {url}: {e}")))?;
+    match status {
+        200..=299 => Ok(body),
+        500.. => Err(OpError::transient(format!("GET {url}: HTTP {status}"))),
+        _ => Err(OpError::permanent(format!("GET {url}: HTTP {status}"))),
+    }
 }
 
 impl NewsParams {
@@ -669,6 +734,17 @@ fn ingest(
     let mut all = Vec::new();
     for src in p.sources() {
         let mut out = NewsCollector::default();
+        if src.format == Format::Rss
+            && (src.path.starts_with("http://") || src.path.starts_with("https://"))
+        {
+            let body = fetch_url(&src.path)?;
+            read_feed(body.as_bytes(), |rec: RawNews, raw: &str| {
+                out.push(rec, raw, &src.source, ds, resolver, codes.as_ref());
+            })
+            .map_err(|e| OpError::permanent(format!("{}: {e}", src.path)))?;
+            all.push((src.source, out));
+            continue;
+        }
         for f in files_of(&src.path, src.format)? {
             let file = std::fs::File::open(&f)
                 .map_err(|e| OpError::transient(format!("open {}: {e}", f.display())))?;
@@ -678,6 +754,7 @@ fn ingest(
             match src.format {
                 Format::Csv => read_csv(file, &src.columns, push),
                 Format::Jsonl => read_jsonl(std::io::BufReader::new(file), &src.columns, push),
+                Format::Rss => read_feed(file, push),
             }
             .map_err(|e| OpError::permanent(format!("{}: {e}", f.display())))?;
         }
@@ -762,6 +839,40 @@ mod tests {
         })
         .unwrap();
         out
+    }
+
+    const FEED: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel><title>news</title>
+<item><title>삼성전자, HBM 공급 확대 - 한국경제</title><link>https://news.example/a1</link>
+<pubDate>Mon, 16 Dec 2024 06:10:00 GMT</pubDate><description>요약</description></item>
+<item><title>시장 전반 약세</title><link>https://news.example/a2</link>
+<pubDate>Mon, 16 Dec 2024 07:00:00 GMT</pubDate></item>
+<item><title>카카오 신사업</title><link>https://news.example/a3</link></item>
+</channel></rss>"#;
+
+    #[test]
+    fn rss_items_resolve_by_name_convert_to_kst_and_bad_items_are_rejected() {
+        let resolver = Resolver::new([
+            ("삼성전자".to_string(), "005930".to_string()),
+            ("카카오".to_string(), "035720".to_string()),
+        ]);
+        let mut out = NewsCollector::default();
+        read_feed(FEED.as_bytes(), |r, raw| {
+            out.push(r, raw, "google_rss", d("2024-12-16"), &resolver, None)
+        })
+        .unwrap();
+        assert_eq!(out.articles.len(), 1);
+        let a = &out.articles[0];
+        assert_eq!(a.code, "005930");
+        assert_eq!(
+            a.published_at.to_string(),
+            "2024-12-16 15:10:00",
+            "06:10 GMT = 15:10 KST"
+        );
+        assert_eq!(a.body.as_deref(), Some("요약"));
+        let reasons: Vec<&str> = out.rejects.iter().map(|r| r.reason).collect();
+        assert_eq!(reasons, ["no_ticker", "unparsable_time"]);
+        assert!(read_feed("<html>not a feed</html>".as_bytes(), |_, _| {}).is_err());
     }
 
     #[test]
