@@ -597,7 +597,7 @@ impl Operator for IngestNews {
         1
     }
     fn description(&self) -> &'static str {
-        "Dated headlines from CSV/JSONL with ticker resolution and stable ids; bad rows to news_rejects"
+        "Dated headlines from CSV/JSONL/RSS/Atom with ticker resolution and stable ids; bad rows to news_rejects"
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![

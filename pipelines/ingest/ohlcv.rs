@@ -619,10 +619,10 @@ impl Operator for IngestOhlcv {
         "ingest.ohlcv"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn description(&self) -> &'static str {
-        "Daily OHLCV from per-ticker CSVs or a long panel (CSV/CSV.gz/Parquet); bad rows to ohlcv_rejects"
+        "Daily OHLCV from per-ticker CSVs, a long panel (CSV/CSV.gz/Parquet) or the KIS Open API, incremental; bad rows to ohlcv_rejects"
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
