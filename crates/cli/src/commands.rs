@@ -20,7 +20,7 @@ use crate::{Cli, Command, Format, ReprocessArg};
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-fn usage(msg: impl Into<String>) -> anyhow::Error {
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     UsageError(msg.into()).into()
 }
 
@@ -36,6 +36,25 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             reprocess,
             max_parallel,
         } => run(&lake, &dag, &date, reprocess, max_parallel, json).await,
+        Command::Backfill {
+            dag,
+            from,
+            to,
+            reprocess,
+            parallel,
+            dry_run,
+        } => {
+            let args = BackfillArgs {
+                dag,
+                from,
+                to,
+                reprocess,
+                parallel,
+                dry_run,
+            };
+            crate::backfill::backfill(&lake, args, json).await
+        }
+        Command::Backfills => crate::backfill::backfills(&lake, json).await,
         Command::Runs { dag, limit } => runs(&lake, dag.as_deref(), limit, json).await,
         Command::Lineage { table, ds, key } => {
             lineage(&lake, &table, ds.as_deref(), key.as_deref(), json).await
@@ -48,7 +67,41 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn parse_date(s: &str) -> anyhow::Result<NaiveDate> {
+pub struct BackfillArgs {
+    pub dag: String,
+    pub from: String,
+    pub to: String,
+    pub reprocess: ReprocessArg,
+    pub parallel: usize,
+    pub dry_run: bool,
+}
+
+pub fn reprocess_of(r: ReprocessArg) -> Reprocess {
+    match r {
+        ReprocessArg::Missing => Reprocess::Missing,
+        ReprocessArg::Failed => Reprocess::Failed,
+        ReprocessArg::All => Reprocess::All,
+    }
+}
+
+/// Loads and validates a DAG for a command, printing diagnostics.
+pub async fn load_valid(lake: &Lake, dag_arg: &str) -> anyhow::Result<krxflow_dag::ValidatedDag> {
+    let registry = wiring::registry();
+    let known = wiring::known_tables(lake).await;
+    let path = wiring::resolve_dag_path(dag_arg);
+    wiring::load(&path, &registry, &known).map_err(|diags| {
+        for d in &diags {
+            eprintln!("{d}");
+        }
+        usage(format!(
+            "{} is invalid ({} problems)",
+            path.display(),
+            diags.len()
+        ))
+    })
+}
+
+pub fn parse_date(s: &str) -> anyhow::Result<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|_| usage(format!("invalid date `{s}`: expected YYYY-MM-DD")))
 }

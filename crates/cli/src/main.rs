@@ -3,6 +3,7 @@
 //! Thin by design: parses arguments, wires the engine crates and the pipeline operators,
 //! prints. Exit codes: 0 ok, 1 a run failed, 2 invalid input or usage.
 
+mod backfill;
 mod commands;
 mod output;
 mod wiring;
@@ -34,7 +35,7 @@ struct Cli {
         long,
         global = true,
         env = "KRXFLOW_LOG",
-        default_value = "warn,buoyant_kernel::snapshot::builder=off"
+        default_value = "warn,buoyant_kernel::snapshot::builder=off,deltalake_core::operations::merge=error"
     )]
     log: String,
     #[command(subcommand)]
@@ -62,6 +63,27 @@ enum Command {
         #[arg(long)]
         max_parallel: Option<usize>,
     },
+    /// One DAG run per trading day of a range; resumable (the same command again finishes the
+    /// rest) and recorded in `_krxflow.backfills`. Exit 1 if any partition failed.
+    Backfill {
+        /// DAG file, or a DAG name looked up as dags/NAME.yaml.
+        dag: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// missing: partitions not yet done; failed: only failed ones; all: every partition.
+        #[arg(long, value_enum, default_value_t = ReprocessArg::Missing)]
+        reprocess: ReprocessArg,
+        /// Partitions running at once (1 when a task has depends_on_past).
+        #[arg(long, default_value_t = 2)]
+        parallel: usize,
+        /// Print the planned partitions and what would run; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Backfills recorded in the lake, latest state first.
+    Backfills,
     /// Recent DAG runs and their task states.
     Runs {
         #[arg(long)]
@@ -92,7 +114,7 @@ enum Command {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum ReprocessArg {
+pub enum ReprocessArg {
     Missing,
     Failed,
     All,

@@ -7,12 +7,17 @@
 //! unrelated branches finish. Every attempt is recorded in `_krxflow/task_runs`, every output
 //! in `_krxflow/lineage`, every run in `_krxflow/runs`.
 
+pub mod backfill;
 pub mod error;
 pub mod lineage;
 pub mod records;
 pub mod runner;
 pub mod state;
 
+pub use backfill::{
+    BackfillOptions, BackfillProgress, BackfillReport, PartitionOutcome, PartitionStatus,
+    PlannedPartition,
+};
 pub use error::{ExecError, ExecResult};
 pub use records::{AttemptRecord, LineageRecord, RunRecord, engine_tables};
 pub use runner::{Executor, Reprocess, RunObserver, RunOptions, RunReport, TaskReport};

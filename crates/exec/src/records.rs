@@ -90,6 +90,7 @@ pub fn engine_tables() -> Vec<TableDef> {
         TableDef::new(LINEAGE, lineage_schema())
             .date_column("ds")
             .doc("one row per committed task output: versions read and written"),
+        crate::backfill::backfills_table(),
     ]
 }
 

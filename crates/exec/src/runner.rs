@@ -98,7 +98,7 @@ pub struct Executor {
     lake: Lake,
     calendar: Arc<dyn Calendar>,
     max_parallel: usize,
-    cancel: CancellationToken,
+    pub(crate) cancel: CancellationToken,
     observer: Option<Arc<dyn RunObserver>>,
     /// Serialises writes to the engine tables within this process.
     records_lock: Arc<tokio::sync::Mutex<()>>,
@@ -217,7 +217,11 @@ impl Executor {
         }
     }
 
-    async fn append_engine(&self, table: &str, batch: arrow::array::RecordBatch) -> ExecResult<()> {
+    pub(crate) async fn append_engine(
+        &self,
+        table: &str,
+        batch: arrow::array::RecordBatch,
+    ) -> ExecResult<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }

@@ -43,6 +43,8 @@ struct SourceParams {
     skip: Option<String>,
     /// Produce rows, then fail permanently (nothing may be committed).
     fail_after_output: bool,
+    /// Fail permanently for this partition only.
+    fail_on: Option<chrono::NaiveDate>,
 }
 
 struct Source;
@@ -93,7 +95,7 @@ impl ConfiguredOp for ConfiguredSource {
         if self.p.sleep_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.p.sleep_ms)).await;
         }
-        if self.p.permanent {
+        if self.p.permanent || self.p.fail_on == Some(ctx.ds) {
             return Err(OpError::permanent("bad config"));
         }
         if n < self.p.fail_times {
@@ -634,4 +636,86 @@ async fn incremental_operators_see_their_tables_watermark_as_of_ds_unless_reproc
         -1,
         "--reprocess all is a full refresh"
     );
+}
+
+struct Counting(std::sync::Mutex<Vec<(chrono::NaiveDate, krxflow_exec::PartitionOutcome)>>);
+impl krxflow_exec::BackfillProgress for Counting {
+    fn partition_done(&self, ds: chrono::NaiveDate, o: krxflow_exec::PartitionOutcome) {
+        self.0.lock().unwrap().push((ds, o));
+    }
+}
+
+#[tokio::test]
+async fn backfills_skip_done_partitions_rerun_failed_ones_and_block_after_a_past_failure() {
+    use krxflow_core::Calendar;
+    use krxflow_exec::{BackfillOptions, PartitionOutcome, PartitionStatus};
+    let (_dir, exec) = setup();
+    let days = WeekdayCalendar::default().trading_days(
+        chrono::NaiveDate::from_ymd_opt(2024, 12, 9).unwrap(),
+        chrono::NaiveDate::from_ymd_opt(2024, 12, 13).unwrap(),
+    );
+    let yaml = |extra: &str| {
+        format!(
+            "dag: bf\ntasks:\n  src:\n    op: test.source\n    with: {{ value: 1{extra} }}\n    outputs: {{ rows: t_bf }}\n"
+        )
+    };
+    let failing = load(&yaml(", fail_on: 2024-12-11"));
+    let opts = |reprocess, parallel| BackfillOptions {
+        reprocess,
+        parallel,
+    };
+    let progress = Counting(Default::default());
+    let first = exec
+        .backfill(failing.clone(), &days, opts(Reprocess::Missing, 3), &progress)
+        .await
+        .unwrap();
+    assert_eq!(first.count(PartitionOutcome::Succeeded), 4);
+    assert_eq!(first.count(PartitionOutcome::Failed), 1);
+    assert_eq!(progress.0.lock().unwrap().len(), 5, "one progress event per partition");
+    let status = exec.partition_status(&failing, &days).await.unwrap();
+    assert_eq!(status[&days[2]], PartitionStatus::Failed);
+    assert_eq!(status[&days[0]], PartitionStatus::Done);
+
+    // Same command again: only the failed partition runs (and fails again).
+    let second = exec
+        .backfill(failing.clone(), &days, opts(Reprocess::Missing, 3), &())
+        .await
+        .unwrap();
+    assert_eq!(second.count(PartitionOutcome::Skipped), 4);
+    assert_eq!(second.count(PartitionOutcome::Failed), 1);
+    let only_failed = exec
+        .backfill(failing, &days, opts(Reprocess::Failed, 3), &())
+        .await
+        .unwrap();
+    assert_eq!(only_failed.count(PartitionOutcome::Skipped), 4);
+
+    // Every partition's rows exactly once.
+    let rows = exec.lake().read("t_bf", ReadOptions::default()).await.unwrap();
+    assert_eq!(rows.num_rows(), 4 * 2, "re-running rewrites, never duplicates");
+
+    // depends_on_past: partitions run in order and stop at the first failure.
+    let past = load(
+        "dag: bf_past\ntasks:\n  src:\n    op: test.source\n    depends_on_past: true\n    with: { value: 1, fail_on: 2024-12-11 }\n    outputs: { rows: t_bf_past }\n",
+    );
+    let report = exec
+        .backfill(past, &days, opts(Reprocess::Missing, 4), &())
+        .await
+        .unwrap();
+    let outcomes: Vec<PartitionOutcome> = report.partitions.iter().map(|p| p.1).collect();
+    assert_eq!(
+        outcomes,
+        [
+            PartitionOutcome::Succeeded,
+            PartitionOutcome::Succeeded,
+            PartitionOutcome::Failed,
+            PartitionOutcome::Blocked,
+            PartitionOutcome::Blocked
+        ]
+    );
+    let recorded = exec
+        .lake()
+        .read(krxflow_exec::backfill::BACKFILLS, ReadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(recorded.num_rows(), 4 * 2, "a start and an end row per backfill");
 }

@@ -1,0 +1,173 @@
+//! `krxflow backfill` and `krxflow backfills`.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use indicatif::{ProgressBar, ProgressStyle};
+use krxflow_exec::backfill::BACKFILLS;
+use krxflow_exec::{BackfillOptions, BackfillProgress, Executor, PartitionOutcome};
+use krxflow_lake::Lake;
+
+use crate::commands::{BackfillArgs, load_valid, parse_date, reprocess_of, usage};
+use crate::{output, wiring};
+
+/// Draws partitions done / failed / remaining with an ETA on stderr (hidden when not a TTY).
+struct Bar {
+    bar: ProgressBar,
+    failed: std::sync::atomic::AtomicUsize,
+}
+
+impl BackfillProgress for Bar {
+    fn planned(&self, total: usize, to_run: usize) {
+        self.bar.set_length(total as u64);
+        self.bar
+            .set_message(format!("{to_run} to run, {} already done", total - to_run));
+    }
+    fn partition_done(&self, ds: NaiveDate, outcome: PartitionOutcome) {
+        use std::sync::atomic::Ordering;
+        if matches!(
+            outcome,
+            PartitionOutcome::Failed | PartitionOutcome::Blocked | PartitionOutcome::Cancelled
+        ) {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.bar.inc(1);
+        self.bar.set_message(format!(
+            "last {ds} {outcome:?}, failed {}",
+            self.failed.load(Ordering::Relaxed)
+        ));
+    }
+}
+
+pub async fn backfill(lake: &Lake, a: BackfillArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let (from, to) = (parse_date(&a.from)?, parse_date(&a.to)?);
+    if from > to {
+        return Err(usage(format!("--from {from} is after --to {to}")));
+    }
+    let dag = load_valid(lake, &a.dag).await?;
+    let calendar = wiring::calendar(&dag.spec.calendar).map_err(|e| usage(e.to_string()))?;
+    let days = calendar.trading_days(from, to);
+    if days.is_empty() {
+        return Err(usage(format!(
+            "no trading day in {from}..{to} (calendar `{}`)",
+            calendar.name()
+        )));
+    }
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let exec = Executor::new(lake.clone(), calendar).with_cancel(cancel.clone());
+    let reprocess = reprocess_of(a.reprocess);
+    if a.dry_run {
+        let plan = exec.plan_backfill(&dag, &days, reprocess).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+        } else {
+            let tasks: Vec<&str> = dag.tasks.iter().map(|t| t.spec.name.as_str()).collect();
+            for p in &plan {
+                if p.run {
+                    println!("{}  run: {}  ({:?})", p.ds, tasks.join(", "), p.status);
+                } else {
+                    println!("{}  skip ({:?})", p.ds, p.status);
+                }
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupt: finishing running partitions, starting no new ones");
+            cancel.cancel();
+        }
+    });
+    let bar = ProgressBar::new(days.len() as u64);
+    if json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} partitions, ETA {eta}  {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    let progress = Bar {
+        bar,
+        failed: Default::default(),
+    };
+    let opts = BackfillOptions {
+        reprocess,
+        parallel: a.parallel.max(1),
+    };
+    let report = exec.backfill(Arc::new(dag), &days, opts, &progress).await?;
+    progress.bar.finish_and_clear();
+    watcher.abort();
+    let mut by_state: BTreeMap<String, Vec<NaiveDate>> = BTreeMap::new();
+    for (ds, o) in &report.partitions {
+        by_state
+            .entry(format!("{o:?}").to_lowercase())
+            .or_default()
+            .push(*ds);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "backfill {}  {} partitions {}..{}",
+            report.backfill_id,
+            days.len(),
+            from,
+            to
+        );
+        let rows: Vec<Vec<String>> = by_state
+            .iter()
+            .map(|(state, ds)| {
+                let shown: Vec<String> = ds.iter().take(6).map(|d| d.to_string()).collect();
+                let more = if ds.len() > 6 {
+                    format!(" … (+{})", ds.len() - 6)
+                } else {
+                    String::new()
+                };
+                vec![state.clone(), ds.len().to_string(), shown.join(" ") + &more]
+            })
+            .collect();
+        println!(
+            "{}",
+            output::table(&["state", "partitions", "dates"], &rows)
+        );
+    }
+    let bad = report.count(PartitionOutcome::Failed)
+        + report.count(PartitionOutcome::Blocked)
+        + report.count(PartitionOutcome::Cancelled);
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub async fn backfills(lake: &Lake, json: bool) -> anyhow::Result<ExitCode> {
+    match lake.version(BACKFILLS).await? {
+        Some(_) => {}
+        None => {
+            if json {
+                println!("[]");
+            } else {
+                println!("no backfills recorded");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let (_, batches) = krxflow_lake::sql::query(
+        lake,
+        "SELECT backfill_id, dag, \"from\", \"to\", reprocess, parallel, state, total, succeeded, failed, skipped, updated \
+         FROM (SELECT *, row_number() OVER (PARTITION BY backfill_id ORDER BY updated DESC) AS rn FROM _krxflow.backfills) \
+         WHERE rn = 1 ORDER BY updated DESC",
+    )
+    .await?;
+    let fmt = if json {
+        crate::Format::Json
+    } else {
+        crate::Format::Table
+    };
+    println!("{}", output::batches(&batches, fmt)?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,335 @@
+//! Backfills: one DAG run per trading day of a range, planned from the engine tables so that a
+//! backfill is resumable (run the same command again after a crash: partitions already done
+//! are skipped, none is duplicated) and recorded in `_krxflow/backfills`.
+//!
+//! A partition is
+//! * `done` when every task's rerun fingerprint already succeeded for it,
+//! * `failed` when its latest run failed (and it is not done),
+//! * `missing` otherwise (never run, interrupted, or the DAG changed).
+//!
+//! `--reprocess missing` runs the partitions that are not done, `failed` only the failed ones,
+//! `all` every partition (as a full refresh). Partitions run up to `parallel` at a time, except
+//! when a task says `depends_on_past: true`: then strictly one after another in date order, and
+//! a failed partition stops the later ones (they would read a hole).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{Date32Array, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, NaiveDate, Utc};
+use datafusion::prelude::{col, lit};
+use datafusion::scalar::ScalarValue;
+use futures::StreamExt;
+use krxflow_core::TableDef;
+use krxflow_dag::ValidatedDag;
+
+use crate::records::{self, attempts_from_batches, days, runs_from_batches};
+use crate::runner::{Executor, Reprocess, RunOptions, fingerprint};
+use crate::{ExecResult, RunState};
+
+pub const BACKFILLS: &str = "_krxflow/backfills";
+
+pub fn backfills_schema() -> SchemaRef {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    Arc::new(Schema::new(vec![
+        Field::new("backfill_id", DataType::Utf8, false),
+        Field::new("dag", DataType::Utf8, false),
+        Field::new("from", DataType::Date32, false),
+        Field::new("to", DataType::Date32, false),
+        Field::new("reprocess", DataType::Utf8, false),
+        Field::new("parallel", DataType::Int32, false),
+        Field::new("state", DataType::Utf8, false),
+        Field::new("total", DataType::Int32, false),
+        Field::new("succeeded", DataType::Int32, false),
+        Field::new("failed", DataType::Int32, false),
+        Field::new("skipped", DataType::Int32, false),
+        Field::new("updated", ts, false),
+    ]))
+}
+
+pub fn backfills_table() -> TableDef {
+    TableDef::new(BACKFILLS, backfills_schema())
+        .doc("one row per backfill state change: range, options, progress (latest row wins)")
+}
+
+/// What the engine tables say about one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionStatus {
+    Done,
+    Failed,
+    Missing,
+}
+
+/// A partition's planned action.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PlannedPartition {
+    pub ds: NaiveDate,
+    pub status: PartitionStatus,
+    pub run: bool,
+}
+
+/// Final state of one partition of a backfill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionOutcome {
+    Succeeded,
+    Failed,
+    /// Already done (or not selected by `--reprocess failed`).
+    Skipped,
+    /// Not run because an earlier partition failed and the DAG depends on its past.
+    Blocked,
+    Cancelled,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackfillOptions {
+    pub reprocess: Reprocess,
+    pub parallel: usize,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackfillReport {
+    pub backfill_id: String,
+    pub dag: String,
+    pub partitions: Vec<(NaiveDate, PartitionOutcome)>,
+}
+
+impl BackfillReport {
+    pub fn count(&self, o: PartitionOutcome) -> usize {
+        self.partitions.iter().filter(|(_, x)| *x == o).count()
+    }
+}
+
+/// Progress callbacks (the CLI draws a progress bar).
+pub trait BackfillProgress: Send + Sync {
+    fn planned(&self, _total: usize, _to_run: usize) {}
+    fn partition_done(&self, _ds: NaiveDate, _outcome: PartitionOutcome) {}
+}
+
+impl BackfillProgress for () {}
+
+/// The id of a backfill: the same command resumes the same backfill.
+pub fn backfill_id(dag: &str, from: NaiveDate, to: NaiveDate) -> String {
+    format!("{dag}:{from}:{to}")
+}
+
+impl Executor {
+    /// Status of each of `days` for `dag`, from one scan of the run tables.
+    pub async fn partition_status(
+        &self,
+        dag: &ValidatedDag,
+        days_: &[NaiveDate],
+    ) -> ExecResult<BTreeMap<NaiveDate, PartitionStatus>> {
+        let (Some(first), Some(last)) = (days_.first(), days_.last()) else {
+            return Ok(BTreeMap::new());
+        };
+        let name = dag.spec.name.as_str();
+        let in_range = |c: &str| {
+            col(c)
+                .gt_eq(lit(ScalarValue::Date32(Some(days(*first)))))
+                .and(col(c).lt_eq(lit(ScalarValue::Date32(Some(days(*last))))))
+        };
+        let attempts = self
+            .read_engine_where(
+                records::TASK_RUNS,
+                col("dag")
+                    .eq(lit(name))
+                    .and(col("state").eq(lit("succeeded")))
+                    .and(in_range("ds")),
+            )
+            .await?;
+        let mut done_fps: HashMap<NaiveDate, HashSet<String>> = HashMap::new();
+        for a in attempts_from_batches(&attempts) {
+            done_fps.entry(a.ds).or_default().insert(a.fingerprint);
+        }
+        let runs = self
+            .read_engine_where(records::RUNS, col("dag").eq(lit(name)).and(in_range("ds")))
+            .await?;
+        // Latest run record per ds (by start, then end; a final row follows its `running` row).
+        type Stamp = (DateTime<Utc>, Option<DateTime<Utc>>, String);
+        let mut latest: HashMap<NaiveDate, Stamp> = HashMap::new();
+        for r in runs_from_batches(&runs) {
+            let key = (r.started, r.ended);
+            match latest.get(&r.ds) {
+                Some((s, e, _)) if (*s, *e) >= key => {}
+                _ => {
+                    latest.insert(r.ds, (r.started, r.ended, r.state));
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        for ds in days_ {
+            let fps = done_fps.get(ds);
+            let all_done = fps.is_some_and(|f| {
+                dag.tasks
+                    .iter()
+                    .all(|t| f.contains(&fingerprint(name, t, *ds)))
+            });
+            let status = if all_done {
+                PartitionStatus::Done
+            } else if latest.get(ds).is_some_and(|(_, _, s)| s == "failed") {
+                PartitionStatus::Failed
+            } else {
+                PartitionStatus::Missing
+            };
+            out.insert(*ds, status);
+        }
+        Ok(out)
+    }
+
+    /// Which partitions a backfill would run.
+    pub async fn plan_backfill(
+        &self,
+        dag: &ValidatedDag,
+        days_: &[NaiveDate],
+        reprocess: Reprocess,
+    ) -> ExecResult<Vec<PlannedPartition>> {
+        let status = self.partition_status(dag, days_).await?;
+        Ok(status
+            .into_iter()
+            .map(|(ds, status)| PlannedPartition {
+                ds,
+                status,
+                run: match reprocess {
+                    Reprocess::All => true,
+                    Reprocess::Missing => status != PartitionStatus::Done,
+                    Reprocess::Failed => status == PartitionStatus::Failed,
+                },
+            })
+            .collect())
+    }
+
+    async fn record_backfill(
+        &self,
+        id: &str,
+        dag: &str,
+        days_: &[NaiveDate],
+        opts: &BackfillOptions,
+        state: &str,
+        outcomes: &[(NaiveDate, PartitionOutcome)],
+    ) -> ExecResult<()> {
+        let (Some(from), Some(to)) = (days_.first(), days_.last()) else {
+            return Ok(());
+        };
+        let n = |o: PartitionOutcome| outcomes.iter().filter(|(_, x)| *x == o).count() as i32;
+        let reprocess = serde_json::to_value(opts.reprocess)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let batch = RecordBatch::try_new(
+            backfills_schema(),
+            vec![
+                Arc::new(StringArray::from(vec![id])),
+                Arc::new(StringArray::from(vec![dag])),
+                Arc::new(Date32Array::from(vec![days(*from)])),
+                Arc::new(Date32Array::from(vec![days(*to)])),
+                Arc::new(StringArray::from(vec![reprocess])),
+                Arc::new(Int32Array::from(vec![opts.parallel as i32])),
+                Arc::new(StringArray::from(vec![state])),
+                Arc::new(Int32Array::from(vec![days_.len() as i32])),
+                Arc::new(Int32Array::from(vec![n(PartitionOutcome::Succeeded)])),
+                Arc::new(Int32Array::from(vec![n(PartitionOutcome::Failed)])),
+                Arc::new(Int32Array::from(vec![n(PartitionOutcome::Skipped)])),
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![Utc::now().timestamp_micros()])
+                        .with_timezone("UTC"),
+                ),
+            ],
+        )?;
+        self.append_engine(BACKFILLS, batch).await
+    }
+
+    /// Runs a backfill over `days_` (trading days, ascending).
+    pub async fn backfill(
+        &self,
+        dag: Arc<ValidatedDag>,
+        days_: &[NaiveDate],
+        opts: BackfillOptions,
+        progress: &dyn BackfillProgress,
+    ) -> ExecResult<BackfillReport> {
+        let name = dag.spec.name.clone();
+        let id = match (days_.first(), days_.last()) {
+            (Some(f), Some(l)) => backfill_id(&name, *f, *l),
+            _ => backfill_id(&name, NaiveDate::default(), NaiveDate::default()),
+        };
+        let plan = self.plan_backfill(&dag, days_, opts.reprocess).await?;
+        let to_run: Vec<NaiveDate> = plan.iter().filter(|p| p.run).map(|p| p.ds).collect();
+        progress.planned(plan.len(), to_run.len());
+        let mut outcomes: BTreeMap<NaiveDate, PartitionOutcome> = plan
+            .iter()
+            .filter(|p| !p.run)
+            .map(|p| (p.ds, PartitionOutcome::Skipped))
+            .collect();
+        for (ds, o) in &outcomes {
+            progress.partition_done(*ds, *o);
+        }
+        self.record_backfill(&id, &name, days_, &opts, "running", &[])
+            .await?;
+
+        let sequential = dag.tasks.iter().any(|t| t.spec.depends_on_past);
+        let parallel = if sequential { 1 } else { opts.parallel.max(1) };
+        let run_reprocess = match opts.reprocess {
+            Reprocess::All => Reprocess::All,
+            _ => Reprocess::Missing,
+        };
+        let run_one = |ds: NaiveDate| {
+            let dag = dag.clone();
+            let exec = self.clone();
+            async move {
+                let mut o = RunOptions::new(ds);
+                o.reprocess = run_reprocess;
+                o.trigger = "backfill".into();
+                let outcome = match exec.run(dag, o).await {
+                    Ok(r) => match r.state {
+                        RunState::Succeeded => PartitionOutcome::Succeeded,
+                        RunState::Cancelled => PartitionOutcome::Cancelled,
+                        _ => PartitionOutcome::Failed,
+                    },
+                    Err(_) => PartitionOutcome::Failed,
+                };
+                (ds, outcome)
+            }
+        };
+        let mut stream = futures::stream::iter(to_run.clone())
+            .map(run_one)
+            .buffered(parallel);
+        let mut blocked = false;
+        while let Some((ds, outcome)) = stream.next().await {
+            outcomes.insert(ds, outcome);
+            progress.partition_done(ds, outcome);
+            if sequential && outcome != PartitionOutcome::Succeeded {
+                blocked = true;
+                break;
+            }
+            if self.cancel.is_cancelled() {
+                break;
+            }
+        }
+        drop(stream);
+        for ds in &to_run {
+            if !outcomes.contains_key(ds) {
+                let o = if blocked {
+                    PartitionOutcome::Blocked
+                } else {
+                    PartitionOutcome::Cancelled
+                };
+                outcomes.insert(*ds, o);
+                progress.partition_done(*ds, o);
+            }
+        }
+        let partitions: Vec<(NaiveDate, PartitionOutcome)> = outcomes.into_iter().collect();
+        let failed = partitions
+            .iter()
+            .any(|(_, o)| !matches!(o, PartitionOutcome::Succeeded | PartitionOutcome::Skipped));
+        let state = if failed { "failed" } else { "succeeded" };
+        self.record_backfill(&id, &name, days_, &opts, state, &partitions)
+            .await?;
+        Ok(BackfillReport {
+            backfill_id: id,
+            dag: name,
+            partitions,
+        })
+    }
+}

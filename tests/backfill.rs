@@ -1,0 +1,126 @@
+//! End-to-end backfill: dry run, a real SIGKILL mid-way, and the same command finishing the
+//! rest with no partition missing or duplicated.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn krxflow(lake: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_krxflow"))
+        .current_dir(repo_root())
+        .env("KRXFLOW_LAKE", lake)
+        .args(args)
+        .output()
+        .expect("krxflow runs")
+}
+
+fn scalar(lake: &Path, sql: &str) -> i64 {
+    let o = krxflow(lake, &["sql", sql, "--format", "csv"]);
+    if !o.status.success() {
+        return 0; // table not created yet
+    }
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+const FROM: &str = "2024-10-01";
+const TO: &str = "2024-11-29";
+
+#[test]
+fn dry_run_lists_every_trading_day_and_changes_nothing() {
+    let lake = tempfile::tempdir().unwrap();
+    let o = krxflow(
+        lake.path(),
+        &[
+            "backfill",
+            "demo",
+            "--from",
+            "2024-09-13",
+            "--to",
+            "2024-09-20",
+            "--dry-run",
+        ],
+    );
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    let dates: Vec<&str> = out.lines().map(|l| &l[..10]).collect();
+    // 2024-09-16..18 are Chuseok: KRX closed.
+    assert_eq!(dates, ["2024-09-13", "2024-09-19", "2024-09-20"], "{out}");
+    assert!(out.lines().all(|l| l.contains("run: ingest, returns")));
+    assert!(
+        !lake.path().join("_krxflow").exists(),
+        "a dry run writes nothing"
+    );
+}
+
+#[test]
+fn a_backfill_killed_mid_way_finishes_on_rerun_with_nothing_missing_or_duplicated() {
+    let lake = tempfile::tempdir().unwrap();
+    let args = [
+        "backfill",
+        "demo",
+        "--from",
+        FROM,
+        "--to",
+        TO,
+        "--parallel",
+        "1",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_krxflow"))
+        .current_dir(repo_root())
+        .env("KRXFLOW_LAKE", lake.path())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until a few partitions are done, then SIGKILL (no chance to clean up).
+    let done_sql = "SELECT count(DISTINCT ds) FROM _krxflow.runs WHERE state = 'succeeded'";
+    let t0 = Instant::now();
+    while scalar(lake.path(), done_sql) < 3 {
+        assert!(t0.elapsed() < Duration::from_secs(300), "no progress");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    let before = scalar(lake.path(), done_sql);
+    // KRX trading days in the range, as the planner sees them (10-01, 10-03, 10-09 closed).
+    let plan = krxflow(
+        lake.path(),
+        &["backfill", "demo", "--from", FROM, "--to", TO, "--dry-run"],
+    );
+    let total = String::from_utf8_lossy(&plan.stdout).lines().count() as i64;
+    assert_eq!(total, 41, "trading days 2024-10-01..2024-11-29");
+    assert!(before < total, "killed mid-way: {before} of {total} done");
+
+    let o = krxflow(lake.path(), &args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&format!("{total} partitions")), "{out}");
+    assert!(
+        out.contains("skipped"),
+        "done partitions are skipped: {out}"
+    );
+    assert_eq!(scalar(lake.path(), done_sql), total, "0 missing partitions");
+    let rows = scalar(lake.path(), "SELECT count(*) FROM features_returns");
+    let distinct = scalar(
+        lake.path(),
+        "SELECT count(*) FROM (SELECT DISTINCT code, date FROM features_returns)",
+    );
+    assert_eq!(rows, distinct, "0 duplicated rows");
+    let recorded = krxflow(lake.path(), &["backfills", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&recorded.stdout).unwrap();
+    assert_eq!(v[0]["state"], "succeeded", "{v}");
+    assert_eq!(v[0]["total"], total);
+}
