@@ -10,6 +10,7 @@
 pub mod backfill;
 pub mod error;
 pub mod lineage;
+pub mod observe;
 pub mod records;
 pub mod runner;
 pub mod state;
@@ -19,6 +20,7 @@ pub use backfill::{
     PlannedPartition,
 };
 pub use error::{ExecError, ExecResult};
+pub use observe::{Fanout, MetricsObserver};
 pub use records::{AttemptRecord, LineageRecord, RunRecord, engine_tables};
 pub use runner::{Executor, Reprocess, RunObserver, RunOptions, RunReport, TaskReport};
 pub use state::{AttemptState, RunState, TaskState};

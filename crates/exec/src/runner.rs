@@ -56,6 +56,7 @@ impl RunOptions {
 
 /// Hooks for metrics and progress reporting. Every method has a no-op default.
 pub trait RunObserver: Send + Sync {
+    fn task_started(&self, _dag: &str, _task: &str) {}
     fn attempt_finished(&self, _record: &AttemptRecord) {}
     fn task_finished(&self, _dag: &str, _report: &TaskReport) {}
     fn output_written(&self, _dag: &str, _table: &str, _rows: usize) {}
@@ -361,6 +362,9 @@ impl Executor {
                         full_refresh: opts.reprocess == Reprocess::All,
                     };
                     let task_name = name.clone();
+                    if let Some(o) = &self.observer {
+                        o.task_started(&dag_name, &task_name);
+                    }
                     running.spawn(async move {
                         let outcome = env.run_task().await;
                         (task_name, outcome)

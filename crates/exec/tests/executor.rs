@@ -719,3 +719,46 @@ async fn backfills_skip_done_partitions_rerun_failed_ones_and_block_after_a_past
         .unwrap();
     assert_eq!(recorded.num_rows(), 4 * 2, "a start and an end row per backfill");
 }
+
+#[tokio::test]
+async fn the_metrics_observer_counts_attempts_retries_rows_and_run_outcomes() {
+    let (_dir, exec) = setup();
+    let metrics = Arc::new(krxflow_metrics::Metrics::new());
+    let exec = exec.with_observer(Arc::new(krxflow_exec::MetricsObserver::new(metrics.clone())));
+    let dag = load(
+        r#"
+dag: flaky
+tasks:
+  src:
+    op: test.source
+    with: { value: 1, fail_times: 1 }
+    outputs: { rows: t_rows }
+    retries: { max: 3, backoff: exponential, base: 1ms, max_delay: 2ms }
+"#,
+    );
+    let report = exec.run(dag, RunOptions::new(ds())).await.unwrap();
+    assert_eq!(report.state, RunState::Succeeded);
+    let text = metrics.render();
+    let line = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no `{prefix}` in\n{text}"))
+    };
+    assert_eq!(line("krxflow_task_attempts_total{dag=\"flaky\",task=\"src\"}"), 2.0);
+    assert_eq!(line("krxflow_task_retries_total{dag=\"flaky\",task=\"src\"}"), 1.0);
+    assert!(line("krxflow_rows_written_total{table=\"t_rows\"}") > 0.0);
+    assert_eq!(
+        line("krxflow_task_state{dag=\"flaky\",state=\"succeeded\",task=\"src\"}"),
+        1.0
+    );
+    assert_eq!(
+        line("krxflow_dag_runs_total{dag=\"flaky\",state=\"succeeded\"}"),
+        1.0
+    );
+    assert_eq!(
+        line("krxflow_dag_last_success_ds_timestamp_seconds{dag=\"flaky\"}"),
+        1_734_307_200.0 // 2024-12-16T00:00:00Z
+    );
+}
