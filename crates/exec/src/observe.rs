@@ -84,7 +84,9 @@ impl RunObserver for Fanout {
         self.0.iter().for_each(|o| o.task_finished(dag, r));
     }
     fn output_written(&self, dag: &str, table: &str, rows: usize) {
-        self.0.iter().for_each(|o| o.output_written(dag, table, rows));
+        self.0
+            .iter()
+            .for_each(|o| o.output_written(dag, table, rows));
     }
     fn run_finished(&self, r: &RunReport) {
         self.0.iter().for_each(|o| o.run_finished(r));

@@ -666,12 +666,21 @@ async fn backfills_skip_done_partitions_rerun_failed_ones_and_block_after_a_past
     };
     let progress = Counting(Default::default());
     let first = exec
-        .backfill(failing.clone(), &days, opts(Reprocess::Missing, 3), &progress)
+        .backfill(
+            failing.clone(),
+            &days,
+            opts(Reprocess::Missing, 3),
+            &progress,
+        )
         .await
         .unwrap();
     assert_eq!(first.count(PartitionOutcome::Succeeded), 4);
     assert_eq!(first.count(PartitionOutcome::Failed), 1);
-    assert_eq!(progress.0.lock().unwrap().len(), 5, "one progress event per partition");
+    assert_eq!(
+        progress.0.lock().unwrap().len(),
+        5,
+        "one progress event per partition"
+    );
     let status = exec.partition_status(&failing, &days).await.unwrap();
     assert_eq!(status[&days[2]], PartitionStatus::Failed);
     assert_eq!(status[&days[0]], PartitionStatus::Done);
@@ -690,8 +699,16 @@ async fn backfills_skip_done_partitions_rerun_failed_ones_and_block_after_a_past
     assert_eq!(only_failed.count(PartitionOutcome::Skipped), 4);
 
     // Every partition's rows exactly once.
-    let rows = exec.lake().read("t_bf", ReadOptions::default()).await.unwrap();
-    assert_eq!(rows.num_rows(), 4 * 2, "re-running rewrites, never duplicates");
+    let rows = exec
+        .lake()
+        .read("t_bf", ReadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.num_rows(),
+        4 * 2,
+        "re-running rewrites, never duplicates"
+    );
 
     // depends_on_past: partitions run in order and stop at the first failure.
     let past = load(
@@ -717,14 +734,20 @@ async fn backfills_skip_done_partitions_rerun_failed_ones_and_block_after_a_past
         .read(krxflow_exec::backfill::BACKFILLS, ReadOptions::default())
         .await
         .unwrap();
-    assert_eq!(recorded.num_rows(), 4 * 2, "a start and an end row per backfill");
+    assert_eq!(
+        recorded.num_rows(),
+        4 * 2,
+        "a start and an end row per backfill"
+    );
 }
 
 #[tokio::test]
 async fn the_metrics_observer_counts_attempts_retries_rows_and_run_outcomes() {
     let (_dir, exec) = setup();
     let metrics = Arc::new(krxflow_metrics::Metrics::new());
-    let exec = exec.with_observer(Arc::new(krxflow_exec::MetricsObserver::new(metrics.clone())));
+    let exec = exec.with_observer(Arc::new(krxflow_exec::MetricsObserver::new(
+        metrics.clone(),
+    )));
     let dag = load(
         r#"
 dag: flaky
@@ -746,8 +769,14 @@ tasks:
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no `{prefix}` in\n{text}"))
     };
-    assert_eq!(line("krxflow_task_attempts_total{dag=\"flaky\",task=\"src\"}"), 2.0);
-    assert_eq!(line("krxflow_task_retries_total{dag=\"flaky\",task=\"src\"}"), 1.0);
+    assert_eq!(
+        line("krxflow_task_attempts_total{dag=\"flaky\",task=\"src\"}"),
+        2.0
+    );
+    assert_eq!(
+        line("krxflow_task_retries_total{dag=\"flaky\",task=\"src\"}"),
+        1.0
+    );
     assert!(line("krxflow_rows_written_total{table=\"t_rows\"}") > 0.0);
     assert_eq!(
         line("krxflow_task_state{dag=\"flaky\",state=\"succeeded\",task=\"src\"}"),

@@ -11,9 +11,11 @@
 pub mod catalog;
 pub mod error;
 pub mod lake;
+pub mod lease;
 pub mod schema;
 pub mod sql;
 
 pub use catalog::Catalog;
 pub use error::{LakeError, LakeResult};
+pub use lease::{Claim, Lease, LeaseInfo};
 pub use lake::{Lake, ReadOptions, TableRead, WriteOutcome};

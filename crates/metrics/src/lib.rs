@@ -182,7 +182,9 @@ impl Metrics {
                 "krxflow_model_inference_seconds",
                 "Wall time of one batched model inference call.",
                 &["model"],
-                vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+                vec![
+                    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ],
             ),
             hit_rate: gauge(
                 "krxflow_prediction_hit_rate",
@@ -285,7 +287,9 @@ impl Metrics {
     }
 
     pub fn rejects(&self, table: &str, reason: &str, rows: u64) {
-        self.rejects.with_label_values(&[table, reason]).inc_by(rows);
+        self.rejects
+            .with_label_values(&[table, reason])
+            .inc_by(rows);
     }
 
     /// A DAG run finished; `ds_unix` is 00:00 UTC of its partition day.
@@ -334,7 +338,9 @@ impl Metrics {
 
     pub fn dags_loaded(&self, loaded: usize, invalid: usize) {
         self.dags.with_label_values(&["loaded"]).set(loaded as i64);
-        self.dags.with_label_values(&["invalid"]).set(invalid as i64);
+        self.dags
+            .with_label_values(&["invalid"])
+            .set(invalid as i64);
     }
 
     pub fn next_tick(&self, dag: &str, at_unix: f64) {
@@ -366,7 +372,14 @@ impl Metrics {
             .observe(seconds);
     }
 
-    pub fn model_quality(&self, code: &str, horizon: u32, model: &str, hit_rate: Option<f64>, weight: f64) {
+    pub fn model_quality(
+        &self,
+        code: &str,
+        horizon: u32,
+        model: &str,
+        hit_rate: Option<f64>,
+        weight: f64,
+    ) {
         let h = horizon.to_string();
         if let Some(hr) = hit_rate {
             self.hit_rate.with_label_values(&[code, &h, model]).set(hr);
@@ -440,7 +453,11 @@ mod tests {
         let mut declared = DECLARED.to_vec();
         declared.sort();
         assert_eq!(names, declared);
-        assert!(described.iter().all(|(n, h)| n.starts_with("krxflow_") && !h.is_empty()));
+        assert!(
+            described
+                .iter()
+                .all(|(n, h)| n.starts_with("krxflow_") && !h.is_empty())
+        );
     }
 
     #[test]

@@ -23,7 +23,11 @@ fn segment(s: &str) -> String {
 
 /// The grouping URL for `job` and extra grouping labels.
 pub fn group_url(base: &str, job: &str, grouping: &[(&str, &str)]) -> String {
-    let mut url = format!("{}/metrics/job/{}", base.trim_end_matches('/'), segment(job));
+    let mut url = format!(
+        "{}/metrics/job/{}",
+        base.trim_end_matches('/'),
+        segment(job)
+    );
     for (k, v) in grouping {
         url.push('/');
         url.push_str(&segment(k));
@@ -104,10 +108,22 @@ mod tests {
         let (base, h) = one_request(200);
         let m = Metrics::new();
         m.task_finished("daily", "ingest", "succeeded", 0.2);
-        push(&m, &base, "krxflow", &[("dag", "daily"), ("cmd", "run one")]).unwrap();
+        push(
+            &m,
+            &base,
+            "krxflow",
+            &[("dag", "daily"), ("cmd", "run one")],
+        )
+        .unwrap();
         let (line, body) = h.join().unwrap();
-        assert_eq!(line, "PUT /metrics/job/krxflow/dag/daily/cmd/run%20one HTTP/1.1");
-        assert!(body.contains("krxflow_task_duration_seconds_count{"), "{body}");
+        assert_eq!(
+            line,
+            "PUT /metrics/job/krxflow/dag/daily/cmd/run%20one HTTP/1.1"
+        );
+        assert!(
+            body.contains("krxflow_task_duration_seconds_count{"),
+            "{body}"
+        );
     }
 
     #[test]

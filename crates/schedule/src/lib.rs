@@ -2,6 +2,7 @@
 //! dates a DAG runs for.
 
 pub mod krx;
+pub mod ticks;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,17 +11,18 @@ use chrono::NaiveDate;
 use krxflow_core::{Calendar, WeekdayCalendar};
 
 pub use krx::{Holiday, KrxCalendar};
+pub use ticks::{Catchup, Tick, Ticker};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ScheduleError {
-    #[error("unknown calendar `{0}` (known: krx, weekdays)")]
+    #[error("unknown calendar `{0}` (known: krx, weekdays, daily)")]
     UnknownCalendar(String),
     #[error("{source_name}: `{value}` is not a date (want YYYY-MM-DD)")]
     BadHoliday { source_name: String, value: String },
 }
 
 /// Names accepted by [`calendar_by_name`].
-pub const CALENDARS: &[&str] = &["krx", "weekdays"];
+pub const CALENDARS: &[&str] = &["krx", "weekdays", "daily"];
 
 /// The calendar called `name`, with `extra` closures added to its table.
 pub fn calendar_by_name(
@@ -34,7 +36,26 @@ pub fn calendar_by_name(
         "weekdays" => Ok(Arc::new(WeekdayCalendar {
             holidays: extra.clone(),
         })),
+        "daily" => Ok(Arc::new(DailyCalendar {
+            closed: extra.clone(),
+        })),
         other => Err(ScheduleError::UnknownCalendar(other.to_string())),
+    }
+}
+
+/// Every day is a trading day except `closed` ones: for DAGs that are not tied to the market
+/// (a Sunday retrain, housekeeping).
+#[derive(Debug, Clone, Default)]
+pub struct DailyCalendar {
+    pub closed: BTreeSet<NaiveDate>,
+}
+
+impl Calendar for DailyCalendar {
+    fn name(&self) -> &str {
+        "daily"
+    }
+    fn is_trading_day(&self, d: NaiveDate) -> bool {
+        !self.closed.contains(&d)
     }
 }
 
@@ -64,7 +85,7 @@ mod tests {
         let err = calendar_by_name("nyse", &BTreeSet::new()).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown calendar `nyse` (known: krx, weekdays)"
+            "unknown calendar `nyse` (known: krx, weekdays, daily)"
         );
     }
 
