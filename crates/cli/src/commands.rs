@@ -55,6 +55,28 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::backfill::backfill(&lake, args, json).await
         }
         Command::Backfills => crate::backfill::backfills(&lake, json).await,
+        Command::Serve {
+            dags,
+            listen,
+            max_parallel,
+            grace,
+            wait,
+            lease_ttl,
+        } => {
+            let args = crate::serve::ServeArgs {
+                dags,
+                listen,
+                max_parallel: max_parallel.unwrap_or_else(|| {
+                    std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(2)
+                }),
+                grace,
+                wait,
+                lease_ttl,
+            };
+            crate::serve::serve(&lake, args).await
+        }
         Command::Runs { dag, limit } => runs(&lake, dag.as_deref(), limit, json).await,
         Command::Lineage { table, ds, key } => {
             lineage(&lake, &table, ds.as_deref(), key.as_deref(), json).await

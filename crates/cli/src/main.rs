@@ -6,6 +6,7 @@
 mod backfill;
 mod commands;
 mod output;
+mod serve;
 mod wiring;
 
 use std::process::ExitCode;
@@ -84,6 +85,29 @@ enum Command {
     },
     /// Backfills recorded in the lake, latest state first.
     Backfills,
+    /// The scheduler daemon: runs every DAG in a folder on its cron schedule (6-field cron
+    /// with seconds, or 5-field without), one instance per lake, with /metrics /healthz /runs.
+    Serve {
+        /// Folder of DAG files (*.yaml); re-read on change or SIGHUP.
+        #[arg(long, default_value = "dags")]
+        dags: std::path::PathBuf,
+        /// HTTP address for /metrics, /healthz and /runs (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: String,
+        /// Tasks running at once across all DAG runs (default: cores).
+        #[arg(long)]
+        max_parallel: Option<usize>,
+        /// On SIGTERM/Ctrl-C, how long running DAG runs may take to finish before their tasks
+        /// are cancelled.
+        #[arg(long, default_value = "30s", value_parser = krxflow_dag::parse_duration)]
+        grace: std::time::Duration,
+        /// If another scheduler holds this lake, wait for its lease instead of exiting.
+        #[arg(long)]
+        wait: bool,
+        /// Lease lifetime: a killed scheduler's lease expires after this long.
+        #[arg(long, default_value = "30s", value_parser = krxflow_dag::parse_duration)]
+        lease_ttl: std::time::Duration,
+    },
     /// Recent DAG runs and their task states.
     Runs {
         #[arg(long)]

@@ -101,6 +101,8 @@ pub struct Executor {
     max_parallel: usize,
     pub(crate) cancel: CancellationToken,
     observer: Option<Arc<dyn RunObserver>>,
+    /// Task slots shared by every run of this executor and its clones (global parallelism).
+    task_slots: Option<Arc<tokio::sync::Semaphore>>,
     /// Serialises writes to the engine tables within this process.
     records_lock: Arc<tokio::sync::Mutex<()>>,
 }
@@ -140,6 +142,7 @@ impl Executor {
                 .unwrap_or(2),
             cancel: CancellationToken::new(),
             observer: None,
+            task_slots: None,
             records_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -149,6 +152,17 @@ impl Executor {
     }
     pub fn with_cancel(mut self, token: CancellationToken) -> Self {
         self.cancel = token;
+        self
+    }
+    /// The same executor (shared record lock, task slots, cancel token) for a DAG with another
+    /// calendar.
+    pub fn with_calendar(mut self, calendar: Arc<dyn Calendar>) -> Self {
+        self.calendar = calendar;
+        self
+    }
+    /// Bounds the tasks running at once across every run sharing these slots.
+    pub fn with_task_slots(mut self, slots: Arc<tokio::sync::Semaphore>) -> Self {
+        self.task_slots = Some(slots);
         self
     }
     pub fn with_observer(mut self, observer: Arc<dyn RunObserver>) -> Self {
@@ -365,7 +379,12 @@ impl Executor {
                     if let Some(o) = &self.observer {
                         o.task_started(&dag_name, &task_name);
                     }
+                    let slots = self.task_slots.clone();
                     running.spawn(async move {
+                        let _slot = match slots {
+                            Some(s) => s.acquire_owned().await.ok(),
+                            None => None,
+                        };
                         let outcome = env.run_task().await;
                         (task_name, outcome)
                     });
