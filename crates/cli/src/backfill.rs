@@ -7,16 +7,38 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use indicatif::{ProgressBar, ProgressStyle};
 use krxflow_exec::backfill::BACKFILLS;
-use krxflow_exec::{BackfillOptions, BackfillProgress, Executor, PartitionOutcome};
+use krxflow_exec::{
+    BackfillOptions, BackfillProgress, Executor, MetricsObserver, PartitionOutcome,
+};
+use krxflow_metrics::Metrics;
 use krxflow_lake::Lake;
 
-use crate::commands::{BackfillArgs, load_valid, parse_date, reprocess_of, usage};
+use crate::commands::{BackfillArgs, load_valid, parse_date, push_metrics, reprocess_of, usage};
 use crate::{output, wiring};
 
 /// Draws partitions done / failed / remaining with an ETA on stderr (hidden when not a TTY).
 struct Bar {
     bar: ProgressBar,
     failed: std::sync::atomic::AtomicUsize,
+    done: std::sync::atomic::AtomicUsize,
+    skipped: std::sync::atomic::AtomicUsize,
+    /// `krxflow_backfill_partitions{dag, state}`.
+    metrics: Arc<Metrics>,
+    dag: String,
+}
+
+impl Bar {
+    fn publish(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (d, f, s) = (
+            self.done.load(Relaxed) as u64,
+            self.failed.load(Relaxed) as u64,
+            self.skipped.load(Relaxed) as u64,
+        );
+        let total = self.bar.length().unwrap_or(0);
+        self.metrics
+            .backfill_progress(&self.dag, d, f, s, total.saturating_sub(d + f + s));
+    }
 }
 
 impl BackfillProgress for Bar {
@@ -24,6 +46,7 @@ impl BackfillProgress for Bar {
         self.bar.set_length(total as u64);
         self.bar
             .set_message(format!("{to_run} to run, {} already done", total - to_run));
+        self.publish();
     }
     fn partition_done(&self, ds: NaiveDate, outcome: PartitionOutcome) {
         use std::sync::atomic::Ordering;
@@ -32,7 +55,12 @@ impl BackfillProgress for Bar {
             PartitionOutcome::Failed | PartitionOutcome::Blocked | PartitionOutcome::Cancelled
         ) {
             self.failed.fetch_add(1, Ordering::Relaxed);
+        } else if outcome == PartitionOutcome::Skipped {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.done.fetch_add(1, Ordering::Relaxed);
         }
+        self.publish();
         self.bar.inc(1);
         self.bar.set_message(format!(
             "last {ds} {outcome:?}, failed {}",
@@ -41,7 +69,12 @@ impl BackfillProgress for Bar {
     }
 }
 
-pub async fn backfill(lake: &Lake, a: BackfillArgs, json: bool) -> anyhow::Result<ExitCode> {
+pub async fn backfill(
+    lake: &Lake,
+    a: BackfillArgs,
+    json: bool,
+    pushgateway: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let (from, to) = (parse_date(&a.from)?, parse_date(&a.to)?);
     if from > to {
         return Err(usage(format!("--from {from} is after --to {to}")));
@@ -56,7 +89,10 @@ pub async fn backfill(lake: &Lake, a: BackfillArgs, json: bool) -> anyhow::Resul
         )));
     }
     let cancel = tokio_util::sync::CancellationToken::new();
-    let exec = Executor::new(lake.clone(), calendar).with_cancel(cancel.clone());
+    let metrics = Arc::new(Metrics::new());
+    let exec = Executor::new(lake.clone(), calendar)
+        .with_cancel(cancel.clone())
+        .with_observer(Arc::new(MetricsObserver::new(metrics.clone())));
     let reprocess = reprocess_of(a.reprocess);
     if a.dry_run {
         let plan = exec.plan_backfill(&dag, &days, reprocess).await?;
@@ -92,6 +128,10 @@ pub async fn backfill(lake: &Lake, a: BackfillArgs, json: bool) -> anyhow::Resul
     let progress = Bar {
         bar,
         failed: Default::default(),
+        done: Default::default(),
+        skipped: Default::default(),
+        metrics: metrics.clone(),
+        dag: dag.spec.name.clone(),
     };
     let opts = BackfillOptions {
         reprocess,
@@ -133,6 +173,9 @@ pub async fn backfill(lake: &Lake, a: BackfillArgs, json: bool) -> anyhow::Resul
             "{}",
             output::table(&["state", "partitions", "dates"], &rows)
         );
+    }
+    if let Some(url) = pushgateway {
+        push_metrics(metrics, url, &progress.dag, "backfill").await;
     }
     let bad = report.count(PartitionOutcome::Failed)
         + report.count(PartitionOutcome::Blocked)

@@ -35,7 +35,18 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             date,
             reprocess,
             max_parallel,
-        } => run(&lake, &dag, &date, reprocess, max_parallel, json).await,
+        } => {
+            run(
+                &lake,
+                &dag,
+                &date,
+                reprocess,
+                max_parallel,
+                json,
+                cli.pushgateway.as_deref(),
+            )
+            .await
+        }
         Command::Backfill {
             dag,
             from,
@@ -52,7 +63,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 parallel,
                 dry_run,
             };
-            crate::backfill::backfill(&lake, args, json).await
+            crate::backfill::backfill(&lake, args, json, cli.pushgateway.as_deref()).await
         }
         Command::Backfills => crate::backfill::backfills(&lake, json).await,
         Command::Serve {
@@ -123,6 +134,31 @@ pub async fn load_valid(lake: &Lake, dag_arg: &str) -> anyhow::Result<krxflow_da
     })
 }
 
+/// Pushes a one-shot command's metrics (grouped by job `krxflow`, dag, command). A failed push
+/// is reported and does not change the command's outcome.
+pub async fn push_metrics(
+    metrics: Arc<krxflow_metrics::Metrics>,
+    url: &str,
+    dag: &str,
+    command: &str,
+) {
+    let (url, dag, command) = (url.to_string(), dag.to_string(), command.to_string());
+    let res = tokio::task::spawn_blocking(move || {
+        krxflow_metrics::push::push(
+            &metrics,
+            &url,
+            "krxflow",
+            &[("dag", dag.as_str()), ("command", command.as_str())],
+        )
+    })
+    .await;
+    match res {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("warning: metrics not pushed: {e}"),
+        Err(e) => eprintln!("warning: metrics not pushed: {e}"),
+    }
+}
+
 pub fn parse_date(s: &str) -> anyhow::Result<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|_| usage(format!("invalid date `{s}`: expected YYYY-MM-DD")))
@@ -182,6 +218,7 @@ async fn run(
     reprocess: ReprocessArg,
     max_parallel: Option<usize>,
     json: bool,
+    pushgateway: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let registry = wiring::registry();
     let known = wiring::known_tables(lake).await;
@@ -216,7 +253,12 @@ async fn run(
         )));
     }
     let cancel = tokio_util::sync::CancellationToken::new();
-    let mut exec = Executor::new(lake.clone(), calendar).with_cancel(cancel.clone());
+    let metrics = Arc::new(krxflow_metrics::Metrics::new());
+    let mut exec = Executor::new(lake.clone(), calendar)
+        .with_cancel(cancel.clone())
+        .with_observer(Arc::new(krxflow_exec::MetricsObserver::new(
+            metrics.clone(),
+        )));
     if let Some(n) = max_parallel {
         exec = exec.with_max_parallel(n);
     }
@@ -237,6 +279,9 @@ async fn run(
     };
     let report = exec.run(Arc::new(dag), opts).await?;
     watcher.abort();
+    if let Some(url) = pushgateway {
+        push_metrics(metrics, url, &report.dag, "run").await;
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

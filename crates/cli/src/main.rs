@@ -31,6 +31,10 @@ struct Cli {
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     json: bool,
+    /// Push the metrics of a one-shot command (`run`, `backfill`) to this Prometheus
+    /// Pushgateway when it ends (e.g. http://127.0.0.1:9091).
+    #[arg(long, global = true, env = "KRXFLOW_PUSHGATEWAY")]
+    pushgateway: Option<String>,
     /// Log level filter (e.g. info, debug, krxflow_exec=debug).
     #[arg(
         long,
