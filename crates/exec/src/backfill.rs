@@ -111,6 +111,10 @@ pub trait BackfillProgress: Send + Sync {
 impl BackfillProgress for () {}
 
 /// The id of a backfill: the same command resumes the same backfill.
+/// Engine-record batching during backfills.
+const RECORD_FLUSH_ROWS: usize = 512;
+const RECORD_FLUSH_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub fn backfill_id(dag: &str, from: NaiveDate, to: NaiveDate) -> String {
     format!("{dag}:{from}:{to}")
 }
@@ -122,8 +126,21 @@ impl Executor {
         dag: &ValidatedDag,
         days_: &[NaiveDate],
     ) -> ExecResult<BTreeMap<NaiveDate, PartitionStatus>> {
+        Ok(self.partition_scan(dag, days_).await?.0)
+    }
+
+    /// Partition states and, per partition, the fingerprints that already succeeded: two
+    /// scans of the engine tables for the whole range (not two per partition).
+    async fn partition_scan(
+        &self,
+        dag: &ValidatedDag,
+        days_: &[NaiveDate],
+    ) -> ExecResult<(
+        BTreeMap<NaiveDate, PartitionStatus>,
+        HashMap<NaiveDate, HashSet<String>>,
+    )> {
         let (Some(first), Some(last)) = (days_.first(), days_.last()) else {
-            return Ok(BTreeMap::new());
+            return Ok(Default::default());
         };
         let name = dag.spec.name.as_str();
         let in_range = |c: &str| {
@@ -176,7 +193,7 @@ impl Executor {
             };
             out.insert(*ds, status);
         }
-        Ok(out)
+        Ok((out, done_fps))
     }
 
     /// Which partitions a backfill would run.
@@ -186,8 +203,15 @@ impl Executor {
         days_: &[NaiveDate],
         reprocess: Reprocess,
     ) -> ExecResult<Vec<PlannedPartition>> {
-        let status = self.partition_status(dag, days_).await?;
-        Ok(status
+        let (status, _) = self.partition_scan(dag, days_).await?;
+        Ok(Self::plan_of(status, reprocess))
+    }
+
+    fn plan_of(
+        status: BTreeMap<NaiveDate, PartitionStatus>,
+        reprocess: Reprocess,
+    ) -> Vec<PlannedPartition> {
+        status
             .into_iter()
             .map(|(ds, status)| PlannedPartition {
                 ds,
@@ -198,7 +222,7 @@ impl Executor {
                     Reprocess::Failed => status == PartitionStatus::Failed,
                 },
             })
-            .collect())
+            .collect()
     }
 
     async fn record_backfill(
@@ -254,7 +278,37 @@ impl Executor {
             (Some(f), Some(l)) => backfill_id(&name, *f, *l),
             _ => backfill_id(&name, NaiveDate::default(), NaiveDate::default()),
         };
-        let plan = self.plan_backfill(&dag, days_, opts.reprocess).await?;
+        let (status, done_fps) = self.partition_scan(&dag, days_).await?;
+        let done_fps = Arc::new(done_fps);
+        let plan = Self::plan_of(status, opts.reprocess);
+        // Engine records are committed in batches (every RECORD_FLUSH_ROWS rows or
+        // RECORD_FLUSH_AGE): one Delta commit per table instead of four per partition. A crash
+        // loses at most the unflushed tail; those partitions run again on resume (outputs are
+        // idempotent), so nothing is duplicated or missing.
+        let buffered = self
+            .clone()
+            .with_buffered_records(RECORD_FLUSH_ROWS, RECORD_FLUSH_AGE);
+        let result = buffered
+            .backfill_planned(dag, days_, opts, progress, id, plan, done_fps)
+            .await;
+        let flushed = buffered.flush_records().await;
+        let report = result?;
+        flushed?;
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn backfill_planned(
+        &self,
+        dag: Arc<ValidatedDag>,
+        days_: &[NaiveDate],
+        opts: BackfillOptions,
+        progress: &dyn BackfillProgress,
+        id: String,
+        plan: Vec<PlannedPartition>,
+        done_fps: Arc<HashMap<NaiveDate, HashSet<String>>>,
+    ) -> ExecResult<BackfillReport> {
+        let name = dag.spec.name.clone();
         let to_run: Vec<NaiveDate> = plan.iter().filter(|p| p.run).map(|p| p.ds).collect();
         progress.planned(plan.len(), to_run.len());
         let mut outcomes: BTreeMap<NaiveDate, PartitionOutcome> = plan
@@ -277,9 +331,11 @@ impl Executor {
         let run_one = |ds: NaiveDate| {
             let dag = dag.clone();
             let exec = self.clone();
+            let known = done_fps.get(&ds).cloned().unwrap_or_default();
             async move {
                 let mut o = RunOptions::new(ds);
                 o.reprocess = run_reprocess;
+                o.known_succeeded = Some(known);
                 o.trigger = "backfill".into();
                 let outcome = match exec.run(dag, o).await {
                     Ok(r) => match r.state {

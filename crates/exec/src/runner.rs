@@ -41,6 +41,9 @@ pub struct RunOptions {
     /// `manual`, `schedule` or `backfill`.
     pub trigger: String,
     pub run_id: Option<String>,
+    /// Fingerprints already known to have succeeded for this ds (a backfill scanned them for
+    /// the whole range); `None` reads them from `task_runs`.
+    pub known_succeeded: Option<HashSet<String>>,
 }
 
 impl RunOptions {
@@ -50,6 +53,7 @@ impl RunOptions {
             reprocess: Reprocess::Missing,
             trigger: "manual".into(),
             run_id: None,
+            known_succeeded: None,
         }
     }
 }
@@ -101,10 +105,26 @@ pub struct Executor {
     max_parallel: usize,
     pub(crate) cancel: CancellationToken,
     observer: Option<Arc<dyn RunObserver>>,
+    /// When set, engine records are buffered and committed in batches.
+    record_buffer: Option<Arc<RecordBuffer>>,
     /// Task slots shared by every run of this executor and its clones (global parallelism).
     task_slots: Option<Arc<tokio::sync::Semaphore>>,
     /// Serialises writes to the engine tables within this process.
     records_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Engine records waiting for a batched commit.
+struct RecordBuffer {
+    max_rows: usize,
+    max_age: std::time::Duration,
+    pending: tokio::sync::Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    tables: BTreeMap<String, Vec<arrow::array::RecordBatch>>,
+    rows: usize,
+    since: Option<std::time::Instant>,
 }
 
 /// Rerun fingerprint: (dag, task, ds, operator version, params hash).
@@ -143,6 +163,7 @@ impl Executor {
             cancel: CancellationToken::new(),
             observer: None,
             task_slots: None,
+            record_buffer: None,
             records_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -160,6 +181,58 @@ impl Executor {
         self.calendar = calendar;
         self
     }
+    /// Buffers engine records (runs, task_runs, lineage, backfills) and commits them one
+    /// Delta commit per table once `max_rows` rows are waiting or the oldest is `max_age`
+    /// old; [`Executor::flush_records`] commits the rest.
+    pub fn with_buffered_records(mut self, max_rows: usize, max_age: std::time::Duration) -> Self {
+        self.record_buffer = Some(Arc::new(RecordBuffer {
+            max_rows,
+            max_age,
+            pending: tokio::sync::Mutex::new(Pending::default()),
+        }));
+        self
+    }
+
+    /// Commits buffered engine records (no-op without a buffer).
+    pub async fn flush_records(&self) -> ExecResult<()> {
+        let Some(buf) = &self.record_buffer else {
+            return Ok(());
+        };
+        let mut p = buf.pending.lock().await;
+        self.commit_pending(&mut p).await
+    }
+
+    async fn commit_pending(&self, p: &mut Pending) -> ExecResult<()> {
+        let tables = std::mem::take(&mut p.tables);
+        p.rows = 0;
+        p.since = None;
+        for (table, batches) in tables {
+            self.write_engine(&table, batches).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_engine(
+        &self,
+        table: &str,
+        batches: Vec<arrow::array::RecordBatch>,
+    ) -> ExecResult<()> {
+        let Some(def) = engine_tables().into_iter().find(|d| d.name == table) else {
+            return Ok(());
+        };
+        let _guard = self.records_lock.lock().await;
+        self.lake
+            .write(
+                &def,
+                batches,
+                krxflow_core::WriteMode::Append,
+                None,
+                BTreeMap::new(),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Bounds the tasks running at once across every run sharing these slots.
     pub fn with_task_slots(mut self, slots: Arc<tokio::sync::Semaphore>) -> Self {
         self.task_slots = Some(slots);
@@ -240,19 +313,16 @@ impl Executor {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let Some(def) = engine_tables().into_iter().find(|d| d.name == table) else {
-            return Ok(());
+        let Some(buf) = &self.record_buffer else {
+            return self.write_engine(table, vec![batch]).await;
         };
-        let _guard = self.records_lock.lock().await;
-        self.lake
-            .write(
-                &def,
-                vec![batch],
-                krxflow_core::WriteMode::Append,
-                None,
-                BTreeMap::new(),
-            )
-            .await?;
+        let mut p = buf.pending.lock().await;
+        p.rows += batch.num_rows();
+        p.tables.entry(table.to_string()).or_default().push(batch);
+        let since = *p.since.get_or_insert_with(std::time::Instant::now);
+        if p.rows >= buf.max_rows || since.elapsed() >= buf.max_age {
+            self.commit_pending(&mut p).await?;
+        }
         Ok(())
     }
 
@@ -286,6 +356,8 @@ impl Executor {
 
         let done_before = if opts.reprocess == Reprocess::All {
             HashSet::new()
+        } else if let Some(known) = &opts.known_succeeded {
+            known.clone()
         } else {
             self.succeeded_fingerprints(&dag_name, ds).await?
         };

@@ -31,6 +31,11 @@ pub struct Lake {
     store: Arc<dyn ObjectStore>,
     store_prefix: StorePath,
     catalog: Arc<Catalog>,
+    /// One lock per table: writers in this process commit to a table one after the other
+    /// instead of racing Delta's optimistic concurrency (other processes still can: their
+    /// conflicts surface as transient errors and are retried).
+    write_locks:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// What a write committed.
@@ -128,6 +133,7 @@ impl Lake {
             store: Arc::from(store),
             store_prefix,
             catalog: Arc::new(catalog),
+            write_locks: Default::default(),
         })
     }
 
@@ -382,6 +388,14 @@ impl Lake {
         {
             std::fs::create_dir_all(p)?;
         }
+        let lock = self
+            .write_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(def.name.clone())
+            .or_default()
+            .clone();
+        let _writing = lock.lock().await;
         let table = DeltaTable::try_from_url(url).await?;
         let exists = table.version().is_some();
         let commit = CommitProperties::default().with_metadata(
