@@ -248,6 +248,14 @@ pub fn generate(
             let minute = 7 * 60 + (nd.uniform(30 + k) * 13.0 * 60.0) as u32; // 07:00..20:00 KST
             // KST is UTC+9 all year (no daylight saving).
             let published = (day * 1440 + i64::from(minute) - 9 * 60) * 60_000;
+            // Two draws of the same day can land on the same headline and minute: that is
+            // one story (its id would repeat), not two.
+            let repeat = news
+                .last()
+                .is_some_and(|p: &SynthNews| p.published_ms == published && p.title == title);
+            if repeat {
+                continue;
+            }
             sum += i32::from(s);
             news.push(SynthNews {
                 date,
@@ -550,6 +558,24 @@ mod tests {
                 r.1
             );
         }
+    }
+
+    #[test]
+    fn news_ids_are_unique_over_a_large_universe() {
+        // 400 tickers x 1500 days once produced two identical headlines at the same minute
+        // (the same story twice), which `merge` on id rightly refused.
+        let cal = WeekdayCalendar::default();
+        let mut p = params(1500);
+        p.tickers = 400;
+        let (_, news, _) = synthesize(&p, &cal, d("2026-11-20")).unwrap();
+        let ids = news
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
+        let unique: std::collections::HashSet<&str> = ids.iter().flatten().collect();
+        assert!(news.num_rows() > 100_000);
+        assert_eq!(unique.len(), news.num_rows());
     }
 
     #[test]

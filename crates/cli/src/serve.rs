@@ -4,7 +4,8 @@
 //!   `krxflow_scheduler_dags{state="invalid"}`) and not scheduled, the others run.
 //! * Each DAG's cron is evaluated in its time zone; a tick on a day its calendar closes is
 //!   skipped; the run's ds is the tick's local date. Ticks missed while down follow the DAG's
-//!   `catchup` policy; a DAG seen for the first time starts from now.
+//!   `catchup` policy; a DAG seen for the first time runs its latest due partition (unless
+//!   `catchup: none`) and then follows its schedule.
 //! * One scheduler per lake: a lease object in the lake, renewed every ttl/3.
 //! * `max_active_runs` per DAG; one pool of task slots (`--max-parallel`) for all runs.
 //! * SIGTERM / Ctrl-C: no new runs; running ones get `--grace` to finish, then their tasks are
@@ -488,9 +489,22 @@ pub async fn serve(lake: &Lake, a: ServeArgs) -> anyhow::Result<ExitCode> {
         }
 
         for (name, l) in &dags {
-            let st = states
-                .entry(name.clone())
-                .or_insert_with(|| DagState::new(now));
+            let st = states.entry(name.clone()).or_insert_with(|| {
+                // First sight of this DAG: like a scheduler whose catch-up is off, run the
+                // latest partition that came due (unless `catchup: none`), not the history.
+                let mut st = DagState::new(now);
+                if let Some((ticker, catchup)) = &l.ticker
+                    && *catchup != Catchup::None
+                    && let Some(prev) = ticker.between(now - chrono::Duration::days(14), now).last()
+                {
+                    eprintln!(
+                        "serve: {name}: first start: running the latest due partition {}",
+                        prev.ds
+                    );
+                    st.enqueue(prev.ds);
+                }
+                st
+            });
             if let Some((ticker, catchup)) = &l.ticker {
                 if let Some(newest) = ticker.between(st.last, now).last().copied() {
                     let due = ticker.due(
