@@ -199,3 +199,84 @@ fn a_killed_schedulers_lease_expires_and_a_waiting_one_takes_over() {
     assert!(t0.elapsed() < Duration::from_secs(20));
     assert_eq!(get(&second.addr, "/healthz").0, 200);
 }
+
+#[test]
+fn sigterm_cancels_after_the_grace_period_and_a_restart_resumes_the_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, dags) = (dir.path().join("lake"), dir.path().join("dags"));
+    std::fs::create_dir_all(&dags).unwrap();
+    // Ticks at midnight KST; on first sight the scheduler runs the latest due partition. Big
+    // enough to still be running when SIGTERM arrives.
+    std::fs::write(
+        dags.join("slow.yaml"),
+        r#"dag: slow
+schedule: { cron: "0 0 0 * * *", timezone: Asia/Seoul, calendar: daily }
+tasks:
+  ingest:
+    op: ingest.synthetic
+    with: { tickers: 300, seed: 7, lookback_days: 1500 }
+    outputs: { bars: ohlcv_daily, news: news, universe: universe }
+  returns:
+    op: features.returns
+    inputs: { bars: ohlcv_daily }
+    outputs: { features: features_returns }
+"#,
+    )
+    .unwrap();
+    let mut s = start(&lake, &dags, &["--grace", "1s"]);
+    let mut ds = String::new();
+    wait_for("the first-sight run to start", 30, || {
+        let (_, r) = get(&s.addr, "/runs");
+        let v: serde_json::Value = serde_json::from_str(&r).unwrap();
+        match v["active"][0]["ds"].as_str() {
+            Some(d) => {
+                ds = d.to_string();
+                true
+            }
+            None => false,
+        }
+    });
+    sigterm(&s.child);
+    let mut rest = String::new();
+    s._stdout.read_to_string(&mut rest).unwrap();
+    assert!(s.child.wait().unwrap().success());
+    assert!(rest.contains("1 partitions left"), "{rest}");
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(lake.join("_krxflow/control/scheduler_state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["slow"]["pending"][0], ds.as_str(), "{state}");
+
+    // Restart: the unfinished partition runs first and succeeds.
+    let again = start(&lake, &dags, &[]);
+    wait_for("the resumed partition to succeed", 240, || {
+        let (_, r) = get(&again.addr, "/runs");
+        let v: serde_json::Value = serde_json::from_str(&r).unwrap();
+        v["recent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["ds"] == ds.as_str() && x["state"] == "succeeded" && x["tasks"].is_array())
+    });
+    let o = Command::new(env!("CARGO_BIN_EXE_krxflow"))
+        .current_dir(repo_root())
+        .env("KRXFLOW_LAKE", &lake)
+        .args([
+            "sql",
+            "SELECT state FROM _krxflow.runs WHERE ended IS NOT NULL ORDER BY ended",
+            "--format",
+            "csv",
+        ])
+        .output()
+        .unwrap();
+    let states = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        states
+            .lines()
+            .skip(1)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>(),
+        ["cancelled", "succeeded"],
+        "{states}"
+    );
+}
