@@ -10,8 +10,8 @@ use krxflow_exec::backfill::BACKFILLS;
 use krxflow_exec::{
     BackfillOptions, BackfillProgress, Executor, MetricsObserver, PartitionOutcome,
 };
-use krxflow_metrics::Metrics;
 use krxflow_lake::Lake;
+use krxflow_metrics::Metrics;
 
 use crate::commands::{BackfillArgs, load_valid, parse_date, push_metrics, reprocess_of, usage};
 use crate::{output, wiring};
