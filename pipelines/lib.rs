@@ -22,6 +22,8 @@ pub fn register(registry: &mut OperatorRegistry) {
         .register(Arc::new(ingest::news::IngestNews))
         .register(Arc::new(ingest::universe::IngestUniverse))
         .register(Arc::new(sentiment::daily::SentimentDaily))
+        .register(Arc::new(sentiment::lexical::TrainLexical))
+        .register(Arc::new(sentiment::lexical::LexicalScorer))
         .register(Arc::new(momentum::minute::MinuteMomentum))
         .register(Arc::new(features::returns::FeaturesReturns))
         .register(Arc::new(features::build::BuildFeatures));

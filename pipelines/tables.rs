@@ -84,6 +84,37 @@ pub fn news_scores_schema() -> SchemaRef {
     ]))
 }
 
+/// One row per trained model: where its artifact is, its content hash, the last date of data
+/// it may have seen (`trained_through`: runs for ds >= that date can use it) and its metrics.
+pub fn model_registry_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("version", DataType::Utf8, false),
+        Field::new("path", DataType::Utf8, false),
+        Field::new("content_hash", DataType::Utf8, false),
+        Field::new("trained_through", DataType::Date32, false),
+        Field::new(
+            "trained_at",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("metrics", DataType::Utf8, false),
+    ]))
+}
+
+/// Labelled training rows a trainer could not use.
+pub fn training_rejects_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("line", DataType::Int64, false),
+        Field::new("ds", DataType::Date32, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("raw", DataType::Utf8, false),
+    ]))
+}
+
 /// Daily sentiment per (code, trading date the news counts for).
 pub fn sentiment_daily_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -160,6 +191,14 @@ fn core_tables() -> Vec<TableDef> {
             .keys(&["id", "model"])
             .date_column("date")
             .doc("per-article sentiment score and label per model"),
+        TableDef::new("model_registry", model_registry_schema())
+            .keys(&["model", "version"])
+            .date_column("trained_through")
+            .doc("trained models: artifact path, content hash, trained-through date, metrics"),
+        TableDef::new("training_rejects", training_rejects_schema())
+            .keys(&["model", "line"])
+            .date_column("ds")
+            .doc("labelled training rows that could not be used, with a reason"),
         TableDef::new("sentiment_daily", sentiment_daily_schema())
             .keys(&["code", "date"])
             .date_column("date")

@@ -1,3 +1,5 @@
-//! Sentiment operators: daily aggregation of per-article scores.
+//! Sentiment operators: the embedded lexical model (train, score) and daily aggregation of
+//! per-article scores.
 
 pub mod daily;
+pub mod lexical;

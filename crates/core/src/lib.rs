@@ -4,6 +4,7 @@
 //! from lake tables through typed [`InputPort`]s and return record batches for typed
 //! [`OutputPort`]s. Everything domain-specific lives in `pipelines/`.
 
+pub mod artifacts;
 pub mod calendar;
 pub mod error;
 pub mod operator;
@@ -11,6 +12,7 @@ pub mod params;
 pub mod registry;
 pub mod table;
 
+pub use artifacts::{ArtifactStore, valid_artifact_path};
 pub use calendar::{Calendar, WeekdayCalendar};
 pub use error::{ConfigError, OpError, OpResult};
 pub use operator::{

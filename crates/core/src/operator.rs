@@ -240,6 +240,8 @@ pub struct TaskContext {
     /// For output ports declared `with_watermark()`: the latest date the bound table holds on
     /// or before `ds` (absent when the table is empty or missing).
     pub watermarks: BTreeMap<String, NaiveDate>,
+    /// Model artifacts under the lake root (absent only in bare unit tests).
+    pub store: Option<Arc<dyn crate::ArtifactStore>>,
 }
 
 impl TaskContext {

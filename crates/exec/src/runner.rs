@@ -107,11 +107,18 @@ pub struct Executor {
     observer: Option<Arc<dyn RunObserver>>,
     /// When set, engine records are buffered and committed in batches.
     record_buffer: Option<Arc<RecordBuffer>>,
+    /// With a buffer: the records of the one run this clone executes, handed to the buffer
+    /// only when the run is over, so a batch never holds half a run (a crash then loses whole
+    /// runs, which re-run, never leaves tasks recorded without their run's end).
+    run_local: Option<Arc<std::sync::Mutex<Vec<EngineRecord>>>>,
     /// Task slots shared by every run of this executor and its clones (global parallelism).
     task_slots: Option<Arc<tokio::sync::Semaphore>>,
     /// Serialises writes to the engine tables within this process.
     records_lock: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// Rows for one engine table.
+type EngineRecord = (String, arrow::array::RecordBatch);
 
 /// Engine records waiting for a batched commit.
 struct RecordBuffer {
@@ -164,6 +171,7 @@ impl Executor {
             observer: None,
             task_slots: None,
             record_buffer: None,
+            run_local: None,
             records_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -203,9 +211,13 @@ impl Executor {
     }
 
     async fn commit_pending(&self, p: &mut Pending) -> ExecResult<()> {
-        let tables = std::mem::take(&mut p.tables);
+        let mut tables: Vec<_> = std::mem::take(&mut p.tables).into_iter().collect();
         p.rows = 0;
         p.since = None;
+        // `task_runs` last: partitions count as done by their succeeded task fingerprints, so
+        // a crash between these commits must leave them looking not done (they re-run,
+        // idempotently) rather than done without their run records.
+        tables.sort_by_key(|(t, _)| t == records::TASK_RUNS);
         for (table, batches) in tables {
             self.write_engine(&table, batches).await?;
         }
@@ -313,12 +325,33 @@ impl Executor {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        if let Some(local) = &self.run_local {
+            local
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((table.to_string(), batch));
+            return Ok(());
+        }
+        self.buffer_or_write(vec![(table.to_string(), batch)]).await
+    }
+
+    /// Adds whole records to the buffer (committing when it is full or old), or writes them
+    /// now without a buffer.
+    async fn buffer_or_write(
+        &self,
+        records: Vec<(String, arrow::array::RecordBatch)>,
+    ) -> ExecResult<()> {
         let Some(buf) = &self.record_buffer else {
-            return self.write_engine(table, vec![batch]).await;
+            for (table, batch) in records {
+                self.write_engine(&table, vec![batch]).await?;
+            }
+            return Ok(());
         };
         let mut p = buf.pending.lock().await;
-        p.rows += batch.num_rows();
-        p.tables.entry(table.to_string()).or_default().push(batch);
+        for (table, batch) in records {
+            p.rows += batch.num_rows();
+            p.tables.entry(table).or_default().push(batch);
+        }
         let since = *p.since.get_or_insert_with(std::time::Instant::now);
         if p.rows >= buf.max_rows || since.elapsed() >= buf.max_age {
             self.commit_pending(&mut p).await?;
@@ -334,6 +367,22 @@ impl Executor {
     /// Runs the DAG for `opts.ds`. Returns the report; task failures are in the report, not
     /// an error (errors are for the engine itself: e.g. the lake is unreachable).
     pub async fn run(&self, dag: Arc<ValidatedDag>, opts: RunOptions) -> ExecResult<RunReport> {
+        if self.record_buffer.is_none() || self.run_local.is_some() {
+            return self.run_inner(dag, opts).await;
+        }
+        let mut local = self.clone();
+        local.run_local = Some(Default::default());
+        let result = local.run_inner(dag, opts).await;
+        let records = local
+            .run_local
+            .as_ref()
+            .map(|l| std::mem::take(&mut *l.lock().unwrap_or_else(|p| p.into_inner())))
+            .unwrap_or_default();
+        self.buffer_or_write(records).await?;
+        result
+    }
+
+    async fn run_inner(&self, dag: Arc<ValidatedDag>, opts: RunOptions) -> ExecResult<RunReport> {
         let dag_name = dag.spec.name.clone();
         let ds = opts.ds;
         let run_id = opts.run_id.clone().unwrap_or_else(|| {
@@ -805,6 +854,9 @@ impl AttemptEnv {
             counters,
             artifacts: artifacts.clone(),
             watermarks,
+            store: Some(Arc::new(krxflow_lake::LakeArtifacts::new(
+                self.exec.lake.clone(),
+            ))),
         };
         let timeout = task.spec.timeout;
         let result = tokio::select! {

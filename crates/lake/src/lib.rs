@@ -18,4 +18,4 @@ pub mod sql;
 pub use catalog::Catalog;
 pub use error::{LakeError, LakeResult};
 pub use lake::{Lake, ReadOptions, TableRead, WriteOutcome};
-pub use lease::{Claim, Lease, LeaseInfo};
+pub use lease::{Claim, LakeArtifacts, Lease, LeaseInfo};

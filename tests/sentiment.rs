@@ -1,0 +1,135 @@
+//! End-to-end: the embedded lexical sentiment model. Scoring before any model exists is
+//! `skipped` (sentiment.daily falls back to unscored counts); training on the real labelled
+//! headlines registers an artifact; scoring then covers every article once, and a re-run
+//! scores nothing twice. Skipped when ../shared/data is absent.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn krxflow(lake: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_krxflow"))
+        .current_dir(repo_root())
+        .env("KRXFLOW_LAKE", lake)
+        .args(args)
+        .output()
+        .expect("krxflow binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn count(lake: &Path, sql: &str) -> i64 {
+    let o = krxflow(lake, &["sql", sql, "--format", "csv"]);
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count for {sql}"))
+}
+
+fn labelled() -> Option<PathBuf> {
+    let p =
+        repo_root().join("../shared/data/sentiment/news_headlines_labeled/news_train_labeling.csv");
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("skipped: {} not found", p.display());
+        None
+    }
+}
+
+#[test]
+fn score_is_skipped_without_a_model_then_train_registers_one_and_scoring_is_idempotent() {
+    let Some(csv) = labelled() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let ds = "2024-12-16";
+    // Synthetic news to score.
+    let o = krxflow(&lake, &["run", "demo", "--date", ds]);
+    assert!(o.status.success(), "{}", text(&o));
+    let news = count(&lake, "SELECT count(*) FROM news");
+    assert!(news > 100);
+
+    let score_only = dir.path().join("score.yaml");
+    std::fs::write(
+        &score_only,
+        "dag: score_only\ntasks:\n  score:\n    op: sentiment.lexical\n    inputs: { news: news, registry: model_registry, scores: news_scores }\n    outputs: { scores: news_scores }\n",
+    )
+    .unwrap();
+    let o = krxflow(&lake, &["run", score_only.to_str().unwrap(), "--date", ds]);
+    assert!(o.status.success(), "skipped is not a failure: {}", text(&o));
+    assert!(text(&o).contains("skipped"), "{}", text(&o));
+
+    // Train (smaller hash space than the default, for a fast debug-build test) and score.
+    let dag = dir.path().join("lexical.yaml");
+    std::fs::write(
+        &dag,
+        format!(
+            "dag: lexical_test\ntasks:\n  train:\n    op: sentiment.train_lexical\n    with: {{ path: \"{}\", dims: 2048 }}\n    outputs: {{ registry: model_registry, rejects: training_rejects }}\n  score:\n    op: sentiment.lexical\n    inputs: {{ news: news, registry: model_registry, scores: news_scores }}\n    outputs: {{ scores: news_scores }}\n",
+            csv.display()
+        ),
+    )
+    .unwrap();
+    let o = krxflow(&lake, &["run", dag.to_str().unwrap(), "--date", ds]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(count(&lake, "SELECT count(*) FROM model_registry"), 1);
+    assert_eq!(count(&lake, "SELECT count(*) FROM training_rejects"), 0);
+    let path: String = {
+        let o = krxflow(
+            &lake,
+            &["sql", "SELECT path FROM model_registry", "--format", "csv"],
+        );
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert!(lake.join(&path).exists(), "artifact at {path}");
+    assert!(
+        lake.join(path.replace("model.json", "metrics.json"))
+            .exists()
+    );
+    assert_eq!(
+        count(
+            &lake,
+            "SELECT count(*) FROM news_scores WHERE model = 'lexical'"
+        ),
+        news,
+        "every article scored once"
+    );
+    assert_eq!(
+        count(
+            &lake,
+            "SELECT count(*) FROM news_scores WHERE score < -1 OR score > 1 OR abs(p_neg + p_neu + p_pos - 1) > 1e-9"
+        ),
+        0
+    );
+    // Scoring again writes nothing new.
+    let o = krxflow(
+        &lake,
+        &[
+            "run",
+            score_only.to_str().unwrap(),
+            "--date",
+            ds,
+            "--reprocess",
+            "all",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("already_scored="), "{}", text(&o));
+    assert_eq!(count(&lake, "SELECT count(*) FROM news_scores"), news);
+}
