@@ -68,10 +68,10 @@ const DAG: &str = r#"
 dag: noop5
 tasks:
   a: { op: bench.noop }
-  b: { op: bench.noop, depends_on: [a] }
-  c: { op: bench.noop, depends_on: [a] }
-  d: { op: bench.noop, depends_on: [b, c] }
-  e: { op: bench.noop, depends_on: [d] }
+  b: { op: bench.noop, after: [a] }
+  c: { op: bench.noop, after: [a] }
+  d: { op: bench.noop, after: [b, c] }
+  e: { op: bench.noop, after: [d] }
 "#;
 
 fn dag() -> Arc<ValidatedDag> {
