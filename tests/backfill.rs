@@ -1,22 +1,13 @@
 //! End-to-end backfill: dry run, a real SIGKILL mid-way, and the same command finishing the
 //! rest with no partition missing or duplicated.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{krxflow, repo_root};
 use std::time::{Duration, Instant};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn krxflow(lake: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_krxflow"))
-        .current_dir(repo_root())
-        .env("KRXFLOW_LAKE", lake)
-        .args(args)
-        .output()
-        .expect("krxflow runs")
-}
 
 fn scalar(lake: &Path, sql: &str) -> i64 {
     let o = krxflow(lake, &["sql", sql, "--format", "csv"]);

@@ -1,38 +1,10 @@
 //! End-to-end: the README's main command, and the CLI contract (exit codes, messages).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::process::Command;
 
-fn krxflow(lake: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_krxflow"))
-        .current_dir(repo_root())
-        .env("KRXFLOW_LAKE", lake)
-        .args(args)
-        .output()
-        .expect("krxflow binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn count(lake: &Path, sql: &str) -> i64 {
-    let o = krxflow(lake, &["sql", sql, "--format", "csv"]);
-    assert!(o.status.success(), "{}", text(&o));
-    let out = String::from_utf8_lossy(&o.stdout).to_string();
-    out.lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no count in {out}"))
-}
+use common::{count, krxflow, repo_root, text};
 
 #[test]
 fn readme_main_command_fills_the_lake_and_reruns_idempotently() {

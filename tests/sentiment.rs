@@ -3,39 +3,11 @@
 //! headlines registers an artifact; scoring then covers every article once, and a re-run
 //! scores nothing twice. Skipped when ../shared/data is absent.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::path::PathBuf;
 
-fn krxflow(lake: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_krxflow"))
-        .current_dir(repo_root())
-        .env("KRXFLOW_LAKE", lake)
-        .args(args)
-        .output()
-        .expect("krxflow binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn count(lake: &Path, sql: &str) -> i64 {
-    let o = krxflow(lake, &["sql", sql, "--format", "csv"]);
-    assert!(o.status.success(), "{}", text(&o));
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no count for {sql}"))
-}
+use common::{count, krxflow, repo_root, text};
 
 fn labelled() -> Option<PathBuf> {
     let p =
