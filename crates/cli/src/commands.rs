@@ -159,6 +159,26 @@ pub async fn push_metrics(
     }
 }
 
+/// KRX's regular session closes at 15:30 KST.
+const CLOSE_KST: (u32, u32) = (15, 30);
+
+/// The latest trading day whose close has passed at `now`: before 15:30 KST today's
+/// partition is not complete yet, so it is the previous trading day.
+pub fn latest_closed_day(
+    now: chrono::DateTime<chrono::Utc>,
+    calendar: &dyn krxflow_core::Calendar,
+) -> NaiveDate {
+    let local = now.with_timezone(&chrono_tz::Asia::Seoul);
+    let close = chrono::NaiveTime::from_hms_opt(CLOSE_KST.0, CLOSE_KST.1, 0).unwrap_or_default();
+    let today = local.date_naive();
+    let d = if local.time() >= close {
+        today
+    } else {
+        today - chrono::Duration::days(1)
+    };
+    calendar.trading_day_on_or_before(d)
+}
+
 pub fn parse_date(s: &str) -> anyhow::Result<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|_| usage(format!("invalid date `{s}`: expected YYYY-MM-DD")))
@@ -238,10 +258,7 @@ async fn run(
     };
     let calendar = wiring::calendar(&dag.spec.calendar).map_err(|e| usage(e.to_string()))?;
     let ds = if date == "latest" {
-        let today = chrono::Utc::now()
-            .with_timezone(&chrono_tz::Asia::Seoul)
-            .date_naive();
-        calendar.trading_day_on_or_before(today)
+        latest_closed_day(chrono::Utc::now(), calendar.as_ref())
     } else {
         parse_date(date)?
     };
@@ -635,4 +652,41 @@ async fn tables(lake: &Lake, json: bool) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kst(s: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
+            .unwrap()
+            .and_local_timezone(chrono_tz::Asia::Seoul)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    }
+
+    #[test]
+    fn latest_is_the_last_trading_day_whose_close_has_passed() {
+        let cal = krxflow_schedule::KrxCalendar::new();
+        let d = |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        // Monday 04:00 KST: Monday has not closed, Friday is the latest complete day.
+        assert_eq!(
+            latest_closed_day(kst("2026-11-23 04:00"), &cal),
+            d("2026-11-20")
+        );
+        assert_eq!(
+            latest_closed_day(kst("2026-11-23 15:29"), &cal),
+            d("2026-11-20")
+        );
+        assert_eq!(
+            latest_closed_day(kst("2026-11-23 15:30"), &cal),
+            d("2026-11-23")
+        );
+        // Sunday: Friday.
+        assert_eq!(
+            latest_closed_day(kst("2026-11-22 20:00"), &cal),
+            d("2026-11-20")
+        );
+    }
 }

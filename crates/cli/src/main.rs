@@ -58,7 +58,8 @@ enum Command {
     Run {
         /// DAG file, or a DAG name looked up as dags/NAME.yaml.
         dag: String,
-        /// Trading day YYYY-MM-DD, or `latest` (latest trading day on or before today, KST).
+        /// Trading day YYYY-MM-DD, or `latest` (the latest trading day whose 15:30 KST close has
+        /// passed).
         #[arg(long)]
         date: String,
         /// Which tasks run again when their fingerprint already succeeded.
