@@ -1,0 +1,527 @@
+//! Gradient-boosted trees through LightGBM (`lightgbm3`, built from source).
+//!
+//! Two model kinds per target: a regression on the h-day return and a 3-class classifier on
+//! its direction (down / flat / up). Training uses a time-ordered validation set (the caller
+//! passes the newest rows as validation; nothing is shuffled) with early stopping, and the
+//! result carries its validation metrics and residual quantiles so that a forecast can carry
+//! an interval. Models travel as LightGBM's own text format, which round-trips bit-exactly.
+//!
+//! `lightgbm3::Booster` holds a raw handle (not `Send`): create, use and drop it on one thread
+//! (callers run these functions inside `spawn_blocking`).
+
+use lightgbm3::{Booster, Dataset};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{ModelError, ModelResult};
+
+/// Direction classes, in the classifier's label order.
+pub const DIRECTIONS: [&str; 3] = ["down", "flat", "up"];
+
+/// Which model of a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GbmTask {
+    /// Regression on the return.
+    Regression,
+    /// 3-class classifier on the direction (labels 0 down, 1 flat, 2 up).
+    Direction,
+}
+
+/// Row-major feature matrix with its labels. Missing values are NaN (LightGBM's missing).
+#[derive(Debug, Clone, Copy)]
+pub struct Matrix<'a> {
+    pub x: &'a [f64],
+    pub y: &'a [f32],
+    pub n_features: usize,
+}
+
+impl Matrix<'_> {
+    pub fn rows(&self) -> usize {
+        self.y.len()
+    }
+
+    fn check(&self, what: &str) -> ModelResult<()> {
+        if self.n_features == 0 {
+            return Err(ModelError::Training(format!("{what}: no features")));
+        }
+        if self.y.is_empty() {
+            return Err(ModelError::Training(format!("{what}: no rows")));
+        }
+        if self.x.len() != self.y.len() * self.n_features {
+            return Err(ModelError::Training(format!(
+                "{what}: {} values for {} rows x {} features",
+                self.x.len(),
+                self.y.len(),
+                self.n_features
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The defaults every model starts from; YAML params override them key by key.
+pub fn default_params(task: GbmTask) -> Map<String, Value> {
+    let mut m = Map::new();
+    let mut set = |k: &str, v: Value| {
+        m.insert(k.to_string(), v);
+    };
+    match task {
+        GbmTask::Regression => {
+            set("objective", "regression".into());
+            set("metric", "l2".into());
+        }
+        GbmTask::Direction => {
+            set("objective", "multiclass".into());
+            set("num_class", 3.into());
+            set("metric", "multi_logloss".into());
+        }
+    }
+    set("learning_rate", 0.05.into());
+    set("num_leaves", 15.into());
+    set("min_data_in_leaf", 20.into());
+    set("feature_fraction", 0.8.into());
+    set("bagging_fraction", 0.8.into());
+    set("bagging_freq", 1.into());
+    set("lambda_l2", 1.0.into());
+    set("num_iterations", 500.into());
+    set("seed", 42.into());
+    set("deterministic", true.into());
+    set("force_row_wise", true.into());
+    set("verbosity", (-1).into());
+    m
+}
+
+/// Keys the caller may not override (they define what the model is).
+const FIXED: &[&str] = &["objective", "num_class", "metric"];
+
+/// `default_params(task)` with `overrides` applied; an override of a fixed key is an error.
+pub fn merged_params(
+    task: GbmTask,
+    overrides: &Map<String, Value>,
+    early_stopping_rounds: u32,
+) -> ModelResult<Value> {
+    let mut m = default_params(task);
+    for (k, v) in overrides {
+        if FIXED.contains(&k.as_str()) {
+            return Err(ModelError::Training(format!(
+                "parameter `{k}` is set by the model kind and cannot be overridden"
+            )));
+        }
+        if !(v.is_number() || v.is_boolean() || v.is_string()) {
+            return Err(ModelError::Training(format!(
+                "parameter `{k}` must be a number, bool or string"
+            )));
+        }
+        if v.as_str().is_some_and(|s| s.contains(char::is_whitespace)) {
+            return Err(ModelError::Training(format!(
+                "parameter `{k}` must not contain whitespace"
+            )));
+        }
+        m.insert(k.clone(), v.clone());
+    }
+    m.insert(
+        "early_stopping_rounds".to_string(),
+        early_stopping_rounds.into(),
+    );
+    Ok(Value::Object(m))
+}
+
+/// A trained model and what validation said about it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GbmFit {
+    pub task: GbmTask,
+    /// LightGBM's model text.
+    #[serde(skip)]
+    pub model_text: String,
+    /// Boosting rounds kept (after early stopping's rollback).
+    pub best_iteration: i32,
+    pub train_rows: usize,
+    pub valid_rows: usize,
+    /// Regression: validation mean absolute error of the return.
+    pub valid_mae: Option<f64>,
+    /// Regression: 10% / 90% quantiles of validation residuals (actual − predicted).
+    pub residual_q10: Option<f64>,
+    pub residual_q90: Option<f64>,
+    /// Direction accuracy on validation (classifier: argmax; regression: the sign of the
+    /// predicted return with the flat band).
+    pub valid_direction_accuracy: f64,
+    /// Classifier: validation multi-class log loss.
+    pub valid_logloss: Option<f64>,
+    /// The trained booster's own predictions on the validation rows (before any save).
+    #[serde(skip)]
+    pub valid_predictions: Vec<f64>,
+}
+
+fn lgbm(e: lightgbm3::Error) -> ModelError {
+    ModelError::Training(format!("LightGBM: {e}"))
+}
+
+/// The direction class of a return with a ±`flat_band` flat zone.
+pub fn direction_class(ret: f64, flat_band: f64) -> u8 {
+    if ret > flat_band {
+        2
+    } else if ret < -flat_band {
+        0
+    } else {
+        1
+    }
+}
+
+/// Trains one model on `train` with early stopping on `valid` (which must be the newer rows).
+pub fn train(
+    task: GbmTask,
+    train: Matrix<'_>,
+    valid: Matrix<'_>,
+    params: &Value,
+    flat_band: f64,
+) -> ModelResult<GbmFit> {
+    train.check("training set")?;
+    valid.check("validation set")?;
+    if train.n_features != valid.n_features {
+        return Err(ModelError::Training(
+            "training and validation sets have different feature counts".into(),
+        ));
+    }
+    if task == GbmTask::Direction && train.y.iter().any(|&c| !(c == 0.0 || c == 1.0 || c == 2.0)) {
+        return Err(ModelError::Training(
+            "direction labels must be 0, 1 or 2".into(),
+        ));
+    }
+    let nf = i32::try_from(train.n_features)
+        .map_err(|_| ModelError::Training("too many features".into()))?;
+    let dtrain = Dataset::from_slice(train.x, train.y, nf, true).map_err(lgbm)?;
+    let dvalid = Dataset::from_slice_with_reference(valid.x, valid.y, nf, true, Some(&dtrain))
+        .map_err(lgbm)?;
+    let booster = Booster::train_with_valid(dtrain, Some(dvalid), params).map_err(lgbm)?;
+    let model_text = booster.save_string().map_err(lgbm)?;
+    let preds = booster.predict(valid.x, nf, true).map_err(lgbm)?;
+    let mut fit = GbmFit {
+        task,
+        model_text,
+        best_iteration: booster.num_iterations(),
+        train_rows: train.rows(),
+        valid_rows: valid.rows(),
+        valid_mae: None,
+        residual_q10: None,
+        residual_q90: None,
+        valid_direction_accuracy: 0.0,
+        valid_logloss: None,
+        valid_predictions: Vec::new(),
+    };
+    let n = valid.rows() as f64;
+    match task {
+        GbmTask::Regression => {
+            let mut residuals: Vec<f64> = valid
+                .y
+                .iter()
+                .zip(&preds)
+                .map(|(&y, &p)| f64::from(y) - p)
+                .collect();
+            fit.valid_mae = Some(residuals.iter().map(|r| r.abs()).sum::<f64>() / n);
+            let hits = valid
+                .y
+                .iter()
+                .zip(&preds)
+                .filter(|(y, p)| {
+                    direction_class(f64::from(**y), flat_band) == direction_class(**p, flat_band)
+                })
+                .count();
+            fit.valid_direction_accuracy = hits as f64 / n;
+            residuals.sort_by(f64::total_cmp);
+            fit.residual_q10 = Some(quantile_sorted(&residuals, 0.1));
+            fit.residual_q90 = Some(quantile_sorted(&residuals, 0.9));
+        }
+        GbmTask::Direction => {
+            let mut hits = 0usize;
+            let mut logloss = 0.0;
+            for (row, &y) in valid.y.iter().enumerate() {
+                let p = &preds[row * 3..row * 3 + 3];
+                let arg = argmax(p);
+                if arg as f32 == y {
+                    hits += 1;
+                }
+                logloss -= p[y as usize].clamp(1e-15, 1.0).ln();
+            }
+            fit.valid_direction_accuracy = hits as f64 / n;
+            fit.valid_logloss = Some(logloss / n);
+        }
+    }
+    fit.valid_predictions = preds;
+    Ok(fit)
+}
+
+/// Index of the largest value (the first one on ties).
+pub fn argmax(p: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, v) in p.iter().enumerate() {
+        if *v > p[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Linear-interpolated quantile of a sorted slice (`q` in 0..=1).
+pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        1 => sorted[0],
+        n => {
+            let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
+            let lo = pos.floor() as usize;
+            let hi = (lo + 1).min(n - 1);
+            sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+        }
+    }
+}
+
+/// A loaded model, ready to predict.
+pub struct Gbm {
+    booster: Booster,
+    n_features: usize,
+    n_classes: usize,
+}
+
+impl Gbm {
+    /// Loads LightGBM model text (what [`GbmFit::model_text`] holds).
+    pub fn from_text(text: &str) -> ModelResult<Self> {
+        let booster = Booster::from_string(text)
+            .map_err(|e| ModelError::Artifact(format!("LightGBM model text: {e}")))?;
+        let n_features = usize::try_from(booster.num_features())
+            .map_err(|_| ModelError::Artifact("negative feature count".into()))?;
+        let n_classes = usize::try_from(booster.num_classes())
+            .map_err(|_| ModelError::Artifact("negative class count".into()))?;
+        Ok(Self {
+            booster,
+            n_features,
+            n_classes,
+        })
+    }
+
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    /// Predictions for row-major `x`: one value per row (regression) or `n_classes` per row.
+    pub fn predict(&self, x: &[f64]) -> ModelResult<Vec<f64>> {
+        if self.n_features == 0 || x.len() % self.n_features != 0 {
+            return Err(ModelError::Training(format!(
+                "{} values are not rows of {} features",
+                x.len(),
+                self.n_features
+            )));
+        }
+        if x.is_empty() {
+            return Ok(Vec::new());
+        }
+        let nf = i32::try_from(self.n_features)
+            .map_err(|_| ModelError::Training("too many features".into()))?;
+        self.booster.predict(x, nf, true).map_err(lgbm)
+    }
+
+    /// Values per row of [`Gbm::predict`].
+    pub fn outputs_per_row(&self) -> usize {
+        self.n_classes.max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A learnable synthetic problem: y = 0.02 * x0 - 0.01 * x1 + noise, deterministic.
+    fn synthetic(n: usize, seed: u64) -> (Vec<f64>, Vec<f32>) {
+        let mut s = seed;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        };
+        let mut x = Vec::with_capacity(n * 3);
+        let mut y = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (a, b, c) = (next(), next(), next());
+            x.extend([a, b, if c > 0.9 { f64::NAN } else { c }]);
+            y.push((0.02 * a - 0.01 * b + 0.006 * next()) as f32);
+        }
+        (x, y)
+    }
+
+    fn params(task: GbmTask) -> Value {
+        let mut o = Map::new();
+        o.insert("num_threads".into(), 1.into());
+        merged_params(task, &o, 30).expect("params")
+    }
+
+    #[test]
+    fn regression_learns_a_signal_and_stops_early() {
+        let (x, y) = synthetic(1500, 7);
+        let split = 1200;
+        // A high learning rate overfits the noise quickly: validation loss turns up and
+        // training stops (and rolls back) well before num_iterations.
+        let mut o = Map::new();
+        o.insert("num_threads".into(), 1.into());
+        o.insert("learning_rate".into(), 0.3.into());
+        let fit = train(
+            GbmTask::Regression,
+            Matrix {
+                x: &x[..split * 3],
+                y: &y[..split],
+                n_features: 3,
+            },
+            Matrix {
+                x: &x[split * 3..],
+                y: &y[split..],
+                n_features: 3,
+            },
+            &merged_params(GbmTask::Regression, &o, 30).expect("params"),
+            0.003,
+        )
+        .expect("train");
+        let mae = fit.valid_mae.expect("mae");
+        let naive: f64 = y[split..].iter().map(|v| f64::from(*v).abs()).sum::<f64>() / 300.0;
+        assert!(mae < 0.5 * naive, "mae {mae} vs predicting 0: {naive}");
+        assert!(
+            fit.best_iteration > 0 && fit.best_iteration < 500,
+            "{}",
+            fit.best_iteration
+        );
+        assert!(
+            fit.valid_direction_accuracy > 0.6,
+            "{}",
+            fit.valid_direction_accuracy
+        );
+        let (q10, q90) = (
+            fit.residual_q10.expect("q10"),
+            fit.residual_q90.expect("q90"),
+        );
+        assert!(q10 < 0.0 && q90 > 0.0, "{q10} {q90}");
+    }
+
+    #[test]
+    fn direction_classifier_reports_accuracy_and_logloss() {
+        let (x, y) = synthetic(1500, 11);
+        let classes: Vec<f32> = y
+            .iter()
+            .map(|r| f32::from(direction_class(f64::from(*r), 0.003)))
+            .collect();
+        let fit = train(
+            GbmTask::Direction,
+            Matrix {
+                x: &x[..3600],
+                y: &classes[..1200],
+                n_features: 3,
+            },
+            Matrix {
+                x: &x[3600..],
+                y: &classes[1200..],
+                n_features: 3,
+            },
+            &params(GbmTask::Direction),
+            0.003,
+        )
+        .expect("train");
+        assert!(
+            fit.valid_direction_accuracy > 0.6,
+            "{}",
+            fit.valid_direction_accuracy
+        );
+        let ll = fit.valid_logloss.expect("logloss");
+        assert!(ll < 3f64.ln(), "logloss {ll} no better than uniform");
+        let gbm = Gbm::from_text(&fit.model_text).expect("load");
+        assert_eq!(gbm.outputs_per_row(), 3);
+        let p = gbm.predict(&x[..30]).expect("predict");
+        for row in p.chunks(3) {
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn saved_then_loaded_model_predicts_bit_identically() {
+        let (x, y) = synthetic(800, 3);
+        let fit = train(
+            GbmTask::Regression,
+            Matrix {
+                x: &x[..1800],
+                y: &y[..600],
+                n_features: 3,
+            },
+            Matrix {
+                x: &x[1800..],
+                y: &y[600..],
+                n_features: 3,
+            },
+            &params(GbmTask::Regression),
+            0.003,
+        )
+        .expect("train");
+        // The trained booster's predictions vs the same model saved as text and loaded back.
+        let loaded = Gbm::from_text(&fit.model_text).expect("load");
+        let again = loaded.predict(&x[1800..]).expect("predict");
+        assert_eq!(again.len(), 200);
+        assert_eq!(fit.valid_predictions.len(), 200);
+        for (u, v) in fit.valid_predictions.iter().zip(&again) {
+            assert_eq!(u.to_bits(), v.to_bits(), "{u} vs {v}");
+        }
+        // And a second save of the loaded model is the same text.
+        let resaved = Booster::from_string(&fit.model_text)
+            .and_then(|b| b.save_string())
+            .expect("resave");
+        assert_eq!(resaved, fit.model_text);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors_not_panics() {
+        let p = params(GbmTask::Regression);
+        let err = train(
+            GbmTask::Regression,
+            Matrix {
+                x: &[1.0, 2.0, 3.0],
+                y: &[1.0, 2.0],
+                n_features: 2,
+            },
+            Matrix {
+                x: &[1.0, 2.0],
+                y: &[1.0],
+                n_features: 2,
+            },
+            &p,
+            0.003,
+        )
+        .expect_err("shape mismatch");
+        assert!(err.to_string().contains("3 values for 2 rows"), "{err}");
+        let mut o = Map::new();
+        o.insert("objective".into(), "binary".into());
+        let err = merged_params(GbmTask::Regression, &o, 30).expect_err("fixed key");
+        assert!(err.to_string().contains("objective"), "{err}");
+        assert!(Gbm::from_text("not a model").is_err());
+        let err = train(
+            GbmTask::Direction,
+            Matrix {
+                x: &[1.0, 2.0],
+                y: &[5.0, 1.0],
+                n_features: 1,
+            },
+            Matrix {
+                x: &[1.0],
+                y: &[1.0],
+                n_features: 1,
+            },
+            &params(GbmTask::Direction),
+            0.003,
+        )
+        .expect_err("bad class");
+        assert!(err.to_string().contains("0, 1 or 2"), "{err}");
+    }
+
+    #[test]
+    fn quantiles_interpolate() {
+        let s = [0.0, 1.0, 2.0, 3.0, 4.0];
+        assert_eq!(quantile_sorted(&s, 0.5), 2.0);
+        assert!((quantile_sorted(&s, 0.1) - 0.4).abs() < 1e-12);
+        assert!(quantile_sorted(&[], 0.5).is_nan());
+        assert_eq!(argmax(&[0.2, 0.5, 0.3]), 1);
+    }
+}
