@@ -5,6 +5,7 @@
 
 pub mod features;
 pub mod ingest;
+pub mod lgbm;
 pub mod momentum;
 pub mod sentiment;
 pub mod tables;
@@ -26,7 +27,9 @@ pub fn register(registry: &mut OperatorRegistry) {
         .register(Arc::new(sentiment::lexical::LexicalScorer))
         .register(Arc::new(momentum::minute::MinuteMomentum))
         .register(Arc::new(features::returns::FeaturesReturns))
-        .register(Arc::new(features::build::BuildFeatures));
+        .register(Arc::new(features::build::BuildFeatures))
+        .register(Arc::new(lgbm::train::LgbmTrain))
+        .register(Arc::new(lgbm::predict::LgbmPredict));
 }
 
 /// Catalog entries for every table the pipeline writes.

@@ -150,6 +150,50 @@ pub fn features_returns_schema() -> SchemaRef {
     ]))
 }
 
+/// Validation metrics of each LightGBM model pair (see `pipelines/lgbm`).
+pub fn lgbm_metrics_schema() -> SchemaRef {
+    let f = |n: &str| Field::new(n, DataType::Float64, true);
+    Arc::new(Schema::new(vec![
+        Field::new("scope", DataType::Utf8, false),
+        Field::new("code", DataType::Utf8, false),
+        Field::new("horizon", DataType::Int32, false),
+        Field::new("version", DataType::Utf8, false),
+        Field::new("trained_through", DataType::Date32, false),
+        Field::new("train_rows", DataType::Int64, false),
+        Field::new("valid_rows", DataType::Int64, false),
+        Field::new("best_iteration_regression", DataType::Int32, false),
+        Field::new("best_iteration_direction", DataType::Int32, false),
+        f("valid_mae"),
+        Field::new("valid_dir_acc_regression", DataType::Float64, false),
+        Field::new("valid_dir_acc_classifier", DataType::Float64, false),
+        Field::new("valid_dir_acc_majority", DataType::Float64, false),
+        f("valid_logloss"),
+        f("residual_q10"),
+        f("residual_q90"),
+        Field::new("feature_hash", DataType::Utf8, false),
+    ]))
+}
+
+/// LightGBM forecasts: per (code, base_date, horizon), prices and direction probabilities.
+pub fn lgbm_predictions_schema() -> SchemaRef {
+    let f = |n: &str| Field::new(n, DataType::Float64, false);
+    Arc::new(Schema::new(vec![
+        Field::new("code", DataType::Utf8, false),
+        Field::new("base_date", DataType::Date32, false),
+        Field::new("horizon", DataType::Int32, false),
+        Field::new("target_date", DataType::Date32, false),
+        f("base_close"),
+        f("predicted_return"),
+        f("predicted_close"),
+        f("q10"),
+        f("q90"),
+        f("prob_up"),
+        f("prob_flat"),
+        f("prob_down"),
+        Field::new("model_version", DataType::Utf8, false),
+    ]))
+}
+
 pub fn features_daily_schema() -> SchemaRef {
     crate::features::build::schema()
 }
@@ -218,5 +262,13 @@ fn core_tables() -> Vec<TableDef> {
             .keys(&["code", "date"])
             .date_column("date")
             .doc("the feature table (see pipelines/features/build.rs FEATURES) with optional targets"),
+        TableDef::new("lgbm_metrics", lgbm_metrics_schema())
+            .keys(&["scope", "code", "horizon", "version"])
+            .date_column("trained_through")
+            .doc("validation metrics of each LightGBM model pair (time-ordered split, early stopping)"),
+        TableDef::new("lgbm_predictions", lgbm_predictions_schema())
+            .keys(&["code", "base_date", "horizon"])
+            .date_column("base_date")
+            .doc("LightGBM forecasts: return, close, residual q10/q90 and up/flat/down probabilities"),
     ]
 }

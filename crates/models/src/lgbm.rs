@@ -305,7 +305,7 @@ impl Gbm {
 
     /// Predictions for row-major `x`: one value per row (regression) or `n_classes` per row.
     pub fn predict(&self, x: &[f64]) -> ModelResult<Vec<f64>> {
-        if self.n_features == 0 || x.len() % self.n_features != 0 {
+        if self.n_features == 0 || !x.len().is_multiple_of(self.n_features) {
             return Err(ModelError::Training(format!(
                 "{} values are not rows of {} features",
                 x.len(),

@@ -1,0 +1,472 @@
+//! `lgbm.predict`: forecasts for day D from the newest model pair per (code, horizon) that was
+//! **trained through a date before D** (point-in-time), written to `lgbm_predictions`.
+//!
+//! A model whose feature-list hash differs from the current feature list is refused with an
+//! error naming both (retrain after changing features); an artifact whose bytes do not match
+//! its registered hash is refused too. No registered model at all is `skipped`, so the
+//! ensemble falls back to the other forecasters.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
+use async_trait::async_trait;
+use krxflow_core::{
+    ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator, OutputBatches,
+    OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
+};
+use krxflow_models::lgbm::Gbm;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::{
+    Closes, FeatureRows, ModelCard, POOLED_CODE, Scope, days, default_features, feature_hash,
+    model_name, validate_features,
+};
+use crate::tables::{
+    features_daily_schema, lgbm_predictions_schema, model_registry_schema, ohlcv_daily_schema,
+};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictParams {
+    #[serde(default = "default_scope")]
+    pub scope: Scope,
+    #[serde(default = "default_horizons")]
+    pub horizons: Vec<u32>,
+    /// The current feature list (default: every documented feature); must equal the model's.
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    #[serde(default)]
+    pub codes: Vec<String>,
+}
+
+fn default_scope() -> Scope {
+    Scope::PerTicker
+}
+fn default_horizons() -> Vec<u32> {
+    vec![1, 3, 5]
+}
+
+pub struct LgbmPredict;
+
+struct Configured {
+    p: PredictParams,
+}
+
+#[async_trait]
+impl Operator for LgbmPredict {
+    fn kind(&self) -> &'static str {
+        "lgbm.predict"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn description(&self) -> &'static str {
+        "LightGBM forecasts for ds from the newest models trained through a date before ds"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::optional("scope", "per_ticker|pooled", "per_ticker", "which models"),
+            ParamSpec::optional("horizons", "list<u32>", "[1, 3, 5]", "horizons to forecast"),
+            ParamSpec::optional(
+                "features",
+                "list<string>",
+                "all of FEATURES",
+                "current feature list (must equal the model's)",
+            ),
+            ParamSpec::optional("codes", "list<string>", "[]", "only these codes"),
+        ]
+    }
+    fn inputs(&self) -> Vec<InputPort> {
+        vec![
+            InputPort::new("features", features_daily_schema(), "the feature table"),
+            InputPort::new("bars", ohlcv_daily_schema(), "base closes"),
+            InputPort::new("registry", model_registry_schema(), "registered models").optional(),
+        ]
+    }
+    fn outputs(&self) -> Vec<OutputPort> {
+        vec![
+            OutputPort::new(
+                "predictions",
+                lgbm_predictions_schema(),
+                WriteMode::Merge,
+                "one row per code, base date and horizon",
+            )
+            .keys(&["code", "base_date", "horizon"])
+            .date_column("base_date"),
+        ]
+    }
+    fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
+        let p: PredictParams = parse_params(params)?;
+        if p.horizons.is_empty() || p.horizons.iter().any(|h| !(1..=60).contains(h)) {
+            return Err(ConfigError::new(
+                "horizons",
+                "must list horizons within 1..=60 trading days",
+            ));
+        }
+        if let Some(f) = &p.features {
+            validate_features(f).map_err(|m| ConfigError::new("features", m))?;
+        }
+        Ok(Box::new(Configured { p }))
+    }
+}
+
+/// A registry row of an lgbm model pair.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub model: String,
+    pub version: String,
+    pub path: String,
+    pub hash: String,
+    pub through: i32,
+    pub at: i64,
+}
+
+/// Per model name, the newest pair trained through a date strictly before `ds_days`.
+pub fn usable_models(
+    registry: &RecordBatch,
+    prefix: &str,
+    ds_days: i32,
+) -> OpResult<BTreeMap<String, Registered>> {
+    let mut out: BTreeMap<String, Registered> = BTreeMap::new();
+    if registry.num_rows() == 0 {
+        return Ok(out);
+    }
+    let s = |n: &str| {
+        registry
+            .column_by_name(n)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| OpError::permanent(format!("model_registry.{n} missing")))
+    };
+    let (models, kinds, versions, paths, hashes) = (
+        s("model")?,
+        s("kind")?,
+        s("version")?,
+        s("path")?,
+        s("content_hash")?,
+    );
+    let through = registry
+        .column_by_name("trained_through")
+        .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
+        .ok_or_else(|| OpError::permanent("model_registry.trained_through missing"))?;
+    let at = registry
+        .column_by_name("trained_at")
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+        .ok_or_else(|| OpError::permanent("model_registry.trained_at missing"))?;
+    for i in 0..registry.num_rows() {
+        if kinds.value(i) != "lgbm"
+            || !models.value(i).starts_with(prefix)
+            || through.is_null(i)
+            || through.value(i) >= ds_days
+        {
+            continue;
+        }
+        let r = Registered {
+            model: models.value(i).to_string(),
+            version: versions.value(i).to_string(),
+            path: paths.value(i).to_string(),
+            hash: hashes.value(i).to_string(),
+            through: through.value(i),
+            at: if at.is_null(i) { 0 } else { at.value(i) },
+        };
+        let newer = out
+            .get(&r.model)
+            .is_none_or(|o| (r.through, r.at) > (o.through, o.at));
+        if newer {
+            out.insert(r.model.clone(), r);
+        }
+    }
+    Ok(out)
+}
+
+/// A model pair read from the store and checked against its registry row.
+struct LoadedPair {
+    card: ModelCard,
+    regression: String,
+    direction: String,
+}
+
+async fn load_pair(ctx: &TaskContext, r: &Registered, want_hash: &str) -> OpResult<LoadedPair> {
+    let store = ctx
+        .store
+        .clone()
+        .ok_or_else(|| OpError::permanent("no artifact store in this context"))?;
+    let get = |name: &'static str| {
+        let store = store.clone();
+        let path = format!("{}/{name}", r.path);
+        async move {
+            store.get(&path).await?.ok_or_else(|| {
+                OpError::permanent(format!(
+                    "model_registry names `{path}` but the artifact is missing"
+                ))
+            })
+        }
+    };
+    let (reg, dir, card) = (
+        get("regression.txt").await?,
+        get("direction.txt").await?,
+        get("metrics.json").await?,
+    );
+    let mut h = Sha256::new();
+    h.update(&reg);
+    h.update(&dir);
+    let hash: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    if hash != r.hash {
+        return Err(OpError::permanent(format!(
+            "artifacts of {} {} do not match their registered hash (corrupt or replaced)",
+            r.model, r.version
+        )));
+    }
+    let card: ModelCard = serde_json::from_slice(&card)
+        .map_err(|e| OpError::permanent(format!("{}/metrics.json: {e}", r.path)))?;
+    if card.feature_hash != want_hash {
+        return Err(OpError::permanent(format!(
+            "{} {} was trained on feature list {} ({} features: {}) but the current list is {}; \
+             retrain with lgbm.train or set `features` to the model's list",
+            r.model,
+            r.version,
+            card.feature_hash,
+            card.features.len(),
+            card.features.join(","),
+            want_hash
+        )));
+    }
+    let text = |b: Vec<u8>, what: &str| {
+        String::from_utf8(b)
+            .map_err(|_| OpError::permanent(format!("{} {what} model is not UTF-8", r.model)))
+    };
+    Ok(LoadedPair {
+        card,
+        regression: text(reg, "regression")?,
+        direction: text(dir, "direction")?,
+    })
+}
+
+/// One forecast row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forecast {
+    pub code: String,
+    pub horizon: u32,
+    pub base_close: f64,
+    pub ret: f64,
+    pub q10: f64,
+    pub q90: f64,
+    pub probs: [f64; 3],
+    pub version: String,
+}
+
+#[async_trait]
+impl ConfiguredOp for Configured {
+    async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
+        let p = &self.p;
+        let ds = days(ctx.ds);
+        let names = p.features.clone().unwrap_or_else(default_features);
+        let want_hash = feature_hash(&names);
+        let registry = if inputs.has("registry") {
+            inputs.concat("registry")?
+        } else {
+            RecordBatch::new_empty(model_registry_schema())
+        };
+        let prefix = format!("lgbm/{}/", p.scope.as_str());
+        let models = usable_models(&registry, &prefix, ds)?;
+        if models.is_empty() {
+            return Err(OpError::skipped(format!(
+                "no {} LightGBM model trained through a date before {}: run lgbm.train \
+                 (dags/lgbm_train.yaml)",
+                p.scope.as_str(),
+                ctx.ds
+            )));
+        }
+        let features = inputs.concat("features")?;
+        let bars = inputs.concat("bars")?;
+        let codes: std::collections::HashSet<&String> = p.codes.iter().collect();
+        let rows = FeatureRows::from_batch(&features, &names, |code, date| {
+            date == ds && (codes.is_empty() || codes.contains(&code.to_string()))
+        })?;
+        if rows.is_empty() {
+            return Err(OpError::skipped(format!(
+                "no non-warm-up feature rows dated {}: nothing to forecast",
+                ctx.ds
+            )));
+        }
+        let closes = Closes::from_bars(&bars)?;
+
+        // Which pair serves each (row, horizon); load each pair once.
+        let mut wanted: BTreeMap<String, Vec<(usize, u32)>> = BTreeMap::new();
+        let mut no_model = 0i64;
+        for i in 0..rows.len() {
+            for &h in &p.horizons {
+                let code = match p.scope {
+                    Scope::PerTicker => rows.codes[i].as_str(),
+                    Scope::Pooled => POOLED_CODE,
+                };
+                let name = model_name(p.scope, code, h);
+                if models.contains_key(&name) {
+                    wanted.entry(name).or_default().push((i, h));
+                } else {
+                    no_model += 1;
+                }
+            }
+        }
+        let mut pairs = Vec::with_capacity(wanted.len());
+        for (name, targets) in wanted {
+            let r = &models[&name];
+            let pair = load_pair(ctx, r, &want_hash).await?;
+            ctx.record_artifact(format!("{name}:{}", r.hash));
+            pairs.push((pair, targets));
+        }
+        ctx.check_cancelled()?;
+        let rows = Arc::new(rows);
+        let rows2 = rows.clone();
+        let forecasts = tokio::task::spawn_blocking(move || -> OpResult<Vec<(usize, Forecast)>> {
+            let mut out = Vec::new();
+            for (pair, targets) in pairs {
+                let reg = Gbm::from_text(&pair.regression)
+                    .map_err(|e| OpError::permanent(e.to_string()))?;
+                let dir = Gbm::from_text(&pair.direction)
+                    .map_err(|e| OpError::permanent(e.to_string()))?;
+                let mut x = Vec::with_capacity(targets.len() * rows2.n_features);
+                for (i, _) in &targets {
+                    x.extend_from_slice(rows2.row(*i));
+                }
+                let r = reg
+                    .predict(&x)
+                    .map_err(|e| OpError::permanent(e.to_string()))?;
+                let d = dir
+                    .predict(&x)
+                    .map_err(|e| OpError::permanent(e.to_string()))?;
+                let (lo, hi) = (
+                    pair.card.regression.residual_q10.unwrap_or(0.0),
+                    pair.card.regression.residual_q90.unwrap_or(0.0),
+                );
+                for (k, (i, h)) in targets.iter().enumerate() {
+                    out.push((
+                        *i,
+                        Forecast {
+                            code: rows2.codes[*i].clone(),
+                            horizon: *h,
+                            base_close: f64::NAN,
+                            ret: r[k],
+                            q10: r[k] + lo,
+                            q90: r[k] + hi,
+                            probs: [d[3 * k], d[3 * k + 1], d[3 * k + 2]],
+                            version: pair.card.version.clone(),
+                        },
+                    ));
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| OpError::permanent(format!("prediction thread: {e}")))??;
+
+        let mut by_key: HashMap<(String, u32), Forecast> = HashMap::new();
+        let mut no_close = 0i64;
+        for (i, mut f) in forecasts {
+            match closes.close(&rows.codes[i], rows.dates[i]) {
+                Some(c) => {
+                    f.base_close = c;
+                    by_key.insert((f.code.clone(), f.horizon), f);
+                }
+                None => no_close += 1,
+            }
+        }
+        let mut out: Vec<Forecast> = by_key.into_values().collect();
+        out.sort_by(|a, b| a.code.cmp(&b.code).then(a.horizon.cmp(&b.horizon)));
+        ctx.counters.add("predictions", out.len() as i64);
+        ctx.counters.add("skipped.no_model", no_model);
+        ctx.counters.add("skipped.no_close", no_close);
+        let batch = predictions_batch(&out, ctx)?;
+        Ok(OutputBatches::new().with("predictions", vec![batch]))
+    }
+}
+
+fn predictions_batch(rows: &[Forecast], ctx: &TaskContext) -> OpResult<RecordBatch> {
+    let n = rows.len();
+    let f = |g: &dyn Fn(&Forecast) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from(rows.iter().map(g).collect::<Vec<_>>()))
+    };
+    Ok(RecordBatch::try_new(
+        lgbm_predictions_schema(),
+        vec![
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
+            )) as ArrayRef,
+            Arc::new(Date32Array::from(vec![days(ctx.ds); n])),
+            Arc::new(Int32Array::from(
+                rows.iter().map(|r| r.horizon as i32).collect::<Vec<_>>(),
+            )),
+            Arc::new(Date32Array::from(
+                rows.iter()
+                    .map(|r| days(ctx.calendar.add_trading_days(ctx.ds, i64::from(r.horizon))))
+                    .collect::<Vec<_>>(),
+            )),
+            f(&|r| r.base_close),
+            f(&|r| r.ret),
+            f(&|r| r.base_close * (1.0 + r.ret)),
+            f(&|r| r.base_close * (1.0 + r.q10)),
+            f(&|r| r.base_close * (1.0 + r.q90)),
+            f(&|r| r.probs[2]),
+            f(&|r| r.probs[1]),
+            f(&|r| r.probs[0]),
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.version.as_str()).collect::<Vec<_>>(),
+            )),
+        ],
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(rows: &[(&str, &str, i32, i64)]) -> RecordBatch {
+        let n = rows.len();
+        RecordBatch::try_new(
+            model_registry_schema(),
+            vec![
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                )) as ArrayRef,
+                Arc::new(StringArray::from(vec!["lgbm"; n])),
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(vec!["p"; n])),
+                Arc::new(StringArray::from(vec!["h"; n])),
+                Arc::new(Date32Array::from(
+                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                )),
+                Arc::new(
+                    TimestampMillisecondArray::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(StringArray::from(vec!["{}"; n])),
+            ],
+        )
+        .expect("registry")
+    }
+
+    #[test]
+    fn only_models_trained_through_a_date_before_ds_are_usable() {
+        let r = registry(&[
+            ("lgbm/per_ticker/A/h1", "v1", 100, 1),
+            ("lgbm/per_ticker/A/h1", "v2", 105, 2),
+            ("lgbm/per_ticker/A/h1", "v3", 110, 3), // trained through ds: not usable on ds
+            ("lgbm/pooled/_all/h1", "p1", 90, 1),
+        ]);
+        let m = usable_models(&r, "lgbm/per_ticker/", 110).expect("models");
+        assert_eq!(m.len(), 1);
+        assert_eq!(m["lgbm/per_ticker/A/h1"].version, "v2");
+        let m = usable_models(&r, "lgbm/per_ticker/", 111).expect("models");
+        assert_eq!(m["lgbm/per_ticker/A/h1"].version, "v3");
+        let m = usable_models(&r, "lgbm/per_ticker/", 100).expect("models");
+        assert!(m.is_empty());
+        let m = usable_models(&r, "lgbm/pooled/", 111).expect("models");
+        assert_eq!(m["lgbm/pooled/_all/h1"].version, "p1");
+    }
+}

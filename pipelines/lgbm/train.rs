@@ -1,0 +1,848 @@
+//! `lgbm.train`: a regression on `y_ret_h` and a 3-class direction model on `y_dir_h` per
+//! (code, horizon) (`scope: per_ticker`) or per horizon across the universe (`scope: pooled`).
+//!
+//! Point-in-time: inputs are read as of `ds`, so a label `close[t+h]/close[t] − 1` exists only
+//! when `t+h <= ds`; the models are `trained_through = ds` and `lgbm.predict` uses them only
+//! for later days. Validation is the newest `valid_fraction` of the dates (no shuffling), with
+//! the `h` dates before it purged from training so that no training label overlaps it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arrow::array::{
+    ArrayRef, Date32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
+use async_trait::async_trait;
+use chrono::Utc;
+use krxflow_core::{
+    ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator, OutputBatches,
+    OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
+};
+use krxflow_models::lgbm::{self as gbm, GbmTask, Matrix};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::{
+    Closes, FeatureRows, ModelCard, POOLED_CODE, Scope, date_of, days, default_features,
+    feature_hash, model_name, validate_features,
+};
+use crate::tables::{
+    FLAT_BAND, features_daily_schema, lgbm_metrics_schema, model_registry_schema,
+    ohlcv_daily_schema,
+};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainParams {
+    #[serde(default = "default_scope")]
+    pub scope: Scope,
+    #[serde(default = "default_horizons")]
+    pub horizons: Vec<u32>,
+    /// Feature columns in model order (default: every documented feature).
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    /// Only these codes (empty = all).
+    #[serde(default)]
+    pub codes: Vec<String>,
+    #[serde(default = "default_valid_fraction")]
+    pub valid_fraction: f64,
+    #[serde(default = "default_early_stopping")]
+    pub early_stopping_rounds: u32,
+    #[serde(default = "default_min_train")]
+    pub min_train_rows: usize,
+    #[serde(default = "default_min_valid")]
+    pub min_valid_rows: usize,
+    /// Only the last N trading days of history (default: all).
+    #[serde(default)]
+    pub lookback_days: Option<u32>,
+    /// LightGBM parameters overriding the defaults (both models).
+    #[serde(default)]
+    pub params: Map<String, Value>,
+    /// Models trained at once (per-ticker: each single-threaded); default: the cores.
+    #[serde(default)]
+    pub workers: Option<usize>,
+}
+
+fn default_scope() -> Scope {
+    Scope::PerTicker
+}
+fn default_horizons() -> Vec<u32> {
+    vec![1, 3, 5]
+}
+fn default_valid_fraction() -> f64 {
+    0.2
+}
+fn default_early_stopping() -> u32 {
+    30
+}
+fn default_min_train() -> usize {
+    200
+}
+fn default_min_valid() -> usize {
+    40
+}
+
+impl TrainParams {
+    pub fn feature_list(&self) -> Vec<String> {
+        self.features.clone().unwrap_or_else(default_features)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.horizons.is_empty() || self.horizons.iter().any(|h| !(1..=60).contains(h)) {
+            return Err(ConfigError::new(
+                "horizons",
+                "must list horizons within 1..=60 trading days",
+            ));
+        }
+        validate_features(&self.feature_list()).map_err(|m| ConfigError::new("features", m))?;
+        if !(0.05..=0.5).contains(&self.valid_fraction) {
+            return Err(ConfigError::new(
+                "valid_fraction",
+                "must be within 0.05..=0.5",
+            ));
+        }
+        if self.early_stopping_rounds == 0 {
+            return Err(ConfigError::new("early_stopping_rounds", "must be >= 1"));
+        }
+        if self.min_train_rows < 10 || self.min_valid_rows < 5 {
+            return Err(ConfigError::new(
+                "min_train_rows",
+                "need min_train_rows >= 10 and min_valid_rows >= 5",
+            ));
+        }
+        for task in [GbmTask::Regression, GbmTask::Direction] {
+            gbm::merged_params(task, &self.params, self.early_stopping_rounds)
+                .map_err(|e| ConfigError::new("params", e.to_string()))?;
+        }
+        if self.workers == Some(0) {
+            return Err(ConfigError::new("workers", "must be >= 1"));
+        }
+        Ok(())
+    }
+}
+
+/// One model pair to fit: its rows (indices into the feature rows) in (date, code) order.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub code: String,
+    pub horizon: u32,
+    pub train: Vec<usize>,
+    pub valid: Vec<usize>,
+    pub train_from: i32,
+    pub valid_from: i32,
+}
+
+/// A fitted pair, before it is stored.
+pub struct Fitted {
+    pub job: Job,
+    pub regression: gbm::GbmFit,
+    pub direction: gbm::GbmFit,
+    pub majority_accuracy: f64,
+}
+
+/// Splits the labelled rows of one group into a time-ordered train / validation pair with a
+/// purge of `h` dates between them. `None` when either side is too small.
+pub fn split(
+    rows: &mut [usize],
+    dates: &[i32],
+    codes: &[String],
+    h: u32,
+    valid_fraction: f64,
+) -> Option<(Vec<usize>, Vec<usize>)> {
+    rows.sort_by(|&a, &b| {
+        dates[a]
+            .cmp(&dates[b])
+            .then_with(|| codes[a].cmp(&codes[b]))
+    });
+    let uniq: Vec<i32> = rows
+        .iter()
+        .map(|&r| dates[r])
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let n = uniq.len();
+    let valid_start = ((n as f64) * (1.0 - valid_fraction)).floor() as usize;
+    let purge_start = valid_start.checked_sub(h as usize)?;
+    if purge_start == 0 || valid_start >= n {
+        return None;
+    }
+    let (train_end, valid_from) = (uniq[purge_start], uniq[valid_start]);
+    let train = rows
+        .iter()
+        .copied()
+        .filter(|&r| dates[r] < train_end)
+        .collect();
+    let valid = rows
+        .iter()
+        .copied()
+        .filter(|&r| dates[r] >= valid_from)
+        .collect();
+    Some((train, valid))
+}
+
+/// Builds the jobs: labelled rows grouped by code (or pooled), split per horizon.
+pub fn plan(
+    p: &TrainParams,
+    rows: &FeatureRows,
+    labels: &BTreeMap<u32, Vec<Option<f64>>>,
+    skipped: &mut BTreeMap<String, usize>,
+) -> Vec<Job> {
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for i in 0..rows.len() {
+        let key = match p.scope {
+            Scope::PerTicker => rows.codes[i].clone(),
+            Scope::Pooled => POOLED_CODE.to_string(),
+        };
+        groups.entry(key).or_default().push(i);
+    }
+    let mut jobs = Vec::new();
+    for (code, members) in &groups {
+        for &h in &p.horizons {
+            let Some(lab) = labels.get(&h) else { continue };
+            let mut labelled: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&i| lab[i].is_some())
+                .collect();
+            let Some((train, valid)) =
+                split(&mut labelled, &rows.dates, &rows.codes, h, p.valid_fraction)
+            else {
+                *skipped.entry("too_few_dates".into()).or_default() += 1;
+                continue;
+            };
+            if train.len() < p.min_train_rows || valid.len() < p.min_valid_rows {
+                *skipped.entry("too_few_rows".into()).or_default() += 1;
+                continue;
+            }
+            let (train_from, valid_from) = (rows.dates[train[0]], rows.dates[valid[0]]);
+            jobs.push(Job {
+                code: code.clone(),
+                horizon: h,
+                train,
+                valid,
+                train_from,
+                valid_from,
+            });
+        }
+    }
+    jobs
+}
+
+fn gather(rows: &FeatureRows, idx: &[usize], lab: &[Option<f64>]) -> (Vec<f64>, Vec<f32>) {
+    let mut x = Vec::with_capacity(idx.len() * rows.n_features);
+    let mut y = Vec::with_capacity(idx.len());
+    for &i in idx {
+        x.extend_from_slice(rows.row(i));
+        y.push(lab[i].unwrap_or(f64::NAN) as f32);
+    }
+    (x, y)
+}
+
+/// Fits one job's two models (blocking; call from a worker thread).
+pub fn fit_job(
+    job: Job,
+    rows: &FeatureRows,
+    lab: &[Option<f64>],
+    reg_params: &Value,
+    dir_params: &Value,
+    flat_band: f64,
+) -> Result<Fitted, String> {
+    let nf = rows.n_features;
+    let (xt, yt) = gather(rows, &job.train, lab);
+    let (xv, yv) = gather(rows, &job.valid, lab);
+    let cls = |y: &[f32]| -> Vec<f32> {
+        y.iter()
+            .map(|r| f32::from(gbm::direction_class(f64::from(*r), flat_band)))
+            .collect()
+    };
+    let (ct, cv) = (cls(&yt), cls(&yv));
+    let regression = gbm::train(
+        GbmTask::Regression,
+        Matrix {
+            x: &xt,
+            y: &yt,
+            n_features: nf,
+        },
+        Matrix {
+            x: &xv,
+            y: &yv,
+            n_features: nf,
+        },
+        reg_params,
+        flat_band,
+    )
+    .map_err(|e| e.to_string())?;
+    let direction = gbm::train(
+        GbmTask::Direction,
+        Matrix {
+            x: &xt,
+            y: &ct,
+            n_features: nf,
+        },
+        Matrix {
+            x: &xv,
+            y: &cv,
+            n_features: nf,
+        },
+        dir_params,
+        flat_band,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut counts = [0usize; 3];
+    for c in &ct {
+        counts[*c as usize] += 1;
+    }
+    let majority = (0..3).max_by_key(|&k| counts[k]).unwrap_or(1) as f32;
+    let majority_accuracy =
+        cv.iter().filter(|&&c| c == majority).count() as f64 / cv.len().max(1) as f64;
+    Ok(Fitted {
+        job,
+        regression,
+        direction,
+        majority_accuracy,
+    })
+}
+
+/// How every job is fitted.
+pub struct FitConfig {
+    pub reg_params: Value,
+    pub dir_params: Value,
+    pub flat_band: f64,
+    /// Jobs fitted at once.
+    pub workers: usize,
+}
+
+/// A job's result: the fitted pair, or (model, error).
+pub type FitOutcome = Result<Fitted, (String, String)>;
+
+/// Fits every job on `cfg.workers` threads; stops early (with `Err`) when `cancelled` says so.
+pub fn fit_all(
+    jobs: Vec<Job>,
+    rows: &FeatureRows,
+    labels: &BTreeMap<u32, Vec<Option<f64>>>,
+    cfg: &FitConfig,
+    cancelled: &(dyn Fn() -> bool + Sync),
+) -> Vec<FitOutcome> {
+    let (reg_params, dir_params, flat_band, workers) =
+        (&cfg.reg_params, &cfg.dir_params, cfg.flat_band, cfg.workers);
+    let next = AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<FitOutcome>>> =
+        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers.max(1).min(jobs.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let name = format!("{} h{}", job.code, job.horizon);
+                    let out = if cancelled() {
+                        Err((name, "cancelled".to_string()))
+                    } else {
+                        match labels.get(&job.horizon) {
+                            Some(lab) => {
+                                fit_job(job.clone(), rows, lab, reg_params, dir_params, flat_band)
+                                    .map_err(|e| (name, e))
+                            }
+                            None => Err((name, "no labels for this horizon".into())),
+                        }
+                    };
+                    if let Ok(mut slot) = slots[i].lock() {
+                        *slot = Some(out);
+                    }
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(("?".into(), "worker panicked".into())))
+        })
+        .collect()
+}
+
+pub struct LgbmTrain;
+
+struct Configured {
+    p: TrainParams,
+}
+
+#[async_trait]
+impl Operator for LgbmTrain {
+    fn kind(&self) -> &'static str {
+        "lgbm.train"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn description(&self) -> &'static str {
+        "LightGBM return regression + direction classifier per (code, horizon) or pooled; \
+         time-ordered validation with early stopping; artifacts + registry rows + metrics"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::optional(
+                "scope",
+                "per_ticker|pooled",
+                "per_ticker",
+                "one model per code, or one across codes",
+            ),
+            ParamSpec::optional(
+                "horizons",
+                "list<u32>",
+                "[1, 3, 5]",
+                "target horizons in trading days",
+            ),
+            ParamSpec::optional(
+                "features",
+                "list<string>",
+                "all of FEATURES",
+                "feature columns, in model order",
+            ),
+            ParamSpec::optional("codes", "list<string>", "[]", "only these codes"),
+            ParamSpec::optional(
+                "valid_fraction",
+                "f64",
+                "0.2",
+                "newest fraction of dates used for validation",
+            ),
+            ParamSpec::optional(
+                "early_stopping_rounds",
+                "u32",
+                "30",
+                "rounds without validation improvement before stopping",
+            ),
+            ParamSpec::optional(
+                "min_train_rows",
+                "usize",
+                "200",
+                "fewer labelled training rows: no model",
+            ),
+            ParamSpec::optional(
+                "min_valid_rows",
+                "usize",
+                "40",
+                "fewer validation rows: no model",
+            ),
+            ParamSpec::optional(
+                "lookback_days",
+                "u32",
+                "all",
+                "trading days of history used",
+            ),
+            ParamSpec::optional(
+                "params",
+                "map",
+                "{}",
+                "LightGBM parameters over the defaults (learning_rate 0.05, num_leaves 15, num_iterations 500, ...)",
+            ),
+            ParamSpec::optional("workers", "usize", "cores", "models fitted at once"),
+        ]
+    }
+    fn inputs(&self) -> Vec<InputPort> {
+        vec![
+            InputPort::new("features", features_daily_schema(), "the feature table"),
+            InputPort::new("bars", ohlcv_daily_schema(), "closes for the labels"),
+        ]
+    }
+    fn outputs(&self) -> Vec<OutputPort> {
+        vec![
+            OutputPort::new(
+                "registry",
+                model_registry_schema(),
+                WriteMode::Merge,
+                "one row per trained model pair",
+            )
+            .keys(&["model", "version"])
+            .date_column("trained_through"),
+            OutputPort::new(
+                "metrics",
+                lgbm_metrics_schema(),
+                WriteMode::Merge,
+                "validation metrics per model pair",
+            )
+            .keys(&["scope", "code", "horizon", "version"])
+            .date_column("trained_through"),
+        ]
+    }
+    fn configure(&self, params: &Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
+        let p: TrainParams = parse_params(params)?;
+        p.validate()?;
+        Ok(Box::new(Configured { p }))
+    }
+}
+
+/// Labels per horizon, aligned with `rows`.
+pub fn labels_for(
+    rows: &FeatureRows,
+    closes: &Closes,
+    horizons: &[u32],
+) -> BTreeMap<u32, Vec<Option<f64>>> {
+    horizons
+        .iter()
+        .map(|&h| {
+            let v = (0..rows.len())
+                .map(|i| closes.forward_return(&rows.codes[i], rows.dates[i], h))
+                .collect();
+            (h, v)
+        })
+        .collect()
+}
+
+#[async_trait]
+impl ConfiguredOp for Configured {
+    async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
+        let p = self.p.clone();
+        let store = ctx
+            .store
+            .clone()
+            .ok_or_else(|| OpError::permanent("no artifact store in this context"))?;
+        let features = inputs.concat("features")?;
+        let bars = inputs.concat("bars")?;
+        let names = p.feature_list();
+        let fhash = feature_hash(&names);
+        let from = p
+            .lookback_days
+            .map(|n| days(ctx.calendar.add_trading_days(ctx.ds, -i64::from(n))));
+        let codes: BTreeSet<String> = p.codes.iter().cloned().collect();
+        let cancel = ctx.cancel.clone();
+        let flat_band = FLAT_BAND;
+        let reg_params = gbm::merged_params(
+            GbmTask::Regression,
+            &with_threads(&p),
+            p.early_stopping_rounds,
+        )
+        .map_err(|e| OpError::permanent(e.to_string()))?;
+        let dir_params = gbm::merged_params(
+            GbmTask::Direction,
+            &with_threads(&p),
+            p.early_stopping_rounds,
+        )
+        .map_err(|e| OpError::permanent(e.to_string()))?;
+        let workers = match p.scope {
+            Scope::PerTicker => p.workers.unwrap_or_else(cores),
+            Scope::Pooled => 1,
+        };
+        let p2 = p.clone();
+        let (fitted, n_rows, skipped) = tokio::task::spawn_blocking(move || -> OpResult<_> {
+            let closes = Closes::from_bars(&bars)?;
+            let rows = FeatureRows::from_batch(&features, &names, |code, date| {
+                (codes.is_empty() || codes.contains(code)) && from.is_none_or(|f| date > f)
+            })?;
+            let labels = labels_for(&rows, &closes, &p2.horizons);
+            let mut skipped = BTreeMap::new();
+            let jobs = plan(&p2, &rows, &labels, &mut skipped);
+            let cancelled = || cancel.is_cancelled();
+            let cfg = FitConfig {
+                reg_params,
+                dir_params,
+                flat_band,
+                workers,
+            };
+            let fitted = fit_all(jobs, &rows, &labels, &cfg, &cancelled);
+            Ok((fitted, rows.len(), skipped))
+        })
+        .await
+        .map_err(|e| OpError::permanent(format!("training thread: {e}")))??;
+        ctx.check_cancelled()?;
+        ctx.counters.add("feature_rows", n_rows as i64);
+        for (why, n) in &skipped {
+            ctx.counters.add(&format!("skipped.{why}"), *n as i64);
+        }
+        let mut failures = Vec::new();
+        let mut cards = Vec::new();
+        for f in fitted {
+            match f {
+                Ok(f) => cards.push(f),
+                Err((name, e)) => failures.push(format!("{name}: {e}")),
+            }
+        }
+        if !failures.is_empty() {
+            return Err(OpError::permanent(format!(
+                "{} of {} models failed to train: {}",
+                failures.len(),
+                failures.len() + cards.len(),
+                failures.join("; ")
+            )));
+        }
+        if cards.is_empty() {
+            return Err(OpError::skipped(format!(
+                "no (code, horizon) has enough labelled history through {} \
+                 (min_train_rows {}, min_valid_rows {}): nothing trained",
+                ctx.ds, p.min_train_rows, p.min_valid_rows
+            )));
+        }
+
+        let now_ms = Utc::now().timestamp_millis();
+        let mut reg = RegistryRows::default();
+        let mut met = MetricRows::default();
+        for f in cards {
+            let name = model_name(p.scope, &f.job.code, f.job.horizon);
+            let mut h = Sha256::new();
+            h.update(f.regression.model_text.as_bytes());
+            h.update(f.direction.model_text.as_bytes());
+            let hash: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            let version = format!("{}-{}", ctx.ds.format("%Y%m%d"), &hash[..10]);
+            let dir = format!(
+                "models/lgbm/{}/{}/h{}/{version}",
+                p.scope.as_str(),
+                f.job.code,
+                f.job.horizon
+            );
+            let card = ModelCard {
+                model: name.clone(),
+                scope: p.scope,
+                code: f.job.code.clone(),
+                horizon: f.job.horizon,
+                version: version.clone(),
+                trained_through: ctx.ds,
+                features: p.feature_list(),
+                feature_hash: fhash.clone(),
+                flat_band,
+                train_from: date_of(f.job.train_from),
+                valid_from: date_of(f.job.valid_from),
+                regression: f.regression.clone(),
+                direction: f.direction.clone(),
+                valid_majority_accuracy: f.majority_accuracy,
+                params: Value::Object(p.params.clone()),
+            };
+            let card_json = serde_json::to_vec_pretty(&card)
+                .map_err(|e| OpError::permanent(format!("model card: {e}")))?;
+            store
+                .put(
+                    &format!("{dir}/regression.txt"),
+                    f.regression.model_text.into_bytes(),
+                )
+                .await?;
+            store
+                .put(
+                    &format!("{dir}/direction.txt"),
+                    f.direction.model_text.into_bytes(),
+                )
+                .await?;
+            store.put(&format!("{dir}/metrics.json"), card_json).await?;
+            ctx.record_artifact(format!("{name}:{hash}"));
+            let summary = serde_json::json!({
+                "valid_mae": card.regression.valid_mae,
+                "valid_direction_accuracy": card.direction.valid_direction_accuracy,
+                "valid_logloss": card.direction.valid_logloss,
+                "best_iteration": [card.regression.best_iteration, card.direction.best_iteration],
+                "feature_hash": card.feature_hash,
+                "train_rows": card.regression.train_rows,
+                "valid_rows": card.regression.valid_rows,
+            });
+            reg.push(
+                &name,
+                &version,
+                &dir,
+                &hash,
+                days(ctx.ds),
+                now_ms,
+                summary.to_string(),
+            );
+            met.push(&card, days(ctx.ds));
+        }
+        ctx.counters.add("models", reg.model.len() as i64);
+        Ok(OutputBatches::new()
+            .with("registry", vec![reg.batch()?])
+            .with("metrics", vec![met.batch()?]))
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Per-ticker models are small: each trains single-threaded and the workers run in parallel.
+/// Pooled models use every core. An explicit `num_threads` in `params` wins.
+fn with_threads(p: &TrainParams) -> Map<String, Value> {
+    let mut m = p.params.clone();
+    if !m.contains_key("num_threads") {
+        let n = match p.scope {
+            Scope::PerTicker => 1,
+            Scope::Pooled => cores(),
+        };
+        m.insert("num_threads".into(), n.into());
+    }
+    m
+}
+
+#[derive(Default)]
+struct RegistryRows {
+    model: Vec<String>,
+    version: Vec<String>,
+    path: Vec<String>,
+    hash: Vec<String>,
+    through: Vec<i32>,
+    at: Vec<i64>,
+    metrics: Vec<String>,
+}
+
+impl RegistryRows {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        model: &str,
+        version: &str,
+        path: &str,
+        hash: &str,
+        through: i32,
+        at: i64,
+        metrics: String,
+    ) {
+        self.model.push(model.into());
+        self.version.push(version.into());
+        self.path.push(path.into());
+        self.hash.push(hash.into());
+        self.through.push(through);
+        self.at.push(at);
+        self.metrics.push(metrics);
+    }
+
+    fn batch(self) -> OpResult<RecordBatch> {
+        let n = self.model.len();
+        Ok(RecordBatch::try_new(
+            model_registry_schema(),
+            vec![
+                Arc::new(StringArray::from(self.model)) as ArrayRef,
+                Arc::new(StringArray::from(vec!["lgbm"; n])),
+                Arc::new(StringArray::from(self.version)),
+                Arc::new(StringArray::from(self.path)),
+                Arc::new(StringArray::from(self.hash)),
+                Arc::new(Date32Array::from(self.through)),
+                Arc::new(TimestampMillisecondArray::from(self.at).with_timezone("UTC")),
+                Arc::new(StringArray::from(self.metrics)),
+            ],
+        )?)
+    }
+}
+
+#[derive(Default)]
+struct MetricRows {
+    scope: Vec<String>,
+    code: Vec<String>,
+    horizon: Vec<i32>,
+    version: Vec<String>,
+    through: Vec<i32>,
+    train_rows: Vec<i64>,
+    valid_rows: Vec<i64>,
+    best_reg: Vec<i32>,
+    best_dir: Vec<i32>,
+    mae: Vec<Option<f64>>,
+    acc_reg: Vec<f64>,
+    acc_dir: Vec<f64>,
+    acc_majority: Vec<f64>,
+    logloss: Vec<Option<f64>>,
+    q10: Vec<Option<f64>>,
+    q90: Vec<Option<f64>>,
+    fhash: Vec<String>,
+}
+
+impl MetricRows {
+    fn push(&mut self, c: &ModelCard, through: i32) {
+        self.scope.push(c.scope.as_str().into());
+        self.code.push(c.code.clone());
+        self.horizon.push(c.horizon as i32);
+        self.version.push(c.version.clone());
+        self.through.push(through);
+        self.train_rows.push(c.regression.train_rows as i64);
+        self.valid_rows.push(c.regression.valid_rows as i64);
+        self.best_reg.push(c.regression.best_iteration);
+        self.best_dir.push(c.direction.best_iteration);
+        self.mae.push(c.regression.valid_mae);
+        self.acc_reg.push(c.regression.valid_direction_accuracy);
+        self.acc_dir.push(c.direction.valid_direction_accuracy);
+        self.acc_majority.push(c.valid_majority_accuracy);
+        self.logloss.push(c.direction.valid_logloss);
+        self.q10.push(c.regression.residual_q10);
+        self.q90.push(c.regression.residual_q90);
+        self.fhash.push(c.feature_hash.clone());
+    }
+
+    fn batch(self) -> OpResult<RecordBatch> {
+        Ok(RecordBatch::try_new(
+            lgbm_metrics_schema(),
+            vec![
+                Arc::new(StringArray::from(self.scope)) as ArrayRef,
+                Arc::new(StringArray::from(self.code)),
+                Arc::new(Int32Array::from(self.horizon)),
+                Arc::new(StringArray::from(self.version)),
+                Arc::new(Date32Array::from(self.through)),
+                Arc::new(Int64Array::from(self.train_rows)),
+                Arc::new(Int64Array::from(self.valid_rows)),
+                Arc::new(Int32Array::from(self.best_reg)),
+                Arc::new(Int32Array::from(self.best_dir)),
+                Arc::new(Float64Array::from(self.mae)),
+                Arc::new(Float64Array::from(self.acc_reg)),
+                Arc::new(Float64Array::from(self.acc_dir)),
+                Arc::new(Float64Array::from(self.acc_majority)),
+                Arc::new(Float64Array::from(self.logloss)),
+                Arc::new(Float64Array::from(self.q10)),
+                Arc::new(Float64Array::from(self.q90)),
+                Arc::new(StringArray::from(self.fhash)),
+            ],
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_time_ordered_with_a_purge_of_h_dates() {
+        // 10 dates x 2 codes, shuffled.
+        let mut dates = Vec::new();
+        let mut codes = Vec::new();
+        for d in (0..10).rev() {
+            for c in ["B", "A"] {
+                dates.push(d);
+                codes.push(c.to_string());
+            }
+        }
+        let mut rows: Vec<usize> = (0..20).collect();
+        let (train, valid) = split(&mut rows, &dates, &codes, 2, 0.2).expect("split");
+        let td: BTreeSet<i32> = train.iter().map(|&r| dates[r]).collect();
+        let vd: BTreeSet<i32> = valid.iter().map(|&r| dates[r]).collect();
+        // valid = last 20% of 10 dates = {8, 9}; purge 2 dates {6, 7}; train = 0..=5.
+        assert_eq!(vd, [8, 9].into_iter().collect());
+        assert_eq!(td, (0..6).collect());
+        assert!(train.windows(2).all(|w| dates[w[0]] <= dates[w[1]]));
+        // Too little history for the purge: no split.
+        let mut few: Vec<usize> = (0..6).collect();
+        assert!(split(&mut few, &dates, &codes, 5, 0.2).is_none());
+    }
+
+    #[test]
+    fn bad_params_name_the_field() {
+        let op = LgbmTrain;
+        let err = op
+            .configure(&serde_json::json!({"horizons": [0]}))
+            .err()
+            .expect("bad horizon");
+        assert_eq!(err.field, "horizons");
+        let err = op
+            .configure(&serde_json::json!({"features": ["nope"]}))
+            .err()
+            .expect("bad feature");
+        assert_eq!(err.field, "features");
+        let err = op
+            .configure(&serde_json::json!({"params": {"objective": "binary"}}))
+            .err()
+            .expect("fixed param");
+        assert_eq!(err.field, "params");
+        let err = op
+            .configure(&serde_json::json!({"scope": "global"}))
+            .err()
+            .expect("bad scope");
+        assert!(err.to_string().contains("scope"), "{err}");
+    }
+}

@@ -1,0 +1,143 @@
+//! End-to-end: LightGBM train and predict through the engine on a synthetic universe.
+//!
+//! * Point-in-time: on day D the models trained through D are not used (predict is `skipped`
+//!   on the first day); on the next trading day they are.
+//! * Idempotent: re-running a day rewrites its predictions and registry rows, never duplicates.
+//! * No look-ahead: after later days are ingested (future bars, features and newer models in
+//!   the lake), re-running D+1 gives byte-identical predictions.
+//! * A model trained on another feature list is refused with an error naming both lists.
+
+mod common;
+
+use std::path::Path;
+
+use common::{count, krxflow, text};
+
+fn dag(features: &str) -> String {
+    format!(
+        "dag: lgbm_e2e
+tasks:
+  ingest:
+    op: ingest.synthetic
+    with: {{ tickers: 4, seed: 7, lookback_days: 800 }}
+    outputs: {{ bars: ohlcv_daily, news: news, universe: universe }}
+  features:
+    op: features.build
+    inputs: {{ bars: ohlcv_daily }}
+    outputs: {{ features: features_daily }}
+  train:
+    op: lgbm.train
+    with: {{ horizons: [1, 5], min_train_rows: 100, params: {{ num_iterations: 40 }} }}
+    inputs: {{ features: features_daily, bars: ohlcv_daily }}
+    outputs: {{ registry: model_registry, metrics: lgbm_metrics }}
+  predict:
+    op: lgbm.predict
+    with: {{ horizons: [1, 5]{features} }}
+    inputs: {{ features: features_daily, bars: ohlcv_daily, registry: model_registry }}
+    outputs: {{ predictions: lgbm_predictions }}
+    after: [train]
+"
+    )
+}
+
+fn csv(lake: &Path, sql: &str) -> String {
+    let o = krxflow(lake, &["sql", sql, "--format", "csv"]);
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+const PREDICTIONS: &str = "SELECT code, base_date, horizon, target_date, base_close, \
+     predicted_return, predicted_close, q10, q90, prob_up, prob_flat, prob_down, model_version \
+     FROM lgbm_predictions WHERE base_date = DATE '2024-12-16' ORDER BY code, horizon";
+
+#[test]
+fn predictions_use_only_models_trained_before_the_day_and_are_idempotent_and_point_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let file = dir.path().join("lgbm_e2e.yaml");
+    std::fs::write(&file, dag("")).unwrap();
+    let f = file.to_str().unwrap();
+
+    // Friday: models are trained through Friday, so Friday's forecast has none to use.
+    let o = krxflow(&lake, &["run", f, "--date", "2024-12-13"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("trained through a date before 2024-12-13"),
+        "predict should be skipped: {}",
+        text(&o)
+    );
+    assert_eq!(count(&lake, "SELECT count(*) FROM model_registry"), 8);
+    assert_eq!(count(&lake, "SELECT count(*) FROM lgbm_metrics"), 8);
+    // Every model stopped early or ran its 40 rounds, and its artifacts are in the lake.
+    assert_eq!(
+        count(
+            &lake,
+            "SELECT count(*) FROM lgbm_metrics WHERE best_iteration_regression BETWEEN 1 AND 40 \
+             AND valid_rows >= 40 AND valid_dir_acc_classifier BETWEEN 0 AND 1"
+        ),
+        8
+    );
+    let path = csv(
+        &lake,
+        "SELECT path FROM model_registry WHERE model = 'lgbm/per_ticker/900001/h1'",
+    );
+    let path = path.lines().nth(1).expect("a registered model").to_string();
+    for f in ["regression.txt", "direction.txt", "metrics.json"] {
+        assert!(lake.join(&path).join(f).exists(), "{path}/{f}");
+    }
+
+    // Monday: Friday's models forecast Monday.
+    let o = krxflow(&lake, &["run", f, "--date", "2024-12-16"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let first = csv(&lake, PREDICTIONS);
+    assert_eq!(first.trim_end().lines().count(), 1 + 4 * 2, "{first}");
+    assert!(
+        first
+            .trim_end()
+            .lines()
+            .skip(1)
+            .all(|l| l.contains(",20241213-")),
+        "Monday must use the models trained through Friday:\n{first}"
+    );
+    assert!(first.contains(",2024-12-17,"), "h1 target date: {first}");
+    assert!(first.contains(",2024-12-23,"), "h5 target date: {first}");
+
+    // Re-running Monday rewrites: same rows, same values, no duplicates.
+    let o = krxflow(
+        &lake,
+        &["run", f, "--date", "2024-12-16", "--reprocess", "all"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(csv(&lake, PREDICTIONS), first);
+    assert_eq!(count(&lake, "SELECT count(*) FROM lgbm_predictions"), 8);
+    assert_eq!(count(&lake, "SELECT count(*) FROM model_registry"), 16);
+
+    // Later days put future bars, features and newer models in the lake; Monday is unchanged.
+    let o = krxflow(&lake, &["run", f, "--date", "2024-12-20"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        count(
+            &lake,
+            "SELECT count(*) FROM ohlcv_daily WHERE date > DATE '2024-12-16'"
+        ) > 0
+    );
+    let o = krxflow(
+        &lake,
+        &["run", f, "--date", "2024-12-16", "--reprocess", "all"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(csv(&lake, PREDICTIONS), first, "look-ahead: Monday changed");
+
+    // A DAG whose feature list differs from the models' is refused, naming both lists.
+    std::fs::write(&file, dag(", features: [ret_1d, rsi14]")).unwrap();
+    let o = krxflow(
+        &lake,
+        &["run", f, "--date", "2024-12-16", "--reprocess", "all"],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("was trained on feature list"),
+        "{}",
+        text(&o)
+    );
+}
