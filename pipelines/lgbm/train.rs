@@ -37,8 +37,9 @@ use crate::tables::{
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainParams {
-    #[serde(default = "default_scope")]
-    pub scope: Scope,
+    /// `per_ticker`, `pooled`, or a list of both.
+    #[serde(default = "default_scope", deserialize_with = "one_or_many")]
+    pub scope: Vec<Scope>,
     #[serde(default = "default_horizons")]
     pub horizons: Vec<u32>,
     /// Feature columns in model order (default: every documented feature).
@@ -66,8 +67,25 @@ pub struct TrainParams {
     pub workers: Option<usize>,
 }
 
-fn default_scope() -> Scope {
-    Scope::PerTicker
+fn default_scope() -> Vec<Scope> {
+    vec![Scope::PerTicker]
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Scope>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(Scope),
+        Many(Vec<Scope>),
+    }
+    match OneOrMany::deserialize(d) {
+        Ok(OneOrMany::One(s)) => Ok(vec![s]),
+        Ok(OneOrMany::Many(v)) if !v.is_empty() => Ok(v),
+        Ok(OneOrMany::Many(_)) => Err(serde::de::Error::custom("scope: list at least one")),
+        Err(_) => Err(serde::de::Error::custom(
+            "scope: expected per_ticker, pooled or a list of them",
+        )),
+    }
 }
 fn default_horizons() -> Vec<u32> {
     vec![1, 3, 5]
@@ -127,6 +145,7 @@ impl TrainParams {
 /// One model pair to fit: its rows (indices into the feature rows) in (date, code) order.
 #[derive(Debug, Clone)]
 pub struct Job {
+    pub scope: Scope,
     pub code: String,
     pub horizon: u32,
     pub train: Vec<usize>,
@@ -186,13 +205,14 @@ pub fn split(
 /// Builds the jobs: labelled rows grouped by code (or pooled), split per horizon.
 pub fn plan(
     p: &TrainParams,
+    scope: Scope,
     rows: &FeatureRows,
     labels: &BTreeMap<u32, Vec<Option<f64>>>,
     skipped: &mut BTreeMap<String, usize>,
 ) -> Vec<Job> {
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for i in 0..rows.len() {
-        let key = match p.scope {
+        let key = match scope {
             Scope::PerTicker => rows.codes[i].clone(),
             Scope::Pooled => POOLED_CODE.to_string(),
         };
@@ -219,6 +239,7 @@ pub fn plan(
             }
             let (train_from, valid_from) = (rows.dates[train[0]], rows.dates[valid[0]]);
             jobs.push(Job {
+                scope,
                 code: code.clone(),
                 horizon: h,
                 train,
@@ -337,7 +358,7 @@ pub fn fit_all(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = jobs.get(i) else { break };
-                    let name = format!("{} h{}", job.code, job.horizon);
+                    let name = model_name(job.scope, &job.code, job.horizon);
                     let out = if cancelled() {
                         Err((name, "cancelled".to_string()))
                     } else {
@@ -513,22 +534,27 @@ impl ConfiguredOp for Configured {
         let codes: BTreeSet<String> = p.codes.iter().cloned().collect();
         let cancel = ctx.cancel.clone();
         let flat_band = FLAT_BAND;
-        let reg_params = gbm::merged_params(
-            GbmTask::Regression,
-            &with_threads(&p),
-            p.early_stopping_rounds,
-        )
-        .map_err(|e| OpError::permanent(e.to_string()))?;
-        let dir_params = gbm::merged_params(
-            GbmTask::Direction,
-            &with_threads(&p),
-            p.early_stopping_rounds,
-        )
-        .map_err(|e| OpError::permanent(e.to_string()))?;
-        let workers = match p.scope {
-            Scope::PerTicker => p.workers.unwrap_or_else(cores),
-            Scope::Pooled => 1,
-        };
+        let mut configs = Vec::new();
+        for &scope in &p.scope {
+            let threads = with_threads(&p, scope);
+            let merged = |task| {
+                gbm::merged_params(task, &threads, p.early_stopping_rounds)
+                    .map_err(|e| OpError::permanent(e.to_string()))
+            };
+            let workers = match scope {
+                Scope::PerTicker => p.workers.unwrap_or_else(cores),
+                Scope::Pooled => 1,
+            };
+            configs.push((
+                scope,
+                FitConfig {
+                    reg_params: merged(GbmTask::Regression)?,
+                    dir_params: merged(GbmTask::Direction)?,
+                    flat_band,
+                    workers,
+                },
+            ));
+        }
         let p2 = p.clone();
         let (fitted, n_rows, skipped) = tokio::task::spawn_blocking(move || -> OpResult<_> {
             let closes = Closes::from_bars(&bars)?;
@@ -537,15 +563,12 @@ impl ConfiguredOp for Configured {
             })?;
             let labels = labels_for(&rows, &closes, &p2.horizons);
             let mut skipped = BTreeMap::new();
-            let jobs = plan(&p2, &rows, &labels, &mut skipped);
             let cancelled = || cancel.is_cancelled();
-            let cfg = FitConfig {
-                reg_params,
-                dir_params,
-                flat_band,
-                workers,
-            };
-            let fitted = fit_all(jobs, &rows, &labels, &cfg, &cancelled);
+            let mut fitted = Vec::new();
+            for (scope, cfg) in &configs {
+                let jobs = plan(&p2, *scope, &rows, &labels, &mut skipped);
+                fitted.extend(fit_all(jobs, &rows, &labels, cfg, &cancelled));
+            }
             Ok((fitted, rows.len(), skipped))
         })
         .await
@@ -583,7 +606,8 @@ impl ConfiguredOp for Configured {
         let mut reg = RegistryRows::default();
         let mut met = MetricRows::default();
         for f in cards {
-            let name = model_name(p.scope, &f.job.code, f.job.horizon);
+            let scope = f.job.scope;
+            let name = model_name(scope, &f.job.code, f.job.horizon);
             let mut h = Sha256::new();
             h.update(f.regression.model_text.as_bytes());
             h.update(f.direction.model_text.as_bytes());
@@ -591,13 +615,13 @@ impl ConfiguredOp for Configured {
             let version = format!("{}-{}", ctx.ds.format("%Y%m%d"), &hash[..10]);
             let dir = format!(
                 "models/lgbm/{}/{}/h{}/{version}",
-                p.scope.as_str(),
+                scope.as_str(),
                 f.job.code,
                 f.job.horizon
             );
             let card = ModelCard {
                 model: name.clone(),
-                scope: p.scope,
+                scope,
                 code: f.job.code.clone(),
                 horizon: f.job.horizon,
                 version: version.clone(),
@@ -663,10 +687,10 @@ fn cores() -> usize {
 
 /// Per-ticker models are small: each trains single-threaded and the workers run in parallel.
 /// Pooled models use every core. An explicit `num_threads` in `params` wins.
-fn with_threads(p: &TrainParams) -> Map<String, Value> {
+fn with_threads(p: &TrainParams, scope: Scope) -> Map<String, Value> {
     let mut m = p.params.clone();
     if !m.contains_key("num_threads") {
-        let n = match p.scope {
+        let n = match scope {
             Scope::PerTicker => 1,
             Scope::Pooled => cores(),
         };
@@ -844,5 +868,10 @@ mod tests {
             .err()
             .expect("bad scope");
         assert!(err.to_string().contains("scope"), "{err}");
+        assert!(
+            op.configure(&serde_json::json!({"scope": ["per_ticker", "pooled"]}))
+                .is_ok()
+        );
+        assert!(op.configure(&serde_json::json!({"scope": []})).is_err());
     }
 }

@@ -6,6 +6,14 @@ pub enum ModelError {
     Training(String),
     #[error("model artifact: {0}")]
     Artifact(String),
+    /// The ONNX Runtime library could not be found or loaded (operators report `skipped`).
+    #[error("{0}")]
+    RuntimeMissing(String),
+    /// A model file or folder is missing (operators report `skipped`).
+    #[error("model not found: {0}")]
+    ModelMissing(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
 }
 
 pub type ModelResult<T> = Result<T, ModelError>;

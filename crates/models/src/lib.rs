@@ -3,10 +3,15 @@
 //!
 //! * [`lexical`]: the embedded sentiment model (linfa multinomial logistic regression over
 //!   hashed Korean n-grams), trained and scored without any download.
+//! * [`onnx`]: ONNX Runtime, loaded dynamically, with shared sessions; [`chronos`]
+//!   (Chronos-Bolt quantile forecasts) and [`finbert`] (KR-FinBert-SC sentiment) on top.
 //! * [`lgbm`]: LightGBM regression and direction models with time-ordered early stopping.
 
+pub mod chronos;
 pub mod error;
+pub mod finbert;
 pub mod lexical;
 pub mod lgbm;
+pub mod onnx;
 
 pub use error::{ModelError, ModelResult};
