@@ -4,6 +4,7 @@
 //! the engine's registry ([`register`]) and these tables into the lake catalog ([`tables`]).
 
 pub mod features;
+pub mod forecast;
 pub mod ingest;
 pub mod lgbm;
 pub mod momentum;
@@ -28,6 +29,8 @@ pub fn register(registry: &mut OperatorRegistry) {
         .register(Arc::new(momentum::minute::MinuteMomentum))
         .register(Arc::new(features::returns::FeaturesReturns))
         .register(Arc::new(features::build::BuildFeatures))
+        .register(Arc::new(forecast::chronos::ChronosForecast))
+        .register(Arc::new(sentiment::finbert::FinbertScorer))
         .register(Arc::new(lgbm::train::LgbmTrain))
         .register(Arc::new(lgbm::predict::LgbmPredict));
 }

@@ -69,8 +69,25 @@ pub fn news_rejects_schema() -> SchemaRef {
 }
 
 /// Per-article sentiment from a scorer (KR-FinBert-SC, the lexical model): score =
-/// P(pos) − P(neg) in [-1, 1], label = argmax.
+/// P(pos) − P(neg) in [-1, 1], label = argmax; `embedding` = FinBERT's attention-masked mean of
+/// the last hidden state (768 values for KR-FinBert-SC; null for the lexical model).
 pub fn news_scores_schema() -> SchemaRef {
+    let mut fields = news_scores_required().fields().to_vec();
+    fields.push(Arc::new(embedding_field()));
+    Arc::new(Schema::new(fields))
+}
+
+/// The `embedding` column: a list of f32 (its length is the model's hidden size).
+pub fn embedding_field() -> Field {
+    Field::new(
+        "embedding",
+        DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
+        true,
+    )
+}
+
+/// The news_scores columns readers need (everything but the embedding).
+pub fn news_scores_required() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("id", DataType::Utf8, false),
         Field::new("code", DataType::Utf8, false),
@@ -148,6 +165,35 @@ pub fn features_returns_schema() -> SchemaRef {
         Field::new("vol_20d", DataType::Float64, true),
         Field::new("warmup", DataType::Boolean, false),
     ]))
+}
+
+/// Chronos-Bolt forecasts: per (code, base_date, horizon), the nine quantile prices and what
+/// follows from them.
+pub fn chronos_forecasts_schema() -> SchemaRef {
+    let f = |n: &str| Field::new(n, DataType::Float64, false);
+    let mut fields = vec![
+        Field::new("code", DataType::Utf8, false),
+        Field::new("base_date", DataType::Date32, false),
+        Field::new("horizon", DataType::Int32, false),
+        Field::new("target_date", DataType::Date32, false),
+        f("base_close"),
+    ];
+    for q in 1..=9 {
+        fields.push(f(&format!("q{q}0")));
+    }
+    for n in [
+        "median",
+        "expected_return",
+        "prob_up",
+        "prob_flat",
+        "prob_down",
+        "conf",
+    ] {
+        fields.push(f(n));
+    }
+    fields.push(Field::new("context_len", DataType::Int32, false));
+    fields.push(Field::new("model", DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
 }
 
 /// Validation metrics of each LightGBM model pair (see `pipelines/lgbm`).
@@ -262,6 +308,10 @@ fn core_tables() -> Vec<TableDef> {
             .keys(&["code", "date"])
             .date_column("date")
             .doc("the feature table (see pipelines/features/build.rs FEATURES) with optional targets"),
+        TableDef::new("chronos_forecasts", chronos_forecasts_schema())
+            .keys(&["code", "base_date", "horizon"])
+            .date_column("base_date")
+            .doc("Chronos-Bolt quantile forecasts (q10..q90 prices), expected return, up/flat/down probabilities, conf"),
         TableDef::new("lgbm_metrics", lgbm_metrics_schema())
             .keys(&["scope", "code", "horizon", "version"])
             .date_column("trained_through")

@@ -30,7 +30,7 @@ use krxflow_core::{
 use serde::Deserialize;
 
 use crate::ingest::ohlcv::days;
-use crate::tables::{news_schema, news_scores_schema, sentiment_daily_schema};
+use crate::tables::{news_schema, news_scores_required, sentiment_daily_schema};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -273,7 +273,7 @@ impl Operator for SentimentDaily {
     fn inputs(&self) -> Vec<InputPort> {
         vec![
             InputPort::new("news", news_schema(), "articles"),
-            InputPort::new("scores", news_scores_schema(), "per-article scores").optional(),
+            InputPort::new("scores", news_scores_required(), "per-article scores").optional(),
         ]
     }
     fn outputs(&self) -> Vec<OutputPort> {
@@ -351,7 +351,7 @@ mod tests {
 
     fn scores(rows: &[(&str, &str, &str, f64)]) -> RecordBatch {
         RecordBatch::try_new(
-            news_scores_schema(),
+            crate::tables::news_scores_schema(),
             vec![
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef,
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|_| "005930"))),
@@ -362,6 +362,10 @@ mod tests {
                 Arc::new(Float64Array::from(vec![None::<f64>; rows.len()])),
                 Arc::new(Float64Array::from(vec![None::<f64>; rows.len()])),
                 Arc::new(Float64Array::from(vec![None::<f64>; rows.len()])),
+                arrow::array::new_null_array(
+                    crate::tables::embedding_field().data_type(),
+                    rows.len(),
+                ),
             ],
         )
         .unwrap()

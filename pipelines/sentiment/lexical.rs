@@ -29,7 +29,8 @@ use krxflow_models::lexical::{
 use serde::Deserialize;
 
 use crate::tables::{
-    model_registry_schema, news_schema, news_scores_schema, training_rejects_schema,
+    model_registry_schema, news_schema, news_scores_required, news_scores_schema,
+    training_rejects_schema,
 };
 
 fn days(d: chrono::NaiveDate) -> i32 {
@@ -411,7 +412,7 @@ impl Operator for LexicalScorer {
         vec![
             InputPort::new("news", news_schema(), "articles"),
             InputPort::new("registry", model_registry_schema(), "registered models").optional(),
-            InputPort::new("scores", news_scores_schema(), "existing scores").optional(),
+            InputPort::new("scores", news_scores_required(), "existing scores").optional(),
         ]
     }
     fn outputs(&self) -> Vec<OutputPort> {
@@ -572,6 +573,7 @@ impl ConfiguredOp for ConfiguredScorer {
                 Arc::new(Float64Array::from(pn)),
                 Arc::new(Float64Array::from(pu)),
                 Arc::new(Float64Array::from(pp)),
+                arrow::array::new_null_array(crate::tables::embedding_field().data_type(), n),
             ],
         )?;
         Ok(OutputBatches::new().with("scores", vec![batch]))

@@ -2,4 +2,5 @@
 //! per-article scores.
 
 pub mod daily;
+pub mod finbert;
 pub mod lexical;

@@ -1,0 +1,3 @@
+//! Pretrained time-series forecasters.
+
+pub mod chronos;
