@@ -1,0 +1,475 @@
+//! Operator overhead of the model operators, each against the bare library call on the same
+//! data, measured in one process (ratios, not absolute targets):
+//!
+//! * `lgbm.train` (per-ticker, 30 real tickers x horizons 1/3/5, one worker) vs the same
+//!   `lightgbm3` `Dataset` + `Booster::train_with_valid` calls alone (target overhead <= 10%);
+//! * `forecast.chronos` on a Chronos-Bolt-small-sized random model (d_model 512, 6+6 layers)
+//!   vs bare `session.run` on the same batches (series/s; target overhead <= 5%);
+//! * `sentiment.finbert` on a BERT-base-sized random model vs bare `session.run` on the same
+//!   padded batches (sentences/s; target overhead <= 5%).
+//!
+//! Models: `KRXFLOW_BENCH_MODELS` (default ~/.cache/krxflow-bench) holding `chronos_bolt_small`
+//! and `finbert_base`, made by `crates/models/export/chronos_bolt.py --random-size small` and
+//! `finbert.py --random-size base`; each part is skipped with a message when its input is absent.
+//! Run: `cargo bench -p krxflow-pipelines --bench models`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, ArrayRef, Date32Array, RecordBatch, StringArray};
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use datafusion::prelude::SessionContext;
+use krxflow_core::calendar::WeekdayCalendar;
+use krxflow_core::{ArtifactStore, InputBatches, OpResult, Operator, TaskContext, TaskCounters};
+use krxflow_models::finbert::FinBert;
+use krxflow_models::lgbm::{self as gbm, GbmTask};
+use krxflow_models::onnx::{self, Device};
+use krxflow_pipelines::features::build::build_features;
+use krxflow_pipelines::ingest::ohlcv::{Collector, Columns, Window, bars_batch, read_csv};
+use krxflow_pipelines::lgbm::train::{TrainParams, labels_for, plan};
+use krxflow_pipelines::lgbm::{Closes, FeatureRows, Scope, default_features};
+use krxflow_pipelines::tables::{FLAT_BAND, news_schema};
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::Tensor;
+
+const RUNS: usize = 3;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[derive(Default)]
+struct MemStore(Mutex<BTreeMap<String, Vec<u8>>>);
+
+#[async_trait]
+impl ArtifactStore for MemStore {
+    async fn put(&self, path: &str, bytes: Vec<u8>) -> OpResult<()> {
+        self.0.lock().expect("store").insert(path.into(), bytes);
+        Ok(())
+    }
+    async fn get(&self, path: &str) -> OpResult<Option<Vec<u8>>> {
+        Ok(self.0.lock().expect("store").get(path).cloned())
+    }
+}
+
+fn ctx(ds: NaiveDate) -> TaskContext {
+    TaskContext {
+        dag: "bench".into(),
+        task: "bench".into(),
+        ds,
+        run_id: "bench".into(),
+        attempt: 1,
+        session: SessionContext::new(),
+        calendar: Arc::new(WeekdayCalendar::default()),
+        cancel: Default::default(),
+        counters: Arc::new(TaskCounters::default()),
+        artifacts: Arc::new(Mutex::new(Vec::new())),
+        watermarks: BTreeMap::new(),
+        store: Some(Arc::new(MemStore::default())),
+    }
+}
+
+fn krx30_bars(data: &Path, ds: NaiveDate) -> Option<RecordBatch> {
+    let dir = data.join("ohlcv/krx_daily_30");
+    let provisional = HashSet::new();
+    let w = Window {
+        ds,
+        from: None,
+        codes: None,
+        provisional: &provisional,
+        tol_abs: 2.0,
+        tol_rel: 0.001,
+    };
+    let mut out = Collector::default();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    for f in files {
+        let code = f.file_stem()?.to_string_lossy().to_string();
+        let file = std::fs::File::open(&f).ok()?;
+        read_csv(file, &Columns::default(), Some(&code), &w, &mut out).ok()?;
+    }
+    bars_batch(&out.bars, "csv_dir").ok()
+}
+
+fn bench_lgbm(rt: &tokio::runtime::Runtime, data: &Path) {
+    let ds = NaiveDate::from_ymd_opt(2024, 12, 13).expect("date");
+    let Some(bars) = krx30_bars(data, ds) else {
+        eprintln!(
+            "lgbm: skipped: {} not found",
+            data.join("ohlcv/krx_daily_30").display()
+        );
+        return;
+    };
+    let features = rt
+        .block_on(build_features(&bars, None, None, "KS11", false))
+        .expect("features");
+    let params = serde_json::json!({"scope": "per_ticker", "workers": 1});
+    let p: TrainParams = serde_json::from_value(params.clone()).expect("params");
+
+    // Bare: the same jobs' matrices (prepared outside the timing), then only lightgbm3 calls.
+    let names = default_features();
+    let closes = Closes::from_bars(&bars).expect("closes");
+    let rows = FeatureRows::from_batch(&features, &names, |_, _| true).expect("rows");
+    let labels = labels_for(&rows, &closes, &p.horizons);
+    let jobs = plan(&p, Scope::PerTicker, &rows, &labels, &mut BTreeMap::new());
+    let mut threads = serde_json::Map::new();
+    threads.insert("num_threads".into(), 1.into());
+    let reg = gbm::merged_params(GbmTask::Regression, &threads, 30).expect("params");
+    let dir = gbm::merged_params(GbmTask::Direction, &threads, 30).expect("params");
+    let nf = names.len() as i32;
+    let mats: Vec<_> = jobs
+        .iter()
+        .map(|j| {
+            let lab = &labels[&j.horizon];
+            let take = |idx: &[usize]| {
+                let mut x = Vec::new();
+                let mut y = Vec::new();
+                for &i in idx {
+                    x.extend_from_slice(rows.row(i));
+                    y.push(lab[i].unwrap_or(f64::NAN) as f32);
+                }
+                let c: Vec<f32> = y
+                    .iter()
+                    .map(|r| f32::from(gbm::direction_class(f64::from(*r), FLAT_BAND)))
+                    .collect();
+                (x, y, c)
+            };
+            (take(&j.train), take(&j.valid))
+        })
+        .collect();
+    let bare_once = || {
+        for ((xt, yt, ct), (xv, yv, cv)) in &mats {
+            for (ty, vy, prm) in [(yt, yv, &reg), (ct, cv, &dir)] {
+                let dt = lightgbm3::Dataset::from_slice(xt, ty, nf, true).expect("train set");
+                let dv = lightgbm3::Dataset::from_slice_with_reference(xv, vy, nf, true, Some(&dt))
+                    .expect("valid set");
+                let b = lightgbm3::Booster::train_with_valid(dt, Some(dv), prm).expect("train");
+                std::hint::black_box(b.save_string().expect("save"));
+            }
+        }
+    };
+    let op = krxflow_pipelines::lgbm::train::LgbmTrain;
+    let configured = op.configure(&params).expect("configure");
+    let mut bare = Vec::new();
+    let mut through = Vec::new();
+    let mut models = 0;
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        bare_once();
+        bare.push(t.elapsed());
+        let mut inputs = InputBatches::default();
+        inputs.insert(
+            "features",
+            "features_daily",
+            features.schema(),
+            vec![features.clone()],
+        );
+        inputs.insert("bars", "ohlcv_daily", bars.schema(), vec![bars.clone()]);
+        let c = ctx(ds);
+        let t = Instant::now();
+        let out = rt.block_on(configured.run(&c, inputs)).expect("lgbm.train");
+        through.push(t.elapsed());
+        models = out
+            .batches("registry")
+            .map(|b| b[0].num_rows())
+            .unwrap_or(0);
+    }
+    let (b, o) = (median(bare), median(through));
+    println!(
+        "lgbm.train        {:>8.3} s  ({models} model pairs, {} feature rows; median of {RUNS})",
+        o.as_secs_f64(),
+        rows.len()
+    );
+    println!(
+        "bare lightgbm3    {:>8.3} s  -> operator / bare = {:.3}x (target <= 1.10x)",
+        b.as_secs_f64(),
+        o.as_secs_f64() / b.as_secs_f64()
+    );
+}
+
+fn ort_session(model: &Path) -> Session {
+    let env = onnx::runtime().expect("onnxruntime");
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    Session::builder(env)
+        .expect("builder")
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .expect("opt")
+        .with_intra_threads(threads)
+        .expect("threads")
+        .commit_from_file(model)
+        .expect("session")
+}
+
+fn synthetic_bars(codes: usize, days: usize, ds: NaiveDate) -> RecordBatch {
+    let cal = WeekdayCalendar::default();
+    use krxflow_core::Calendar;
+    let mut dates = Vec::with_capacity(days);
+    let mut d = ds;
+    for _ in 0..days {
+        dates.push(d);
+        d = cal.add_trading_days(d, -1);
+    }
+    dates.reverse();
+    let (mut c, mut dt, mut px) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 0..codes {
+        let mut p = 10_000.0 + 1_000.0 * k as f64;
+        for (i, day) in dates.iter().enumerate() {
+            p *= 1.0 + 0.01 * (((i * 7919 + k * 104_729) % 200) as f64 / 100.0 - 1.0);
+            c.push(format!("{:06}", k + 1));
+            dt.push((*day - NaiveDate::default()).num_days() as i32);
+            px.push(p);
+        }
+    }
+    let n = c.len();
+    let f = |v: &Vec<f64>| Arc::new(arrow::array::Float64Array::from(v.clone())) as ArrayRef;
+    RecordBatch::try_new(
+        krxflow_pipelines::tables::ohlcv_daily_schema(),
+        vec![
+            Arc::new(StringArray::from(c)),
+            Arc::new(Date32Array::from(dt)),
+            f(&px),
+            f(&px),
+            f(&px),
+            f(&px),
+            Arc::new(arrow::array::Int64Array::from(vec![1_000i64; n])),
+            Arc::new(StringArray::from(vec!["bench"; n])),
+        ],
+    )
+    .expect("bars")
+}
+
+fn bench_chronos(rt: &tokio::runtime::Runtime, models: &Path) {
+    let dir = models.join("chronos_bolt_small");
+    if !dir.join("model.onnx").exists() {
+        eprintln!(
+            "chronos: skipped: {} missing (crates/models/export/chronos_bolt.py --random-size small --out {})",
+            dir.display(),
+            dir.display()
+        );
+        return;
+    }
+    let ds = NaiveDate::from_ymd_opt(2024, 12, 13).expect("date");
+    let (series, batch, ctx_len) = (64usize, 32usize, 512usize);
+    let bars = synthetic_bars(series, ctx_len + 10, ds);
+    let params = serde_json::json!({
+        "model": dir.to_string_lossy(), "batch_size": batch, "context_length": ctx_len,
+        "horizons": [1, 3, 5]
+    });
+    let configured = krxflow_pipelines::forecast::chronos::ChronosForecast
+        .configure(&params)
+        .expect("configure");
+    // Bare: the same [32, 512] context batches through session.run.
+    let mut session = ort_session(&dir.join("model.onnx"));
+    let closes = bars
+        .column_by_name("close")
+        .and_then(|c| c.as_any().downcast_ref::<arrow::array::Float64Array>())
+        .expect("close")
+        .values()
+        .to_vec();
+    let per = ctx_len + 10;
+    let contexts: Vec<f32> = (0..series)
+        .flat_map(|k| {
+            closes[k * per + 10..(k + 1) * per]
+                .iter()
+                .map(|v| *v as f32)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let run_bare = |s: &mut Session| {
+        for chunk in contexts.chunks(batch * ctx_len) {
+            let t = Tensor::from_array((
+                [chunk.len() / ctx_len, ctx_len],
+                chunk.to_vec().into_boxed_slice(),
+            ))
+            .expect("tensor");
+            let out = s.run(ort::inputs!["context" => t]).expect("run");
+            std::hint::black_box(out["quantiles"].try_extract_tensor::<f32>().expect("q").1[0]);
+        }
+    };
+    let run_op = || {
+        let mut inputs = InputBatches::default();
+        inputs.insert("bars", "ohlcv_daily", bars.schema(), vec![bars.clone()]);
+        let out = rt
+            .block_on(configured.run(&ctx(ds), inputs))
+            .expect("forecast.chronos");
+        assert_eq!(
+            out.batches("forecasts").map(|b| b[0].num_rows()),
+            Some(series * 3)
+        );
+    };
+    run_bare(&mut session); // warm-up both (session creation, first-run allocations)
+    run_op();
+    let (mut bare, mut through) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        run_bare(&mut session);
+        bare.push(t.elapsed());
+        let t = Instant::now();
+        run_op();
+        through.push(t.elapsed());
+    }
+    let (b, o) = (median(bare), median(through));
+    println!(
+        "forecast.chronos  {:>8.3} s  {:>8.1} series/s ({series} series x {ctx_len} closes, batch {batch})",
+        o.as_secs_f64(),
+        series as f64 / o.as_secs_f64()
+    );
+    println!(
+        "bare session.run  {:>8.3} s  {:>8.1} series/s -> operator / bare = {:.3}x (target <= 1.05x)",
+        b.as_secs_f64(),
+        series as f64 / b.as_secs_f64(),
+        o.as_secs_f64() / b.as_secs_f64()
+    );
+}
+
+fn bench_finbert(rt: &tokio::runtime::Runtime, models: &Path, data: &Path) {
+    let dir = models.join("finbert_base");
+    let csv = data.join("sentiment/news_headlines_labeled/news_train_labeling.csv");
+    if !dir.join("model.onnx").exists() || !csv.exists() {
+        eprintln!(
+            "finbert: skipped: {} or {} missing (crates/models/export/finbert.py --random-size base)",
+            dir.display(),
+            csv.display()
+        );
+        return;
+    }
+    let n = 64usize;
+    let mut rdr = csv::Reader::from_path(&csv).expect("csv");
+    let headers = rdr.headers().expect("headers").clone();
+    let col = headers
+        .iter()
+        .position(|h| h == "kor_sentence")
+        .unwrap_or(0);
+    let texts: Vec<String> = rdr
+        .records()
+        .flatten()
+        .filter_map(|r| r.get(col).map(str::to_string))
+        .take(n)
+        .collect();
+    let ds = NaiveDate::from_ymd_opt(2024, 12, 13).expect("date");
+    let day = (ds - NaiveDate::default()).num_days() as i32;
+    let news = RecordBatch::try_new(
+        news_schema(),
+        news_schema()
+            .fields()
+            .iter()
+            .map(|f| -> ArrayRef {
+                match f.name().as_str() {
+                    "id" => Arc::new(StringArray::from_iter_values(
+                        (0..n).map(|i| format!("{i:04}")),
+                    )),
+                    "code" => Arc::new(StringArray::from(vec!["005930"; n])),
+                    "date" => Arc::new(Date32Array::from(vec![day; n])),
+                    "title" => Arc::new(StringArray::from_iter_values(texts.iter())),
+                    "source" => Arc::new(StringArray::from(vec!["bench"; n])),
+                    "published_at" => Arc::new(
+                        arrow::array::TimestampMillisecondArray::from(vec![0i64; n])
+                            .with_timezone("Asia/Seoul"),
+                    ),
+                    _ => arrow::array::new_null_array(f.data_type(), n),
+                }
+            })
+            .collect(),
+    )
+    .expect("news");
+    let batch = 16usize;
+    let params =
+        serde_json::json!({"model": dir.to_string_lossy(), "batch_size": batch, "limit": n});
+    let configured = krxflow_pipelines::sentiment::finbert::FinbertScorer
+        .configure(&params)
+        .expect("configure");
+    // Bare: the operator's own length-bucketed, padded batches, through session.run only.
+    let fb = FinBert::load(&dir, 128, Device::Cpu, 0).expect("finbert");
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let toks = fb.tokenize(&refs).expect("tokenize");
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| toks[i].0.len());
+    let encoded: Vec<_> = order
+        .chunks(batch)
+        .map(|c| fb.pad(&c.iter().map(|&i| &toks[i]).collect::<Vec<_>>()))
+        .collect();
+    let mut session = ort_session(&dir.join("model.onnx"));
+    let run_bare = |s: &mut Session| {
+        for e in &encoded {
+            let t = |v: &Vec<i64>| {
+                Tensor::from_array(([e.batch, e.seq], v.clone().into_boxed_slice()))
+                    .expect("tensor")
+            };
+            let out = s
+                .run(ort::inputs![
+                    "input_ids" => t(&e.input_ids),
+                    "attention_mask" => t(&e.attention_mask),
+                    "token_type_ids" => t(&e.token_type_ids),
+                ])
+                .expect("run");
+            std::hint::black_box(out["logits"].try_extract_tensor::<f32>().expect("logits").1[0]);
+        }
+    };
+    let run_op = || {
+        let mut inputs = InputBatches::default();
+        inputs.insert("news", "news", news.schema(), vec![news.clone()]);
+        let out = rt
+            .block_on(configured.run(&ctx(ds), inputs))
+            .expect("sentiment.finbert");
+        assert_eq!(out.batches("scores").map(|b| b[0].num_rows()), Some(n));
+    };
+    run_bare(&mut session);
+    run_op();
+    let (mut bare, mut through) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        run_bare(&mut session);
+        bare.push(t.elapsed());
+        let t = Instant::now();
+        run_op();
+        through.push(t.elapsed());
+    }
+    let (b, o) = (median(bare), median(through));
+    println!(
+        "sentiment.finbert {:>8.3} s  {:>8.1} sentences/s ({n} headlines, batch {batch})",
+        o.as_secs_f64(),
+        n as f64 / o.as_secs_f64()
+    );
+    println!(
+        "bare session.run  {:>8.3} s  {:>8.1} sentences/s -> operator / bare = {:.3}x (target <= 1.05x)",
+        b.as_secs_f64(),
+        n as f64 / b.as_secs_f64(),
+        o.as_secs_f64() / b.as_secs_f64()
+    );
+}
+
+fn main() {
+    let data = std::env::var_os("KRXFLOW_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+    let models = std::env::var_os("KRXFLOW_BENCH_MODELS")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/krxflow-bench")))
+        .unwrap_or_else(|| PathBuf::from(".cache/krxflow-bench"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let only = std::env::args().nth(1).unwrap_or_default();
+    let want = |part: &str| only.is_empty() || only.starts_with('-') || only == part;
+    if want("lgbm") {
+        bench_lgbm(&rt, &data);
+    }
+    if want("chronos") {
+        bench_chronos(&rt, &models);
+    }
+    if want("finbert") {
+        bench_finbert(&rt, &models, &data);
+    }
+}
