@@ -59,6 +59,17 @@ fn chronos_and_finbert_operators_run_on_the_exported_models() {
     let f = file.to_str().unwrap();
     let o = krxflow(&lake, &["run", f, "--date", "2024-12-16"]);
     assert!(o.status.success(), "{}", text(&o));
+    // Inference time per model is a task counter (and the krxflow_model_inference_seconds metric).
+    assert!(
+        text(&o).contains("chronos.inference_ms.chronos_bolt_tiny="),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("finbert.inference_ms.finbert="),
+        "{}",
+        text(&o)
+    );
 
     assert_eq!(count(&lake, "SELECT count(*) FROM chronos_forecasts"), 15);
     assert_eq!(

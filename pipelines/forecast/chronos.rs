@@ -343,13 +343,15 @@ impl ConfiguredOp for Configured {
         .await
         .map_err(|e| OpError::permanent(format!("inference thread: {e}")))??;
         ctx.counters
-            .add("inference_ms", started.elapsed().as_millis() as i64);
-        ctx.counters
             .add("series", (rows.len() / self.p.horizons.len().max(1)) as i64);
         let model_name = PathBuf::from(&self.p.model)
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_else(|| self.p.model.clone());
+        ctx.counters.add(
+            &format!("inference_ms.{model_name}"),
+            started.elapsed().as_millis() as i64,
+        );
         let batch = forecasts_batch(&rows, ctx, &model_name)?;
         Ok(OutputBatches::new().with("forecasts", vec![batch]))
     }

@@ -322,6 +322,7 @@ impl ConfiguredOp for Configured {
         ctx.check_cancelled()?;
         let rows = Arc::new(rows);
         let rows2 = rows.clone();
+        let started = std::time::Instant::now();
         let forecasts = tokio::task::spawn_blocking(move || -> OpResult<Vec<(usize, Forecast)>> {
             let mut out = Vec::new();
             for (pair, targets) in pairs {
@@ -363,6 +364,10 @@ impl ConfiguredOp for Configured {
         })
         .await
         .map_err(|e| OpError::permanent(format!("prediction thread: {e}")))??;
+        ctx.counters.add(
+            &format!("inference_ms.lgbm_{}", p.scope.as_str()),
+            started.elapsed().as_millis() as i64,
+        );
 
         let mut by_key: HashMap<(String, u32), Forecast> = HashMap::new();
         let mut no_close = 0i64;

@@ -226,8 +226,10 @@ impl ConfiguredOp for Configured {
         })
         .await
         .map_err(|e| OpError::permanent(format!("inference thread: {e}")))??;
-        ctx.counters
-            .add("inference_ms", started.elapsed().as_millis() as i64);
+        ctx.counters.add(
+            &format!("inference_ms.{}", p.name),
+            started.elapsed().as_millis() as i64,
+        );
         ctx.counters.add("scored", scores.len() as i64);
 
         let n = scores.len();

@@ -51,10 +51,13 @@ impl RunObserver for MetricsObserver {
             .find(|o| o.ends_with("rejects"))
             .map(String::as_str)
             .unwrap_or(r.task.as_str());
+        // Model operators report `inference_ms.<model>`: one inference-latency observation.
         for (key, n) in &r.counters {
             if let Some(reason) = key.strip_prefix("rejected.") {
                 self.metrics
                     .rejects(table, reason, u64::try_from(*n).unwrap_or(0));
+            } else if let Some(model) = key.strip_prefix("inference_ms.") {
+                self.metrics.inference(model, *n as f64 / 1000.0);
             }
         }
     }
@@ -90,5 +93,40 @@ impl RunObserver for Fanout {
     }
     fn run_finished(&self, r: &RunReport) {
         self.0.iter().for_each(|o| o.run_finished(r));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TaskState;
+
+    #[test]
+    fn inference_counters_become_inference_latency_observations() {
+        let metrics = Arc::new(Metrics::new());
+        let obs = MetricsObserver::new(metrics.clone());
+        let report = TaskReport {
+            task: "chronos".into(),
+            state: TaskState::Succeeded,
+            attempts: 1,
+            error: None,
+            rows_in: 10,
+            rows_out: 3,
+            duration_ms: 400,
+            outputs: vec!["chronos_forecasts".into()],
+            counters: [("inference_ms.chronos_bolt_small".to_string(), 250)]
+                .into_iter()
+                .collect(),
+        };
+        obs.task_finished("d", &report);
+        let text = metrics.render();
+        assert!(
+            text.contains("krxflow_model_inference_seconds_count{model=\"chronos_bolt_small\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("krxflow_model_inference_seconds_sum{model=\"chronos_bolt_small\"} 0.25"),
+            "{text}"
+        );
     }
 }
