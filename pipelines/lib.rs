@@ -3,6 +3,7 @@
 //! `crates/*` (the engine) never depends on this crate; the CLI registers these operators into
 //! the engine's registry ([`register`]) and these tables into the lake catalog ([`tables`]).
 
+pub mod cols;
 pub mod features;
 pub mod forecast;
 pub mod ingest;

@@ -13,12 +13,8 @@ use chrono::NaiveDate;
 use krxflow_pipelines::features::{build::build_features, returns};
 use krxflow_pipelines::ingest::ohlcv::{Collector, Columns, Window, bars_batch, read_csv};
 
-const RUNS: usize = 3;
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
+mod common;
+use common::{RUNS, median};
 
 fn main() {
     let data = std::env::var_os("KRXFLOW_DATA")

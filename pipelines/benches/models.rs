@@ -16,7 +16,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use arrow::array::{Array, ArrayRef, Date32Array, RecordBatch, StringArray};
 use async_trait::async_trait;
@@ -36,12 +35,8 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
 
-const RUNS: usize = 3;
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
+mod common;
+use common::{RUNS, compare};
 
 #[derive(Default)]
 struct MemStore(Mutex<BTreeMap<String, Vec<u8>>>);
@@ -159,13 +154,8 @@ fn bench_lgbm(rt: &tokio::runtime::Runtime, data: &Path) {
     };
     let op = krxflow_pipelines::lgbm::train::LgbmTrain;
     let configured = op.configure(&params).expect("configure");
-    let mut bare = Vec::new();
-    let mut through = Vec::new();
     let mut models = 0;
-    for _ in 0..RUNS {
-        let t = Instant::now();
-        bare_once();
-        bare.push(t.elapsed());
+    let run_op = || {
         let mut inputs = InputBatches::default();
         inputs.insert(
             "features",
@@ -175,15 +165,13 @@ fn bench_lgbm(rt: &tokio::runtime::Runtime, data: &Path) {
         );
         inputs.insert("bars", "ohlcv_daily", bars.schema(), vec![bars.clone()]);
         let c = ctx(ds);
-        let t = Instant::now();
         let out = rt.block_on(configured.run(&c, inputs)).expect("lgbm.train");
-        through.push(t.elapsed());
         models = out
             .batches("registry")
             .map(|b| b[0].num_rows())
             .unwrap_or(0);
-    }
-    let (b, o) = (median(bare), median(through));
+    };
+    let (b, o) = compare(bare_once, run_op);
     println!(
         "lgbm.train        {:>8.3} s  ({models} model pairs, {} feature rows; median of {RUNS})",
         o.as_secs_f64(),
@@ -308,18 +296,7 @@ fn bench_chronos(rt: &tokio::runtime::Runtime, models: &Path) {
             Some(series * 3)
         );
     };
-    run_bare(&mut session); // warm-up both (session creation, first-run allocations)
-    run_op();
-    let (mut bare, mut through) = (Vec::new(), Vec::new());
-    for _ in 0..RUNS {
-        let t = Instant::now();
-        run_bare(&mut session);
-        bare.push(t.elapsed());
-        let t = Instant::now();
-        run_op();
-        through.push(t.elapsed());
-    }
-    let (b, o) = (median(bare), median(through));
+    let (b, o) = compare(|| run_bare(&mut session), run_op);
     println!(
         "forecast.chronos  {:>8.3} s  {:>8.1} series/s ({series} series x {ctx_len} closes, batch {batch})",
         o.as_secs_f64(),
@@ -424,18 +401,7 @@ fn bench_finbert(rt: &tokio::runtime::Runtime, models: &Path, data: &Path) {
             .expect("sentiment.finbert");
         assert_eq!(out.batches("scores").map(|b| b[0].num_rows()), Some(n));
     };
-    run_bare(&mut session);
-    run_op();
-    let (mut bare, mut through) = (Vec::new(), Vec::new());
-    for _ in 0..RUNS {
-        let t = Instant::now();
-        run_bare(&mut session);
-        bare.push(t.elapsed());
-        let t = Instant::now();
-        run_op();
-        through.push(t.elapsed());
-    }
-    let (b, o) = (median(bare), median(through));
+    let (b, o) = compare(|| run_bare(&mut session), run_op);
     println!(
         "sentiment.finbert {:>8.3} s  {:>8.1} sentences/s ({n} headlines, batch {batch})",
         o.as_secs_f64(),

@@ -29,6 +29,7 @@ use krxflow_models::chronos::ChronosBolt;
 use krxflow_models::onnx::Device;
 use serde::Deserialize;
 
+use crate::cols::{date_col, f64_col, str_col};
 use crate::tables::{FLAT_BAND, chronos_forecasts_schema, ohlcv_daily_schema};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -40,7 +41,7 @@ pub struct ChronosParams {
     pub batch_size: usize,
     #[serde(default = "default_context")]
     pub context_length: usize,
-    #[serde(default = "default_horizons")]
+    #[serde(default = "crate::cols::default_horizons")]
     pub horizons: Vec<u32>,
     #[serde(default)]
     pub device: Device,
@@ -59,9 +60,6 @@ fn default_batch() -> usize {
 }
 fn default_context() -> usize {
     512
-}
-fn default_horizons() -> Vec<u32> {
-    vec![1, 3, 5]
 }
 fn default_min_context() -> usize {
     32
@@ -253,18 +251,11 @@ impl ConfiguredOp for Configured {
         // Each code's closes up to ds, in date order; only codes that traded on ds.
         let mut series: BTreeMap<String, Vec<(i32, f64)>> = BTreeMap::new();
         if bars.num_rows() > 0 {
-            let codes = bars
-                .column_by_name("code")
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-                .ok_or_else(|| OpError::permanent("bars.code must be Utf8"))?;
-            let dates = bars
-                .column_by_name("date")
-                .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
-                .ok_or_else(|| OpError::permanent("bars.date must be Date32"))?;
-            let closes = bars
-                .column_by_name("close")
-                .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
-                .ok_or_else(|| OpError::permanent("bars.close must be Float64"))?;
+            let (codes, dates, closes) = (
+                str_col(&bars, "code")?,
+                date_col(&bars, "date")?,
+                f64_col(&bars, "close")?,
+            );
             for i in 0..bars.num_rows() {
                 if codes.is_null(i) || dates.is_null(i) || closes.is_null(i) || dates.value(i) > ds
                 {

@@ -13,12 +13,13 @@ pub mod train;
 
 use std::collections::HashMap;
 
-use arrow::array::{Array, BooleanArray, Date32Array, Float64Array, RecordBatch, StringArray};
+use arrow::array::{Array, BooleanArray, RecordBatch};
 use chrono::NaiveDate;
-use krxflow_core::{OpError, OpResult};
+use krxflow_core::OpResult;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::cols::{date_col, f64_col, str_col};
 use crate::features::build::FEATURES;
 
 /// `code` used for the pooled model's registry name and artifact path.
@@ -91,24 +92,6 @@ pub(crate) fn days(d: NaiveDate) -> i32 {
 
 pub(crate) fn date_of(days: i32) -> NaiveDate {
     NaiveDate::default() + chrono::Duration::days(i64::from(days))
-}
-
-fn str_col<'a>(b: &'a RecordBatch, name: &str) -> OpResult<&'a StringArray> {
-    b.column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| OpError::permanent(format!("column `{name}` missing or not Utf8")))
-}
-
-fn date_col<'a>(b: &'a RecordBatch, name: &str) -> OpResult<&'a Date32Array> {
-    b.column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
-        .ok_or_else(|| OpError::permanent(format!("column `{name}` missing or not Date32")))
-}
-
-fn f64_col<'a>(b: &'a RecordBatch, name: &str) -> OpResult<&'a Float64Array> {
-    b.column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
-        .ok_or_else(|| OpError::permanent(format!("column `{name}` missing or not Float64")))
 }
 
 /// Each code's bars as parallel (date, close) vectors sorted by date.
@@ -258,7 +241,7 @@ pub struct ModelCard {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::ArrayRef;
+    use arrow::array::{ArrayRef, Date32Array, Float64Array, StringArray};
 
     use super::*;
     use crate::tables::ohlcv_daily_schema;

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray,
-    TimestampMillisecondArray,
 };
 use async_trait::async_trait;
 use krxflow_core::{
@@ -26,6 +25,7 @@ use super::{
     Closes, FeatureRows, ModelCard, POOLED_CODE, Scope, days, default_features, feature_hash,
     model_name, validate_features,
 };
+use crate::cols::{date_col, str_col, ts_col};
 use crate::tables::{
     features_daily_schema, lgbm_predictions_schema, model_registry_schema, ohlcv_daily_schema,
 };
@@ -35,7 +35,7 @@ use crate::tables::{
 pub struct PredictParams {
     #[serde(default = "default_scope")]
     pub scope: Scope,
-    #[serde(default = "default_horizons")]
+    #[serde(default = "crate::cols::default_horizons")]
     pub horizons: Vec<u32>,
     /// The current feature list (default: every documented feature); must equal the model's.
     #[serde(default)]
@@ -46,9 +46,6 @@ pub struct PredictParams {
 
 fn default_scope() -> Scope {
     Scope::PerTicker
-}
-fn default_horizons() -> Vec<u32> {
-    vec![1, 3, 5]
 }
 
 pub struct LgbmPredict;
@@ -136,12 +133,7 @@ pub fn usable_models(
     if registry.num_rows() == 0 {
         return Ok(out);
     }
-    let s = |n: &str| {
-        registry
-            .column_by_name(n)
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-            .ok_or_else(|| OpError::permanent(format!("model_registry.{n} missing")))
-    };
+    let s = |n: &str| str_col(registry, n);
     let (models, kinds, versions, paths, hashes) = (
         s("model")?,
         s("kind")?,
@@ -149,14 +141,8 @@ pub fn usable_models(
         s("path")?,
         s("content_hash")?,
     );
-    let through = registry
-        .column_by_name("trained_through")
-        .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
-        .ok_or_else(|| OpError::permanent("model_registry.trained_through missing"))?;
-    let at = registry
-        .column_by_name("trained_at")
-        .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
-        .ok_or_else(|| OpError::permanent("model_registry.trained_at missing"))?;
+    let through = date_col(registry, "trained_through")?;
+    let at = ts_col(registry, "trained_at")?;
     for i in 0..registry.num_rows() {
         if kinds.value(i) != "lgbm"
             || !models.value(i).starts_with(prefix)
@@ -428,6 +414,7 @@ fn predictions_batch(rows: &[Forecast], ctx: &TaskContext) -> OpResult<RecordBat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::TimestampMillisecondArray;
 
     fn registry(rows: &[(&str, &str, i32, i64)]) -> RecordBatch {
         let n = rows.len();

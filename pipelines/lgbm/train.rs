@@ -40,7 +40,7 @@ pub struct TrainParams {
     /// `per_ticker`, `pooled`, or a list of both.
     #[serde(default = "default_scope", deserialize_with = "one_or_many")]
     pub scope: Vec<Scope>,
-    #[serde(default = "default_horizons")]
+    #[serde(default = "crate::cols::default_horizons")]
     pub horizons: Vec<u32>,
     /// Feature columns in model order (default: every documented feature).
     #[serde(default)]
@@ -86,9 +86,6 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Scope>, D::
             "scope: expected per_ticker, pooled or a list of them",
         )),
     }
-}
-fn default_horizons() -> Vec<u32> {
-    vec![1, 3, 5]
 }
 fn default_valid_fraction() -> f64 {
     0.2

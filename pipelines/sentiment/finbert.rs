@@ -5,7 +5,6 @@
 //! nothing twice (idempotent: merge on (id, model)). A missing model folder or ONNX Runtime
 //! library is `skipped`: sentiment.daily then uses the other models' scores.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -23,6 +22,7 @@ use krxflow_models::finbert::FinBert;
 use krxflow_models::onnx::Device;
 use serde::Deserialize;
 
+use crate::cols::{date_col, scored_ids, str_col};
 use crate::forecast::chronos::model_error;
 use crate::tables::{embedding_field, news_schema, news_scores_required, news_scores_schema};
 
@@ -145,12 +145,6 @@ impl Operator for FinbertScorer {
     }
 }
 
-fn str_col<'a>(b: &'a RecordBatch, name: &str) -> OpResult<&'a StringArray> {
-    b.column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| OpError::permanent(format!("column `{name}` missing or not Utf8")))
-}
-
 #[async_trait]
 impl ConfiguredOp for Configured {
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
@@ -163,18 +157,12 @@ impl ConfiguredOp for Configured {
                 p.model
             )));
         }
-        let mut done: HashSet<String> = HashSet::new();
-        if inputs.has("scores") {
-            let s = inputs.concat("scores")?;
-            if s.num_rows() > 0 {
-                let (ids, models) = (str_col(&s, "id")?, str_col(&s, "model")?);
-                for i in 0..s.num_rows() {
-                    if models.value(i) == p.name {
-                        done.insert(ids.value(i).to_string());
-                    }
-                }
-            }
-        }
+        let scores = if inputs.has("scores") {
+            Some(inputs.concat("scores")?)
+        } else {
+            None
+        };
+        let done = scored_ids(scores.as_ref(), &p.name)?;
         let news = inputs.concat("news")?;
         let mut todo: Vec<(i32, String, String, String)> = Vec::new();
         if news.num_rows() > 0 {
@@ -184,10 +172,7 @@ impl ConfiguredOp for Configured {
                 str_col(&news, "title")?,
             );
             let bodies = str_col(&news, "body").ok();
-            let dates = news
-                .column_by_name("date")
-                .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
-                .ok_or_else(|| OpError::permanent("news.date must be Date32"))?;
+            let dates = date_col(&news, "date")?;
             for i in 0..news.num_rows() {
                 let (id, code) = (ids.value(i), codes.value(i));
                 if done.contains(id) || (!p.codes.is_empty() && !p.codes.iter().any(|c| c == code))

@@ -28,6 +28,7 @@ use krxflow_models::lexical::{
 };
 use serde::Deserialize;
 
+use crate::cols::{date_col, scored_ids, str_col, ts_col};
 use crate::tables::{
     model_registry_schema, news_schema, news_scores_required, news_scores_schema,
     training_rejects_schema,
@@ -35,12 +36,6 @@ use crate::tables::{
 
 fn days(d: chrono::NaiveDate) -> i32 {
     (d - chrono::NaiveDate::default()).num_days() as i32
-}
-
-fn str_col<'a>(b: &'a RecordBatch, name: &str) -> OpResult<&'a StringArray> {
-    b.column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| OpError::permanent(format!("column `{name}` missing or not text")))
 }
 
 // ---------------------------------------------------------------- training
@@ -443,10 +438,7 @@ fn newest(registry: &RecordBatch, model: &str) -> OpResult<Option<(String, Strin
     let paths = str_col(registry, "path")?;
     let hashes = str_col(registry, "content_hash")?;
     let versions = str_col(registry, "version")?;
-    let at = registry
-        .column_by_name("trained_at")
-        .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
-        .ok_or_else(|| OpError::permanent("model_registry.trained_at missing"))?;
+    let at = ts_col(registry, "trained_at")?;
     let mut best: Option<(i64, usize)> = None;
     for i in 0..registry.num_rows() {
         if names.value(i) != model || at.is_null(i) {
@@ -500,28 +492,18 @@ impl ConfiguredOp for ConfiguredScorer {
         ctx.record_artifact(format!("{}:{hash}", p.model));
         ctx.counters.add(&format!("model_version.{version}"), 1);
 
-        let mut done: HashSet<String> = HashSet::new();
-        if inputs.has("scores") {
-            let s = inputs.concat("scores")?;
-            if s.num_rows() > 0 {
-                let ids = str_col(&s, "id")?;
-                let models = str_col(&s, "model")?;
-                for i in 0..s.num_rows() {
-                    if models.value(i) == p.model {
-                        done.insert(ids.value(i).to_string());
-                    }
-                }
-            }
-        }
+        let scores = if inputs.has("scores") {
+            Some(inputs.concat("scores")?)
+        } else {
+            None
+        };
+        let done = scored_ids(scores.as_ref(), &p.model)?;
         let news = inputs.concat("news")?;
         let ids = str_col(&news, "id")?;
         let codes = str_col(&news, "code")?;
         let titles = str_col(&news, "title")?;
         let bodies = str_col(&news, "body").ok();
-        let dates = news
-            .column_by_name("date")
-            .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
-            .ok_or_else(|| OpError::permanent("news.date missing"))?;
+        let dates = date_col(&news, "date")?;
         let wanted: HashSet<&str> = p.codes.iter().map(String::as_str).collect();
         let (mut id, mut code, mut date, mut label) = (vec![], vec![], vec![], vec![]);
         let (mut score, mut pn, mut pu, mut pp) = (vec![], vec![], vec![], vec![]);

@@ -132,13 +132,8 @@ pub fn runtime() -> ModelResult<&'static Environment> {
             .build()
             .map_err(|e| missing(format!("{}: {e}", path.display())).to_string())
     });
-    match r {
-        Ok(env) => Ok(env),
-        Err(e) if e.starts_with("onnxruntime library not found") => {
-            Err(ModelError::RuntimeMissing(e.clone()))
-        }
-        Err(e) => Err(ModelError::RuntimeMissing(e.clone())),
-    }
+    r.as_ref()
+        .map_err(|e| ModelError::RuntimeMissing(e.clone()))
 }
 
 /// A session shared by every caller in the process (runs are serialised on it; ONNX Runtime
