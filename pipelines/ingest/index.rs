@@ -40,10 +40,23 @@ pub struct IndexParams {
     /// Relative tolerance for High/Low outside Open/Close before a row is rejected.
     #[serde(default = "default_tol")]
     pub tolerance_rel: f64,
+    /// Only take rows dated after what `index_daily` already holds on or before ds, minus
+    /// `overlap_days`. Off = every run re-reads all history.
+    #[serde(default = "default_true")]
+    pub incremental: bool,
+    /// Calendar days re-read before the table's watermark when incremental.
+    #[serde(default = "default_overlap")]
+    pub overlap_days: u32,
 }
 
 fn default_tol() -> f64 {
     0.001
+}
+fn default_true() -> bool {
+    true
+}
+fn default_overlap() -> u32 {
+    10
 }
 
 /// One validated index bar.
@@ -171,12 +184,13 @@ fn check(
     })
 }
 
-/// Reads one index CSV into the collector. Rows dated after `ds` are counted, not read.
+/// Reads one index CSV into the collector. Rows dated after `ds`, or before `from` when given,
+/// are counted, not read.
 pub fn read_index_csv<R: std::io::Read>(
     reader: R,
     code: &str,
     source: &str,
-    ds: NaiveDate,
+    (from, ds): (Option<NaiveDate>, NaiveDate),
     tol_rel: f64,
     out: &mut IndexCollector,
 ) -> Result<(), String> {
@@ -199,8 +213,13 @@ pub fn read_index_csv<R: std::io::Read>(
                 out.count("rows_read");
                 let get = |i: usize| rec.get(i).unwrap_or("");
                 let raw = rec.iter().collect::<Vec<_>>().join(",");
-                if parse_date(get(date_i)).is_some_and(|d| d > ds) {
+                let date = parse_date(get(date_i));
+                if date.is_some_and(|d| d > ds) {
                     out.count("out_of_scope.after_ds");
+                    continue;
+                }
+                if date.zip(from).is_some_and(|(d, f)| d < f) {
+                    out.count("out_of_scope.before_window");
                     continue;
                 }
                 let fields = [
@@ -311,6 +330,18 @@ impl Operator for IngestIndex {
                 "0.001",
                 "relative tolerance for High/Low outside Open/Close",
             ),
+            ParamSpec::optional(
+                "incremental",
+                "bool",
+                "true",
+                "only rows newer than the table's watermark (minus overlap_days)",
+            ),
+            ParamSpec::optional(
+                "overlap_days",
+                "int",
+                "10",
+                "calendar days re-read before the watermark",
+            ),
         ]
     }
     fn inputs(&self) -> Vec<InputPort> {
@@ -325,7 +356,8 @@ impl Operator for IngestIndex {
                 "accepted index bars",
             )
             .keys(&["code", "date"])
-            .date_column("date"),
+            .date_column("date")
+            .with_watermark(),
             OutputPort::new(
                 "rejects",
                 ohlcv_rejects_schema(),
@@ -351,7 +383,7 @@ impl Operator for IngestIndex {
     }
 }
 
-fn ingest(p: &IndexParams, ds: NaiveDate) -> OpResult<IndexCollector> {
+fn ingest(p: &IndexParams, window: (Option<NaiveDate>, NaiveDate)) -> OpResult<IndexCollector> {
     let mut out = IndexCollector::default();
     for f in &p.files {
         let name = Path::new(&f.path)
@@ -361,7 +393,7 @@ fn ingest(p: &IndexParams, ds: NaiveDate) -> OpResult<IndexCollector> {
         let source = format!("index:{name}");
         let file = std::fs::File::open(&f.path)
             .map_err(|e| OpError::permanent(format!("open {}: {e}", f.path)))?;
-        read_index_csv(file, &f.code, &source, ds, p.tolerance_rel, &mut out)
+        read_index_csv(file, &f.code, &source, window, p.tolerance_rel, &mut out)
             .map_err(|e| OpError::permanent(format!("{}: {e}", f.path)))?;
     }
     Ok(out)
@@ -372,7 +404,16 @@ impl ConfiguredOp for Configured {
     async fn run(&self, ctx: &TaskContext, _inputs: InputBatches) -> OpResult<OutputBatches> {
         let p = self.p.clone();
         let ds = ctx.ds;
-        let collected = tokio::task::spawn_blocking(move || ingest(&p, ds))
+        let watermark = ctx
+            .watermarks
+            .get("bars")
+            .copied()
+            .filter(|_| p.incremental);
+        if watermark.is_some() {
+            ctx.counters.add("incremental_runs", 1);
+        }
+        let from = watermark.map(|w| w - chrono::Duration::days(i64::from(p.overlap_days)));
+        let collected = tokio::task::spawn_blocking(move || ingest(&p, (from, ds)))
             .await
             .map_err(|e| OpError::permanent(format!("index worker: {e}")))??;
         for (k, v) in &collected.counters {
@@ -416,8 +457,24 @@ mod tests {
 
     fn collect(ds: &str) -> IndexCollector {
         let mut out = IndexCollector::default();
-        read_index_csv(YAHOO.as_bytes(), "KS11", "y", d(ds), 0.001, &mut out).unwrap();
-        read_index_csv(ONEKIND.as_bytes(), "KS11", "o", d(ds), 0.001, &mut out).unwrap();
+        read_index_csv(
+            YAHOO.as_bytes(),
+            "KS11",
+            "y",
+            (None, d(ds)),
+            0.001,
+            &mut out,
+        )
+        .unwrap();
+        read_index_csv(
+            ONEKIND.as_bytes(),
+            "KS11",
+            "o",
+            (None, d(ds)),
+            0.001,
+            &mut out,
+        )
+        .unwrap();
         out
     }
 
@@ -451,7 +508,7 @@ mod tests {
             YAHOO.as_bytes(),
             "KS11",
             "y",
-            d("2023-01-02"),
+            (None, d("2023-01-02")),
             0.001,
             &mut out,
         )
@@ -461,7 +518,7 @@ mod tests {
             other.as_bytes(),
             "KS11",
             "z",
-            d("2023-01-02"),
+            (None, d("2023-01-02")),
             0.001,
             &mut out,
         )
@@ -482,13 +539,25 @@ mod tests {
     }
 
     #[test]
+    fn an_incremental_window_takes_only_rows_from_its_start() {
+        let mut out = IndexCollector::default();
+        let w = (Some(d("2022-12-30")), d("2023-01-02"));
+        read_index_csv(YAHOO.as_bytes(), "KS11", "y", w, 0.001, &mut out).unwrap();
+        let dates: Vec<NaiveDate> = out.bars.keys().map(|(_, d)| *d).collect();
+        assert_eq!(dates, [d("2022-12-30"), d("2023-01-02")]);
+        // 12-28 and the all-null 12-29 are before the window: counted, not re-rejected.
+        assert_eq!(out.counters["out_of_scope.before_window"], 2);
+        assert!(out.rejects.is_empty());
+    }
+
+    #[test]
     fn close_only_files_are_accepted_without_open_high_low() {
         let mut out = IndexCollector::default();
         read_index_csv(
             "Date,Close\n2024-01-02,2669.81\n".as_bytes(),
             "KS11",
             "c",
-            d("2024-01-02"),
+            (None, d("2024-01-02")),
             0.001,
             &mut out,
         )

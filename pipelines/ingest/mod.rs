@@ -1,5 +1,6 @@
 //! Ingest operators: bring outside data into lake tables.
 
+pub mod cache;
 pub mod index;
 pub mod kis;
 pub mod news;

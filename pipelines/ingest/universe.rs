@@ -203,22 +203,28 @@ impl Operator for IngestUniverse {
 impl ConfiguredOp for Configured {
     async fn run(&self, ctx: &TaskContext, _inputs: InputBatches) -> OpResult<OutputBatches> {
         let p = self.p.clone();
-        let collected = tokio::task::spawn_blocking(move || -> OpResult<UniverseCollector> {
-            let file = std::fs::File::open(&p.path)
-                .map_err(|e| OpError::permanent(format!("open {}: {e}", p.path)))?;
-            let mut out = UniverseCollector::default();
-            if p.path.to_ascii_lowercase().ends_with(".gz") {
-                read_universe(flate2::read::GzDecoder::new(file), &p, &mut out)
-            } else {
-                read_universe(file, &p, &mut out)
-            }
-            .map_err(|e| OpError::permanent(format!("{}: {e}", p.path)))?;
-            Ok(out)
+        let (collected, hit) = tokio::task::spawn_blocking(move || {
+            // A listing has no dates to window on: parse it once per process while unchanged.
+            super::cache::parsed(&p.path, &format!("{p:?}"), || {
+                let file = std::fs::File::open(&p.path)
+                    .map_err(|e| OpError::permanent(format!("open {}: {e}", p.path)))?;
+                let mut out = UniverseCollector::default();
+                if p.path.to_ascii_lowercase().ends_with(".gz") {
+                    read_universe(flate2::read::GzDecoder::new(file), &p, &mut out)
+                } else {
+                    read_universe(file, &p, &mut out)
+                }
+                .map_err(|e| OpError::permanent(format!("{}: {e}", p.path)))?;
+                Ok(out)
+            })
         })
         .await
         .map_err(|e| OpError::permanent(format!("universe worker: {e}")))??;
         for (k, v) in &collected.counters {
             ctx.counters.add(k, *v);
+        }
+        if hit {
+            ctx.counters.add("source_cache_hits", 1);
         }
         let e = &collected.entries;
         let batch = RecordBatch::try_new(

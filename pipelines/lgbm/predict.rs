@@ -13,6 +13,7 @@ use arrow::array::{
     Array, ArrayRef, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray,
 };
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use krxflow_core::{
     ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator, OutputBatches,
     OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
@@ -247,6 +248,17 @@ pub struct Forecast {
 
 #[async_trait]
 impl ConfiguredOp for Configured {
+    /// Only ds's feature rows and closes are used: read ds's partition, not all history.
+    fn read_from(
+        &self,
+        port: &str,
+        ds: NaiveDate,
+        _watermarks: &BTreeMap<String, NaiveDate>,
+        _calendar: &dyn krxflow_core::Calendar,
+    ) -> Option<NaiveDate> {
+        matches!(port, "features" | "bars").then_some(ds)
+    }
+
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
         let p = &self.p;
         let ds = days(ctx.ds);

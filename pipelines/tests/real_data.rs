@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 use krxflow_pipelines::ingest::index::{IndexCollector, read_index_csv};
 use krxflow_pipelines::ingest::news::{
-    NewsCollector, NewsColumns, Resolver, read_csv as read_news,
+    NewsCollector, NewsColumns, NewsWindow, Resolver, read_csv as read_news,
 };
 use krxflow_pipelines::ingest::ohlcv::{Collector, Columns, Reason, Window, read_csv};
 
@@ -184,7 +184,7 @@ fn kospi_files_splice_into_one_series_and_yahoo_null_rows_are_rejected() {
         ("KOSPI_onekindalpha_2023-2026.csv", "onekindalpha"),
     ] {
         let file = std::fs::File::open(base.join(f)).unwrap();
-        read_index_csv(file, "KS11", src, d("2026-05-04"), 0.001, &mut out).unwrap();
+        read_index_csv(file, "KS11", src, (None, d("2026-05-04")), 0.001, &mut out).unwrap();
     }
     print("kospi index", &out.counters);
     assert_routed(&out.counters);
@@ -220,7 +220,14 @@ fn naver_news_dedupes_list_page_repeats_and_resolves_tickers_from_links() {
     ] {
         let file = std::fs::File::open(folder.join(f)).unwrap();
         read_news(file, &NewsColumns::default(), |r, raw| {
-            out.push(r, raw, "naver_finance", d("2024-12-16"), &resolver, None)
+            out.push(
+                r,
+                raw,
+                "naver_finance",
+                NewsWindow::upto(d("2024-12-16")),
+                &resolver,
+                None,
+            )
         })
         .unwrap();
     }

@@ -292,4 +292,18 @@ pub trait Operator: Send + Sync {
 #[async_trait]
 pub trait ConfiguredOp: Send + Sync {
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches>;
+
+    /// The first date of input `port` this attempt needs: rows dated before it are not read
+    /// (the lake filters them at the scan). `watermarks` are this attempt's output watermarks
+    /// (empty on a full refresh), so an incremental operator can read a trailing window
+    /// instead of all history. The default, `None`, reads everything its [`ReadScope`] allows.
+    fn read_from(
+        &self,
+        _port: &str,
+        _ds: NaiveDate,
+        _watermarks: &BTreeMap<String, NaiveDate>,
+        _calendar: &dyn Calendar,
+    ) -> Option<NaiveDate> {
+        None
+    }
 }

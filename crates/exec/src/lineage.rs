@@ -98,6 +98,7 @@ pub async fn rows_for_key(
             table,
             ReadOptions {
                 as_of: None,
+                since: None,
                 version: Some(version),
             },
         )

@@ -781,6 +781,27 @@ impl AttemptEnv {
         let task = self.task();
         let lake = &self.exec.lake;
         let cancel = &self.exec.cancel;
+        // Output watermarks first: an incremental operator bounds its input reads by them.
+        let mut watermarks = BTreeMap::new();
+        for port in task
+            .op
+            .outputs()
+            .iter()
+            .filter(|p| p.watermark && !self.full_refresh)
+        {
+            let (Some(table), Some(date_col)) =
+                (task.spec.outputs.get(port.name), port.date_column)
+            else {
+                continue;
+            };
+            match lake.max_date(table, date_col, self.ds).await {
+                Ok(Some(d)) => {
+                    watermarks.insert(port.name.to_string(), d);
+                }
+                Ok(None) => {}
+                Err(e) => return Err((AttemptError::Op(OpError::from(e)), 0)),
+            }
+        }
         // Inputs, as of the partition.
         let mut inputs = InputBatches::default();
         let mut reads = Vec::new();
@@ -793,11 +814,18 @@ impl AttemptEnv {
                 ReadScope::AsOfPartition => Some(self.ds),
                 ReadScope::AllRows => None,
             };
+            let since = task.configured.read_from(
+                port_name,
+                self.ds,
+                &watermarks,
+                self.exec.calendar.as_ref(),
+            );
             match lake
                 .read(
                     table,
                     ReadOptions {
                         as_of,
+                        since,
                         version: None,
                     },
                 )
@@ -822,26 +850,6 @@ impl AttemptEnv {
             }
         }
         let rows_in = inputs.num_rows() as i64;
-        let mut watermarks = BTreeMap::new();
-        for port in task
-            .op
-            .outputs()
-            .iter()
-            .filter(|p| p.watermark && !self.full_refresh)
-        {
-            let (Some(table), Some(date_col)) =
-                (task.spec.outputs.get(port.name), port.date_column)
-            else {
-                continue;
-            };
-            match lake.max_date(table, date_col, self.ds).await {
-                Ok(Some(d)) => {
-                    watermarks.insert(port.name.to_string(), d);
-                }
-                Ok(None) => {}
-                Err(e) => return Err((AttemptError::Op(OpError::from(e)), 0)),
-            }
-        }
         let ctx = TaskContext {
             dag: self.dag.spec.name.clone(),
             task: task.spec.name.clone(),

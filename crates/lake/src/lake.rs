@@ -54,6 +54,8 @@ pub struct WriteOutcome {
 pub struct ReadOptions {
     /// Only rows whose date column is `<= as_of` (no effect on tables without a date column).
     pub as_of: Option<NaiveDate>,
+    /// Only rows whose date column is `>= since` (no effect on tables without a date column).
+    pub since: Option<NaiveDate>,
     /// A specific Delta version (time travel); latest when `None`.
     pub version: Option<i64>,
 }
@@ -265,6 +267,14 @@ impl Lake {
         ) {
             df = df.filter(
                 col(format!("\"{date_col}\"")).lt_eq(lit(ScalarValue::Date32(Some(date32(ds))))),
+            )?;
+        }
+        if let (Some(from), Some(date_col)) = (
+            opts.since,
+            self.catalog.get(name).and_then(|d| d.date_column.clone()),
+        ) {
+            df = df.filter(
+                col(format!("\"{date_col}\"")).gt_eq(lit(ScalarValue::Date32(Some(date32(from))))),
             )?;
         }
         let batches = df.collect().await?;

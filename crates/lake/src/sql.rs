@@ -108,6 +108,7 @@ pub async fn query(lake: &Lake, sql: &str) -> LakeResult<(SchemaRef, Vec<RecordB
                 &lake_name,
                 ReadOptions {
                     as_of: None,
+                    since: None,
                     version: Some(r.version),
                 },
             )

@@ -176,6 +176,7 @@ async fn reads_as_of_a_date_hide_later_rows() {
             "prices",
             ReadOptions {
                 as_of: Some(d("2024-12-16")),
+                since: None,
                 version: None,
             },
         )
