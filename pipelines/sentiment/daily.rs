@@ -46,6 +46,22 @@ pub struct DailyParams {
     /// Preferred scoring models, best first (default: any, by name).
     #[serde(default)]
     pub models: Vec<String>,
+    /// Only rewrite trading days from `overlap_days` before the table's watermark, reading
+    /// only the news that can count for them. Scores added later for older articles (a model
+    /// registered after the news arrived) reach older days with a full refresh
+    /// (`--reprocess all`).
+    #[serde(default = "default_true")]
+    pub incremental: bool,
+    /// Trading days rewritten before the watermark when incremental.
+    #[serde(default = "default_overlap")]
+    pub overlap_days: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_overlap() -> u32 {
+    5
 }
 
 fn default_weights() -> BTreeMap<String, f64> {
@@ -108,6 +124,18 @@ pub fn aggregate(
     cal: &dyn Calendar,
     ds: NaiveDate,
 ) -> OpResult<(RecordBatch, BTreeMap<String, i64>)> {
+    aggregate_window(news, scores, p, cal, (None, ds))
+}
+
+/// [`aggregate`] for trading days in `[from, ds]` (`from` `None`: all up to ds). The caller
+/// must pass every article published on or after the trading day before `from`.
+pub fn aggregate_window(
+    news: &[RecordBatch],
+    scores: &[RecordBatch],
+    p: &DailyParams,
+    cal: &dyn Calendar,
+    (from, ds): (Option<NaiveDate>, NaiveDate),
+) -> OpResult<(RecordBatch, BTreeMap<String, i64>)> {
     let cutoff = NaiveTime::parse_from_str(&p.cutoff, "%H:%M")
         .map_err(|_| OpError::permanent(format!("cutoff `{}` is not HH:MM", p.cutoff)))?;
     let rank = |m: &str| {
@@ -164,6 +192,12 @@ pub fn aggregate(
             let day = effective_day(cal, t.naive_local(), cutoff);
             if day > ds {
                 *counters.entry("deferred.after_ds".into()).or_insert(0) += 1;
+                continue;
+            }
+            if from.is_some_and(|f| day < f) {
+                *counters
+                    .entry("out_of_scope.before_window".into())
+                    .or_insert(0) += 1;
                 continue;
             }
             *counters.entry("articles".into()).or_insert(0) += 1;
@@ -268,6 +302,18 @@ impl Operator for SentimentDaily {
                 "[]",
                 "preferred scoring models, best first",
             ),
+            ParamSpec::optional(
+                "incremental",
+                "bool",
+                "true",
+                "rewrite only days from overlap_days before the watermark, reading only their news",
+            ),
+            ParamSpec::optional(
+                "overlap_days",
+                "int",
+                "5",
+                "trading days rewritten before the watermark",
+            ),
         ]
     }
     fn inputs(&self) -> Vec<InputPort> {
@@ -285,7 +331,8 @@ impl Operator for SentimentDaily {
                 "daily sentiment per code",
             )
             .keys(&["code", "date"])
-            .date_column("date"),
+            .date_column("date")
+            .with_watermark(),
         ]
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
@@ -310,8 +357,34 @@ impl Operator for SentimentDaily {
     }
 }
 
+impl Configured {
+    /// The first trading day this run writes: the watermark minus the overlap when
+    /// incremental, else `None` (all history).
+    fn emit_from(&self, watermark: Option<NaiveDate>, cal: &dyn Calendar) -> Option<NaiveDate> {
+        watermark
+            .filter(|_| self.p.incremental)
+            .map(|w| cal.add_trading_days(w, -i64::from(self.p.overlap_days)))
+    }
+}
+
 #[async_trait]
 impl ConfiguredOp for Configured {
+    /// News published before the trading day preceding the first written day cannot count
+    /// for it (it counts for that day at the latest), so it is not read.
+    fn read_from(
+        &self,
+        port: &str,
+        _ds: NaiveDate,
+        watermarks: &BTreeMap<String, NaiveDate>,
+        cal: &dyn Calendar,
+    ) -> Option<NaiveDate> {
+        if !matches!(port, "news" | "scores") {
+            return None;
+        }
+        let from = self.emit_from(watermarks.get("sentiment").copied(), cal)?;
+        Some(cal.add_trading_days(from, -1))
+    }
+
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
         let news = inputs.batches("news")?;
         let scores: &[RecordBatch] = if inputs.has("scores") {
@@ -319,7 +392,12 @@ impl ConfiguredOp for Configured {
         } else {
             &[]
         };
-        let (batch, counters) = aggregate(news, scores, &self.p, ctx.calendar.as_ref(), ctx.ds)?;
+        let from = self.emit_from(
+            ctx.watermarks.get("sentiment").copied(),
+            ctx.calendar.as_ref(),
+        );
+        let (batch, counters) =
+            aggregate_window(news, scores, &self.p, ctx.calendar.as_ref(), (from, ctx.ds))?;
         for (k, v) in counters {
             ctx.counters.add(&k, v);
         }
@@ -394,6 +472,46 @@ mod tests {
     }
 
     #[test]
+    fn a_window_writes_the_same_rows_as_a_full_aggregation_for_its_days() {
+        let cal = WeekdayCalendar::default();
+        // Friday after the close and Saturday count for Monday 12-16; Friday before the
+        // close counts for Friday; Thursday for Thursday.
+        let news = news_batch(
+            &[
+                article("thu", "005930", "2024-12-12 10:00"),
+                article("fri", "005930", "2024-12-13 10:00"),
+                article("fri_late", "005930", "2024-12-13 16:00"),
+                article("sat", "005930", "2024-12-14 09:00"),
+                article("mon", "005930", "2024-12-16 09:00"),
+                article("tue", "005930", "2024-12-17 09:00"),
+            ],
+            "naver_finance",
+        )
+        .unwrap();
+        let p: DailyParams = serde_json::from_value(serde_json::json!({})).unwrap();
+        let ds = d("2024-12-17");
+        let (full, _) = aggregate(std::slice::from_ref(&news), &[], &p, &cal, ds).unwrap();
+        let from = d("2024-12-16");
+        let (part, c) =
+            aggregate_window(std::slice::from_ref(&news), &[], &p, &cal, (Some(from), ds)).unwrap();
+        assert_eq!(
+            c["out_of_scope.before_window"], 2,
+            "thu and fri count before the window"
+        );
+        // The window's rows are the full aggregation's rows from `from` on.
+        let from_days = days(from);
+        let dates = part.column_by_name("date").unwrap();
+        let keep = arrow::compute::kernels::cmp::gt_eq(
+            full.column_by_name("date").unwrap(),
+            &Date32Array::new_scalar(from_days),
+        )
+        .unwrap();
+        let expected = arrow::compute::filter_record_batch(&full, &keep).unwrap();
+        assert_eq!(part, expected);
+        assert_eq!(dates.len(), 2, "monday (fri_late, sat, mon) and tuesday");
+    }
+
+    #[test]
     fn daily_rows_weight_sources_and_never_include_days_after_ds() {
         let cal = WeekdayCalendar::default();
         let a = [
@@ -419,6 +537,8 @@ mod tests {
             other_weight: 0.5,
             cutoff: "15:30".into(),
             models: vec!["kr_finbert_sc".into(), "lexical".into()],
+            incremental: true,
+            overlap_days: 5,
         };
         let (out, counters) =
             aggregate(&[naver, rss, late], &[sc], &p, &cal, d("2024-12-16")).unwrap();
