@@ -44,6 +44,18 @@ fn ok(o: Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
+/// `krxflow run dags/krx30.yaml --date DATE EXTRA...`, which must succeed; its stdout.
+fn run_krx30(lake: &Path, data: &Path, date: &str, extra: &[&str]) -> String {
+    let mut args = vec!["run", "dags/krx30.yaml", "--date", date];
+    args.extend_from_slice(extra);
+    ok(krxflow(lake, data, &args))
+}
+
+/// A query's result as CSV.
+fn sql_csv(lake: &Path, data: &Path, q: &str) -> String {
+    ok(krxflow(lake, data, &["sql", q, "--format", "csv"]))
+}
+
 /// A data folder with three tickers' price files cut after `last` (or whole); the index, the
 /// universe listing and the news linked whole.
 fn subset(dst: &Path, src: &Path, last: Option<&str>) {
@@ -85,18 +97,8 @@ fn krx30_features_for_d_are_identical_after_future_rows_are_appended_and_d_is_re
     let lake = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     subset(data.path(), &src, Some(D));
-    let run = |date: &str, extra: &[&str]| {
-        let mut args = vec!["run", "dags/krx30.yaml", "--date", date];
-        args.extend_from_slice(extra);
-        ok(krxflow(lake.path(), data.path(), &args))
-    };
-    let sql = |q: &str| {
-        ok(krxflow(
-            lake.path(),
-            data.path(),
-            &["sql", q, "--format", "csv"],
-        ))
-    };
+    let run = |date: &str, extra: &[&str]| run_krx30(lake.path(), data.path(), date, extra);
+    let sql = |q: &str| sql_csv(lake.path(), data.path(), q);
 
     let first = run(D, &[]);
     assert!(first.contains("succeeded"), "{first}");
@@ -147,7 +149,7 @@ fn krx30_from_an_empty_lake_fills_every_table_with_reasons_for_rejects() {
         &["run", "dags/krx30.yaml", "--date", "2024-12-16"],
     ));
     assert!(out.contains("succeeded"), "{out}");
-    let sql = |q: &str| ok(krxflow(lake.path(), &src, &["sql", q, "--format", "csv"]));
+    let sql = |q: &str| sql_csv(lake.path(), &src, q);
     let counts = sql(
         "SELECT (SELECT count(DISTINCT code) FROM ohlcv_daily) AS codes, \
                 (SELECT count(*) FROM ohlcv_daily) AS bars, \
@@ -187,18 +189,8 @@ fn an_incremental_daily_run_writes_what_a_full_refresh_writes() {
     let lake = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     subset(data.path(), &src, None);
-    let run = |date: &str, extra: &[&str]| {
-        let mut args = vec!["run", "dags/krx30.yaml", "--date", date];
-        args.extend_from_slice(extra);
-        ok(krxflow(lake.path(), data.path(), &args))
-    };
-    let sql = |q: &str| {
-        ok(krxflow(
-            lake.path(),
-            data.path(),
-            &["sql", q, "--format", "csv"],
-        ))
-    };
+    let run = |date: &str, extra: &[&str]| run_krx30(lake.path(), data.path(), date, extra);
+    let sql = |q: &str| sql_csv(lake.path(), data.path(), q);
     const DAY: &str = "2022-06-10";
     let tables = [
         "SELECT * FROM features_daily WHERE date >= DATE '2022-05-20' ORDER BY code, date",
