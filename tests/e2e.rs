@@ -80,6 +80,23 @@ fn readme_main_command_fills_the_lake_and_reruns_idempotently() {
     // And without --reprocess: nothing to do.
     let cached = krxflow(lake.path(), &["run", "demo", "--date", "2024-12-16"]);
     assert!(text(&cached).contains("up_to_date"), "{}", text(&cached));
+
+    // Compaction packs each table's files (engine tables included) and changes no row.
+    let runs = count(lake.path(), "SELECT count(*) FROM _krxflow.task_runs");
+    let compact = krxflow(lake.path(), &["compact", "--json"]);
+    assert!(compact.status.success(), "{}", text(&compact));
+    let done: serde_json::Value = serde_json::from_slice(&compact.stdout).unwrap();
+    let done = done.as_array().unwrap();
+    assert!(
+        done.iter()
+            .any(|c| c["table"] == "_krxflow/task_runs" && c["files_added"] == 1),
+        "{done:?}"
+    );
+    assert_eq!(count(lake.path(), "SELECT count(*) FROM ohlcv_daily"), bars);
+    assert_eq!(
+        count(lake.path(), "SELECT count(*) FROM _krxflow.task_runs"),
+        runs
+    );
 }
 
 #[test]

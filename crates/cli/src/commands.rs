@@ -97,6 +97,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Ops => ops(json),
         Command::Tables => tables(&lake, json).await,
+        Command::Compact { tables, min_files } => compact(&lake, tables, min_files, json).await,
     }
 }
 
@@ -649,6 +650,58 @@ async fn tables(lake: &Lake, json: bool) -> anyhow::Result<ExitCode> {
         println!(
             "{}",
             output::table(&["table", "version", "rows", "description"], &rows)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn compact(
+    lake: &Lake,
+    tables: Vec<String>,
+    min_files: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let names = if tables.is_empty() {
+        lake.list_tables().await?
+    } else {
+        tables
+    };
+    let mut done = Vec::new();
+    for name in &names {
+        if let Some(c) = lake.compact(name, min_files).await? {
+            done.push(c);
+        }
+    }
+    if json {
+        let v: Vec<_> = done
+            .iter()
+            .map(|c| {
+                serde_json::json!({"table": c.table, "files_before": c.files_before,
+                    "files_removed": c.files_removed, "files_added": c.files_added,
+                    "version": c.version})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let rows: Vec<Vec<String>> = done
+            .iter()
+            .map(|c| {
+                vec![
+                    c.table.clone(),
+                    c.files_before.to_string(),
+                    format!("{} -> {}", c.files_removed, c.files_added),
+                    c.version.to_string(),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            output::table(&["table", "files", "compacted", "version"], &rows)
+        );
+        println!(
+            "{} of {} tables compacted (at least {min_files} files)",
+            done.len(),
+            names.len()
         );
     }
     Ok(ExitCode::SUCCESS)

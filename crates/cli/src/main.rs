@@ -140,6 +140,15 @@ enum Command {
     Ops,
     /// List lake tables with their versions and row counts.
     Tables,
+    /// Compact tables (all, engine tables included, when none is named): their small files
+    /// are bin-packed into few large ones; no row changes. Writes also compact a table by
+    /// themselves once it holds 64 files.
+    Compact {
+        tables: Vec<String>,
+        /// Only tables holding at least this many files.
+        #[arg(long, default_value_t = 2)]
+        min_files: usize,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,8 +15,9 @@ use crate::records::{LINEAGE, LineageRecord, lineage_from_batches};
 pub struct LineageNode {
     pub table: String,
     pub version: i64,
-    /// The task output that committed this version (`None` for a version written outside
-    /// krxflow or an absent optional input).
+    /// The task output that committed this version, or the last one before it when a
+    /// compaction (which changes no row) committed it (`None` for an absent optional input or
+    /// a table krxflow never wrote).
     pub producer: Option<LineageRecord>,
     pub inputs: Vec<LineageNode>,
     /// Rows of this version matching `--key` (when asked).
@@ -59,11 +60,18 @@ fn node_for(
             continue;
         }
         // The record that committed exactly this version (the earliest if several runs
-        // found nothing to change and reported the same version).
+        // found nothing to change and reported the same version); else the last output
+        // committed before it: a compaction commits a version that changes no row.
         let producer = records
             .iter()
             .filter(|r| r.output_table == input.table && r.output_version == input.version)
-            .min_by_key(|r| r.created);
+            .min_by_key(|r| r.created)
+            .or_else(|| {
+                records
+                    .iter()
+                    .filter(|r| r.output_table == input.table && r.output_version < input.version)
+                    .max_by_key(|r| (r.output_version, r.created))
+            });
         match producer {
             Some(p) => inputs.push(node_for(records, p, visited)),
             None => inputs.push(LineageNode {

@@ -17,5 +17,5 @@ pub mod sql;
 
 pub use catalog::Catalog;
 pub use error::{LakeError, LakeResult};
-pub use lake::{Lake, ReadOptions, TableRead, WriteOutcome};
+pub use lake::{COMPACT_AT_FILES, Compaction, Lake, ReadOptions, TableRead, WriteOutcome};
 pub use lease::{Claim, LakeArtifacts, Lease, LeaseInfo};

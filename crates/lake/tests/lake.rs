@@ -98,7 +98,79 @@ async fn merge_twice_with_the_same_rows_is_idempotent() {
     let second = lake.read("prices", ReadOptions::default()).await.unwrap();
     assert_eq!(first.num_rows(), 2);
     assert_eq!(sorted_rows(&first.batches), sorted_rows(&second.batches));
-    assert!(w2.version > w1.version, "second merge is its own commit");
+    assert!(w1.committed);
+    assert!(
+        !w2.committed && w2.version == w1.version,
+        "rows already stored exactly commit nothing"
+    );
+    assert_eq!((w2.rows, w2.unchanged), (0, 2));
+}
+
+#[tokio::test]
+async fn a_merge_writes_only_new_and_changed_rows_and_keeps_files_it_does_not_touch() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir);
+    let files = |lake: Lake| async move {
+        let t = lake.load("prices", None).await.unwrap().unwrap();
+        let mut f: Vec<String> = t.get_file_uris().unwrap().collect();
+        f.sort();
+        f
+    };
+    // History in one file, as a first (full) run writes it.
+    lake.write(
+        &def(),
+        vec![batch(&[
+            ("005930", "2024-12-13", 1.0),
+            ("005930", "2024-12-16", 2.0),
+        ])],
+        WriteMode::Merge,
+        None,
+        BTreeMap::new(),
+    )
+    .await
+    .unwrap();
+    let before = files(lake.clone()).await;
+    // A daily run re-sends the overlap day unchanged and adds the new day.
+    let w = lake
+        .write(
+            &def(),
+            vec![batch(&[
+                ("005930", "2024-12-16", 2.0),
+                ("005930", "2024-12-17", 3.0),
+            ])],
+            WriteMode::Merge,
+            None,
+            BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+    assert!(w.committed);
+    assert_eq!((w.rows, w.unchanged), (1, 1));
+    let after = files(lake.clone()).await;
+    assert_eq!(after.len(), before.len() + 1, "{after:?}");
+    assert!(
+        before.iter().all(|f| after.contains(f)),
+        "the history file was rewritten: {before:?} -> {after:?}"
+    );
+    // A changed value is written; the unchanged row beside it is not counted as written.
+    let w = lake
+        .write(
+            &def(),
+            vec![batch(&[
+                ("005930", "2024-12-16", 2.5),
+                ("005930", "2024-12-17", 3.0),
+            ])],
+            WriteMode::Merge,
+            None,
+            BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((w.rows, w.unchanged), (1, 1));
+    let read = lake.read("prices", ReadOptions::default()).await.unwrap();
+    let rows = sorted_rows(&read.batches);
+    let closes: Vec<Option<f64>> = rows.iter().map(|r| r.2).collect();
+    assert_eq!(closes, vec![Some(1.0), Some(2.5), Some(3.0)]);
 }
 
 #[tokio::test]
@@ -322,4 +394,50 @@ async fn sql_reads_latest_and_earlier_versions() {
         lake.list_tables().await.unwrap(),
         vec!["prices".to_string()]
     );
+}
+
+#[tokio::test]
+async fn compaction_packs_small_files_into_one_and_changes_no_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir);
+    for (i, day) in ["2024-12-16", "2024-12-17", "2024-12-18", "2024-12-19"]
+        .iter()
+        .enumerate()
+    {
+        lake.write(
+            &def(),
+            vec![batch(&[("005930", day, i as f64)])],
+            WriteMode::Merge,
+            None,
+            BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+    }
+    let before = lake.read("prices", ReadOptions::default()).await.unwrap();
+    assert_eq!(
+        lake.compact("prices", 10).await.unwrap(),
+        None,
+        "4 files are below the threshold"
+    );
+    let c = lake.compact("prices", 3).await.unwrap().unwrap();
+    assert_eq!((c.files_before, c.files_removed, c.files_added), (4, 4, 1));
+    let after = lake.read("prices", ReadOptions::default()).await.unwrap();
+    assert_eq!(after.version, c.version);
+    assert_eq!(sorted_rows(&before.batches), sorted_rows(&after.batches));
+    let t = lake.load("prices", None).await.unwrap().unwrap();
+    assert_eq!(t.get_file_uris().unwrap().count(), 1);
+    // The version before the compaction still reads the same rows (time travel).
+    let old = lake
+        .read(
+            "prices",
+            ReadOptions {
+                version: Some(before.version),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(sorted_rows(&old.batches), sorted_rows(&after.batches));
+    assert_eq!(lake.compact("absent", 1).await.unwrap(), None);
 }
