@@ -1,10 +1,13 @@
 //! `features.build`: the daily feature table `features_daily` from `ohlcv_daily` (+ the market
 //! index when present), optionally with training targets.
 //!
-//! Rolling and lagged features are DataFusion SQL window functions over the whole input
-//! (vectorised, partitioned by code, ordered by date). Features defined by a recursion
-//! (Wilder's RSI and ATR, the EMAs of MACD) have no window form: they run as one linear pass
-//! over each code's contiguous slice.
+//! One pass per code over its (code, date)-sorted slice. Rolling and lagged features are
+//! computed for each written row from exactly the rows their formula names (a window's mean
+//! and standard deviation are two passes over that window, not a running sum), so a value does
+//! not depend on where the read started: an incremental run that reads the last 1,000 trading
+//! days writes the same bits as a full refresh, and a daily run computes only the rows it
+//! writes. Features defined by a recursion (Wilder's RSI and ATR, the EMAs of MACD) run as one
+//! linear pass over the slice.
 //!
 //! Every feature is documented in [`FEATURES`]. A row is `warmup = true` when any feature that
 //! needs history is null for lack of it (never filled with a made-up value).
@@ -13,15 +16,15 @@
 //! rows dated <= D; targets (`with_targets: true`) use rows after the base date, so rows whose
 //! horizon ends after `ds` are excluded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray};
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, RecordBatch, StringArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
 use krxflow_core::{
     Calendar, ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator,
     OutputBatches, OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
@@ -250,108 +253,303 @@ pub fn atr_norm(high: &[f64], low: &[f64], close: &[f64], n: usize) -> Vec<Optio
     out
 }
 
-fn win(n: usize) -> String {
-    format!(
-        "OVER (PARTITION BY code ORDER BY date ROWS BETWEEN {} PRECEDING AND CURRENT ROW)",
-        n - 1
-    )
+/// A feature column, resolved once from its name in [`FEATURES`].
+#[derive(Debug, Clone, Copy)]
+enum Feature {
+    Ret(usize),
+    LogRet(usize),
+    MaRatio(usize),
+    Rsi,
+    Macd,
+    MacdSignal,
+    MacdHist,
+    BbPctB,
+    Atr,
+    Vol20,
+    VolumeZ20,
+    TurnoverChg,
+    HlRange,
+    GapOpen,
+    High52w,
+    Low52w,
+    Dow,
+    MktRet(usize),
+    Beta60,
+    RelStrength20,
+    SentN,
+    SentMean,
+    SentWeighted,
+    SentPos,
+    SentNeg,
+    SentDecay3,
 }
 
-/// `expr` over the last `n` rows, null unless all `n` rows have a value.
-fn full(agg: &str, col: &str, n: usize) -> String {
-    format!(
-        "CASE WHEN count({col}) {w} = {n} THEN {agg}({col}) {w} END",
-        w = win(n)
-    )
+impl Feature {
+    fn of(name: &str) -> Option<Self> {
+        use Feature::*;
+        Some(match name {
+            "ret_1d" => Ret(1),
+            "ret_3d" => Ret(3),
+            "ret_5d" => Ret(5),
+            "ret_10d" => Ret(10),
+            "ret_20d" => Ret(20),
+            "logret_1d" => LogRet(1),
+            "logret_5d" => LogRet(5),
+            "logret_20d" => LogRet(20),
+            "ma5_ratio" => MaRatio(5),
+            "ma20_ratio" => MaRatio(20),
+            "ma60_ratio" => MaRatio(60),
+            "rsi14" => Rsi,
+            "macd" => Macd,
+            "macd_signal" => MacdSignal,
+            "macd_hist" => MacdHist,
+            "bb_pctb" => BbPctB,
+            "atr14_norm" => Atr,
+            "vol_20d" => Vol20,
+            "volume_z20" => VolumeZ20,
+            "turnover_chg" => TurnoverChg,
+            "hl_range" => HlRange,
+            "gap_open" => GapOpen,
+            "dist_52w_high" => High52w,
+            "dist_52w_low" => Low52w,
+            "dow" => Dow,
+            "mkt_ret_1d" => MktRet(1),
+            "mkt_ret_5d" => MktRet(5),
+            "beta_60d" => Beta60,
+            "rel_strength_20d" => RelStrength20,
+            "sent_n_articles" => SentN,
+            "sent_mean" => SentMean,
+            "sent_weighted" => SentWeighted,
+            "sent_pos_ratio" => SentPos,
+            "sent_neg_ratio" => SentNeg,
+            "sent_decay3" => SentDecay3,
+            _ => return None,
+        })
+    }
 }
 
-/// The SQL over `bars` (sorted, with `_row`), `mkt` (index returns by date) and `sent`
-/// (`sentiment_daily`).
-fn feature_sql(with_index: bool, with_sentiment: bool, horizons: &[u32]) -> String {
-    const W: &str = "OVER (PARTITION BY code ORDER BY date)";
-    let mut lags = String::new();
-    for h in [1, 3, 5, 10, 20] {
-        lags.push_str(&format!("lag(close, {h}) {W} AS c{h}, "));
+/// The `n` values ending at `t`, when there are `n`.
+fn last_n(x: &[f64], t: usize, n: usize) -> Option<&[f64]> {
+    (t + 1 >= n).then(|| &x[t + 1 - n..=t])
+}
+
+fn mean(x: &[f64]) -> f64 {
+    x.iter().sum::<f64>() / x.len() as f64
+}
+
+/// Sample standard deviation (n - 1), two passes over exactly the window.
+fn sample_sd(x: &[f64]) -> f64 {
+    let m = mean(x);
+    (x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (x.len() as f64 - 1.0)).sqrt()
+}
+
+/// `None` for zero, like SQL `nullif(x, 0)`.
+fn nonzero(x: f64) -> Option<f64> {
+    (x != 0.0).then_some(x)
+}
+
+/// Index returns (1, 5, 20 rows back) by date for one index code.
+type MarketReturns = HashMap<i32, [Option<f64>; 3]>;
+
+fn market_returns(index: &RecordBatch, code: &str) -> OpResult<MarketReturns> {
+    let codes = str_col(index, "code")?;
+    let dates = date_col(index, "date")?;
+    let close = f64_col(index, "close")?;
+    let mut rows: Vec<(i32, Option<f64>)> = (0..index.num_rows())
+        .filter(|&i| codes.is_valid(i) && codes.value(i) == code && dates.is_valid(i))
+        .map(|i| (dates.value(i), close.is_valid(i).then(|| close.value(i))))
+        .collect();
+    rows.sort_by_key(|r| r.0);
+    let mut out = HashMap::with_capacity(rows.len());
+    for (i, &(date, c)) in rows.iter().enumerate() {
+        let ret = |k: usize| -> Option<f64> {
+            let prev = rows.get(i.checked_sub(k)?)?.1?;
+            Some(c? / prev - 1.0)
+        };
+        if out.insert(date, [ret(1), ret(5), ret(20)]).is_some() {
+            return Err(OpError::permanent(format!(
+                "index `{code}` has two rows for one date (day {date} since 1970-01-01)"
+            )));
+        }
     }
-    let mut leads = String::new();
-    for h in horizons {
-        leads.push_str(&format!("lead(close, {h}) {W} AS f{h}, "));
+    Ok(out)
+}
+
+/// One `sentiment_daily` row's features.
+#[derive(Debug, Clone, Copy)]
+struct DaySentiment {
+    n: f64,
+    mean: Option<f64>,
+    weighted: Option<f64>,
+    pos: Option<f64>,
+    neg: Option<f64>,
+}
+
+fn sentiment_by_day(sent: &RecordBatch) -> OpResult<HashMap<(&str, i32), DaySentiment>> {
+    let codes = str_col(sent, "code")?;
+    let dates = date_col(sent, "date")?;
+    let n = f64_col(sent, "n_articles")?;
+    let cols = ["mean_score", "weighted_score", "pos_ratio", "neg_ratio"].map(|c| f64_col(sent, c));
+    let [mean, weighted, pos, neg] = cols;
+    let (mean, weighted, pos, neg) = (mean?, weighted?, pos?, neg?);
+    let opt = |a: &Float64Array, i: usize| a.is_valid(i).then(|| a.value(i));
+    let mut out = HashMap::with_capacity(sent.num_rows());
+    for i in 0..sent.num_rows() {
+        if !codes.is_valid(i) || !dates.is_valid(i) {
+            continue;
+        }
+        let day = DaySentiment {
+            n: opt(&n, i).unwrap_or(0.0),
+            mean: opt(&mean, i),
+            weighted: opt(&weighted, i),
+            pos: opt(&pos, i),
+            neg: opt(&neg, i),
+        };
+        if out.insert((codes.value(i), dates.value(i)), day).is_some() {
+            return Err(OpError::permanent(format!(
+                "sentiment has two rows for code {} on one date",
+                codes.value(i)
+            )));
+        }
     }
-    let mkt_join = if with_index {
-        "LEFT JOIN mkt ON r.date = mkt.date"
-    } else {
-        "LEFT JOIN (SELECT CAST(NULL AS DATE) AS date, CAST(NULL AS DOUBLE) AS mkt_ret_1d, CAST(NULL AS DOUBLE) AS mkt_ret_5d, CAST(NULL AS DOUBLE) AS mkt_ret_20d) mkt ON r.date = mkt.date"
-    };
-    let (sent_join, n_articles) = if with_sentiment {
-        (
-            "LEFT JOIN sent ON r.code = sent.code AND r.date = sent.date",
-            "CAST(coalesce(s_n, 0) AS DOUBLE)",
-        )
-    } else {
-        (
-            "LEFT JOIN (SELECT CAST(NULL AS VARCHAR) AS code, CAST(NULL AS DATE) AS date, CAST(NULL AS BIGINT) AS n_articles, CAST(NULL AS DOUBLE) AS mean_score, CAST(NULL AS DOUBLE) AS weighted_score, CAST(NULL AS DOUBLE) AS pos_ratio, CAST(NULL AS DOUBLE) AS neg_ratio) sent ON r.code = sent.code AND r.date = sent.date",
-            "CAST(NULL AS DOUBLE)",
-        )
-    };
-    let decay = if with_sentiment {
-        format!(
-            "coalesce(s_w, 0) + 0.5 * coalesce(lag(s_w, 1) {W}, 0) + 0.25 * coalesce(lag(s_w, 2) {W}, 0)"
-        )
-    } else {
-        "CAST(NULL AS DOUBLE)".to_string()
-    };
-    let mut targets = String::new();
-    for h in horizons {
-        targets.push_str(&format!(
-            ", f{h} / close - 1 AS y_ret_{h}d, CASE WHEN f{h} IS NULL THEN NULL WHEN f{h} / close - 1 > {FLAT_BAND} THEN 'up' WHEN f{h} / close - 1 < -{FLAT_BAND} THEN 'down' ELSE 'flat' END AS y_dir_{h}d"
-        ));
+    Ok(out)
+}
+
+/// One code's bars (a contiguous slice of the sorted input) and what its rows look up.
+struct CodeBars<'a> {
+    date: &'a [i32],
+    open: &'a [f64],
+    high: &'a [f64],
+    low: &'a [f64],
+    close: &'a [f64],
+    volume: &'a [f64],
+    /// close[t]/close[t-1] - 1 (NaN at t = 0, never read there).
+    ret1: Vec<f64>,
+    turnover: Vec<f64>,
+    mkt: Vec<Option<[Option<f64>; 3]>>,
+    sent: Vec<Option<DaySentiment>>,
+    with_sentiment: bool,
+    rsi: Series,
+    macd: Series,
+    signal: Series,
+    hist: Series,
+    atr: Series,
+}
+
+impl CodeBars<'_> {
+    fn lag_close(&self, t: usize, k: usize) -> Option<f64> {
+        t.checked_sub(k).map(|i| self.close[i])
     }
-    format!(
-        "WITH b AS (
-            SELECT code, date, open, high, low, close, CAST(volume AS DOUBLE) AS volume, _row,
-                   {lags}{leads}
-                   lag(close * CAST(volume AS DOUBLE), 1) {W} AS tv1
-            FROM bars),
-         r AS (SELECT *, close / c1 - 1 AS ret_1d FROM b),
-         j AS (SELECT r.*, mkt.mkt_ret_1d, mkt.mkt_ret_5d, mkt.mkt_ret_20d,
-                      sent.n_articles AS s_n, sent.mean_score AS s_mean, sent.weighted_score AS s_w,
-                      sent.pos_ratio AS s_pos, sent.neg_ratio AS s_neg
-               FROM r {mkt_join} {sent_join})
-         SELECT code, date, _row,
-            ret_1d, close / c3 - 1 AS ret_3d, close / c5 - 1 AS ret_5d,
-            close / c10 - 1 AS ret_10d, close / c20 - 1 AS ret_20d,
-            ln(close / c1) AS logret_1d, ln(close / c5) AS logret_5d, ln(close / c20) AS logret_20d,
-            close / {ma5} - 1 AS ma5_ratio,
-            close / {ma20} - 1 AS ma20_ratio,
-            close / {ma60} - 1 AS ma60_ratio,
-            (close - ({ma20} - 2 * {sd20})) / (4 * {sd20}) AS bb_pctb,
-            {vol20} AS vol_20d,
-            (volume - {vma20}) / nullif({vsd20}, 0) AS volume_z20,
-            (close * volume) / nullif(tv1, 0) - 1 AS turnover_chg,
-            (high - low) / close AS hl_range,
-            open / c1 - 1 AS gap_open,
-            close / {hi250} - 1 AS dist_52w_high,
-            close / {lo250} - 1 AS dist_52w_low,
-            CAST(date_part('dow', date) AS DOUBLE) AS dow,
-            mkt_ret_1d, mkt_ret_5d,
-            CASE WHEN count(ret_1d * mkt_ret_1d) {w60} = 60
-                 THEN covar_samp(ret_1d, mkt_ret_1d) {w60} / nullif(var_samp(mkt_ret_1d) {w60}, 0) END AS beta_60d,
-            close / c20 - 1 - mkt_ret_20d AS rel_strength_20d,
-            {n_articles} AS sent_n_articles, s_mean AS sent_mean, s_w AS sent_weighted,
-            s_pos AS sent_pos_ratio, s_neg AS sent_neg_ratio, {decay} AS sent_decay3
-            {targets}
-         FROM j ORDER BY _row",
-        ma5 = full("avg", "close", 5),
-        ma20 = full("avg", "close", 20),
-        ma60 = full("avg", "close", 60),
-        sd20 = full("stddev", "close", 20),
-        vol20 = full("stddev", "ret_1d", 20),
-        vma20 = full("avg", "volume", 20),
-        vsd20 = full("stddev", "volume", 20),
-        hi250 = full("max", "high", 250),
-        lo250 = full("min", "low", 250),
-        w60 = win(60),
-    )
+
+    fn mkt(&self, t: usize, k: usize) -> Option<f64> {
+        let j = match k {
+            1 => 0,
+            5 => 1,
+            _ => 2,
+        };
+        self.mkt[t].and_then(|m| m[j])
+    }
+
+    fn sent(&self, t: usize) -> Option<&DaySentiment> {
+        self.sent[t].as_ref()
+    }
+
+    /// cov(ret_1d, mkt_ret_1d) / var(mkt_ret_1d) over the last 60 rows, when all 60 have both.
+    fn beta60(&self, t: usize) -> Option<f64> {
+        const N: usize = 60;
+        if t < N {
+            return None;
+        }
+        let mut r = [0.0; N];
+        let mut m = [0.0; N];
+        for (k, i) in (t + 1 - N..=t).enumerate() {
+            r[k] = self.ret1[i];
+            m[k] = self.mkt(i, 1)?;
+        }
+        let (mr, mm) = (mean(&r), mean(&m));
+        let cov = r
+            .iter()
+            .zip(&m)
+            .map(|(a, b)| (a - mr) * (b - mm))
+            .sum::<f64>();
+        let var = m.iter().map(|b| (b - mm) * (b - mm)).sum::<f64>();
+        // Both sums share the divisor n - 1.
+        Some(cov / nonzero(var)?)
+    }
+
+    fn value(&self, f: Feature, t: usize) -> Option<f64> {
+        let c = self.close[t];
+        match f {
+            Feature::Ret(k) => Some(c / self.lag_close(t, k)? - 1.0),
+            Feature::LogRet(k) => Some((c / self.lag_close(t, k)?).ln()),
+            Feature::MaRatio(n) => Some(c / mean(last_n(self.close, t, n)?) - 1.0),
+            Feature::Rsi => self.rsi[t],
+            Feature::Macd => self.macd[t],
+            Feature::MacdSignal => self.signal[t],
+            Feature::MacdHist => self.hist[t],
+            Feature::Atr => self.atr[t],
+            Feature::BbPctB => {
+                let w = last_n(self.close, t, 20)?;
+                let sd = sample_sd(w);
+                Some((c - (mean(w) - 2.0 * sd)) / (4.0 * sd))
+            }
+            Feature::Vol20 => (t >= 20).then(|| sample_sd(&self.ret1[t - 19..=t])),
+            Feature::VolumeZ20 => {
+                let w = last_n(self.volume, t, 20)?;
+                Some((self.volume[t] - mean(w)) / nonzero(sample_sd(w))?)
+            }
+            Feature::TurnoverChg => {
+                Some(self.turnover[t] / nonzero(self.turnover[t.checked_sub(1)?])? - 1.0)
+            }
+            Feature::HlRange => Some((self.high[t] - self.low[t]) / c),
+            Feature::GapOpen => Some(self.open[t] / self.lag_close(t, 1)? - 1.0),
+            Feature::High52w => {
+                let w = last_n(self.high, t, 250)?;
+                Some(c / w.iter().copied().fold(f64::NEG_INFINITY, f64::max) - 1.0)
+            }
+            Feature::Low52w => {
+                let w = last_n(self.low, t, 250)?;
+                Some(c / w.iter().copied().fold(f64::INFINITY, f64::min) - 1.0)
+            }
+            // 1970-01-01 was a Thursday (4); 0 = Sunday.
+            Feature::Dow => Some(f64::from((self.date[t] + 4).rem_euclid(7))),
+            Feature::MktRet(k) => self.mkt(t, k),
+            Feature::Beta60 => self.beta60(t),
+            Feature::RelStrength20 => Some(c / self.lag_close(t, 20)? - 1.0 - self.mkt(t, 20)?),
+            Feature::SentN => self
+                .with_sentiment
+                .then(|| self.sent(t).map_or(0.0, |s| s.n)),
+            Feature::SentMean => self.sent(t)?.mean,
+            Feature::SentWeighted => self.sent(t)?.weighted,
+            Feature::SentPos => self.sent(t)?.pos,
+            Feature::SentNeg => self.sent(t)?.neg,
+            Feature::SentDecay3 => self.with_sentiment.then(|| {
+                let w = |k: usize| {
+                    t.checked_sub(k)
+                        .and_then(|i| self.sent(i))
+                        .and_then(|s| s.weighted)
+                        .unwrap_or(0.0)
+                };
+                w(0) + 0.5 * w(1) + 0.25 * w(2)
+            }),
+        }
+    }
+}
+
+fn str_col<'a>(b: &'a RecordBatch, name: &str) -> OpResult<&'a StringArray> {
+    b.column_by_name(name)
+        .ok_or_else(|| OpError::permanent(format!("column `{name}` missing")))?
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| OpError::permanent(format!("column `{name}` must be Utf8")))
+}
+
+fn date_col<'a>(b: &'a RecordBatch, name: &str) -> OpResult<&'a Date32Array> {
+    b.column_by_name(name)
+        .ok_or_else(|| OpError::permanent(format!("column `{name}` missing")))?
+        .as_any()
+        .downcast_ref::<Date32Array>()
+        .ok_or_else(|| OpError::permanent(format!("column `{name}` must be Date32")))
 }
 
 fn f64_col(b: &RecordBatch, name: &str) -> OpResult<Float64Array> {
@@ -365,71 +563,23 @@ fn f64_col(b: &RecordBatch, name: &str) -> OpResult<Float64Array> {
         .ok_or_else(|| OpError::permanent(format!("column `{name}` is not numeric")))
 }
 
-/// Sorts bars by (code, date) and appends `_row`.
-fn sorted_with_row(bars: &RecordBatch) -> OpResult<RecordBatch> {
-    let sort_cols = vec![
-        arrow::compute::SortColumn {
+/// Bars sorted by (code, date).
+fn sorted_bars(bars: &RecordBatch) -> OpResult<RecordBatch> {
+    let key = |name: &str| -> OpResult<arrow::compute::SortColumn> {
+        Ok(arrow::compute::SortColumn {
             values: bars
-                .column_by_name("code")
+                .column_by_name(name)
                 .cloned()
-                .ok_or_else(|| OpError::permanent("bars.code missing"))?,
+                .ok_or_else(|| OpError::permanent(format!("bars.{name} missing")))?,
             options: None,
-        },
-        arrow::compute::SortColumn {
-            values: bars
-                .column_by_name("date")
-                .cloned()
-                .ok_or_else(|| OpError::permanent("bars.date missing"))?,
-            options: None,
-        },
-    ];
-    let idx = arrow::compute::lexsort_to_indices(&sort_cols, None)?;
-    let sorted = arrow::compute::take_record_batch(bars, &idx)?;
-    let rows = arrow::array::Int64Array::from_iter_values(0..sorted.num_rows() as i64);
-    let mut fields: Vec<Field> = sorted
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(Field::new("_row", DataType::Int64, false));
-    let mut cols = sorted.columns().to_vec();
-    cols.push(Arc::new(rows));
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
-}
-
-/// Recursive indicators per code over the sorted batch.
-fn recursive_features(sorted: &RecordBatch) -> OpResult<[Vec<Option<f64>>; 5]> {
-    let code = sorted
-        .column_by_name("code")
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| OpError::permanent("code must be Utf8"))?;
-    let close = f64_col(sorted, "close")?;
-    let high = f64_col(sorted, "high")?;
-    let low = f64_col(sorted, "low")?;
-    let (close, high, low) = (close.values(), high.values(), low.values());
-    let n = sorted.num_rows();
-    let mut out: [Vec<Option<f64>>; 5] = std::array::from_fn(|_| Vec::with_capacity(n));
-    let mut start = 0;
-    while start < n {
-        let mut end = start + 1;
-        while end < n && code.value(end) == code.value(start) {
-            end += 1;
-        }
-        let c = &close[start..end];
-        let (m, s, h) = macd(c);
-        out[0].extend(rsi_wilder(c, 14));
-        out[1].extend(m);
-        out[2].extend(s);
-        out[3].extend(h);
-        out[4].extend(atr_norm(&high[start..end], &low[start..end], c, 14));
-        start = end;
-    }
-    Ok(out)
+        })
+    };
+    let idx = arrow::compute::lexsort_to_indices(&[key("code")?, key("date")?], None)?;
+    Ok(arrow::compute::take_record_batch(bars, &idx)?)
 }
 
 /// Computes the feature batch (schema [`features_daily_schema`]) from bars and optional index
-/// rows; `targets` adds y_ret/y_dir for horizons 1, 3, 5.
+/// and sentiment rows; `targets` adds y_ret/y_dir for horizons 1, 3, 5.
 pub async fn build_features(
     bars: &RecordBatch,
     index: Option<&RecordBatch>,
@@ -437,118 +587,171 @@ pub async fn build_features(
     index_code: &str,
     targets: bool,
 ) -> OpResult<RecordBatch> {
+    compute_features(bars, index, sentiment, index_code, targets, None)
+}
+
+/// [`build_features`] for the rows dated on or after `from` only (all when `None`). Every
+/// value depends only on the rows its formula names, so the rows returned are exactly those a
+/// build over all rows returns for the same dates (the recursive indicators given enough
+/// history to forget their seed, see [`INCREMENTAL_HISTORY_DAYS`]).
+pub fn compute_features(
+    bars: &RecordBatch,
+    index: Option<&RecordBatch>,
+    sentiment: Option<&RecordBatch>,
+    index_code: &str,
+    targets: bool,
+    from: Option<NaiveDate>,
+) -> OpResult<RecordBatch> {
     let schema = features_daily_schema();
     if bars.num_rows() == 0 {
         return Ok(RecordBatch::new_empty(schema));
     }
-    let sorted = sorted_with_row(bars)?;
-    let ctx = SessionContext::new();
-    ctx.register_table(
-        "bars",
-        Arc::new(MemTable::try_new(
-            sorted.schema(),
-            vec![vec![sorted.clone()]],
-        )?),
-    )?;
-    let with_index = match index {
-        Some(ix) if ix.num_rows() > 0 => {
-            ctx.register_table(
-                "idx",
-                Arc::new(MemTable::try_new(ix.schema(), vec![vec![ix.clone()]])?),
-            )?;
-            let code = index_code.replace('\'', "''");
-            ctx.sql(&format!(
-                "CREATE VIEW mkt AS SELECT date,
-                    close / lag(close, 1) OVER (ORDER BY date) - 1 AS mkt_ret_1d,
-                    close / lag(close, 5) OVER (ORDER BY date) - 1 AS mkt_ret_5d,
-                    close / lag(close, 20) OVER (ORDER BY date) - 1 AS mkt_ret_20d
-                 FROM idx WHERE code = '{code}'"
-            ))
-            .await?
-            .collect()
-            .await?;
-            true
+    let features: Vec<Feature> = FEATURES
+        .iter()
+        .map(|(name, _)| {
+            Feature::of(name)
+                .ok_or_else(|| OpError::permanent(format!("feature `{name}` not computed")))
+        })
+        .collect::<OpResult<_>>()?;
+    let history: Vec<bool> = FEATURES
+        .iter()
+        .map(|(name, _)| !OPTIONAL_FEATURES.contains(name))
+        .collect();
+    let from = from.map(|d| (d - NaiveDate::default()).num_days() as i32);
+
+    let sorted = sorted_bars(bars)?;
+    let code = str_col(&sorted, "code")?;
+    let date = date_col(&sorted, "date")?;
+    let [open, high, low, close, volume] =
+        ["open", "high", "low", "close", "volume"].map(|c| f64_col(&sorted, c));
+    let (open, high, low, close, volume) = (open?, high?, low?, close?, volume?);
+    for (name, a) in [
+        ("open", &open),
+        ("high", &high),
+        ("low", &low),
+        ("close", &close),
+    ] {
+        if a.null_count() > 0 {
+            return Err(OpError::permanent(format!("bars.{name} has nulls")));
         }
-        _ => false,
-    };
-    let with_sentiment = match sentiment {
-        Some(st) => {
-            ctx.register_table(
-                "sent",
-                Arc::new(MemTable::try_new(st.schema(), vec![vec![st.clone()]])?),
-            )?;
-            true
-        }
-        None => false,
-    };
-    let horizons: &[u32] = if targets { &[1, 3, 5] } else { &[] };
-    let sql = feature_sql(with_index, with_sentiment, horizons);
-    let result = ctx.sql(&sql).await?.collect().await?;
-    let result = arrow::compute::concat_batches(
-        &result
-            .first()
-            .map(|b| b.schema())
-            .unwrap_or_else(|| Arc::new(Schema::empty())),
-        &result,
-    )?;
-    if result.num_rows() != sorted.num_rows() {
-        return Err(OpError::permanent(format!(
-            "feature query returned {} rows for {} bars (duplicate dates in the index?)",
-            result.num_rows(),
-            sorted.num_rows()
-        )));
     }
-    let [rsi, macd_l, macd_s, macd_h, atr] = recursive_features(&sorted)?;
-    let recursive = |name: &str| -> Option<ArrayRef> {
-        let v = match name {
-            "rsi14" => &rsi,
-            "macd" => &macd_l,
-            "macd_signal" => &macd_s,
-            "macd_hist" => &macd_h,
-            "atr14_norm" => &atr,
-            _ => return None,
+    let mkt = match index {
+        Some(ix) if ix.num_rows() > 0 => Some(market_returns(ix, index_code)?),
+        _ => None,
+    };
+    let sent = sentiment.map(sentiment_by_day).transpose()?;
+
+    let n = sorted.num_rows();
+    let mut emitted: Vec<u32> = Vec::new();
+    let mut values: Vec<Vec<Option<f64>>> = vec![Vec::new(); features.len()];
+    let mut warmup: Vec<bool> = Vec::new();
+    let mut y: [Vec<Option<f64>>; 3] = Default::default();
+    let mut start = 0;
+    while start < n {
+        let mut end = start + 1;
+        while end < n && code.value(end) == code.value(start) {
+            end += 1;
+        }
+        let c = &close.values()[start..end];
+        let dates = &date.values()[start..end];
+        let first = from.map_or(0, |f| dates.partition_point(|&d| d < f));
+        // With targets a row needs its next close (y_ret_1d): the code's last row is left out.
+        let last = if targets {
+            end - start - 1
+        } else {
+            end - start
         };
-        Some(Arc::new(Float64Array::from(v.clone())))
-    };
-    let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    let mut history_nulls = arrow::array::BooleanArray::from(vec![false; result.num_rows()]);
-    for field in schema.fields() {
-        let name = field.name().as_str();
-        let col: ArrayRef = match name {
-            "warmup" => continue,
-            _ => match recursive(name) {
-                Some(c) => c,
-                None => match result.column_by_name(name) {
-                    Some(c) => arrow::compute::cast(c, field.data_type())?,
-                    None if name.starts_with("y_") => {
-                        arrow::array::new_null_array(field.data_type(), result.num_rows())
+        if first < last {
+            let v = &volume.values()[start..end];
+            let (m, s, h) = macd(c);
+            let code_str = code.value(start);
+            let bars = CodeBars {
+                date: dates,
+                open: &open.values()[start..end],
+                high: &high.values()[start..end],
+                low: &low.values()[start..end],
+                close: c,
+                volume: v,
+                ret1: (0..c.len())
+                    .map(|t| {
+                        if t == 0 {
+                            f64::NAN
+                        } else {
+                            c[t] / c[t - 1] - 1.0
+                        }
+                    })
+                    .collect(),
+                turnover: c.iter().zip(v).map(|(c, v)| c * v).collect(),
+                mkt: dates
+                    .iter()
+                    .map(|d| mkt.as_ref().and_then(|m| m.get(d).copied()))
+                    .collect(),
+                sent: dates
+                    .iter()
+                    .map(|d| sent.as_ref().and_then(|s| s.get(&(code_str, *d)).copied()))
+                    .collect(),
+                with_sentiment: sent.is_some(),
+                rsi: rsi_wilder(c, 14),
+                macd: m,
+                signal: s,
+                hist: h,
+                atr: atr_norm(&high.values()[start..end], &low.values()[start..end], c, 14),
+            };
+            for t in first..last {
+                emitted.push((start + t) as u32);
+                let mut warm = false;
+                for (k, f) in features.iter().enumerate() {
+                    let x = bars.value(*f, t);
+                    warm |= history[k] && x.is_none();
+                    values[k].push(x);
+                }
+                warmup.push(warm);
+                if targets {
+                    for (k, h) in [1usize, 3, 5].into_iter().enumerate() {
+                        y[k].push(c.get(t + h).map(|f| f / c[t] - 1.0));
                     }
-                    None => {
-                        return Err(OpError::permanent(format!("feature `{name}` not computed")));
-                    }
-                },
-            },
-        };
-        let is_history_feature = !name.starts_with("y_")
-            && !matches!(name, "code" | "date")
-            && !OPTIONAL_FEATURES.contains(&name);
-        if is_history_feature {
-            let nulls = arrow::compute::is_null(&col)?;
-            history_nulls = arrow::compute::or(&history_nulls, &nulls)?;
+                }
+            }
         }
-        cols.push(col);
+        start = end;
     }
-    let warm_idx = schema.index_of("warmup")?;
-    cols.insert(warm_idx, Arc::new(history_nulls));
-    let mut out = RecordBatch::try_new(schema, cols)?;
-    if targets {
-        // Keep rows whose shortest-horizon target is known (its close is on or before ds).
-        if let Some(y1) = out.column_by_name("y_ret_1d") {
-            let keep = arrow::compute::is_not_null(y1)?;
-            out = arrow::compute::filter_record_batch(&out, &keep)?;
+
+    let take = arrow::array::UInt32Array::from(emitted);
+    let mut cols: Vec<ArrayRef> = vec![
+        arrow::compute::take(code, &take, None)?,
+        arrow::compute::take(date, &take, None)?,
+    ];
+    cols.extend(
+        values
+            .into_iter()
+            .map(|v| Arc::new(Float64Array::from(v)) as ArrayRef),
+    );
+    cols.push(Arc::new(BooleanArray::from(warmup)));
+    let rows = take.len();
+    for ret in y {
+        if targets {
+            let dir: StringArray = ret
+                .iter()
+                .map(|r| {
+                    r.map(|r| {
+                        if r > FLAT_BAND {
+                            "up"
+                        } else if r < -FLAT_BAND {
+                            "down"
+                        } else {
+                            "flat"
+                        }
+                    })
+                })
+                .collect();
+            cols.push(Arc::new(Float64Array::from(ret)));
+            cols.push(Arc::new(dir));
+        } else {
+            cols.push(arrow::array::new_null_array(&DataType::Float64, rows));
+            cols.push(arrow::array::new_null_array(&DataType::Utf8, rows));
         }
     }
-    Ok(out)
+    Ok(RecordBatch::try_new(schema, cols)?)
 }
 
 pub struct BuildFeatures;
@@ -699,30 +902,19 @@ impl ConfiguredOp for Configured {
         } else {
             None
         };
-        let mut out = build_features(
+        let from = self.emit_from(
+            ctx.ds,
+            ctx.watermarks.get("features").copied(),
+            ctx.calendar.as_ref(),
+        );
+        let out = compute_features(
             &bars,
             index.as_ref(),
             sentiment.as_ref(),
             &self.p.index_code,
             self.p.with_targets,
-        )
-        .await?;
-        if let Some(from) = self.emit_from(
-            ctx.ds,
-            ctx.watermarks.get("features").copied(),
-            ctx.calendar.as_ref(),
-        ) {
-            let from_days = (from - chrono::NaiveDate::default()).num_days() as i32;
-            let dates = out
-                .column_by_name("date")
-                .and_then(|c| c.as_any().downcast_ref::<arrow::array::Date32Array>())
-                .ok_or_else(|| OpError::permanent("date must be Date32"))?;
-            let keep: arrow::array::BooleanArray = dates
-                .iter()
-                .map(|d| Some(d.is_some_and(|d| d >= from_days)))
-                .collect();
-            out = arrow::compute::filter_record_batch(&out, &keep)?;
-        }
+            from,
+        )?;
         let warm = out
             .column_by_name("warmup")
             .and_then(|c| c.as_any().downcast_ref::<arrow::array::BooleanArray>())
@@ -809,7 +1001,7 @@ mod tests {
     /// Deterministic bars for `codes` on `n` weekdays from 2024-01-01.
     fn fixture(codes: &[&str], n: usize) -> (RecordBatch, RecordBatch, RecordBatch) {
         let cal = krxflow_core::WeekdayCalendar::default();
-        let dates = cal.trading_days(d("2024-01-01"), d("2026-01-01"));
+        let dates = cal.trading_days(d("2024-01-01"), d("2030-01-01"));
         let dates = &dates[..n];
         let (mut c, mut dt, mut o, mut h, mut l, mut cl, mut v) =
             (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
@@ -956,7 +1148,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sql_features_match_hand_computed_values() {
+    async fn features_match_hand_computed_values() {
         let (bars, index, sent) = fixture(&["000001"], 70);
         let f = build_features(&bars, Some(&index), Some(&sent), "KS11", true)
             .await
@@ -1090,6 +1282,89 @@ mod tests {
         };
         assert_eq!(y.value(t), want);
         assert_eq!(f.num_rows(), 69, "the last row's 1-day target is unknown");
+    }
+
+    /// Rows of `b` dated on or after `first`.
+    fn since(b: &RecordBatch, first: i32) -> RecordBatch {
+        let dates = b
+            .column_by_name("date")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Date32Array>()
+            .unwrap();
+        let keep: BooleanArray = dates.iter().map(|x| Some(x.unwrap() >= first)).collect();
+        arrow::compute::filter_record_batch(b, &keep).unwrap()
+    }
+
+    #[test]
+    fn a_build_from_a_date_on_a_trailing_window_writes_the_bits_of_a_full_build() {
+        let (bars, index, sent) = fixture(&["000001", "000002"], 1300);
+        let full = compute_features(&bars, Some(&index), Some(&sent), "KS11", false, None).unwrap();
+        let date = |i: usize| {
+            bars.column_by_name("date")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Date32Array>()
+                .unwrap()
+                .value(i)
+        };
+        // What a daily run reads and writes: the last 1,000 rows, the last 10 days written.
+        let (read_from, write_from) = (date(300), date(1290));
+        let part = compute_features(
+            &since(&bars, read_from),
+            Some(&since(&index, read_from)),
+            Some(&since(&sent, read_from)),
+            "KS11",
+            false,
+            Some(NaiveDate::default() + chrono::Duration::days(i64::from(write_from))),
+        )
+        .unwrap();
+        assert_eq!(part.num_rows(), 2 * 10);
+        assert_eq!(part, since(&full, write_from), "not bit-identical");
+
+        // Windows that 70 rows cannot fill, by hand on the full build (code 000001 = rows 0..).
+        let close = |i: usize| 100.0 + 10.0 * (i as f64 / 7.0).sin() + i as f64 * 0.1;
+        let ix = |i: usize| 2500.0 + 30.0 * (i as f64 / 5.0).sin();
+        let t = 300;
+        let r: Vec<f64> = (t - 59..=t)
+            .map(|i| close(i) / close(i - 1) - 1.0)
+            .collect();
+        let m: Vec<f64> = (t - 59..=t).map(|i| ix(i) / ix(i - 1) - 1.0).collect();
+        let (mr, mm) = (mean(&r), mean(&m));
+        let cov: f64 = r.iter().zip(&m).map(|(a, b)| (a - mr) * (b - mm)).sum();
+        let var: f64 = m.iter().map(|b| (b - mm) * (b - mm)).sum();
+        let high52 = (t - 249..=t)
+            .map(|i| close(i) * 1.02)
+            .fold(f64::MIN, f64::max);
+        let low52 = (t - 249..=t)
+            .map(|i| close(i) * 0.97)
+            .fold(f64::MAX, f64::min);
+        for (col, want) in [
+            ("beta_60d", cov / var),
+            ("dist_52w_high", close(t) / high52 - 1.0),
+            ("dist_52w_low", close(t) / low52 - 1.0),
+        ] {
+            let got = value(&full, col, t).unwrap();
+            assert!(
+                (got - want).abs() < 1e-9 * want.abs().max(1.0),
+                "{col}: {got} vs {want}"
+            );
+        }
+        assert_eq!(
+            value(&full, "dist_52w_high", 248),
+            None,
+            "249 rows: not a 52-week window"
+        );
+        let warm = full
+            .column_by_name("warmup")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .unwrap();
+        assert!(
+            warm.value(248) && !warm.value(249),
+            "warm-up ends when the 250-row window fills"
+        );
     }
 
     #[test]
