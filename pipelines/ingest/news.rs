@@ -337,9 +337,44 @@ fn article_id(source: &str, code: &str, raw: &RawNews, at: NaiveDateTime) -> Str
         .collect()
 }
 
+/// One record of a news file as parsed, with its publication time: what the per-process cache
+/// keeps, so a later run only routes records (see [`super::cache`]).
+#[derive(Debug)]
+pub struct ParsedNews {
+    pub rec: RawNews,
+    pub raw: String,
+    pub at: Option<NaiveDateTime>,
+}
+
+/// Every record of one news file.
+fn parse_file(f: &Path, format: Format, cols: &NewsColumns) -> OpResult<Vec<ParsedNews>> {
+    let file = std::fs::File::open(f)
+        .map_err(|e| OpError::transient(format!("open {}: {e}", f.display())))?;
+    let mut out = Vec::new();
+    let push = |rec: RawNews, raw: &str| {
+        out.push(ParsedNews {
+            at: parse_published(&rec.date, rec.time.as_deref()),
+            rec,
+            raw: raw.to_string(),
+        })
+    };
+    match format {
+        Format::Csv => read_csv(file, cols, push),
+        Format::Jsonl => read_jsonl(std::io::BufReader::new(file), cols, push),
+        Format::Rss => read_feed(file, push),
+    }
+    .map_err(|e| OpError::permanent(format!("{}: {e}", f.display())))?;
+    Ok(out)
+}
+
 impl NewsCollector {
     fn count(&mut self, k: &str) {
-        *self.counters.entry(k.to_string()).or_default() += 1;
+        match self.counters.get_mut(k) {
+            Some(n) => *n += 1,
+            None => {
+                self.counters.insert(k.to_string(), 1);
+            }
+        }
     }
     fn reject(&mut self, reason: &'static str, detail: String, raw: &str) {
         self.count(&format!("rejected.{reason}"));
@@ -360,8 +395,23 @@ impl NewsCollector {
         resolver: &Resolver,
         codes: Option<&HashSet<String>>,
     ) {
+        let at = parse_published(&rec.date, rec.time.as_deref());
+        self.push_parsed(&rec, at, raw, source, w, resolver, codes);
+    }
+
+    /// [`NewsCollector::push`] for a record whose publication time is already parsed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_parsed(
+        &mut self,
+        rec: &RawNews,
+        parsed: Option<NaiveDateTime>,
+        raw: &str,
+        source: &str,
+        w: NewsWindow,
+        resolver: &Resolver,
+        codes: Option<&HashSet<String>>,
+    ) {
         self.count("rows_read");
-        let parsed = parse_published(&rec.date, rec.time.as_deref());
         // Out-of-window rows are only counted: an incremental run neither resolves nor
         // re-rejects what an earlier run already handled.
         if let Some(at) = parsed {
@@ -379,13 +429,13 @@ impl NewsCollector {
         let Some(at) = parsed else {
             return self.reject("unparsable_time", format!("date `{}`", rec.date), raw);
         };
-        let Some(code) = resolver.resolve(&rec) else {
+        let Some(code) = resolver.resolve(rec) else {
             return self.reject("no_ticker", "no code, code= link or known name".into(), raw);
         };
         if codes.is_some_and(|c| !c.contains(&code)) {
             return self.count("out_of_scope.code");
         }
-        let id = article_id(source, &code, &rec, at);
+        let id = article_id(source, &code, rec, at);
         if !self.seen.insert(id.clone()) {
             return self.count("deduplicated.same_article");
         }
@@ -395,8 +445,8 @@ impl NewsCollector {
             code,
             published_at: at,
             title: title.to_string(),
-            body: rec.body.filter(|b| !b.trim().is_empty()),
-            url: rec.url.filter(|u| !u.trim().is_empty()),
+            body: rec.body.clone().filter(|b| !b.trim().is_empty()),
+            url: rec.url.clone().filter(|u| !u.trim().is_empty()),
         });
     }
 }
@@ -795,18 +845,27 @@ fn ingest(
             all.push((src.source, out));
             continue;
         }
+        // Files are parsed once per process while unchanged (a backfill, `serve`); each run
+        // routes the parsed records through its own window.
+        let settings = format!("{:?} {:?}", src.format, src.columns);
         for f in files_of(&src.path, src.format)? {
-            let file = std::fs::File::open(&f)
-                .map_err(|e| OpError::transient(format!("open {}: {e}", f.display())))?;
-            let push = |rec: RawNews, raw: &str| {
-                out.push(rec, raw, &src.source, w, resolver, codes.as_ref());
-            };
-            match src.format {
-                Format::Csv => read_csv(file, &src.columns, push),
-                Format::Jsonl => read_jsonl(std::io::BufReader::new(file), &src.columns, push),
-                Format::Rss => read_feed(file, push),
+            let (records, hit) = super::cache::parsed(&f.to_string_lossy(), &settings, || {
+                parse_file(&f, src.format, &src.columns)
+            })?;
+            if hit {
+                out.count("source_cache_hits");
             }
-            .map_err(|e| OpError::permanent(format!("{}: {e}", f.display())))?;
+            for r in records.iter() {
+                out.push_parsed(
+                    &r.rec,
+                    r.at,
+                    &r.raw,
+                    &src.source,
+                    w,
+                    resolver,
+                    codes.as_ref(),
+                );
+            }
         }
         all.push((src.source, out));
     }

@@ -225,11 +225,28 @@ pub(crate) fn parse_date(s: &str) -> Option<NaiveDate> {
         .get(..10)
         .filter(|p| p.len() == 10 && s.len() >= 10)
         .unwrap_or(s);
+    if let Some(d) = parse_iso_date(s) {
+        return Some(d);
+    }
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .or_else(|_| NaiveDate::parse_from_str(s, "%Y%m%d"))
         .or_else(|_| NaiveDate::parse_from_str(s, "%Y.%m.%d"))
         .or_else(|_| NaiveDate::parse_from_str(s, "%Y/%m/%d"))
         .ok()
+}
+
+/// `YYYY-MM-DD` exactly (the common case, without chrono's format interpreter).
+fn parse_iso_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| {
+        b[r].iter().try_fold(0u32, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(i32::try_from(num(0..4)?).ok()?, num(5..7)?, num(8..10)?)
 }
 
 pub(crate) fn is_null(s: &str) -> bool {
@@ -367,28 +384,52 @@ pub struct Window<'a> {
 
 impl Collector {
     fn count(&mut self, key: &str) {
-        *self.counters.entry(key.to_string()).or_default() += 1;
+        match self.counters.get_mut(key) {
+            Some(n) => *n += 1,
+            None => {
+                self.counters.insert(key.to_string(), 1);
+            }
+        }
     }
 
     /// Routes one raw row.
     pub fn push(&mut self, row: &RawRow<'_>, raw: &str, w: &Window<'_>) {
+        if self.in_scope(row, w) {
+            self.check(row, raw, w);
+        }
+    }
+
+    /// Counts the row as read; a row outside the window (another code, after ds, before the
+    /// window's start) is counted as such and `false` returned: it needs no validation (nor
+    /// its raw line).
+    pub fn in_scope(&mut self, row: &RawRow<'_>, w: &Window<'_>) -> bool {
+        self.in_scope_on(row.code, parse_date(row.date), w)
+    }
+
+    /// [`Collector::in_scope`] for a row whose date is already parsed.
+    fn in_scope_on(&mut self, code: &str, date: Option<NaiveDate>, w: &Window<'_>) -> bool {
         self.count("rows_read");
         if let Some(codes) = w.codes
-            && !codes.contains(row.code.trim())
+            && !codes.contains(code.trim())
         {
             self.count("out_of_scope.code");
-            return;
+            return false;
         }
-        if let Some(d) = parse_date(row.date) {
+        if let Some(d) = date {
             if d > w.ds {
                 self.count("out_of_scope.after_ds");
-                return;
+                return false;
             }
             if w.from.is_some_and(|f| d < f) {
                 self.count("out_of_scope.before_window");
-                return;
+                return false;
             }
         }
+        true
+    }
+
+    /// Validates an in-scope row: accepted (maybe repaired) or rejected with a reason.
+    pub fn check(&mut self, row: &RawRow<'_>, raw: &str, w: &Window<'_>) {
         match check_row(row, raw, w.tol_abs, w.tol_rel) {
             Checked::Accepted { bar, repaired } => {
                 if w.provisional.contains(&bar.date) {
@@ -433,15 +474,21 @@ fn header_index(headers: &[String], want: &str) -> Option<usize> {
         .position(|h| h.trim().eq_ignore_ascii_case(want))
 }
 
-/// Reads a CSV stream with a header into the collector. `fixed_code` is used for per-ticker
-/// files (the code comes from the file name).
-pub fn read_csv<R: Read>(
+/// A CSV stream as parsed: the columns resolved and every record with its date. What the
+/// per-process cache keeps for a `csv_dir` file, so later runs only route records.
+#[derive(Debug)]
+pub struct ParsedCsv {
+    code: Option<usize>,
+    fields: [usize; 6],
+    records: Vec<Result<(Option<NaiveDate>, csv::StringRecord), String>>,
+}
+
+/// Parses a CSV stream with a header; `per_file_code` when the code comes from the file name.
+pub fn parse_csv<R: Read>(
     reader: R,
     cols: &Columns,
-    fixed_code: Option<&str>,
-    w: &Window<'_>,
-    out: &mut Collector,
-) -> Result<(), String> {
+    per_file_code: bool,
+) -> Result<ParsedCsv, String> {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
@@ -456,27 +503,47 @@ pub fn read_csv<R: Read>(
         header_index(&headers, name)
             .ok_or_else(|| format!("column `{name}` not found (have: {})", headers.join(",")))
     };
-    let code_i = match fixed_code {
-        Some(_) => None,
-        None => Some(idx(&cols.code)?),
+    let code = if per_file_code {
+        None
+    } else {
+        Some(idx(&cols.code)?)
     };
-    let (di, oi, hi, li, ci, vi) = (
+    let fields = [
         idx(&cols.date)?,
         idx(&cols.open)?,
         idx(&cols.high)?,
         idx(&cols.low)?,
         idx(&cols.close)?,
         idx(&cols.volume)?,
-    );
-    let mut record = csv::StringRecord::new();
-    loop {
-        match rdr.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {
+    ];
+    let mut records = Vec::new();
+    for r in rdr.records() {
+        records.push(match r {
+            Ok(rec) => Ok((parse_date(rec.get(fields[0]).unwrap_or("")), rec)),
+            Err(e) => Err(format!("csv: {e}")),
+        });
+    }
+    Ok(ParsedCsv {
+        code,
+        fields,
+        records,
+    })
+}
+
+/// Routes every record of a parsed CSV into the collector. `fixed_code` is used for per-ticker
+/// files (the code comes from the file name).
+pub fn route_csv(p: &ParsedCsv, fixed_code: Option<&str>, w: &Window<'_>, out: &mut Collector) {
+    let [di, oi, hi, li, ci, vi] = p.fields;
+    for r in &p.records {
+        match r {
+            Ok((date, record)) => {
                 let get = |i: usize| record.get(i).unwrap_or("");
-                let raw = record.iter().collect::<Vec<_>>().join(",");
+                let code = fixed_code.unwrap_or_else(|| p.code.map(get).unwrap_or(""));
+                if !out.in_scope_on(code, *date, w) {
+                    continue;
+                }
                 let row = RawRow {
-                    code: fixed_code.unwrap_or_else(|| code_i.map(get).unwrap_or("")),
+                    code,
                     date: get(di),
                     open: get(oi),
                     high: get(hi),
@@ -484,7 +551,8 @@ pub fn read_csv<R: Read>(
                     close: get(ci),
                     volume: get(vi),
                 };
-                out.push(&row, &raw, w);
+                let raw = record.iter().collect::<Vec<_>>().join(",");
+                out.check(&row, &raw, w);
             }
             Err(e) => {
                 out.count("rows_read");
@@ -492,12 +560,25 @@ pub fn read_csv<R: Read>(
                     code: fixed_code.unwrap_or("").to_string(),
                     date: None,
                     reason: Reason::Unparsable,
-                    detail: format!("csv: {e}"),
+                    detail: e.clone(),
                     raw: String::new(),
                 });
             }
         }
     }
+}
+
+/// Reads a CSV stream with a header into the collector. `fixed_code` is used for per-ticker
+/// files (the code comes from the file name).
+pub fn read_csv<R: Read>(
+    reader: R,
+    cols: &Columns,
+    fixed_code: Option<&str>,
+    w: &Window<'_>,
+    out: &mut Collector,
+) -> Result<(), String> {
+    let parsed = parse_csv(reader, cols, fixed_code.is_some())?;
+    route_csv(&parsed, fixed_code, w, out);
     Ok(())
 }
 
@@ -811,10 +892,20 @@ impl Configured {
                     if codes.as_ref().is_some_and(|c| !c.contains(&code)) {
                         continue;
                     }
-                    let file = std::fs::File::open(&f)
-                        .map_err(|e| OpError::transient(format!("open {}: {e}", f.display())))?;
-                    read_csv(file, &cols, Some(&code), &w, &mut out)
-                        .map_err(|e| OpError::permanent(format!("{}: {e}", f.display())))?;
+                    // Parsed once per process while the file is unchanged (a backfill,
+                    // `serve`); each run routes the records through its own window.
+                    let (parsed, hit) =
+                        super::cache::parsed(&f.to_string_lossy(), &format!("{cols:?}"), || {
+                            let file = std::fs::File::open(&f).map_err(|e| {
+                                OpError::transient(format!("open {}: {e}", f.display()))
+                            })?;
+                            parse_csv(file, &cols, true)
+                                .map_err(|e| OpError::permanent(format!("{}: {e}", f.display())))
+                        })?;
+                    if hit {
+                        out.count("source_cache_hits");
+                    }
+                    route_csv(&parsed, Some(&code), &w, &mut out);
                 }
             }
             Source::Kis => {

@@ -7,7 +7,7 @@
 //! ensemble falls back to the other forecasters.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use arrow::array::{
     Array, ArrayRef, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray,
@@ -171,13 +171,61 @@ pub fn usable_models(
 }
 
 /// A model pair read from the store and checked against its registry row.
+/// A registered pair, verified and parsed.
 struct LoadedPair {
     card: ModelCard,
-    regression: String,
-    direction: String,
+    regression: Gbm,
+    direction: Gbm,
 }
 
-async fn load_pair(ctx: &TaskContext, r: &Registered, want_hash: &str) -> OpResult<LoadedPair> {
+/// Pairs already loaded in this process, by (artifact path, registered hash): a backfill or
+/// `serve` reads, verifies and parses each registered pair once. The key is the registered
+/// content hash, so a re-registered model is a new entry.
+static LOADED: LazyLock<Mutex<LoadedPairs>> = LazyLock::new(Default::default);
+
+type LoadedPairs = HashMap<(String, String), Arc<LoadedPair>>;
+
+/// Entries kept at most (a few hundred pairs per universe); cleared when full.
+const MAX_LOADED: usize = 4096;
+
+async fn load_pair(
+    ctx: &TaskContext,
+    r: &Registered,
+    want_hash: &str,
+) -> OpResult<(Arc<LoadedPair>, bool)> {
+    let key = (r.path.clone(), r.hash.clone());
+    let cached = LOADED.lock().ok().and_then(|m| m.get(&key).cloned());
+    let (pair, hit) = match cached {
+        Some(p) => (p, true),
+        None => {
+            let p = Arc::new(read_pair(ctx, r).await?);
+            if let Ok(mut m) = LOADED.lock() {
+                if m.len() >= MAX_LOADED {
+                    m.clear();
+                }
+                m.insert(key, p.clone());
+            }
+            (p, false)
+        }
+    };
+    let card = &pair.card;
+    if card.feature_hash != want_hash {
+        return Err(OpError::permanent(format!(
+            "{} {} was trained on feature list {} ({} features: {}) but the current list is {}; \
+             retrain with lgbm.train or set `features` to the model's list",
+            r.model,
+            r.version,
+            card.feature_hash,
+            card.features.len(),
+            card.features.join(","),
+            want_hash
+        )));
+    }
+    Ok((pair, hit))
+}
+
+/// Reads a pair's artifacts, checks them against the registered hash and parses them.
+async fn read_pair(ctx: &TaskContext, r: &Registered) -> OpResult<LoadedPair> {
     let store = ctx
         .store
         .clone()
@@ -210,27 +258,21 @@ async fn load_pair(ctx: &TaskContext, r: &Registered, want_hash: &str) -> OpResu
     }
     let card: ModelCard = serde_json::from_slice(&card)
         .map_err(|e| OpError::permanent(format!("{}/metrics.json: {e}", r.path)))?;
-    if card.feature_hash != want_hash {
-        return Err(OpError::permanent(format!(
-            "{} {} was trained on feature list {} ({} features: {}) but the current list is {}; \
-             retrain with lgbm.train or set `features` to the model's list",
-            r.model,
-            r.version,
-            card.feature_hash,
-            card.features.len(),
-            card.features.join(","),
-            want_hash
-        )));
-    }
-    let text = |b: Vec<u8>, what: &str| {
-        String::from_utf8(b)
-            .map_err(|_| OpError::permanent(format!("{} {what} model is not UTF-8", r.model)))
-    };
-    Ok(LoadedPair {
-        card,
-        regression: text(reg, "regression")?,
-        direction: text(dir, "direction")?,
+    let model = r.model.clone();
+    tokio::task::spawn_blocking(move || -> OpResult<LoadedPair> {
+        let parse = |b: Vec<u8>, what: &str| {
+            let text = String::from_utf8(b)
+                .map_err(|_| OpError::permanent(format!("{model} {what} model is not UTF-8")))?;
+            Gbm::from_text(&text).map_err(|e| OpError::permanent(e.to_string()))
+        };
+        Ok(LoadedPair {
+            card,
+            regression: parse(reg, "regression")?,
+            direction: parse(dir, "direction")?,
+        })
     })
+    .await
+    .map_err(|e| OpError::permanent(format!("model loading thread: {e}")))?
 }
 
 /// One forecast row.
@@ -311,12 +353,15 @@ impl ConfiguredOp for Configured {
             }
         }
         let mut pairs = Vec::with_capacity(wanted.len());
+        let mut cache_hits = 0;
         for (name, targets) in wanted {
             let r = &models[&name];
-            let pair = load_pair(ctx, r, &want_hash).await?;
+            let (pair, hit) = load_pair(ctx, r, &want_hash).await?;
+            cache_hits += i64::from(hit);
             ctx.record_artifact(format!("{name}:{}", r.hash));
             pairs.push((pair, targets));
         }
+        ctx.counters.add("model_cache_hits", cache_hits);
         ctx.check_cancelled()?;
         let rows = Arc::new(rows);
         let rows2 = rows.clone();
@@ -324,10 +369,7 @@ impl ConfiguredOp for Configured {
         let forecasts = tokio::task::spawn_blocking(move || -> OpResult<Vec<(usize, Forecast)>> {
             let mut out = Vec::new();
             for (pair, targets) in pairs {
-                let reg = Gbm::from_text(&pair.regression)
-                    .map_err(|e| OpError::permanent(e.to_string()))?;
-                let dir = Gbm::from_text(&pair.direction)
-                    .map_err(|e| OpError::permanent(e.to_string()))?;
+                let (reg, dir) = (&pair.regression, &pair.direction);
                 let mut x = Vec::with_capacity(targets.len() * rows2.n_features);
                 for (i, _) in &targets {
                     x.extend_from_slice(rows2.row(*i));

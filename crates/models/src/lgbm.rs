@@ -276,12 +276,23 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     }
 }
 
-/// A loaded model, ready to predict.
+/// A loaded model, ready to predict. Shareable across threads, so a process can keep the
+/// models it loaded (`lgbm.predict` caches them by content hash).
 pub struct Gbm {
     booster: Booster,
+    /// Serialises every call into the booster: LightGBM's batch prediction initialises state
+    /// inside the booster under a shared lock only (lightgbm/src/c_api.cpp, issue 6142).
+    calls: std::sync::Mutex<()>,
     n_features: usize,
     n_classes: usize,
 }
+
+// SAFETY: `Booster` holds a handle to LightGBM's C++ `Booster`, which has no thread affinity
+// (its last-error buffer is thread-local and read by the same call that set it). Every call
+// through `&Gbm` into the handle holds `calls`, so no two threads are ever inside LightGBM on
+// the same booster; the handle is freed exactly once, by `Drop`, which needs ownership.
+unsafe impl Send for Gbm {}
+unsafe impl Sync for Gbm {}
 
 impl Gbm {
     /// Loads LightGBM model text (what [`GbmFit::model_text`] holds).
@@ -294,6 +305,7 @@ impl Gbm {
             .map_err(|_| ModelError::Artifact("negative class count".into()))?;
         Ok(Self {
             booster,
+            calls: std::sync::Mutex::new(()),
             n_features,
             n_classes,
         })
@@ -317,6 +329,7 @@ impl Gbm {
         }
         let nf = i32::try_from(self.n_features)
             .map_err(|_| ModelError::Training("too many features".into()))?;
+        let _one_at_a_time = self.calls.lock().unwrap_or_else(|p| p.into_inner());
         self.booster.predict(x, nf, true).map_err(lgbm)
     }
 
