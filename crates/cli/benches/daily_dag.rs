@@ -21,7 +21,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PARTITIONS: usize = 250;
-const LAST_DAY: &str = "2024-12-30";
+/// The last day with bars in `ohlcv/krx_daily_30` (every file ends on 2024-12-16).
+const LAST_DAY: &str = "2024-12-16";
 const TARGET: Duration = Duration::from_secs(60);
 
 fn krxflow(root: &Path, lake: &Path, args: &[&str]) -> (Duration, String) {

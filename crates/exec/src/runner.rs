@@ -781,6 +781,17 @@ impl AttemptEnv {
         let task = self.task();
         let lake = &self.exec.lake;
         let cancel = &self.exec.cancel;
+        // Phase timings at debug level (`--log krxflow_exec=debug`): where a task's time goes.
+        let phase = Instant::now();
+        let timed = |what: &str, table: &str, since: Instant| {
+            tracing::debug!(
+                task = %task.spec.name,
+                ds = %self.ds,
+                table,
+                ms = since.elapsed().as_secs_f64() * 1e3,
+                "{what}"
+            );
+        };
         // Output watermarks first: an incremental operator bounds its input reads by them.
         let mut watermarks = BTreeMap::new();
         for port in task
@@ -802,6 +813,7 @@ impl AttemptEnv {
                 Err(e) => return Err((AttemptError::Op(OpError::from(e)), 0)),
             }
         }
+        timed("watermarks", "", phase);
         // Inputs, as of the partition.
         let mut inputs = InputBatches::default();
         let mut reads = Vec::new();
@@ -820,7 +832,8 @@ impl AttemptEnv {
                 &watermarks,
                 self.exec.calendar.as_ref(),
             );
-            match lake
+            let reading = Instant::now();
+            let read = lake
                 .read(
                     table,
                     ReadOptions {
@@ -829,8 +842,9 @@ impl AttemptEnv {
                         version: None,
                     },
                 )
-                .await
-            {
+                .await;
+            timed("read", table, reading);
+            match read {
                 Ok(read) => {
                     reads.push(InputRead {
                         table: table.clone(),
@@ -867,6 +881,7 @@ impl AttemptEnv {
             ))),
         };
         let timeout = task.spec.timeout;
+        let running = Instant::now();
         let result = tokio::select! {
             r = tokio::time::timeout(timeout, task.configured.run(&ctx, inputs)) => match r {
                 Ok(r) => r.map_err(AttemptError::Op),
@@ -874,6 +889,7 @@ impl AttemptEnv {
             },
             _ = cancel.cancelled() => Err(AttemptError::Op(OpError::Cancelled)),
         };
+        timed("run", "", running);
         let mut outputs = result.map_err(|e| (e, rows_in))?;
 
         // Commit each output in one Delta commit.
@@ -904,11 +920,18 @@ impl AttemptEnv {
                 ("krxflow.task".to_string(), task.spec.name.clone()),
                 ("krxflow.ds".to_string(), self.ds.to_string()),
             ]);
+            let writing = Instant::now();
             let outcome = lake
                 .write(&def, batches, port.mode, Some(self.ds), meta)
                 .await
                 .map_err(|e| (AttemptError::Op(OpError::from(e)), rows_in))?;
+            timed("write", table, writing);
             rows_out += outcome.rows as i64;
+            if outcome.unchanged > 0 {
+                // Rows a merge found already stored exactly (an overlap window re-sent).
+                ctx.counters
+                    .add(&format!("unchanged_rows.{table}"), outcome.unchanged as i64);
+            }
             written.push(format!("{}@v{}", table, outcome.version));
             lineage.push(LineageRecord {
                 run_id: self.run_id.clone(),
