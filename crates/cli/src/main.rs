@@ -142,7 +142,7 @@ enum Command {
     Tables,
     /// Compact tables (all, engine tables included, when none is named): their small files
     /// are bin-packed into few large ones; no row changes. Writes also compact a table by
-    /// themselves once it holds 64 files.
+    /// themselves once it holds 16 files.
     Compact {
         tables: Vec<String>,
         /// Only tables holding at least this many files.

@@ -84,7 +84,7 @@ pub struct Compaction {
 
 /// Data files a table may reach before a write compacts it: a daily partition adds a small
 /// file per table, and a read opens every file its date filter cannot skip.
-pub const COMPACT_AT_FILES: usize = 64;
+pub const COMPACT_AT_FILES: usize = 16;
 
 /// How to read a table.
 #[derive(Debug, Clone, Copy, Default)]
