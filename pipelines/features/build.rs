@@ -1070,16 +1070,21 @@ mod tests {
         (bars, index, sentiment)
     }
 
-    /// Rows of `b` dated on or before `last`.
-    fn upto(b: &RecordBatch, last: i32) -> RecordBatch {
+    /// Rows of `b` whose date passes `keep`.
+    fn dated(b: &RecordBatch, keep: impl Fn(i32) -> bool) -> RecordBatch {
         let dates = b
             .column_by_name("date")
             .unwrap()
             .as_any()
             .downcast_ref::<Date32Array>()
             .unwrap();
-        let keep: BooleanArray = dates.iter().map(|x| Some(x.unwrap() <= last)).collect();
+        let keep: BooleanArray = dates.iter().map(|x| Some(keep(x.unwrap()))).collect();
         arrow::compute::filter_record_batch(b, &keep).unwrap()
+    }
+
+    /// Rows of `b` dated on or before `last`.
+    fn upto(b: &RecordBatch, last: i32) -> RecordBatch {
+        dated(b, |d| d <= last)
     }
 
     fn value(b: &RecordBatch, col: &str, row: usize) -> Option<f64> {
@@ -1286,14 +1291,7 @@ mod tests {
 
     /// Rows of `b` dated on or after `first`.
     fn since(b: &RecordBatch, first: i32) -> RecordBatch {
-        let dates = b
-            .column_by_name("date")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Date32Array>()
-            .unwrap();
-        let keep: BooleanArray = dates.iter().map(|x| Some(x.unwrap() >= first)).collect();
-        arrow::compute::filter_record_batch(b, &keep).unwrap()
+        dated(b, |d| d >= first)
     }
 
     #[test]

@@ -54,6 +54,19 @@ fn lake(dir: &tempfile::TempDir) -> Lake {
     Lake::open(dir.path().to_str().unwrap(), Catalog::with_tables([def()])).unwrap()
 }
 
+/// Merges `rows` into `prices`.
+async fn merge(lake: &Lake, rows: &[(&str, &str, f64)]) -> krxflow_lake::WriteOutcome {
+    lake.write(
+        &def(),
+        vec![batch(rows)],
+        WriteMode::Merge,
+        None,
+        BTreeMap::new(),
+    )
+    .await
+    .unwrap()
+}
+
 fn sorted_rows(batches: &[RecordBatch]) -> Vec<(String, i32, Option<f64>)> {
     let mut out = Vec::new();
     for b in batches {
@@ -117,33 +130,18 @@ async fn a_merge_writes_only_new_and_changed_rows_and_keeps_files_it_does_not_to
         f
     };
     // History in one file, as a first (full) run writes it.
-    lake.write(
-        &def(),
-        vec![batch(&[
-            ("005930", "2024-12-13", 1.0),
-            ("005930", "2024-12-16", 2.0),
-        ])],
-        WriteMode::Merge,
-        None,
-        BTreeMap::new(),
+    merge(
+        &lake,
+        &[("005930", "2024-12-13", 1.0), ("005930", "2024-12-16", 2.0)],
     )
-    .await
-    .unwrap();
+    .await;
     let before = files(lake.clone()).await;
     // A daily run re-sends the overlap day unchanged and adds the new day.
-    let w = lake
-        .write(
-            &def(),
-            vec![batch(&[
-                ("005930", "2024-12-16", 2.0),
-                ("005930", "2024-12-17", 3.0),
-            ])],
-            WriteMode::Merge,
-            None,
-            BTreeMap::new(),
-        )
-        .await
-        .unwrap();
+    let w = merge(
+        &lake,
+        &[("005930", "2024-12-16", 2.0), ("005930", "2024-12-17", 3.0)],
+    )
+    .await;
     assert!(w.committed);
     assert_eq!((w.rows, w.unchanged), (1, 1));
     let after = files(lake.clone()).await;
@@ -153,19 +151,11 @@ async fn a_merge_writes_only_new_and_changed_rows_and_keeps_files_it_does_not_to
         "the history file was rewritten: {before:?} -> {after:?}"
     );
     // A changed value is written; the unchanged row beside it is not counted as written.
-    let w = lake
-        .write(
-            &def(),
-            vec![batch(&[
-                ("005930", "2024-12-16", 2.5),
-                ("005930", "2024-12-17", 3.0),
-            ])],
-            WriteMode::Merge,
-            None,
-            BTreeMap::new(),
-        )
-        .await
-        .unwrap();
+    let w = merge(
+        &lake,
+        &[("005930", "2024-12-16", 2.5), ("005930", "2024-12-17", 3.0)],
+    )
+    .await;
     assert_eq!((w.rows, w.unchanged), (1, 1));
     let read = lake.read("prices", ReadOptions::default()).await.unwrap();
     let rows = sorted_rows(&read.batches);
@@ -404,15 +394,7 @@ async fn compaction_packs_small_files_into_one_and_changes_no_row() {
         .iter()
         .enumerate()
     {
-        lake.write(
-            &def(),
-            vec![batch(&[("005930", day, i as f64)])],
-            WriteMode::Merge,
-            None,
-            BTreeMap::new(),
-        )
-        .await
-        .unwrap();
+        merge(&lake, &[("005930", day, i as f64)]).await;
     }
     let before = lake.read("prices", ReadOptions::default()).await.unwrap();
     assert_eq!(
