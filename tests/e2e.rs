@@ -97,6 +97,14 @@ fn readme_main_command_fills_the_lake_and_reruns_idempotently() {
         count(lake.path(), "SELECT count(*) FROM _krxflow.task_runs"),
         runs
     );
+    // A misspelt table is a usage error, not a silent "0 compacted".
+    let typo = krxflow(lake.path(), &["compact", "ohlcv_dayly"]);
+    assert_eq!(typo.status.code(), Some(2), "{}", text(&typo));
+    assert!(
+        text(&typo).contains("no table `ohlcv_dayly`"),
+        "{}",
+        text(&typo)
+    );
 }
 
 #[test]

@@ -661,11 +661,13 @@ async fn compact(
     min_files: usize,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let names = if tables.is_empty() {
-        lake.list_tables().await?
-    } else {
-        tables
-    };
+    let all = lake.list_tables().await?;
+    if let Some(unknown) = tables.iter().find(|t| !all.contains(t)) {
+        return Err(usage(format!(
+            "no table `{unknown}` in the lake (`krxflow tables` lists them)"
+        )));
+    }
+    let names = if tables.is_empty() { all } else { tables };
     let mut done = Vec::new();
     for name in &names {
         if let Some(c) = lake.compact(name, min_files).await? {
