@@ -19,9 +19,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, RecordBatch, StringArray,
-};
+use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use chrono::NaiveDate;
@@ -31,6 +29,7 @@ use krxflow_core::{
 };
 use serde::Deserialize;
 
+use crate::cols::{date_col, str_col};
 use crate::tables::{
     FLAT_BAND, features_daily_schema, index_daily_schema, ohlcv_daily_schema,
     sentiment_daily_schema,
@@ -536,22 +535,7 @@ impl CodeBars<'_> {
     }
 }
 
-fn str_col<'a>(b: &'a RecordBatch, name: &str) -> OpResult<&'a StringArray> {
-    b.column_by_name(name)
-        .ok_or_else(|| OpError::permanent(format!("column `{name}` missing")))?
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| OpError::permanent(format!("column `{name}` must be Utf8")))
-}
-
-fn date_col<'a>(b: &'a RecordBatch, name: &str) -> OpResult<&'a Date32Array> {
-    b.column_by_name(name)
-        .ok_or_else(|| OpError::permanent(format!("column `{name}` missing")))?
-        .as_any()
-        .downcast_ref::<Date32Array>()
-        .ok_or_else(|| OpError::permanent(format!("column `{name}` must be Date32")))
-}
-
+/// A numeric column as f64 (volume is Int64).
 fn f64_col(b: &RecordBatch, name: &str) -> OpResult<Float64Array> {
     let c = b
         .column_by_name(name)

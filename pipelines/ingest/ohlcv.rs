@@ -474,21 +474,32 @@ fn header_index(headers: &[String], want: &str) -> Option<usize> {
         .position(|h| h.trim().eq_ignore_ascii_case(want))
 }
 
+/// Where the columns are in a CSV stream (resolved from its header once).
+#[derive(Debug, Clone, Copy)]
+struct CsvLayout {
+    code: Option<usize>,
+    /// date, open, high, low, close, volume
+    fields: [usize; 6],
+}
+
+/// One record of a CSV stream: its date parsed, or the CSV error.
+type CsvRecord = Result<(Option<NaiveDate>, csv::StringRecord), String>;
+
 /// A CSV stream as parsed: the columns resolved and every record with its date. What the
 /// per-process cache keeps for a `csv_dir` file, so later runs only route records.
 #[derive(Debug)]
 pub struct ParsedCsv {
-    code: Option<usize>,
-    fields: [usize; 6],
-    records: Vec<Result<(Option<NaiveDate>, csv::StringRecord), String>>,
+    layout: CsvLayout,
+    records: Vec<CsvRecord>,
 }
 
-/// Parses a CSV stream with a header; `per_file_code` when the code comes from the file name.
-pub fn parse_csv<R: Read>(
+/// A CSV reader over `reader` and its column layout; `per_file_code` when the code comes from
+/// the file name.
+fn open_csv<R: Read>(
     reader: R,
     cols: &Columns,
     per_file_code: bool,
-) -> Result<ParsedCsv, String> {
+) -> Result<(csv::Reader<R>, CsvLayout), String> {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
@@ -516,60 +527,78 @@ pub fn parse_csv<R: Read>(
         idx(&cols.close)?,
         idx(&cols.volume)?,
     ];
-    let mut records = Vec::new();
-    for r in rdr.records() {
-        records.push(match r {
-            Ok(rec) => Ok((parse_date(rec.get(fields[0]).unwrap_or("")), rec)),
-            Err(e) => Err(format!("csv: {e}")),
-        });
+    Ok((rdr, CsvLayout { code, fields }))
+}
+
+fn dated(layout: CsvLayout, r: csv::Result<csv::StringRecord>) -> CsvRecord {
+    match r {
+        Ok(rec) => Ok((parse_date(rec.get(layout.fields[0]).unwrap_or("")), rec)),
+        Err(e) => Err(format!("csv: {e}")),
     }
-    Ok(ParsedCsv {
-        code,
-        fields,
-        records,
-    })
+}
+
+/// Parses a whole CSV stream with a header (for the cache); `per_file_code` when the code
+/// comes from the file name.
+pub fn parse_csv<R: Read>(
+    reader: R,
+    cols: &Columns,
+    per_file_code: bool,
+) -> Result<ParsedCsv, String> {
+    let (mut rdr, layout) = open_csv(reader, cols, per_file_code)?;
+    let records = rdr.records().map(|r| dated(layout, r)).collect();
+    Ok(ParsedCsv { layout, records })
 }
 
 /// Routes every record of a parsed CSV into the collector. `fixed_code` is used for per-ticker
 /// files (the code comes from the file name).
 pub fn route_csv(p: &ParsedCsv, fixed_code: Option<&str>, w: &Window<'_>, out: &mut Collector) {
-    let [di, oi, hi, li, ci, vi] = p.fields;
     for r in &p.records {
-        match r {
-            Ok((date, record)) => {
-                let get = |i: usize| record.get(i).unwrap_or("");
-                let code = fixed_code.unwrap_or_else(|| p.code.map(get).unwrap_or(""));
-                if !out.in_scope_on(code, *date, w) {
-                    continue;
-                }
-                let row = RawRow {
-                    code,
-                    date: get(di),
-                    open: get(oi),
-                    high: get(hi),
-                    low: get(li),
-                    close: get(ci),
-                    volume: get(vi),
-                };
-                let raw = record.iter().collect::<Vec<_>>().join(",");
-                out.check(&row, &raw, w);
+        route_record(p.layout, r, fixed_code, w, out);
+    }
+}
+
+fn route_record(
+    layout: CsvLayout,
+    r: &CsvRecord,
+    fixed_code: Option<&str>,
+    w: &Window<'_>,
+    out: &mut Collector,
+) {
+    let [di, oi, hi, li, ci, vi] = layout.fields;
+    match r {
+        Ok((date, record)) => {
+            let get = |i: usize| record.get(i).unwrap_or("");
+            let code = fixed_code.unwrap_or_else(|| layout.code.map(get).unwrap_or(""));
+            if !out.in_scope_on(code, *date, w) {
+                return;
             }
-            Err(e) => {
-                out.count("rows_read");
-                out.reject(Reject {
-                    code: fixed_code.unwrap_or("").to_string(),
-                    date: None,
-                    reason: Reason::Unparsable,
-                    detail: e.clone(),
-                    raw: String::new(),
-                });
-            }
+            let row = RawRow {
+                code,
+                date: get(di),
+                open: get(oi),
+                high: get(hi),
+                low: get(li),
+                close: get(ci),
+                volume: get(vi),
+            };
+            let raw = record.iter().collect::<Vec<_>>().join(",");
+            out.check(&row, &raw, w);
+        }
+        Err(e) => {
+            out.count("rows_read");
+            out.reject(Reject {
+                code: fixed_code.unwrap_or("").to_string(),
+                date: None,
+                reason: Reason::Unparsable,
+                detail: e.clone(),
+                raw: String::new(),
+            });
         }
     }
 }
 
-/// Reads a CSV stream with a header into the collector. `fixed_code` is used for per-ticker
-/// files (the code comes from the file name).
+/// Reads a CSV stream with a header into the collector, record by record (nothing kept).
+/// `fixed_code` is used for per-ticker files (the code comes from the file name).
 pub fn read_csv<R: Read>(
     reader: R,
     cols: &Columns,
@@ -577,8 +606,10 @@ pub fn read_csv<R: Read>(
     w: &Window<'_>,
     out: &mut Collector,
 ) -> Result<(), String> {
-    let parsed = parse_csv(reader, cols, fixed_code.is_some())?;
-    route_csv(&parsed, fixed_code, w, out);
+    let (mut rdr, layout) = open_csv(reader, cols, fixed_code.is_some())?;
+    for r in rdr.records() {
+        route_record(layout, &dated(layout, r), fixed_code, w, out);
+    }
     Ok(())
 }
 
