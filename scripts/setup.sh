@@ -6,7 +6,7 @@ set -euo pipefail
 need_apt=()
 have() { command -v "$1" >/dev/null 2>&1; }
 
-# A C toolchain for -sys crates (aws-lc, zstd, lz4 ...).
+# A C toolchain for -sys crates (aws-lc, zstd, liblzma, ring ...).
 have cc || need_apt+=(build-essential)
 have pkg-config || need_apt+=(pkg-config)
 have git || need_apt+=(git)
@@ -15,9 +15,8 @@ have git || need_apt+=(git)
 have promtool || need_apt+=(prometheus)
 have prometheus || need_apt+=(prometheus)
 have prometheus-pushgateway || need_apt+=(prometheus-pushgateway)
-# LightGBM (lightgbm3-sys) generates its bindings with bindgen, which needs libclang.
-have clang || need_apt+=(clang)
-[ -e /usr/lib/llvm-14/lib/libclang.so ] || ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || need_apt+=(libclang-dev)
+# LightGBM's wheel library (loaded at run time) links OpenMP's runtime.
+ldconfig -p 2>/dev/null | grep -q 'libgomp\.so\.1 ' || need_apt+=(libgomp1)
 # Python for the tool venv below.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 
@@ -29,25 +28,29 @@ if ((${#need_apt[@]})); then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need_apt[@]}" | sort -u) >/dev/null
 fi
 
-# A project-local Python venv (.venv, git-ignored) with pinned build and runtime tools:
-# - cmake >= 3.28 for lightgbm3-sys (Debian 12 ships 3.25); .cargo/config.toml points CMAKE here;
-# - the onnxruntime wheel whose libonnxruntime.so `ort` loads at run time (load-dynamic: the
-#   build downloads nothing). Its minor version must match ort's `api-31` feature.
-CMAKE_PIN='cmake>=3.28,<4'
+# A project-local Python venv (.venv, git-ignored) with the pinned native runtimes krxflow loads
+# at run time (nothing is compiled or linked at build time, and the build downloads nothing):
+# - onnxruntime: libonnxruntime.so for `ort` (load-dynamic); its minor version must match ort's
+#   `api-31` feature;
+# - lightgbm: lib_lightgbm.so for crates/models/src/lightgbm.rs, installed without its Python
+#   dependencies (numpy, scipy), which krxflow never imports.
 ORT_PIN='onnxruntime==1.31.1'
+LGBM_PIN='lightgbm==4.7.0'
 VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv"
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV" >&2
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" - <<'PY' >/dev/null 2>&1
-import importlib.metadata as m, sys
-cm = tuple(int(x) for x in m.version("cmake").split(".")[:2])
-sys.exit(0 if (3, 28) <= cm < (4, 0) and m.version("onnxruntime") == "1.31.1" else 1)
-PY
-then
-  echo "setup: installing $CMAKE_PIN $ORT_PIN into $VENV" >&2
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$CMAKE_PIN" "$ORT_PIN"
+have_pin() {
+  "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version(sys.argv[1]) != sys.argv[2])' "$1" "$2" >/dev/null 2>&1
+}
+if ! have_pin onnxruntime 1.31.1; then
+  echo "setup: installing $ORT_PIN into $VENV" >&2
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$ORT_PIN"
+fi
+if ! have_pin lightgbm 4.7.0; then
+  echo "setup: installing $LGBM_PIN (library only) into $VENV" >&2
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$LGBM_PIN"
 fi
 
 if ! have cargo; then

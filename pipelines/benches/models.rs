@@ -2,7 +2,8 @@
 //! data, measured in one process (ratios, not absolute targets):
 //!
 //! * `lgbm.train` (per-ticker, 30 real tickers x horizons 1/3/5, one worker) vs the same
-//!   `lightgbm3` `Dataset` + `Booster::train_with_valid` calls alone (target overhead <= 10%);
+//!   LightGBM C API calls alone (`krxflow_models::lightgbm` `Dataset` + `Booster::train`, the
+//!   thin binding the operator uses; target overhead <= 10%);
 //! * `forecast.chronos` on a Chronos-Bolt-small-sized random model (d_model 512, 6+6 layers)
 //!   vs bare `session.run` on the same batches (series/s; target overhead <= 5%);
 //! * `sentiment.finbert` on a BERT-base-sized random model vs bare `session.run` on the same
@@ -25,6 +26,7 @@ use krxflow_core::calendar::WeekdayCalendar;
 use krxflow_core::{ArtifactStore, InputBatches, OpResult, Operator, TaskContext, TaskCounters};
 use krxflow_models::finbert::FinBert;
 use krxflow_models::lgbm::{self as gbm, GbmTask};
+use krxflow_models::lightgbm;
 use krxflow_models::onnx::{self, Device};
 use krxflow_pipelines::features::build::build_features;
 use krxflow_pipelines::ingest::ohlcv::{Collector, Columns, Window, bars_batch, read_csv};
@@ -110,7 +112,7 @@ fn bench_lgbm(rt: &tokio::runtime::Runtime, data: &Path) {
     let params = serde_json::json!({"scope": "per_ticker", "workers": 1});
     let p: TrainParams = serde_json::from_value(params.clone()).expect("params");
 
-    // Bare: the same jobs' matrices (prepared outside the timing), then only lightgbm3 calls.
+    // Bare: the same jobs' matrices (prepared outside the timing), then only LightGBM calls.
     let names = default_features();
     let closes = Closes::from_bars(&bars).expect("closes");
     let rows = FeatureRows::from_batch(&features, &names, |_, _| true).expect("rows");
@@ -120,7 +122,7 @@ fn bench_lgbm(rt: &tokio::runtime::Runtime, data: &Path) {
     threads.insert("num_threads".into(), 1.into());
     let reg = gbm::merged_params(GbmTask::Regression, &threads, 30).expect("params");
     let dir = gbm::merged_params(GbmTask::Direction, &threads, 30).expect("params");
-    let nf = names.len() as i32;
+    let nf = names.len();
     let mats: Vec<_> = jobs
         .iter()
         .map(|j| {
@@ -144,10 +146,9 @@ fn bench_lgbm(rt: &tokio::runtime::Runtime, data: &Path) {
     let bare_once = || {
         for ((xt, yt, ct), (xv, yv, cv)) in &mats {
             for (ty, vy, prm) in [(yt, yv, &reg), (ct, cv, &dir)] {
-                let dt = lightgbm3::Dataset::from_slice(xt, ty, nf, true).expect("train set");
-                let dv = lightgbm3::Dataset::from_slice_with_reference(xv, vy, nf, true, Some(&dt))
-                    .expect("valid set");
-                let b = lightgbm3::Booster::train_with_valid(dt, Some(dv), prm).expect("train");
+                let dt = lightgbm::Dataset::from_rows(xt, ty, nf, None).expect("train set");
+                let dv = lightgbm::Dataset::from_rows(xv, vy, nf, Some(&dt)).expect("valid set");
+                let b = lightgbm::Booster::train(&dt, Some(&dv), prm).expect("train");
                 std::hint::black_box(b.save_string().expect("save"));
             }
         }
@@ -178,7 +179,7 @@ fn bench_lgbm(rt: &tokio::runtime::Runtime, data: &Path) {
         rows.len()
     );
     println!(
-        "bare lightgbm3    {:>8.3} s  -> operator / bare = {:.3}x (target <= 1.10x)",
+        "bare LightGBM     {:>8.3} s  -> operator / bare = {:.3}x (target <= 1.10x)",
         b.as_secs_f64(),
         o.as_secs_f64() / b.as_secs_f64()
     );

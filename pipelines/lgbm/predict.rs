@@ -302,6 +302,8 @@ impl ConfiguredOp for Configured {
     }
 
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
+        // Without the LightGBM library the task is `skipped`, saying how to install it.
+        krxflow_models::lightgbm::runtime().map_err(|e| OpError::skipped(e.to_string()))?;
         let p = &self.p;
         let ds = days(ctx.ds);
         let names = p.features.clone().unwrap_or_else(default_features);

@@ -6,7 +6,8 @@ pub enum ModelError {
     Training(String),
     #[error("model artifact: {0}")]
     Artifact(String),
-    /// The ONNX Runtime library could not be found or loaded (operators report `skipped`).
+    /// A native runtime (ONNX Runtime, LightGBM) could not be found or loaded (operators
+    /// report `skipped`).
     #[error("{0}")]
     RuntimeMissing(String),
     /// A model file or folder is missing (operators report `skipped`).

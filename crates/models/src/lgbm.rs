@@ -1,4 +1,4 @@
-//! Gradient-boosted trees through LightGBM (`lightgbm3`, built from source).
+//! Gradient-boosted trees through LightGBM (loaded at run time: [`crate::lightgbm`]).
 //!
 //! Two model kinds per target: a regression on the h-day return and a 3-class classifier on
 //! its direction (down / flat / up). Training uses a time-ordered validation set (the caller
@@ -6,10 +6,10 @@
 //! result carries its validation metrics and residual quantiles so that a forecast can carry
 //! an interval. Models travel as LightGBM's own text format, which round-trips bit-exactly.
 //!
-//! `lightgbm3::Booster` holds a raw handle (not `Send`): create, use and drop it on one thread
-//! (callers run these functions inside `spawn_blocking`).
+//! Training and prediction are blocking C calls: callers run them inside `spawn_blocking`.
+//! Without the LightGBM library both are [`ModelError::RuntimeMissing`].
 
-use lightgbm3::{Booster, Dataset};
+use crate::lightgbm::{Booster, Dataset};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -153,10 +153,6 @@ pub struct GbmFit {
     pub valid_predictions: Vec<f64>,
 }
 
-fn lgbm(e: lightgbm3::Error) -> ModelError {
-    ModelError::Training(format!("LightGBM: {e}"))
-}
-
 /// The direction class of a return with a ±`flat_band` flat zone.
 pub fn direction_class(ret: f64, flat_band: f64) -> u8 {
     if ret > flat_band {
@@ -188,14 +184,11 @@ pub fn train(
             "direction labels must be 0, 1 or 2".into(),
         ));
     }
-    let nf = i32::try_from(train.n_features)
-        .map_err(|_| ModelError::Training("too many features".into()))?;
-    let dtrain = Dataset::from_slice(train.x, train.y, nf, true).map_err(lgbm)?;
-    let dvalid = Dataset::from_slice_with_reference(valid.x, valid.y, nf, true, Some(&dtrain))
-        .map_err(lgbm)?;
-    let booster = Booster::train_with_valid(dtrain, Some(dvalid), params).map_err(lgbm)?;
-    let model_text = booster.save_string().map_err(lgbm)?;
-    let preds = booster.predict(valid.x, nf, true).map_err(lgbm)?;
+    let dtrain = Dataset::from_rows(train.x, train.y, train.n_features, None)?;
+    let dvalid = Dataset::from_rows(valid.x, valid.y, valid.n_features, Some(&dtrain))?;
+    let booster = Booster::train(&dtrain, Some(&dvalid), params)?;
+    let model_text = booster.save_string()?;
+    let preds = booster.predict(valid.x, PREDICT_PARAMS)?;
     let mut fit = GbmFit {
         task,
         model_text,
@@ -276,6 +269,11 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     }
 }
 
+/// Prediction runs on one thread, as training's validation scoring does: per-row results do
+/// not depend on it, and a process predicting many small batches in parallel tasks gains
+/// nothing from OpenMP threads spinning beside them.
+const PREDICT_PARAMS: &str = "num_threads=1";
+
 /// A loaded model, ready to predict. Shareable across threads, so a process can keep the
 /// models it loaded (`lgbm.predict` caches them by content hash).
 pub struct Gbm {
@@ -287,18 +285,14 @@ pub struct Gbm {
     n_classes: usize,
 }
 
-// SAFETY: `Booster` holds a handle to LightGBM's C++ `Booster`, which has no thread affinity
-// (its last-error buffer is thread-local and read by the same call that set it). Every call
-// through `&Gbm` into the handle holds `calls`, so no two threads are ever inside LightGBM on
-// the same booster; the handle is freed exactly once, by `Drop`, which needs ownership.
-unsafe impl Send for Gbm {}
+// SAFETY: `Booster` is `Send`; every call through `&Gbm` into it holds `calls`, so no two
+// threads are ever inside LightGBM on the same booster at once.
 unsafe impl Sync for Gbm {}
 
 impl Gbm {
     /// Loads LightGBM model text (what [`GbmFit::model_text`] holds).
     pub fn from_text(text: &str) -> ModelResult<Self> {
-        let booster = Booster::from_string(text)
-            .map_err(|e| ModelError::Artifact(format!("LightGBM model text: {e}")))?;
+        let booster = Booster::from_string(text)?;
         let n_features = usize::try_from(booster.num_features())
             .map_err(|_| ModelError::Artifact("negative feature count".into()))?;
         let n_classes = usize::try_from(booster.num_classes())
@@ -327,10 +321,8 @@ impl Gbm {
         if x.is_empty() {
             return Ok(Vec::new());
         }
-        let nf = i32::try_from(self.n_features)
-            .map_err(|_| ModelError::Training("too many features".into()))?;
         let _one_at_a_time = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        self.booster.predict(x, nf, true).map_err(lgbm)
+        self.booster.predict(x, PREDICT_PARAMS)
     }
 
     /// Values per row of [`Gbm::predict`].

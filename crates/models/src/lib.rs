@@ -5,13 +5,17 @@
 //!   hashed Korean n-grams), trained and scored without any download.
 //! * [`onnx`]: ONNX Runtime, loaded dynamically, with shared sessions; [`chronos`]
 //!   (Chronos-Bolt quantile forecasts) and [`finbert`] (KR-FinBert-SC sentiment) on top.
-//! * [`lgbm`]: LightGBM regression and direction models with time-ordered early stopping.
+//! * [`lgbm`]: LightGBM regression and direction models with time-ordered early stopping, on
+//!   [`lightgbm`], LightGBM's C API loaded at run time.
+//! * [`wheel`]: where the native libraries (ONNX Runtime, LightGBM) are found at run time.
 
 pub mod chronos;
 pub mod error;
 pub mod finbert;
 pub mod lexical;
 pub mod lgbm;
+pub mod lightgbm;
 pub mod onnx;
+pub mod wheel;
 
 pub use error::{ModelError, ModelResult};

@@ -4,7 +4,7 @@
 //! 1. `ORT_DYLIB_PATH` (a file), else
 //! 2. the `onnxruntime` Python wheel in a `.venv` of the current directory or one of its parents,
 //!    or beside the executable (what `scripts/setup.sh` installs: `onnxruntime==1.31.1`), else
-//! 3. the wheel of the `python3` on `PATH`.
+//! 3. the wheel of the `python3` on `PATH` ([`crate::wheel`]).
 //!
 //! Without a library every ONNX model reports [`ModelError::RuntimeMissing`] with how to fix it;
 //! operators turn that into `skipped`. Sessions are created once per (model file, device) and
@@ -20,6 +20,7 @@ use ort::ep::ExecutionProvider;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 
+use crate::wheel::WheelLib;
 use crate::{ModelError, ModelResult};
 
 /// The ONNX Runtime minor version `ort` was built for (feature `api-31`).
@@ -45,77 +46,17 @@ fn missing(why: impl std::fmt::Display) -> ModelError {
     ))
 }
 
-/// `libonnxruntime.so*` inside a wheel's `capi` folder.
-fn lib_in_capi(capi: &Path) -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(capi)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libonnxruntime.so"))
-        })
-        .collect();
-    // Prefer the fully versioned name (the wheel ships only that one).
-    found.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
-    found.into_iter().next()
-}
-
-/// The wheel's library inside a virtualenv folder.
-fn lib_in_venv(venv: &Path) -> Option<PathBuf> {
-    let lib = venv.join("lib");
-    for entry in std::fs::read_dir(&lib).ok()?.flatten() {
-        let capi = entry.path().join("site-packages/onnxruntime/capi");
-        if let Some(p) = lib_in_capi(&capi) {
-            return Some(p);
-        }
-    }
-    None
-}
+/// The `onnxruntime` wheel's library (see [`crate::wheel`] for the lookup order).
+pub const WHEEL: WheelLib = WheelLib {
+    env_var: "ORT_DYLIB_PATH",
+    package: "onnxruntime",
+    subdir: "capi",
+    file_prefix: "libonnxruntime.so",
+};
 
 /// Resolves the library path (see the module docs for the order).
 pub fn find_library() -> ModelResult<PathBuf> {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
-        let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(missing(format!(
-                "ORT_DYLIB_PATH={} is not a file",
-                p.display()
-            )))
-        };
-    }
-    let mut roots: Vec<PathBuf> = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
-        roots.extend(cwd.ancestors().map(Path::to_path_buf));
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
-    }
-    for root in &roots {
-        if let Some(p) = lib_in_venv(&root.join(".venv")) {
-            return Ok(p);
-        }
-    }
-    let probe = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi'))",
-        ])
-        .output();
-    if let Ok(out) = probe
-        && out.status.success()
-    {
-        let capi = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if let Some(p) = lib_in_capi(&capi) {
-            return Ok(p);
-        }
-    }
-    Err(missing(
-        "ORT_DYLIB_PATH is unset, no .venv with the onnxruntime wheel was found above the \
-         current directory or the executable, and python3 cannot import onnxruntime",
-    ))
+    WHEEL.find().map_err(missing)
 }
 
 static RUNTIME: OnceLock<Result<Environment, String>> = OnceLock::new();
