@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use arrow::array::{Array, ArrayRef, Date32Array, RecordBatch, StringArray};
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use datafusion::prelude::SessionContext;
 use krxflow_core::calendar::WeekdayCalendar;
 use krxflow_core::{ArtifactStore, InputBatches, OpResult, Operator, TaskContext, TaskCounters};
 use krxflow_models::finbert::FinBert;
@@ -61,7 +60,6 @@ fn ctx(ds: NaiveDate) -> TaskContext {
         ds,
         run_id: "bench".into(),
         attempt: 1,
-        session: SessionContext::new(),
         calendar: Arc::new(WeekdayCalendar::default()),
         cancel: Default::default(),
         counters: Arc::new(TaskCounters::default()),

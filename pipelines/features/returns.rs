@@ -1,19 +1,23 @@
-//! `features.returns`: 1/5/20-day simple returns and 20-day realised volatility per code,
-//! computed with DataFusion window functions over the whole input (no per-row loops).
+//! `features.returns`: 1/5/20-day simple returns and 20-day realised volatility per code.
+//!
+//! Each row is computed from exactly the rows its formula names (like `features.build`): a
+//! return from the close `k` rows earlier in the same code, the volatility as the sample
+//! standard deviation (two passes) of the last 20 one-day returns, present only when all 20
+//! exist. So a value never depends on where the input started, and later rows never change
+//! earlier ones.
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, BooleanArray, Date32Array, Float64Array, RecordBatch, StringArray};
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
 use krxflow_core::{
     ConfigError, ConfiguredOp, InputBatches, InputPort, OpResult, Operator, OutputBatches,
     OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
 };
 use serde::Deserialize;
 
+use crate::cols::{date_col, f64_col, str_col};
 use crate::tables::{features_returns_schema, ohlcv_daily_schema};
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -24,59 +28,74 @@ pub struct ReturnsParams {
     pub min_date: Option<NaiveDate>,
 }
 
-const SQL: &str = "
-WITH r AS (
-  SELECT code, date, close,
-         close / lag(close, 1) OVER (PARTITION BY code ORDER BY date) - 1 AS ret_1d,
-         close / lag(close, 5) OVER (PARTITION BY code ORDER BY date) - 1 AS ret_5d,
-         close / lag(close, 20) OVER (PARTITION BY code ORDER BY date) - 1 AS ret_20d
-  FROM bars)
-SELECT code, date, ret_1d, ret_5d, ret_20d,
-       CASE WHEN count(ret_1d) OVER w20 = 20 THEN stddev(ret_1d) OVER w20 END AS vol_20d
-FROM r
-WINDOW w20 AS (PARTITION BY code ORDER BY date ROWS BETWEEN 19 PRECEDING AND CURRENT ROW)
-ORDER BY code, date";
+/// Rows in the volatility window.
+const VOL_WINDOW: usize = 20;
 
-/// Computes the feature rows for `bars` (any schema with code, date, close).
-pub async fn compute(bars: &RecordBatch, min_date: Option<NaiveDate>) -> OpResult<RecordBatch> {
-    let schema = features_returns_schema();
-    if bars.num_rows() == 0 {
-        return Ok(RecordBatch::new_empty(schema));
-    }
-    let ctx = SessionContext::new();
-    ctx.register_table(
-        "bars",
-        Arc::new(MemTable::try_new(bars.schema(), vec![vec![bars.clone()]])?),
-    )?;
-    let out = ctx.sql(SQL).await?.collect().await?;
-    let mut rows = Vec::with_capacity(out.len());
-    for b in out {
-        let warm = ["ret_1d", "ret_5d", "ret_20d", "vol_20d"]
+/// `close[i] / close[i - k] - 1` within one code's date-ordered closes.
+fn ret(closes: &[Option<f64>], i: usize, k: usize) -> Option<f64> {
+    let prev = closes.get(i.checked_sub(k)?).copied()??;
+    Some(closes[i]? / prev - 1.0)
+}
+
+/// Sample standard deviation of `xs` when every value is present.
+fn sample_std(xs: &[Option<f64>]) -> Option<f64> {
+    let vals: Vec<f64> = xs.iter().copied().collect::<Option<_>>()?;
+    let n = vals.len() as f64;
+    let mean = vals.iter().sum::<f64>() / n;
+    Some((vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt())
+}
+
+/// Computes the feature rows for `bars` (any schema with code, date, close), ordered by code
+/// and date.
+pub fn compute(bars: &RecordBatch, min_date: Option<NaiveDate>) -> OpResult<RecordBatch> {
+    let (codes, dates, close) = (
+        str_col(bars, "code")?,
+        date_col(bars, "date")?,
+        f64_col(bars, "close")?,
+    );
+    let mut order: Vec<usize> = (0..bars.num_rows()).collect();
+    order.sort_by(|&a, &b| (codes.value(a), dates.value(a)).cmp(&(codes.value(b), dates.value(b))));
+    let from = min_date.map(|m| (m - NaiveDate::default()).num_days() as i32);
+    let n = order.len();
+    let (mut code_out, mut date_out) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut cols: [Vec<Option<f64>>; 4] = std::array::from_fn(|_| Vec::with_capacity(n));
+    let mut warm = Vec::with_capacity(n);
+    for rows in order.chunk_by(|&a, &b| codes.value(a) == codes.value(b)) {
+        let closes: Vec<Option<f64>> = rows
             .iter()
-            .filter_map(|c| b.column_by_name(c))
-            .try_fold(
-                arrow::array::BooleanArray::from(vec![false; b.num_rows()]),
-                |acc, c| arrow::compute::or(&acc, &arrow::compute::is_null(c)?),
-            )?;
-        let mut cols = b.columns().to_vec();
-        cols.push(Arc::new(warm));
-        rows.push(RecordBatch::try_new(schema.clone(), cols)?);
-    }
-    let mut all = arrow::compute::concat_batches(&schema, &rows)?;
-    if let Some(min) = min_date {
-        let from = (min - NaiveDate::default()).num_days() as i32;
-        let dates = all
-            .column(1)
-            .as_any()
-            .downcast_ref::<arrow::array::Date32Array>()
-            .ok_or_else(|| krxflow_core::OpError::permanent("date must be Date32"))?;
-        let keep: arrow::array::BooleanArray = dates
-            .iter()
-            .map(|d| Some(d.is_some_and(|d| d >= from)))
+            .map(|&r| close.is_valid(r).then(|| close.value(r)))
             .collect();
-        all = arrow::compute::filter_record_batch(&all, &keep)?;
+        let r1: Vec<Option<f64>> = (0..rows.len()).map(|i| ret(&closes, i, 1)).collect();
+        for (i, &row) in rows.iter().enumerate() {
+            let date = dates.value(row);
+            if from.is_some_and(|f| date < f) {
+                continue;
+            }
+            let vol = (i + 1 >= VOL_WINDOW)
+                .then(|| sample_std(&r1[i + 1 - VOL_WINDOW..=i]))
+                .flatten();
+            let values = [r1[i], ret(&closes, i, 5), ret(&closes, i, 20), vol];
+            warm.push(values.iter().any(Option::is_none));
+            for (col, v) in cols.iter_mut().zip(values) {
+                col.push(v);
+            }
+            code_out.push(codes.value(row));
+            date_out.push(date);
+        }
     }
-    Ok(all)
+    let [r1, r5, r20, vol] = cols;
+    Ok(RecordBatch::try_new(
+        features_returns_schema(),
+        vec![
+            Arc::new(StringArray::from(code_out)),
+            Arc::new(Date32Array::from(date_out)),
+            Arc::new(Float64Array::from(r1)),
+            Arc::new(Float64Array::from(r5)),
+            Arc::new(Float64Array::from(r20)),
+            Arc::new(Float64Array::from(vol)),
+            Arc::new(BooleanArray::from(warm)),
+        ],
+    )?)
 }
 
 pub struct FeaturesReturns;
@@ -91,7 +110,9 @@ impl Operator for FeaturesReturns {
         "features.returns"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: computed in Rust from exactly each row's window (1 used DataFusion window SQL,
+        // whose sliding variance could differ in the last bits).
+        2
     }
     fn description(&self) -> &'static str {
         "1/5/20-day returns and 20-day realised volatility per code (warm-up rows marked)"
@@ -134,7 +155,7 @@ impl Operator for FeaturesReturns {
 impl ConfiguredOp for Configured {
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
         let bars = inputs.concat("bars")?;
-        let out = compute(&bars, self.p.min_date).await?;
+        let out = compute(&bars, self.p.min_date)?;
         ctx.counters.add("rows", out.num_rows() as i64);
         Ok(OutputBatches::new().with("features", vec![out]))
     }
@@ -182,12 +203,10 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn values_match_hand_computation() {
+    #[test]
+    fn values_match_hand_computation() {
         let c = closes();
-        let out = compute(&bars("A", &c, d("2024-01-01")), None)
-            .await
-            .unwrap();
+        let out = compute(&bars("A", &c, d("2024-01-01")), None).unwrap();
         assert_eq!(out.num_rows(), 25);
         let r1 = col(&out, "ret_1d");
         let r5 = col(&out, "ret_5d");
@@ -210,20 +229,26 @@ mod tests {
         assert!(warm.value(19) && !warm.value(20));
     }
 
-    #[tokio::test]
-    async fn later_rows_do_not_change_earlier_features() {
+    #[test]
+    fn min_date_emits_later_rows_from_windows_that_reach_back() {
         let c = closes();
-        let short = compute(&bars("A", &c[..22], d("2024-01-01")), None)
-            .await
-            .unwrap();
-        let long = compute(&bars("A", &c, d("2024-01-01")), None)
-            .await
-            .unwrap();
+        let all = compute(&bars("A", &c, d("2024-01-01")), None).unwrap();
+        let late = compute(&bars("A", &c, d("2024-01-01")), Some(d("2024-01-22"))).unwrap();
+        assert_eq!(late.num_rows(), 4);
+        assert_eq!(late, all.slice(21, 4));
+        assert!(!col(&late, "vol_20d").is_null(0));
+    }
+
+    #[test]
+    fn later_rows_do_not_change_earlier_features() {
+        let c = closes();
+        let short = compute(&bars("A", &c[..22], d("2024-01-01")), None).unwrap();
+        let long = compute(&bars("A", &c, d("2024-01-01")), None).unwrap();
         assert_eq!(short, long.slice(0, 22));
     }
 
-    #[tokio::test]
-    async fn codes_do_not_leak_into_each_other() {
+    #[test]
+    fn codes_do_not_leak_into_each_other() {
         let c = closes();
         let a = bars("A", &c, d("2024-01-01"));
         let b = bars(
@@ -232,8 +257,8 @@ mod tests {
             d("2024-01-01"),
         );
         let both = arrow::compute::concat_batches(&a.schema(), &[b, a.clone()]).unwrap();
-        let out = compute(&both, None).await.unwrap();
-        let only_a = compute(&a, None).await.unwrap();
+        let out = compute(&both, None).unwrap();
+        let only_a = compute(&a, None).unwrap();
         assert_eq!(out.slice(0, 25), only_a);
         assert!(
             col(&out, "ret_1d").is_null(25),

@@ -46,18 +46,6 @@ impl From<arrow::error::ArrowError> for OpError {
     }
 }
 
-impl From<datafusion::error::DataFusionError> for OpError {
-    fn from(e: datafusion::error::DataFusionError) -> Self {
-        use datafusion::error::DataFusionError as D;
-        match e {
-            D::IoError(_) | D::ObjectStore(_) | D::ResourcesExhausted(_) => {
-                Self::Transient(e.to_string())
-            }
-            other => Self::Permanent(other.to_string()),
-        }
-    }
-}
-
 /// A `with:` parameter that does not fit an operator's parameter type.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error("param `{field}`: {message}")]

@@ -7,7 +7,6 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use datafusion::prelude::SessionContext;
 use tokio_util::sync::CancellationToken;
 
 use crate::calendar::Calendar;
@@ -230,8 +229,6 @@ pub struct TaskContext {
     pub run_id: String,
     /// 1-based attempt number.
     pub attempt: u32,
-    /// DataFusion session over the lake (tables registered as of `ds`).
-    pub session: SessionContext,
     pub calendar: Arc<dyn Calendar>,
     pub cancel: CancellationToken,
     pub counters: Arc<TaskCounters>,

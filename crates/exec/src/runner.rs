@@ -870,7 +870,6 @@ impl AttemptEnv {
             ds: self.ds,
             run_id: self.run_id.clone(),
             attempt,
-            session: SessionContext::new(),
             calendar: self.exec.calendar.clone(),
             cancel: cancel.child_token(),
             counters,
