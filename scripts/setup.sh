@@ -11,7 +11,7 @@ have cc || need_apt+=(build-essential)
 have pkg-config || need_apt+=(pkg-config)
 have git || need_apt+=(git)
 # Observability tests: promtool checks, a real Prometheus scraping `krxflow serve`, and a real
-# Pushgateway for one-shot commands (tests/observability.rs).
+# Pushgateway for one-shot commands (tests/e2e/observability.rs).
 have promtool || need_apt+=(prometheus)
 have prometheus || need_apt+=(prometheus)
 have prometheus-pushgateway || need_apt+=(prometheus-pushgateway)

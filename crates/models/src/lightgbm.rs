@@ -83,19 +83,6 @@ struct Api {
         *mut i64,
         *mut f64,
     ) -> c_int,
-    booster_predict_for_mat_single_row: unsafe extern "C" fn(
-        Handle,
-        *const c_void,
-        c_int,
-        c_int,
-        c_int,
-        c_int,
-        c_int,
-        c_int,
-        *const c_char,
-        *mut i64,
-        *mut f64,
-    ) -> c_int,
     booster_free: unsafe extern "C" fn(Handle) -> c_int,
     /// Keeps the library mapped for the process's lifetime (the pointers above point into it).
     _lib: libloading::Library,
@@ -146,7 +133,6 @@ impl Api {
             booster_get_num_classes: sym!("LGBM_BoosterGetNumClasses"),
             booster_get_current_iteration: sym!("LGBM_BoosterGetCurrentIteration"),
             booster_predict_for_mat: sym!("LGBM_BoosterPredictForMat"),
-            booster_predict_for_mat_single_row: sym!("LGBM_BoosterPredictForMatSingleRow"),
             booster_free: sym!("LGBM_BoosterFree"),
             _lib: lib,
         })
@@ -493,36 +479,20 @@ impl Booster {
         // SAFETY: `x` has rows * cols values matching the model's feature count (checked) and
         // `out` has room for rows * classes results.
         self.api.check(unsafe {
-            if rows == 1 {
-                (self.api.booster_predict_for_mat_single_row)(
-                    self.handle,
-                    x.as_ptr().cast(),
-                    DTYPE_FLOAT64,
-                    cols,
-                    1,
-                    PREDICT_NORMAL,
-                    0,
-                    self.n_iterations,
-                    p.as_ptr(),
-                    &mut written,
-                    out.as_mut_ptr(),
-                )
-            } else {
-                (self.api.booster_predict_for_mat)(
-                    self.handle,
-                    x.as_ptr().cast(),
-                    DTYPE_FLOAT64,
-                    rows,
-                    cols,
-                    1,
-                    PREDICT_NORMAL,
-                    0,
-                    self.n_iterations,
-                    p.as_ptr(),
-                    &mut written,
-                    out.as_mut_ptr(),
-                )
-            }
+            (self.api.booster_predict_for_mat)(
+                self.handle,
+                x.as_ptr().cast(),
+                DTYPE_FLOAT64,
+                rows,
+                cols,
+                1,
+                PREDICT_NORMAL,
+                0,
+                self.n_iterations,
+                p.as_ptr(),
+                &mut written,
+                out.as_mut_ptr(),
+            )
         })?;
         Ok(out)
     }
@@ -581,7 +551,7 @@ mod tests {
         );
         assert_eq!(p1.len(), 100);
         assert!(p1.iter().zip(&p2).all(|(a, b)| a.to_bits() == b.to_bits()));
-        // One row goes through the single-row entry point and agrees with the batch one.
+        // A one-row batch gives the bits of the same row in a larger batch.
         let one = again.predict(&x[600..602], "num_threads=1").expect("one");
         assert_eq!(one[0].to_bits(), p1[0].to_bits());
         let err = Booster::from_string("not a model").err().expect("bad text");

@@ -3,11 +3,9 @@
 //! headlines registers an artifact; scoring then covers every article once, and a re-run
 //! scores nothing twice. Skipped when ../shared/data is absent.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::{count, krxflow, repo_root, text};
+use crate::common::{count, krxflow, repo_root, text};
 
 fn labelled() -> Option<PathBuf> {
     let p =

@@ -4,16 +4,12 @@
 //!
 //! promtool, prometheus and prometheus-pushgateway come from scripts/setup.sh (Debian packages).
 
+use crate::common::{repo_root, wait_for};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn obs(file: &str) -> PathBuf {
     repo_root().join("observability").join(file)
@@ -178,17 +174,6 @@ impl Drop for Killed {
     }
 }
 
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(secs),
-            "timed out: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 #[test]
 fn a_real_prometheus_scrapes_serve_and_sees_task_durations() {
     let prometheus = tool("prometheus");
@@ -251,7 +236,7 @@ tasks:
     let _prom = Killed(prom);
 
     let query = "/api/v1/query?query=krxflow_task_duration_seconds_count%7Bdag%3D%22tick%22%7D%3E0";
-    wait_until(
+    wait_for(
         "Prometheus to see a task duration from krxflow serve",
         120,
         || {
@@ -280,7 +265,7 @@ fn a_one_shot_run_pushes_its_metrics_to_a_real_pushgateway() {
         .spawn()
         .unwrap();
     let _gw = Killed(gw);
-    wait_until("the pushgateway to listen", 30, || {
+    wait_for("the pushgateway to listen", 30, || {
         http_get(&addr, "/-/ready").is_some()
     });
     let o = Command::new(env!("CARGO_BIN_EXE_krxflow"))

@@ -2,15 +2,12 @@
 //! DAGs reported, hot reload, one scheduler per lake, SIGTERM, and a SIGKILLed scheduler's
 //! lease expiring.
 
+use crate::common::{repo_root, wait_for};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// A DAG ticking every `secs` seconds on every calendar day (the test must not depend on
 /// today being a KRX trading day).
@@ -85,17 +82,6 @@ fn get(addr: &str, path: &str) -> (u16, String) {
     let status = out[9..12].parse().unwrap();
     let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
     (status, body)
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 fn sigterm(child: &Child) {

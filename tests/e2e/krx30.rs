@@ -2,12 +2,9 @@
 //! lake, idempotent reruns, and the point-in-time property — append rows after D to the inputs,
 //! re-run D, identical output.
 
+use crate::common::repo_root;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn data_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("KRXFLOW_DATA")

@@ -1,10 +1,8 @@
 //! End-to-end: the README's main command, and the CLI contract (exit codes, messages).
 
-mod common;
-
 use std::process::Command;
 
-use common::{count, krxflow, repo_root, text};
+use crate::common::{count, krxflow, repo_root, text};
 
 #[test]
 fn readme_main_command_fills_the_lake_and_reruns_idempotently() {

@@ -7,11 +7,9 @@
 //!   the next run scores the next ones (never the same article twice).
 //! * A missing model folder is `skipped`, not a failure.
 
-mod common;
-
 use std::path::Path;
 
-use common::{count, krxflow, text};
+use crate::common::{count, krxflow, text};
 
 const FIXTURES: &str = "crates/models/tests/fixtures";
 

@@ -1,12 +1,10 @@
 //! End-to-end backfill: dry run, a real SIGKILL mid-way, and the same command finishing the
 //! rest with no partition missing or duplicated.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{krxflow, repo_root};
+use crate::common::{krxflow, repo_root};
 use std::time::{Duration, Instant};
 
 fn scalar(lake: &Path, sql: &str) -> i64 {

@@ -7,11 +7,9 @@
 //!   the lake), re-running D+1 gives byte-identical predictions.
 //! * A model trained on another feature list is refused with an error naming both lists.
 
-mod common;
-
 use std::path::Path;
 
-use common::{count, krxflow, text};
+use crate::common::{count, krxflow, text};
 
 fn dag(features: &str) -> String {
     format!(

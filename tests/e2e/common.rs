@@ -1,6 +1,4 @@
 //! Helpers shared by the end-to-end tests that drive the `krxflow` binary.
-// Each test file is its own crate and uses a subset of these.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -37,4 +35,16 @@ pub fn count(lake: &Path, sql: &str) -> i64 {
         .nth(1)
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or_else(|| panic!("no count for `{sql}` in {out}"))
+}
+
+/// Polls `f` every 250 ms until it holds; fails the test after `secs` seconds naming `what`.
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }
