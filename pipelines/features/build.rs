@@ -29,6 +29,7 @@ use krxflow_core::{
 };
 use serde::Deserialize;
 
+use super::window::{last_n, mean, sample_sd};
 use crate::cols::{date_col, str_col};
 use crate::tables::{
     FLAT_BAND, features_daily_schema, index_daily_schema, ohlcv_daily_schema,
@@ -325,21 +326,6 @@ impl Feature {
             _ => return None,
         })
     }
-}
-
-/// The `n` values ending at `t`, when there are `n`.
-fn last_n(x: &[f64], t: usize, n: usize) -> Option<&[f64]> {
-    (t + 1 >= n).then(|| &x[t + 1 - n..=t])
-}
-
-fn mean(x: &[f64]) -> f64 {
-    x.iter().sum::<f64>() / x.len() as f64
-}
-
-/// Sample standard deviation (n - 1), two passes over exactly the window.
-fn sample_sd(x: &[f64]) -> f64 {
-    let m = mean(x);
-    (x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (x.len() as f64 - 1.0)).sqrt()
 }
 
 /// `None` for zero, like SQL `nullif(x, 0)`.

@@ -17,6 +17,7 @@ use krxflow_core::{
 };
 use serde::Deserialize;
 
+use super::window::sample_sd;
 use crate::cols::{date_col, f64_col, str_col};
 use crate::tables::{features_returns_schema, ohlcv_daily_schema};
 
@@ -31,18 +32,15 @@ pub struct ReturnsParams {
 /// Rows in the volatility window.
 const VOL_WINDOW: usize = 20;
 
+/// The window's values when every one is present.
+fn complete(xs: &[Option<f64>]) -> Option<Vec<f64>> {
+    xs.iter().copied().collect()
+}
+
 /// `close[i] / close[i - k] - 1` within one code's date-ordered closes.
 fn ret(closes: &[Option<f64>], i: usize, k: usize) -> Option<f64> {
     let prev = closes.get(i.checked_sub(k)?).copied()??;
     Some(closes[i]? / prev - 1.0)
-}
-
-/// Sample standard deviation of `xs` when every value is present.
-fn sample_std(xs: &[Option<f64>]) -> Option<f64> {
-    let vals: Vec<f64> = xs.iter().copied().collect::<Option<_>>()?;
-    let n = vals.len() as f64;
-    let mean = vals.iter().sum::<f64>() / n;
-    Some((vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt())
 }
 
 /// Computes the feature rows for `bars` (any schema with code, date, close), ordered by code
@@ -72,7 +70,7 @@ pub fn compute(bars: &RecordBatch, min_date: Option<NaiveDate>) -> OpResult<Reco
                 continue;
             }
             let vol = (i + 1 >= VOL_WINDOW)
-                .then(|| sample_std(&r1[i + 1 - VOL_WINDOW..=i]))
+                .then(|| complete(&r1[i + 1 - VOL_WINDOW..=i]).map(|w| sample_sd(&w)))
                 .flatten();
             let values = [r1[i], ret(&closes, i, 5), ret(&closes, i, 20), vol];
             warm.push(values.iter().any(Option::is_none));
