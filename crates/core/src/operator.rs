@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::calendar::Calendar;
 use crate::error::{ConfigError, OpError, OpResult};
 use crate::params::ParamSpec;
-use crate::table::WriteMode;
+use crate::table::{TableDef, WriteMode};
 
 /// Which rows of an input table an operator sees for partition `ds`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -58,25 +58,29 @@ impl InputPort {
 }
 
 /// A named, typed output: the exact schema of the batches produced and how they are committed.
+///
+/// Pipeline ports are built from their table's definition ([`OutputPort::for_table`]), so a
+/// table's schema, keys and date columns are written once. The keys and date columns here are
+/// used only when the DAG binds the port to a table the catalog does not declare.
 #[derive(Debug, Clone)]
 pub struct OutputPort {
     pub name: &'static str,
     pub schema: SchemaRef,
     pub mode: WriteMode,
     /// Upsert keys (for `merge`).
-    pub keys: Vec<&'static str>,
+    pub keys: Vec<String>,
     /// Business-date column (`Date32`) for as-of reads of this table.
-    pub date_column: Option<&'static str>,
+    pub date_column: Option<String>,
     /// Column replaced by `replace_partition`.
-    pub partition_column: Option<&'static str>,
+    pub partition_column: Option<String>,
     /// Ask the executor for this table's watermark (latest date on or before ds) before the
     /// run: [`TaskContext::watermarks`]. For incremental sources.
     pub watermark: bool,
-    pub doc: &'static str,
+    pub doc: String,
 }
 
 impl OutputPort {
-    pub fn new(name: &'static str, schema: SchemaRef, mode: WriteMode, doc: &'static str) -> Self {
+    pub fn new(name: &'static str, schema: SchemaRef, mode: WriteMode, doc: &str) -> Self {
         Self {
             name,
             schema,
@@ -85,19 +89,37 @@ impl OutputPort {
             date_column: None,
             partition_column: None,
             watermark: false,
-            doc,
+            doc: doc.to_string(),
         }
     }
-    pub fn keys(mut self, keys: &[&'static str]) -> Self {
-        self.keys = keys.to_vec();
+    /// A port that writes `def`'s table: its schema, keys, date and partition columns and doc.
+    pub fn for_table(def: &TableDef, name: &'static str, mode: WriteMode) -> Self {
+        Self {
+            name,
+            schema: def.schema.clone(),
+            mode,
+            keys: def.keys.clone(),
+            date_column: def.date_column.clone(),
+            partition_column: def.partition_column.clone(),
+            watermark: false,
+            doc: def.doc.clone(),
+        }
+    }
+    pub fn keys(mut self, keys: &[&str]) -> Self {
+        self.keys = keys.iter().map(|k| k.to_string()).collect();
         self
     }
-    pub fn date_column(mut self, col: &'static str) -> Self {
-        self.date_column = Some(col);
+    pub fn date_column(mut self, col: &str) -> Self {
+        self.date_column = Some(col.to_string());
         self
     }
-    pub fn partition_column(mut self, col: &'static str) -> Self {
-        self.partition_column = Some(col);
+    pub fn partition_column(mut self, col: &str) -> Self {
+        self.partition_column = Some(col.to_string());
+        self
+    }
+    /// Replaces the doc (by default the table's).
+    pub fn doc(mut self, doc: &str) -> Self {
+        self.doc = doc.to_string();
         self
     }
     /// See [`OutputPort::watermark`]; needs a date column.

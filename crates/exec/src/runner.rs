@@ -800,9 +800,10 @@ impl AttemptEnv {
             .iter()
             .filter(|p| p.watermark && !self.full_refresh)
         {
-            let (Some(table), Some(date_col)) =
-                (task.spec.outputs.get(port.name), port.date_column)
-            else {
+            let (Some(table), Some(date_col)) = (
+                task.spec.outputs.get(port.name),
+                port.date_column.as_deref(),
+            ) else {
                 continue;
             };
             match lake.max_date(table, date_col, self.ds).await {

@@ -36,10 +36,10 @@ impl Catalog {
             return d.clone();
         }
         let mut def = TableDef::new(table, port.schema.clone());
-        def.keys = port.keys.iter().map(|k| k.to_string()).collect();
-        def.date_column = port.date_column.map(str::to_string);
-        def.partition_column = port.partition_column.map(str::to_string);
-        def.doc = port.doc.to_string();
+        def.keys = port.keys.clone();
+        def.date_column = port.date_column.clone();
+        def.partition_column = port.partition_column.clone();
+        def.doc = port.doc.clone();
         def
     }
 }
