@@ -34,11 +34,6 @@ pub fn ts_col<'a>(b: &'a RecordBatch, name: &str) -> OpResult<&'a TimestampMilli
     typed(b, name, "Timestamp(ms)")
 }
 
-/// The horizons (trading days ahead) every forecasting operator defaults to.
-pub fn default_horizons() -> Vec<u32> {
-    vec![1, 3, 5]
-}
-
 /// Ids of the `scores` input (a `news_scores` table) already scored by `model`: scorers skip
 /// them, so a re-run scores only new articles and never one twice.
 pub fn scored_ids(

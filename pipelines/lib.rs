@@ -4,6 +4,7 @@
 //! the engine's registry ([`register`]) and these tables into the lake catalog ([`tables`]).
 
 pub mod cols;
+pub mod common;
 pub mod features;
 pub mod forecast;
 pub mod ingest;
@@ -11,6 +12,9 @@ pub mod lgbm;
 pub mod momentum;
 pub mod sentiment;
 pub mod tables;
+
+#[cfg(test)]
+mod contract;
 
 use std::sync::Arc;
 

@@ -27,11 +27,13 @@ use krxflow_models::finbert::FinBert;
 use krxflow_models::lgbm::{self as gbm, GbmTask};
 use krxflow_models::lightgbm;
 use krxflow_models::onnx::{self, Device};
+use krxflow_pipelines::common::dates::days;
+use krxflow_pipelines::common::direction::Direction;
 use krxflow_pipelines::features::build::build_features;
 use krxflow_pipelines::ingest::ohlcv::{Collector, Columns, Window, bars_batch, read_csv};
 use krxflow_pipelines::lgbm::train::{TrainParams, labels_for, plan};
 use krxflow_pipelines::lgbm::{Closes, FeatureRows, Scope, default_features};
-use krxflow_pipelines::tables::{FLAT_BAND, news_schema};
+use krxflow_pipelines::tables;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
@@ -134,7 +136,7 @@ fn bench_lgbm(rt: &tokio::runtime::Runtime, data: &Path) {
                 }
                 let c: Vec<f32> = y
                     .iter()
-                    .map(|r| f32::from(gbm::direction_class(f64::from(*r), FLAT_BAND)))
+                    .map(|r| f32::from(Direction::of_return(f64::from(*r)).class()))
                     .collect();
                 (x, y, c)
             };
@@ -214,14 +216,14 @@ fn synthetic_bars(codes: usize, days: usize, ds: NaiveDate) -> RecordBatch {
         for (i, day) in dates.iter().enumerate() {
             p *= 1.0 + 0.01 * (((i * 7919 + k * 104_729) % 200) as f64 / 100.0 - 1.0);
             c.push(format!("{:06}", k + 1));
-            dt.push((*day - NaiveDate::default()).num_days() as i32);
+            dt.push(krxflow_pipelines::common::dates::days(*day));
             px.push(p);
         }
     }
     let n = c.len();
     let f = |v: &Vec<f64>| Arc::new(arrow::array::Float64Array::from(v.clone())) as ArrayRef;
     RecordBatch::try_new(
-        krxflow_pipelines::tables::ohlcv_daily_schema(),
+        tables::ohlcv_daily().schema,
         vec![
             Arc::new(StringArray::from(c)),
             Arc::new(Date32Array::from(dt)),
@@ -334,10 +336,11 @@ fn bench_finbert(rt: &tokio::runtime::Runtime, models: &Path, data: &Path) {
         .take(n)
         .collect();
     let ds = NaiveDate::from_ymd_opt(2024, 12, 13).expect("date");
-    let day = (ds - NaiveDate::default()).num_days() as i32;
+    let day = days(ds);
     let news = RecordBatch::try_new(
-        news_schema(),
-        news_schema()
+        tables::news().schema,
+        tables::news()
+            .schema
             .fields()
             .iter()
             .map(|f| -> ArrayRef {

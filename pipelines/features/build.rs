@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::DataType;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use krxflow_core::{
@@ -31,85 +31,9 @@ use serde::Deserialize;
 
 use super::window::{last_n, mean, sample_sd};
 use crate::cols::{date_col, str_col};
-use crate::tables::{
-    FLAT_BAND, features_daily_schema, index_daily_schema, ohlcv_daily_schema,
-    sentiment_daily_schema,
-};
-
-/// (name, formula) of every feature column, in table order.
-pub const FEATURES: &[(&str, &str)] = &[
-    ("ret_1d", "close[t]/close[t-1] - 1"),
-    ("ret_3d", "close[t]/close[t-3] - 1"),
-    ("ret_5d", "close[t]/close[t-5] - 1"),
-    ("ret_10d", "close[t]/close[t-10] - 1"),
-    ("ret_20d", "close[t]/close[t-20] - 1"),
-    ("logret_1d", "ln(close[t]/close[t-1])"),
-    ("logret_5d", "ln(close[t]/close[t-5])"),
-    ("logret_20d", "ln(close[t]/close[t-20])"),
-    ("ma5_ratio", "close / mean(close, 5) - 1"),
-    ("ma20_ratio", "close / mean(close, 20) - 1"),
-    ("ma60_ratio", "close / mean(close, 60) - 1"),
-    (
-        "rsi14",
-        "Wilder RSI(14): 100 - 100/(1 + avg_gain/avg_loss), seeded with the 14-day simple mean",
-    ),
-    (
-        "macd",
-        "EMA12(close) - EMA26(close), EMAs seeded with the first close, alpha = 2/(n+1); null for the first 25 rows",
-    ),
-    ("macd_signal", "EMA9(macd); null until 9 MACD values exist"),
-    ("macd_hist", "macd - macd_signal"),
-    (
-        "bb_pctb",
-        "(close - (ma20 - 2 sd20)) / (4 sd20), sd20 = sample std of close over 20",
-    ),
-    (
-        "atr14_norm",
-        "Wilder ATR(14) of the true range max(h-l, |h-c[t-1]|, |l-c[t-1]|), / close",
-    ),
-    ("vol_20d", "sample std of ret_1d over 20 days"),
-    (
-        "volume_z20",
-        "(volume - mean(volume, 20)) / std(volume, 20)",
-    ),
-    ("turnover_chg", "(close*volume) / (close*volume)[t-1] - 1"),
-    ("hl_range", "(high - low) / close"),
-    ("gap_open", "open[t] / close[t-1] - 1"),
-    ("dist_52w_high", "close / max(high, 250) - 1"),
-    ("dist_52w_low", "close / min(low, 250) - 1"),
-    (
-        "dow",
-        "day of week, 0 = Sunday .. 6 = Saturday (KRX trades 1..5)",
-    ),
-    (
-        "mkt_ret_1d",
-        "index close[t]/close[t-1] - 1 (index table present)",
-    ),
-    ("mkt_ret_5d", "index close[t]/close[t-5] - 1"),
-    (
-        "beta_60d",
-        "cov(ret_1d, mkt_ret_1d, 60) / var(mkt_ret_1d, 60)",
-    ),
-    ("rel_strength_20d", "ret_20d - index ret_20d"),
-    (
-        "sent_n_articles",
-        "articles counting for day t (sentiment table present; 0 when none)",
-    ),
-    ("sent_mean", "mean article score in [-1, 1] for day t"),
-    ("sent_weighted", "source-weighted mean score for day t"),
-    (
-        "sent_pos_ratio",
-        "positive labels / scored articles for day t",
-    ),
-    (
-        "sent_neg_ratio",
-        "negative labels / scored articles for day t",
-    ),
-    (
-        "sent_decay3",
-        "w[t] + 0.5 w[t-1] + 0.25 w[t-2], w = sent_weighted (0 when no scored news), over the code's bar days",
-    ),
-];
+use crate::common::dates::days;
+use crate::common::direction::Direction;
+use crate::tables::{self, FEATURES};
 
 /// Features that may be null without the row being warm-up (external inputs may be absent).
 const OPTIONAL_FEATURES: &[&str] = &[
@@ -572,7 +496,7 @@ pub fn compute_features(
     targets: bool,
     from: Option<NaiveDate>,
 ) -> OpResult<RecordBatch> {
-    let schema = features_daily_schema();
+    let schema = tables::features_daily().schema;
     if bars.num_rows() == 0 {
         return Ok(RecordBatch::new_empty(schema));
     }
@@ -587,7 +511,7 @@ pub fn compute_features(
         .iter()
         .map(|(name, _)| !OPTIONAL_FEATURES.contains(name))
         .collect();
-    let from = from.map(|d| (d - NaiveDate::default()).num_days() as i32);
+    let from = from.map(days);
 
     let sorted = sorted_bars(bars)?;
     let code = str_col(&sorted, "code")?;
@@ -702,17 +626,7 @@ pub fn compute_features(
         if targets {
             let dir: StringArray = ret
                 .iter()
-                .map(|r| {
-                    r.map(|r| {
-                        if r > FLAT_BAND {
-                            "up"
-                        } else if r < -FLAT_BAND {
-                            "down"
-                        } else {
-                            "flat"
-                        }
-                    })
-                })
+                .map(|r| r.map(|r| Direction::of_return(r).as_str()))
                 .collect();
             cols.push(Arc::new(Float64Array::from(ret)));
             cols.push(Arc::new(dir));
@@ -777,11 +691,11 @@ impl Operator for BuildFeatures {
     }
     fn inputs(&self) -> Vec<InputPort> {
         vec![
-            InputPort::new("bars", ohlcv_daily_schema(), "daily bars"),
-            InputPort::new("index", index_daily_schema(), "market index bars").optional(),
+            InputPort::new("bars", tables::ohlcv_daily().schema, "daily bars"),
+            InputPort::new("index", tables::index_daily().schema, "market index bars").optional(),
             InputPort::new(
                 "sentiment",
-                sentiment_daily_schema(),
+                tables::sentiment_daily().schema,
                 "daily news sentiment",
             )
             .optional(),
@@ -789,15 +703,9 @@ impl Operator for BuildFeatures {
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
-            OutputPort::new(
-                "features",
-                features_daily_schema(),
-                WriteMode::Merge,
-                "one row per code and date",
-            )
-            .keys(&["code", "date"])
-            .date_column("date")
-            .with_watermark(),
+            OutputPort::for_table(&tables::features_daily(), "features", WriteMode::Merge)
+                .doc("one row per code and date")
+                .with_watermark(),
         ]
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
@@ -896,27 +804,10 @@ impl ConfiguredOp for Configured {
     }
 }
 
-/// The `features_daily` schema: code, date, every feature in [`FEATURES`] order, warmup,
-/// targets.
-pub fn schema() -> SchemaRef {
-    let mut fields = vec![
-        Field::new("code", DataType::Utf8, false),
-        Field::new("date", DataType::Date32, false),
-    ];
-    for (name, _) in FEATURES {
-        fields.push(Field::new(*name, DataType::Float64, true));
-    }
-    fields.push(Field::new("warmup", DataType::Boolean, false));
-    for h in [1, 3, 5] {
-        fields.push(Field::new(format!("y_ret_{h}d"), DataType::Float64, true));
-        fields.push(Field::new(format!("y_dir_{h}d"), DataType::Utf8, true));
-    }
-    Arc::new(Schema::new(fields))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::direction::FLAT_BAND;
 
     #[test]
     fn rsi_matches_a_hand_computed_wilder_series() {
@@ -965,7 +856,7 @@ mod tests {
     use krxflow_core::Calendar;
 
     fn day(x: chrono::NaiveDate) -> i32 {
-        (x - chrono::NaiveDate::default()).num_days() as i32
+        days(x)
     }
 
     /// Deterministic bars for `codes` on `n` weekdays from 2024-01-01.
@@ -989,7 +880,7 @@ mod tests {
             }
         }
         let bars = RecordBatch::try_new(
-            ohlcv_daily_schema(),
+            tables::ohlcv_daily().schema,
             vec![
                 Arc::new(StringArray::from(c.clone())) as ArrayRef,
                 Arc::new(Date32Array::from(dt.clone())),
@@ -1006,7 +897,7 @@ mod tests {
             .map(|i| 2500.0 + 30.0 * (i as f64 / 5.0).sin())
             .collect();
         let index = RecordBatch::try_new(
-            index_daily_schema(),
+            tables::index_daily().schema,
             vec![
                 Arc::new(StringArray::from(vec!["KS11"; n])) as ArrayRef,
                 Arc::new(Date32Array::from_iter_values(dates.iter().map(|x| day(*x)))),
@@ -1023,7 +914,7 @@ mod tests {
         let m = sdays.len();
         let w: Vec<f64> = (0..m).map(|i| ((i % 5) as f64 - 2.0) / 2.0).collect();
         let sentiment = RecordBatch::try_new(
-            sentiment_daily_schema(),
+            tables::sentiment_daily().schema,
             vec![
                 Arc::new(StringArray::from(vec![codes[0]; m])) as ArrayRef,
                 Arc::new(Date32Array::from(sdays)),
@@ -1284,7 +1175,7 @@ mod tests {
             Some(&since(&sent, read_from)),
             "KS11",
             false,
-            Some(NaiveDate::default() + chrono::Duration::days(i64::from(write_from))),
+            Some(crate::common::dates::date_of(write_from)),
         )
         .unwrap();
         assert_eq!(part.num_rows(), 2 * 10);
@@ -1352,7 +1243,7 @@ mod tests {
             .map(|(n, f)| (n.to_string(), f.to_string()))
             .collect();
         assert_eq!(rows, want, "docs/features.md is out of date with FEATURES");
-        let schema = schema();
+        let schema = tables::features_daily().schema;
         for (name, _) in FEATURES {
             assert!(
                 schema.field_with_name(name).is_ok(),

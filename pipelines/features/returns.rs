@@ -19,7 +19,8 @@ use serde::Deserialize;
 
 use super::window::sample_sd;
 use crate::cols::{date_col, f64_col, str_col};
-use crate::tables::{features_returns_schema, ohlcv_daily_schema};
+use crate::common::dates::days;
+use crate::tables;
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -53,7 +54,7 @@ pub fn compute(bars: &RecordBatch, min_date: Option<NaiveDate>) -> OpResult<Reco
     );
     let mut order: Vec<usize> = (0..bars.num_rows()).collect();
     order.sort_by(|&a, &b| (codes.value(a), dates.value(a)).cmp(&(codes.value(b), dates.value(b))));
-    let from = min_date.map(|m| (m - NaiveDate::default()).num_days() as i32);
+    let from = min_date.map(days);
     let n = order.len();
     let (mut code_out, mut date_out) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let mut cols: [Vec<Option<f64>>; 4] = std::array::from_fn(|_| Vec::with_capacity(n));
@@ -83,7 +84,7 @@ pub fn compute(bars: &RecordBatch, min_date: Option<NaiveDate>) -> OpResult<Reco
     }
     let [r1, r5, r20, vol] = cols;
     Ok(RecordBatch::try_new(
-        features_returns_schema(),
+        tables::features_returns().schema,
         vec![
             Arc::new(StringArray::from(code_out)),
             Arc::new(Date32Array::from(date_out)),
@@ -126,20 +127,14 @@ impl Operator for FeaturesReturns {
     fn inputs(&self) -> Vec<InputPort> {
         vec![InputPort::new(
             "bars",
-            ohlcv_daily_schema(),
+            tables::ohlcv_daily().schema,
             "daily bars as of ds",
         )]
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
-            OutputPort::new(
-                "features",
-                features_returns_schema(),
-                WriteMode::Merge,
-                "returns per code and date",
-            )
-            .keys(&["code", "date"])
-            .date_column("date"),
+            OutputPort::for_table(&tables::features_returns(), "features", WriteMode::Merge)
+                .doc("returns per code and date"),
         ]
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
@@ -167,9 +162,9 @@ mod tests {
 
     fn bars(code: &str, closes: &[f64], first: NaiveDate) -> RecordBatch {
         let n = closes.len();
-        let start = (first - NaiveDate::default()).num_days() as i32;
+        let start = days(first);
         RecordBatch::try_new(
-            ohlcv_daily_schema(),
+            tables::ohlcv_daily().schema,
             vec![
                 Arc::new(StringArray::from(vec![code; n])),
                 Arc::new(Date32Array::from_iter_values(

@@ -30,7 +30,10 @@ use krxflow_models::onnx::Device;
 use serde::Deserialize;
 
 use crate::cols::{date_col, f64_col, str_col};
-use crate::tables::{FLAT_BAND, chronos_forecasts_schema, ohlcv_daily_schema};
+use crate::common::dates::days;
+use crate::common::direction::FLAT_BAND;
+use crate::common::horizons::target_date;
+use crate::tables;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +44,7 @@ pub struct ChronosParams {
     pub batch_size: usize,
     #[serde(default = "default_context")]
     pub context_length: usize,
-    #[serde(default = "crate::cols::default_horizons")]
+    #[serde(default = "crate::common::horizons::default_horizons")]
     pub horizons: Vec<u32>,
     #[serde(default)]
     pub device: Device,
@@ -178,18 +181,16 @@ impl Operator for ChronosForecast {
         ]
     }
     fn inputs(&self) -> Vec<InputPort> {
-        vec![InputPort::new("bars", ohlcv_daily_schema(), "daily closes")]
+        vec![InputPort::new(
+            "bars",
+            tables::ohlcv_daily().schema,
+            "daily closes",
+        )]
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
-            OutputPort::new(
-                "forecasts",
-                chronos_forecasts_schema(),
-                WriteMode::Merge,
-                "one row per code, base date and horizon",
-            )
-            .keys(&["code", "base_date", "horizon"])
-            .date_column("base_date"),
+            OutputPort::for_table(&tables::chronos_forecasts(), "forecasts", WriteMode::Merge)
+                .doc("one row per code, base date and horizon"),
         ]
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
@@ -247,7 +248,7 @@ impl ConfiguredOp for Configured {
             )));
         }
         let bars = inputs.concat("bars")?;
-        let ds = (ctx.ds - chrono::NaiveDate::default()).num_days() as i32;
+        let ds = days(ctx.ds);
         // Each code's closes up to ds, in date order; only codes that traded on ds.
         let mut series: BTreeMap<String, Vec<(i32, f64)>> = BTreeMap::new();
         if bars.num_rows() > 0 {
@@ -350,7 +351,7 @@ impl ConfiguredOp for Configured {
 
 fn forecasts_batch(rows: &[Row], ctx: &TaskContext, model: &str) -> OpResult<RecordBatch> {
     let n = rows.len();
-    let ds = (ctx.ds - chrono::NaiveDate::default()).num_days() as i32;
+    let ds = days(ctx.ds);
     let derived: Vec<Derived> = rows.iter().map(|r| derive(&r.q, r.close)).collect();
     let mut cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
@@ -361,9 +362,7 @@ fn forecasts_batch(rows: &[Row], ctx: &TaskContext, model: &str) -> OpResult<Rec
             rows.iter().map(|r| r.horizon as i32),
         )),
         Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| {
-            (ctx.calendar.add_trading_days(ctx.ds, i64::from(r.horizon))
-                - chrono::NaiveDate::default())
-            .num_days() as i32
+            days(target_date(ctx.calendar.as_ref(), ctx.ds, r.horizon))
         }))),
         Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.close))),
     ];
@@ -385,7 +384,10 @@ fn forecasts_batch(rows: &[Row], ctx: &TaskContext, model: &str) -> OpResult<Rec
         rows.iter().map(|r| r.context_len as i32),
     )));
     cols.push(Arc::new(StringArray::from(vec![model; n])));
-    Ok(RecordBatch::try_new(chronos_forecasts_schema(), cols)?)
+    Ok(RecordBatch::try_new(
+        tables::chronos_forecasts().schema,
+        cols,
+    )?)
 }
 
 #[cfg(test)]

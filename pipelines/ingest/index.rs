@@ -22,8 +22,9 @@ use krxflow_core::{
 };
 use serde::Deserialize;
 
-use super::ohlcv::{Reason, Reject, days, is_null, parse_date, rejects_batch};
-use crate::tables::{index_daily_schema, ohlcv_rejects_schema};
+use crate::common::dates::{days, parse_date};
+use crate::common::rejects::{Reason, Reject, is_null, rejects_batch};
+use crate::tables;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -281,7 +282,7 @@ pub fn read_index_csv<R: std::io::Read>(
 
 pub fn index_batch(bars: &[&IndexBar]) -> Result<RecordBatch, arrow::error::ArrowError> {
     RecordBatch::try_new(
-        index_daily_schema(),
+        tables::index_daily().schema,
         vec![
             Arc::new(StringArray::from_iter_values(
                 bars.iter().map(|b| b.code.as_str()),
@@ -349,23 +350,11 @@ impl Operator for IngestIndex {
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
-            OutputPort::new(
-                "bars",
-                index_daily_schema(),
-                WriteMode::Merge,
-                "accepted index bars",
-            )
-            .keys(&["code", "date"])
-            .date_column("date")
-            .with_watermark(),
-            OutputPort::new(
-                "rejects",
-                ohlcv_rejects_schema(),
-                WriteMode::Merge,
-                "rejected index rows with reasons",
-            )
-            .keys(&["id"])
-            .date_column("ds"),
+            OutputPort::for_table(&tables::index_daily(), "bars", WriteMode::Merge)
+                .doc("accepted index bars")
+                .with_watermark(),
+            OutputPort::for_table(&tables::index_rejects(), "rejects", WriteMode::Merge)
+                .doc("rejected index rows with reasons"),
         ]
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
@@ -429,7 +418,7 @@ impl ConfiguredOp for Configured {
             rejects.push(rejects_batch(&rs, source, ds)?);
         }
         if rejects.is_empty() {
-            rejects.push(RecordBatch::new_empty(ohlcv_rejects_schema()));
+            rejects.push(RecordBatch::new_empty(tables::ohlcv_rejects().schema));
         }
         Ok(OutputBatches::new()
             .with("bars", vec![index_batch(&bars)?])

@@ -33,8 +33,9 @@ use krxflow_core::{
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::ohlcv::{days, unique_ids};
-use crate::tables::{news_rejects_schema, news_schema, universe_schema};
+use crate::common::dates::days;
+use crate::common::rejects::unique_ids;
+use crate::tables;
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -596,7 +597,7 @@ pub fn news_batch(
     source: &str,
 ) -> Result<RecordBatch, arrow::error::ArrowError> {
     RecordBatch::try_new(
-        news_schema(),
+        tables::news().schema,
         vec![
             Arc::new(StringArray::from_iter_values(
                 articles.iter().map(|a| a.id.as_str()),
@@ -647,7 +648,7 @@ pub fn news_rejects_batch(
             .collect::<String>()
     };
     RecordBatch::try_new(
-        news_rejects_schema(),
+        tables::news_rejects().schema,
         vec![
             Arc::new(StringArray::from(unique_ids(rejects.iter().map(id)))) as ArrayRef,
             Arc::new(Date32Array::from_iter_values(
@@ -713,6 +714,12 @@ impl Operator for IngestNews {
                 "{}",
                 "company names for ticker resolution",
             ),
+            ParamSpec::optional(
+                "extra_sources",
+                "list<{path, format, source, columns}>",
+                "[]",
+                "more sources written to the same table (one writer per table)",
+            ),
             ParamSpec::optional("codes", "list<string>", "all", "only these codes"),
             ParamSpec::optional(
                 "incremental",
@@ -732,7 +739,7 @@ impl Operator for IngestNews {
         vec![
             InputPort::new(
                 "universe",
-                universe_schema(),
+                tables::universe().schema,
                 "company names for ticker resolution",
             )
             .optional()
@@ -741,18 +748,11 @@ impl Operator for IngestNews {
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
-            OutputPort::new("news", news_schema(), WriteMode::Merge, "accepted articles")
-                .keys(&["id"])
-                .date_column("date")
+            OutputPort::for_table(&tables::news(), "news", WriteMode::Merge)
+                .doc("accepted articles")
                 .with_watermark(),
-            OutputPort::new(
-                "rejects",
-                news_rejects_schema(),
-                WriteMode::Merge,
-                "rejected records with reasons",
-            )
-            .keys(&["id"])
-            .date_column("ds"),
+            OutputPort::for_table(&tables::news_rejects(), "rejects", WriteMode::Merge)
+                .doc("rejected records with reasons"),
         ]
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::DataType;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use krxflow_core::{
@@ -24,9 +24,10 @@ use krxflow_core::{
     OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
 };
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
-use crate::tables::{ohlcv_daily_schema, ohlcv_rejects_schema};
+use crate::common::dates::{days, parse_date};
+use crate::common::rejects::{Reason, Reject, is_null, rejects_batch};
+use crate::tables;
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -153,38 +154,6 @@ fn default_tol_rel() -> f64 {
     0.001
 }
 
-/// Why a row was rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Reason {
-    Unparsable,
-    NullValue,
-    TradingHalt,
-    NonPositivePrice,
-    InconsistentHighLow,
-    ZeroVolume,
-    NegativeVolume,
-    DuplicateDate,
-    Provisional,
-    BadCode,
-}
-
-impl Reason {
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::Unparsable => "unparsable",
-            Self::NullValue => "null_value",
-            Self::TradingHalt => "trading_halt",
-            Self::NonPositivePrice => "non_positive_price",
-            Self::InconsistentHighLow => "inconsistent_high_low",
-            Self::ZeroVolume => "zero_volume",
-            Self::NegativeVolume => "negative_volume",
-            Self::DuplicateDate => "duplicate_date",
-            Self::Provisional => "provisional",
-            Self::BadCode => "bad_code",
-        }
-    }
-}
-
 /// A validated bar.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bar {
@@ -197,16 +166,6 @@ pub struct Bar {
     pub volume: i64,
 }
 
-/// A rejected row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reject {
-    pub code: String,
-    pub date: Option<NaiveDate>,
-    pub reason: Reason,
-    pub detail: String,
-    pub raw: String,
-}
-
 /// Raw fields of one row, by role.
 #[derive(Debug, Clone, Default)]
 pub struct RawRow<'a> {
@@ -217,45 +176,6 @@ pub struct RawRow<'a> {
     pub low: &'a str,
     pub close: &'a str,
     pub volume: &'a str,
-}
-
-pub(crate) fn parse_date(s: &str) -> Option<NaiveDate> {
-    let s = s.trim();
-    let s = s
-        .get(..10)
-        .filter(|p| p.len() == 10 && s.len() >= 10)
-        .unwrap_or(s);
-    if let Some(d) = parse_iso_date(s) {
-        return Some(d);
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .or_else(|_| NaiveDate::parse_from_str(s, "%Y%m%d"))
-        .or_else(|_| NaiveDate::parse_from_str(s, "%Y.%m.%d"))
-        .or_else(|_| NaiveDate::parse_from_str(s, "%Y/%m/%d"))
-        .ok()
-}
-
-/// `YYYY-MM-DD` exactly (the common case, without chrono's format interpreter).
-fn parse_iso_date(s: &str) -> Option<NaiveDate> {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| {
-        b[r].iter().try_fold(0u32, |acc, c| {
-            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-        })
-    };
-    NaiveDate::from_ymd_opt(i32::try_from(num(0..4)?).ok()?, num(5..7)?, num(8..10)?)
-}
-
-pub(crate) fn is_null(s: &str) -> bool {
-    let t = s.trim();
-    t.is_empty()
-        || t.eq_ignore_ascii_case("null")
-        || t.eq_ignore_ascii_case("nan")
-        || t.eq_ignore_ascii_case("none")
-        || t == "-"
 }
 
 /// Outcome of validating one row.
@@ -613,45 +533,9 @@ pub fn read_csv<R: Read>(
     Ok(())
 }
 
-pub(crate) fn days(d: NaiveDate) -> i32 {
-    (d - NaiveDate::default()).num_days() as i32
-}
-
-/// Stable id of a reject: re-ingesting the same bad row does not duplicate it.
-pub(crate) fn reject_id(source: &str, r: &Reject) -> String {
-    let mut h = Sha256::new();
-    h.update(source.as_bytes());
-    h.update([0x1f]);
-    h.update(r.code.as_bytes());
-    h.update([0x1f]);
-    h.update(r.raw.as_bytes());
-    h.update([0x1f]);
-    h.update(r.reason.code().as_bytes());
-    h.update([0x1f]);
-    h.update(r.detail.as_bytes());
-    h.finalize()
-        .iter()
-        .take(12)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Makes content-hash ids unique within one batch: the n-th repeat of an identical record
-/// (e.g. a row listed five times in a panel) gets `<id>-n`, so each repeat is kept as its own
-/// reject and re-ingest still produces the same ids.
-pub(crate) fn unique_ids(ids: impl Iterator<Item = String>) -> Vec<String> {
-    let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
-    ids.map(|id| {
-        let n = seen.entry(id.clone()).or_insert(0);
-        *n += 1;
-        if *n == 1 { id } else { format!("{id}-{n}") }
-    })
-    .collect()
-}
-
 pub fn bars_batch(bars: &[Bar], source: &str) -> Result<RecordBatch, arrow::error::ArrowError> {
     RecordBatch::try_new(
-        ohlcv_daily_schema(),
+        tables::ohlcv_daily().schema,
         vec![
             Arc::new(StringArray::from_iter_values(
                 bars.iter().map(|b| b.code.as_str()),
@@ -667,56 +551,6 @@ pub fn bars_batch(bars: &[Bar], source: &str) -> Result<RecordBatch, arrow::erro
             Arc::new(StringArray::from_iter_values(bars.iter().map(|_| source))),
         ],
     )
-}
-
-pub fn rejects_batch(
-    rejects: &[Reject],
-    source: &str,
-    ds: NaiveDate,
-) -> Result<RecordBatch, arrow::error::ArrowError> {
-    RecordBatch::try_new(
-        ohlcv_rejects_schema(),
-        vec![
-            Arc::new(StringArray::from(unique_ids(
-                rejects.iter().map(|r| reject_id(source, r)),
-            ))) as ArrayRef,
-            Arc::new(Date32Array::from_iter_values(
-                rejects.iter().map(|_| days(ds)),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                rejects.iter().map(|_| source),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                rejects.iter().map(|r| r.code.as_str()),
-            )),
-            Arc::new(Date32Array::from(
-                rejects.iter().map(|r| r.date.map(days)).collect::<Vec<_>>(),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                rejects.iter().map(|r| r.reason.code()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                rejects.iter().map(|r| r.detail.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                rejects.iter().map(|r| r.raw.as_str()),
-            )),
-        ],
-    )
-}
-
-/// Schema of `ohlcv_rejects`.
-pub fn rejects_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Utf8, false),
-        Field::new("ds", DataType::Date32, false),
-        Field::new("source", DataType::Utf8, false),
-        Field::new("code", DataType::Utf8, false),
-        Field::new("date", DataType::Date32, true),
-        Field::new("reason", DataType::Utf8, false),
-        Field::new("detail", DataType::Utf8, false),
-        Field::new("raw", DataType::Utf8, false),
-    ]))
 }
 
 pub struct IngestOhlcv;
@@ -807,23 +641,11 @@ impl Operator for IngestOhlcv {
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
-            OutputPort::new(
-                "bars",
-                ohlcv_daily_schema(),
-                WriteMode::Merge,
-                "accepted daily bars",
-            )
-            .keys(&["code", "date"])
-            .date_column("date")
-            .with_watermark(),
-            OutputPort::new(
-                "rejects",
-                ohlcv_rejects_schema(),
-                WriteMode::Merge,
-                "rejected rows with reasons",
-            )
-            .keys(&["id"])
-            .date_column("ds"),
+            OutputPort::for_table(&tables::ohlcv_daily(), "bars", WriteMode::Merge)
+                .doc("accepted daily bars")
+                .with_watermark(),
+            OutputPort::for_table(&tables::ohlcv_rejects(), "rejects", WriteMode::Merge)
+                .doc("rejected rows with reasons"),
         ]
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {

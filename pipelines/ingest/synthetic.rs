@@ -31,7 +31,8 @@ use krxflow_core::{
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::tables::{news_schema, ohlcv_daily_schema, universe_schema};
+use crate::common::dates::days as epoch_day;
+use crate::tables;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,10 +185,6 @@ pub struct SynthNews {
     pub title: String,
 }
 
-fn epoch_day(d: NaiveDate) -> i64 {
-    (d - NaiveDate::default()).num_days()
-}
-
 /// Generates one ticker's history over `days` (ascending trading days from `start`).
 pub fn generate(
     seed: u64,
@@ -202,7 +199,7 @@ pub fn generate(
     let mut close = round_tick(t.start_price);
     let mut prev_sentiment = 0i32;
     for &date in days {
-        let day = epoch_day(date);
+        let day = i64::from(epoch_day(date));
         let market = Draw::new(seed, u64::MAX, day, 1);
         let own = Draw::new(seed, u64::from(idx), day, 2);
         let m = 0.012 * market.normal(0);
@@ -328,19 +325,11 @@ impl Operator for IngestSynthetic {
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
-            OutputPort::new("bars", ohlcv_daily_schema(), WriteMode::Merge, "daily bars")
-                .keys(&["code", "date"])
-                .date_column("date"),
-            OutputPort::new("news", news_schema(), WriteMode::Merge, "headlines")
-                .keys(&["id"])
-                .date_column("date"),
-            OutputPort::new(
-                "universe",
-                universe_schema(),
-                WriteMode::Merge,
-                "codes and names",
-            )
-            .keys(&["code"]),
+            OutputPort::for_table(&tables::ohlcv_daily(), "bars", WriteMode::Merge)
+                .doc("daily bars"),
+            OutputPort::for_table(&tables::news(), "news", WriteMode::Merge).doc("headlines"),
+            OutputPort::for_table(&tables::universe(), "universe", WriteMode::Merge)
+                .doc("codes and names"),
         ]
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
@@ -398,7 +387,7 @@ pub fn synthesize(
         let (bars, news) = generate(p.seed, &t, i, &days, p.news_per_day);
         for b in &bars[keep_from..] {
             codes.push(t.code.clone());
-            dates.push(epoch_day(b.date) as i32);
+            dates.push(epoch_day(b.date));
             o.push(b.open);
             h.push(b.high);
             l.push(b.low);
@@ -411,7 +400,7 @@ pub fn synthesize(
             n_url.push(format!("synthetic://news/{id}"));
             n_id.push(id);
             n_code.push(t.code.clone());
-            n_date.push(epoch_day(n.date) as i32);
+            n_date.push(epoch_day(n.date));
             n_ts.push(n.published_ms);
             n_title.push(n.title.clone());
         }
@@ -421,7 +410,7 @@ pub fn synthesize(
     }
     let n = codes.len();
     let bars = RecordBatch::try_new(
-        ohlcv_daily_schema(),
+        tables::ohlcv_daily().schema,
         vec![
             Arc::new(StringArray::from(codes)) as ArrayRef,
             Arc::new(Date32Array::from(dates)),
@@ -435,7 +424,7 @@ pub fn synthesize(
     )?;
     let nn = n_id.len();
     let news = RecordBatch::try_new(
-        news_schema(),
+        tables::news().schema,
         vec![
             Arc::new(StringArray::from(n_id)) as ArrayRef,
             Arc::new(StringArray::from(n_code)),
@@ -448,7 +437,7 @@ pub fn synthesize(
         ],
     )?;
     let universe = RecordBatch::try_new(
-        universe_schema(),
+        tables::universe().schema,
         vec![
             Arc::new(StringArray::from(universe.0)) as ArrayRef,
             Arc::new(StringArray::from(universe.1)),
@@ -591,7 +580,7 @@ mod tests {
         let cal = WeekdayCalendar::default();
         let ds = d("2024-12-16");
         let (b, news, uni) = synthesize(&params(250), &cal, ds).unwrap();
-        let max = (ds - NaiveDate::default()).num_days() as i32;
+        let max = epoch_day(ds);
         for (code, date, o, h, l, c, v) in rows(&b) {
             assert!(
                 l <= o.min(c) && o.max(c) <= h,
@@ -599,7 +588,7 @@ mod tests {
             );
             assert!(l > 0.0 && v > 0);
             assert!(date <= max);
-            let day = NaiveDate::default() + chrono::Duration::days(i64::from(date));
+            let day = crate::common::dates::date_of(date);
             assert!(cal.is_trading_day(day));
         }
         assert!(news.num_rows() > 0);

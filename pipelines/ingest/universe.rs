@@ -16,8 +16,8 @@ use krxflow_core::{
 };
 use serde::Deserialize;
 
-use super::ohlcv::{Reason, Reject, rejects_batch};
-use crate::tables::{ohlcv_rejects_schema, universe_schema};
+use crate::common::rejects::{Reason, Reject, rejects_batch};
+use crate::tables;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -175,21 +175,10 @@ impl Operator for IngestUniverse {
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
-            OutputPort::new(
-                "universe",
-                universe_schema(),
-                WriteMode::Merge,
-                "one row per code",
-            )
-            .keys(&["code"]),
-            OutputPort::new(
-                "rejects",
-                ohlcv_rejects_schema(),
-                WriteMode::Merge,
-                "rows with a bad code or no name",
-            )
-            .keys(&["id"])
-            .date_column("ds"),
+            OutputPort::for_table(&tables::universe(), "universe", WriteMode::Merge)
+                .doc("one row per code"),
+            OutputPort::for_table(&tables::universe_rejects(), "rejects", WriteMode::Merge)
+                .doc("rows with a bad code or no name"),
         ]
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
@@ -228,7 +217,7 @@ impl ConfiguredOp for Configured {
         }
         let e = &collected.entries;
         let batch = RecordBatch::try_new(
-            universe_schema(),
+            tables::universe().schema,
             vec![
                 Arc::new(StringArray::from_iter_values(e.keys())) as ArrayRef,
                 Arc::new(StringArray::from_iter_values(

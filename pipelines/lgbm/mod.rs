@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cols::{date_col, f64_col, str_col};
-use crate::features::build::FEATURES;
+use crate::tables::FEATURES;
 
 /// `code` used for the pooled model's registry name and artifact path.
 pub const POOLED_CODE: &str = "_all";
@@ -84,14 +84,6 @@ pub fn validate_features(features: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-pub(crate) fn days(d: NaiveDate) -> i32 {
-    (d - NaiveDate::default()).num_days() as i32
-}
-
-pub(crate) fn date_of(days: i32) -> NaiveDate {
-    NaiveDate::default() + chrono::Duration::days(i64::from(days))
 }
 
 /// Each code's bars as parallel (date, close) vectors sorted by date.
@@ -244,12 +236,12 @@ mod tests {
     use arrow::array::{ArrayRef, Date32Array, Float64Array, StringArray};
 
     use super::*;
-    use crate::tables::ohlcv_daily_schema;
+    use crate::tables;
 
     fn bars(rows: &[(&str, i32, f64)]) -> RecordBatch {
         let n = rows.len();
         RecordBatch::try_new(
-            ohlcv_daily_schema(),
+            tables::ohlcv_daily().schema,
             vec![
                 Arc::new(StringArray::from(
                     rows.iter().map(|r| r.0).collect::<Vec<_>>(),

@@ -23,20 +23,20 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{
-    Closes, FeatureRows, ModelCard, POOLED_CODE, Scope, days, default_features, feature_hash,
-    model_name, validate_features,
+    Closes, FeatureRows, ModelCard, POOLED_CODE, Scope, default_features, feature_hash, model_name,
+    validate_features,
 };
 use crate::cols::{date_col, str_col, ts_col};
-use crate::tables::{
-    features_daily_schema, lgbm_predictions_schema, model_registry_schema, ohlcv_daily_schema,
-};
+use crate::common::dates::days;
+use crate::common::horizons::target_date;
+use crate::tables;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PredictParams {
     #[serde(default = "default_scope")]
     pub scope: Scope,
-    #[serde(default = "crate::cols::default_horizons")]
+    #[serde(default = "crate::common::horizons::default_horizons")]
     pub horizons: Vec<u32>,
     /// The current feature list (default: every documented feature); must equal the model's.
     #[serde(default)]
@@ -81,21 +81,24 @@ impl Operator for LgbmPredict {
     }
     fn inputs(&self) -> Vec<InputPort> {
         vec![
-            InputPort::new("features", features_daily_schema(), "the feature table"),
-            InputPort::new("bars", ohlcv_daily_schema(), "base closes"),
-            InputPort::new("registry", model_registry_schema(), "registered models").optional(),
+            InputPort::new(
+                "features",
+                tables::features_daily().schema,
+                "the feature table",
+            ),
+            InputPort::new("bars", tables::ohlcv_daily().schema, "base closes"),
+            InputPort::new(
+                "registry",
+                tables::model_registry().schema,
+                "registered models",
+            )
+            .optional(),
         ]
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
-            OutputPort::new(
-                "predictions",
-                lgbm_predictions_schema(),
-                WriteMode::Merge,
-                "one row per code, base date and horizon",
-            )
-            .keys(&["code", "base_date", "horizon"])
-            .date_column("base_date"),
+            OutputPort::for_table(&tables::lgbm_predictions(), "predictions", WriteMode::Merge)
+                .doc("one row per code, base date and horizon"),
         ]
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
@@ -311,7 +314,7 @@ impl ConfiguredOp for Configured {
         let registry = if inputs.has("registry") {
             inputs.concat("registry")?
         } else {
-            RecordBatch::new_empty(model_registry_schema())
+            RecordBatch::new_empty(tables::model_registry().schema)
         };
         let prefix = format!("lgbm/{}/", p.scope.as_str());
         let models = usable_models(&registry, &prefix, ds)?;
@@ -438,7 +441,7 @@ fn predictions_batch(rows: &[Forecast], ctx: &TaskContext) -> OpResult<RecordBat
         Arc::new(Float64Array::from(rows.iter().map(g).collect::<Vec<_>>()))
     };
     Ok(RecordBatch::try_new(
-        lgbm_predictions_schema(),
+        tables::lgbm_predictions().schema,
         vec![
             Arc::new(StringArray::from(
                 rows.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
@@ -449,7 +452,7 @@ fn predictions_batch(rows: &[Forecast], ctx: &TaskContext) -> OpResult<RecordBat
             )),
             Arc::new(Date32Array::from(
                 rows.iter()
-                    .map(|r| days(ctx.calendar.add_trading_days(ctx.ds, i64::from(r.horizon))))
+                    .map(|r| days(target_date(ctx.calendar.as_ref(), ctx.ds, r.horizon)))
                     .collect::<Vec<_>>(),
             )),
             f(&|r| r.base_close),
@@ -475,7 +478,7 @@ mod tests {
     fn registry(rows: &[(&str, &str, i32, i64)]) -> RecordBatch {
         let n = rows.len();
         RecordBatch::try_new(
-            model_registry_schema(),
+            tables::model_registry().schema,
             vec![
                 Arc::new(StringArray::from(
                     rows.iter().map(|r| r.0).collect::<Vec<_>>(),

@@ -26,13 +26,12 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    Closes, FeatureRows, ModelCard, POOLED_CODE, Scope, date_of, days, default_features,
-    feature_hash, model_name, validate_features,
+    Closes, FeatureRows, ModelCard, POOLED_CODE, Scope, default_features, feature_hash, model_name,
+    validate_features,
 };
-use crate::tables::{
-    FLAT_BAND, features_daily_schema, lgbm_metrics_schema, model_registry_schema,
-    ohlcv_daily_schema,
-};
+use crate::common::dates::{date_of, days};
+use crate::common::direction::{Direction, FLAT_BAND};
+use crate::tables;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,7 +39,7 @@ pub struct TrainParams {
     /// `per_ticker`, `pooled`, or a list of both.
     #[serde(default = "default_scope", deserialize_with = "one_or_many")]
     pub scope: Vec<Scope>,
-    #[serde(default = "crate::cols::default_horizons")]
+    #[serde(default = "crate::common::horizons::default_horizons")]
     pub horizons: Vec<u32>,
     /// Feature columns in model order (default: every documented feature).
     #[serde(default)]
@@ -273,7 +272,7 @@ pub fn fit_job(
     let (xv, yv) = gather(rows, &job.valid, lab);
     let cls = |y: &[f32]| -> Vec<f32> {
         y.iter()
-            .map(|r| f32::from(gbm::direction_class(f64::from(*r), flat_band)))
+            .map(|r| f32::from(Direction::classify(f64::from(*r), flat_band).class()))
             .collect()
     };
     let (ct, cv) = (cls(&yt), cls(&yv));
@@ -465,28 +464,24 @@ impl Operator for LgbmTrain {
     }
     fn inputs(&self) -> Vec<InputPort> {
         vec![
-            InputPort::new("features", features_daily_schema(), "the feature table"),
-            InputPort::new("bars", ohlcv_daily_schema(), "closes for the labels"),
+            InputPort::new(
+                "features",
+                tables::features_daily().schema,
+                "the feature table",
+            ),
+            InputPort::new(
+                "bars",
+                tables::ohlcv_daily().schema,
+                "closes for the labels",
+            ),
         ]
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
-            OutputPort::new(
-                "registry",
-                model_registry_schema(),
-                WriteMode::Merge,
-                "one row per trained model pair",
-            )
-            .keys(&["model", "version"])
-            .date_column("trained_through"),
-            OutputPort::new(
-                "metrics",
-                lgbm_metrics_schema(),
-                WriteMode::Merge,
-                "validation metrics per model pair",
-            )
-            .keys(&["scope", "code", "horizon", "version"])
-            .date_column("trained_through"),
+            OutputPort::for_table(&tables::model_registry(), "registry", WriteMode::Merge)
+                .doc("one row per trained model pair"),
+            OutputPort::for_table(&tables::lgbm_metrics(), "metrics", WriteMode::Merge)
+                .doc("validation metrics per model pair"),
         ]
     }
     fn configure(&self, params: &Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
@@ -733,7 +728,7 @@ impl RegistryRows {
     fn batch(self) -> OpResult<RecordBatch> {
         let n = self.model.len();
         Ok(RecordBatch::try_new(
-            model_registry_schema(),
+            tables::model_registry().schema,
             vec![
                 Arc::new(StringArray::from(self.model)) as ArrayRef,
                 Arc::new(StringArray::from(vec!["lgbm"; n])),
@@ -792,7 +787,7 @@ impl MetricRows {
 
     fn batch(self) -> OpResult<RecordBatch> {
         Ok(RecordBatch::try_new(
-            lgbm_metrics_schema(),
+            tables::lgbm_metrics().schema,
             vec![
                 Arc::new(StringArray::from(self.scope)) as ArrayRef,
                 Arc::new(StringArray::from(self.code)),

@@ -28,61 +28,19 @@ use arrow::array::{
     Array, ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
     TimestampMillisecondArray,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use krxflow_core::{
     ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator, OutputBatches,
-    OutputPort, ParamSpec, TableDef, TaskContext, WriteMode, parse_params,
+    OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
 };
 use serde::Deserialize;
 
-use crate::ingest::ohlcv::days;
+use crate::common::dates::days;
+use crate::tables;
 
 const KST_OFFSET_MS: i64 = 9 * 3_600_000;
 const MINUTE_MS: i64 = 60_000;
-
-pub fn ohlcv_minute_schema() -> SchemaRef {
-    let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("Asia/Seoul".into()));
-    Arc::new(Schema::new(vec![
-        Field::new("code", DataType::Utf8, false),
-        Field::new("date", DataType::Date32, false),
-        Field::new("ts", ts, false),
-        Field::new("open", DataType::Float64, false),
-        Field::new("high", DataType::Float64, false),
-        Field::new("low", DataType::Float64, false),
-        Field::new("close", DataType::Float64, false),
-        Field::new("volume", DataType::Int64, false),
-    ]))
-}
-
-pub fn minute_momentum_schema() -> SchemaRef {
-    let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("Asia/Seoul".into()));
-    Arc::new(Schema::new(vec![
-        Field::new("code", DataType::Utf8, false),
-        Field::new("date", DataType::Date32, false),
-        Field::new("as_of", ts, true),
-        Field::new("n_minute_bars", DataType::Int64, false),
-        Field::new("n_bars_5m", DataType::Int64, false),
-        Field::new("green", DataType::Int64, true),
-        Field::new("volume_ratio", DataType::Float64, true),
-        Field::new("class", DataType::Utf8, false),
-    ]))
-}
-
-/// Catalog entries of the two tables.
-pub fn table_defs() -> Vec<TableDef> {
-    vec![
-        TableDef::new("ohlcv_minute", ohlcv_minute_schema())
-            .keys(&["code", "ts"])
-            .date_column("date")
-            .doc("1-minute bars per code (date = KST trading date)"),
-        TableDef::new("minute_momentum", minute_momentum_schema())
-            .keys(&["code", "date"])
-            .date_column("date")
-            .doc("intraday momentum class per code and day from the last 25 minutes"),
-    ]
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MinuteBar {
@@ -322,7 +280,7 @@ pub fn compute(
     }
     counters.insert("codes".into(), rows.len() as i64);
     let batch = RecordBatch::try_new(
-        minute_momentum_schema(),
+        tables::minute_momentum().schema,
         vec![
             Arc::new(StringArray::from_iter_values(
                 rows.iter().map(|r| r.0.as_str()),
@@ -396,20 +354,14 @@ impl Operator for MinuteMomentum {
     fn inputs(&self) -> Vec<InputPort> {
         vec![InputPort::new(
             "bars",
-            ohlcv_minute_schema(),
+            tables::ohlcv_minute().schema,
             "1-minute bars",
         )]
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
-            OutputPort::new(
-                "momentum",
-                minute_momentum_schema(),
-                WriteMode::Merge,
-                "one class per code and day",
-            )
-            .keys(&["code", "date"])
-            .date_column("date"),
+            OutputPort::for_table(&tables::minute_momentum(), "momentum", WriteMode::Merge)
+                .doc("one class per code and day"),
         ]
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
@@ -602,7 +554,7 @@ mod tests {
             .map(|i| if i < n { "005930" } else { "000660" })
             .collect();
         let batch = RecordBatch::try_new(
-            ohlcv_minute_schema(),
+            tables::ohlcv_minute().schema,
             vec![
                 Arc::new(StringArray::from(codes)) as ArrayRef,
                 Arc::new(Date32Array::from(dates)),

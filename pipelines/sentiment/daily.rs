@@ -29,8 +29,8 @@ use krxflow_core::{
 };
 use serde::Deserialize;
 
-use crate::ingest::ohlcv::days;
-use crate::tables::{news_schema, news_scores_required, sentiment_daily_schema};
+use crate::common::dates::days;
+use crate::tables;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -224,7 +224,7 @@ pub fn aggregate_window(
     let ratio = |n: i64, st: &DayStats| (st.n_scored > 0).then(|| n as f64 / st.n_scored as f64);
     let rows: Vec<(&(String, NaiveDate), &DayStats)> = stats.iter().collect();
     let batch = RecordBatch::try_new(
-        sentiment_daily_schema(),
+        tables::sentiment_daily().schema,
         vec![
             Arc::new(StringArray::from_iter_values(
                 rows.iter().map(|r| r.0.0.as_str()),
@@ -318,21 +318,20 @@ impl Operator for SentimentDaily {
     }
     fn inputs(&self) -> Vec<InputPort> {
         vec![
-            InputPort::new("news", news_schema(), "articles"),
-            InputPort::new("scores", news_scores_required(), "per-article scores").optional(),
+            InputPort::new("news", tables::news().schema, "articles"),
+            InputPort::new(
+                "scores",
+                tables::news_scores_required(),
+                "per-article scores",
+            )
+            .optional(),
         ]
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
-            OutputPort::new(
-                "sentiment",
-                sentiment_daily_schema(),
-                WriteMode::Merge,
-                "daily sentiment per code",
-            )
-            .keys(&["code", "date"])
-            .date_column("date")
-            .with_watermark(),
+            OutputPort::for_table(&tables::sentiment_daily(), "sentiment", WriteMode::Merge)
+                .doc("daily sentiment per code")
+                .with_watermark(),
         ]
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
@@ -429,7 +428,7 @@ mod tests {
 
     fn scores(rows: &[(&str, &str, &str, f64)]) -> RecordBatch {
         RecordBatch::try_new(
-            crate::tables::news_scores_schema(),
+            tables::news_scores().schema,
             vec![
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef,
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|_| "005930"))),

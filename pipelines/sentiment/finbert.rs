@@ -24,7 +24,7 @@ use serde::Deserialize;
 
 use crate::cols::{date_col, scored_ids, str_col};
 use crate::forecast::chronos::model_error;
-use crate::tables::{embedding_field, news_schema, news_scores_required, news_scores_schema};
+use crate::tables;
 
 /// Labels in the model's class order.
 const LABELS: [&str; 3] = ["neg", "neu", "pos"];
@@ -114,20 +114,14 @@ impl Operator for FinbertScorer {
     }
     fn inputs(&self) -> Vec<InputPort> {
         vec![
-            InputPort::new("news", news_schema(), "articles"),
-            InputPort::new("scores", news_scores_required(), "existing scores").optional(),
+            InputPort::new("news", tables::news().schema, "articles"),
+            InputPort::new("scores", tables::news_scores_required(), "existing scores").optional(),
         ]
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
-            OutputPort::new(
-                "scores",
-                news_scores_schema(),
-                WriteMode::Merge,
-                "per-article scores",
-            )
-            .keys(&["id", "model"])
-            .date_column("date"),
+            OutputPort::for_table(&tables::news_scores(), "scores", WriteMode::Merge)
+                .doc("per-article scores"),
         ]
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
@@ -228,9 +222,9 @@ impl ConfiguredOp for Configured {
             emb.append(true);
         }
         let emb = emb.finish();
-        debug_assert_eq!(emb.data_type(), embedding_field().data_type());
+        debug_assert_eq!(emb.data_type(), tables::embedding_field().data_type());
         let batch = RecordBatch::try_new(
-            news_scores_schema(),
+            tables::news_scores().schema,
             vec![
                 Arc::new(StringArray::from_iter_values(
                     todo.iter().map(|t| t.1.as_str()),

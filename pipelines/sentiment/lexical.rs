@@ -29,14 +29,8 @@ use krxflow_models::lexical::{
 use serde::Deserialize;
 
 use crate::cols::{date_col, scored_ids, str_col, ts_col};
-use crate::tables::{
-    model_registry_schema, news_schema, news_scores_required, news_scores_schema,
-    training_rejects_schema,
-};
-
-fn days(d: chrono::NaiveDate) -> i32 {
-    (d - chrono::NaiveDate::default()).num_days() as i32
-}
+use crate::common::dates::days;
+use crate::tables;
 
 // ---------------------------------------------------------------- training
 
@@ -200,22 +194,10 @@ impl Operator for TrainLexical {
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
-            OutputPort::new(
-                "registry",
-                model_registry_schema(),
-                WriteMode::Merge,
-                "the trained model's registry row",
-            )
-            .keys(&["model", "version"])
-            .date_column("trained_through"),
-            OutputPort::new(
-                "rejects",
-                training_rejects_schema(),
-                WriteMode::Merge,
-                "labelled rows that could not be used",
-            )
-            .keys(&["model", "line"])
-            .date_column("ds"),
+            OutputPort::for_table(&tables::model_registry(), "registry", WriteMode::Merge)
+                .doc("the trained model's registry row"),
+            OutputPort::for_table(&tables::training_rejects(), "rejects", WriteMode::Merge)
+                .doc("labelled rows that could not be used"),
         ]
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
@@ -328,7 +310,7 @@ impl ConfiguredOp for ConfiguredTrain {
 
         let now_ms = Utc::now().timestamp_millis();
         let registry = RecordBatch::try_new(
-            model_registry_schema(),
+            tables::model_registry().schema,
             vec![
                 Arc::new(StringArray::from(vec![p.model.clone()])) as ArrayRef,
                 Arc::new(StringArray::from(vec!["lexical"])),
@@ -342,7 +324,7 @@ impl ConfiguredOp for ConfiguredTrain {
         )?;
         let n = data.rejects.len();
         let rejects = RecordBatch::try_new(
-            training_rejects_schema(),
+            tables::training_rejects().schema,
             vec![
                 Arc::new(StringArray::from(vec![p.model.clone(); n])) as ArrayRef,
                 Arc::new(Int64Array::from(
@@ -405,21 +387,20 @@ impl Operator for LexicalScorer {
     }
     fn inputs(&self) -> Vec<InputPort> {
         vec![
-            InputPort::new("news", news_schema(), "articles"),
-            InputPort::new("registry", model_registry_schema(), "registered models").optional(),
-            InputPort::new("scores", news_scores_required(), "existing scores").optional(),
+            InputPort::new("news", tables::news().schema, "articles"),
+            InputPort::new(
+                "registry",
+                tables::model_registry().schema,
+                "registered models",
+            )
+            .optional(),
+            InputPort::new("scores", tables::news_scores_required(), "existing scores").optional(),
         ]
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
-            OutputPort::new(
-                "scores",
-                news_scores_schema(),
-                WriteMode::Merge,
-                "per-article scores",
-            )
-            .keys(&["id", "model"])
-            .date_column("date"),
+            OutputPort::for_table(&tables::news_scores(), "scores", WriteMode::Merge)
+                .doc("per-article scores"),
         ]
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
@@ -464,7 +445,7 @@ impl ConfiguredOp for ConfiguredScorer {
         let registry = if inputs.has("registry") {
             inputs.concat("registry")?
         } else {
-            RecordBatch::new_empty(model_registry_schema())
+            RecordBatch::new_empty(tables::model_registry().schema)
         };
         let Some((path, hash, version)) = newest(&registry, &p.model)? else {
             return Err(OpError::skipped(format!(
@@ -544,7 +525,7 @@ impl ConfiguredOp for ConfiguredScorer {
         ctx.counters.add("already_scored", done.len() as i64);
         let n = id.len();
         let batch = RecordBatch::try_new(
-            news_scores_schema(),
+            tables::news_scores().schema,
             vec![
                 Arc::new(StringArray::from(id)) as ArrayRef,
                 Arc::new(StringArray::from(code)),

@@ -6,11 +6,12 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use chrono::NaiveDate;
+use krxflow_pipelines::common::rejects::Reason;
 use krxflow_pipelines::ingest::index::{IndexCollector, read_index_csv};
 use krxflow_pipelines::ingest::news::{
     NewsCollector, NewsColumns, NewsWindow, Resolver, read_csv as read_news,
 };
-use krxflow_pipelines::ingest::ohlcv::{Collector, Columns, Reason, Window, read_csv};
+use krxflow_pipelines::ingest::ohlcv::{Collector, Columns, Window, read_csv};
 
 fn data_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("KRXFLOW_DATA")

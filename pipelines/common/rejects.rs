@@ -1,0 +1,190 @@
+//! Rejected input rows: why ([`Reason`]), the row ([`Reject`]), stable ids and the batch every
+//! input-rejects table (`ohlcv_rejects`, `index_rejects`, `universe_rejects`) stores.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Date32Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use chrono::NaiveDate;
+use sha2::{Digest, Sha256};
+
+use super::dates::days;
+
+/// Why a row was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reason {
+    Unparsable,
+    NullValue,
+    TradingHalt,
+    NonPositivePrice,
+    InconsistentHighLow,
+    ZeroVolume,
+    NegativeVolume,
+    DuplicateDate,
+    Provisional,
+    BadCode,
+}
+
+impl Reason {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Unparsable => "unparsable",
+            Self::NullValue => "null_value",
+            Self::TradingHalt => "trading_halt",
+            Self::NonPositivePrice => "non_positive_price",
+            Self::InconsistentHighLow => "inconsistent_high_low",
+            Self::ZeroVolume => "zero_volume",
+            Self::NegativeVolume => "negative_volume",
+            Self::DuplicateDate => "duplicate_date",
+            Self::Provisional => "provisional",
+            Self::BadCode => "bad_code",
+        }
+    }
+}
+
+/// A rejected row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    pub code: String,
+    pub date: Option<NaiveDate>,
+    pub reason: Reason,
+    pub detail: String,
+    pub raw: String,
+}
+
+/// A raw field that stands for "no value" (`null_value` when a value is required).
+pub fn is_null(s: &str) -> bool {
+    let t = s.trim();
+    t.is_empty()
+        || t.eq_ignore_ascii_case("null")
+        || t.eq_ignore_ascii_case("nan")
+        || t.eq_ignore_ascii_case("none")
+        || t == "-"
+}
+
+/// Stable id of a reject: re-ingesting the same bad row does not duplicate it.
+pub fn reject_id(source: &str, r: &Reject) -> String {
+    let mut h = Sha256::new();
+    h.update(source.as_bytes());
+    h.update([0x1f]);
+    h.update(r.code.as_bytes());
+    h.update([0x1f]);
+    h.update(r.raw.as_bytes());
+    h.update([0x1f]);
+    h.update(r.reason.code().as_bytes());
+    h.update([0x1f]);
+    h.update(r.detail.as_bytes());
+    h.finalize()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Makes content-hash ids unique within one batch: the n-th repeat of an identical record
+/// (e.g. a row listed five times in a panel) gets `<id>-n`, so each repeat is kept as its own
+/// reject and re-ingest still produces the same ids.
+pub fn unique_ids(ids: impl Iterator<Item = String>) -> Vec<String> {
+    let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    ids.map(|id| {
+        let n = seen.entry(id.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 { id } else { format!("{id}-{n}") }
+    })
+    .collect()
+}
+
+/// The schema of every input-rejects table.
+pub fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("ds", DataType::Date32, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("code", DataType::Utf8, false),
+        Field::new("date", DataType::Date32, true),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, false),
+        Field::new("raw", DataType::Utf8, false),
+    ]))
+}
+
+/// `rejects` found by the run for `ds`, as a batch of [`schema`].
+pub fn rejects_batch(
+    rejects: &[Reject],
+    source: &str,
+    ds: NaiveDate,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(StringArray::from(unique_ids(
+                rejects.iter().map(|r| reject_id(source, r)),
+            ))) as ArrayRef,
+            Arc::new(Date32Array::from_iter_values(
+                rejects.iter().map(|_| days(ds)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|_| source),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|r| r.code.as_str()),
+            )),
+            Arc::new(Date32Array::from(
+                rejects.iter().map(|r| r.date.map(days)).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|r| r.reason.code()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|r| r.detail.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|r| r.raw.as_str()),
+            )),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reject(raw: &str) -> Reject {
+        Reject {
+            code: "005930".into(),
+            date: None,
+            reason: Reason::NullValue,
+            detail: "close is null".into(),
+            raw: raw.into(),
+        }
+    }
+
+    #[test]
+    fn repeated_identical_rejects_get_distinct_stable_ids() {
+        let rs = [reject("a"), reject("a"), reject("b")];
+        let b1 = rejects_batch(&rs, "csv", NaiveDate::default()).expect("batch");
+        let b2 = rejects_batch(&rs, "csv", NaiveDate::default()).expect("batch");
+        let ids = |b: &RecordBatch| -> Vec<String> {
+            let a = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("utf8 ids");
+            a.iter()
+                .map(|v| v.unwrap_or_default().to_string())
+                .collect()
+        };
+        let (i1, i2) = (ids(&b1), ids(&b2));
+        assert_eq!(i1, i2);
+        assert_eq!(i1[1], format!("{}-2", i1[0]));
+        assert_ne!(i1[0], i1[2]);
+    }
+
+    #[test]
+    fn null_spellings_count_as_missing() {
+        for s in ["", " ", "null", "NaN", "None", "-"] {
+            assert!(is_null(s), "{s:?}");
+        }
+        assert!(!is_null("0"));
+    }
+}

@@ -1,0 +1,92 @@
+//! Forecast tables. Every one is keyed by (code, base_date, horizon), dated by `base_date`,
+//! and starts with the same columns ([`forecast_head`]); each also carries prob_up, prob_flat
+//! and prob_down (±0.3% band).
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema};
+use krxflow_core::TableDef;
+
+/// The key, the target and the close the forecast starts from: code, base_date, horizon,
+/// target_date, base_close.
+pub fn forecast_head() -> Vec<Field> {
+    vec![
+        Field::new("code", DataType::Utf8, false),
+        Field::new("base_date", DataType::Date32, false),
+        Field::new("horizon", DataType::Int32, false),
+        Field::new("target_date", DataType::Date32, false),
+        Field::new("base_close", DataType::Float64, false),
+    ]
+}
+
+fn probabilities() -> Vec<Field> {
+    ["prob_up", "prob_flat", "prob_down"]
+        .into_iter()
+        .map(|n| Field::new(n, DataType::Float64, false))
+        .collect()
+}
+
+fn forecast_table(name: &str, fields: Vec<Field>, doc: &str) -> TableDef {
+    TableDef::new(name, Arc::new(Schema::new(fields)))
+        .keys(&["code", "base_date", "horizon"])
+        .date_column("base_date")
+        .doc(doc)
+}
+
+/// Chronos-Bolt forecasts: per (code, base_date, horizon), the nine quantile prices and what
+/// follows from them.
+pub fn chronos_forecasts() -> TableDef {
+    let f = |n: &str| Field::new(n, DataType::Float64, false);
+    let mut fields = forecast_head();
+    fields.extend((1..=9).map(|q| f(&format!("q{q}0"))));
+    fields.extend([f("median"), f("expected_return")]);
+    fields.extend(probabilities());
+    fields.push(f("conf"));
+    fields.push(Field::new("context_len", DataType::Int32, false));
+    fields.push(Field::new("model", DataType::Utf8, false));
+    forecast_table(
+        "chronos_forecasts",
+        fields,
+        "Chronos-Bolt quantile forecasts (q10..q90 prices), expected return, up/flat/down probabilities, conf",
+    )
+}
+
+/// LightGBM forecasts: per (code, base_date, horizon), prices and direction probabilities.
+pub fn lgbm_predictions() -> TableDef {
+    let f = |n: &str| Field::new(n, DataType::Float64, false);
+    let mut fields = forecast_head();
+    fields.extend(
+        ["predicted_return", "predicted_close", "q10", "q90"]
+            .into_iter()
+            .map(f),
+    );
+    fields.extend(probabilities());
+    fields.push(Field::new("model_version", DataType::Utf8, false));
+    forecast_table(
+        "lgbm_predictions",
+        fields,
+        "LightGBM forecasts: return, close, residual q10/q90 and up/flat/down probabilities",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_forecast_table_shares_the_head_and_the_probabilities() {
+        for def in [chronos_forecasts(), lgbm_predictions()] {
+            let names: Vec<&str> = def
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
+            let head: Vec<String> = forecast_head().iter().map(|f| f.name().clone()).collect();
+            assert_eq!(names[..head.len()], head, "{}", def.name);
+            for p in ["prob_up", "prob_flat", "prob_down"] {
+                assert!(names.contains(&p), "{} lacks {p}", def.name);
+            }
+        }
+    }
+}

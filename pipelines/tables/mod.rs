@@ -1,0 +1,80 @@
+//! Every table the pipeline writes, declared once: schema, keys, date column, doc. One file per
+//! family; each table is a function `fn <table>() -> TableDef`. Operators build their output
+//! ports from these definitions ([`krxflow_core::OutputPort::for_table`]) and their input
+//! ports from the definitions' schemas, so a table's columns and keys exist in one place.
+//!
+//! Adding a table: one function in its family file and one line in [`all`].
+
+mod features;
+mod forecasts;
+mod market;
+mod models;
+mod news;
+
+pub use features::{FEATURES, features_daily, features_returns, minute_momentum};
+pub use forecasts::{chronos_forecasts, forecast_head, lgbm_predictions};
+pub use market::{
+    index_daily, index_rejects, ohlcv_daily, ohlcv_minute, ohlcv_rejects, universe,
+    universe_rejects,
+};
+pub use models::{lgbm_metrics, model_registry, training_rejects};
+pub use news::{
+    embedding_field, news, news_rejects, news_scores, news_scores_required, sentiment_daily,
+};
+
+use krxflow_core::TableDef;
+
+/// The catalog entries: every table above.
+pub fn all() -> Vec<TableDef> {
+    vec![
+        ohlcv_daily(),
+        ohlcv_rejects(),
+        index_daily(),
+        index_rejects(),
+        universe(),
+        universe_rejects(),
+        ohlcv_minute(),
+        news(),
+        news_rejects(),
+        news_scores(),
+        sentiment_daily(),
+        features_returns(),
+        features_daily(),
+        minute_momentum(),
+        model_registry(),
+        training_rejects(),
+        lgbm_metrics(),
+        chronos_forecasts(),
+        lgbm_predictions(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_has_a_unique_name_keys_in_its_schema_and_a_doc() {
+        let defs = all();
+        let mut names: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
+        names.sort_unstable();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(names.len(), n, "a table is declared twice");
+        for d in &defs {
+            assert!(!d.doc.is_empty(), "{} has no doc", d.name);
+            for col in d
+                .keys
+                .iter()
+                .chain(&d.date_column)
+                .chain(&d.partition_column)
+            {
+                assert!(
+                    d.schema.field_with_name(col).is_ok(),
+                    "{}: key/date column `{col}` is not in the schema",
+                    d.name
+                );
+            }
+        }
+    }
+}
