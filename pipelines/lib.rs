@@ -35,6 +35,7 @@ pub fn register(registry: &mut OperatorRegistry) {
         .register(Arc::new(features::returns::FeaturesReturns))
         .register(Arc::new(features::build::BuildFeatures))
         .register(Arc::new(forecast::chronos::ChronosForecast))
+        .register(Arc::new(forecast::ets::EtsForecast))
         .register(Arc::new(sentiment::finbert::FinbertScorer))
         .register(Arc::new(lgbm::train::LgbmTrain))
         .register(Arc::new(lgbm::predict::LgbmPredict));
@@ -47,9 +48,29 @@ pub fn tables() -> Vec<TableDef> {
 
 #[cfg(test)]
 pub(crate) mod testutil {
+    use std::sync::{Arc, Mutex};
+
     use chrono::NaiveDate;
+    use krxflow_core::{TaskContext, TaskCounters, WeekdayCalendar};
 
     pub fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("test date")
+    }
+
+    /// A context for running an operator outside the engine (weekday calendar, no store).
+    pub fn ctx(ds: NaiveDate) -> TaskContext {
+        TaskContext {
+            dag: "test".into(),
+            task: "test".into(),
+            ds,
+            run_id: "test".into(),
+            attempt: 1,
+            calendar: Arc::new(WeekdayCalendar::default()),
+            cancel: Default::default(),
+            counters: Arc::new(TaskCounters::default()),
+            artifacts: Arc::new(Mutex::new(Vec::new())),
+            watermarks: Default::default(),
+            store: None,
+        }
     }
 }

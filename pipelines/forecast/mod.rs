@@ -1,3 +1,5 @@
 //! Pretrained time-series forecasters.
 
 pub mod chronos;
+pub mod ets;
+pub mod quantiles;

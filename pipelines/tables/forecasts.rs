@@ -33,9 +33,9 @@ fn forecast_table(name: &str, fields: Vec<Field>, doc: &str) -> TableDef {
         .doc(doc)
 }
 
-/// Chronos-Bolt forecasts: per (code, base_date, horizon), the nine quantile prices and what
-/// follows from them.
-pub fn chronos_forecasts() -> TableDef {
+/// The columns of a quantile forecaster's table: the head, nine quantile prices q10..q90,
+/// median, expected_return, the probabilities, conf, context_len and model.
+fn quantile_forecast_fields() -> Vec<Field> {
     let f = |n: &str| Field::new(n, DataType::Float64, false);
     let mut fields = forecast_head();
     fields.extend((1..=9).map(|q| f(&format!("q{q}0"))));
@@ -44,10 +44,25 @@ pub fn chronos_forecasts() -> TableDef {
     fields.push(f("conf"));
     fields.push(Field::new("context_len", DataType::Int32, false));
     fields.push(Field::new("model", DataType::Utf8, false));
+    fields
+}
+
+/// Chronos-Bolt forecasts: per (code, base_date, horizon), the nine quantile prices and what
+/// follows from them.
+pub fn chronos_forecasts() -> TableDef {
     forecast_table(
         "chronos_forecasts",
-        fields,
+        quantile_forecast_fields(),
         "Chronos-Bolt quantile forecasts (q10..q90 prices), expected return, up/flat/down probabilities, conf",
+    )
+}
+
+/// AutoETS forecasts on log closes (the embedded member): the columns of `chronos_forecasts`.
+pub fn ets_forecasts() -> TableDef {
+    forecast_table(
+        "ets_forecasts",
+        quantile_forecast_fields(),
+        "AutoETS quantile forecasts on log closes (q10..q90 prices), expected return, up/flat/down probabilities, conf",
     )
 }
 
@@ -75,7 +90,7 @@ mod tests {
 
     #[test]
     fn every_forecast_table_shares_the_head_and_the_probabilities() {
-        for def in [chronos_forecasts(), lgbm_predictions()] {
+        for def in [chronos_forecasts(), ets_forecasts(), lgbm_predictions()] {
             let names: Vec<&str> = def
                 .schema
                 .fields()

@@ -12,7 +12,7 @@ mod models;
 mod news;
 
 pub use features::{FEATURES, features_daily, features_returns, minute_momentum};
-pub use forecasts::{chronos_forecasts, forecast_head, lgbm_predictions};
+pub use forecasts::{chronos_forecasts, ets_forecasts, forecast_head, lgbm_predictions};
 pub use market::{
     index_daily, index_rejects, ohlcv_daily, ohlcv_minute, ohlcv_rejects, universe,
     universe_rejects,
@@ -45,6 +45,7 @@ pub fn all() -> Vec<TableDef> {
         training_rejects(),
         lgbm_metrics(),
         chronos_forecasts(),
+        ets_forecasts(),
         lgbm_predictions(),
     ]
 }

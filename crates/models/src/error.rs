@@ -15,6 +15,9 @@ pub enum ModelError {
     ModelMissing(String),
     #[error("inference failed: {0}")]
     Inference(String),
+    /// AutoETS could not fit or forecast a series.
+    #[error("ETS: {0}")]
+    Ets(#[source] augurs_ets::Error),
 }
 
 pub type ModelResult<T> = Result<T, ModelError>;

@@ -7,10 +7,12 @@
 //!   (Chronos-Bolt quantile forecasts) and [`finbert`] (KR-FinBert-SC sentiment) on top.
 //! * [`lgbm`]: LightGBM regression and direction models with time-ordered early stopping, on
 //!   [`lightgbm`], LightGBM's C API loaded at run time.
+//! * [`ets`]: AutoETS on log closes (augurs-ets): quantile forecasts with no downloaded weights.
 //! * [`wheel`]: where the native libraries (ONNX Runtime, LightGBM) are found at run time.
 
 pub mod chronos;
 pub mod error;
+pub mod ets;
 pub mod finbert;
 pub mod lexical;
 pub mod lgbm;

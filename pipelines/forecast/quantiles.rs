@@ -1,0 +1,214 @@
+//! What every quantile forecaster shares: each code's closes as of ds, the up/flat/down
+//! probabilities and confidence derived from nine quantile prices, and the output batch
+//! (`chronos_forecasts`, `ets_forecasts`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray,
+};
+use arrow::datatypes::SchemaRef;
+use chrono::NaiveDate;
+use krxflow_core::{OpResult, TaskContext};
+
+use crate::cols::{date_col, f64_col, str_col};
+use crate::common::dates::days;
+use crate::common::direction::FLAT_BAND;
+use crate::common::horizons::target_date;
+
+/// The piecewise-linear CDF through `(q[k], levels[k])`, extended linearly beyond the ends.
+pub fn quantile_cdf(q: &[f64], levels: &[f64], x: f64) -> f64 {
+    let n = q.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n == 1 {
+        return if x < q[0] { 0.0 } else { 1.0 };
+    }
+    let seg = |i: usize| {
+        let (x0, x1, y0, y1) = (q[i], q[i + 1], levels[i], levels[i + 1]);
+        if x1 > x0 {
+            y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+        } else if x < x0 {
+            y0
+        } else {
+            y1
+        }
+    };
+    let v = if x <= q[0] {
+        seg(0)
+    } else if x >= q[n - 1] {
+        seg(n - 2)
+    } else {
+        let i = q.partition_point(|v| *v <= x).saturating_sub(1).min(n - 2);
+        seg(i)
+    };
+    v.clamp(0.0, 1.0)
+}
+
+/// What a row of `chronos_forecasts` derives from nine quantile prices and the base close.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Derived {
+    pub median: f64,
+    pub expected_return: f64,
+    pub prob_up: f64,
+    pub prob_flat: f64,
+    pub prob_down: f64,
+    pub conf: f64,
+}
+
+pub fn derive(q: &[f64; 9], close: f64) -> Derived {
+    let mut sorted = *q;
+    sorted.sort_by(f64::total_cmp);
+    let levels: Vec<f64> = (1..=9).map(|k| f64::from(k) / 10.0).collect();
+    let down = quantile_cdf(&sorted, &levels, close * (1.0 - FLAT_BAND));
+    let up = 1.0 - quantile_cdf(&sorted, &levels, close * (1.0 + FLAT_BAND));
+    let flat = (1.0 - up - down).max(0.0);
+    let median = sorted[4];
+    let med_ret = median / close - 1.0;
+    let width = (sorted[8] - sorted[0]) / close;
+    Derived {
+        median,
+        expected_return: sorted.iter().sum::<f64>() / 9.0 / close - 1.0,
+        prob_up: up,
+        prob_flat: flat,
+        prob_down: down,
+        conf: (1.0 - (width / med_ret.abs().max(0.001)) / 2.0).clamp(0.0, 1.0),
+    }
+}
+
+/// One forecast row: nine quantile prices of `code`'s close `horizon` trading days after ds.
+#[derive(Debug, Clone)]
+pub struct QuantileRow {
+    pub code: String,
+    pub horizon: u32,
+    pub close: f64,
+    pub q: [f64; 9],
+    pub context_len: usize,
+    /// The model that made the row (e.g. the Chronos folder, `ets:AAdN`).
+    pub model: String,
+}
+
+/// Each code's (date, close) up to `ds`, in date order, for codes whose last bar is on `ds`
+/// with a positive finite close (`codes` empty = every code). Rows dated after `ds` are
+/// ignored even if present: no look-ahead.
+pub fn closes_as_of(
+    bars: &RecordBatch,
+    ds: NaiveDate,
+    codes: &[String],
+) -> OpResult<BTreeMap<String, Vec<(i32, f64)>>> {
+    let ds = days(ds);
+    let mut series: BTreeMap<String, Vec<(i32, f64)>> = BTreeMap::new();
+    if bars.num_rows() == 0 {
+        return Ok(series);
+    }
+    let (code, date, close) = (
+        str_col(bars, "code")?,
+        date_col(bars, "date")?,
+        f64_col(bars, "close")?,
+    );
+    for i in 0..bars.num_rows() {
+        if code.is_null(i) || date.is_null(i) || close.is_null(i) || date.value(i) > ds {
+            continue;
+        }
+        let c = code.value(i);
+        if !codes.is_empty() && !codes.iter().any(|x| x == c) {
+            continue;
+        }
+        series
+            .entry(c.to_string())
+            .or_default()
+            .push((date.value(i), close.value(i)));
+    }
+    series.retain(|_, v| {
+        v.sort_by_key(|r| r.0);
+        v.last()
+            .is_some_and(|&(d, c)| d == ds && c.is_finite() && c > 0.0)
+    });
+    Ok(series)
+}
+
+/// The rows as a batch of a quantile-forecast table (`schema`): the forecast head, q10..q90,
+/// the derived columns, context_len and the model that made each row.
+pub fn quantile_forecasts_batch(
+    schema: SchemaRef,
+    rows: &[QuantileRow],
+    ctx: &TaskContext,
+) -> OpResult<RecordBatch> {
+    let n = rows.len();
+    let ds = days(ctx.ds);
+    let derived: Vec<Derived> = rows.iter().map(|r| derive(&r.q, r.close)).collect();
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.code.as_str()),
+        )),
+        Arc::new(Date32Array::from(vec![ds; n])),
+        Arc::new(Int32Array::from_iter_values(
+            rows.iter().map(|r| r.horizon as i32),
+        )),
+        Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| {
+            days(target_date(ctx.calendar.as_ref(), ctx.ds, r.horizon))
+        }))),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.close))),
+    ];
+    for k in 0..9 {
+        cols.push(Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r.q[k]),
+        )));
+    }
+    let f = |g: fn(&Derived) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(derived.iter().map(g)))
+    };
+    cols.push(f(|d| d.median));
+    cols.push(f(|d| d.expected_return));
+    cols.push(f(|d| d.prob_up));
+    cols.push(f(|d| d.prob_flat));
+    cols.push(f(|d| d.prob_down));
+    cols.push(f(|d| d.conf));
+    cols.push(Arc::new(Int32Array::from_iter_values(
+        rows.iter().map(|r| r.context_len as i32),
+    )));
+    cols.push(Arc::new(StringArray::from_iter_values(
+        rows.iter().map(|r| r.model.as_str()),
+    )));
+    Ok(RecordBatch::try_new(schema, cols)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cdf_interpolates_between_quantiles_and_extends_past_the_ends() {
+        let q = [90.0, 92.0, 94.0, 96.0, 100.0, 104.0, 106.0, 108.0, 110.0];
+        let l: Vec<f64> = (1..=9).map(|k| f64::from(k) / 10.0).collect();
+        assert!((quantile_cdf(&q, &l, 100.0) - 0.5).abs() < 1e-12);
+        assert!((quantile_cdf(&q, &l, 102.0) - 0.55).abs() < 1e-12);
+        assert!((quantile_cdf(&q, &l, 89.0) - 0.05).abs() < 1e-12);
+        assert_eq!(quantile_cdf(&q, &l, 10.0), 0.0);
+        assert_eq!(quantile_cdf(&q, &l, 1e6), 1.0);
+    }
+
+    #[test]
+    fn probabilities_follow_the_quantiles_with_the_flat_band() {
+        // Symmetric around the close: up = down, and they sum to one with flat.
+        let q = [90.0, 92.0, 94.0, 96.0, 100.0, 104.0, 106.0, 108.0, 110.0];
+        let d = derive(&q, 100.0);
+        assert!((d.prob_up - d.prob_down).abs() < 1e-12);
+        assert!((d.prob_up + d.prob_flat + d.prob_down - 1.0).abs() < 1e-12);
+        // F(100.3) = 0.5 + 0.1*0.3/4; P(up) = 1 - that.
+        assert!((d.prob_up - (0.5 - 0.0075)).abs() < 1e-12);
+        assert_eq!(d.median, 100.0);
+        assert!(d.expected_return.abs() < 1e-12);
+        // Wide interval around a zero median: no confidence.
+        assert_eq!(d.conf, 0.0);
+        // Entirely above the close: almost surely up; a narrow band gives confidence.
+        let q = [
+            110.0, 110.1, 110.2, 110.3, 110.4, 110.5, 110.6, 110.7, 110.8,
+        ];
+        let d = derive(&q, 100.0);
+        assert!(d.prob_up > 0.99 && d.prob_down == 0.0, "{d:?}");
+        assert!(d.conf > 0.9, "{d:?}");
+    }
+}
