@@ -1,0 +1,664 @@
+//! The `features_daily` rows from bars (+ index and sentiment rows): one pass per code over
+//! its (code, date)-sorted slice, each row's features from [`super::formulas`], warm-up flags
+//! and optional targets.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
+use arrow::datatypes::DataType;
+use chrono::NaiveDate;
+use krxflow_core::{OpError, OpResult};
+
+use super::formulas::{CodeBars, DaySentiment, Feature};
+use super::indicators::{atr_norm, macd, rsi_wilder};
+use crate::cols::{date_col, str_col};
+use crate::common::dates::days;
+use crate::common::direction::Direction;
+use crate::tables::{self, FEATURES};
+
+/// Features that may be null without the row being warm-up (external inputs may be absent).
+const OPTIONAL_FEATURES: &[&str] = &[
+    "mkt_ret_1d",
+    "mkt_ret_5d",
+    "beta_60d",
+    "rel_strength_20d",
+    "sent_n_articles",
+    "sent_mean",
+    "sent_weighted",
+    "sent_pos_ratio",
+    "sent_neg_ratio",
+    "sent_decay3",
+];
+
+/// Index returns (1, 5, 20 rows back) by date for one index code.
+type MarketReturns = HashMap<i32, [Option<f64>; 3]>;
+
+fn market_returns(index: &RecordBatch, code: &str) -> OpResult<MarketReturns> {
+    let codes = str_col(index, "code")?;
+    let dates = date_col(index, "date")?;
+    let close = f64_col(index, "close")?;
+    let mut rows: Vec<(i32, Option<f64>)> = (0..index.num_rows())
+        .filter(|&i| codes.is_valid(i) && codes.value(i) == code && dates.is_valid(i))
+        .map(|i| (dates.value(i), close.is_valid(i).then(|| close.value(i))))
+        .collect();
+    rows.sort_by_key(|r| r.0);
+    let mut out = HashMap::with_capacity(rows.len());
+    for (i, &(date, c)) in rows.iter().enumerate() {
+        let ret = |k: usize| -> Option<f64> {
+            let prev = rows.get(i.checked_sub(k)?)?.1?;
+            Some(c? / prev - 1.0)
+        };
+        if out.insert(date, [ret(1), ret(5), ret(20)]).is_some() {
+            return Err(OpError::permanent(format!(
+                "index `{code}` has two rows for one date (day {date} since 1970-01-01)"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn sentiment_by_day(sent: &RecordBatch) -> OpResult<HashMap<(&str, i32), DaySentiment>> {
+    let codes = str_col(sent, "code")?;
+    let dates = date_col(sent, "date")?;
+    let n = f64_col(sent, "n_articles")?;
+    let cols = ["mean_score", "weighted_score", "pos_ratio", "neg_ratio"].map(|c| f64_col(sent, c));
+    let [mean, weighted, pos, neg] = cols;
+    let (mean, weighted, pos, neg) = (mean?, weighted?, pos?, neg?);
+    let opt = |a: &Float64Array, i: usize| a.is_valid(i).then(|| a.value(i));
+    let mut out = HashMap::with_capacity(sent.num_rows());
+    for i in 0..sent.num_rows() {
+        if !codes.is_valid(i) || !dates.is_valid(i) {
+            continue;
+        }
+        let day = DaySentiment {
+            n: opt(&n, i).unwrap_or(0.0),
+            mean: opt(&mean, i),
+            weighted: opt(&weighted, i),
+            pos: opt(&pos, i),
+            neg: opt(&neg, i),
+        };
+        if out.insert((codes.value(i), dates.value(i)), day).is_some() {
+            return Err(OpError::permanent(format!(
+                "sentiment has two rows for code {} on one date",
+                codes.value(i)
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// A numeric column as f64 (volume is Int64).
+fn f64_col(b: &RecordBatch, name: &str) -> OpResult<Float64Array> {
+    let c = b
+        .column_by_name(name)
+        .ok_or_else(|| OpError::permanent(format!("column `{name}` missing")))?;
+    let c = arrow::compute::cast(c, &DataType::Float64)?;
+    c.as_any()
+        .downcast_ref::<Float64Array>()
+        .cloned()
+        .ok_or_else(|| OpError::permanent(format!("column `{name}` is not numeric")))
+}
+
+/// Bars sorted by (code, date).
+fn sorted_bars(bars: &RecordBatch) -> OpResult<RecordBatch> {
+    let key = |name: &str| -> OpResult<arrow::compute::SortColumn> {
+        Ok(arrow::compute::SortColumn {
+            values: bars
+                .column_by_name(name)
+                .cloned()
+                .ok_or_else(|| OpError::permanent(format!("bars.{name} missing")))?,
+            options: None,
+        })
+    };
+    let idx = arrow::compute::lexsort_to_indices(&[key("code")?, key("date")?], None)?;
+    Ok(arrow::compute::take_record_batch(bars, &idx)?)
+}
+
+/// Computes the feature batch (schema [`features_daily_schema`]) from bars and optional index
+/// and sentiment rows; `targets` adds y_ret/y_dir for horizons 1, 3, 5.
+pub async fn build_features(
+    bars: &RecordBatch,
+    index: Option<&RecordBatch>,
+    sentiment: Option<&RecordBatch>,
+    index_code: &str,
+    targets: bool,
+) -> OpResult<RecordBatch> {
+    compute_features(bars, index, sentiment, index_code, targets, None)
+}
+
+/// [`build_features`] for the rows dated on or after `from` only (all when `None`). Every
+/// value depends only on the rows its formula names, so the rows returned are exactly those a
+/// build over all rows returns for the same dates (the recursive indicators given enough
+/// history to forget their seed, see
+/// [`INCREMENTAL_HISTORY_DAYS`](super::build::INCREMENTAL_HISTORY_DAYS)).
+pub fn compute_features(
+    bars: &RecordBatch,
+    index: Option<&RecordBatch>,
+    sentiment: Option<&RecordBatch>,
+    index_code: &str,
+    targets: bool,
+    from: Option<NaiveDate>,
+) -> OpResult<RecordBatch> {
+    let schema = tables::features_daily().schema;
+    if bars.num_rows() == 0 {
+        return Ok(RecordBatch::new_empty(schema));
+    }
+    let features: Vec<Feature> = FEATURES
+        .iter()
+        .map(|(name, _)| {
+            Feature::of(name)
+                .ok_or_else(|| OpError::permanent(format!("feature `{name}` not computed")))
+        })
+        .collect::<OpResult<_>>()?;
+    let history: Vec<bool> = FEATURES
+        .iter()
+        .map(|(name, _)| !OPTIONAL_FEATURES.contains(name))
+        .collect();
+    let from = from.map(days);
+
+    let sorted = sorted_bars(bars)?;
+    let code = str_col(&sorted, "code")?;
+    let date = date_col(&sorted, "date")?;
+    let [open, high, low, close, volume] =
+        ["open", "high", "low", "close", "volume"].map(|c| f64_col(&sorted, c));
+    let (open, high, low, close, volume) = (open?, high?, low?, close?, volume?);
+    for (name, a) in [
+        ("open", &open),
+        ("high", &high),
+        ("low", &low),
+        ("close", &close),
+    ] {
+        if a.null_count() > 0 {
+            return Err(OpError::permanent(format!("bars.{name} has nulls")));
+        }
+    }
+    let mkt = match index {
+        Some(ix) if ix.num_rows() > 0 => Some(market_returns(ix, index_code)?),
+        _ => None,
+    };
+    let sent = sentiment.map(sentiment_by_day).transpose()?;
+
+    let n = sorted.num_rows();
+    let mut emitted: Vec<u32> = Vec::new();
+    let mut values: Vec<Vec<Option<f64>>> = vec![Vec::new(); features.len()];
+    let mut warmup: Vec<bool> = Vec::new();
+    let mut y: [Vec<Option<f64>>; 3] = Default::default();
+    let mut start = 0;
+    while start < n {
+        let mut end = start + 1;
+        while end < n && code.value(end) == code.value(start) {
+            end += 1;
+        }
+        let c = &close.values()[start..end];
+        let dates = &date.values()[start..end];
+        let first = from.map_or(0, |f| dates.partition_point(|&d| d < f));
+        // With targets a row needs its next close (y_ret_1d): the code's last row is left out.
+        let last = if targets {
+            end - start - 1
+        } else {
+            end - start
+        };
+        if first < last {
+            let v = &volume.values()[start..end];
+            let (m, s, h) = macd(c);
+            let code_str = code.value(start);
+            let bars = CodeBars {
+                date: dates,
+                open: &open.values()[start..end],
+                high: &high.values()[start..end],
+                low: &low.values()[start..end],
+                close: c,
+                volume: v,
+                ret1: (0..c.len())
+                    .map(|t| {
+                        if t == 0 {
+                            f64::NAN
+                        } else {
+                            c[t] / c[t - 1] - 1.0
+                        }
+                    })
+                    .collect(),
+                turnover: c.iter().zip(v).map(|(c, v)| c * v).collect(),
+                mkt: dates
+                    .iter()
+                    .map(|d| mkt.as_ref().and_then(|m| m.get(d).copied()))
+                    .collect(),
+                sent: dates
+                    .iter()
+                    .map(|d| sent.as_ref().and_then(|s| s.get(&(code_str, *d)).copied()))
+                    .collect(),
+                with_sentiment: sent.is_some(),
+                rsi: rsi_wilder(c, 14),
+                macd: m,
+                signal: s,
+                hist: h,
+                atr: atr_norm(&high.values()[start..end], &low.values()[start..end], c, 14),
+            };
+            for t in first..last {
+                emitted.push((start + t) as u32);
+                let mut warm = false;
+                for (k, f) in features.iter().enumerate() {
+                    let x = bars.value(*f, t);
+                    warm |= history[k] && x.is_none();
+                    values[k].push(x);
+                }
+                warmup.push(warm);
+                if targets {
+                    for (k, h) in [1usize, 3, 5].into_iter().enumerate() {
+                        y[k].push(c.get(t + h).map(|f| f / c[t] - 1.0));
+                    }
+                }
+            }
+        }
+        start = end;
+    }
+
+    let take = arrow::array::UInt32Array::from(emitted);
+    let mut cols: Vec<ArrayRef> = vec![
+        arrow::compute::take(code, &take, None)?,
+        arrow::compute::take(date, &take, None)?,
+    ];
+    cols.extend(
+        values
+            .into_iter()
+            .map(|v| Arc::new(Float64Array::from(v)) as ArrayRef),
+    );
+    cols.push(Arc::new(BooleanArray::from(warmup)));
+    let rows = take.len();
+    for ret in y {
+        if targets {
+            let dir: StringArray = ret
+                .iter()
+                .map(|r| r.map(|r| Direction::of_return(r).as_str()))
+                .collect();
+            cols.push(Arc::new(Float64Array::from(ret)));
+            cols.push(Arc::new(dir));
+        } else {
+            cols.push(arrow::array::new_null_array(&DataType::Float64, rows));
+            cols.push(arrow::array::new_null_array(&DataType::Utf8, rows));
+        }
+    }
+    Ok(RecordBatch::try_new(schema, cols)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::direction::FLAT_BAND;
+    use crate::features::window::mean;
+    use crate::testutil::d;
+    use arrow::array::{BooleanArray, Date32Array, Int64Array};
+    use krxflow_core::Calendar;
+
+    fn day(x: chrono::NaiveDate) -> i32 {
+        days(x)
+    }
+
+    /// Deterministic bars for `codes` on `n` weekdays from 2024-01-01.
+    fn fixture(codes: &[&str], n: usize) -> (RecordBatch, RecordBatch, RecordBatch) {
+        let cal = krxflow_core::WeekdayCalendar::default();
+        let dates = cal.trading_days(d("2024-01-01"), d("2030-01-01"));
+        let dates = &dates[..n];
+        let (mut c, mut dt, mut o, mut h, mut l, mut cl, mut v) =
+            (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        for (k, code) in codes.iter().enumerate() {
+            for (i, x) in dates.iter().enumerate() {
+                let t = i as f64;
+                let close = 100.0 + 10.0 * ((t + k as f64) / 7.0).sin() + t * 0.1;
+                c.push(code.to_string());
+                dt.push(day(*x));
+                o.push(close * (1.0 + 0.01 * (t / 3.0).cos()));
+                h.push(close * 1.02);
+                l.push(close * 0.97);
+                cl.push(close);
+                v.push(1000 + ((i * 37 + k * 11) % 200) as i64);
+            }
+        }
+        let bars = RecordBatch::try_new(
+            tables::ohlcv_daily().schema,
+            vec![
+                Arc::new(StringArray::from(c.clone())) as ArrayRef,
+                Arc::new(Date32Array::from(dt.clone())),
+                Arc::new(Float64Array::from(o)),
+                Arc::new(Float64Array::from(h)),
+                Arc::new(Float64Array::from(l)),
+                Arc::new(Float64Array::from(cl)),
+                Arc::new(Int64Array::from(v)),
+                Arc::new(StringArray::from(vec!["t"; c.len()])),
+            ],
+        )
+        .unwrap();
+        let ix_close: Vec<f64> = (0..n)
+            .map(|i| 2500.0 + 30.0 * (i as f64 / 5.0).sin())
+            .collect();
+        let index = RecordBatch::try_new(
+            tables::index_daily().schema,
+            vec![
+                Arc::new(StringArray::from(vec!["KS11"; n])) as ArrayRef,
+                Arc::new(Date32Array::from_iter_values(dates.iter().map(|x| day(*x)))),
+                Arc::new(Float64Array::from(vec![None::<f64>; n])),
+                Arc::new(Float64Array::from(vec![None::<f64>; n])),
+                Arc::new(Float64Array::from(vec![None::<f64>; n])),
+                Arc::new(Float64Array::from(ix_close)),
+                Arc::new(StringArray::from(vec!["t"; n])),
+            ],
+        )
+        .unwrap();
+        // Sentiment on every third day of the first code.
+        let sdays: Vec<i32> = dates.iter().step_by(3).map(|x| day(*x)).collect();
+        let m = sdays.len();
+        let w: Vec<f64> = (0..m).map(|i| ((i % 5) as f64 - 2.0) / 2.0).collect();
+        let sentiment = RecordBatch::try_new(
+            tables::sentiment_daily().schema,
+            vec![
+                Arc::new(StringArray::from(vec![codes[0]; m])) as ArrayRef,
+                Arc::new(Date32Array::from(sdays)),
+                Arc::new(Int64Array::from(vec![2; m])),
+                Arc::new(Int64Array::from(vec![2; m])),
+                Arc::new(Float64Array::from(w.clone())),
+                Arc::new(Float64Array::from(w)),
+                Arc::new(Float64Array::from(vec![0.5; m])),
+                Arc::new(Float64Array::from(vec![0.5; m])),
+                Arc::new(Float64Array::from(vec![0.0; m])),
+            ],
+        )
+        .unwrap();
+        (bars, index, sentiment)
+    }
+
+    /// Rows of `b` whose date passes `keep`.
+    fn dated(b: &RecordBatch, keep: impl Fn(i32) -> bool) -> RecordBatch {
+        let dates = b
+            .column_by_name("date")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Date32Array>()
+            .unwrap();
+        let keep: BooleanArray = dates.iter().map(|x| Some(keep(x.unwrap()))).collect();
+        arrow::compute::filter_record_batch(b, &keep).unwrap()
+    }
+
+    /// Rows of `b` dated on or before `last`.
+    fn upto(b: &RecordBatch, last: i32) -> RecordBatch {
+        dated(b, |d| d <= last)
+    }
+
+    fn value(b: &RecordBatch, col: &str, row: usize) -> Option<f64> {
+        let c = b.column_by_name(col).unwrap();
+        let c = c.as_any().downcast_ref::<Float64Array>().unwrap();
+        (!c.is_null(row)).then(|| c.value(row))
+    }
+
+    #[tokio::test]
+    async fn features_for_day_d_are_identical_after_later_rows_are_appended() {
+        let (bars, index, sent) = fixture(&["000001", "000002", "000003"], 320);
+        let dates = bars
+            .column_by_name("date")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Date32Array>()
+            .unwrap()
+            .value(279);
+        let (b_d, i_d, s_d) = (upto(&bars, dates), upto(&index, dates), upto(&sent, dates));
+        let at_d = build_features(&b_d, Some(&i_d), Some(&s_d), "KS11", false)
+            .await
+            .unwrap();
+        let later = build_features(&bars, Some(&index), Some(&sent), "KS11", false)
+            .await
+            .unwrap();
+        assert_eq!(at_d.num_rows(), 3 * 280);
+        assert_eq!(later.num_rows(), 3 * 320);
+        let later_upto_d = upto(&later, dates);
+        assert_eq!(
+            at_d, later_upto_d,
+            "a feature for day <= D changed when rows after D appeared"
+        );
+        // Targets use the future by definition: with them, rows whose 1-day target is after D
+        // are excluded, and every target present at D is final.
+        let t_d = build_features(&b_d, Some(&i_d), Some(&s_d), "KS11", true)
+            .await
+            .unwrap();
+        assert_eq!(t_d.num_rows(), 3 * 279);
+        let prev_day = bars
+            .column_by_name("date")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Date32Array>()
+            .unwrap()
+            .value(278);
+        let t_later = upto(
+            &build_features(&bars, Some(&index), Some(&sent), "KS11", true)
+                .await
+                .unwrap(),
+            prev_day,
+        );
+        assert_eq!(t_later.num_rows(), t_d.num_rows());
+        for h in [1usize, 3, 5] {
+            let col = format!("y_ret_{h}d");
+            let known = arrow::compute::is_not_null(t_d.column_by_name(&col).unwrap()).unwrap();
+            assert_eq!(
+                known.true_count(),
+                3 * (280 - h),
+                "{col}: targets after D are null"
+            );
+            let at_d = arrow::compute::filter(t_d.column_by_name(&col).unwrap(), &known).unwrap();
+            let final_ =
+                arrow::compute::filter(t_later.column_by_name(&col).unwrap(), &known).unwrap();
+            assert_eq!(&at_d, &final_, "{col}: every target known at D is final");
+        }
+    }
+
+    #[tokio::test]
+    async fn features_match_hand_computed_values() {
+        let (bars, index, sent) = fixture(&["000001"], 70);
+        let f = build_features(&bars, Some(&index), Some(&sent), "KS11", true)
+            .await
+            .unwrap();
+        let col = |n: &str| {
+            let c = bars.column_by_name(n).unwrap();
+            let c = arrow::compute::cast(c, &DataType::Float64).unwrap();
+            c.as_any()
+                .downcast_ref::<Float64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        };
+        let (o, h, l, c, v) = (
+            col("open"),
+            col("high"),
+            col("low"),
+            col("close"),
+            col("volume"),
+        );
+        let t = 64;
+        let close = |i: usize| c[i];
+        let near = |a: Option<f64>, b: f64, what: &str| {
+            let a = a.unwrap_or_else(|| panic!("{what} is null"));
+            assert!(
+                (a - b).abs() < 1e-9 * b.abs().max(1.0),
+                "{what}: {a} vs {b}"
+            );
+        };
+        near(
+            value(&f, "ret_5d", t),
+            close(t) / close(t - 5) - 1.0,
+            "ret_5d",
+        );
+        near(
+            value(&f, "logret_1d", t),
+            (close(t) / close(t - 1)).ln(),
+            "logret_1d",
+        );
+        let ma20: f64 = (t - 19..=t).map(close).sum::<f64>() / 20.0;
+        near(
+            value(&f, "ma20_ratio", t),
+            close(t) / ma20 - 1.0,
+            "ma20_ratio",
+        );
+        let sd20 = ((t - 19..=t).map(|i| (close(i) - ma20).powi(2)).sum::<f64>() / 19.0).sqrt();
+        near(
+            value(&f, "bb_pctb", t),
+            (close(t) - (ma20 - 2.0 * sd20)) / (4.0 * sd20),
+            "bb_pctb",
+        );
+        let vm: f64 = (t - 19..=t).map(|i| v[i]).sum::<f64>() / 20.0;
+        let vs = ((t - 19..=t).map(|i| (v[i] - vm).powi(2)).sum::<f64>() / 19.0).sqrt();
+        near(value(&f, "volume_z20", t), (v[t] - vm) / vs, "volume_z20");
+        near(
+            value(&f, "gap_open", t),
+            o[t] / close(t - 1) - 1.0,
+            "gap_open",
+        );
+        near(
+            value(&f, "hl_range", t),
+            (h[t] - l[t]) / close(t),
+            "hl_range",
+        );
+        near(
+            value(&f, "rsi14", t),
+            rsi_wilder(&c, 14)[t].unwrap(),
+            "rsi14 in the table = the Wilder recursion",
+        );
+        near(
+            value(&f, "atr14_norm", t),
+            atr_norm(&h, &l, &c, 14)[t].unwrap(),
+            "atr",
+        );
+        near(
+            value(&f, "macd_signal", t),
+            macd(&c).1[t].unwrap(),
+            "macd_signal",
+        );
+        // Market: index closes 2500 + 30 sin(i/5).
+        let ix = |i: usize| 2500.0 + 30.0 * (i as f64 / 5.0).sin();
+        near(
+            value(&f, "mkt_ret_1d", t),
+            ix(t) / ix(t - 1) - 1.0,
+            "mkt_ret_1d",
+        );
+        near(
+            value(&f, "rel_strength_20d", t),
+            close(t) / close(t - 20) - 1.0 - (ix(t) / ix(t - 20) - 1.0),
+            "rel_strength_20d",
+        );
+        // Sentiment on days 0, 3, 6, ...: w = ((k % 5) - 2) / 2 for the k-th sentiment day.
+        let w = |i: usize| {
+            if i.is_multiple_of(3) {
+                (((i / 3) % 5) as f64 - 2.0) / 2.0
+            } else {
+                0.0
+            }
+        };
+        for t in [63, 64, 65] {
+            near(
+                value(&f, "sent_decay3", t),
+                w(t) + 0.5 * w(t - 1) + 0.25 * w(t - 2),
+                "sent_decay3",
+            );
+        }
+        assert_eq!(value(&f, "sent_n_articles", 64), Some(0.0));
+        assert_eq!(value(&f, "sent_n_articles", 63), Some(2.0));
+        // Warm-up: the 250-day 52-week window is never full in 70 rows.
+        let warm = f
+            .column_by_name("warmup")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .unwrap();
+        assert_eq!(warm.true_count(), f.num_rows());
+        // Targets: up/flat/down with the ±0.3% band.
+        let y = f
+            .column_by_name("y_dir_1d")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let r = close(t + 1) / close(t) - 1.0;
+        let want = if r > FLAT_BAND {
+            "up"
+        } else if r < -FLAT_BAND {
+            "down"
+        } else {
+            "flat"
+        };
+        assert_eq!(y.value(t), want);
+        assert_eq!(f.num_rows(), 69, "the last row's 1-day target is unknown");
+    }
+
+    /// Rows of `b` dated on or after `first`.
+    fn since(b: &RecordBatch, first: i32) -> RecordBatch {
+        dated(b, |d| d >= first)
+    }
+
+    #[test]
+    fn a_build_from_a_date_on_a_trailing_window_writes_the_bits_of_a_full_build() {
+        let (bars, index, sent) = fixture(&["000001", "000002"], 1300);
+        let full = compute_features(&bars, Some(&index), Some(&sent), "KS11", false, None).unwrap();
+        let date = |i: usize| {
+            bars.column_by_name("date")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Date32Array>()
+                .unwrap()
+                .value(i)
+        };
+        // What a daily run reads and writes: the last 1,000 rows, the last 10 days written.
+        let (read_from, write_from) = (date(300), date(1290));
+        let part = compute_features(
+            &since(&bars, read_from),
+            Some(&since(&index, read_from)),
+            Some(&since(&sent, read_from)),
+            "KS11",
+            false,
+            Some(crate::common::dates::date_of(write_from)),
+        )
+        .unwrap();
+        assert_eq!(part.num_rows(), 2 * 10);
+        assert_eq!(part, since(&full, write_from), "not bit-identical");
+
+        // Windows that 70 rows cannot fill, by hand on the full build (code 000001 = rows 0..).
+        let close = |i: usize| 100.0 + 10.0 * (i as f64 / 7.0).sin() + i as f64 * 0.1;
+        let ix = |i: usize| 2500.0 + 30.0 * (i as f64 / 5.0).sin();
+        let t = 300;
+        let r: Vec<f64> = (t - 59..=t)
+            .map(|i| close(i) / close(i - 1) - 1.0)
+            .collect();
+        let m: Vec<f64> = (t - 59..=t).map(|i| ix(i) / ix(i - 1) - 1.0).collect();
+        let (mr, mm) = (mean(&r), mean(&m));
+        let cov: f64 = r.iter().zip(&m).map(|(a, b)| (a - mr) * (b - mm)).sum();
+        let var: f64 = m.iter().map(|b| (b - mm) * (b - mm)).sum();
+        let high52 = (t - 249..=t)
+            .map(|i| close(i) * 1.02)
+            .fold(f64::MIN, f64::max);
+        let low52 = (t - 249..=t)
+            .map(|i| close(i) * 0.97)
+            .fold(f64::MAX, f64::min);
+        for (col, want) in [
+            ("beta_60d", cov / var),
+            ("dist_52w_high", close(t) / high52 - 1.0),
+            ("dist_52w_low", close(t) / low52 - 1.0),
+        ] {
+            let got = value(&full, col, t).unwrap();
+            assert!(
+                (got - want).abs() < 1e-9 * want.abs().max(1.0),
+                "{col}: {got} vs {want}"
+            );
+        }
+        assert_eq!(
+            value(&full, "dist_52w_high", 248),
+            None,
+            "249 rows: not a 52-week window"
+        );
+        let warm = full
+            .column_by_name("warmup")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .unwrap();
+        assert!(
+            warm.value(248) && !warm.value(249),
+            "warm-up ends when the 250-row window fills"
+        );
+    }
+}
