@@ -34,6 +34,9 @@ pub struct InputPort {
     pub scope: ReadScope,
     /// An optional input may be absent (no table yet); the operator gets no batches for it.
     pub optional: bool,
+    /// A family of inputs: the DAG binds any number of `<name>.<member>` ports (e.g.
+    /// `member.lgbm`, `member.ets`), each read like a single port. See [`InputBatches::family`].
+    pub family: bool,
     pub doc: &'static str,
 }
 
@@ -44,7 +47,27 @@ impl InputPort {
             schema,
             scope: ReadScope::AsOfPartition,
             optional: false,
+            family: false,
             doc,
+        }
+    }
+    /// A family of optional inputs bound as `<name>.<member>` (see [`InputPort::family`]).
+    pub fn family(name: &'static str, schema: SchemaRef, doc: &'static str) -> Self {
+        Self {
+            family: true,
+            optional: true,
+            ..Self::new(name, schema, doc)
+        }
+    }
+    /// Whether the DAG binding `binding` (a key of `inputs:`) is this port.
+    pub fn matches(&self, binding: &str) -> bool {
+        if self.family {
+            binding
+                .strip_prefix(self.name)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|member| !member.is_empty())
+        } else {
+            binding == self.name
         }
     }
     pub fn optional(mut self) -> Self {
@@ -175,6 +198,19 @@ impl InputBatches {
     }
     pub fn has(&self, port: &str) -> bool {
         self.ports.contains_key(port)
+    }
+    /// The members bound to family port `family` (`<family>.<member>`), in member order: each
+    /// member's name and its batches concatenated.
+    pub fn family(&self, family: &str) -> OpResult<Vec<(String, RecordBatch)>> {
+        let prefix = format!("{family}.");
+        let mut out = Vec::new();
+        for (port, data) in &self.ports {
+            if let Some(member) = port.strip_prefix(&prefix) {
+                let batch = arrow::compute::concat_batches(&data.schema, &data.batches)?;
+                out.push((member.to_string(), batch));
+            }
+        }
+        Ok(out)
     }
     pub fn num_rows(&self) -> usize {
         self.ports
@@ -324,5 +360,22 @@ pub trait ConfiguredOp: Send + Sync {
         _calendar: &dyn Calendar,
     ) -> Option<NaiveDate> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::Schema;
+
+    #[test]
+    fn a_family_port_matches_its_members_only() {
+        let schema = Arc::new(Schema::empty());
+        let fam = InputPort::family("member", schema.clone(), "forecasts");
+        assert!(fam.optional);
+        assert!(fam.matches("member.lgbm") && fam.matches("member.ets"));
+        assert!(!fam.matches("member") && !fam.matches("member.") && !fam.matches("members.x"));
+        let single = InputPort::new("bars", schema, "bars");
+        assert!(single.matches("bars") && !single.matches("bars.x"));
     }
 }

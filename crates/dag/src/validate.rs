@@ -131,10 +131,20 @@ fn check_ports(d: &TaskDraft, op: &dyn Operator, sink: &mut Sink<'_>) {
     let at = task_path(&d.spec.name);
     let inputs = op.inputs();
     let outputs = op.outputs();
-    let in_names: Vec<&str> = inputs.iter().map(|p| p.name).collect();
+    let in_labels: Vec<String> = inputs
+        .iter()
+        .map(|p| {
+            if p.family {
+                format!("{}.<member>", p.name)
+            } else {
+                p.name.to_string()
+            }
+        })
+        .collect();
+    let in_names: Vec<&str> = in_labels.iter().map(String::as_str).collect();
     let out_names: Vec<&str> = outputs.iter().map(|p| p.name).collect();
     for port in d.spec.inputs.keys() {
-        if !in_names.contains(&port.as_str()) {
+        if !inputs.iter().any(|p| p.matches(port)) {
             sink.at_key(
                 &child(&child(&at, "inputs"), port),
                 DiagCode::UnknownPort,
@@ -232,7 +242,7 @@ fn check_inputs(
     let in_ports = r.op.as_ref().map(|op| op.inputs()).unwrap_or_default();
     for (port, table) in &d.spec.inputs {
         let at = child(&child(&task_path(&d.spec.name), "inputs"), port);
-        let consumer = in_ports.iter().find(|p| p.name == port);
+        let consumer = in_ports.iter().find(|p| p.matches(port));
         let producer: Option<(SchemaRef, String)> = match writers.get(table.as_str()) {
             Some(&(w, wport)) => {
                 let schema = resolved[w]
