@@ -13,7 +13,8 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::{Lake, LakeError, LakeResult};
+use crate::error::{LakeError, LakeResult};
+use crate::table::Lake;
 
 /// What the lease object holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,104 +150,10 @@ impl Lake {
         }
     }
 
-    fn control_path(&self, name: &str) -> LakeResult<StorePath> {
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(LakeError::BadLocation(
-                name.into(),
-                "control object names are [A-Za-z0-9_]+".into(),
-            ));
-        }
-        let (_, prefix) = self.store();
-        Ok(prefix
-            .join("_krxflow")
-            .join("control")
-            .join(format!("{name}.json")))
-    }
-
-    /// A small JSON control object under `_krxflow/control/` (scheduler state), if present.
-    pub async fn read_control(&self, name: &str) -> LakeResult<Option<serde_json::Value>> {
-        let (store, _) = self.store();
-        match store.get(&self.control_path(name)?).await {
-            Ok(r) => {
-                let bytes = r.bytes().await?;
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| LakeError::InvalidData {
-                        table: format!("_krxflow/control/{name}.json"),
-                        message: e.to_string(),
-                    })
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Replaces a control object (a single put: readers see the old or the new one).
-    pub async fn write_control(&self, name: &str, value: &serde_json::Value) -> LakeResult<()> {
-        let (store, _) = self.store();
-        let bytes = serde_json::to_vec_pretty(value).unwrap_or_default();
-        store
-            .put(&self.control_path(name)?, PutPayload::from(bytes))
-            .await?;
-        Ok(())
-    }
-
     /// Who holds lease `name`, if anyone (expired or not).
     pub async fn lease_holder(&self, name: &str) -> LakeResult<Option<LeaseInfo>> {
         let (store, _) = self.store();
         read_info(store.as_ref(), &self.lease_path(name)?).await
-    }
-}
-
-/// Model artifacts as objects under the lake root ([`krxflow_core::ArtifactStore`]).
-#[derive(Clone)]
-pub struct LakeArtifacts {
-    lake: Lake,
-}
-
-impl LakeArtifacts {
-    pub fn new(lake: Lake) -> Self {
-        Self { lake }
-    }
-
-    fn path(&self, rel: &str) -> krxflow_core::OpResult<StorePath> {
-        if !krxflow_core::valid_artifact_path(rel) {
-            return Err(krxflow_core::OpError::permanent(format!(
-                "bad artifact path `{rel}`"
-            )));
-        }
-        let (_, prefix) = self.lake.store();
-        let mut p = prefix;
-        for seg in rel.split('/') {
-            p = p.join(seg);
-        }
-        Ok(p)
-    }
-}
-
-#[async_trait::async_trait]
-impl krxflow_core::ArtifactStore for LakeArtifacts {
-    async fn put(&self, rel: &str, bytes: Vec<u8>) -> krxflow_core::OpResult<()> {
-        let (store, _) = self.lake.store();
-        store
-            .put(&self.path(rel)?, PutPayload::from(bytes))
-            .await
-            .map_err(|e| LakeError::from(e).into())
-            .map(|_| ())
-    }
-
-    async fn get(&self, rel: &str) -> krxflow_core::OpResult<Option<Vec<u8>>> {
-        let (store, _) = self.lake.store();
-        match store.get(&self.path(rel)?).await {
-            Ok(r) => Ok(Some(
-                r.bytes()
-                    .await
-                    .map_err(|e| krxflow_core::OpError::from(LakeError::from(e)))?
-                    .to_vec(),
-            )),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(LakeError::from(e).into()),
-        }
     }
 }
 
@@ -301,7 +208,7 @@ impl Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Catalog;
+    use crate::catalog::Catalog;
 
     fn lake(dir: &tempfile::TempDir) -> Lake {
         Lake::open(dir.path().to_str().unwrap(), Catalog::new()).unwrap()
@@ -391,36 +298,6 @@ mod tests {
             lake.lease_holder("serve").await.unwrap().unwrap().owner,
             "b"
         );
-    }
-
-    #[tokio::test]
-    async fn control_objects_round_trip_and_absent_ones_are_none() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = lake(&dir);
-        assert_eq!(lake.read_control("scheduler").await.unwrap(), None);
-        let v = serde_json::json!({"daily": {"last_tick": "2024-12-16T07:00:00Z"}});
-        lake.write_control("scheduler", &v).await.unwrap();
-        assert_eq!(lake.read_control("scheduler").await.unwrap(), Some(v));
-        assert!(lake.read_control("../x").await.is_err());
-    }
-
-    #[tokio::test]
-    async fn artifacts_round_trip_under_the_lake_root_and_escapes_are_refused() {
-        use krxflow_core::ArtifactStore;
-        let dir = tempfile::tempdir().unwrap();
-        let store = LakeArtifacts::new(lake(&dir));
-        store
-            .put("models/lexical/v1/model.json", b"{}".to_vec())
-            .await
-            .unwrap();
-        assert!(dir.path().join("models/lexical/v1/model.json").exists());
-        assert_eq!(
-            store.get("models/lexical/v1/model.json").await.unwrap(),
-            Some(b"{}".to_vec())
-        );
-        assert_eq!(store.get("models/none.json").await.unwrap(), None);
-        assert!(store.put("../escape", vec![]).await.is_err());
-        assert!(store.get("/abs").await.is_err());
     }
 
     #[tokio::test]

@@ -7,15 +7,31 @@
 //!   DataFusion may read strings as views).
 //! * Every write is one Delta commit: `append`, `replace_partition` (by the partition column)
 //!   or `merge` (upsert on keys). A failed write leaves the table at its previous version.
+//!
+//! One file per operation on a [`Lake`]: `table` (open, locations, snapshot cache), `read`,
+//! `write` (with `write/merge` and `write/append`), `compact`, `control`, `lease`, and
+//! `artifacts`; `files` and `dates` hold what several of them share.
 
 pub mod catalog;
 pub mod error;
-pub mod lake;
 pub mod lease;
 pub mod schema;
 pub mod sql;
 
+mod artifacts;
+mod compact;
+mod control;
+mod dates;
+mod files;
+mod read;
+mod table;
+mod write;
+
+pub use artifacts::LakeArtifacts;
 pub use catalog::Catalog;
+pub use compact::{COMPACT_AT_FILES, Compaction};
 pub use error::{LakeError, LakeResult};
-pub use lake::{COMPACT_AT_FILES, Compaction, Lake, ReadOptions, TableRead, WriteOutcome};
-pub use lease::{Claim, LakeArtifacts, Lease, LeaseInfo};
+pub use lease::{Claim, Lease, LeaseInfo};
+pub use read::{ReadOptions, TableRead};
+pub use table::{ENGINE_PREFIX, Lake, version_of};
+pub use write::WriteOutcome;

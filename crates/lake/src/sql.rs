@@ -10,7 +10,8 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
 
 use crate::error::{LakeError, LakeResult};
-use crate::lake::{ENGINE_PREFIX, Lake, ReadOptions};
+use crate::read::ReadOptions;
+use crate::table::{ENGINE_PREFIX, Lake};
 use datafusion::datasource::MemTable;
 
 /// A table reference with an optional version, as written in a query (`name` or `name@v3`).

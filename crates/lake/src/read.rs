@@ -1,0 +1,152 @@
+//! Reads: a table's rows as of a date, since a date or at a version, in its declared schema;
+//! and the latest date a table holds (watermarks).
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use chrono::NaiveDate;
+use datafusion::prelude::{SessionContext, col, lit};
+use datafusion::scalar::ScalarValue;
+use deltalake::DeltaTable;
+
+use crate::dates::{date32, from_date32};
+use crate::error::{LakeError, LakeResult};
+use crate::schema::{conform, physical_schema};
+use crate::table::{Lake, version_of};
+
+/// How to read a table.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadOptions {
+    /// Only rows whose date column is `<= as_of` (no effect on tables without a date column).
+    pub as_of: Option<NaiveDate>,
+    /// Only rows whose date column is `>= since` (no effect on tables without a date column).
+    pub since: Option<NaiveDate>,
+    /// A specific Delta version (time travel); latest when `None`.
+    pub version: Option<i64>,
+}
+
+/// Rows of a table as read, with the version they came from.
+#[derive(Debug, Clone)]
+pub struct TableRead {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub version: i64,
+}
+
+impl TableRead {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+impl Lake {
+    /// Reads a table, restricted as `opts` says, in its declared schema.
+    pub async fn read(&self, name: &str, opts: ReadOptions) -> LakeResult<TableRead> {
+        let table = self
+            .load(name, opts.version)
+            .await?
+            .ok_or_else(|| LakeError::NoSuchTable(name.to_string()))?;
+        let version = version_of(&table);
+        let provider = table.table_provider().await?;
+        let ctx = SessionContext::new();
+        table.update_datafusion_session(&ctx.state())?;
+        let declared = match self.catalog().get(name) {
+            Some(def) => def.schema.clone(),
+            None => physical_schema(provider.schema().as_ref()),
+        };
+        let mut df = ctx.read_table(provider)?;
+        if let (Some(ds), Some(date_col)) = (
+            opts.as_of,
+            self.catalog().get(name).and_then(|d| d.date_column.clone()),
+        ) {
+            df = df.filter(
+                col(format!("\"{date_col}\"")).lt_eq(lit(ScalarValue::Date32(Some(date32(ds))))),
+            )?;
+        }
+        if let (Some(from), Some(date_col)) = (
+            opts.since,
+            self.catalog().get(name).and_then(|d| d.date_column.clone()),
+        ) {
+            df = df.filter(
+                col(format!("\"{date_col}\"")).gt_eq(lit(ScalarValue::Date32(Some(date32(from))))),
+            )?;
+        }
+        let batches = df.collect().await?;
+        let batches = batches
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .map(|b| conform(b, &declared))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TableRead {
+            schema: declared,
+            batches,
+            version,
+        })
+    }
+
+    /// The latest value of `date_col` on or before `on_or_before` (a watermark for incremental
+    /// operators); `None` when the table or such rows do not exist. Reads only that column.
+    pub async fn max_date(
+        &self,
+        name: &str,
+        date_col: &str,
+        on_or_before: NaiveDate,
+    ) -> LakeResult<Option<NaiveDate>> {
+        let Some(table) = self.load(name, None).await? else {
+            return Ok(None);
+        };
+        if let Some(max) = max_date_from_stats(&table, date_col, date32(on_or_before)) {
+            return Ok(max.and_then(from_date32));
+        }
+        let provider = table.table_provider().await?;
+        let ctx = SessionContext::new();
+        table.update_datafusion_session(&ctx.state())?;
+        let c = col(format!("\"{date_col}\""));
+        let df = ctx
+            .read_table(provider)?
+            .filter(
+                c.clone()
+                    .lt_eq(lit(ScalarValue::Date32(Some(date32(on_or_before))))),
+            )?
+            .aggregate(
+                vec![],
+                vec![datafusion::functions_aggregate::expr_fn::max(c)],
+            )?;
+        let batches = df.collect().await?;
+        let value = batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .map(|b| ScalarValue::try_from_array(b.column(0), 0))
+            .transpose()?;
+        Ok(match value {
+            Some(ScalarValue::Date32(Some(d))) => from_date32(d),
+            _ => None,
+        })
+    }
+}
+
+/// The latest `col` on or before `limit` (days since 1970-01-01) from the files' statistics
+/// alone: `Some(answer)` when every file either lies wholly on or before `limit` (its max
+/// counts) or wholly after it (ignored); `None` when a file straddles `limit` or has no
+/// statistics for `col`, and the rows must be scanned.
+fn max_date_from_stats(table: &DeltaTable, col: &str, limit: i32) -> Option<Option<i32>> {
+    let snapshot = table.snapshot().ok()?;
+    let parse = |v: &serde_json::Value| -> Option<i32> {
+        let d = NaiveDate::parse_from_str(v.as_str()?, "%Y-%m-%d").ok()?;
+        Some(date32(d))
+    };
+    let mut best: Option<i32> = None;
+    for file in snapshot.log_data().iter() {
+        let stats: serde_json::Value = serde_json::from_str(&file.stats()?).ok()?;
+        if stats.get("numRecords").and_then(serde_json::Value::as_i64) == Some(0) {
+            continue;
+        }
+        let min = parse(stats.get("minValues")?.get(col)?)?;
+        let max = parse(stats.get("maxValues")?.get(col)?)?;
+        if max <= limit {
+            best = best.max(Some(max));
+        } else if min <= limit {
+            return None;
+        }
+    }
+    Some(best)
+}

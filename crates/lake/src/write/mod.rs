@@ -1,0 +1,336 @@
+//! Writes: validation and the three write modes (append, replace_partition, merge), each in
+//! one Delta commit under the table's in-process lock; a write that leaves many small files
+//! compacts the table. The merge diff and the checked append are in the submodules.
+
+mod append;
+mod merge;
+
+use std::collections::{BTreeMap, HashSet};
+
+use arrow::array::{Array, Date32Array, RecordBatch};
+use arrow::row::{RowConverter, SortField};
+use chrono::NaiveDate;
+use datafusion::prelude::{col, lit};
+use datafusion::scalar::ScalarValue;
+use deltalake::DeltaTable;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::SaveMode;
+use krxflow_core::{TableDef, WriteMode};
+
+use crate::compact::COMPACT_AT_FILES;
+use crate::dates::date32;
+use crate::error::{LakeError, LakeResult};
+use crate::files::writer_properties;
+use crate::schema::{conform, physical_schema};
+use crate::table::{Lake, version_of};
+
+/// What a write committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub table: String,
+    /// Delta version after the write (the version a reader of this output sees).
+    pub version: i64,
+    /// Rows committed: for a merge, only the new and changed ones.
+    pub rows: usize,
+    /// Rows given to a merge that the table already held exactly (same key, same values):
+    /// skipped, so a daily run that re-sends an overlap window rewrites no file for them.
+    pub unchanged: usize,
+    /// False when nothing needed committing (e.g. a merge of zero rows).
+    pub committed: bool,
+}
+
+impl Lake {
+    /// Checks, without writing, everything [`Lake::write`] would reject in `batches`: schema,
+    /// null or duplicate merge keys, rows outside the replaced partition. The executor
+    /// validates every output of a task before committing any, so a task with several outputs
+    /// does not leave one committed and the other refused.
+    pub fn validate_write(
+        &self,
+        def: &TableDef,
+        batches: &[RecordBatch],
+        mode: WriteMode,
+        ds: Option<NaiveDate>,
+    ) -> LakeResult<()> {
+        let invalid = |message: String| LakeError::InvalidData {
+            table: def.name.clone(),
+            message,
+        };
+        let physical = physical_schema(&def.schema);
+        let mut phys = Vec::with_capacity(batches.len());
+        for b in batches {
+            let declared = conform(b, &def.schema).map_err(|e| invalid(e.to_string()))?;
+            phys.push(conform(&declared, &physical).map_err(|e| invalid(e.to_string()))?);
+        }
+        match mode {
+            WriteMode::Merge => {
+                if def.keys.is_empty() {
+                    return Err(invalid("merge needs keys".into()));
+                }
+                check_unique_keys(&phys, &def.keys).map_err(invalid)
+            }
+            WriteMode::ReplacePartition => {
+                let part = def
+                    .partition_column
+                    .as_deref()
+                    .ok_or_else(|| invalid("replace_partition needs a partition column".into()))?;
+                let ds = ds.ok_or_else(|| invalid("replace_partition needs a ds".into()))?;
+                check_partition(&phys, part, ds).map_err(invalid)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes `batches` to the table `def` in one Delta commit. `ds` is required for
+    /// `replace_partition`. `meta` is stored in the commit info (run id, task, ...). A table
+    /// that holds [`COMPACT_AT_FILES`] files after the commit is compacted (see
+    /// [`Lake::compact`]); the outcome's version is still the one this write committed.
+    pub async fn write(
+        &self,
+        def: &TableDef,
+        batches: Vec<RecordBatch>,
+        mode: WriteMode,
+        ds: Option<NaiveDate>,
+        meta: BTreeMap<String, String>,
+    ) -> LakeResult<WriteOutcome> {
+        let lock = self.write_lock(&def.name);
+        let _writing = lock.lock().await;
+        let (outcome, table) = self.write_locked(def, batches, mode, ds, meta).await?;
+        if let Some(table) = table {
+            let files = table
+                .snapshot()
+                .map(|s| s.log_data().num_files())
+                .unwrap_or(0);
+            if files >= COMPACT_AT_FILES
+                && let Err(e) = self.optimize(&def.name, table, files).await
+            {
+                // The write is committed; a failed compaction only leaves the small files.
+                tracing::warn!(table = %def.name, error = %e, "compaction failed");
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// [`Lake::write`] under the table's lock: the outcome, and the table as committed (`None`
+    /// when nothing was).
+    async fn write_locked(
+        &self,
+        def: &TableDef,
+        batches: Vec<RecordBatch>,
+        mode: WriteMode,
+        ds: Option<NaiveDate>,
+        meta: BTreeMap<String, String>,
+    ) -> LakeResult<(WriteOutcome, Option<DeltaTable>)> {
+        let invalid = |message: String| LakeError::InvalidData {
+            table: def.name.clone(),
+            message,
+        };
+        let physical = physical_schema(&def.schema);
+        let mut phys_batches = Vec::with_capacity(batches.len());
+        for b in &batches {
+            let declared = conform(b, &def.schema).map_err(|e| invalid(e.to_string()))?;
+            phys_batches.push(conform(&declared, &physical).map_err(|e| invalid(e.to_string()))?);
+        }
+        let mut rows: usize = phys_batches.iter().map(|b| b.num_rows()).sum();
+        let mut unchanged = 0;
+        phys_batches.retain(|b| b.num_rows() > 0);
+        if let Some(date_col) = &def.date_column {
+            phys_batches = in_date_order(phys_batches, date_col)?;
+        }
+
+        let url = self.table_url(&def.name)?;
+        if url.scheme() == "file"
+            && let Ok(p) = url.to_file_path()
+        {
+            std::fs::create_dir_all(p)?;
+        }
+        let table = self.latest(&def.name).await?;
+        let exists = table.version().is_some();
+        let commit = CommitProperties::default().with_metadata(
+            meta.into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v))),
+        );
+
+        if !exists && phys_batches.is_empty() {
+            phys_batches.push(RecordBatch::new_empty(physical.clone()));
+        }
+
+        let table = match mode {
+            WriteMode::Append => {
+                if exists && rows == 0 {
+                    return Ok((self.unchanged(def, &table, 0), None));
+                }
+                table
+                    .write(phys_batches)
+                    .with_save_mode(SaveMode::Append)
+                    .with_writer_properties(writer_properties())
+                    .with_commit_properties(commit)
+                    .await?
+            }
+            WriteMode::ReplacePartition => {
+                let part = def
+                    .partition_column
+                    .as_deref()
+                    .ok_or_else(|| invalid("replace_partition needs a partition column".into()))?;
+                let ds = ds.ok_or_else(|| invalid("replace_partition needs a ds".into()))?;
+                check_partition(&phys_batches, part, ds).map_err(invalid)?;
+                if exists {
+                    table
+                        .write(phys_batches)
+                        .with_save_mode(SaveMode::Overwrite)
+                        .with_writer_properties(writer_properties())
+                        .with_replace_where(
+                            col(format!("\"{part}\""))
+                                .eq(lit(ScalarValue::Date32(Some(date32(ds))))),
+                        )
+                        .with_commit_properties(commit)
+                        .await?
+                } else {
+                    table
+                        .write(phys_batches)
+                        .with_save_mode(SaveMode::Append)
+                        .with_writer_properties(writer_properties())
+                        .with_commit_properties(commit)
+                        .await?
+                }
+            }
+            WriteMode::Merge => {
+                if def.keys.is_empty() {
+                    return Err(invalid("merge needs keys".into()));
+                }
+                check_unique_keys(&phys_batches, &def.keys).map_err(invalid)?;
+                if !exists {
+                    table
+                        .write(phys_batches)
+                        .with_save_mode(SaveMode::Append)
+                        .with_writer_properties(writer_properties())
+                        .with_commit_properties(commit)
+                        .await?
+                } else if rows == 0 {
+                    return Ok((self.unchanged(def, &table, 0), None));
+                } else {
+                    let changes = self.changed_rows(def, &table, phys_batches).await?;
+                    unchanged = changes.unchanged;
+                    rows = changes.rows.iter().map(|b| b.num_rows()).sum();
+                    if rows == 0 {
+                        return Ok((self.unchanged(def, &table, unchanged), None));
+                    }
+                    match changes.insert_only {
+                        Some(predicate) => {
+                            self.append_checked(table, changes.rows, predicate, commit)
+                                .await?
+                        }
+                        None => self.merge(def, table, changes.rows, commit).await?,
+                    }
+                }
+            }
+        };
+        self.remember(&def.name, &table);
+        let outcome = WriteOutcome {
+            table: def.name.clone(),
+            version: version_of(&table),
+            rows,
+            unchanged,
+            committed: true,
+        };
+        Ok((outcome, Some(table)))
+    }
+
+    fn unchanged(&self, def: &TableDef, table: &DeltaTable, unchanged: usize) -> WriteOutcome {
+        WriteOutcome {
+            table: def.name.clone(),
+            version: version_of(table),
+            rows: 0,
+            unchanged,
+            committed: false,
+        }
+    }
+}
+
+/// `batches` as one batch sorted by `date_col` (stable), when there are several rows.
+fn in_date_order(batches: Vec<RecordBatch>, date_col: &str) -> LakeResult<Vec<RecordBatch>> {
+    let Some(first) = batches.first() else {
+        return Ok(batches);
+    };
+    let all = arrow::compute::concat_batches(&first.schema(), &batches)?;
+    let Some(dates) = all.column_by_name(date_col) else {
+        return Ok(vec![all]);
+    };
+    let order = arrow::compute::sort_to_indices(dates, None, None)?;
+    Ok(vec![arrow::compute::take_record_batch(&all, &order)?])
+}
+
+fn check_partition(batches: &[RecordBatch], part: &str, ds: NaiveDate) -> Result<(), String> {
+    let want = date32(ds);
+    for b in batches {
+        let idx = b
+            .schema()
+            .index_of(part)
+            .map_err(|_| format!("partition column `{part}` missing"))?;
+        let arr = b
+            .column(idx)
+            .as_any()
+            .downcast_ref::<Date32Array>()
+            .ok_or_else(|| format!("partition column `{part}` must be Date32"))?;
+        if let Some(bad) = (0..arr.len()).find(|&i| arr.is_null(i) || arr.value(i) != want) {
+            let got = if arr.is_null(bad) {
+                "null".to_string()
+            } else {
+                arrow::temporal_conversions::date32_to_datetime(arr.value(bad))
+                    .map(|d| d.date().to_string())
+                    .unwrap_or_default()
+            };
+            return Err(format!(
+                "replace_partition for {ds}: row {bad} has `{part}` = {got}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_unique_keys(batches: &[RecordBatch], keys: &[String]) -> Result<(), String> {
+    let Some(first) = batches.first() else {
+        return Ok(());
+    };
+    let schema = first.schema();
+    let mut fields = Vec::new();
+    for k in keys {
+        let f = schema
+            .field_with_name(k)
+            .map_err(|_| format!("key column `{k}` missing"))?;
+        fields.push(SortField::new(f.data_type().clone()));
+    }
+    let converter = RowConverter::new(fields).map_err(|e| e.to_string())?;
+    let mut seen = HashSet::new();
+    for b in batches {
+        let cols = keys
+            .iter()
+            .map(|k| {
+                b.column_by_name(k)
+                    .cloned()
+                    .ok_or_else(|| format!("key column `{k}` missing"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for c in &cols {
+            if c.null_count() > 0 {
+                return Err("key columns must not be null".to_string());
+            }
+        }
+        let rows = converter
+            .convert_columns(&cols)
+            .map_err(|e| e.to_string())?;
+        for (i, r) in rows.iter().enumerate() {
+            if !seen.insert(r.owned()) {
+                let desc = cols
+                    .iter()
+                    .map(|c| arrow::util::display::array_value_to_string(c, i).unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(format!(
+                    "duplicate key ({}) = ({desc}) in the rows to merge",
+                    keys.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
