@@ -2,8 +2,10 @@
 
 pub mod cache;
 pub mod index;
-pub mod kis;
 pub mod news;
 pub mod ohlcv;
 pub mod synthetic;
 pub mod universe;
+
+/// The KIS client lives under `ohlcv` (its only user); this is its old path.
+pub use ohlcv::kis;

@@ -10,13 +10,11 @@
 //! with a reason code and the raw line, or counted as out of range (after `ds`, before the
 //! lookback window, or a code not asked for). Counters are reported per outcome and reason.
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::Read;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::DataType;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use krxflow_core::{
@@ -25,9 +23,21 @@ use krxflow_core::{
 };
 use serde::Deserialize;
 
-use crate::common::dates::{days, parse_date};
-use crate::common::rejects::{Reason, Reject, is_null, rejects_batch};
+use crate::common::dates::days;
+use crate::common::rejects::rejects_batch;
 use crate::tables;
+
+mod checks;
+mod csv;
+pub mod kis;
+#[cfg(test)]
+mod kis_server;
+mod kis_types;
+mod parquet_panel;
+
+pub use self::csv::{Collector, Columns, ParsedCsv, Window, parse_csv, read_csv, route_csv};
+pub use checks::{Bar, Checked, RawRow, check_row};
+use parquet_panel::read_parquet;
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -37,7 +47,7 @@ pub enum Source {
     Kis,
 }
 
-/// `kis:` params: the KIS Open API daily chart (see [`super::kis`]).
+/// `kis:` params: the KIS Open API daily chart (see [`kis`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KisParams {
@@ -60,7 +70,7 @@ pub struct KisParams {
 }
 
 fn kis_base() -> String {
-    super::kis::KisConfig::default().base_url
+    kis::KisConfig::default().base_url
 }
 fn kis_key_env() -> String {
     "KIS_APP_KEY".into()
@@ -70,33 +80,6 @@ fn kis_secret_env() -> String {
 }
 fn kis_retries() -> u32 {
     5
-}
-
-/// Input column names (matched case-insensitively).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Columns {
-    pub code: String,
-    pub date: String,
-    pub open: String,
-    pub high: String,
-    pub low: String,
-    pub close: String,
-    pub volume: String,
-}
-
-impl Default for Columns {
-    fn default() -> Self {
-        Self {
-            code: "code".into(),
-            date: "date".into(),
-            open: "open".into(),
-            high: "high".into(),
-            low: "low".into(),
-            close: "close".into(),
-            volume: "volume".into(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,385 +135,6 @@ fn default_tol_abs() -> f64 {
 }
 fn default_tol_rel() -> f64 {
     0.001
-}
-
-/// A validated bar.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Bar {
-    pub code: String,
-    pub date: NaiveDate,
-    pub open: f64,
-    pub high: f64,
-    pub low: f64,
-    pub close: f64,
-    pub volume: i64,
-}
-
-/// Raw fields of one row, by role.
-#[derive(Debug, Clone, Default)]
-pub struct RawRow<'a> {
-    pub code: &'a str,
-    pub date: &'a str,
-    pub open: &'a str,
-    pub high: &'a str,
-    pub low: &'a str,
-    pub close: &'a str,
-    pub volume: &'a str,
-}
-
-/// Outcome of validating one row.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Checked {
-    Accepted { bar: Bar, repaired: bool },
-    Rejected(Reject),
-}
-
-/// Validates one row (without the duplicate/provisional checks, which need context).
-pub fn check_row(row: &RawRow<'_>, raw: &str, tol_abs: f64, tol_rel: f64) -> Checked {
-    let code = row.code.trim().to_string();
-    let reject = |date: Option<NaiveDate>, reason: Reason, detail: String| {
-        Checked::Rejected(Reject {
-            code: code.clone(),
-            date,
-            reason,
-            detail,
-            raw: raw.to_string(),
-        })
-    };
-    if code.is_empty() || code.len() > 12 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return reject(None, Reason::BadCode, format!("code `{code}`"));
-    }
-    let Some(date) = parse_date(row.date) else {
-        return reject(None, Reason::Unparsable, format!("date `{}`", row.date));
-    };
-    let fields = [
-        ("open", row.open),
-        ("high", row.high),
-        ("low", row.low),
-        ("close", row.close),
-        ("volume", row.volume),
-    ];
-    if let Some((name, _)) = fields.iter().find(|(_, v)| is_null(v)) {
-        return reject(Some(date), Reason::NullValue, format!("{name} is null"));
-    }
-    let mut nums = [0f64; 5];
-    for (i, (name, v)) in fields.iter().enumerate() {
-        match v.trim().replace(',', "").parse::<f64>() {
-            Ok(x) if x.is_finite() => nums[i] = x,
-            Ok(_) => {
-                return reject(
-                    Some(date),
-                    Reason::NullValue,
-                    format!("{name} is not finite"),
-                );
-            }
-            Err(_) => return reject(Some(date), Reason::Unparsable, format!("{name} `{v}`")),
-        }
-    }
-    let [open, mut high, mut low, close, volume] = nums;
-    if volume < 0.0 {
-        return reject(
-            Some(date),
-            Reason::NegativeVolume,
-            format!("volume {volume}"),
-        );
-    }
-    if volume == 0.0 && (open == 0.0 || high == 0.0 || low == 0.0) {
-        return reject(
-            Some(date),
-            Reason::TradingHalt,
-            format!("open/high/low {open}/{high}/{low} with zero volume"),
-        );
-    }
-    if open <= 0.0 || high <= 0.0 || low <= 0.0 || close <= 0.0 {
-        return reject(
-            Some(date),
-            Reason::NonPositivePrice,
-            format!("ohlc {open}/{high}/{low}/{close}"),
-        );
-    }
-    let top = open.max(close);
-    let bottom = open.min(close);
-    let tol = |p: f64| tol_abs.max(p * tol_rel);
-    if high + tol(top) < top || low - tol(bottom) > bottom || high < low {
-        return reject(
-            Some(date),
-            Reason::InconsistentHighLow,
-            format!("ohlc {open}/{high}/{low}/{close}"),
-        );
-    }
-    let repaired = high < top || low > bottom;
-    high = high.max(top);
-    low = low.min(bottom);
-    if volume == 0.0 {
-        return reject(
-            Some(date),
-            Reason::ZeroVolume,
-            "volume 0 on a traded day".into(),
-        );
-    }
-    Checked::Accepted {
-        bar: Bar {
-            code,
-            date,
-            open,
-            high,
-            low,
-            close,
-            volume: volume.round() as i64,
-        },
-        repaired,
-    }
-}
-
-/// Accumulates accepted bars and rejects, with counters.
-#[derive(Debug, Default)]
-pub struct Collector {
-    pub bars: Vec<Bar>,
-    pub rejects: Vec<Reject>,
-    pub counters: BTreeMap<String, i64>,
-    seen: HashSet<(String, NaiveDate)>,
-}
-
-/// Filters applied before validation.
-pub struct Window<'a> {
-    pub ds: NaiveDate,
-    pub from: Option<NaiveDate>,
-    pub codes: Option<&'a HashSet<String>>,
-    pub provisional: &'a HashSet<NaiveDate>,
-    pub tol_abs: f64,
-    pub tol_rel: f64,
-}
-
-impl Collector {
-    fn count(&mut self, key: &str) {
-        match self.counters.get_mut(key) {
-            Some(n) => *n += 1,
-            None => {
-                self.counters.insert(key.to_string(), 1);
-            }
-        }
-    }
-
-    /// Routes one raw row.
-    pub fn push(&mut self, row: &RawRow<'_>, raw: &str, w: &Window<'_>) {
-        if self.in_scope(row, w) {
-            self.check(row, raw, w);
-        }
-    }
-
-    /// Counts the row as read; a row outside the window (another code, after ds, before the
-    /// window's start) is counted as such and `false` returned: it needs no validation (nor
-    /// its raw line).
-    pub fn in_scope(&mut self, row: &RawRow<'_>, w: &Window<'_>) -> bool {
-        self.in_scope_on(row.code, parse_date(row.date), w)
-    }
-
-    /// [`Collector::in_scope`] for a row whose date is already parsed.
-    fn in_scope_on(&mut self, code: &str, date: Option<NaiveDate>, w: &Window<'_>) -> bool {
-        self.count("rows_read");
-        if let Some(codes) = w.codes
-            && !codes.contains(code.trim())
-        {
-            self.count("out_of_scope.code");
-            return false;
-        }
-        if let Some(d) = date {
-            if d > w.ds {
-                self.count("out_of_scope.after_ds");
-                return false;
-            }
-            if w.from.is_some_and(|f| d < f) {
-                self.count("out_of_scope.before_window");
-                return false;
-            }
-        }
-        true
-    }
-
-    /// Validates an in-scope row: accepted (maybe repaired) or rejected with a reason.
-    pub fn check(&mut self, row: &RawRow<'_>, raw: &str, w: &Window<'_>) {
-        match check_row(row, raw, w.tol_abs, w.tol_rel) {
-            Checked::Accepted { bar, repaired } => {
-                if w.provisional.contains(&bar.date) {
-                    self.reject(Reject {
-                        code: bar.code,
-                        date: Some(bar.date),
-                        reason: Reason::Provisional,
-                        detail: "provisional (not a final close)".into(),
-                        raw: raw.to_string(),
-                    });
-                    return;
-                }
-                if !self.seen.insert((bar.code.clone(), bar.date)) {
-                    self.reject(Reject {
-                        code: bar.code,
-                        date: Some(bar.date),
-                        reason: Reason::DuplicateDate,
-                        detail: "second row for the same code and date".into(),
-                        raw: raw.to_string(),
-                    });
-                    return;
-                }
-                if repaired {
-                    self.count("repaired.high_low_rounding");
-                }
-                self.count("accepted");
-                self.bars.push(bar);
-            }
-            Checked::Rejected(r) => self.reject(r),
-        }
-    }
-
-    fn reject(&mut self, r: Reject) {
-        self.count(&format!("rejected.{}", r.reason.code()));
-        self.rejects.push(r);
-    }
-}
-
-fn header_index(headers: &[String], want: &str) -> Option<usize> {
-    headers
-        .iter()
-        .position(|h| h.trim().eq_ignore_ascii_case(want))
-}
-
-/// Where the columns are in a CSV stream (resolved from its header once).
-#[derive(Debug, Clone, Copy)]
-struct CsvLayout {
-    code: Option<usize>,
-    /// date, open, high, low, close, volume
-    fields: [usize; 6],
-}
-
-/// One record of a CSV stream: its date parsed, or the CSV error.
-type CsvRecord = Result<(Option<NaiveDate>, csv::StringRecord), String>;
-
-/// A CSV stream as parsed: the columns resolved and every record with its date. What the
-/// per-process cache keeps for a `csv_dir` file, so later runs only route records.
-#[derive(Debug)]
-pub struct ParsedCsv {
-    layout: CsvLayout,
-    records: Vec<CsvRecord>,
-}
-
-/// A CSV reader over `reader` and its column layout; `per_file_code` when the code comes from
-/// the file name.
-fn open_csv<R: Read>(
-    reader: R,
-    cols: &Columns,
-    per_file_code: bool,
-) -> Result<(csv::Reader<R>, CsvLayout), String> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(true)
-        .has_headers(true)
-        .from_reader(reader);
-    let headers: Vec<String> = rdr
-        .headers()
-        .map_err(|e| format!("header: {e}"))?
-        .iter()
-        .map(|h| h.trim_start_matches('\u{feff}').to_string())
-        .collect();
-    let idx = |name: &str| {
-        header_index(&headers, name)
-            .ok_or_else(|| format!("column `{name}` not found (have: {})", headers.join(",")))
-    };
-    let code = if per_file_code {
-        None
-    } else {
-        Some(idx(&cols.code)?)
-    };
-    let fields = [
-        idx(&cols.date)?,
-        idx(&cols.open)?,
-        idx(&cols.high)?,
-        idx(&cols.low)?,
-        idx(&cols.close)?,
-        idx(&cols.volume)?,
-    ];
-    Ok((rdr, CsvLayout { code, fields }))
-}
-
-fn dated(layout: CsvLayout, r: csv::Result<csv::StringRecord>) -> CsvRecord {
-    match r {
-        Ok(rec) => Ok((parse_date(rec.get(layout.fields[0]).unwrap_or("")), rec)),
-        Err(e) => Err(format!("csv: {e}")),
-    }
-}
-
-/// Parses a whole CSV stream with a header (for the cache); `per_file_code` when the code
-/// comes from the file name.
-pub fn parse_csv<R: Read>(
-    reader: R,
-    cols: &Columns,
-    per_file_code: bool,
-) -> Result<ParsedCsv, String> {
-    let (mut rdr, layout) = open_csv(reader, cols, per_file_code)?;
-    let records = rdr.records().map(|r| dated(layout, r)).collect();
-    Ok(ParsedCsv { layout, records })
-}
-
-/// Routes every record of a parsed CSV into the collector. `fixed_code` is used for per-ticker
-/// files (the code comes from the file name).
-pub fn route_csv(p: &ParsedCsv, fixed_code: Option<&str>, w: &Window<'_>, out: &mut Collector) {
-    for r in &p.records {
-        route_record(p.layout, r, fixed_code, w, out);
-    }
-}
-
-fn route_record(
-    layout: CsvLayout,
-    r: &CsvRecord,
-    fixed_code: Option<&str>,
-    w: &Window<'_>,
-    out: &mut Collector,
-) {
-    let [di, oi, hi, li, ci, vi] = layout.fields;
-    match r {
-        Ok((date, record)) => {
-            let get = |i: usize| record.get(i).unwrap_or("");
-            let code = fixed_code.unwrap_or_else(|| layout.code.map(get).unwrap_or(""));
-            if !out.in_scope_on(code, *date, w) {
-                return;
-            }
-            let row = RawRow {
-                code,
-                date: get(di),
-                open: get(oi),
-                high: get(hi),
-                low: get(li),
-                close: get(ci),
-                volume: get(vi),
-            };
-            let raw = record.iter().collect::<Vec<_>>().join(",");
-            out.check(&row, &raw, w);
-        }
-        Err(e) => {
-            out.count("rows_read");
-            out.reject(Reject {
-                code: fixed_code.unwrap_or("").to_string(),
-                date: None,
-                reason: Reason::Unparsable,
-                detail: e.clone(),
-                raw: String::new(),
-            });
-        }
-    }
-}
-
-/// Reads a CSV stream with a header into the collector, record by record (nothing kept).
-/// `fixed_code` is used for per-ticker files (the code comes from the file name).
-pub fn read_csv<R: Read>(
-    reader: R,
-    cols: &Columns,
-    fixed_code: Option<&str>,
-    w: &Window<'_>,
-    out: &mut Collector,
-) -> Result<(), String> {
-    let (mut rdr, layout) = open_csv(reader, cols, fixed_code.is_some())?;
-    for r in rdr.records() {
-        route_record(layout, &dated(layout, r), fixed_code, w, out);
-    }
-    Ok(())
 }
 
 pub fn bars_batch(bars: &[Bar], source: &str) -> Result<RecordBatch, arrow::error::ArrowError> {
@@ -688,7 +292,7 @@ impl Configured {
             match self.p.source {
                 Source::CsvDir => format!("csv_dir:{name}"),
                 Source::Panel => format!("panel:{name}"),
-                Source::Kis => format!("kis:{}", super::kis::TR_DAILY_CHART),
+                Source::Kis => format!("kis:{}", kis::TR_DAILY_CHART),
             }
         })
     }
@@ -774,23 +378,23 @@ impl Configured {
                 let first = from.or(k.start_date).ok_or_else(|| {
                     OpError::permanent("kis: no start (kis.start_date or lookback_days)")
                 })?;
-                let cfg = super::kis::KisConfig {
+                let cfg = kis::KisConfig {
                     base_url: k.base_url.clone(),
                     app_key_env: k.app_key_env.clone(),
                     app_secret_env: k.app_secret_env.clone(),
                     token_cache: k.token_cache.as_ref().map(PathBuf::from),
                     adjusted: k.adjusted,
                     max_retries: k.max_retries,
-                    ..super::kis::KisConfig::default()
+                    ..kis::KisConfig::default()
                 };
-                let kis_err = |e: super::kis::KisError| {
+                let kis_err = |e: kis::KisError| {
                     if e.is_transient() {
                         OpError::transient(e.to_string())
                     } else {
                         OpError::permanent(e.to_string())
                     }
                 };
-                let mut client = super::kis::KisClient::new(cfg).map_err(kis_err)?;
+                let mut client = kis::KisClient::new(cfg).map_err(kis_err)?;
                 let mut all_codes: Vec<&String> = p.codes.iter().flatten().collect();
                 all_codes.sort();
                 for code in all_codes {
@@ -837,72 +441,6 @@ impl Configured {
     }
 }
 
-/// Reads a Parquet panel: every column is rendered as text and validated like a CSV row.
-fn read_parquet(
-    file: std::fs::File,
-    cols: &Columns,
-    w: &Window<'_>,
-    out: &mut Collector,
-) -> Result<(), String> {
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| e.to_string())?
-        .build()
-        .map_err(|e| e.to_string())?;
-    for batch in reader {
-        let batch = batch.map_err(|e| e.to_string())?;
-        let schema = batch.schema();
-        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-        let find = |want: &str| {
-            header_index(&names, want).ok_or_else(|| format!("column `{want}` not found"))
-        };
-        let idx = [
-            find(&cols.code)?,
-            find(&cols.date)?,
-            find(&cols.open)?,
-            find(&cols.high)?,
-            find(&cols.low)?,
-            find(&cols.close)?,
-            find(&cols.volume)?,
-        ];
-        let text: Vec<ArrayRef> = idx
-            .iter()
-            .map(|&i| arrow::compute::cast(batch.column(i), &DataType::Utf8))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
-        let strs: Vec<&StringArray> = text
-            .iter()
-            .map(|a| {
-                a.as_any()
-                    .downcast_ref::<StringArray>()
-                    .ok_or("cast to text failed")
-            })
-            .collect::<Result<_, _>>()?;
-        for r in 0..batch.num_rows() {
-            let v = |k: usize| {
-                if strs[k].is_null(r) {
-                    ""
-                } else {
-                    strs[k].value(r)
-                }
-            };
-            let raw = (0..7).map(v).collect::<Vec<_>>().join(",");
-            let row = RawRow {
-                code: v(0),
-                date: v(1),
-                open: v(2),
-                high: v(3),
-                low: v(4),
-                close: v(5),
-                volume: v(6),
-            };
-            out.push(&row, &raw, w);
-        }
-    }
-    Ok(())
-}
-
-use arrow::array::Array;
-
 #[async_trait]
 impl ConfiguredOp for Configured {
     async fn run(&self, ctx: &TaskContext, _inputs: InputBatches) -> OpResult<OutputBatches> {
@@ -931,147 +469,9 @@ impl ConfiguredOp for Configured {
 mod tests {
     use super::*;
 
-    fn row<'a>(
-        d: &'a str,
-        o: &'a str,
-        h: &'a str,
-        l: &'a str,
-        c: &'a str,
-        v: &'a str,
-    ) -> RawRow<'a> {
-        RawRow {
-            code: "005930",
-            date: d,
-            open: o,
-            high: h,
-            low: l,
-            close: c,
-            volume: v,
-        }
-    }
-
-    fn reason(c: Checked) -> Option<&'static str> {
-        match c {
-            Checked::Rejected(r) => Some(r.reason.code()),
-            Checked::Accepted { .. } => None,
-        }
-    }
-
-    #[test]
-    fn split_halt_rows_are_rejected_as_trading_halt() {
-        let c = check_row(
-            &row("2018-04-30", "0", "0", "0", "53000", "0"),
-            "",
-            2.0,
-            0.001,
-        );
-        assert_eq!(reason(c), Some("trading_halt"));
-    }
-
-    #[test]
-    fn yahoo_null_rows_are_rejected_as_null_value() {
-        let c = check_row(
-            &row("2000-01-03", "null", "null", "null", "null", "null"),
-            "",
-            2.0,
-            0.001,
-        );
-        assert_eq!(reason(c), Some("null_value"));
-    }
-
-    #[test]
-    fn zero_volume_on_a_priced_day_is_rejected() {
-        let c = check_row(
-            &row("2005-01-03", "100", "110", "90", "100", "0"),
-            "",
-            2.0,
-            0.001,
-        );
-        assert_eq!(reason(c), Some("zero_volume"));
-    }
-
-    #[test]
-    fn rounding_of_adjusted_prices_is_repaired_within_tolerance() {
-        match check_row(
-            &row("2010-01-04", "1000", "1005", "999", "1006", "10"),
-            "",
-            2.0,
-            0.001,
-        ) {
-            Checked::Accepted { bar, repaired } => {
-                assert!(repaired);
-                assert_eq!(bar.high, 1006.0);
-            }
-            other => panic!("{other:?}"),
-        }
-        let far = check_row(
-            &row("2010-01-04", "1000", "1005", "990", "1100", "10"),
-            "",
-            2.0,
-            0.001,
-        );
-        assert_eq!(reason(far), Some("inconsistent_high_low"));
-    }
-
-    #[test]
-    fn unparsable_fields_and_negative_prices_are_rejected() {
-        assert_eq!(
-            reason(check_row(
-                &row("2010-13-45", "1", "1", "1", "1", "1"),
-                "",
-                2.0,
-                0.001
-            )),
-            Some("unparsable")
-        );
-        assert_eq!(
-            reason(check_row(
-                &row("2010-01-04", "abc", "1", "1", "1", "1"),
-                "",
-                2.0,
-                0.001
-            )),
-            Some("unparsable")
-        );
-        assert_eq!(
-            reason(check_row(
-                &row("2010-01-04", "-5", "1", "-6", "1", "1"),
-                "",
-                2.0,
-                0.001
-            )),
-            Some("non_positive_price")
-        );
-    }
-
-    #[test]
-    fn duplicates_future_rows_and_provisional_days_are_routed_not_dropped() {
-        let ds = NaiveDate::from_ymd_opt(2019, 9, 18).unwrap();
-        let prov: HashSet<NaiveDate> = [ds].into_iter().collect();
-        let w = Window {
-            ds,
-            from: None,
-            codes: None,
-            provisional: &prov,
-            tol_abs: 2.0,
-            tol_rel: 0.001,
-        };
-        let mut c = Collector::default();
-        let good = row("2019-09-17", "10", "11", "9", "10", "5");
-        c.push(&good, "a", &w);
-        c.push(&good, "a", &w);
-        c.push(&row("2019-09-18", "10", "11", "9", "10", "5"), "b", &w);
-        c.push(&row("2019-09-19", "10", "11", "9", "10", "5"), "c", &w);
-        assert_eq!(c.bars.len(), 1);
-        let reasons: Vec<_> = c.rejects.iter().map(|r| r.reason.code()).collect();
-        assert_eq!(reasons, ["duplicate_date", "provisional"]);
-        assert_eq!(c.counters["out_of_scope.after_ds"], 1);
-        assert_eq!(c.counters["rows_read"], 4);
-    }
-
     #[test]
     fn kis_source_validates_every_row_and_starts_from_the_watermark() {
-        use super::super::kis::tests::{days_desc, rows_json, server};
+        use super::kis_server::{days_desc, rows_json, server};
         let good = days_desc("2024-12-09", "2024-12-13");
         let mut body = rows_json(&good);
         // A zero-volume row and a malformed row from the API: both rejected, with the raw JSON.

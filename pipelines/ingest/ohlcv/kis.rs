@@ -20,107 +20,16 @@
 //! * A malformed row is returned with empty fields and its raw JSON, so the caller's
 //!   validator rejects it with a reason rather than it disappearing.
 
-use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::NaiveDate;
 use serde_json::Value;
 
-pub const DAILY_CHART_PATH: &str =
-    "/uapi/domestic-stock/v1/quotations/inquire-daily-itemchartprice";
-pub const TOKEN_PATH: &str = "/oauth2/tokenP";
-pub const TR_DAILY_CHART: &str = "FHKST03010100";
-const RATE_LIMITED: &str = "EGW00201";
-const TOKEN_EXPIRED: &str = "EGW00123";
-
-#[derive(Debug, thiserror::Error)]
-pub enum KisError {
-    #[error("environment variable {0} is not set (KIS credentials come from the environment)")]
-    MissingCredential(String),
-    #[error("KIS HTTP {status}: {msg}")]
-    Http { status: u16, msg: String },
-    #[error("KIS API error {msg_cd}: {msg}")]
-    Api { msg_cd: String, msg: String },
-    #[error("KIS rate limit (EGW00201) still hit after {attempts} attempts")]
-    RateLimited { attempts: u32 },
-    #[error("KIS transport: {0}")]
-    Transport(String),
-    #[error("KIS response: {0}")]
-    Decode(String),
-}
-
-impl KisError {
-    /// Worth retrying later (the task's retry policy).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Self::RateLimited { .. } | Self::Transport(_) => true,
-            Self::Http { status, .. } => *status >= 500,
-            _ => false,
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct KisConfig {
-    pub base_url: String,
-    pub app_key_env: String,
-    pub app_secret_env: String,
-    pub token_cache: Option<PathBuf>,
-    pub adjusted: bool,
-    pub page_size: usize,
-    pub max_retries: u32,
-    pub backoff_base: Duration,
-    pub timeout: Duration,
-}
-
-impl Default for KisConfig {
-    fn default() -> Self {
-        Self {
-            base_url: "https://openapi.koreainvestment.com:9443".into(),
-            app_key_env: "KIS_APP_KEY".into(),
-            app_secret_env: "KIS_APP_SECRET".into(),
-            token_cache: None,
-            adjusted: true,
-            page_size: 100,
-            max_retries: 5,
-            backoff_base: Duration::from_millis(500),
-            timeout: Duration::from_secs(20),
-        }
-    }
-}
-
-impl std::fmt::Debug for KisConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KisConfig")
-            .field("base_url", &self.base_url)
-            .field("app_key_env", &self.app_key_env)
-            .field("app_secret_env", &self.app_secret_env)
-            .field("token_cache", &self.token_cache)
-            .field("adjusted", &self.adjusted)
-            .finish_non_exhaustive()
-    }
-}
-
-/// One row of `output2`, as text (validated by the caller).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct KisRow {
-    pub date: String,
-    pub open: String,
-    pub high: String,
-    pub low: String,
-    pub close: String,
-    pub volume: String,
-    pub raw: String,
-}
-
-/// What the client did, for metrics and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KisStats {
-    pub http_calls: u32,
-    pub token_issues: u32,
-    pub retries: u32,
-    pub pages: u32,
-}
+use super::kis_types::{RATE_LIMITED, TOKEN_EXPIRED};
+// The API's constants and types live in `kis_types.rs`; re-exported at their old paths.
+pub use super::kis_types::{
+    DAILY_CHART_PATH, KisConfig, KisError, KisRow, KisStats, TOKEN_PATH, TR_DAILY_CHART,
+};
 
 #[derive(Clone)]
 struct Token {
@@ -448,136 +357,12 @@ impl KisClient {
         Ok(out)
     }
 }
-
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::TcpListener;
-    use std::sync::{Arc, Mutex};
+mod tests {
+    use std::time::Duration;
 
+    use super::super::kis_server::{KEY, SECRET, TOKEN, days_desc, rows_json, server};
     use super::*;
-
-    const KEY: &str = "PSappkey-SECRET-123";
-    const SECRET: &str = "appsecret-VERY-SECRET-456";
-    const TOKEN: &str = "eyJ-token-SECRET-789";
-
-    #[derive(Debug, Clone)]
-    pub(crate) struct Seen {
-        method: String,
-        target: String,
-        headers: Vec<(String, String)>,
-    }
-
-    impl Seen {
-        fn header(&self, k: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(h, _)| h.eq_ignore_ascii_case(k))
-                .map(|(_, v)| v.as_str())
-        }
-        pub(crate) fn query(&self, k: &str) -> Option<String> {
-            let q = self.target.split_once('?')?.1;
-            q.split('&')
-                .filter_map(|kv| kv.split_once('='))
-                .find(|(a, _)| *a == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
-
-    /// A local HTTP/1.1 server answering the token endpoint with a token and every other
-    /// request with the next scripted (status, body).
-    pub(crate) fn server(script: Vec<(u16, String)>) -> (String, Arc<Mutex<Vec<Seen>>>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        std::thread::spawn(move || {
-            let mut script = script.into_iter();
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() || line.is_empty() {
-                    continue;
-                }
-                let mut parts = line.split_whitespace();
-                let method = parts.next().unwrap_or("").to_string();
-                let target = parts.next().unwrap_or("").to_string();
-                let mut headers = Vec::new();
-                let mut len = 0usize;
-                loop {
-                    let mut h = String::new();
-                    reader.read_line(&mut h).unwrap();
-                    let h = h.trim_end();
-                    if h.is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = h.split_once(':') {
-                        if k.eq_ignore_ascii_case("content-length") {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                        headers.push((k.trim().to_string(), v.trim().to_string()));
-                    }
-                }
-                let mut body = vec![0; len];
-                reader.read_exact(&mut body).unwrap();
-                let (status, reply) = if target.starts_with(TOKEN_PATH) {
-                    (
-                        200,
-                        format!(
-                            r#"{{"access_token":"{TOKEN}","token_type":"Bearer","expires_in":86400,"access_token_token_expired":"2099-01-01 00:00:00"}}"#
-                        ),
-                    )
-                } else {
-                    script.next().unwrap_or((404, "{}".into()))
-                };
-                log.lock().unwrap().push(Seen {
-                    method,
-                    target,
-                    headers,
-                });
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
-                    reply.len()
-                );
-            }
-        });
-        (format!("http://{addr}"), seen)
-    }
-
-    pub(crate) fn rows_json(dates: &[NaiveDate]) -> String {
-        let rows: Vec<String> = dates
-            .iter()
-            .map(|d| {
-                format!(
-                    r#"{{"stck_bsop_date":"{}","stck_oprc":"70000","stck_hgpr":"71000","stck_lwpr":"69000","stck_clpr":"70500","acml_vol":"1234567","prdy_vrss":"0"}}"#,
-                    d.format("%Y%m%d")
-                )
-            })
-            .collect();
-        format!(
-            r#"{{"rt_cd":"0","msg_cd":"MCA00000","msg1":"정상처리 되었습니다.","output1":{{"hts_kor_isnm":"삼성전자"}},"output2":[{}]}}"#,
-            rows.join(",")
-        )
-    }
-
-    /// Weekdays in [from, to], newest first (KIS order).
-    pub(crate) fn days_desc(from: &str, to: &str) -> Vec<NaiveDate> {
-        let (mut d, from) = (
-            NaiveDate::parse_from_str(to, "%Y-%m-%d").unwrap(),
-            NaiveDate::parse_from_str(from, "%Y-%m-%d").unwrap(),
-        );
-        let mut out = Vec::new();
-        while d >= from {
-            use chrono::Datelike;
-            if d.weekday().number_from_monday() <= 5 {
-                out.push(d);
-            }
-            d -= chrono::Duration::days(1);
-        }
-        out
-    }
 
     fn client(base: &str) -> KisClient {
         KisClient::with_credentials(

@@ -1,0 +1,321 @@
+//! Bars from CSV streams: the column mapping ([`Columns`]) and layout, parsing (also for the
+//! per-process cache) and routing every record through the run's [`Window`] into a
+//! [`Collector`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+use super::checks::{Bar, Checked, RawRow, check_row};
+use crate::common::dates::parse_date;
+use crate::common::rejects::{Reason, Reject};
+
+/// Input column names (matched case-insensitively).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Columns {
+    pub code: String,
+    pub date: String,
+    pub open: String,
+    pub high: String,
+    pub low: String,
+    pub close: String,
+    pub volume: String,
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Self {
+            code: "code".into(),
+            date: "date".into(),
+            open: "open".into(),
+            high: "high".into(),
+            low: "low".into(),
+            close: "close".into(),
+            volume: "volume".into(),
+        }
+    }
+}
+
+/// Accumulates accepted bars and rejects, with counters.
+#[derive(Debug, Default)]
+pub struct Collector {
+    pub bars: Vec<Bar>,
+    pub rejects: Vec<Reject>,
+    pub counters: BTreeMap<String, i64>,
+    seen: HashSet<(String, NaiveDate)>,
+}
+
+/// Filters applied before validation.
+pub struct Window<'a> {
+    pub ds: NaiveDate,
+    pub from: Option<NaiveDate>,
+    pub codes: Option<&'a HashSet<String>>,
+    pub provisional: &'a HashSet<NaiveDate>,
+    pub tol_abs: f64,
+    pub tol_rel: f64,
+}
+
+impl Collector {
+    pub(super) fn count(&mut self, key: &str) {
+        match self.counters.get_mut(key) {
+            Some(n) => *n += 1,
+            None => {
+                self.counters.insert(key.to_string(), 1);
+            }
+        }
+    }
+
+    /// Routes one raw row.
+    pub fn push(&mut self, row: &RawRow<'_>, raw: &str, w: &Window<'_>) {
+        if self.in_scope(row, w) {
+            self.check(row, raw, w);
+        }
+    }
+
+    /// Counts the row as read; a row outside the window (another code, after ds, before the
+    /// window's start) is counted as such and `false` returned: it needs no validation (nor
+    /// its raw line).
+    pub fn in_scope(&mut self, row: &RawRow<'_>, w: &Window<'_>) -> bool {
+        self.in_scope_on(row.code, parse_date(row.date), w)
+    }
+
+    /// [`Collector::in_scope`] for a row whose date is already parsed.
+    fn in_scope_on(&mut self, code: &str, date: Option<NaiveDate>, w: &Window<'_>) -> bool {
+        self.count("rows_read");
+        if let Some(codes) = w.codes
+            && !codes.contains(code.trim())
+        {
+            self.count("out_of_scope.code");
+            return false;
+        }
+        if let Some(d) = date {
+            if d > w.ds {
+                self.count("out_of_scope.after_ds");
+                return false;
+            }
+            if w.from.is_some_and(|f| d < f) {
+                self.count("out_of_scope.before_window");
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Validates an in-scope row: accepted (maybe repaired) or rejected with a reason.
+    pub fn check(&mut self, row: &RawRow<'_>, raw: &str, w: &Window<'_>) {
+        match check_row(row, raw, w.tol_abs, w.tol_rel) {
+            Checked::Accepted { bar, repaired } => {
+                if w.provisional.contains(&bar.date) {
+                    self.reject(Reject {
+                        code: bar.code,
+                        date: Some(bar.date),
+                        reason: Reason::Provisional,
+                        detail: "provisional (not a final close)".into(),
+                        raw: raw.to_string(),
+                    });
+                    return;
+                }
+                if !self.seen.insert((bar.code.clone(), bar.date)) {
+                    self.reject(Reject {
+                        code: bar.code,
+                        date: Some(bar.date),
+                        reason: Reason::DuplicateDate,
+                        detail: "second row for the same code and date".into(),
+                        raw: raw.to_string(),
+                    });
+                    return;
+                }
+                if repaired {
+                    self.count("repaired.high_low_rounding");
+                }
+                self.count("accepted");
+                self.bars.push(bar);
+            }
+            Checked::Rejected(r) => self.reject(r),
+        }
+    }
+
+    fn reject(&mut self, r: Reject) {
+        self.count(&format!("rejected.{}", r.reason.code()));
+        self.rejects.push(r);
+    }
+}
+
+pub(super) fn header_index(headers: &[String], want: &str) -> Option<usize> {
+    headers
+        .iter()
+        .position(|h| h.trim().eq_ignore_ascii_case(want))
+}
+
+/// Where the columns are in a CSV stream (resolved from its header once).
+#[derive(Debug, Clone, Copy)]
+struct CsvLayout {
+    code: Option<usize>,
+    /// date, open, high, low, close, volume
+    fields: [usize; 6],
+}
+
+/// One record of a CSV stream: its date parsed, or the CSV error.
+type CsvRecord = Result<(Option<NaiveDate>, csv::StringRecord), String>;
+
+/// A CSV stream as parsed: the columns resolved and every record with its date. What the
+/// per-process cache keeps for a `csv_dir` file, so later runs only route records.
+#[derive(Debug)]
+pub struct ParsedCsv {
+    layout: CsvLayout,
+    records: Vec<CsvRecord>,
+}
+
+/// A CSV reader over `reader` and its column layout; `per_file_code` when the code comes from
+/// the file name.
+fn open_csv<R: Read>(
+    reader: R,
+    cols: &Columns,
+    per_file_code: bool,
+) -> Result<(csv::Reader<R>, CsvLayout), String> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(reader);
+    let headers: Vec<String> = rdr
+        .headers()
+        .map_err(|e| format!("header: {e}"))?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_string())
+        .collect();
+    let idx = |name: &str| {
+        header_index(&headers, name)
+            .ok_or_else(|| format!("column `{name}` not found (have: {})", headers.join(",")))
+    };
+    let code = if per_file_code {
+        None
+    } else {
+        Some(idx(&cols.code)?)
+    };
+    let fields = [
+        idx(&cols.date)?,
+        idx(&cols.open)?,
+        idx(&cols.high)?,
+        idx(&cols.low)?,
+        idx(&cols.close)?,
+        idx(&cols.volume)?,
+    ];
+    Ok((rdr, CsvLayout { code, fields }))
+}
+
+fn dated(layout: CsvLayout, r: csv::Result<csv::StringRecord>) -> CsvRecord {
+    match r {
+        Ok(rec) => Ok((parse_date(rec.get(layout.fields[0]).unwrap_or("")), rec)),
+        Err(e) => Err(format!("csv: {e}")),
+    }
+}
+
+/// Parses a whole CSV stream with a header (for the cache); `per_file_code` when the code
+/// comes from the file name.
+pub fn parse_csv<R: Read>(
+    reader: R,
+    cols: &Columns,
+    per_file_code: bool,
+) -> Result<ParsedCsv, String> {
+    let (mut rdr, layout) = open_csv(reader, cols, per_file_code)?;
+    let records = rdr.records().map(|r| dated(layout, r)).collect();
+    Ok(ParsedCsv { layout, records })
+}
+
+/// Routes every record of a parsed CSV into the collector. `fixed_code` is used for per-ticker
+/// files (the code comes from the file name).
+pub fn route_csv(p: &ParsedCsv, fixed_code: Option<&str>, w: &Window<'_>, out: &mut Collector) {
+    for r in &p.records {
+        route_record(p.layout, r, fixed_code, w, out);
+    }
+}
+
+fn route_record(
+    layout: CsvLayout,
+    r: &CsvRecord,
+    fixed_code: Option<&str>,
+    w: &Window<'_>,
+    out: &mut Collector,
+) {
+    let [di, oi, hi, li, ci, vi] = layout.fields;
+    match r {
+        Ok((date, record)) => {
+            let get = |i: usize| record.get(i).unwrap_or("");
+            let code = fixed_code.unwrap_or_else(|| layout.code.map(get).unwrap_or(""));
+            if !out.in_scope_on(code, *date, w) {
+                return;
+            }
+            let row = RawRow {
+                code,
+                date: get(di),
+                open: get(oi),
+                high: get(hi),
+                low: get(li),
+                close: get(ci),
+                volume: get(vi),
+            };
+            let raw = record.iter().collect::<Vec<_>>().join(",");
+            out.check(&row, &raw, w);
+        }
+        Err(e) => {
+            out.count("rows_read");
+            out.reject(Reject {
+                code: fixed_code.unwrap_or("").to_string(),
+                date: None,
+                reason: Reason::Unparsable,
+                detail: e.clone(),
+                raw: String::new(),
+            });
+        }
+    }
+}
+
+/// Reads a CSV stream with a header into the collector, record by record (nothing kept).
+/// `fixed_code` is used for per-ticker files (the code comes from the file name).
+pub fn read_csv<R: Read>(
+    reader: R,
+    cols: &Columns,
+    fixed_code: Option<&str>,
+    w: &Window<'_>,
+    out: &mut Collector,
+) -> Result<(), String> {
+    let (mut rdr, layout) = open_csv(reader, cols, fixed_code.is_some())?;
+    for r in rdr.records() {
+        route_record(layout, &dated(layout, r), fixed_code, w, out);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::checks::tests::row;
+    use super::*;
+
+    #[test]
+    fn duplicates_future_rows_and_provisional_days_are_routed_not_dropped() {
+        let ds = NaiveDate::from_ymd_opt(2019, 9, 18).unwrap();
+        let prov: HashSet<NaiveDate> = [ds].into_iter().collect();
+        let w = Window {
+            ds,
+            from: None,
+            codes: None,
+            provisional: &prov,
+            tol_abs: 2.0,
+            tol_rel: 0.001,
+        };
+        let mut c = Collector::default();
+        let good = row("2019-09-17", "10", "11", "9", "10", "5");
+        c.push(&good, "a", &w);
+        c.push(&good, "a", &w);
+        c.push(&row("2019-09-18", "10", "11", "9", "10", "5"), "b", &w);
+        c.push(&row("2019-09-19", "10", "11", "9", "10", "5"), "c", &w);
+        assert_eq!(c.bars.len(), 1);
+        let reasons: Vec<_> = c.rejects.iter().map(|r| r.reason.code()).collect();
+        assert_eq!(reasons, ["duplicate_date", "provisional"]);
+        assert_eq!(c.counters["out_of_scope.after_ds"], 1);
+        assert_eq!(c.counters["rows_read"], 4);
+    }
+}
