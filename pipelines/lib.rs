@@ -5,6 +5,7 @@
 
 pub mod cols;
 pub mod common;
+pub mod ensemble;
 pub mod features;
 pub mod forecast;
 pub mod ingest;
@@ -36,6 +37,7 @@ pub fn register(registry: &mut OperatorRegistry) {
         .register(Arc::new(features::build::BuildFeatures))
         .register(Arc::new(forecast::chronos::ChronosForecast))
         .register(Arc::new(forecast::ets::EtsForecast))
+        .register(Arc::new(ensemble::combine::EnsembleCombine))
         .register(Arc::new(sentiment::finbert::FinbertScorer))
         .register(Arc::new(lgbm::train::LgbmTrain))
         .register(Arc::new(lgbm::predict::LgbmPredict));

@@ -84,13 +84,55 @@ pub fn lgbm_predictions() -> TableDef {
     )
 }
 
+/// The ensemble's forecast: per (code, base_date, horizon), the weighted point, interval and
+/// probabilities of the members present (see `pipelines/ensemble`).
+pub fn predictions() -> TableDef {
+    let f = |n: &str| Field::new(n, DataType::Float64, false);
+    let mut fields = forecast_head();
+    fields.extend(["point", "q10", "q90"].into_iter().map(f));
+    fields.extend(probabilities());
+    fields.push(Field::new("direction", DataType::Utf8, false));
+    fields.push(f("expected_return"));
+    fields.push(Field::new("sources_used", DataType::Utf8, false));
+    fields.push(Field::new("n_members", DataType::Int32, false));
+    fields.push(Field::new("user_triggered", DataType::Boolean, false));
+    forecast_table(
+        "predictions",
+        fields,
+        "ensemble forecasts: weighted point close, q10/q90, up/flat/down probabilities, direction, members used",
+    )
+}
+
+/// Each member's part in a prediction: its point, interval, probabilities and the weight it
+/// got, so every member can be scored later without joining tables that have moved on.
+pub fn prediction_members() -> TableDef {
+    let f = |n: &str| Field::new(n, DataType::Float64, false);
+    let mut fields = forecast_head();
+    fields.push(Field::new("model", DataType::Utf8, false));
+    fields.extend(["point", "q10", "q90"].into_iter().map(f));
+    fields.extend(probabilities());
+    fields.push(f("weight"));
+    fields.push(Field::new("weight_source", DataType::Utf8, false));
+    fields.push(Field::new("interval_source", DataType::Utf8, false));
+    TableDef::new("prediction_members", Arc::new(Schema::new(fields)))
+        .keys(&["code", "base_date", "horizon", "model"])
+        .date_column("base_date")
+        .doc("each member's point, q10/q90, probabilities and weight in a prediction (weight_source: learned or prior)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_forecast_table_shares_the_head_and_the_probabilities() {
-        for def in [chronos_forecasts(), ets_forecasts(), lgbm_predictions()] {
+        for def in [
+            chronos_forecasts(),
+            ets_forecasts(),
+            lgbm_predictions(),
+            predictions(),
+            prediction_members(),
+        ] {
             let names: Vec<&str> = def
                 .schema
                 .fields()

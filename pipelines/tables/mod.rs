@@ -5,14 +5,19 @@
 //!
 //! Adding a table: one function in its family file and one line in [`all`].
 
+mod evaluation;
 mod features;
 mod forecasts;
 mod market;
 mod models;
 mod news;
 
+pub use evaluation::{ensemble_weights, model_performance, prediction_outcomes};
 pub use features::{FEATURES, features_daily, features_returns, minute_momentum};
-pub use forecasts::{chronos_forecasts, ets_forecasts, forecast_head, lgbm_predictions};
+pub use forecasts::{
+    chronos_forecasts, ets_forecasts, forecast_head, lgbm_predictions, prediction_members,
+    predictions,
+};
 pub use market::{
     index_daily, index_rejects, ohlcv_daily, ohlcv_minute, ohlcv_rejects, universe,
     universe_rejects,
@@ -47,6 +52,11 @@ pub fn all() -> Vec<TableDef> {
         chronos_forecasts(),
         ets_forecasts(),
         lgbm_predictions(),
+        predictions(),
+        prediction_members(),
+        prediction_outcomes(),
+        ensemble_weights(),
+        model_performance(),
     ]
 }
 

@@ -1,0 +1,538 @@
+//! `ensemble.combine`: the members' forecasts for day D (bound in YAML as `member.<name>`)
+//! combined per (code, base_date, horizon) into `predictions`, with each member's part in
+//! `prediction_members`.
+//!
+//! * Weights per (code, horizon, member): the latest valid `ensemble_weights` set on or before
+//!   D ([`super::weights`]); a member without a learned weight gets its declared prior
+//!   (`priors`, default Chronos 0.6, LightGBM 0.4). Weights are renormalised over the members
+//!   present for the row, so a missing member gives its weight to the others and a lone
+//!   member carries the row (cold start). No valid member: no row, counted.
+//! * point = Σ w·point; q10/q90 = Σ w·q10/q90, each member's interval its own (Chronos and ETS
+//!   quantiles, LightGBM's validation residual quantiles; ±`fallback_band` of the member's
+//!   point only when its interval is unusable); up/flat/down = the weighted average of the
+//!   members' probabilities, renormalised; direction = argmax; expected_return =
+//!   point / base_close − 1.
+//! * A member row with a non-finite or non-positive price, or probabilities that are not a
+//!   distribution, is dropped for that row and counted `dropped.<member>.<reason>`.
+//! * A member's point is its `median` column (quantile forecasters) or `predicted_close`
+//!   (LightGBM).
+//! * `user_triggered` accumulates with OR: a row once stored by `krxflow predict` stays
+//!   flagged when the daily run rewrites it (the `previous` input is this table).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray,
+};
+use arrow::datatypes::{DataType, Field, Schema};
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use krxflow_core::{
+    Calendar, ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator,
+    OutputBatches, OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
+};
+use serde::Deserialize;
+
+use super::blend::{Combined, MemberForecast, Weighted, combine, member_forecast};
+use super::weights::WeightBook;
+use crate::cols::{date_col, f64_col, str_col, typed};
+use crate::common::dates::days;
+use crate::common::horizons::target_date;
+use crate::tables;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CombineParams {
+    /// Prior weight per member name (the `<name>` of `member.<name>`).
+    #[serde(default = "default_priors")]
+    pub priors: BTreeMap<String, f64>,
+    #[serde(default = "crate::common::horizons::default_horizons")]
+    pub horizons: Vec<u32>,
+    #[serde(default)]
+    pub codes: Vec<String>,
+    /// Marks the rows as asked for by a user (`krxflow predict`).
+    #[serde(default)]
+    pub user_triggered: bool,
+    /// Half-width of the interval given to a member without a usable one, as a fraction of its
+    /// point.
+    #[serde(default = "default_fallback_band")]
+    pub fallback_band: f64,
+}
+
+fn default_priors() -> BTreeMap<String, f64> {
+    [("chronos".to_string(), 0.6), ("lgbm".to_string(), 0.4)].into()
+}
+fn default_fallback_band() -> f64 {
+    0.03
+}
+
+pub struct EnsembleCombine;
+
+#[async_trait]
+impl Operator for EnsembleCombine {
+    fn kind(&self) -> &'static str {
+        "ensemble.combine"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn description(&self) -> &'static str {
+        "members' forecasts for ds combined with learned weights (priors when none) into predictions"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::optional(
+                "priors",
+                "map<member, f64>",
+                "{chronos: 0.6, lgbm: 0.4}",
+                "prior weight of each member (every bound member needs one)",
+            ),
+            ParamSpec::optional("horizons", "list<u32>", "[1, 3, 5]", "horizons combined"),
+            ParamSpec::optional("codes", "list<string>", "[]", "only these codes"),
+            ParamSpec::optional(
+                "user_triggered",
+                "bool",
+                "false",
+                "flag the rows as asked for by a user (krxflow predict)",
+            ),
+            ParamSpec::optional(
+                "fallback_band",
+                "f64",
+                "0.03",
+                "± interval of a member that has none, as a fraction of its point",
+            ),
+        ]
+    }
+    fn inputs(&self) -> Vec<InputPort> {
+        vec![
+            InputPort::family(
+                "member",
+                member_schema(),
+                "a member's forecasts (`member.<name>: <table>`): head, point (median or predicted_close), q10, q90, probabilities",
+            ),
+            InputPort::new(
+                "weights",
+                tables::ensemble_weights().schema,
+                "learned weights (absent: priors)",
+            )
+            .optional(),
+            InputPort::new(
+                "previous",
+                previous_schema(),
+                "this table, for the user_triggered flag",
+            )
+            .optional(),
+        ]
+    }
+    fn outputs(&self) -> Vec<OutputPort> {
+        vec![
+            OutputPort::for_table(&tables::predictions(), "predictions", WriteMode::Merge),
+            OutputPort::for_table(&tables::prediction_members(), "members", WriteMode::Merge),
+        ]
+    }
+    fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
+        let p: CombineParams = parse_params(params)?;
+        if let Some((m, w)) = p.priors.iter().find(|(_, w)| !w.is_finite() || **w < 0.0) {
+            return Err(ConfigError::new(
+                format!("priors.{m}"),
+                format!("a prior must be a non-negative number, got {w}"),
+            ));
+        }
+        if p.horizons.is_empty() || p.horizons.contains(&0) {
+            return Err(ConfigError::new("horizons", "must list horizons >= 1"));
+        }
+        if !(0.0..1.0).contains(&p.fallback_band) {
+            return Err(ConfigError::new("fallback_band", "must be in [0, 1)"));
+        }
+        Ok(Box::new(Configured { p }))
+    }
+}
+
+/// The columns a member table must have (besides `median` or `predicted_close`).
+fn member_schema() -> Arc<Schema> {
+    let f = |n: &str| Field::new(n, DataType::Float64, false);
+    let mut fields: Vec<Field> = tables::forecast_head()
+        .into_iter()
+        .filter(|f| f.name() != "target_date")
+        .collect();
+    fields.extend(
+        ["q10", "q90", "prob_up", "prob_flat", "prob_down"]
+            .into_iter()
+            .map(f),
+    );
+    Arc::new(Schema::new(fields))
+}
+
+fn previous_schema() -> Arc<Schema> {
+    let keep = ["code", "base_date", "horizon", "user_triggered"];
+    let schema = tables::predictions().schema;
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .filter(|f| keep.contains(&f.name().as_str()))
+        .map(|f| f.as_ref().clone())
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+struct Configured {
+    p: CombineParams,
+}
+
+/// (code, horizon) -> the members' validated forecasts.
+type Rows = BTreeMap<(String, u32), Vec<MemberForecast>>;
+
+impl Configured {
+    /// Reads one member's rows for base date `ds` into `rows`; counts dropped rows.
+    fn read_member(
+        &self,
+        name: &str,
+        b: &RecordBatch,
+        ds: NaiveDate,
+        rows: &mut Rows,
+        groups: &mut BTreeSet<(String, u32)>,
+        ctx: &TaskContext,
+    ) -> OpResult<()> {
+        if b.num_rows() == 0 {
+            return Ok(());
+        }
+        let point_col = if b.column_by_name("median").is_some() {
+            "median"
+        } else if b.column_by_name("predicted_close").is_some() {
+            "predicted_close"
+        } else {
+            return Err(OpError::permanent(format!(
+                "member `{name}` has neither a `median` nor a `predicted_close` column"
+            )));
+        };
+        let code = str_col(b, "code")?;
+        let base = date_col(b, "base_date")?;
+        let horizon = typed::<Int32Array>(b, "horizon", "Int32")?;
+        let f = |c: &str| f64_col(b, c);
+        let (close, point, q10, q90) = (f("base_close")?, f(point_col)?, f("q10")?, f("q90")?);
+        let (up, flat, down) = (f("prob_up")?, f("prob_flat")?, f("prob_down")?);
+        let v = |a: &Float64Array, i: usize| if a.is_null(i) { f64::NAN } else { a.value(i) };
+        let ds = days(ds);
+        let mut dropped: BTreeMap<&'static str, i64> = BTreeMap::new();
+        for i in 0..b.num_rows() {
+            if code.is_null(i) || base.is_null(i) || horizon.is_null(i) || base.value(i) != ds {
+                continue;
+            }
+            let (c, h) = (code.value(i), u32::try_from(horizon.value(i)).unwrap_or(0));
+            if !self.p.horizons.contains(&h)
+                || (!self.p.codes.is_empty() && !self.p.codes.iter().any(|x| x == c))
+            {
+                continue;
+            }
+            groups.insert((c.to_string(), h));
+            match member_forecast(
+                name,
+                v(close, i),
+                v(point, i),
+                v(q10, i),
+                v(q90, i),
+                [v(up, i), v(flat, i), v(down, i)],
+                self.p.fallback_band,
+            ) {
+                Ok(m) => rows.entry((c.to_string(), h)).or_default().push(m),
+                Err(why) => *dropped.entry(why).or_default() += 1,
+            }
+        }
+        for (why, n) in dropped {
+            tracing::warn!(
+                member = name,
+                reason = why,
+                rows = n,
+                "ensemble: member rows dropped"
+            );
+            ctx.counters.add(&format!("dropped.{name}.{why}"), n);
+        }
+        Ok(())
+    }
+
+    /// Keys of `previous` rows for ds already flagged `user_triggered`.
+    fn flagged(previous: Option<&RecordBatch>, ds: NaiveDate) -> OpResult<BTreeSet<(String, u32)>> {
+        let mut out = BTreeSet::new();
+        let Some(b) = previous.filter(|b| b.num_rows() > 0) else {
+            return Ok(out);
+        };
+        let code = str_col(b, "code")?;
+        let base = date_col(b, "base_date")?;
+        let horizon = typed::<Int32Array>(b, "horizon", "Int32")?;
+        let flag = typed::<BooleanArray>(b, "user_triggered", "Boolean")?;
+        for i in 0..b.num_rows() {
+            if base.value(i) == days(ds) && !flag.is_null(i) && flag.value(i) {
+                out.insert((
+                    code.value(i).to_string(),
+                    u32::try_from(horizon.value(i)).unwrap_or(0),
+                ));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl ConfiguredOp for Configured {
+    async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
+        let members = inputs.family("member")?;
+        if members.is_empty() {
+            return Err(OpError::permanent(
+                "no member is bound: add `member.<name>: <table>` inputs",
+            ));
+        }
+        if let Some((name, _)) = members.iter().find(|(n, _)| !self.p.priors.contains_key(n)) {
+            return Err(OpError::permanent(format!(
+                "member `{name}` has no prior: add `priors: {{{name}: <weight>}}` to `with:`"
+            )));
+        }
+        let mut rows = Rows::new();
+        let mut groups = BTreeSet::new();
+        for (name, b) in &members {
+            self.read_member(name, b, ctx.ds, &mut rows, &mut groups, ctx)?;
+        }
+        let book = if inputs.has("weights") {
+            WeightBook::read(&inputs.concat("weights")?, ctx.ds)?
+        } else {
+            WeightBook::default()
+        };
+        for why in &book.rejected {
+            tracing::error!("{why}");
+        }
+        ctx.counters
+            .add("rejected.bad_weights", book.rejected.len() as i64);
+        let previous = if inputs.has("previous") {
+            Some(inputs.concat("previous")?)
+        } else {
+            None
+        };
+        let flagged = Self::flagged(previous.as_ref(), ctx.ds)?;
+        let mut out: Vec<((String, u32), Combined)> = Vec::new();
+        for key in &groups {
+            let present = rows.remove(key).unwrap_or_default();
+            let learned = book.get(&key.0, key.1).map(|s| &s.weights);
+            match combine(present, learned, &self.p.priors) {
+                Some(c) => out.push((key.clone(), c)),
+                None => ctx.counters.add("no_member", 1),
+            }
+        }
+        if out.is_empty() && groups.is_empty() {
+            return Err(OpError::skipped(format!(
+                "no member has a forecast for {}",
+                ctx.ds
+            )));
+        }
+        let learned = out
+            .iter()
+            .flat_map(|(_, c)| &c.members)
+            .filter(|m| m.source == "learned")
+            .count();
+        ctx.counters.add("predictions", out.len() as i64);
+        ctx.counters.add("weights.learned", learned as i64);
+        let preds = predictions_batch(&out, &flagged, self.p.user_triggered, ctx)?;
+        let parts = members_batch(&out, ctx)?;
+        Ok(OutputBatches::new()
+            .with("predictions", vec![preds])
+            .with("members", vec![parts]))
+    }
+
+    fn read_from(
+        &self,
+        port: &str,
+        ds: NaiveDate,
+        _watermarks: &BTreeMap<String, NaiveDate>,
+        _calendar: &dyn Calendar,
+    ) -> Option<NaiveDate> {
+        // Member forecasts and previous predictions of ds only; weights need their history.
+        (port != "weights").then_some(ds)
+    }
+}
+
+fn head(
+    keys: &[((String, u32), Combined)],
+    repeat: impl Fn(&Combined) -> usize,
+    ctx: &TaskContext,
+) -> Vec<ArrayRef> {
+    let (mut code, mut horizon, mut target, mut close) = (vec![], vec![], vec![], vec![]);
+    for ((c, h), comb) in keys {
+        for _ in 0..repeat(comb) {
+            code.push(c.clone());
+            horizon.push(*h as i32);
+            target.push(days(target_date(ctx.calendar.as_ref(), ctx.ds, *h)));
+            close.push(comb.base_close);
+        }
+    }
+    let n = code.len();
+    vec![
+        Arc::new(StringArray::from(code)),
+        Arc::new(Date32Array::from(vec![days(ctx.ds); n])),
+        Arc::new(Int32Array::from(horizon)),
+        Arc::new(Date32Array::from(target)),
+        Arc::new(Float64Array::from(close)),
+    ]
+}
+
+fn predictions_batch(
+    out: &[((String, u32), Combined)],
+    flagged: &BTreeSet<(String, u32)>,
+    user_triggered: bool,
+    ctx: &TaskContext,
+) -> OpResult<RecordBatch> {
+    let mut cols = head(out, |_| 1, ctx);
+    let f = |g: fn(&Combined) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(
+            out.iter().map(|(_, c)| g(c)),
+        ))
+    };
+    cols.push(f(|c| c.point));
+    cols.push(f(|c| c.q10));
+    cols.push(f(|c| c.q90));
+    cols.push(f(|c| c.prob_up));
+    cols.push(f(|c| c.prob_flat));
+    cols.push(f(|c| c.prob_down));
+    cols.push(Arc::new(StringArray::from_iter_values(
+        out.iter().map(|(_, c)| c.direction.as_str()),
+    )));
+    cols.push(f(Combined::expected_return));
+    cols.push(Arc::new(StringArray::from_iter_values(
+        out.iter().map(|(_, c)| c.sources()),
+    )));
+    cols.push(Arc::new(Int32Array::from_iter_values(
+        out.iter().map(|(_, c)| c.members.len() as i32),
+    )));
+    cols.push(Arc::new(BooleanArray::from_iter(
+        out.iter()
+            .map(|(k, _)| Some(user_triggered || flagged.contains(k))),
+    )));
+    Ok(RecordBatch::try_new(tables::predictions().schema, cols)?)
+}
+
+fn members_batch(out: &[((String, u32), Combined)], ctx: &TaskContext) -> OpResult<RecordBatch> {
+    let mut cols = head(out, |c| c.members.len(), ctx);
+    let all: Vec<&Weighted> = out.iter().flat_map(|(_, c)| &c.members).collect();
+    cols.push(Arc::new(StringArray::from_iter_values(
+        all.iter().map(|w| w.member.model.as_str()),
+    )));
+    let f = |g: fn(&Weighted) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(all.iter().map(|w| g(w))))
+    };
+    cols.push(f(|w| w.member.point));
+    cols.push(f(|w| w.member.q10));
+    cols.push(f(|w| w.member.q90));
+    cols.push(f(|w| w.member.prob_up));
+    cols.push(f(|w| w.member.prob_flat));
+    cols.push(f(|w| w.member.prob_down));
+    cols.push(f(|w| w.weight));
+    cols.push(Arc::new(StringArray::from_iter_values(
+        all.iter().map(|w| w.source),
+    )));
+    cols.push(Arc::new(StringArray::from_iter_values(
+        all.iter().map(|w| w.member.interval_source),
+    )));
+    Ok(RecordBatch::try_new(
+        tables::prediction_members().schema,
+        cols,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{ctx, d};
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    /// (code, base_date, horizon, base_close, median)
+    type Row<'a> = (&'a str, &'a str, i32, f64, f64);
+
+    fn member_batch(rows: &[Row<'_>]) -> RecordBatch {
+        // (code, base_date, horizon, base_close, median); q10/q90 ±2%, flat-ish probabilities.
+        let n = rows.len();
+        let f = |g: &dyn Fn(&Row<'_>) -> f64| -> ArrayRef {
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(g)))
+        };
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(Date32Array::from_iter_values(
+                rows.iter().map(|r| days(d(r.1))),
+            )),
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.2))),
+            f(&|r| r.3),
+            f(&|r| r.4),
+            f(&|r| r.4 * 0.98),
+            f(&|r| r.4 * 1.02),
+            f(&|_| 0.5),
+            f(&|_| 0.2),
+            f(&|_| 0.3),
+        ];
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("code", DataType::Utf8, false),
+            Field::new("base_date", DataType::Date32, false),
+            Field::new("horizon", DataType::Int32, false),
+            Field::new("base_close", DataType::Float64, false),
+            Field::new("median", DataType::Float64, false),
+            Field::new("q10", DataType::Float64, false),
+            Field::new("q90", DataType::Float64, false),
+            Field::new("prob_up", DataType::Float64, false),
+            Field::new("prob_flat", DataType::Float64, false),
+            Field::new("prob_down", DataType::Float64, false),
+        ]));
+        assert_eq!(n, cols[0].len());
+        RecordBatch::try_new(schema, cols).expect("member batch")
+    }
+
+    #[tokio::test]
+    async fn a_member_absent_or_broken_for_one_code_leaves_the_others_serving() {
+        let ds = d("2024-09-13");
+        let lgbm = member_batch(&[
+            ("A", "2024-09-13", 1, 100.0, 101.0),
+            ("B", "2024-09-13", 1, 50.0, f64::NAN),
+            ("A", "2024-09-12", 1, 100.0, 999.0), // another day: not combined
+        ]);
+        let ets = member_batch(&[
+            ("A", "2024-09-13", 1, 100.0, 103.0),
+            ("B", "2024-09-13", 1, 50.0, 51.0),
+        ]);
+        let op = EnsembleCombine
+            .configure(&serde_json::json!({"priors": {"lgbm": 0.4, "ets": 0.4}, "horizons": [1]}))
+            .expect("params");
+        let mut inputs = InputBatches::default();
+        inputs.insert("member.lgbm", "lgbm_predictions", lgbm.schema(), vec![lgbm]);
+        inputs.insert("member.ets", "ets_forecasts", ets.schema(), vec![ets]);
+        let context = ctx(ds);
+        let out = op.run(&context, inputs).await.expect("run");
+        let p = &out.batches("predictions").expect("port")[0];
+        assert_eq!(p.num_rows(), 2);
+        let point = f64_col(p, "point").unwrap();
+        assert!(close(point.value(0), 102.0), "A: mean of 101 and 103");
+        assert!(close(point.value(1), 51.0), "B: ETS alone");
+        assert_eq!(str_col(p, "sources_used").unwrap().value(1), "ets");
+        // Chuseok is not in the weekday calendar: the h1 target of Friday is Monday.
+        assert_eq!(
+            date_col(p, "target_date").unwrap().value(0),
+            days(d("2024-09-16"))
+        );
+        let counters = context.counters.snapshot();
+        assert_eq!(counters["dropped.lgbm.bad_point"], 1);
+        let m = &out.batches("members").expect("port")[0];
+        assert_eq!(m.num_rows(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_member_without_a_prior_is_an_error_naming_it() {
+        let ets = member_batch(&[("A", "2024-09-13", 1, 100.0, 103.0)]);
+        let op = EnsembleCombine
+            .configure(&serde_json::json!({}))
+            .expect("params");
+        let mut inputs = InputBatches::default();
+        inputs.insert("member.ets", "ets_forecasts", ets.schema(), vec![ets]);
+        let err = op.run(&ctx(d("2024-09-13")), inputs).await.unwrap_err();
+        assert!(
+            err.to_string().contains("member `ets` has no prior"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! The ensemble: members' forecasts combined into `predictions` with the weights learned from
+//! the track record (`ensemble_weights`).
+
+pub mod blend;
+pub mod combine;
+pub mod weights;
