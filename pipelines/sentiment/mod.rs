@@ -4,3 +4,4 @@
 pub mod daily;
 pub mod finbert;
 pub mod lexical;
+mod lexical_train;

@@ -1,0 +1,383 @@
+//! `sentiment.train_lexical`: trains the lexical model (`krxflow_models::lexical`) from a
+//! labelled CSV with a column mapping, evaluates it on a fixed, seeded holdout (accuracy,
+//! macro-F1, confusion matrix), stores it as an artifact under the lake root
+//! (`models/<model>/<version>/model.json` + `metrics.json`) and registers it in
+//! `model_registry`. Unusable CSV rows go to `training_rejects` with a reason.
+//!
+//! The model it registers is scored by `sentiment.lexical` (`lexical.rs`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use async_trait::async_trait;
+use chrono::Utc;
+use krxflow_core::{
+    ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator, OutputBatches,
+    OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
+};
+use krxflow_models::lexical::{
+    CLASSES, Evaluation, Example, LexicalConfig, LexicalModel, class_index, in_holdout,
+};
+use serde::Deserialize;
+
+use crate::common::dates::days;
+use crate::tables;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainParams {
+    path: String,
+    #[serde(default = "default_model")]
+    model: String,
+    #[serde(default = "default_text")]
+    text_column: String,
+    #[serde(default = "default_label")]
+    label_column: String,
+    /// Raw label → neg|neu|pos. Words (negative/neutral/positive) map themselves.
+    #[serde(default = "default_labels")]
+    labels: BTreeMap<String, String>,
+    #[serde(default = "default_holdout")]
+    holdout: f64,
+    #[serde(default = "default_seed")]
+    seed: u64,
+    #[serde(default = "default_dims")]
+    dims: u32,
+    #[serde(default = "default_alpha")]
+    alpha: f64,
+    #[serde(default = "default_iters")]
+    max_iterations: u64,
+}
+
+pub(super) fn default_model() -> String {
+    "lexical".into()
+}
+fn default_text() -> String {
+    "kor_sentence".into()
+}
+fn default_label() -> String {
+    "labels".into()
+}
+fn default_labels() -> BTreeMap<String, String> {
+    // news_headlines_labeled: 0 neutral, 1 positive, 2 negative.
+    [("0", "neu"), ("1", "pos"), ("2", "neg")]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+fn default_holdout() -> f64 {
+    0.2
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_dims() -> u32 {
+    LexicalConfig::default().dims
+}
+fn default_alpha() -> f64 {
+    LexicalConfig::default().alpha
+}
+fn default_iters() -> u64 {
+    LexicalConfig::default().max_iterations
+}
+
+pub struct TrainLexical;
+
+struct ConfiguredTrain {
+    p: TrainParams,
+}
+
+/// A labelled training file, split into examples and rejects (line, reason, raw).
+pub struct Labelled {
+    pub examples: Vec<(usize, Example)>,
+    pub rejects: Vec<(usize, &'static str, String)>,
+}
+
+/// Reads a labelled CSV. Row numbers are 1-based data rows (the header is row 0).
+pub fn read_labelled(
+    text: &str,
+    text_column: &str,
+    label_column: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<Labelled, String> {
+    let mut r = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let headers = r.headers().map_err(|e| format!("header: {e}"))?.clone();
+    let find = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| {
+                format!(
+                    "no column `{name}` (columns: {})",
+                    headers.iter().collect::<Vec<_>>().join(", ")
+                )
+            })
+    };
+    let (ti, li) = (find(text_column)?, find(label_column)?);
+    let mut out = Labelled {
+        examples: Vec::new(),
+        rejects: Vec::new(),
+    };
+    for (n, rec) in r.records().enumerate() {
+        let line = n + 1;
+        let rec = match rec {
+            Ok(rec) => rec,
+            Err(e) => {
+                out.rejects.push((line, "unparsable", e.to_string()));
+                continue;
+            }
+        };
+        let raw = rec.iter().collect::<Vec<_>>().join(",");
+        let text = rec.get(ti).unwrap_or("").trim();
+        let label = rec.get(li).unwrap_or("").trim();
+        if text.is_empty() {
+            out.rejects.push((line, "empty_text", raw));
+            continue;
+        }
+        let class = labels
+            .get(label)
+            .and_then(|c| class_index(c))
+            .or_else(|| class_index(label));
+        match class {
+            Some(c) => out.examples.push((line, (text.to_string(), c))),
+            None => out.rejects.push((line, "unknown_label", raw)),
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Operator for TrainLexical {
+    fn kind(&self) -> &'static str {
+        "sentiment.train_lexical"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn description(&self) -> &'static str {
+        "train the embedded lexical sentiment model (linfa multinomial logistic regression over \
+         hashed Korean n-grams) from a labelled CSV; holdout metrics; artifact + registry row"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::required("path", "string", "labelled CSV file"),
+            ParamSpec::optional("model", "string", "lexical", "model name in the registry"),
+            ParamSpec::optional("text_column", "string", "kor_sentence", "text column"),
+            ParamSpec::optional("label_column", "string", "labels", "label column"),
+            ParamSpec::optional(
+                "labels",
+                "map<string,string>",
+                "{0: neu, 1: pos, 2: neg}",
+                "raw label -> neg|neu|pos (negative/neutral/positive words map themselves)",
+            ),
+            ParamSpec::optional("holdout", "f64", "0.2", "fraction held out for evaluation"),
+            ParamSpec::optional("seed", "u64", "42", "seed of the fixed holdout split"),
+            ParamSpec::optional("dims", "u32", "8192", "hash buckets"),
+            ParamSpec::optional("alpha", "f64", "0.01", "L2 regularisation"),
+            ParamSpec::optional("max_iterations", "u64", "200", "L-BFGS iterations"),
+        ]
+    }
+    fn inputs(&self) -> Vec<InputPort> {
+        vec![]
+    }
+    fn outputs(&self) -> Vec<OutputPort> {
+        vec![
+            OutputPort::for_table(&tables::model_registry(), "registry", WriteMode::Merge)
+                .doc("the trained model's registry row"),
+            OutputPort::for_table(&tables::training_rejects(), "rejects", WriteMode::Merge)
+                .doc("labelled rows that could not be used"),
+        ]
+    }
+    fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
+        let p: TrainParams = parse_params(params)?;
+        if !(0.05..=0.5).contains(&p.holdout) {
+            return Err(ConfigError::new("holdout", "must be within 0.05..=0.5"));
+        }
+        if !(16..=1 << 20).contains(&p.dims) {
+            return Err(ConfigError::new("dims", "must be within 16..=1048576"));
+        }
+        if p.alpha.is_nan() || p.alpha < 0.0 {
+            return Err(ConfigError::new("alpha", "must be >= 0"));
+        }
+        for (raw, c) in &p.labels {
+            if class_index(c).is_none() {
+                return Err(ConfigError::new(
+                    "labels",
+                    format!("`{raw}: {c}`: the class must be neg, neu or pos"),
+                ));
+            }
+        }
+        if p.model.is_empty()
+            || !p
+                .model
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(ConfigError::new("model", "must be [A-Za-z0-9_]+"));
+        }
+        Ok(Box::new(ConfiguredTrain { p }))
+    }
+}
+
+#[async_trait]
+impl ConfiguredOp for ConfiguredTrain {
+    async fn run(&self, ctx: &TaskContext, _inputs: InputBatches) -> OpResult<OutputBatches> {
+        let p = &self.p;
+        let store = ctx
+            .store
+            .clone()
+            .ok_or_else(|| OpError::permanent("no artifact store in this context"))?;
+        let text = std::fs::read_to_string(&p.path)
+            .map_err(|e| OpError::permanent(format!("{}: {e}", p.path)))?;
+        let data = read_labelled(&text, &p.text_column, &p.label_column, &p.labels)
+            .map_err(|e| OpError::permanent(format!("{}: {e}", p.path)))?;
+        ctx.counters.add(
+            "rows_read",
+            (data.examples.len() + data.rejects.len()) as i64,
+        );
+        for (_, reason, _) in &data.rejects {
+            ctx.counters.add(&format!("rejected.{reason}"), 1);
+        }
+        let (mut train, mut test) = (Vec::new(), Vec::new());
+        for (line, ex) in data.examples {
+            if in_holdout(line, p.seed, p.holdout) {
+                test.push(ex);
+            } else {
+                train.push(ex);
+            }
+        }
+        ctx.counters.add("train_rows", train.len() as i64);
+        ctx.counters.add("holdout_rows", test.len() as i64);
+        let cfg = LexicalConfig {
+            dims: p.dims,
+            alpha: p.alpha,
+            max_iterations: p.max_iterations,
+        };
+        let (model, eval) = tokio::task::spawn_blocking(move || {
+            LexicalModel::train(&train, cfg).map(|m| {
+                let e = Evaluation::of(&m, &test);
+                (m, e)
+            })
+        })
+        .await
+        .map_err(|e| OpError::permanent(format!("training thread: {e}")))?
+        .map_err(|e| OpError::permanent(e.to_string()))?;
+        ctx.check_cancelled()?;
+        tracing::info!("{} holdout ({}):\n{}", p.model, p.path, eval.report());
+        ctx.counters.add(
+            "holdout_accuracy_bp",
+            (eval.accuracy * 10_000.0).round() as i64,
+        );
+        ctx.counters.add(
+            "holdout_macro_f1_bp",
+            (eval.macro_f1 * 10_000.0).round() as i64,
+        );
+
+        let hash = model.content_hash();
+        let version = hash[..12].to_string();
+        let dir = format!("models/{}/{version}", p.model);
+        let metrics = serde_json::json!({
+            "holdout": eval,
+            "train_rows": model.trained_rows,
+            "source": p.path,
+            "config": model.config,
+            "classes": CLASSES,
+            "seed": p.seed,
+            "holdout_fraction": p.holdout,
+        });
+        store
+            .put(&format!("{dir}/model.json"), model.to_json())
+            .await?;
+        store
+            .put(
+                &format!("{dir}/metrics.json"),
+                serde_json::to_vec_pretty(&metrics).unwrap_or_default(),
+            )
+            .await?;
+        ctx.record_artifact(format!("{}:{hash}", p.model));
+
+        let now_ms = Utc::now().timestamp_millis();
+        let registry = RecordBatch::try_new(
+            tables::model_registry().schema,
+            vec![
+                Arc::new(StringArray::from(vec![p.model.clone()])) as ArrayRef,
+                Arc::new(StringArray::from(vec!["lexical"])),
+                Arc::new(StringArray::from(vec![version])),
+                Arc::new(StringArray::from(vec![format!("{dir}/model.json")])),
+                Arc::new(StringArray::from(vec![hash])),
+                Arc::new(Date32Array::from(vec![days(ctx.ds)])),
+                Arc::new(TimestampMillisecondArray::from(vec![now_ms]).with_timezone("UTC")),
+                Arc::new(StringArray::from(vec![metrics.to_string()])),
+            ],
+        )?;
+        let n = data.rejects.len();
+        let rejects = RecordBatch::try_new(
+            tables::training_rejects().schema,
+            vec![
+                Arc::new(StringArray::from(vec![p.model.clone(); n])) as ArrayRef,
+                Arc::new(Int64Array::from(
+                    data.rejects.iter().map(|r| r.0 as i64).collect::<Vec<_>>(),
+                )),
+                Arc::new(Date32Array::from(vec![days(ctx.ds); n])),
+                Arc::new(StringArray::from(vec![p.path.clone(); n])),
+                Arc::new(StringArray::from(
+                    data.rejects.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    data.rejects.iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
+                )),
+            ],
+        )?;
+        Ok(OutputBatches::new()
+            .with("registry", vec![registry])
+            .with("rejects", vec![rejects]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labelled_csv_rows_map_labels_and_quarantine_the_rest() {
+        let csv = "kor_sentence,labels\n\
+                   주가 급등,1\n\
+                   실적 쇼크,2\n\
+                   공시,0\n\
+                   ,1\n\
+                   이상한 라벨,7\n\
+                   영문 라벨,negative\n";
+        let d = read_labelled(csv, "kor_sentence", "labels", &default_labels()).unwrap();
+        let classes: Vec<usize> = d.examples.iter().map(|(_, (_, c))| *c).collect();
+        assert_eq!(classes, [2, 0, 1, 0]);
+        let reasons: Vec<(usize, &str)> = d.rejects.iter().map(|(l, r, _)| (*l, *r)).collect();
+        assert_eq!(reasons, [(4, "empty_text"), (5, "unknown_label")]);
+        assert!(d.rejects[1].2.contains("이상한 라벨"), "raw row kept");
+    }
+
+    #[test]
+    fn a_missing_column_is_an_error_listing_the_columns() {
+        let e = read_labelled("a,b\nx,1\n", "kor_sentence", "labels", &default_labels())
+            .err()
+            .unwrap();
+        assert!(e.contains("kor_sentence") && e.contains("a, b"), "{e}");
+    }
+
+    #[test]
+    fn bad_params_name_the_field() {
+        let e = TrainLexical
+            .configure(&serde_json::json!({"path": "x.csv", "holdout": 0.9}))
+            .err()
+            .unwrap();
+        assert_eq!(e.field, "holdout");
+        let e = TrainLexical
+            .configure(&serde_json::json!({"path": "x.csv", "labels": {"1": "up"}}))
+            .err()
+            .unwrap();
+        assert_eq!(e.field, "labels");
+    }
+}
