@@ -8,8 +8,10 @@
 //! `models/lgbm/<scope>/<code>/h<H>/<version>/` (`regression.txt`, `direction.txt`,
 //! `metrics.json`); every model pair is a `model_registry` row named `lgbm/<scope>/<code>/h<H>`.
 
+mod fit;
 pub mod predict;
 pub mod train;
+mod train_rows;
 
 use std::collections::HashMap;
 

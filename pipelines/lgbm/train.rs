@@ -5,32 +5,28 @@
 //! when `t+h <= ds`; the models are `trained_through = ds` and `lgbm.predict` uses them only
 //! for later days. Validation is the newest `valid_fraction` of the dates (no shuffling), with
 //! the `h` dates before it purged from training so that no training label overlaps it.
-
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use arrow::array::{
-    ArrayRef, Date32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMillisecondArray,
-};
 use async_trait::async_trait;
 use chrono::Utc;
 use krxflow_core::{
     ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator, OutputBatches,
     OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
 };
-use krxflow_models::lgbm::{self as gbm, GbmTask, Matrix};
+use krxflow_models::lgbm::{self as gbm, GbmTask};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+// Fitting lives in `fit.rs`; re-exported at its old paths.
+pub use super::fit::{FitConfig, FitOutcome, Fitted, Job, fit_all, fit_job};
+use super::train_rows::{MetricRows, RegistryRows};
 use super::{
     Closes, FeatureRows, ModelCard, POOLED_CODE, Scope, default_features, feature_hash, model_name,
     validate_features,
 };
 use crate::common::dates::{date_of, days};
-use crate::common::direction::{Direction, FLAT_BAND};
+use crate::common::direction::FLAT_BAND;
 use crate::tables;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,26 +134,6 @@ impl TrainParams {
     }
 }
 
-/// One model pair to fit: its rows (indices into the feature rows) in (date, code) order.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub scope: Scope,
-    pub code: String,
-    pub horizon: u32,
-    pub train: Vec<usize>,
-    pub valid: Vec<usize>,
-    pub train_from: i32,
-    pub valid_from: i32,
-}
-
-/// A fitted pair, before it is stored.
-pub struct Fitted {
-    pub job: Job,
-    pub regression: gbm::GbmFit,
-    pub direction: gbm::GbmFit,
-    pub majority_accuracy: f64,
-}
-
 /// Splits the labelled rows of one group into a time-ordered train / validation pair with a
 /// purge of `h` dates between them. `None` when either side is too small.
 pub fn split(
@@ -246,142 +222,6 @@ pub fn plan(
         }
     }
     jobs
-}
-
-fn gather(rows: &FeatureRows, idx: &[usize], lab: &[Option<f64>]) -> (Vec<f64>, Vec<f32>) {
-    let mut x = Vec::with_capacity(idx.len() * rows.n_features);
-    let mut y = Vec::with_capacity(idx.len());
-    for &i in idx {
-        x.extend_from_slice(rows.row(i));
-        y.push(lab[i].unwrap_or(f64::NAN) as f32);
-    }
-    (x, y)
-}
-
-/// Fits one job's two models (blocking; call from a worker thread).
-pub fn fit_job(
-    job: Job,
-    rows: &FeatureRows,
-    lab: &[Option<f64>],
-    reg_params: &Value,
-    dir_params: &Value,
-    flat_band: f64,
-) -> Result<Fitted, String> {
-    let nf = rows.n_features;
-    let (xt, yt) = gather(rows, &job.train, lab);
-    let (xv, yv) = gather(rows, &job.valid, lab);
-    let cls = |y: &[f32]| -> Vec<f32> {
-        y.iter()
-            .map(|r| f32::from(Direction::classify(f64::from(*r), flat_band).class()))
-            .collect()
-    };
-    let (ct, cv) = (cls(&yt), cls(&yv));
-    let regression = gbm::train(
-        GbmTask::Regression,
-        Matrix {
-            x: &xt,
-            y: &yt,
-            n_features: nf,
-        },
-        Matrix {
-            x: &xv,
-            y: &yv,
-            n_features: nf,
-        },
-        reg_params,
-        flat_band,
-    )
-    .map_err(|e| e.to_string())?;
-    let direction = gbm::train(
-        GbmTask::Direction,
-        Matrix {
-            x: &xt,
-            y: &ct,
-            n_features: nf,
-        },
-        Matrix {
-            x: &xv,
-            y: &cv,
-            n_features: nf,
-        },
-        dir_params,
-        flat_band,
-    )
-    .map_err(|e| e.to_string())?;
-    let mut counts = [0usize; 3];
-    for c in &ct {
-        counts[*c as usize] += 1;
-    }
-    let majority = (0..3).max_by_key(|&k| counts[k]).unwrap_or(1) as f32;
-    let majority_accuracy =
-        cv.iter().filter(|&&c| c == majority).count() as f64 / cv.len().max(1) as f64;
-    Ok(Fitted {
-        job,
-        regression,
-        direction,
-        majority_accuracy,
-    })
-}
-
-/// How every job is fitted.
-pub struct FitConfig {
-    pub reg_params: Value,
-    pub dir_params: Value,
-    pub flat_band: f64,
-    /// Jobs fitted at once.
-    pub workers: usize,
-}
-
-/// A job's result: the fitted pair, or (model, error).
-pub type FitOutcome = Result<Fitted, (String, String)>;
-
-/// Fits every job on `cfg.workers` threads; stops early (with `Err`) when `cancelled` says so.
-pub fn fit_all(
-    jobs: Vec<Job>,
-    rows: &FeatureRows,
-    labels: &BTreeMap<u32, Vec<Option<f64>>>,
-    cfg: &FitConfig,
-    cancelled: &(dyn Fn() -> bool + Sync),
-) -> Vec<FitOutcome> {
-    let (reg_params, dir_params, flat_band, workers) =
-        (&cfg.reg_params, &cfg.dir_params, cfg.flat_band, cfg.workers);
-    let next = AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<FitOutcome>>> =
-        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..workers.max(1).min(jobs.len().max(1)) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else { break };
-                    let name = model_name(job.scope, &job.code, job.horizon);
-                    let out = if cancelled() {
-                        Err((name, "cancelled".to_string()))
-                    } else {
-                        match labels.get(&job.horizon) {
-                            Some(lab) => {
-                                fit_job(job.clone(), rows, lab, reg_params, dir_params, flat_band)
-                                    .map_err(|e| (name, e))
-                            }
-                            None => Err((name, "no labels for this horizon".into())),
-                        }
-                    };
-                    if let Ok(mut slot) = slots[i].lock() {
-                        *slot = Some(out);
-                    }
-                }
-            });
-        }
-    });
-    slots
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| Err(("?".into(), "worker panicked".into())))
-        })
-        .collect()
 }
 
 pub struct LgbmTrain;
@@ -691,124 +531,6 @@ fn with_threads(p: &TrainParams, scope: Scope) -> Map<String, Value> {
         m.insert("num_threads".into(), n.into());
     }
     m
-}
-
-#[derive(Default)]
-struct RegistryRows {
-    model: Vec<String>,
-    version: Vec<String>,
-    path: Vec<String>,
-    hash: Vec<String>,
-    through: Vec<i32>,
-    at: Vec<i64>,
-    metrics: Vec<String>,
-}
-
-impl RegistryRows {
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        model: &str,
-        version: &str,
-        path: &str,
-        hash: &str,
-        through: i32,
-        at: i64,
-        metrics: String,
-    ) {
-        self.model.push(model.into());
-        self.version.push(version.into());
-        self.path.push(path.into());
-        self.hash.push(hash.into());
-        self.through.push(through);
-        self.at.push(at);
-        self.metrics.push(metrics);
-    }
-
-    fn batch(self) -> OpResult<RecordBatch> {
-        let n = self.model.len();
-        Ok(RecordBatch::try_new(
-            tables::model_registry().schema,
-            vec![
-                Arc::new(StringArray::from(self.model)) as ArrayRef,
-                Arc::new(StringArray::from(vec!["lgbm"; n])),
-                Arc::new(StringArray::from(self.version)),
-                Arc::new(StringArray::from(self.path)),
-                Arc::new(StringArray::from(self.hash)),
-                Arc::new(Date32Array::from(self.through)),
-                Arc::new(TimestampMillisecondArray::from(self.at).with_timezone("UTC")),
-                Arc::new(StringArray::from(self.metrics)),
-            ],
-        )?)
-    }
-}
-
-#[derive(Default)]
-struct MetricRows {
-    scope: Vec<String>,
-    code: Vec<String>,
-    horizon: Vec<i32>,
-    version: Vec<String>,
-    through: Vec<i32>,
-    train_rows: Vec<i64>,
-    valid_rows: Vec<i64>,
-    best_reg: Vec<i32>,
-    best_dir: Vec<i32>,
-    mae: Vec<Option<f64>>,
-    acc_reg: Vec<f64>,
-    acc_dir: Vec<f64>,
-    acc_majority: Vec<f64>,
-    logloss: Vec<Option<f64>>,
-    q10: Vec<Option<f64>>,
-    q90: Vec<Option<f64>>,
-    fhash: Vec<String>,
-}
-
-impl MetricRows {
-    fn push(&mut self, c: &ModelCard, through: i32) {
-        self.scope.push(c.scope.as_str().into());
-        self.code.push(c.code.clone());
-        self.horizon.push(c.horizon as i32);
-        self.version.push(c.version.clone());
-        self.through.push(through);
-        self.train_rows.push(c.regression.train_rows as i64);
-        self.valid_rows.push(c.regression.valid_rows as i64);
-        self.best_reg.push(c.regression.best_iteration);
-        self.best_dir.push(c.direction.best_iteration);
-        self.mae.push(c.regression.valid_mae);
-        self.acc_reg.push(c.regression.valid_direction_accuracy);
-        self.acc_dir.push(c.direction.valid_direction_accuracy);
-        self.acc_majority.push(c.valid_majority_accuracy);
-        self.logloss.push(c.direction.valid_logloss);
-        self.q10.push(c.regression.residual_q10);
-        self.q90.push(c.regression.residual_q90);
-        self.fhash.push(c.feature_hash.clone());
-    }
-
-    fn batch(self) -> OpResult<RecordBatch> {
-        Ok(RecordBatch::try_new(
-            tables::lgbm_metrics().schema,
-            vec![
-                Arc::new(StringArray::from(self.scope)) as ArrayRef,
-                Arc::new(StringArray::from(self.code)),
-                Arc::new(Int32Array::from(self.horizon)),
-                Arc::new(StringArray::from(self.version)),
-                Arc::new(Date32Array::from(self.through)),
-                Arc::new(Int64Array::from(self.train_rows)),
-                Arc::new(Int64Array::from(self.valid_rows)),
-                Arc::new(Int32Array::from(self.best_reg)),
-                Arc::new(Int32Array::from(self.best_dir)),
-                Arc::new(Float64Array::from(self.mae)),
-                Arc::new(Float64Array::from(self.acc_reg)),
-                Arc::new(Float64Array::from(self.acc_dir)),
-                Arc::new(Float64Array::from(self.acc_majority)),
-                Arc::new(Float64Array::from(self.logloss)),
-                Arc::new(Float64Array::from(self.q10)),
-                Arc::new(Float64Array::from(self.q90)),
-                Arc::new(StringArray::from(self.fhash)),
-            ],
-        )?)
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,167 @@
+//! Fitting the model pairs `lgbm.train` planned: one job's regression + direction models
+//! ([`fit_job`]), and every job on a pool of worker threads ([`fit_all`]).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use krxflow_models::lgbm::{self as gbm, GbmTask, Matrix};
+use serde_json::Value;
+
+use super::{FeatureRows, Scope, model_name};
+use crate::common::direction::Direction;
+
+/// One model pair to fit: its rows (indices into the feature rows) in (date, code) order.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub scope: Scope,
+    pub code: String,
+    pub horizon: u32,
+    pub train: Vec<usize>,
+    pub valid: Vec<usize>,
+    pub train_from: i32,
+    pub valid_from: i32,
+}
+
+/// A fitted pair, before it is stored.
+pub struct Fitted {
+    pub job: Job,
+    pub regression: gbm::GbmFit,
+    pub direction: gbm::GbmFit,
+    pub majority_accuracy: f64,
+}
+
+fn gather(rows: &FeatureRows, idx: &[usize], lab: &[Option<f64>]) -> (Vec<f64>, Vec<f32>) {
+    let mut x = Vec::with_capacity(idx.len() * rows.n_features);
+    let mut y = Vec::with_capacity(idx.len());
+    for &i in idx {
+        x.extend_from_slice(rows.row(i));
+        y.push(lab[i].unwrap_or(f64::NAN) as f32);
+    }
+    (x, y)
+}
+
+/// Fits one job's two models (blocking; call from a worker thread).
+pub fn fit_job(
+    job: Job,
+    rows: &FeatureRows,
+    lab: &[Option<f64>],
+    reg_params: &Value,
+    dir_params: &Value,
+    flat_band: f64,
+) -> Result<Fitted, String> {
+    let nf = rows.n_features;
+    let (xt, yt) = gather(rows, &job.train, lab);
+    let (xv, yv) = gather(rows, &job.valid, lab);
+    let cls = |y: &[f32]| -> Vec<f32> {
+        y.iter()
+            .map(|r| f32::from(Direction::classify(f64::from(*r), flat_band).class()))
+            .collect()
+    };
+    let (ct, cv) = (cls(&yt), cls(&yv));
+    let regression = gbm::train(
+        GbmTask::Regression,
+        Matrix {
+            x: &xt,
+            y: &yt,
+            n_features: nf,
+        },
+        Matrix {
+            x: &xv,
+            y: &yv,
+            n_features: nf,
+        },
+        reg_params,
+        flat_band,
+    )
+    .map_err(|e| e.to_string())?;
+    let direction = gbm::train(
+        GbmTask::Direction,
+        Matrix {
+            x: &xt,
+            y: &ct,
+            n_features: nf,
+        },
+        Matrix {
+            x: &xv,
+            y: &cv,
+            n_features: nf,
+        },
+        dir_params,
+        flat_band,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut counts = [0usize; 3];
+    for c in &ct {
+        counts[*c as usize] += 1;
+    }
+    let majority = (0..3).max_by_key(|&k| counts[k]).unwrap_or(1) as f32;
+    let majority_accuracy =
+        cv.iter().filter(|&&c| c == majority).count() as f64 / cv.len().max(1) as f64;
+    Ok(Fitted {
+        job,
+        regression,
+        direction,
+        majority_accuracy,
+    })
+}
+
+/// How every job is fitted.
+pub struct FitConfig {
+    pub reg_params: Value,
+    pub dir_params: Value,
+    pub flat_band: f64,
+    /// Jobs fitted at once.
+    pub workers: usize,
+}
+
+/// A job's result: the fitted pair, or (model, error).
+pub type FitOutcome = Result<Fitted, (String, String)>;
+
+/// Fits every job on `cfg.workers` threads; stops early (with `Err`) when `cancelled` says so.
+pub fn fit_all(
+    jobs: Vec<Job>,
+    rows: &FeatureRows,
+    labels: &BTreeMap<u32, Vec<Option<f64>>>,
+    cfg: &FitConfig,
+    cancelled: &(dyn Fn() -> bool + Sync),
+) -> Vec<FitOutcome> {
+    let (reg_params, dir_params, flat_band, workers) =
+        (&cfg.reg_params, &cfg.dir_params, cfg.flat_band, cfg.workers);
+    let next = AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<FitOutcome>>> =
+        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers.max(1).min(jobs.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let name = model_name(job.scope, &job.code, job.horizon);
+                    let out = if cancelled() {
+                        Err((name, "cancelled".to_string()))
+                    } else {
+                        match labels.get(&job.horizon) {
+                            Some(lab) => {
+                                fit_job(job.clone(), rows, lab, reg_params, dir_params, flat_band)
+                                    .map_err(|e| (name, e))
+                            }
+                            None => Err((name, "no labels for this horizon".into())),
+                        }
+                    };
+                    if let Ok(mut slot) = slots[i].lock() {
+                        *slot = Some(out);
+                    }
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(("?".into(), "worker panicked".into())))
+        })
+        .collect()
+}
