@@ -16,42 +16,20 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Date32Array, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::prelude::{col, lit};
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
-use krxflow_core::TableDef;
 use krxflow_dag::ValidatedDag;
 
+use crate::attempt::fingerprint;
+use crate::error::ExecResult;
 use crate::records::{self, attempts_from_batches, days, runs_from_batches};
-use crate::runner::{Executor, Reprocess, RunOptions, fingerprint};
-use crate::{ExecResult, RunState};
+use crate::runner::{Executor, Reprocess, RunOptions};
+use crate::state::RunState;
 
-pub const BACKFILLS: &str = "_krxflow/backfills";
-
-pub fn backfills_schema() -> SchemaRef {
-    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    Arc::new(Schema::new(vec![
-        Field::new("backfill_id", DataType::Utf8, false),
-        Field::new("dag", DataType::Utf8, false),
-        Field::new("from", DataType::Date32, false),
-        Field::new("to", DataType::Date32, false),
-        Field::new("reprocess", DataType::Utf8, false),
-        Field::new("parallel", DataType::Int32, false),
-        Field::new("state", DataType::Utf8, false),
-        Field::new("total", DataType::Int32, false),
-        Field::new("succeeded", DataType::Int32, false),
-        Field::new("failed", DataType::Int32, false),
-        Field::new("skipped", DataType::Int32, false),
-        Field::new("updated", ts, false),
-    ]))
-}
-
-pub fn backfills_table() -> TableDef {
-    TableDef::new(BACKFILLS, backfills_schema())
-        .doc("one row per backfill state change: range, options, progress (latest row wins)")
-}
+// The backfills table is declared with the other engine tables (`records`); its old paths stay.
+pub use crate::records::{BACKFILLS, backfills_schema, backfills_table};
 
 /// What the engine tables say about one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -110,11 +88,11 @@ pub trait BackfillProgress: Send + Sync {
 
 impl BackfillProgress for () {}
 
-/// The id of a backfill: the same command resumes the same backfill.
 /// Engine-record batching during backfills.
 const RECORD_FLUSH_ROWS: usize = 512;
 const RECORD_FLUSH_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The id of a backfill: the same command resumes the same backfill.
 pub fn backfill_id(dag: &str, from: NaiveDate, to: NaiveDate) -> String {
     format!("{dag}:{from}:{to}")
 }

@@ -7,6 +7,7 @@
 //! unrelated branches finish. Every attempt is recorded in `_krxflow/task_runs`, every output
 //! in `_krxflow/lineage`, every run in `_krxflow/runs`.
 
+mod attempt;
 pub mod backfill;
 pub mod error;
 pub mod lineage;
@@ -14,6 +15,7 @@ pub mod observe;
 pub mod records;
 pub mod runner;
 pub mod state;
+mod store;
 
 pub use backfill::{
     BackfillOptions, BackfillProgress, BackfillReport, PartitionOutcome, PartitionStatus,

@@ -1,5 +1,5 @@
-//! Engine tables (`_krxflow/runs`, `_krxflow/task_runs`, `_krxflow/lineage`): schemas and
-//! record <-> batch conversion.
+//! Engine tables (`_krxflow/runs`, `_krxflow/task_runs`, `_krxflow/lineage`,
+//! `_krxflow/backfills`): schemas and record <-> batch conversion.
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use krxflow_core::TableDef;
 pub const RUNS: &str = "_krxflow/runs";
 pub const TASK_RUNS: &str = "_krxflow/task_runs";
 pub const LINEAGE: &str = "_krxflow/lineage";
+pub const BACKFILLS: &str = "_krxflow/backfills";
 
 fn ts() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
@@ -78,6 +79,28 @@ pub fn lineage_schema() -> SchemaRef {
     ]))
 }
 
+pub fn backfills_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("backfill_id", DataType::Utf8, false),
+        Field::new("dag", DataType::Utf8, false),
+        Field::new("from", DataType::Date32, false),
+        Field::new("to", DataType::Date32, false),
+        Field::new("reprocess", DataType::Utf8, false),
+        Field::new("parallel", DataType::Int32, false),
+        Field::new("state", DataType::Utf8, false),
+        Field::new("total", DataType::Int32, false),
+        Field::new("succeeded", DataType::Int32, false),
+        Field::new("failed", DataType::Int32, false),
+        Field::new("skipped", DataType::Int32, false),
+        Field::new("updated", ts(), false),
+    ]))
+}
+
+pub fn backfills_table() -> TableDef {
+    TableDef::new(BACKFILLS, backfills_schema())
+        .doc("one row per backfill state change: range, options, progress (latest row wins)")
+}
+
 /// Catalog entries of the engine tables.
 pub fn engine_tables() -> Vec<TableDef> {
     vec![
@@ -90,7 +113,7 @@ pub fn engine_tables() -> Vec<TableDef> {
         TableDef::new(LINEAGE, lineage_schema())
             .date_column("ds")
             .doc("one row per committed task output: versions read and written"),
-        crate::backfill::backfills_table(),
+        backfills_table(),
     ]
 }
 

@@ -1,24 +1,22 @@
-//! One DAG run: scheduling, attempts with retries, commits and records.
+//! One DAG run: the scheduling loop that launches each task once its upstream tasks are final,
+//! settles the others, and records the run; the executor and its options.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
-use datafusion::prelude::{SessionContext, col, lit};
-use krxflow_core::{Calendar, InputBatches, OpError, ReadScope, TaskContext, TaskCounters};
+use krxflow_core::Calendar;
 use krxflow_dag::{PlannedTask, ValidatedDag};
-use krxflow_lake::{Lake, ReadOptions};
-use sha2::{Digest, Sha256};
+use krxflow_lake::Lake;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::attempt::fingerprint;
+use crate::attempt::{AttemptEnv, TaskOutcome};
 use crate::error::ExecResult;
-use crate::records::{
-    self, AttemptRecord, InputRead, LineageRecord, RunRecord, attempts_from_batches, days,
-    engine_tables,
-};
-use crate::state::{AttemptState, RunState, TaskState};
+use crate::records::{self, AttemptRecord, RunRecord};
+use crate::state::{RunState, TaskState};
+use crate::store::RecordStore;
 
 /// Which tasks of a partition run again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -105,64 +103,16 @@ pub struct Executor {
     max_parallel: usize,
     pub(crate) cancel: CancellationToken,
     observer: Option<Arc<dyn RunObserver>>,
-    /// When set, engine records are buffered and committed in batches.
-    record_buffer: Option<Arc<RecordBuffer>>,
-    /// With a buffer: the records of the one run this clone executes, handed to the buffer
-    /// only when the run is over, so a batch never holds half a run (a crash then loses whole
-    /// runs, which re-run, never leaves tasks recorded without their run's end).
-    run_local: Option<Arc<std::sync::Mutex<Vec<EngineRecord>>>>,
     /// Task slots shared by every run of this executor and its clones (global parallelism).
     task_slots: Option<Arc<tokio::sync::Semaphore>>,
-    /// Serialises writes to the engine tables within this process.
-    records_lock: Arc<tokio::sync::Mutex<()>>,
-}
-
-/// Rows for one engine table.
-type EngineRecord = (String, arrow::array::RecordBatch);
-
-/// Engine records waiting for a batched commit.
-struct RecordBuffer {
-    max_rows: usize,
-    max_age: std::time::Duration,
-    pending: tokio::sync::Mutex<Pending>,
-}
-
-#[derive(Default)]
-struct Pending {
-    tables: BTreeMap<String, Vec<arrow::array::RecordBatch>>,
-    rows: usize,
-    since: Option<std::time::Instant>,
-}
-
-/// Rerun fingerprint: (dag, task, ds, operator version, params hash).
-pub fn fingerprint(dag: &str, task: &PlannedTask, ds: NaiveDate) -> String {
-    let s = format!(
-        "{dag}\u{1f}{}\u{1f}{ds}\u{1f}{}\u{1f}{}",
-        task.spec.name,
-        task.op.version(),
-        task.params_hash
-    );
-    hex_prefix(&Sha256::digest(s.as_bytes()))
-}
-
-fn hex_prefix(d: &[u8]) -> String {
-    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
-
-struct TaskOutcome {
-    state: TaskState,
-    attempts: Vec<AttemptRecord>,
-    lineage: Vec<LineageRecord>,
-    error: Option<String>,
-    counters: BTreeMap<String, i64>,
-    outputs: Vec<String>,
-    duration: Duration,
+    /// Engine records: appended to the engine tables, directly or through a buffer.
+    records: RecordStore,
 }
 
 impl Executor {
     pub fn new(lake: Lake, calendar: Arc<dyn Calendar>) -> Self {
         Self {
-            lake,
+            lake: lake.clone(),
             calendar,
             max_parallel: std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -170,9 +120,7 @@ impl Executor {
             cancel: CancellationToken::new(),
             observer: None,
             task_slots: None,
-            record_buffer: None,
-            run_local: None,
-            records_lock: Arc::new(tokio::sync::Mutex::new(())),
+            records: RecordStore::new(lake),
         }
     }
     pub fn with_max_parallel(mut self, n: usize) -> Self {
@@ -193,56 +141,13 @@ impl Executor {
     /// Delta commit per table once `max_rows` rows are waiting or the oldest is `max_age`
     /// old; [`Executor::flush_records`] commits the rest.
     pub fn with_buffered_records(mut self, max_rows: usize, max_age: std::time::Duration) -> Self {
-        self.record_buffer = Some(Arc::new(RecordBuffer {
-            max_rows,
-            max_age,
-            pending: tokio::sync::Mutex::new(Pending::default()),
-        }));
+        self.records = self.records.with_buffered_records(max_rows, max_age);
         self
     }
 
     /// Commits buffered engine records (no-op without a buffer).
     pub async fn flush_records(&self) -> ExecResult<()> {
-        let Some(buf) = &self.record_buffer else {
-            return Ok(());
-        };
-        let mut p = buf.pending.lock().await;
-        self.commit_pending(&mut p).await
-    }
-
-    async fn commit_pending(&self, p: &mut Pending) -> ExecResult<()> {
-        let mut tables: Vec<_> = std::mem::take(&mut p.tables).into_iter().collect();
-        p.rows = 0;
-        p.since = None;
-        // `task_runs` last: partitions count as done by their succeeded task fingerprints, so
-        // a crash between these commits must leave them looking not done (they re-run,
-        // idempotently) rather than done without their run records.
-        tables.sort_by_key(|(t, _)| t == records::TASK_RUNS);
-        for (table, batches) in tables {
-            self.write_engine(&table, batches).await?;
-        }
-        Ok(())
-    }
-
-    async fn write_engine(
-        &self,
-        table: &str,
-        batches: Vec<arrow::array::RecordBatch>,
-    ) -> ExecResult<()> {
-        let Some(def) = engine_tables().into_iter().find(|d| d.name == table) else {
-            return Ok(());
-        };
-        let _guard = self.records_lock.lock().await;
-        self.lake
-            .write(
-                &def,
-                batches,
-                krxflow_core::WriteMode::Append,
-                None,
-                BTreeMap::new(),
-            )
-            .await?;
-        Ok(())
+        self.records.flush_records().await
     }
 
     /// Bounds the tasks running at once across every run sharing these slots.
@@ -261,124 +166,35 @@ impl Executor {
         self.cancel.clone()
     }
 
-    /// Fingerprints that already succeeded for this DAG and partition.
-    async fn succeeded_fingerprints(
-        &self,
-        dag: &str,
-        ds: NaiveDate,
-    ) -> ExecResult<HashSet<String>> {
-        let batches = self
-            .read_engine_where(
-                records::TASK_RUNS,
-                col("dag")
-                    .eq(lit(dag))
-                    .and(col("ds").eq(lit(datafusion::scalar::ScalarValue::Date32(Some(days(ds))))))
-                    .and(col("state").eq(lit("succeeded"))),
-            )
-            .await?;
-        Ok(attempts_from_batches(&batches)
-            .into_iter()
-            .map(|a| a.fingerprint)
-            .collect())
-    }
-
     /// Reads engine-table rows matching `filter` (empty when the table does not exist yet).
     pub async fn read_engine_where(
         &self,
         table: &str,
         filter: datafusion::prelude::Expr,
     ) -> ExecResult<Vec<arrow::array::RecordBatch>> {
-        let Some(t) = self.lake.load(table, None).await? else {
-            return Ok(Vec::new());
-        };
-        let ctx = SessionContext::new();
-        t.update_datafusion_session(&ctx.state())
-            .map_err(krxflow_lake::LakeError::from)?;
-        let provider = t
-            .table_provider()
-            .await
-            .map_err(krxflow_lake::LakeError::from)?;
-        let df = ctx
-            .read_table(provider)
-            .map_err(krxflow_lake::LakeError::from)?
-            .filter(filter)
-            .map_err(krxflow_lake::LakeError::from)?;
-        let batches = df.collect().await.map_err(krxflow_lake::LakeError::from)?;
-        let def = engine_tables()
-            .into_iter()
-            .find(|d| d.name == table)
-            .map(|d| d.schema);
-        match def {
-            Some(schema) => Ok(batches
-                .iter()
-                .map(|b| krxflow_lake::schema::conform(b, &schema))
-                .collect::<Result<Vec<_>, _>>()?),
-            None => Ok(batches),
-        }
+        self.records.read_engine_where(table, filter).await
     }
 
+    /// Appends `batch` to the engine table `table` (through the buffer when there is one).
     pub(crate) async fn append_engine(
         &self,
         table: &str,
         batch: arrow::array::RecordBatch,
     ) -> ExecResult<()> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        if let Some(local) = &self.run_local {
-            local
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((table.to_string(), batch));
-            return Ok(());
-        }
-        self.buffer_or_write(vec![(table.to_string(), batch)]).await
-    }
-
-    /// Adds whole records to the buffer (committing when it is full or old), or writes them
-    /// now without a buffer.
-    async fn buffer_or_write(
-        &self,
-        records: Vec<(String, arrow::array::RecordBatch)>,
-    ) -> ExecResult<()> {
-        let Some(buf) = &self.record_buffer else {
-            for (table, batch) in records {
-                self.write_engine(&table, vec![batch]).await?;
-            }
-            return Ok(());
-        };
-        let mut p = buf.pending.lock().await;
-        for (table, batch) in records {
-            p.rows += batch.num_rows();
-            p.tables.entry(table).or_default().push(batch);
-        }
-        let since = *p.since.get_or_insert_with(std::time::Instant::now);
-        if p.rows >= buf.max_rows || since.elapsed() >= buf.max_age {
-            self.commit_pending(&mut p).await?;
-        }
-        Ok(())
-    }
-
-    async fn record_run(&self, rec: RunRecord) -> ExecResult<()> {
-        let batch = records::runs_batch(&[rec])?;
-        self.append_engine(records::RUNS, batch).await
+        self.records.append_engine(table, batch).await
     }
 
     /// Runs the DAG for `opts.ds`. Returns the report; task failures are in the report, not
     /// an error (errors are for the engine itself: e.g. the lake is unreachable).
     pub async fn run(&self, dag: Arc<ValidatedDag>, opts: RunOptions) -> ExecResult<RunReport> {
-        if self.record_buffer.is_none() || self.run_local.is_some() {
+        let Some(records) = self.records.for_one_run() else {
             return self.run_inner(dag, opts).await;
-        }
+        };
         let mut local = self.clone();
-        local.run_local = Some(Default::default());
+        local.records = records;
         let result = local.run_inner(dag, opts).await;
-        let records = local
-            .run_local
-            .as_ref()
-            .map(|l| std::mem::take(&mut *l.lock().unwrap_or_else(|p| p.into_inner())))
-            .unwrap_or_default();
-        self.buffer_or_write(records).await?;
+        let records = local.records.take_run_records();
+        self.records.buffer_or_write(records).await?;
         result
     }
 
@@ -390,25 +206,26 @@ impl Executor {
             format!("{dag_name}-{ds}-{}", &u[..8])
         });
         let started = Utc::now();
-        self.record_run(RunRecord {
-            run_id: run_id.clone(),
-            dag: dag_name.clone(),
-            ds,
-            state: RunState::Running.to_string(),
-            trigger: opts.trigger.clone(),
-            started,
-            ended: None,
-            tasks_total: dag.tasks.len() as i32,
-            tasks_failed: 0,
-        })
-        .await?;
+        self.records
+            .record_run(RunRecord {
+                run_id: run_id.clone(),
+                dag: dag_name.clone(),
+                ds,
+                state: RunState::Running.to_string(),
+                trigger: opts.trigger.clone(),
+                started,
+                ended: None,
+                tasks_total: dag.tasks.len() as i32,
+                tasks_failed: 0,
+            })
+            .await?;
 
         let done_before = if opts.reprocess == Reprocess::All {
             HashSet::new()
         } else if let Some(known) = &opts.known_succeeded {
             known.clone()
         } else {
-            self.succeeded_fingerprints(&dag_name, ds).await?
+            self.records.succeeded_fingerprints(&dag_name, ds).await?
         };
 
         let mut states: HashMap<String, TaskState> = HashMap::new();
@@ -489,7 +306,9 @@ impl Executor {
                     }
                     in_flight.insert(name.clone());
                     let env = AttemptEnv {
-                        exec: self.clone(),
+                        lake: self.lake.clone(),
+                        calendar: self.calendar.clone(),
+                        cancel: self.cancel.clone(),
                         dag: dag.clone(),
                         idx,
                         ds,
@@ -571,18 +390,19 @@ impl Executor {
             RunState::Succeeded
         };
         let ended = Utc::now();
-        self.record_run(RunRecord {
-            run_id: run_id.clone(),
-            dag: dag_name.clone(),
-            ds,
-            state: state.to_string(),
-            trigger: opts.trigger.clone(),
-            started,
-            ended: Some(ended),
-            tasks_total: tasks.len() as i32,
-            tasks_failed: failed as i32,
-        })
-        .await?;
+        self.records
+            .record_run(RunRecord {
+                run_id: run_id.clone(),
+                dag: dag_name.clone(),
+                ds,
+                state: state.to_string(),
+                trigger: opts.trigger.clone(),
+                started,
+                ended: Some(ended),
+                tasks_total: tasks.len() as i32,
+                tasks_failed: failed as i32,
+            })
+            .await?;
         let report = RunReport {
             run_id,
             dag: dag_name,
@@ -627,350 +447,20 @@ impl Executor {
             fingerprint: fingerprint(dag, task, ds),
             counters: None,
         };
-        self.append_engine(records::TASK_RUNS, records::task_runs_batch(&[rec])?)
+        self.records
+            .append_engine(records::TASK_RUNS, records::task_runs_batch(&[rec])?)
             .await
     }
 
     async fn flush(&self, outcome: &TaskOutcome) -> ExecResult<()> {
-        self.append_engine(
-            records::TASK_RUNS,
-            records::task_runs_batch(&outcome.attempts)?,
-        )
-        .await?;
-        self.append_engine(records::LINEAGE, records::lineage_batch(&outcome.lineage)?)
+        self.records
+            .append_engine(
+                records::TASK_RUNS,
+                records::task_runs_batch(&outcome.attempts)?,
+            )
+            .await?;
+        self.records
+            .append_engine(records::LINEAGE, records::lineage_batch(&outcome.lineage)?)
             .await
-    }
-}
-
-/// Everything one task needs, owned, for a spawned future.
-struct AttemptEnv {
-    exec: Executor,
-    dag: Arc<ValidatedDag>,
-    idx: usize,
-    ds: NaiveDate,
-    run_id: String,
-    /// `--reprocess all`: no watermarks, incremental operators recompute everything.
-    full_refresh: bool,
-}
-
-enum AttemptError {
-    Op(OpError),
-    TimedOut(Duration),
-}
-
-impl AttemptEnv {
-    fn task(&self) -> &PlannedTask {
-        &self.dag.tasks[self.idx]
-    }
-
-    async fn run_task(&self) -> TaskOutcome {
-        let task = self.task();
-        let policy = &task.spec.retries;
-        let dag_name = &self.dag.spec.name;
-        let fp = fingerprint(dag_name, task, self.ds);
-        let t0 = Instant::now();
-        let mut attempts = Vec::new();
-        let mut delay = Duration::ZERO;
-        let mut attempt: u32 = 1;
-        loop {
-            let started = Utc::now();
-            let counters = Arc::new(TaskCounters::default());
-            let artifacts = Arc::new(Mutex::new(Vec::new()));
-            let result = self
-                .attempt(attempt, counters.clone(), artifacts.clone())
-                .await;
-            let ended = Utc::now();
-            let counter_snapshot = counters.snapshot();
-            let counters_json = (!counter_snapshot.is_empty())
-                .then(|| serde_json::to_string(&counter_snapshot).unwrap_or_default());
-            let mut record = AttemptRecord {
-                run_id: self.run_id.clone(),
-                dag: dag_name.clone(),
-                task: task.spec.name.clone(),
-                ds: self.ds,
-                attempt: attempt as i32,
-                state: String::new(),
-                started,
-                ended,
-                error: None,
-                rows_in: 0,
-                rows_out: 0,
-                delay_ms: delay.as_millis() as i64,
-                op_kind: task.op.kind().to_string(),
-                op_version: task.op.version() as i32,
-                params_hash: task.params_hash.clone(),
-                fingerprint: fp.clone(),
-                counters: counters_json,
-            };
-            let (state, retryable) = match &result {
-                Ok(ok) => {
-                    record.rows_in = ok.rows_in;
-                    record.rows_out = ok.rows_out;
-                    (AttemptState::Succeeded, false)
-                }
-                Err((e, rows_in)) => {
-                    record.rows_in = *rows_in;
-                    match e {
-                        AttemptError::TimedOut(d) => {
-                            record.error = Some(format!("timed out after {}", humanize(*d)));
-                            (AttemptState::TimedOut, true)
-                        }
-                        AttemptError::Op(OpError::Transient(m)) => {
-                            record.error = Some(m.clone());
-                            (AttemptState::FailedTransient, true)
-                        }
-                        AttemptError::Op(OpError::Permanent(m)) => {
-                            record.error = Some(m.clone());
-                            (AttemptState::Failed, false)
-                        }
-                        AttemptError::Op(OpError::Skipped(m)) => {
-                            record.error = Some(format!("skipped: {m}"));
-                            (AttemptState::Skipped, false)
-                        }
-                        AttemptError::Op(OpError::Cancelled) => {
-                            record.error = Some("cancelled".into());
-                            (AttemptState::Cancelled, false)
-                        }
-                    }
-                }
-            };
-            record.state = state.to_string();
-            let error = record.error.clone();
-            attempts.push(record);
-
-            let finish =
-                |state: TaskState, lineage: Vec<LineageRecord>, outputs: Vec<String>| TaskOutcome {
-                    state,
-                    attempts: attempts.clone(),
-                    lineage,
-                    error: error.clone(),
-                    counters: counter_snapshot.clone(),
-                    outputs,
-                    duration: t0.elapsed(),
-                };
-            match (state, result) {
-                (AttemptState::Succeeded, Ok(ok)) => {
-                    return finish(TaskState::Succeeded, ok.lineage, ok.outputs);
-                }
-                (AttemptState::Skipped, _) => return finish(TaskState::Skipped, vec![], vec![]),
-                (AttemptState::Cancelled, _) => {
-                    return finish(TaskState::Cancelled, vec![], vec![]);
-                }
-                _ if retryable && attempt <= policy.max => {
-                    let unit: f64 = rand::random();
-                    delay = policy.delay(attempt, unit);
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.exec.cancel.cancelled() => {
-                            return finish(TaskState::Cancelled, vec![], vec![]);
-                        }
-                    }
-                    attempt += 1;
-                }
-                _ => return finish(TaskState::Failed, vec![], vec![]),
-            }
-        }
-    }
-
-    async fn attempt(
-        &self,
-        attempt: u32,
-        counters: Arc<TaskCounters>,
-        artifacts: Arc<Mutex<Vec<String>>>,
-    ) -> Result<AttemptOk, (AttemptError, i64)> {
-        let task = self.task();
-        let lake = &self.exec.lake;
-        let cancel = &self.exec.cancel;
-        // Phase timings at debug level (`--log krxflow_exec=debug`): where a task's time goes.
-        let phase = Instant::now();
-        let timed = |what: &str, table: &str, since: Instant| {
-            tracing::debug!(
-                task = %task.spec.name,
-                ds = %self.ds,
-                table,
-                ms = since.elapsed().as_secs_f64() * 1e3,
-                "{what}"
-            );
-        };
-        // Output watermarks first: an incremental operator bounds its input reads by them.
-        let mut watermarks = BTreeMap::new();
-        for port in task
-            .op
-            .outputs()
-            .iter()
-            .filter(|p| p.watermark && !self.full_refresh)
-        {
-            let (Some(table), Some(date_col)) = (
-                task.spec.outputs.get(port.name),
-                port.date_column.as_deref(),
-            ) else {
-                continue;
-            };
-            match lake.max_date(table, date_col, self.ds).await {
-                Ok(Some(d)) => {
-                    watermarks.insert(port.name.to_string(), d);
-                }
-                Ok(None) => {}
-                Err(e) => return Err((AttemptError::Op(OpError::from(e)), 0)),
-            }
-        }
-        timed("watermarks", "", phase);
-        // Inputs, as of the partition.
-        let mut inputs = InputBatches::default();
-        let mut reads = Vec::new();
-        let ports = task.op.inputs();
-        for (port_name, table) in &task.spec.inputs {
-            let Some(port) = ports.iter().find(|p| p.name == port_name) else {
-                continue;
-            };
-            let as_of = match port.scope {
-                ReadScope::AsOfPartition => Some(self.ds),
-                ReadScope::AllRows => None,
-            };
-            let since = task.configured.read_from(
-                port_name,
-                self.ds,
-                &watermarks,
-                self.exec.calendar.as_ref(),
-            );
-            let reading = Instant::now();
-            let read = lake
-                .read(
-                    table,
-                    ReadOptions {
-                        as_of,
-                        since,
-                        version: None,
-                    },
-                )
-                .await;
-            timed("read", table, reading);
-            match read {
-                Ok(read) => {
-                    reads.push(InputRead {
-                        table: table.clone(),
-                        version: read.version,
-                        rows: read.num_rows() as i64,
-                    });
-                    inputs.insert(port_name, table, read.schema, read.batches);
-                }
-                Err(krxflow_lake::LakeError::NoSuchTable(_)) if port.optional => {
-                    reads.push(InputRead {
-                        table: table.clone(),
-                        version: -1,
-                        rows: 0,
-                    });
-                }
-                Err(e) => return Err((AttemptError::Op(OpError::from(e)), 0)),
-            }
-        }
-        let rows_in = inputs.num_rows() as i64;
-        let ctx = TaskContext {
-            dag: self.dag.spec.name.clone(),
-            task: task.spec.name.clone(),
-            ds: self.ds,
-            run_id: self.run_id.clone(),
-            attempt,
-            calendar: self.exec.calendar.clone(),
-            cancel: cancel.child_token(),
-            counters,
-            artifacts: artifacts.clone(),
-            watermarks,
-            store: Some(Arc::new(krxflow_lake::LakeArtifacts::new(
-                self.exec.lake.clone(),
-            ))),
-        };
-        let timeout = task.spec.timeout;
-        let running = Instant::now();
-        let result = tokio::select! {
-            r = tokio::time::timeout(timeout, task.configured.run(&ctx, inputs)) => match r {
-                Ok(r) => r.map_err(AttemptError::Op),
-                Err(_) => Err(AttemptError::TimedOut(timeout)),
-            },
-            _ = cancel.cancelled() => Err(AttemptError::Op(OpError::Cancelled)),
-        };
-        timed("run", "", running);
-        let mut outputs = result.map_err(|e| (e, rows_in))?;
-
-        // Commit each output in one Delta commit.
-        let mut lineage = Vec::new();
-        let mut written = Vec::new();
-        let mut rows_out = 0i64;
-        let artifact_ids = artifacts.lock().map(|a| a.clone()).unwrap_or_default();
-        // Validate every output before committing any: Delta commits are per table, so a
-        // refused second output must not leave the first one committed.
-        for port in task.op.outputs() {
-            let Some(table) = task.spec.outputs.get(port.name) else {
-                continue;
-            };
-            let def = lake.catalog().def_for_output(table, &port);
-            let batches = outputs.batches(port.name).unwrap_or_default();
-            lake.validate_write(&def, batches, port.mode, Some(self.ds))
-                .map_err(|e| (AttemptError::Op(OpError::from(e)), rows_in))?;
-        }
-        for port in task.op.outputs() {
-            let Some(table) = task.spec.outputs.get(port.name) else {
-                continue;
-            };
-            let batches = outputs.take(port.name).unwrap_or_default();
-            let def = lake.catalog().def_for_output(table, &port);
-            let meta = BTreeMap::from([
-                ("krxflow.run_id".to_string(), self.run_id.clone()),
-                ("krxflow.dag".to_string(), self.dag.spec.name.clone()),
-                ("krxflow.task".to_string(), task.spec.name.clone()),
-                ("krxflow.ds".to_string(), self.ds.to_string()),
-            ]);
-            let writing = Instant::now();
-            let outcome = lake
-                .write(&def, batches, port.mode, Some(self.ds), meta)
-                .await
-                .map_err(|e| (AttemptError::Op(OpError::from(e)), rows_in))?;
-            timed("write", table, writing);
-            rows_out += outcome.rows as i64;
-            if outcome.unchanged > 0 {
-                // Rows a merge found already stored exactly (an overlap window re-sent).
-                ctx.counters
-                    .add(&format!("unchanged_rows.{table}"), outcome.unchanged as i64);
-            }
-            written.push(format!("{}@v{}", table, outcome.version));
-            lineage.push(LineageRecord {
-                run_id: self.run_id.clone(),
-                dag: self.dag.spec.name.clone(),
-                task: task.spec.name.clone(),
-                ds: self.ds,
-                output_table: table.clone(),
-                output_version: outcome.version,
-                rows_written: outcome.rows as i64,
-                write_mode: port.mode.to_string(),
-                inputs: reads.clone(),
-                op_kind: task.op.kind().to_string(),
-                op_version: task.op.version() as i32,
-                params_hash: task.params_hash.clone(),
-                artifacts: artifact_ids.clone(),
-                krxflow_version: krxflow_core::KRXFLOW_VERSION.to_string(),
-                created: Utc::now(),
-            });
-        }
-        Ok(AttemptOk {
-            rows_in,
-            rows_out,
-            lineage,
-            outputs: written,
-        })
-    }
-}
-
-struct AttemptOk {
-    rows_in: i64,
-    rows_out: i64,
-    lineage: Vec<LineageRecord>,
-    outputs: Vec<String>,
-}
-
-fn humanize(d: Duration) -> String {
-    if d.as_secs() >= 1 {
-        format!("{}s", d.as_secs_f64())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }

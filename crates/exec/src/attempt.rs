@@ -1,0 +1,375 @@
+//! One task of a run: its attempts, retried with backoff by the task's policy; each reads its
+//! inputs as of the partition, runs the operator under its timeout and commits its outputs.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDate, Utc};
+use krxflow_core::{Calendar, InputBatches, OpError, ReadScope, TaskContext, TaskCounters};
+use krxflow_dag::{PlannedTask, ValidatedDag};
+use krxflow_lake::{Lake, ReadOptions};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::records::{AttemptRecord, InputRead, LineageRecord};
+use crate::state::{AttemptState, TaskState};
+
+/// Rerun fingerprint: (dag, task, ds, operator version, params hash).
+pub fn fingerprint(dag: &str, task: &PlannedTask, ds: NaiveDate) -> String {
+    let s = format!(
+        "{dag}\u{1f}{}\u{1f}{ds}\u{1f}{}\u{1f}{}",
+        task.spec.name,
+        task.op.version(),
+        task.params_hash
+    );
+    hex_prefix(&Sha256::digest(s.as_bytes()))
+}
+
+fn hex_prefix(d: &[u8]) -> String {
+    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// How a task ended: its state, every attempt and what its outputs committed.
+pub(crate) struct TaskOutcome {
+    pub(crate) state: TaskState,
+    pub(crate) attempts: Vec<AttemptRecord>,
+    pub(crate) lineage: Vec<LineageRecord>,
+    pub(crate) error: Option<String>,
+    pub(crate) counters: BTreeMap<String, i64>,
+    pub(crate) outputs: Vec<String>,
+    pub(crate) duration: Duration,
+}
+
+/// Everything one task needs, owned, for a spawned future.
+pub(crate) struct AttemptEnv {
+    pub(crate) lake: Lake,
+    pub(crate) calendar: Arc<dyn Calendar>,
+    /// The executor's cancel token.
+    pub(crate) cancel: CancellationToken,
+    pub(crate) dag: Arc<ValidatedDag>,
+    pub(crate) idx: usize,
+    pub(crate) ds: NaiveDate,
+    pub(crate) run_id: String,
+    /// `--reprocess all`: no watermarks, incremental operators recompute everything.
+    pub(crate) full_refresh: bool,
+}
+
+enum AttemptError {
+    Op(OpError),
+    TimedOut(Duration),
+}
+
+impl AttemptEnv {
+    fn task(&self) -> &PlannedTask {
+        &self.dag.tasks[self.idx]
+    }
+
+    pub(crate) async fn run_task(&self) -> TaskOutcome {
+        let task = self.task();
+        let policy = &task.spec.retries;
+        let dag_name = &self.dag.spec.name;
+        let fp = fingerprint(dag_name, task, self.ds);
+        let t0 = Instant::now();
+        let mut attempts = Vec::new();
+        let mut delay = Duration::ZERO;
+        let mut attempt: u32 = 1;
+        loop {
+            let started = Utc::now();
+            let counters = Arc::new(TaskCounters::default());
+            let artifacts = Arc::new(Mutex::new(Vec::new()));
+            let result = self
+                .attempt(attempt, counters.clone(), artifacts.clone())
+                .await;
+            let ended = Utc::now();
+            let counter_snapshot = counters.snapshot();
+            let counters_json = (!counter_snapshot.is_empty())
+                .then(|| serde_json::to_string(&counter_snapshot).unwrap_or_default());
+            let mut record = AttemptRecord {
+                run_id: self.run_id.clone(),
+                dag: dag_name.clone(),
+                task: task.spec.name.clone(),
+                ds: self.ds,
+                attempt: attempt as i32,
+                state: String::new(),
+                started,
+                ended,
+                error: None,
+                rows_in: 0,
+                rows_out: 0,
+                delay_ms: delay.as_millis() as i64,
+                op_kind: task.op.kind().to_string(),
+                op_version: task.op.version() as i32,
+                params_hash: task.params_hash.clone(),
+                fingerprint: fp.clone(),
+                counters: counters_json,
+            };
+            let (state, retryable) = match &result {
+                Ok(ok) => {
+                    record.rows_in = ok.rows_in;
+                    record.rows_out = ok.rows_out;
+                    (AttemptState::Succeeded, false)
+                }
+                Err((e, rows_in)) => {
+                    record.rows_in = *rows_in;
+                    match e {
+                        AttemptError::TimedOut(d) => {
+                            record.error = Some(format!("timed out after {}", humanize(*d)));
+                            (AttemptState::TimedOut, true)
+                        }
+                        AttemptError::Op(OpError::Transient(m)) => {
+                            record.error = Some(m.clone());
+                            (AttemptState::FailedTransient, true)
+                        }
+                        AttemptError::Op(OpError::Permanent(m)) => {
+                            record.error = Some(m.clone());
+                            (AttemptState::Failed, false)
+                        }
+                        AttemptError::Op(OpError::Skipped(m)) => {
+                            record.error = Some(format!("skipped: {m}"));
+                            (AttemptState::Skipped, false)
+                        }
+                        AttemptError::Op(OpError::Cancelled) => {
+                            record.error = Some("cancelled".into());
+                            (AttemptState::Cancelled, false)
+                        }
+                    }
+                }
+            };
+            record.state = state.to_string();
+            let error = record.error.clone();
+            attempts.push(record);
+
+            let finish =
+                |state: TaskState, lineage: Vec<LineageRecord>, outputs: Vec<String>| TaskOutcome {
+                    state,
+                    attempts: attempts.clone(),
+                    lineage,
+                    error: error.clone(),
+                    counters: counter_snapshot.clone(),
+                    outputs,
+                    duration: t0.elapsed(),
+                };
+            match (state, result) {
+                (AttemptState::Succeeded, Ok(ok)) => {
+                    return finish(TaskState::Succeeded, ok.lineage, ok.outputs);
+                }
+                (AttemptState::Skipped, _) => return finish(TaskState::Skipped, vec![], vec![]),
+                (AttemptState::Cancelled, _) => {
+                    return finish(TaskState::Cancelled, vec![], vec![]);
+                }
+                _ if retryable && attempt <= policy.max => {
+                    let unit: f64 = rand::random();
+                    delay = policy.delay(attempt, unit);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.cancel.cancelled() => {
+                            return finish(TaskState::Cancelled, vec![], vec![]);
+                        }
+                    }
+                    attempt += 1;
+                }
+                _ => return finish(TaskState::Failed, vec![], vec![]),
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        attempt: u32,
+        counters: Arc<TaskCounters>,
+        artifacts: Arc<Mutex<Vec<String>>>,
+    ) -> Result<AttemptOk, (AttemptError, i64)> {
+        let task = self.task();
+        let lake = &self.lake;
+        let cancel = &self.cancel;
+        // Phase timings at debug level (`--log krxflow_exec=debug`): where a task's time goes.
+        let phase = Instant::now();
+        let timed = |what: &str, table: &str, since: Instant| {
+            tracing::debug!(
+                task = %task.spec.name,
+                ds = %self.ds,
+                table,
+                ms = since.elapsed().as_secs_f64() * 1e3,
+                "{what}"
+            );
+        };
+        // Output watermarks first: an incremental operator bounds its input reads by them.
+        let mut watermarks = BTreeMap::new();
+        for port in task
+            .op
+            .outputs()
+            .iter()
+            .filter(|p| p.watermark && !self.full_refresh)
+        {
+            let (Some(table), Some(date_col)) = (
+                task.spec.outputs.get(port.name),
+                port.date_column.as_deref(),
+            ) else {
+                continue;
+            };
+            match lake.max_date(table, date_col, self.ds).await {
+                Ok(Some(d)) => {
+                    watermarks.insert(port.name.to_string(), d);
+                }
+                Ok(None) => {}
+                Err(e) => return Err((AttemptError::Op(OpError::from(e)), 0)),
+            }
+        }
+        timed("watermarks", "", phase);
+        // Inputs, as of the partition.
+        let mut inputs = InputBatches::default();
+        let mut reads = Vec::new();
+        let ports = task.op.inputs();
+        for (port_name, table) in &task.spec.inputs {
+            let Some(port) = ports.iter().find(|p| p.name == port_name) else {
+                continue;
+            };
+            let as_of = match port.scope {
+                ReadScope::AsOfPartition => Some(self.ds),
+                ReadScope::AllRows => None,
+            };
+            let since =
+                task.configured
+                    .read_from(port_name, self.ds, &watermarks, self.calendar.as_ref());
+            let reading = Instant::now();
+            let read = lake
+                .read(
+                    table,
+                    ReadOptions {
+                        as_of,
+                        since,
+                        version: None,
+                    },
+                )
+                .await;
+            timed("read", table, reading);
+            match read {
+                Ok(read) => {
+                    reads.push(InputRead {
+                        table: table.clone(),
+                        version: read.version,
+                        rows: read.num_rows() as i64,
+                    });
+                    inputs.insert(port_name, table, read.schema, read.batches);
+                }
+                Err(krxflow_lake::LakeError::NoSuchTable(_)) if port.optional => {
+                    reads.push(InputRead {
+                        table: table.clone(),
+                        version: -1,
+                        rows: 0,
+                    });
+                }
+                Err(e) => return Err((AttemptError::Op(OpError::from(e)), 0)),
+            }
+        }
+        let rows_in = inputs.num_rows() as i64;
+        let ctx = TaskContext {
+            dag: self.dag.spec.name.clone(),
+            task: task.spec.name.clone(),
+            ds: self.ds,
+            run_id: self.run_id.clone(),
+            attempt,
+            calendar: self.calendar.clone(),
+            cancel: cancel.child_token(),
+            counters,
+            artifacts: artifacts.clone(),
+            watermarks,
+            store: Some(Arc::new(krxflow_lake::LakeArtifacts::new(
+                self.lake.clone(),
+            ))),
+        };
+        let timeout = task.spec.timeout;
+        let running = Instant::now();
+        let result = tokio::select! {
+            r = tokio::time::timeout(timeout, task.configured.run(&ctx, inputs)) => match r {
+                Ok(r) => r.map_err(AttemptError::Op),
+                Err(_) => Err(AttemptError::TimedOut(timeout)),
+            },
+            _ = cancel.cancelled() => Err(AttemptError::Op(OpError::Cancelled)),
+        };
+        timed("run", "", running);
+        let mut outputs = result.map_err(|e| (e, rows_in))?;
+
+        // Commit each output in one Delta commit.
+        let mut lineage = Vec::new();
+        let mut written = Vec::new();
+        let mut rows_out = 0i64;
+        let artifact_ids = artifacts.lock().map(|a| a.clone()).unwrap_or_default();
+        // Validate every output before committing any: Delta commits are per table, so a
+        // refused second output must not leave the first one committed.
+        for port in task.op.outputs() {
+            let Some(table) = task.spec.outputs.get(port.name) else {
+                continue;
+            };
+            let def = lake.catalog().def_for_output(table, &port);
+            let batches = outputs.batches(port.name).unwrap_or_default();
+            lake.validate_write(&def, batches, port.mode, Some(self.ds))
+                .map_err(|e| (AttemptError::Op(OpError::from(e)), rows_in))?;
+        }
+        for port in task.op.outputs() {
+            let Some(table) = task.spec.outputs.get(port.name) else {
+                continue;
+            };
+            let batches = outputs.take(port.name).unwrap_or_default();
+            let def = lake.catalog().def_for_output(table, &port);
+            let meta = BTreeMap::from([
+                ("krxflow.run_id".to_string(), self.run_id.clone()),
+                ("krxflow.dag".to_string(), self.dag.spec.name.clone()),
+                ("krxflow.task".to_string(), task.spec.name.clone()),
+                ("krxflow.ds".to_string(), self.ds.to_string()),
+            ]);
+            let writing = Instant::now();
+            let outcome = lake
+                .write(&def, batches, port.mode, Some(self.ds), meta)
+                .await
+                .map_err(|e| (AttemptError::Op(OpError::from(e)), rows_in))?;
+            timed("write", table, writing);
+            rows_out += outcome.rows as i64;
+            if outcome.unchanged > 0 {
+                // Rows a merge found already stored exactly (an overlap window re-sent).
+                ctx.counters
+                    .add(&format!("unchanged_rows.{table}"), outcome.unchanged as i64);
+            }
+            written.push(format!("{}@v{}", table, outcome.version));
+            lineage.push(LineageRecord {
+                run_id: self.run_id.clone(),
+                dag: self.dag.spec.name.clone(),
+                task: task.spec.name.clone(),
+                ds: self.ds,
+                output_table: table.clone(),
+                output_version: outcome.version,
+                rows_written: outcome.rows as i64,
+                write_mode: port.mode.to_string(),
+                inputs: reads.clone(),
+                op_kind: task.op.kind().to_string(),
+                op_version: task.op.version() as i32,
+                params_hash: task.params_hash.clone(),
+                artifacts: artifact_ids.clone(),
+                krxflow_version: krxflow_core::KRXFLOW_VERSION.to_string(),
+                created: Utc::now(),
+            });
+        }
+        Ok(AttemptOk {
+            rows_in,
+            rows_out,
+            lineage,
+            outputs: written,
+        })
+    }
+}
+
+struct AttemptOk {
+    rows_in: i64,
+    rows_out: i64,
+    lineage: Vec<LineageRecord>,
+    outputs: Vec<String>,
+}
+
+fn humanize(d: Duration) -> String {
+    if d.as_secs() >= 1 {
+        format!("{}s", d.as_secs_f64())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}

@@ -1,0 +1,236 @@
+//! The record store: engine records (runs, task runs, lineage, backfills) appended to their
+//! engine tables, directly or buffered into batched commits, and read back.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use datafusion::prelude::{SessionContext, col, lit};
+use krxflow_lake::Lake;
+
+use crate::error::ExecResult;
+use crate::records::{self, RunRecord, attempts_from_batches, days, engine_tables};
+
+/// Where an executor's engine records go: the lake's engine tables, through an optional
+/// buffer. Clones share the buffer and the write lock.
+#[derive(Clone)]
+pub(crate) struct RecordStore {
+    lake: Lake,
+    /// When set, engine records are buffered and committed in batches.
+    record_buffer: Option<Arc<RecordBuffer>>,
+    /// With a buffer: the records of the one run this clone executes, handed to the buffer
+    /// only when the run is over, so a batch never holds half a run (a crash then loses whole
+    /// runs, which re-run, never leaves tasks recorded without their run's end).
+    run_local: Option<Arc<std::sync::Mutex<Vec<EngineRecord>>>>,
+    /// Serialises writes to the engine tables within this process.
+    records_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Rows for one engine table.
+pub(crate) type EngineRecord = (String, arrow::array::RecordBatch);
+
+/// Engine records waiting for a batched commit.
+struct RecordBuffer {
+    max_rows: usize,
+    max_age: std::time::Duration,
+    pending: tokio::sync::Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    tables: BTreeMap<String, Vec<arrow::array::RecordBatch>>,
+    rows: usize,
+    since: Option<std::time::Instant>,
+}
+
+impl RecordStore {
+    pub(crate) fn new(lake: Lake) -> Self {
+        Self {
+            lake,
+            record_buffer: None,
+            run_local: None,
+            records_lock: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// Buffers records and commits them one Delta commit per table once `max_rows` rows are
+    /// waiting or the oldest is `max_age` old.
+    pub(crate) fn with_buffered_records(
+        mut self,
+        max_rows: usize,
+        max_age: std::time::Duration,
+    ) -> Self {
+        self.record_buffer = Some(Arc::new(RecordBuffer {
+            max_rows,
+            max_age,
+            pending: tokio::sync::Mutex::new(Pending::default()),
+        }));
+        self
+    }
+
+    /// A store holding back the records of one run until it is over (see `run_local`): `None`
+    /// without a buffer, or when this store already holds one run's records.
+    pub(crate) fn for_one_run(&self) -> Option<Self> {
+        if self.record_buffer.is_none() || self.run_local.is_some() {
+            return None;
+        }
+        let mut local = self.clone();
+        local.run_local = Some(Default::default());
+        Some(local)
+    }
+
+    /// The records held back for the run (see [`RecordStore::for_one_run`]), taken.
+    pub(crate) fn take_run_records(&self) -> Vec<EngineRecord> {
+        self.run_local
+            .as_ref()
+            .map(|l| std::mem::take(&mut *l.lock().unwrap_or_else(|p| p.into_inner())))
+            .unwrap_or_default()
+    }
+
+    /// Commits buffered engine records (no-op without a buffer).
+    pub(crate) async fn flush_records(&self) -> ExecResult<()> {
+        let Some(buf) = &self.record_buffer else {
+            return Ok(());
+        };
+        let mut p = buf.pending.lock().await;
+        self.commit_pending(&mut p).await
+    }
+
+    async fn commit_pending(&self, p: &mut Pending) -> ExecResult<()> {
+        let mut tables: Vec<_> = std::mem::take(&mut p.tables).into_iter().collect();
+        p.rows = 0;
+        p.since = None;
+        // `task_runs` last: partitions count as done by their succeeded task fingerprints, so
+        // a crash between these commits must leave them looking not done (they re-run,
+        // idempotently) rather than done without their run records.
+        tables.sort_by_key(|(t, _)| t == records::TASK_RUNS);
+        for (table, batches) in tables {
+            self.write_engine(&table, batches).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_engine(
+        &self,
+        table: &str,
+        batches: Vec<arrow::array::RecordBatch>,
+    ) -> ExecResult<()> {
+        let Some(def) = engine_tables().into_iter().find(|d| d.name == table) else {
+            return Ok(());
+        };
+        let _guard = self.records_lock.lock().await;
+        self.lake
+            .write(
+                &def,
+                batches,
+                krxflow_core::WriteMode::Append,
+                None,
+                BTreeMap::new(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Fingerprints that already succeeded for this DAG and partition.
+    pub(crate) async fn succeeded_fingerprints(
+        &self,
+        dag: &str,
+        ds: NaiveDate,
+    ) -> ExecResult<HashSet<String>> {
+        let batches = self
+            .read_engine_where(
+                records::TASK_RUNS,
+                col("dag")
+                    .eq(lit(dag))
+                    .and(col("ds").eq(lit(datafusion::scalar::ScalarValue::Date32(Some(days(ds))))))
+                    .and(col("state").eq(lit("succeeded"))),
+            )
+            .await?;
+        Ok(attempts_from_batches(&batches)
+            .into_iter()
+            .map(|a| a.fingerprint)
+            .collect())
+    }
+
+    /// Reads engine-table rows matching `filter` (empty when the table does not exist yet).
+    pub(crate) async fn read_engine_where(
+        &self,
+        table: &str,
+        filter: datafusion::prelude::Expr,
+    ) -> ExecResult<Vec<arrow::array::RecordBatch>> {
+        let Some(t) = self.lake.load(table, None).await? else {
+            return Ok(Vec::new());
+        };
+        let ctx = SessionContext::new();
+        t.update_datafusion_session(&ctx.state())
+            .map_err(krxflow_lake::LakeError::from)?;
+        let provider = t
+            .table_provider()
+            .await
+            .map_err(krxflow_lake::LakeError::from)?;
+        let df = ctx
+            .read_table(provider)
+            .map_err(krxflow_lake::LakeError::from)?
+            .filter(filter)
+            .map_err(krxflow_lake::LakeError::from)?;
+        let batches = df.collect().await.map_err(krxflow_lake::LakeError::from)?;
+        let def = engine_tables()
+            .into_iter()
+            .find(|d| d.name == table)
+            .map(|d| d.schema);
+        match def {
+            Some(schema) => Ok(batches
+                .iter()
+                .map(|b| krxflow_lake::schema::conform(b, &schema))
+                .collect::<Result<Vec<_>, _>>()?),
+            None => Ok(batches),
+        }
+    }
+
+    pub(crate) async fn append_engine(
+        &self,
+        table: &str,
+        batch: arrow::array::RecordBatch,
+    ) -> ExecResult<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if let Some(local) = &self.run_local {
+            local
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((table.to_string(), batch));
+            return Ok(());
+        }
+        self.buffer_or_write(vec![(table.to_string(), batch)]).await
+    }
+
+    /// Adds whole records to the buffer (committing when it is full or old), or writes them
+    /// now without a buffer.
+    pub(crate) async fn buffer_or_write(
+        &self,
+        records: Vec<(String, arrow::array::RecordBatch)>,
+    ) -> ExecResult<()> {
+        let Some(buf) = &self.record_buffer else {
+            for (table, batch) in records {
+                self.write_engine(&table, vec![batch]).await?;
+            }
+            return Ok(());
+        };
+        let mut p = buf.pending.lock().await;
+        for (table, batch) in records {
+            p.rows += batch.num_rows();
+            p.tables.entry(table).or_default().push(batch);
+        }
+        let since = *p.since.get_or_insert_with(std::time::Instant::now);
+        if p.rows >= buf.max_rows || since.elapsed() >= buf.max_age {
+            self.commit_pending(&mut p).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn record_run(&self, rec: RunRecord) -> ExecResult<()> {
+        let batch = records::runs_batch(&[rec])?;
+        self.append_engine(records::RUNS, batch).await
+    }
+}
