@@ -11,6 +11,7 @@ pub mod forecast;
 pub mod ingest;
 pub mod lgbm;
 pub mod momentum;
+pub mod outcomes;
 pub mod sentiment;
 pub mod tables;
 
@@ -38,6 +39,8 @@ pub fn register(registry: &mut OperatorRegistry) {
         .register(Arc::new(forecast::chronos::ChronosForecast))
         .register(Arc::new(forecast::ets::EtsForecast))
         .register(Arc::new(ensemble::combine::EnsembleCombine))
+        .register(Arc::new(outcomes::matcher::OutcomesMatch))
+        .register(Arc::new(outcomes::weights::WeightsUpdate))
         .register(Arc::new(sentiment::finbert::FinbertScorer))
         .register(Arc::new(lgbm::train::LgbmTrain))
         .register(Arc::new(lgbm::predict::LgbmPredict));

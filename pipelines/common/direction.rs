@@ -16,11 +16,14 @@ impl Direction {
     /// Every direction, in class order.
     pub const ALL: [Direction; 3] = [Direction::Down, Direction::Flat, Direction::Up];
 
-    /// `ret` > band is up, < −band is down, anything in [−band, band] is flat.
+    /// `ret` > band is up, < −band is down, anything in [−band, band] is flat — edges
+    /// included up to floating-point error (`krxflow_models::lgbm::BAND_EDGE_TOLERANCE`: a
+    /// 0.3% move computed from two prices is flat).
     pub fn classify(ret: f64, band: f64) -> Self {
-        if ret > band {
+        let tol = krxflow_models::lgbm::BAND_EDGE_TOLERANCE;
+        if ret > band + tol {
             Self::Up
-        } else if ret < -band {
+        } else if ret < -band - tol {
             Self::Down
         } else {
             Self::Flat
@@ -66,8 +69,10 @@ mod tests {
         assert_eq!(Direction::of_return(0.003), Direction::Flat);
         assert_eq!(Direction::of_return(-0.003), Direction::Flat);
         assert_eq!(Direction::of_return(0.0), Direction::Flat);
-        assert_eq!(Direction::of_return(0.003 + 1e-12), Direction::Up);
-        assert_eq!(Direction::of_return(-0.003 - 1e-12), Direction::Down);
+        assert_eq!(Direction::of_return(10_030.0 / 10_000.0 - 1.0), Direction::Flat);
+        assert_eq!(Direction::of_return(9_970.0 / 10_000.0 - 1.0), Direction::Flat);
+        assert_eq!(Direction::of_return(0.003 + 1e-8), Direction::Up);
+        assert_eq!(Direction::of_return(-0.003 - 1e-8), Direction::Down);
     }
 
     #[test]

@@ -153,11 +153,15 @@ pub struct GbmFit {
     pub valid_predictions: Vec<f64>,
 }
 
-/// The direction class of a return with a ±`flat_band` flat zone.
+/// Returns within this of the band's edge count as on the edge (flat): a move of exactly
+/// 0.3% computed from prices (10,000 -> 10,030) is 0.0030000000000000027 in floating point.
+pub const BAND_EDGE_TOLERANCE: f64 = 1e-9;
+
+/// The direction class of a return with a ±`flat_band` flat zone (edges included).
 pub fn direction_class(ret: f64, flat_band: f64) -> u8 {
-    if ret > flat_band {
+    if ret > flat_band + BAND_EDGE_TOLERANCE {
         2
-    } else if ret < -flat_band {
+    } else if ret < -flat_band - BAND_EDGE_TOLERANCE {
         0
     } else {
         1
