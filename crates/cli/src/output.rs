@@ -1,8 +1,15 @@
 //! Human and machine output.
 
 use arrow::array::RecordBatch;
+use clap::ValueEnum;
 
-use crate::Format;
+/// How `krxflow sql` (and `backfills`) print record batches.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
 
 /// Left-aligned text table.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {

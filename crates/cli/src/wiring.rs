@@ -8,6 +8,7 @@ use arrow::datatypes::SchemaRef;
 use krxflow_core::{Calendar, OperatorRegistry};
 use krxflow_dag::{LoadContext, ProcessEnv, TableLookup, ValidatedDag};
 use krxflow_lake::{Catalog, Lake};
+use krxflow_schedule::ScheduleError;
 
 pub fn registry() -> OperatorRegistry {
     let mut r = OperatorRegistry::new();
@@ -31,12 +32,12 @@ pub fn catalog() -> Catalog {
 pub const EXTRA_HOLIDAYS_ENV: &str = "KRXFLOW_EXTRA_HOLIDAYS";
 
 /// The trading calendar named in a DAG (`krx`, `weekdays`), with `KRXFLOW_EXTRA_HOLIDAYS`.
-pub fn calendar(name: &str) -> anyhow::Result<Arc<dyn Calendar>> {
+pub fn calendar(name: &str) -> Result<Arc<dyn Calendar>, ScheduleError> {
     let extra = match std::env::var(EXTRA_HOLIDAYS_ENV) {
         Ok(text) => krxflow_schedule::parse_date_list(&text, EXTRA_HOLIDAYS_ENV)?,
         Err(_) => Default::default(),
     };
-    Ok(krxflow_schedule::calendar_by_name(name, &extra)?)
+    krxflow_schedule::calendar_by_name(name, &extra)
 }
 
 /// Tables known at validation time: declared in the catalog or present in the lake.

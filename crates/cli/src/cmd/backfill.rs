@@ -1,4 +1,4 @@
-//! `krxflow backfill` and `krxflow backfills`.
+//! `krxflow backfill`: one DAG run per trading day of a range, with a progress bar.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -6,15 +6,34 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use indicatif::{ProgressBar, ProgressStyle};
-use krxflow_exec::backfill::BACKFILLS;
 use krxflow_exec::{
     BackfillOptions, BackfillProgress, Executor, MetricsObserver, PartitionOutcome,
 };
-use krxflow_lake::Lake;
 use krxflow_metrics::Metrics;
 
-use crate::commands::{BackfillArgs, load_valid, parse_date, push_metrics, reprocess_of, usage};
+use crate::util::{Ctx, ReprocessArg, load_valid, parse_date, push_metrics, reprocess_of, usage};
 use crate::{output, wiring};
+
+/// One DAG run per trading day of a range; resumable (the same command again finishes the
+/// rest) and recorded in `_krxflow.backfills`. Exit 1 if any partition failed.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// DAG file, or a DAG name looked up as dags/NAME.yaml.
+    dag: String,
+    #[arg(long)]
+    from: String,
+    #[arg(long)]
+    to: String,
+    /// missing: partitions not yet done; failed: only failed ones; all: every partition.
+    #[arg(long, value_enum, default_value_t = ReprocessArg::Missing)]
+    reprocess: ReprocessArg,
+    /// Partitions running at once (1 when a task has depends_on_past).
+    #[arg(long, default_value_t = 2)]
+    parallel: usize,
+    /// Print the planned partitions and what would run; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
 
 /// Draws partitions done / failed / remaining with an ETA on stderr (hidden when not a TTY).
 struct Bar {
@@ -69,12 +88,8 @@ impl BackfillProgress for Bar {
     }
 }
 
-pub async fn backfill(
-    lake: &Lake,
-    a: BackfillArgs,
-    json: bool,
-    pushgateway: Option<&str>,
-) -> anyhow::Result<ExitCode> {
+pub async fn run(a: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let (lake, json, pushgateway) = (&ctx.lake, ctx.json, ctx.pushgateway.as_deref());
     let (from, to) = (parse_date(&a.from)?, parse_date(&a.to)?);
     if from > to {
         return Err(usage(format!("--from {from} is after --to {to}")));
@@ -185,32 +200,4 @@ pub async fn backfill(
     } else {
         ExitCode::from(1)
     })
-}
-
-pub async fn backfills(lake: &Lake, json: bool) -> anyhow::Result<ExitCode> {
-    match lake.version(BACKFILLS).await? {
-        Some(_) => {}
-        None => {
-            if json {
-                println!("[]");
-            } else {
-                println!("no backfills recorded");
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
-    }
-    let (_, batches) = krxflow_lake::sql::query(
-        lake,
-        "SELECT backfill_id, dag, \"from\", \"to\", reprocess, parallel, state, total, succeeded, failed, skipped, updated \
-         FROM (SELECT *, row_number() OVER (PARTITION BY backfill_id ORDER BY updated DESC) AS rn FROM _krxflow.backfills) \
-         WHERE rn = 1 ORDER BY updated DESC",
-    )
-    .await?;
-    let fmt = if json {
-        crate::Format::Json
-    } else {
-        crate::Format::Table
-    };
-    println!("{}", output::batches(&batches, fmt)?);
-    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,13 @@
+//! One module per subcommand; each has its `Args` (clap) and `run(args, ctx)`.
+
+pub mod backfill;
+pub mod backfills;
+pub mod compact;
+pub mod lineage;
+pub mod ops;
+pub mod run;
+pub mod runs;
+pub mod serve;
+pub mod sql;
+pub mod tables;
+pub mod validate;

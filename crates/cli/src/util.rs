@@ -1,0 +1,91 @@
+//! What several commands share: global options, usage errors, dates, DAG loading, metrics push.
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use clap::ValueEnum;
+use krxflow_exec::Reprocess;
+use krxflow_lake::Lake;
+
+use crate::wiring;
+
+/// The global options every command runs with.
+pub struct Ctx {
+    /// The opened `--lake`.
+    pub lake: Lake,
+    /// `--json`: machine-readable output.
+    pub json: bool,
+    /// `--pushgateway`: where one-shot commands push their metrics.
+    pub pushgateway: Option<String>,
+}
+
+/// An error caused by the user's input (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    UsageError(msg.into()).into()
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReprocessArg {
+    Missing,
+    Failed,
+    All,
+}
+
+pub fn reprocess_of(r: ReprocessArg) -> Reprocess {
+    match r {
+        ReprocessArg::Missing => Reprocess::Missing,
+        ReprocessArg::Failed => Reprocess::Failed,
+        ReprocessArg::All => Reprocess::All,
+    }
+}
+
+/// Loads and validates a DAG for a command, printing diagnostics.
+pub async fn load_valid(lake: &Lake, dag_arg: &str) -> anyhow::Result<krxflow_dag::ValidatedDag> {
+    let registry = wiring::registry();
+    let known = wiring::known_tables(lake).await;
+    let path = wiring::resolve_dag_path(dag_arg);
+    wiring::load(&path, &registry, &known).map_err(|diags| {
+        for d in &diags {
+            eprintln!("{d}");
+        }
+        usage(format!(
+            "{} is invalid ({} problems)",
+            path.display(),
+            diags.len()
+        ))
+    })
+}
+
+/// Pushes a one-shot command's metrics (grouped by job `krxflow`, dag, command). A failed push
+/// is reported and does not change the command's outcome.
+pub async fn push_metrics(
+    metrics: Arc<krxflow_metrics::Metrics>,
+    url: &str,
+    dag: &str,
+    command: &str,
+) {
+    let (url, dag, command) = (url.to_string(), dag.to_string(), command.to_string());
+    let res = tokio::task::spawn_blocking(move || {
+        krxflow_metrics::push::push(
+            &metrics,
+            &url,
+            "krxflow",
+            &[("dag", dag.as_str()), ("command", command.as_str())],
+        )
+    })
+    .await;
+    match res {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("warning: metrics not pushed: {e}"),
+        Err(e) => eprintln!("warning: metrics not pushed: {e}"),
+    }
+}
+
+pub fn parse_date(s: &str) -> anyhow::Result<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| usage(format!("invalid date `{s}`: expected YYYY-MM-DD")))
+}

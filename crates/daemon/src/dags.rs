@@ -1,0 +1,125 @@
+//! The DAG folder: which files changed, and (re)loading them into schedulable DAGs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use krxflow_dag::ValidatedDag;
+use krxflow_exec::Executor;
+use krxflow_lake::Lake;
+use krxflow_schedule::{Catchup, Ticker};
+use serde_json::json;
+
+use crate::source::DagSource;
+use crate::status::{Shared, lock};
+
+/// A loaded, valid DAG.
+pub(crate) struct Loaded {
+    pub(crate) dag: Arc<ValidatedDag>,
+    pub(crate) ticker: Option<(Ticker, Catchup)>,
+    pub(crate) exec: Executor,
+}
+
+pub(crate) type Stamp = BTreeMap<PathBuf, (Option<SystemTime>, u64)>;
+
+/// The DAG files of a folder with their modification stamps.
+pub(crate) fn scan(dir: &Path) -> Stamp {
+    let mut out = BTreeMap::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            let is_yaml = p.extension().is_some_and(|x| x == "yaml" || x == "yml");
+            if !is_yaml {
+                continue;
+            }
+            if let Ok(md) = e.metadata() {
+                out.insert(p, (md.modified().ok(), md.len()));
+            }
+        }
+    }
+    out
+}
+
+fn catchup_of(c: krxflow_dag::Catchup) -> Catchup {
+    match c {
+        krxflow_dag::Catchup::Latest => Catchup::Latest,
+        krxflow_dag::Catchup::All => Catchup::All,
+        krxflow_dag::Catchup::None => Catchup::None,
+    }
+}
+
+/// (Re)loads every DAG file; returns the valid DAGs by name.
+pub(crate) async fn load_all(
+    dir: &Path,
+    files: &Stamp,
+    lake: &Lake,
+    source: &impl DagSource,
+    base: &Executor,
+    shared: &Shared,
+) -> BTreeMap<String, Loaded> {
+    let validate = source.validator(lake).await;
+    let mut out: BTreeMap<String, Loaded> = BTreeMap::new();
+    let mut invalid = Vec::new();
+    let mut report = |path: &Path, problems: Vec<String>| {
+        for p in &problems {
+            tracing::error!("{p}");
+            eprintln!("serve: {p}");
+        }
+        invalid.push(json!({"file": path.display().to_string(), "problems": problems}));
+    };
+    for path in files.keys() {
+        let dag = match validate(path) {
+            Ok(d) => d,
+            Err(diags) => {
+                report(path, diags.iter().map(|d| d.to_string()).collect());
+                continue;
+            }
+        };
+        let name = dag.spec.name.clone();
+        if out.contains_key(&name) {
+            report(
+                path,
+                vec![format!(
+                    "{}: DAG name `{name}` is already used by another file in {}; not scheduled",
+                    path.display(),
+                    dir.display()
+                )],
+            );
+            continue;
+        }
+        let calendar = match source.calendar(&dag.spec.calendar) {
+            Ok(c) => c,
+            Err(e) => {
+                report(path, vec![format!("{}: {e}", path.display())]);
+                continue;
+            }
+        };
+        let ticker = match &dag.spec.schedule {
+            None => None,
+            Some(s) => match (s.cron_schedule(), s.tz()) {
+                (Ok(cron), Ok(tz)) => Some((
+                    Ticker::new(cron, tz, calendar.clone()),
+                    catchup_of(s.catchup),
+                )),
+                (Err(e), _) | (_, Err(e)) => {
+                    report(path, vec![format!("{}: {e}", path.display())]);
+                    continue;
+                }
+            },
+        };
+        let exec = base.clone().with_calendar(calendar);
+        out.insert(
+            name,
+            Loaded {
+                dag: Arc::new(dag),
+                ticker,
+                exec,
+            },
+        );
+    }
+    shared.metrics.dags_loaded(out.len(), invalid.len());
+    *lock(&shared.loaded) = out.keys().cloned().collect();
+    *lock(&shared.invalid) = invalid;
+    out
+}

@@ -1,0 +1,31 @@
+//! The scheduler daemon behind `krxflow serve`; the binary only wires it (lake, metrics, DAGs).
+//!
+//! * Loads every DAG file in a folder; invalid ones are reported (log, `/healthz`,
+//!   `krxflow_scheduler_dags{state="invalid"}`) and not scheduled, the others run.
+//! * Each DAG's cron is evaluated in its time zone; a tick on a day its calendar closes is
+//!   skipped; the run's ds is the tick's local date. Ticks missed while down follow the DAG's
+//!   `catchup` policy; a DAG seen for the first time runs its latest due partition (unless
+//!   `catchup: none`) and then follows its schedule.
+//! * One scheduler per lake: a lease object in the lake, renewed every ttl/3.
+//! * `max_active_runs` per DAG; one pool of task slots (`--max-parallel`) for all runs.
+//! * SIGTERM / Ctrl-C: no new runs; running ones get `--grace` to finish, then their tasks are
+//!   cancelled (recorded as cancelled). Unfinished partitions are kept in the scheduler state
+//!   (`_krxflow/control/scheduler_state.json`) and run first after a restart; succeeded tasks
+//!   are skipped there by fingerprint, so a restart resumes where it stopped.
+//! * DAG files are re-read when they change (polled every second) or on SIGHUP; a running DAG
+//!   run keeps the definition it started with.
+//!
+//! Modules: `daemon` (the loop) uses `dags` (folder scan and load), `state` (per-DAG
+//! scheduling state), `status` (`/healthz`, `/runs`), `source` and `error`; none uses another
+//! back.
+
+mod daemon;
+mod dags;
+mod error;
+mod source;
+mod state;
+mod status;
+
+pub use daemon::{Config, Stopped, serve};
+pub use error::DaemonError;
+pub use source::{DagSource, Validate};
