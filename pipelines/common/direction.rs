@@ -69,8 +69,14 @@ mod tests {
         assert_eq!(Direction::of_return(0.003), Direction::Flat);
         assert_eq!(Direction::of_return(-0.003), Direction::Flat);
         assert_eq!(Direction::of_return(0.0), Direction::Flat);
-        assert_eq!(Direction::of_return(10_030.0 / 10_000.0 - 1.0), Direction::Flat);
-        assert_eq!(Direction::of_return(9_970.0 / 10_000.0 - 1.0), Direction::Flat);
+        assert_eq!(
+            Direction::of_return(10_030.0 / 10_000.0 - 1.0),
+            Direction::Flat
+        );
+        assert_eq!(
+            Direction::of_return(9_970.0 / 10_000.0 - 1.0),
+            Direction::Flat
+        );
         assert_eq!(Direction::of_return(0.003 + 1e-8), Direction::Up);
         assert_eq!(Direction::of_return(-0.003 - 1e-8), Direction::Down);
     }

@@ -33,6 +33,7 @@ mod spec;
 mod subst;
 mod suggest;
 mod validate;
+mod when;
 
 pub use diag::{DiagCode, Diagnostic, Pos, render};
 pub use duration::{format_duration, parse_duration};

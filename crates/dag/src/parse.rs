@@ -45,6 +45,7 @@ const TASK_FIELDS: &[&str] = &[
     "retries",
     "timeout",
     "depends_on_past",
+    "when",
 ];
 
 /// A task as parsed, with flags telling which parts are usable for further checks (a part
@@ -56,6 +57,8 @@ pub(crate) struct TaskDraft {
     pub op_ok: bool,
     /// `with:` parsed and substituted without error (so the operator can configure it).
     pub with_ok: bool,
+    /// `when:` held (or was absent): a task whose `when` is false is left out of the DAG.
+    pub enabled: bool,
 }
 
 /// Reads the YAML tree into specs, reporting into the sink.
@@ -239,6 +242,16 @@ impl Parser<'_, '_> {
                     self.sink
                         .at_key(&tasks_at, DiagCode::InvalidField, "`tasks` is empty");
                 }
+                // Tasks whose `when` is false are not part of this DAG.
+                let left_out: Vec<String> = drafts
+                    .iter()
+                    .filter(|d| !d.enabled)
+                    .map(|d| d.spec.name.clone())
+                    .collect();
+                drafts.retain(|d| d.enabled);
+                for d in &mut drafts {
+                    d.spec.after.retain(|a| !left_out.contains(a));
+                }
                 drafts
             }
             Some(other) => {
@@ -287,6 +300,7 @@ impl Parser<'_, '_> {
             },
             op_ok: false,
             with_ok: false,
+            enabled: true,
         };
         if !matches!(node, Node::Map(_)) {
             self.sink.at_value(
@@ -358,6 +372,22 @@ impl Parser<'_, '_> {
                 self.typed::<bool>(n, &child(at, "depends_on_past"), &prefix, "true or false")
         {
             draft.spec.depends_on_past = b;
+        }
+        if let Some(n) = f.get("when") {
+            let when_at = child(at, "when");
+            if let Some(raw) = self.json(n, &when_at, &prefix) {
+                let value = self.substitute(&raw, &when_at, params, &prefix);
+                match crate::when::holds(&value) {
+                    Ok(b) => draft.enabled = b,
+                    Err(why) => {
+                        self.sink.at_value(
+                            &when_at,
+                            DiagCode::InvalidField,
+                            format!("{prefix}`when` {why}"),
+                        );
+                    }
+                }
+            }
         }
         draft
     }

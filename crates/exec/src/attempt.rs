@@ -222,7 +222,7 @@ impl AttemptEnv {
         let mut reads = Vec::new();
         let ports = task.op.inputs();
         for (port_name, table) in &task.spec.inputs {
-            let Some(port) = ports.iter().find(|p| p.name == port_name) else {
+            let Some(port) = ports.iter().find(|p| p.matches(port_name)) else {
                 continue;
             };
             let as_of = match port.scope {
