@@ -250,8 +250,9 @@ impl Operator for WeightsUpdate {
             InputPort::new(
                 "outcomes",
                 tables::prediction_outcomes().schema,
-                "matured predictions",
-            ),
+                "matured predictions (absent before the first match: skipped)",
+            )
+            .optional(),
             InputPort::new(
                 "weights",
                 tables::ensemble_weights().schema,
@@ -362,7 +363,11 @@ fn mean(v: impl Iterator<Item = f64>) -> f64 {
 impl ConfiguredOp for Configured {
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
         let ds = days(ctx.ds);
-        let outcomes = read_outcomes(&inputs.concat("outcomes")?, ds)?;
+        let outcomes = if inputs.has("outcomes") {
+            read_outcomes(&inputs.concat("outcomes")?, ds)?
+        } else {
+            Outcomes::new()
+        };
         if outcomes.is_empty() {
             return Err(OpError::skipped(format!(
                 "no matured outcome on or before {} to learn from",
@@ -404,6 +409,19 @@ impl ConfiguredOp for Configured {
             }
         }
         ctx.counters.add("weights", rows.len() as i64);
+        // Each member's skill and new weight, for the hit-rate and ensemble-weight series.
+        for (code, h, w, _) in &rows {
+            if let Ok(horizon) = u32::try_from(*h) {
+                let hit_rate = w.record.hit_rate;
+                ctx.model_quality(
+                    code,
+                    horizon,
+                    &w.record.model,
+                    (!hit_rate.is_nan()).then_some(hit_rate),
+                    w.weight,
+                );
+            }
+        }
         let weights = weights_batch(&rows, ds, self.p.method)?;
         let perf = performance_batch(&outcomes, ctx, self.p.performance_days)?;
         ctx.counters.add("performance", perf.num_rows() as i64);

@@ -1,4 +1,5 @@
-//! `krxflow backfill`: one DAG run per trading day of a range, with a progress bar.
+//! `krxflow backfill`: one DAG run per trading day of a range, with a progress bar; with
+//! several DAGs, their scheduled runs over the range replayed in schedule order.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -15,11 +16,14 @@ use crate::util::{Ctx, ReprocessArg, load_valid, parse_date, push_metrics, repro
 use crate::{output, wiring};
 
 /// One DAG run per trading day of a range; resumable (the same command again finishes the
-/// rest) and recorded in `_krxflow.backfills`. Exit 1 if any partition failed.
+/// rest) and recorded in `_krxflow.backfills`. With several DAGs, every scheduled run of each
+/// in the range, in the order the scheduler would have started them (e.g. daily_batch 16:00,
+/// match_outcomes 16:30, retrain_weekly Sunday 02:00). Exit 1 if any partition failed.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// DAG file, or a DAG name looked up as dags/NAME.yaml.
-    dag: String,
+    /// DAG file(s), or DAG name(s) looked up as dags/NAME.yaml.
+    #[arg(required = true, num_args = 1..)]
+    dags: Vec<String>,
     #[arg(long)]
     from: String,
     #[arg(long)]
@@ -94,7 +98,10 @@ pub async fn run(a: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     if from > to {
         return Err(usage(format!("--from {from} is after --to {to}")));
     }
-    let dag = load_valid(lake, &a.dag).await?;
+    if a.dags.len() > 1 {
+        return replay(a, from, to, ctx).await;
+    }
+    let dag = load_valid(lake, &a.dags[0]).await?;
     let calendar = wiring::calendar(&dag.spec.calendar).map_err(|e| usage(e.to_string()))?;
     let days = calendar.trading_days(from, to);
     if days.is_empty() {
@@ -196,6 +203,138 @@ pub async fn run(a: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         + report.count(PartitionOutcome::Blocked)
         + report.count(PartitionOutcome::Cancelled);
     Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Several DAGs: each one's schedule ticks in `from..=to` (its calendar's trading days), run
+/// one partition at a time in tick order — what the scheduler would have done, replayed.
+async fn replay(a: Args, from: NaiveDate, to: NaiveDate, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    use krxflow_exec::{RunOptions, TaskState};
+    use krxflow_schedule::Ticker;
+    let lake = &ctx.lake;
+    let metrics = Arc::new(Metrics::new());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut plan = Vec::new();
+    let mut runners = Vec::new();
+    let kst = |d: NaiveDate, h: u32| {
+        d.and_hms_opt(h, 0, 0)
+            .and_then(|t| t.and_local_timezone(chrono_tz::Asia::Seoul).single())
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let (Some(start), Some(end)) = (kst(from, 0), to.succ_opt().and_then(|d| kst(d, 0))) else {
+        return Err(usage(format!("cannot place {from}..{to} in time")));
+    };
+    for name in &a.dags {
+        let dag = Arc::new(load_valid(lake, name).await?);
+        let Some(schedule) = &dag.spec.schedule else {
+            return Err(usage(format!(
+                "DAG `{}` has no schedule: several DAGs are replayed in schedule order",
+                dag.spec.name
+            )));
+        };
+        let calendar = wiring::calendar(&dag.spec.calendar).map_err(|e| usage(e.to_string()))?;
+        let (cron, tz) = (
+            schedule.cron_schedule().map_err(usage)?,
+            schedule.tz().map_err(usage)?,
+        );
+        let ticker = Ticker::new(cron, tz, calendar.clone());
+        // `between` is (after, until]: start one second early so midnight ticks count.
+        let after = start - chrono::Duration::seconds(1);
+        for tick in ticker.between(after, end - chrono::Duration::seconds(1)) {
+            plan.push((tick.at, runners.len(), tick.ds));
+        }
+        let exec = Executor::new(lake.clone(), calendar)
+            .with_cancel(cancel.clone())
+            .with_observer(Arc::new(MetricsObserver::new(metrics.clone())));
+        runners.push((dag, exec));
+    }
+    plan.sort();
+    if plan.is_empty() {
+        return Err(usage(format!(
+            "no scheduled run of these DAGs in {from}..{to}"
+        )));
+    }
+    let reprocess = reprocess_of(a.reprocess);
+    if a.dry_run {
+        for (at, i, ds) in &plan {
+            println!("{at}  {}  {ds}", runners[*i].0.spec.name);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let watcher = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupt: finishing the running partition, starting no new one");
+                cancel.cancel();
+            }
+        })
+    };
+    let bar = ProgressBar::new(plan.len() as u64);
+    if ctx.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs, ETA {eta}  {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    // dag -> state -> partitions
+    let mut states: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    let mut bad = 0usize;
+    for (_, i, ds) in &plan {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let (dag, exec) = &runners[*i];
+        let mut opts = RunOptions::new(*ds);
+        opts.reprocess = reprocess;
+        opts.trigger = "backfill".into();
+        let report = exec.run(dag.clone(), opts).await?;
+        let failed = report
+            .tasks
+            .iter()
+            .any(|t| matches!(t.state, TaskState::Failed | TaskState::UpstreamFailed));
+        let state = if failed {
+            bad += 1;
+            "failed".to_string()
+        } else {
+            report.state.to_string()
+        };
+        *states
+            .entry(dag.spec.name.clone())
+            .or_default()
+            .entry(state.clone())
+            .or_default() += 1;
+        bar.inc(1);
+        bar.set_message(format!("{} {ds} {state}", dag.spec.name));
+    }
+    bar.finish_and_clear();
+    watcher.abort();
+    if ctx.json {
+        println!("{}", serde_json::to_string_pretty(&states)?);
+    } else {
+        println!(
+            "replayed {} scheduled runs of {} DAGs, {from}..{to}",
+            plan.len(),
+            runners.len()
+        );
+        let rows: Vec<Vec<String>> = states
+            .iter()
+            .flat_map(|(dag, by)| {
+                by.iter()
+                    .map(move |(state, n)| vec![dag.clone(), state.clone(), n.to_string()])
+            })
+            .collect();
+        println!("{}", output::table(&["dag", "state", "runs"], &rows));
+    }
+    if let Some(url) = ctx.pushgateway.as_deref() {
+        push_metrics(metrics, url, "replay", "backfill").await;
+    }
+    Ok(if bad == 0 && !cancel.is_cancelled() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
