@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: validate the DAGs, run the demo DAG (synthetic KRX-like
-# universe, local lake) for the latest trading day, then show what was written and its lineage.
+# The main job on the embedded default: the whole prediction loop on the SYNTHETIC universe
+# (no data, no weights needed) in a local lake. It replays ~120 trading days of the three
+# scheduled DAGs in schedule order — daily_batch (16:00: ingest, features, LightGBM + ETS
+# members, ensemble -> predictions), match_outcomes (16:30: matured predictions scored against
+# the real close, weights updated) and retrain_weekly (Sunday 02:00: LightGBM) — then prints
+# the latest predictions, each member's hit rate and weight, and where to look next.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -n "${KRXFLOW_SKIP_SETUP:-}" ] || scripts/setup.sh
@@ -10,13 +14,31 @@ if [ -z "${KRXFLOW_BIN:-}" ]; then
   KRXFLOW_BIN="$CARGO_TARGET_DIR/debug/krxflow"
 fi
 export KRXFLOW_LAKE="${KRXFLOW_LAKE:-./storage/lake}"
-DATE="${KRXFLOW_DATE:-latest}"
+export KRXFLOW_UNIVERSE="${KRXFLOW_UNIVERSE:-synthetic}"
+TO="${KRXFLOW_DATE:-$(date -u -d yesterday +%F)}"
+FROM="${KRXFLOW_FROM:-$(date -u -d "$TO - 175 days" +%F)}"
 kx() { echo "\$ krxflow $*"; "$KRXFLOW_BIN" "$@"; echo; }
 
-kx validate dags/demo.yaml
-kx run dags/demo.yaml --date "$DATE"
-kx tables
-kx sql "SELECT code, count(*) AS days, min(date) AS first, max(date) AS last, round(avg(ret_1d) * 100, 3) AS avg_ret_1d_pct, round(avg(vol_20d) * 100, 3) AS avg_vol_20d_pct FROM features_returns WHERE NOT warmup GROUP BY code ORDER BY code LIMIT 5"
-CODE=$("$KRXFLOW_BIN" sql "SELECT min(code) AS c FROM features_returns" --format csv | sed -n 2p)
-kx lineage features_returns --key "$CODE"
-kx runs --limit 3
+for d in daily_batch match_outcomes retrain_weekly; do kx validate "dags/$d.yaml"; done
+start=$(date +%s)
+kx backfill daily_batch match_outcomes retrain_weekly --from "$FROM" --to "$TO"
+echo "(the loop over $FROM..$TO took $(( $(date +%s) - start )) s)"
+echo
+echo "Members that could not run say why (Chronos needs exported weights; FinBERT/lexical a model):"
+kx sql "SELECT task, state, error FROM _krxflow.task_runs WHERE state = 'skipped' AND ds = (SELECT max(ds) FROM _krxflow.task_runs WHERE dag = 'daily_batch') ORDER BY task"
+echo "The latest predictions (point close, q10–q90, up/flat/down, the members used):"
+kx sql "SELECT code, horizon AS h, base_date, target_date, round(base_close) AS close, round(point) AS point, round(q10) AS q10, round(q90) AS q90, round(prob_up, 2) AS up, round(prob_flat, 2) AS flat, round(prob_down, 2) AS down, direction, sources_used FROM predictions WHERE base_date = (SELECT max(base_date) FROM predictions) ORDER BY code, horizon LIMIT 15"
+echo "Hit rate (direction, ±0.3% flat band), MAPE and q10–q90 coverage of every model over the last 30 trading days:"
+kx sql "SELECT model, horizon AS h, n, round(hit_rate, 3) AS hit_rate, round(mape * 100, 2) AS mape_pct, round(coverage, 3) AS coverage FROM model_performance WHERE as_of = (SELECT max(as_of) FROM model_performance) ORDER BY horizon, model"
+echo "Hit rate of every model over the whole replay:"
+kx sql "SELECT model, horizon AS h, count(*) AS n, round(avg(CASE WHEN direction_hit THEN 1.0 ELSE 0.0 END), 3) AS hit_rate, round(avg(CASE WHEN inside_interval THEN 1.0 ELSE 0.0 END), 3) AS coverage FROM prediction_outcomes GROUP BY model, horizon ORDER BY horizon, model"
+echo "The weights learned per member and horizon (mean over codes, latest update; prior = the shrinkage target):"
+kx sql "SELECT model, horizon AS h, count(*) AS codes, round(avg(weight), 3) AS weight, round(min(weight), 3) AS min_w, round(max(weight), 3) AS max_w, round(avg(prior), 3) AS prior, round(avg(sample_count)) AS n FROM ensemble_weights WHERE as_of = (SELECT max(as_of) FROM ensemble_weights) GROUP BY model, horizon ORDER BY horizon, model"
+CODE=$("$KRXFLOW_BIN" sql "SELECT min(code) AS c FROM predictions" --format csv | sed -n 2p)
+cat <<NEXT
+Where to look next:
+  krxflow sql "SELECT * FROM prediction_members WHERE code = '$CODE' ORDER BY base_date DESC LIMIT 6"
+  krxflow lineage predictions --key $CODE          # member forecasts, models, features, raw bars
+  krxflow runs --limit 5                           # task states, rows, skipped reasons
+  krxflow tables                                   # every table, its version and rows
+NEXT

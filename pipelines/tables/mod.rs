@@ -3,7 +3,9 @@
 //! ports from these definitions ([`krxflow_core::OutputPort::for_table`]) and their input
 //! ports from the definitions' schemas, so a table's columns and keys exist in one place.
 //!
-//! Adding a table: one function in its family file and one line in [`all`].
+//! Adding a table: one function in its family file and one line in [`all`] (then
+//! `KRXFLOW_BLESS=1 cargo test -p krxflow-pipelines --lib contract` regenerates the table list
+//! of `storage/README.md`).
 
 mod evaluation;
 mod features;
@@ -12,20 +14,12 @@ mod market;
 mod models;
 mod news;
 
-pub use evaluation::{ensemble_weights, model_performance, prediction_outcomes};
-pub use features::{FEATURES, features_daily, features_returns, minute_momentum};
-pub use forecasts::{
-    chronos_forecasts, ets_forecasts, forecast_head, lgbm_predictions, prediction_members,
-    predictions,
-};
-pub use market::{
-    index_daily, index_rejects, ohlcv_daily, ohlcv_minute, ohlcv_rejects, universe,
-    universe_rejects,
-};
-pub use models::{lgbm_metrics, model_registry, training_rejects};
-pub use news::{
-    embedding_field, news, news_rejects, news_scores, news_scores_required, sentiment_daily,
-};
+pub use evaluation::*;
+pub use features::*;
+pub use forecasts::*;
+pub use market::*;
+pub use models::*;
+pub use news::*;
 
 use krxflow_core::TableDef;
 

@@ -6,7 +6,7 @@ use crate::common::repo_root;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn data_dir() -> Option<PathBuf> {
+pub(crate) fn data_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("KRXFLOW_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("../shared/data"));
@@ -55,7 +55,7 @@ fn sql_csv(lake: &Path, data: &Path, q: &str) -> String {
 
 /// A data folder with three tickers' price files cut after `last` (or whole); the index, the
 /// universe listing and the news linked whole.
-fn subset(dst: &Path, src: &Path, last: Option<&str>) {
+pub(crate) fn subset(dst: &Path, src: &Path, last: Option<&str>) {
     let prices = dst.join("ohlcv/krx_daily_30");
     std::fs::create_dir_all(&prices).unwrap();
     for code in ["005930", "005380", "000660"] {

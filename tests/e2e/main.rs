@@ -10,5 +10,6 @@ mod krx30;
 mod lgbm;
 mod observability;
 mod onnx_ops;
+mod prediction_loop;
 mod sentiment;
 mod serve;

@@ -1,0 +1,210 @@
+//! The prediction loop end to end: daily_batch -> match_outcomes -> retrain_weekly replayed
+//! over a range on the synthetic universe equals the same runs one by one; re-runs rewrite;
+//! lineage walks from a prediction to the raw bars; on real tickers, prices after D changed in
+//! a copy of the data leave D's predictions identical (no look-ahead).
+
+use std::path::Path;
+
+use crate::common::{count, krxflow, text};
+
+/// Every table the loop writes, as sorted CSV.
+const LOOP_TABLES: &[(&str, &str)] = &[
+    ("predictions", "code, base_date, horizon"),
+    ("prediction_members", "code, base_date, horizon, model"),
+    ("prediction_outcomes", "code, base_date, horizon, model"),
+    ("ensemble_weights", "code, horizon, model, as_of"),
+    ("model_performance", "model, horizon, as_of"),
+    ("ets_forecasts", "code, base_date, horizon"),
+    ("lgbm_predictions", "code, base_date, horizon"),
+];
+
+fn ok(o: std::process::Output) -> String {
+    assert!(o.status.success(), "krxflow failed:\n{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn dump(lake: &Path) -> Vec<(String, String)> {
+    LOOP_TABLES
+        .iter()
+        .map(|(t, order)| {
+            let q = format!("SELECT * FROM {t} ORDER BY {order}");
+            (t.to_string(), ok(krxflow(lake, &["sql", &q, "--format", "csv"])))
+        })
+        .collect()
+}
+
+/// Scheduled runs of 2024-01-02 .. 2024-01-10 in schedule order (Sunday 01-07: retrain).
+const RUNS: &[(&str, &str)] = &[
+    ("daily_batch", "2024-01-02"),
+    ("match_outcomes", "2024-01-02"),
+    ("daily_batch", "2024-01-03"),
+    ("match_outcomes", "2024-01-03"),
+    ("daily_batch", "2024-01-04"),
+    ("match_outcomes", "2024-01-04"),
+    ("daily_batch", "2024-01-05"),
+    ("match_outcomes", "2024-01-05"),
+    ("retrain_weekly", "2024-01-07"),
+    ("daily_batch", "2024-01-08"),
+    ("match_outcomes", "2024-01-08"),
+    ("daily_batch", "2024-01-09"),
+    ("match_outcomes", "2024-01-09"),
+    ("daily_batch", "2024-01-10"),
+    ("match_outcomes", "2024-01-10"),
+];
+
+#[test]
+fn the_loop_replayed_over_a_range_equals_the_same_runs_one_by_one() {
+    let replayed = tempfile::tempdir().unwrap();
+    let one_by_one = tempfile::tempdir().unwrap();
+    let out = ok(krxflow(
+        replayed.path(),
+        &[
+            "backfill",
+            "daily_batch",
+            "match_outcomes",
+            "retrain_weekly",
+            "--from",
+            "2024-01-02",
+            "--to",
+            "2024-01-10",
+        ],
+    ));
+    assert!(out.contains("replayed 15 scheduled runs of 3 DAGs"), "{out}");
+    for (dag, ds) in RUNS {
+        ok(krxflow(
+            one_by_one.path(),
+            &["run", &format!("dags/{dag}.yaml"), "--date", ds],
+        ));
+    }
+    let (a, b) = (dump(replayed.path()), dump(one_by_one.path()));
+    for ((table, x), (_, y)) in a.iter().zip(&b) {
+        assert_eq!(x, y, "{table} differs between the replay and the runs one by one");
+    }
+
+    let lake = replayed.path();
+    // Every trading day has predictions for 20 codes x 3 horizons.
+    assert_eq!(
+        count(lake, "SELECT count(DISTINCT base_date) FROM predictions"),
+        7
+    );
+    assert_eq!(count(lake, "SELECT count(*) FROM predictions"), 7 * 60);
+    // LightGBM joins the ensemble after the Sunday retrain; ETS serves alone before it.
+    assert_eq!(
+        count(
+            lake,
+            "SELECT count(*) FROM predictions WHERE base_date < DATE '2024-01-08' AND sources_used <> 'ets'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            lake,
+            "SELECT count(*) FROM predictions WHERE base_date >= DATE '2024-01-08' AND sources_used = 'ets,lgbm'"
+        ),
+        3 * 60
+    );
+    // Each prediction's member weights sum to 1.
+    assert_eq!(
+        count(
+            lake,
+            "SELECT count(*) FROM (SELECT code, base_date, horizon, sum(weight) w FROM prediction_members GROUP BY 1, 2, 3) WHERE abs(w - 1) > 1e-9"
+        ),
+        0
+    );
+    // Matured 1-day predictions are scored for the ensemble and each member, and the weights
+    // used on the last day were learned from them.
+    assert!(count(lake, "SELECT count(*) FROM prediction_outcomes WHERE model = 'ensemble' AND horizon = 1") >= 6 * 20);
+    assert!(
+        count(
+            lake,
+            "SELECT count(*) FROM prediction_members WHERE base_date = DATE '2024-01-10' AND weight_source = 'learned'"
+        ) > 0
+    );
+    assert_eq!(
+        count(
+            lake,
+            "SELECT count(*) FROM (SELECT code, horizon, as_of, sum(weight) w FROM ensemble_weights GROUP BY 1, 2, 3) WHERE abs(w - 1) > 1e-9"
+        ),
+        0
+    );
+
+    // Re-running a day rewrites, never duplicates.
+    let before = dump(lake);
+    for dag in ["daily_batch", "match_outcomes"] {
+        ok(krxflow(
+            lake,
+            &["run", dag, "--date", "2024-01-09", "--reprocess", "all"],
+        ));
+    }
+    assert_eq!(dump(lake), before, "re-running 2024-01-09 changed the loop's tables");
+
+    // Lineage walks from a prediction to the member forecasts, the model and the raw bars.
+    let lineage = ok(krxflow(
+        lake,
+        &["lineage", "predictions", "--ds", "2024-01-10", "--key", "000001"],
+    ));
+    for upstream in [
+        "lgbm_predictions",
+        "ets_forecasts",
+        "model_registry",
+        "features_daily",
+        "ohlcv_daily",
+    ] {
+        assert!(lineage.contains(upstream), "lineage lacks {upstream}:\n{lineage}");
+    }
+}
+
+/// A copy of three tickers' files in which every price after `d` is multiplied by 1.5.
+fn perturbed_after(dst: &Path, src: &Path, d: &str) {
+    crate::krx30::subset(dst, src, None);
+    for code in ["005930", "005380", "000660"] {
+        let path = dst.join(format!("ohlcv/krx_daily_30/{code}.csv"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<String> = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == 0 || &l[..10] <= d {
+                    return l.to_string();
+                }
+                let mut f: Vec<String> = l.split(',').map(str::to_string).collect();
+                for v in f.iter_mut().take(5).skip(1) {
+                    if let Ok(x) = v.parse::<f64>() {
+                        *v = format!("{}", (x * 1.5).round());
+                    }
+                }
+                f.join(",")
+            })
+            .collect();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    }
+}
+
+#[test]
+fn real_ticker_predictions_for_d_ignore_every_price_after_d() {
+    let Some(src) = crate::krx30::data_dir() else {
+        return;
+    };
+    const D: &str = "2024-06-14";
+    let run = |data: &Path, lake: &Path| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_krxflow"))
+            .current_dir(crate::common::repo_root())
+            .env("KRXFLOW_LAKE", lake)
+            .env("KRXFLOW_DATA", data)
+            .env("KRXFLOW_UNIVERSE", "krx30")
+            .args(["run", "dags/daily_batch.yaml", "--date", D])
+            .output()
+            .expect("krxflow runs");
+        ok(o);
+        let q = "SELECT * FROM predictions ORDER BY code, base_date, horizon";
+        ok(krxflow(lake, &["sql", q, "--format", "csv"]))
+    };
+    let (cut, changed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    crate::krx30::subset(cut.path(), &src, Some(D));
+    perturbed_after(changed.path(), &src, D);
+    let (lake1, lake2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = run(cut.path(), lake1.path());
+    let b = run(changed.path(), lake2.path());
+    assert_eq!(a.lines().count(), 1 + 3 * 3, "3 tickers x 3 horizons:\n{a}");
+    assert_eq!(a, b, "prices after {D} changed {D}'s predictions");
+}
