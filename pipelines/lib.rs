@@ -56,7 +56,7 @@ pub(crate) mod testutil {
     use std::sync::{Arc, Mutex};
 
     use chrono::NaiveDate;
-    use krxflow_core::{TaskContext, TaskCounters, WeekdayCalendar};
+    use krxflow_core::{TaskContext, TaskCounters, TaskObservations, WeekdayCalendar};
 
     pub fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("test date")
@@ -73,6 +73,7 @@ pub(crate) mod testutil {
             calendar: Arc::new(WeekdayCalendar::default()),
             cancel: Default::default(),
             counters: Arc::new(TaskCounters::default()),
+            observations: Arc::new(TaskObservations::default()),
             artifacts: Arc::new(Mutex::new(Vec::new())),
             watermarks: Default::default(),
             store: None,

@@ -22,7 +22,9 @@ use arrow::array::{Array, ArrayRef, Date32Array, RecordBatch, StringArray};
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use krxflow_core::calendar::WeekdayCalendar;
-use krxflow_core::{ArtifactStore, InputBatches, OpResult, Operator, TaskContext, TaskCounters};
+use krxflow_core::{
+    ArtifactStore, InputBatches, OpResult, Operator, TaskContext, TaskCounters, TaskObservations,
+};
 use krxflow_models::finbert::FinBert;
 use krxflow_models::lgbm::{self as gbm, GbmTask};
 use krxflow_models::lightgbm;
@@ -65,6 +67,7 @@ fn ctx(ds: NaiveDate) -> TaskContext {
         calendar: Arc::new(WeekdayCalendar::default()),
         cancel: Default::default(),
         counters: Arc::new(TaskCounters::default()),
+        observations: Arc::new(TaskObservations::default()),
         artifacts: Arc::new(Mutex::new(Vec::new())),
         watermarks: BTreeMap::new(),
         store: Some(Arc::new(MemStore::default())),

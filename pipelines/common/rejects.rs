@@ -1,11 +1,13 @@
 //! Rejected input rows: why ([`Reason`]), the row ([`Reject`]), stable ids and the batch every
 //! input-rejects table (`ohlcv_rejects`, `index_rejects`, `universe_rejects`) stores.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Date32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
+use krxflow_core::{Observation, TaskContext};
 use sha2::{Digest, Sha256};
 
 use super::dates::days;
@@ -92,6 +94,28 @@ pub fn unique_ids(ids: impl Iterator<Item = String>) -> Vec<String> {
         if *n == 1 { id } else { format!("{id}-{n}") }
     })
     .collect()
+}
+
+/// Records one [`Observation::Rejected`] per reason for the rows an operator writes to its
+/// output port `port` (the metrics count them on the table bound to it). Collectors count
+/// `rejected.<reason>` themselves and operators forward those counters as they are, so this adds
+/// no counter (unlike [`TaskContext::rejected`]).
+pub fn observe_rejects<'a>(
+    ctx: &TaskContext,
+    port: &str,
+    reasons: impl IntoIterator<Item = &'a str>,
+) {
+    let mut by_reason: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in reasons {
+        *by_reason.entry(r).or_default() += 1;
+    }
+    for (reason, n) in by_reason {
+        ctx.observe(Observation::Rejected {
+            port: port.to_string(),
+            reason: reason.to_string(),
+            n,
+        });
+    }
 }
 
 /// The schema of every input-rejects table.

@@ -238,10 +238,7 @@ impl ConfiguredOp for Configured {
         .map_err(|e| OpError::permanent(format!("inference thread: {e}")))??;
         ctx.counters
             .add("series", (rows.len() / self.p.horizons.len().max(1)) as i64);
-        ctx.counters.add(
-            &format!("inference_ms.{model_name}"),
-            started.elapsed().as_millis() as i64,
-        );
+        ctx.inference(&model_name, started.elapsed());
         let batch = quantile_forecasts_batch(tables::chronos_forecasts().schema, &rows, ctx)?;
         Ok(OutputBatches::new().with("forecasts", vec![batch]))
     }

@@ -220,8 +220,7 @@ impl ConfiguredOp for Configured {
         ctx.counters.add("skipped.fit_failed", failed.len() as i64);
         ctx.counters
             .add("series", (rows.len() / self.p.horizons.len().max(1)) as i64);
-        ctx.counters
-            .add("inference_ms.ets", started.elapsed().as_millis() as i64);
+        ctx.inference("ets", started.elapsed());
         let batch = quantile_forecasts_batch(tables::ets_forecasts().schema, &rows, ctx)?;
         Ok(OutputBatches::new().with("forecasts", vec![batch]))
     }

@@ -23,7 +23,7 @@ use krxflow_core::{
 use serde::Deserialize;
 
 use crate::common::dates::{days, parse_date};
-use crate::common::rejects::{Reason, Reject, is_null, rejects_batch};
+use crate::common::rejects::{Reason, Reject, is_null, observe_rejects, rejects_batch};
 use crate::tables;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -408,6 +408,11 @@ impl ConfiguredOp for Configured {
         for (k, v) in &collected.counters {
             ctx.counters.add(k, *v);
         }
+        observe_rejects(
+            ctx,
+            "rejects",
+            collected.rejects.iter().map(|(_, r)| r.reason.code()),
+        );
         let bars: Vec<&IndexBar> = collected.bars.values().collect();
         let mut by_source: HashMap<&str, Vec<Reject>> = HashMap::new();
         for (s, r) in &collected.rejects {

@@ -16,7 +16,7 @@ use krxflow_core::{
 };
 use serde::Deserialize;
 
-use crate::common::rejects::{Reason, Reject, rejects_batch};
+use crate::common::rejects::{Reason, Reject, observe_rejects, rejects_batch};
 use crate::tables;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -212,6 +212,11 @@ impl ConfiguredOp for Configured {
         for (k, v) in &collected.counters {
             ctx.counters.add(k, *v);
         }
+        observe_rejects(
+            ctx,
+            "rejects",
+            collected.rejects.iter().map(|r| r.reason.code()),
+        );
         if hit {
             ctx.counters.add("source_cache_hits", 1);
         }

@@ -409,10 +409,7 @@ impl ConfiguredOp for Configured {
         })
         .await
         .map_err(|e| OpError::permanent(format!("prediction thread: {e}")))??;
-        ctx.counters.add(
-            &format!("inference_ms.lgbm_{}", p.scope.as_str()),
-            started.elapsed().as_millis() as i64,
-        );
+        ctx.inference(&format!("lgbm_{}", p.scope.as_str()), started.elapsed());
 
         let mut by_key: HashMap<(String, u32), Forecast> = HashMap::new();
         let mut no_close = 0i64;

@@ -220,13 +220,17 @@ fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> OpResult<&'a T> {
         .ok_or_else(|| OpError::permanent(format!("ohlcv_minute.{name} missing or mistyped")))
 }
 
-/// The `minute_momentum` rows for day `ds` from minute bars, plus counters.
+/// Minute bars left out of `minute_momentum`, by reason (`bad_minute_bar`, `duplicate_minute`).
+pub type LeftOut = BTreeMap<&'static str, u64>;
+
+/// The `minute_momentum` rows for day `ds` from minute bars, plus counters and the bars left out.
 pub fn compute(
     batches: &[RecordBatch],
     ds: NaiveDate,
     t: &Thresholds,
-) -> OpResult<(RecordBatch, BTreeMap<String, i64>)> {
+) -> OpResult<(RecordBatch, BTreeMap<String, i64>, LeftOut)> {
     let mut counters: BTreeMap<String, i64> = BTreeMap::new();
+    let mut rejected = LeftOut::new();
     let mut by_code: BTreeMap<String, Vec<MinuteBar>> = BTreeMap::new();
     let day = days(ds);
     for b in batches {
@@ -250,9 +254,7 @@ pub fn compute(
             };
             let prices = [bar.open, bar.high, bar.low, bar.close];
             if prices.iter().any(|p| !p.is_finite() || *p <= 0.0) || bar.volume < 0 {
-                *counters
-                    .entry("rejected.bad_minute_bar".into())
-                    .or_default() += 1;
+                *rejected.entry("bad_minute_bar").or_default() += 1;
                 continue;
             }
             by_code
@@ -266,11 +268,9 @@ pub fn compute(
         bars.sort_by_key(|b| b.ts);
         let before = bars.len();
         bars.dedup_by_key(|b| b.ts);
-        let dups = (before - bars.len()) as i64;
+        let dups = (before - bars.len()) as u64;
         if dups > 0 {
-            *counters
-                .entry("rejected.duplicate_minute".into())
-                .or_default() += dups;
+            *rejected.entry("duplicate_minute").or_default() += dups;
         }
         let m = classify(&bars, t);
         *counters
@@ -309,7 +309,7 @@ pub fn compute(
             )),
         ],
     )?;
-    Ok((batch, counters))
+    Ok((batch, counters, rejected))
 }
 
 pub struct MinuteMomentum;
@@ -379,9 +379,13 @@ impl Operator for MinuteMomentum {
 #[async_trait]
 impl ConfiguredOp for Configured {
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
-        let (batch, counters) = compute(inputs.batches("bars")?, ctx.ds, &self.t)?;
+        let (batch, counters, rejected) = compute(inputs.batches("bars")?, ctx.ds, &self.t)?;
         for (k, v) in counters {
             ctx.counters.add(&k, v);
+        }
+        // No rejects table: the bars are kept out of `momentum` (counted as `rejected.<reason>`).
+        for (reason, n) in rejected {
+            ctx.rejected("momentum", reason, n);
         }
         Ok(OutputBatches::new().with("momentum", vec![batch]))
     }
@@ -535,9 +539,9 @@ mod tests {
         assert_eq!((m.class, m.n_minute_bars), (Class::Neutral, 24));
     }
 
-    #[test]
-    fn compute_uses_only_ds_sorts_dedupes_and_counts_bad_bars() {
-        let ds = NaiveDate::from_ymd_opt(2024, 12, 16).unwrap();
+    /// One session of 005930 on `ds` (reversed, one duplicate minute, one NaN close) and one
+    /// bar of 000660 the day before.
+    fn sample(ds: NaiveDate) -> RecordBatch {
         let mut bars = session([(true, 300); 5]);
         bars.reverse(); // input order is not trusted
         let dup = bars[0];
@@ -553,7 +557,7 @@ mod tests {
         let codes: Vec<&str> = (0..=n)
             .map(|i| if i < n { "005930" } else { "000660" })
             .collect();
-        let batch = RecordBatch::try_new(
+        RecordBatch::try_new(
             tables::ohlcv_minute().schema,
             vec![
                 Arc::new(StringArray::from(codes)) as ArrayRef,
@@ -569,14 +573,51 @@ mod tests {
                 Arc::new(Int64Array::from_iter_values(bars.iter().map(|b| b.volume))),
             ],
         )
-        .unwrap();
-        let (out, counters) = compute(&[batch], ds, &Thresholds::default()).unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn compute_uses_only_ds_sorts_dedupes_and_counts_bad_bars() {
+        let ds = NaiveDate::from_ymd_opt(2024, 12, 16).unwrap();
+        let (out, counters, rejected) = compute(&[sample(ds)], ds, &Thresholds::default()).unwrap();
         assert_eq!(out.num_rows(), 1);
-        assert_eq!(counters["rejected.duplicate_minute"], 1);
-        assert_eq!(counters["rejected.bad_minute_bar"], 1);
+        assert_eq!(rejected["duplicate_minute"], 1);
+        assert_eq!(rejected["bad_minute_bar"], 1);
         assert_eq!(counters["class.strong_up"], 1);
         let class = out.column_by_name("class").unwrap();
         let class = class.as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(class.value(0), "strong_up");
+    }
+
+    #[tokio::test]
+    async fn left_out_bars_keep_their_counters_and_are_observed_as_rejects_of_momentum() {
+        let ds = NaiveDate::from_ymd_opt(2024, 12, 16).unwrap();
+        let batch = sample(ds);
+        let op = MinuteMomentum
+            .configure(&serde_json::json!({}))
+            .expect("params");
+        let mut inputs = InputBatches::default();
+        inputs.insert("bars", "ohlcv_minute", batch.schema(), vec![batch]);
+        let ctx = crate::testutil::ctx(ds);
+        op.run(&ctx, inputs).await.expect("run");
+        let c = ctx.counters.snapshot();
+        assert_eq!(c["rejected.duplicate_minute"], 1);
+        assert_eq!(c["rejected.bad_minute_bar"], 1);
+        let rejected: Vec<(String, String, u64)> = ctx
+            .observations
+            .snapshot()
+            .into_iter()
+            .filter_map(|o| match o {
+                krxflow_core::Observation::Rejected { port, reason, n } => Some((port, reason, n)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            rejected,
+            [
+                ("momentum".to_string(), "bad_minute_bar".to_string(), 1),
+                ("momentum".to_string(), "duplicate_minute".to_string(), 1),
+            ]
+        );
     }
 }

@@ -205,10 +205,7 @@ impl ConfiguredOp for Configured {
         })
         .await
         .map_err(|e| OpError::permanent(format!("inference thread: {e}")))??;
-        ctx.counters.add(
-            &format!("inference_ms.{}", p.name),
-            started.elapsed().as_millis() as i64,
-        );
+        ctx.inference(&p.name, started.elapsed());
         ctx.counters.add("scored", scores.len() as i64);
 
         let n = scores.len();

@@ -239,8 +239,12 @@ impl ConfiguredOp for ConfiguredTrain {
             "rows_read",
             (data.examples.len() + data.rejects.len()) as i64,
         );
+        let mut by_reason: BTreeMap<&str, u64> = BTreeMap::new();
         for (_, reason, _) in &data.rejects {
-            ctx.counters.add(&format!("rejected.{reason}"), 1);
+            *by_reason.entry(reason).or_default() += 1;
+        }
+        for (reason, n) in by_reason {
+            ctx.rejected("rejects", reason, n);
         }
         let (mut train, mut test) = (Vec::new(), Vec::new());
         for (line, ex) in data.examples {

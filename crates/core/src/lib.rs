@@ -16,8 +16,8 @@ pub use artifacts::{ArtifactStore, valid_artifact_path};
 pub use calendar::{Calendar, WeekdayCalendar};
 pub use error::{ConfigError, OpError, OpResult};
 pub use operator::{
-    ConfiguredOp, InputBatches, InputPort, Operator, OutputBatches, OutputPort, ReadScope,
-    TaskContext, TaskCounters,
+    ConfiguredOp, InputBatches, InputPort, Observation, Operator, OutputBatches, OutputPort,
+    ReadScope, TaskContext, TaskCounters, TaskObservations,
 };
 pub use params::{ParamSpec, params_hash, parse_params};
 pub use registry::OperatorRegistry;

@@ -277,6 +277,52 @@ impl TaskCounters {
     }
 }
 
+/// A typed fact an operator reports about one attempt. Unlike [`TaskCounters`] (free-form
+/// names, recorded with the task run), observations have a meaning the executor's observers
+/// act on: they become the `krxflow_*` metric series. Record them through
+/// [`TaskContext::observe`] or its helpers ([`TaskContext::rejected`],
+/// [`TaskContext::inference`], [`TaskContext::model_quality`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Observation {
+    /// `n` input rows refused for `reason`. `port` is the output port the rejected rows are
+    /// written to (e.g. `rejects`); for an operator with no rejects output, the output port they
+    /// were kept out of. The executor resolves the port to the table the task binds it to.
+    Rejected {
+        port: String,
+        reason: String,
+        n: u64,
+    },
+    /// One inference pass of `model` took `seconds` (wall clock).
+    Inference { model: String, seconds: f64 },
+    /// A model's skill and its new ensemble weight for one (code, horizon): `hit_rate` is its
+    /// direction hit rate over its trailing window (`None` when it has none).
+    ModelQuality {
+        code: String,
+        horizon: u32,
+        model: String,
+        hit_rate: Option<f64>,
+        weight: f64,
+    },
+}
+
+/// The [`Observation`]s of one attempt, in the order they were recorded.
+#[derive(Debug, Default)]
+pub struct TaskObservations {
+    inner: Mutex<Vec<Observation>>,
+}
+
+impl TaskObservations {
+    pub fn push(&self, o: Observation) {
+        if let Ok(mut v) = self.inner.lock() {
+            v.push(o);
+        }
+    }
+    pub fn snapshot(&self) -> Vec<Observation> {
+        self.inner.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
 /// Everything an attempt may use besides its inputs.
 #[derive(Clone)]
 pub struct TaskContext {
@@ -290,6 +336,8 @@ pub struct TaskContext {
     pub calendar: Arc<dyn Calendar>,
     pub cancel: CancellationToken,
     pub counters: Arc<TaskCounters>,
+    /// Typed observations for the metrics ([`TaskContext::observe`]).
+    pub observations: Arc<TaskObservations>,
     /// Content hashes of model artifacts the attempt used (recorded in lineage).
     pub artifacts: Arc<Mutex<Vec<String>>>,
     /// For output ports declared `with_watermark()`: the latest date the bound table holds on
@@ -312,6 +360,57 @@ impl TaskContext {
         if let Ok(mut a) = self.artifacts.lock() {
             a.push(id.into());
         }
+    }
+    /// Records a typed observation (no counter: see the helpers below for those that keep one).
+    pub fn observe(&self, o: Observation) {
+        self.observations.push(o);
+    }
+    /// `n` rows refused for `reason`, written to output port `port` (see
+    /// [`Observation::Rejected`]); also adds `n` to the counter `rejected.<reason>`. Nothing is
+    /// recorded when `n` is 0.
+    pub fn rejected(&self, port: &str, reason: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.counters.add(
+            &format!("rejected.{reason}"),
+            i64::try_from(n).unwrap_or(i64::MAX),
+        );
+        self.observe(Observation::Rejected {
+            port: port.to_string(),
+            reason: reason.to_string(),
+            n,
+        });
+    }
+    /// One inference pass of `model` that took `elapsed`; also adds its milliseconds to the
+    /// counter `inference_ms.<model>`.
+    pub fn inference(&self, model: &str, elapsed: std::time::Duration) {
+        self.counters.add(
+            &format!("inference_ms.{model}"),
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
+        );
+        self.observe(Observation::Inference {
+            model: model.to_string(),
+            seconds: elapsed.as_secs_f64(),
+        });
+    }
+    /// A model's hit rate and new ensemble weight for (code, horizon) (see
+    /// [`Observation::ModelQuality`]); a non-finite hit rate is recorded as `None`.
+    pub fn model_quality(
+        &self,
+        code: &str,
+        horizon: u32,
+        model: &str,
+        hit_rate: Option<f64>,
+        weight: f64,
+    ) {
+        self.observe(Observation::ModelQuality {
+            code: code.to_string(),
+            horizon,
+            model: model.to_string(),
+            hit_rate: hit_rate.filter(|h| h.is_finite()),
+            weight,
+        });
     }
 }
 
@@ -367,6 +466,63 @@ pub trait ConfiguredOp: Send + Sync {
 mod tests {
     use super::*;
     use arrow::datatypes::Schema;
+
+    fn bare_ctx() -> TaskContext {
+        TaskContext {
+            dag: "d".into(),
+            task: "t".into(),
+            ds: NaiveDate::from_ymd_opt(2024, 1, 2).expect("date"),
+            run_id: "r".into(),
+            attempt: 1,
+            calendar: Arc::new(crate::WeekdayCalendar::default()),
+            cancel: Default::default(),
+            counters: Arc::new(TaskCounters::default()),
+            observations: Arc::new(TaskObservations::default()),
+            artifacts: Arc::new(Mutex::new(Vec::new())),
+            watermarks: BTreeMap::new(),
+            store: None,
+        }
+    }
+
+    #[test]
+    fn the_helpers_record_typed_observations_and_keep_the_counters() {
+        let ctx = bare_ctx();
+        ctx.rejected("rejects", "zero_volume", 2);
+        ctx.rejected("rejects", "zero_volume", 1);
+        ctx.rejected("rejects", "null_value", 0);
+        ctx.inference("ets", std::time::Duration::from_millis(1500));
+        ctx.model_quality("005930", 1, "lgbm", Some(f64::NAN), 0.4);
+        let c = ctx.counters.snapshot();
+        assert_eq!(c["rejected.zero_volume"], 3);
+        assert!(!c.contains_key("rejected.null_value"), "{c:?}");
+        assert_eq!(c["inference_ms.ets"], 1500);
+        assert_eq!(
+            ctx.observations.snapshot(),
+            vec![
+                Observation::Rejected {
+                    port: "rejects".into(),
+                    reason: "zero_volume".into(),
+                    n: 2
+                },
+                Observation::Rejected {
+                    port: "rejects".into(),
+                    reason: "zero_volume".into(),
+                    n: 1
+                },
+                Observation::Inference {
+                    model: "ets".into(),
+                    seconds: 1.5
+                },
+                Observation::ModelQuality {
+                    code: "005930".into(),
+                    horizon: 1,
+                    model: "lgbm".into(),
+                    hit_rate: None,
+                    weight: 0.4
+                },
+            ]
+        );
+    }
 
     #[test]
     fn a_family_port_matches_its_members_only() {

@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
-use krxflow_core::{Calendar, InputBatches, OpError, ReadScope, TaskContext, TaskCounters};
+use krxflow_core::{
+    Calendar, InputBatches, Observation, OpError, ReadScope, TaskContext, TaskCounters,
+    TaskObservations,
+};
 use krxflow_dag::{PlannedTask, ValidatedDag};
 use krxflow_lake::{Lake, ReadOptions};
 use sha2::{Digest, Sha256};
@@ -37,6 +40,8 @@ pub(crate) struct TaskOutcome {
     pub(crate) lineage: Vec<LineageRecord>,
     pub(crate) error: Option<String>,
     pub(crate) counters: BTreeMap<String, i64>,
+    /// The last attempt's typed observations (like `counters`).
+    pub(crate) observations: Vec<Observation>,
     pub(crate) outputs: Vec<String>,
     pub(crate) duration: Duration,
 }
@@ -77,12 +82,19 @@ impl AttemptEnv {
         loop {
             let started = Utc::now();
             let counters = Arc::new(TaskCounters::default());
+            let observations = Arc::new(TaskObservations::default());
             let artifacts = Arc::new(Mutex::new(Vec::new()));
             let result = self
-                .attempt(attempt, counters.clone(), artifacts.clone())
+                .attempt(
+                    attempt,
+                    counters.clone(),
+                    observations.clone(),
+                    artifacts.clone(),
+                )
                 .await;
             let ended = Utc::now();
             let counter_snapshot = counters.snapshot();
+            let observed = observations.snapshot();
             let counters_json = (!counter_snapshot.is_empty())
                 .then(|| serde_json::to_string(&counter_snapshot).unwrap_or_default());
             let mut record = AttemptRecord {
@@ -147,6 +159,7 @@ impl AttemptEnv {
                     lineage,
                     error: error.clone(),
                     counters: counter_snapshot.clone(),
+                    observations: observed.clone(),
                     outputs,
                     duration: t0.elapsed(),
                 };
@@ -178,6 +191,7 @@ impl AttemptEnv {
         &self,
         attempt: u32,
         counters: Arc<TaskCounters>,
+        observations: Arc<TaskObservations>,
         artifacts: Arc<Mutex<Vec<String>>>,
     ) -> Result<AttemptOk, (AttemptError, i64)> {
         let task = self.task();
@@ -273,6 +287,7 @@ impl AttemptEnv {
             calendar: self.calendar.clone(),
             cancel: cancel.child_token(),
             counters,
+            observations,
             artifacts: artifacts.clone(),
             watermarks,
             store: Some(Arc::new(krxflow_lake::LakeArtifacts::new(

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
-use krxflow_core::Calendar;
+use krxflow_core::{Calendar, Observation};
 use krxflow_dag::{PlannedTask, ValidatedDag};
 use krxflow_lake::Lake;
 use tokio::task::JoinSet;
@@ -76,6 +76,12 @@ pub struct TaskReport {
     pub duration_ms: u64,
     pub outputs: Vec<String>,
     pub counters: BTreeMap<String, i64>,
+    /// The last attempt's typed observations, for the observers (e.g. the metrics).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub observations: Vec<Observation>,
+    /// The task's `outputs:` (port → table), to resolve an [`Observation::Rejected`] port.
+    #[serde(skip)]
+    pub output_tables: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -289,6 +295,8 @@ impl Executor {
                             duration_ms: 0,
                             outputs: Vec::new(),
                             counters: BTreeMap::new(),
+                            observations: Vec::new(),
+                            output_tables: task.spec.outputs.clone(),
                         };
                         if state != TaskState::UpToDate {
                             self.record_settled(&run_id, &dag_name, task, ds, state, &report)
@@ -359,6 +367,13 @@ impl Executor {
                 duration_ms: outcome.duration.as_millis() as u64,
                 outputs: outcome.outputs.clone(),
                 counters: outcome.counters.clone(),
+                observations: outcome.observations.clone(),
+                output_tables: dag
+                    .tasks
+                    .iter()
+                    .find(|t| t.spec.name == name)
+                    .map(|t| t.spec.outputs.clone())
+                    .unwrap_or_default(),
             };
             if let Some(o) = &self.observer {
                 for a in &outcome.attempts {

@@ -45,6 +45,8 @@ struct SourceParams {
     fail_after_output: bool,
     /// Fail permanently for this partition only.
     fail_on: Option<chrono::NaiveDate>,
+    /// Report this many `bad_row` rejects on port `rows` (every attempt, before failing).
+    rejects: u64,
 }
 
 struct Source;
@@ -89,6 +91,7 @@ impl Operator for Source {
 impl ConfiguredOp for ConfiguredSource {
     async fn run(&self, ctx: &TaskContext, _inputs: InputBatches) -> OpResult<OutputBatches> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        ctx.rejected("rows", "bad_row", self.p.rejects);
         if let Some(why) = &self.p.skip {
             return Err(OpError::skipped(why));
         }
@@ -789,5 +792,43 @@ tasks:
     assert_eq!(
         line("krxflow_dag_last_success_ds_timestamp_seconds{dag=\"flaky\"}"),
         1_734_307_200.0 // 2024-12-16T00:00:00Z
+    );
+}
+
+#[tokio::test]
+async fn rejects_observed_by_the_last_attempt_land_on_the_table_bound_to_the_port() {
+    let (_dir, exec) = setup();
+    let metrics = Arc::new(krxflow_metrics::Metrics::new());
+    let exec = exec.with_observer(Arc::new(krxflow_exec::MetricsObserver::new(
+        metrics.clone(),
+    )));
+    let dag = load(
+        r#"
+dag: rejecting
+tasks:
+  src:
+    op: test.source
+    with: { value: 1, fail_times: 1, rejects: 3 }
+    outputs: { rows: t_rows }
+    retries: { max: 3, backoff: exponential, base: 1ms, max_delay: 2ms }
+"#,
+    );
+    let report = exec.run(dag, RunOptions::new(ds())).await.unwrap();
+    assert_eq!(report.state, RunState::Succeeded);
+    let task = report.task("src").unwrap();
+    // The counter `krxflow runs` shows is kept, and only the last attempt's values count.
+    assert_eq!(task.counters["rejected.bad_row"], 3);
+    assert_eq!(
+        task.observations,
+        vec![krxflow_core::Observation::Rejected {
+            port: "rows".into(),
+            reason: "bad_row".into(),
+            n: 3
+        }]
+    );
+    let text = metrics.render();
+    assert!(
+        text.contains("krxflow_rejects_total{reason=\"bad_row\",table=\"t_rows\"} 3"),
+        "{text}"
     );
 }

@@ -27,6 +27,7 @@ use krxflow_core::{
 };
 use serde::Deserialize;
 
+use crate::common::rejects::observe_rejects;
 use crate::tables;
 
 mod collect;
@@ -356,6 +357,7 @@ impl ConfiguredOp for Configured {
             for (k, v) in &c.counters {
                 ctx.counters.add(k, *v);
             }
+            observe_rejects(ctx, "rejects", c.rejects.iter().map(|r| r.reason));
             codes.extend(c.articles.iter().map(|a| a.code.as_str()));
             news.push(news_batch(&c.articles, source)?);
             rejects.push(news_rejects_batch(&c.rejects, source, ds)?);

@@ -24,7 +24,7 @@ use krxflow_core::{
 use serde::Deserialize;
 
 use crate::common::dates::days;
-use crate::common::rejects::rejects_batch;
+use crate::common::rejects::{observe_rejects, rejects_batch};
 use crate::tables;
 
 mod checks;
@@ -456,6 +456,11 @@ impl ConfiguredOp for Configured {
         for (k, v) in &collected.counters {
             ctx.counters.add(k, *v);
         }
+        observe_rejects(
+            ctx,
+            "rejects",
+            collected.rejects.iter().map(|r| r.reason.code()),
+        );
         let label = self.label();
         let bars = bars_batch(&collected.bars, &label)?;
         let rejects = rejects_batch(&collected.rejects, &label, ds)?;
