@@ -2,8 +2,8 @@
 //! combined per (code, base_date, horizon) into `predictions`, with each member's part in
 //! `prediction_members`.
 //!
-//! * Weights per (code, horizon, member): the latest valid `ensemble_weights` set on or before
-//!   D ([`super::weights`]); a member without a learned weight gets its declared prior
+//! * Weights per (code, horizon, member): the latest valid `ensemble_weights` set dated
+//!   before D ([`super::weights`]; D's own update comes at 16:30, after this batch); a member without a learned weight gets its declared prior
 //!   (`priors`, default Chronos 0.6, LightGBM 0.4). Weights are renormalised over the members
 //!   present for the row, so a missing member gives its weight to the others and a lone
 //!   member carries the row (cold start). No valid member: no row, counted.
@@ -180,6 +180,10 @@ struct Configured {
     p: CombineParams,
 }
 
+/// Trading days of `ensemble_weights` history read (a member without a set in them gets its
+/// prior).
+const WEIGHT_HISTORY_DAYS: i64 = 60;
+
 /// (code, horizon) -> the members' validated forecasts.
 type Rows = BTreeMap<(String, u32), Vec<MemberForecast>>;
 
@@ -292,8 +296,11 @@ impl ConfiguredOp for Configured {
         for (name, b) in &members {
             self.read_member(name, b, ctx.ds, &mut rows, &mut groups, ctx)?;
         }
+        // Weights updated on ds are written at 16:30, after this 16:00 batch: only sets dated
+        // before ds were known (a re-run of ds must not see the later update).
         let book = if inputs.has("weights") {
-            WeightBook::read(&inputs.concat("weights")?, ctx.ds)?
+            let before = ctx.ds.pred_opt().unwrap_or(ctx.ds);
+            WeightBook::read(&inputs.concat("weights")?, before)?
         } else {
             WeightBook::default()
         };
@@ -342,10 +349,16 @@ impl ConfiguredOp for Configured {
         port: &str,
         ds: NaiveDate,
         _watermarks: &BTreeMap<String, NaiveDate>,
-        _calendar: &dyn Calendar,
+        calendar: &dyn Calendar,
     ) -> Option<NaiveDate> {
-        // Member forecasts and previous predictions of ds only; weights need their history.
-        (port != "weights").then_some(ds)
+        // Member forecasts and previous predictions of ds only; weights are updated every
+        // trading day, so the last WEIGHT_HISTORY_DAYS hold the set in force (and earlier valid
+        // sets should a recent one be rejected).
+        Some(if port == "weights" {
+            calendar.add_trading_days(ds, -WEIGHT_HISTORY_DAYS)
+        } else {
+            ds
+        })
     }
 }
 

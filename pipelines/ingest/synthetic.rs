@@ -47,6 +47,19 @@ pub struct SyntheticParams {
     pub lookback_days: u32,
     #[serde(default = "d_news")]
     pub news_per_day: f64,
+    /// Emit only from `overlap_days` trading days before the bars table's watermark (the rows
+    /// before it are already there and never change).
+    #[serde(default = "d_incremental")]
+    pub incremental: bool,
+    #[serde(default = "d_overlap")]
+    pub overlap_days: u32,
+}
+
+fn d_incremental() -> bool {
+    true
+}
+fn d_overlap() -> u32 {
+    5
 }
 
 fn d_tickers() -> u32 {
@@ -318,6 +331,18 @@ impl Operator for IngestSynthetic {
                 "0.3",
                 "mean headlines per ticker and day (0..=2)",
             ),
+            ParamSpec::optional(
+                "incremental",
+                "bool",
+                "true",
+                "emit only from overlap_days before the bars watermark (lookback_days on the first run)",
+            ),
+            ParamSpec::optional(
+                "overlap_days",
+                "u32",
+                "5",
+                "trading days re-emitted before the watermark",
+            ),
         ]
     }
     fn inputs(&self) -> Vec<InputPort> {
@@ -326,7 +351,8 @@ impl Operator for IngestSynthetic {
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
             OutputPort::for_table(&tables::ohlcv_daily(), "bars", WriteMode::Merge)
-                .doc("daily bars"),
+                .doc("daily bars")
+                .with_watermark(),
             OutputPort::for_table(&tables::news(), "news", WriteMode::Merge).doc("headlines"),
             OutputPort::for_table(&tables::universe(), "universe", WriteMode::Merge)
                 .doc("codes and names"),
@@ -450,9 +476,15 @@ pub fn synthesize(
 #[async_trait]
 impl ConfiguredOp for Configured {
     async fn run(&self, ctx: &TaskContext, _inputs: InputBatches) -> OpResult<OutputBatches> {
-        let p = self.p.clone();
+        let mut p = self.p.clone();
         let calendar = ctx.calendar.clone();
         let ds = ctx.ds;
+        if let Some(w) = ctx.watermarks.get("bars").filter(|_| p.incremental) {
+            let from = calendar.add_trading_days(*w, -i64::from(p.overlap_days));
+            let n = calendar.trading_days(from, ds).len() as u32;
+            p.lookback_days = p.lookback_days.min(n.max(1));
+            ctx.counters.add("incremental_runs", 1);
+        }
         let (bars, news, universe) =
             tokio::task::spawn_blocking(move || synthesize(&p, calendar.as_ref(), ds))
                 .await
@@ -479,6 +511,8 @@ mod tests {
             seed: 42,
             start: d("2015-01-02"),
             lookback_days: lookback,
+            incremental: true,
+            overlap_days: 5,
             news_per_day: 0.3,
         }
     }

@@ -435,10 +435,12 @@ impl ConfiguredOp for Configured {
         _port: &str,
         ds: NaiveDate,
         _watermarks: &BTreeMap<String, NaiveDate>,
-        _calendar: &dyn Calendar,
+        calendar: &dyn Calendar,
     ) -> Option<NaiveDate> {
-        // The window's outcomes are within a year for any daily schedule; weights likewise.
-        ds.checked_sub_days(chrono::Days::new(400))
+        // One outcome per trading day and (code, horizon, member): the last `window` of them
+        // (and the performance window) lie within that many trading days, plus slack for halts.
+        let days = self.p.window.max(self.p.performance_days as usize) as i64 + 20;
+        Some(calendar.add_trading_days(ds, -days))
     }
 }
 

@@ -79,6 +79,7 @@ commands! {
         Run(cmd::run::Args),
         Backfill(cmd::backfill::Args),
         Backfills(cmd::backfills::Args),
+        Predict(cmd::predict::Args),
         Serve(cmd::serve::Args),
         Runs(cmd::runs::Args),
         Lineage(cmd::lineage::Args),

@@ -5,6 +5,7 @@ pub mod backfills;
 pub mod compact;
 pub mod lineage;
 pub mod ops;
+pub mod predict;
 pub mod run;
 pub mod runs;
 pub mod serve;

@@ -32,7 +32,7 @@ const CLOSE_KST: (u32, u32) = (15, 30);
 
 /// The latest trading day whose close has passed at `now`: before 15:30 KST today's
 /// partition is not complete yet, so it is the previous trading day.
-fn latest_closed_day(
+pub(crate) fn latest_closed_day(
     now: chrono::DateTime<chrono::Utc>,
     calendar: &dyn krxflow_core::Calendar,
 ) -> NaiveDate {
