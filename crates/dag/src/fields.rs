@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use crate::diag::DiagCode;
 use crate::duration::{parse_duration, secs_to_duration};
 use crate::node::Node;
-use crate::parse::Parser;
+use crate::parser::Parser;
 use crate::spans::{DisplayPath, Seg, YPath, child};
 use crate::suggest::{backticked, did_you_mean};
 

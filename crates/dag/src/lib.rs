@@ -19,12 +19,15 @@
 //! without seconds (`0 16 * * Mon-Fri`, stored with a leading `0`), or `@daily`-style
 //! shorthands.
 
+mod context;
 mod diag;
+mod draft;
 mod duration;
 mod fields;
 mod load;
 mod node;
 mod parse;
+mod parser;
 mod plan;
 mod retry;
 mod sink;
@@ -35,11 +38,10 @@ mod suggest;
 mod validate;
 mod when;
 
+pub use context::{EnvLookup, LoadContext, NoTables, ProcessEnv, TableLookup};
 pub use diag::{DiagCode, Diagnostic, Pos, render};
 pub use duration::{format_duration, parse_duration};
-pub use load::{
-    EnvLookup, LoadContext, NoTables, ProcessEnv, TableLookup, load_dag_file, load_dag_str,
-};
+pub use load::{load_dag_file, load_dag_str};
 pub use plan::{PlannedTask, ValidatedDag};
 pub use retry::{Backoff, Jitter, RetryPolicy};
 pub use spec::{

@@ -1,85 +1,17 @@
 //! Entry points: load a DAG file, validate it against the registry and the known tables, plan.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use arrow::datatypes::SchemaRef;
-use krxflow_core::{OperatorRegistry, params_hash};
+use krxflow_core::params_hash;
 
+use crate::context::LoadContext;
 use crate::diag::{DiagCode, Diagnostic, Pos};
 use crate::node::Node;
-use crate::parse::Parser;
+use crate::parser::Parser;
 use crate::plan::{PlannedTask, ValidatedDag, check_cycles, edges, topo_order, upstreams};
 use crate::sink::Sink;
 use crate::spans::{DisplayPath, SpanTree};
 use crate::validate::validate;
-
-/// Schemas of tables that exist in the lake or are declared in the catalog.
-pub trait TableLookup {
-    /// Schema of a table that already exists in the lake or is declared in the catalog.
-    fn table_schema(&self, name: &str) -> Option<SchemaRef>;
-}
-
-impl TableLookup for HashMap<String, SchemaRef> {
-    fn table_schema(&self, name: &str) -> Option<SchemaRef> {
-        self.get(name).cloned()
-    }
-}
-
-impl TableLookup for BTreeMap<String, SchemaRef> {
-    fn table_schema(&self, name: &str) -> Option<SchemaRef> {
-        self.get(name).cloned()
-    }
-}
-
-/// No known tables: every input must be produced inside the DAG.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoTables;
-
-impl TableLookup for NoTables {
-    fn table_schema(&self, _name: &str) -> Option<SchemaRef> {
-        None
-    }
-}
-
-/// Environment variables for `${NAME}` substitution.
-pub trait EnvLookup {
-    /// The variable's value, `None` when unset.
-    fn var(&self, name: &str) -> Option<String>;
-}
-
-/// The process environment (`std::env::var`; non-UTF-8 values count as unset).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessEnv;
-
-impl EnvLookup for ProcessEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
-    }
-}
-
-impl EnvLookup for HashMap<String, String> {
-    fn var(&self, name: &str) -> Option<String> {
-        self.get(name).cloned()
-    }
-}
-
-impl EnvLookup for BTreeMap<String, String> {
-    fn var(&self, name: &str) -> Option<String> {
-        self.get(name).cloned()
-    }
-}
-
-/// What a DAG is validated against.
-#[derive(Clone, Copy)]
-pub struct LoadContext<'a> {
-    /// Operators by kind (`op:`).
-    pub registry: &'a OperatorRegistry,
-    /// Tables that exist or are declared (inputs without a producer in the DAG must be here).
-    pub tables: &'a dyn TableLookup,
-    /// Environment for `${NAME}`.
-    pub env: &'a dyn EnvLookup,
-}
 
 /// Reads and validates a DAG file. An unreadable file is one diagnostic at 1:1.
 pub fn load_dag_file(path: &Path, ctx: &LoadContext<'_>) -> Result<ValidatedDag, Vec<Diagnostic>> {

@@ -9,11 +9,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::diag::{DiagCode, Pos};
+use crate::draft::TaskDraft;
 use crate::fields::{Fields, valid_name};
-use crate::load::EnvLookup;
 use crate::node::Node;
+use crate::parser::Parser;
 use crate::retry::{Backoff, Jitter, RetryPolicy};
-use crate::sink::Sink;
 use crate::spans::{DisplayPath, Seg, child, path};
 use crate::spec::{
     Catchup, DEFAULT_CALENDAR, DEFAULT_PARTITION, DEFAULT_TIMEOUT, DEFAULT_TIMEZONE, DagSpec,
@@ -47,25 +47,6 @@ const TASK_FIELDS: &[&str] = &[
     "depends_on_past",
     "when",
 ];
-
-/// A task as parsed, with flags telling which parts are usable for further checks (a part
-/// that already produced a diagnostic is not checked again, to avoid follow-on noise).
-#[derive(Debug, Clone)]
-pub(crate) struct TaskDraft {
-    pub spec: TaskSpec,
-    /// `op:` was a string.
-    pub op_ok: bool,
-    /// `with:` parsed and substituted without error (so the operator can configure it).
-    pub with_ok: bool,
-    /// `when:` held (or was absent): a task whose `when` is false is left out of the DAG.
-    pub enabled: bool,
-}
-
-/// Reads the YAML tree into specs, reporting into the sink.
-pub(crate) struct Parser<'s, 'a> {
-    pub sink: &'s mut Sink<'a>,
-    pub env: &'s dyn EnvLookup,
-}
 
 impl Parser<'_, '_> {
     /// Reads a whole DAG. Always returns a spec (with defaults where fields were broken); the

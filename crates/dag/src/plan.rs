@@ -11,7 +11,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
 use crate::diag::DiagCode;
-use crate::parse::TaskDraft;
+use crate::draft::TaskDraft;
 use crate::sink::Sink;
 use crate::spans::{Seg, YPath, child, path};
 use crate::spec::{DagSpec, TaskSpec};

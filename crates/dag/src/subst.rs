@@ -10,8 +10,8 @@
 
 use serde_json::Value;
 
+use crate::context::EnvLookup;
 use crate::diag::DiagCode;
-use crate::load::EnvLookup;
 use crate::spans::{Seg, YPath};
 
 /// A substitution problem at the string at `path`.

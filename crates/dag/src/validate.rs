@@ -7,9 +7,9 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, SchemaRef};
 use krxflow_core::{ConfigError, ConfiguredOp, Operator};
 
+use crate::context::LoadContext;
 use crate::diag::DiagCode;
-use crate::load::LoadContext;
-use crate::parse::TaskDraft;
+use crate::draft::TaskDraft;
 use crate::sink::Sink;
 use crate::spans::{Seg, YPath, child, path};
 use crate::suggest::{backticked, did_you_mean};
