@@ -7,23 +7,38 @@ use crate::common::{count, krxflow, repo_root, text};
 #[test]
 fn readme_main_command_fills_the_lake_and_reruns_idempotently() {
     let lake = tempfile::tempdir().unwrap();
+    // The README's main command on a short range (the default is ~120 trading days).
     let run_demo = || {
         Command::new("bash")
             .arg(repo_root().join("scripts/demo.sh"))
             .env("KRXFLOW_BIN", env!("CARGO_BIN_EXE_krxflow"))
             .env("KRXFLOW_SKIP_SETUP", "1")
             .env("KRXFLOW_LAKE", lake.path())
-            .env("KRXFLOW_DATE", "2024-12-16")
+            .env("KRXFLOW_FROM", "2024-11-25")
+            .env("KRXFLOW_DATE", "2024-12-06")
             .output()
             .expect("demo script runs")
     };
     let first = run_demo();
     let out = text(&first);
     assert!(first.status.success(), "demo failed:\n{out}");
-    assert!(out.contains("succeeded"), "{out}");
     assert!(
-        out.contains("ingest.synthetic"),
-        "lineage reaches the source:\n{out}"
+        out.contains("replayed 21 scheduled runs of 3 DAGs"),
+        "{out}"
+    );
+    // The members that cannot run on a fresh machine say why; the latest predictions, hit
+    // rates and weights are printed.
+    assert!(
+        out.contains("forecast_chronos") && out.contains("skipped: model folder"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ets,lgbm"),
+        "LightGBM joins after the Sunday retrain:\n{out}"
+    );
+    assert!(
+        out.contains("krxflow lineage predictions --key 900001"),
+        "{out}"
     );
 
     let tables = krxflow(lake.path(), &["tables", "--json"]);
@@ -36,9 +51,14 @@ fn readme_main_command_fills_the_lake_and_reruns_idempotently() {
         .collect();
     for t in [
         "ohlcv_daily",
-        "news",
-        "universe",
-        "features_returns",
+        "features_daily",
+        "ets_forecasts",
+        "lgbm_predictions",
+        "predictions",
+        "prediction_members",
+        "prediction_outcomes",
+        "ensemble_weights",
+        "model_performance",
         "_krxflow/runs",
         "_krxflow/task_runs",
         "_krxflow/lineage",
@@ -46,37 +66,29 @@ fn readme_main_command_fills_the_lake_and_reruns_idempotently() {
         assert!(names.contains(&t), "missing table {t} in {names:?}");
     }
     let bars = count(lake.path(), "SELECT count(*) FROM ohlcv_daily");
-    let feats = count(lake.path(), "SELECT count(*) FROM features_returns");
-    assert_eq!(bars, 20 * 60, "20 tickers x 60 trading days");
-    assert_eq!(feats, bars);
+    let preds = count(lake.path(), "SELECT count(*) FROM predictions");
+    assert_eq!(
+        preds,
+        10 * 20 * 3,
+        "10 trading days x 20 tickers x 3 horizons"
+    );
     assert_eq!(
         count(
             lake.path(),
-            "SELECT count(*) FROM ohlcv_daily WHERE date > DATE '2024-12-16'"
+            "SELECT count(*) FROM ohlcv_daily WHERE date > DATE '2024-12-06'"
         ),
         0
     );
 
-    // Run the same partition again, recomputing everything: rewritten, never duplicated.
-    let again = krxflow(
-        lake.path(),
-        &[
-            "run",
-            "dags/demo.yaml",
-            "--date",
-            "2024-12-16",
-            "--reprocess",
-            "all",
-        ],
-    );
+    // The same command again: every run is up to date, nothing is rewritten or duplicated.
+    let again = run_demo();
     assert!(again.status.success(), "{}", text(&again));
     assert_eq!(count(lake.path(), "SELECT count(*) FROM ohlcv_daily"), bars);
     assert_eq!(
-        count(lake.path(), "SELECT count(*) FROM features_returns"),
-        feats
+        count(lake.path(), "SELECT count(*) FROM predictions"),
+        preds
     );
-    // And without --reprocess: nothing to do.
-    let cached = krxflow(lake.path(), &["run", "demo", "--date", "2024-12-16"]);
+    let cached = krxflow(lake.path(), &["run", "daily_batch", "--date", "2024-12-06"]);
     assert!(text(&cached).contains("up_to_date"), "{}", text(&cached));
 
     // Compaction packs each table's files (engine tables included) and changes no row.

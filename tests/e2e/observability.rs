@@ -15,7 +15,7 @@ fn obs(file: &str) -> PathBuf {
     repo_root().join("observability").join(file)
 }
 
-fn tool(name: &str) -> PathBuf {
+pub(crate) fn tool(name: &str) -> PathBuf {
     for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
         let p = Path::new(dir).join(name);
         if p.exists() {
@@ -146,7 +146,7 @@ fn promtool_accepts_the_config_and_rules_and_the_alert_unit_tests_pass() {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -154,7 +154,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn http_get(addr: &str, path: &str) -> Option<String> {
+pub(crate) fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(addr).ok()?;
     write!(
         s,
@@ -166,7 +166,7 @@ fn http_get(addr: &str, path: &str) -> Option<String> {
     out.starts_with("HTTP/1.1 200").then_some(out)
 }
 
-struct Killed(Child);
+pub(crate) struct Killed(pub(crate) Child);
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();

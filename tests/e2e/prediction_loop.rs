@@ -57,8 +57,23 @@ const RUNS: &[(&str, &str)] = &[
 
 #[test]
 fn the_loop_replayed_over_a_range_equals_the_same_runs_one_by_one() {
+    use crate::observability::{Killed, free_port, http_get, tool};
     let replayed = tempfile::tempdir().unwrap();
     let one_by_one = tempfile::tempdir().unwrap();
+    // The replay pushes its metrics to a real Pushgateway: the hit-rate and weight series the
+    // dashboards and the hit-rate alert use get values from weights.update.
+    let gateway = format!("127.0.0.1:{}", free_port());
+    let gw = std::process::Command::new(tool("prometheus-pushgateway"))
+        .arg(format!("--web.listen-address={gateway}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _gw = Killed(gw);
+    crate::common::wait_for("the pushgateway to listen", 30, || {
+        http_get(&gateway, "/-/ready").is_some()
+    });
+    let url = format!("http://{gateway}");
     let out = ok(krxflow(
         replayed.path(),
         &[
@@ -70,12 +85,31 @@ fn the_loop_replayed_over_a_range_equals_the_same_runs_one_by_one() {
             "2024-01-02",
             "--to",
             "2024-01-10",
+            "--pushgateway",
+            &url,
         ],
     ));
     assert!(
         out.contains("replayed 15 scheduled runs of 3 DAGs"),
         "{out}"
     );
+    let pushed = http_get(&gateway, "/metrics").unwrap();
+    for series in ["krxflow_prediction_hit_rate{", "krxflow_ensemble_weight{"] {
+        let line = pushed
+            .lines()
+            .find(|l| {
+                l.starts_with(series)
+                    && l.contains("model=\"lgbm\"")
+                    && l.contains("code=\"900001\"")
+            })
+            .unwrap_or_else(|| panic!("no pushed {series} in\n{pushed}"));
+        let v: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        assert!((0.0..=1.0).contains(&v), "{line}");
+    }
     for (dag, ds) in RUNS {
         ok(krxflow(
             one_by_one.path(),

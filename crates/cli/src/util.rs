@@ -60,8 +60,9 @@ pub async fn load_valid(lake: &Lake, dag_arg: &str) -> anyhow::Result<krxflow_da
     })
 }
 
-/// Pushes a one-shot command's metrics (grouped by job `krxflow`, dag, command). A failed push
-/// is reported and does not change the command's outcome.
+/// Pushes a one-shot command's metrics (grouped by job `krxflow`, dag, command; an empty `dag`
+/// groups by command only, for commands that run several DAGs, whose series carry their own
+/// `dag` label). A failed push is reported and does not change the command's outcome.
 pub async fn push_metrics(
     metrics: Arc<krxflow_metrics::Metrics>,
     url: &str,
@@ -70,12 +71,12 @@ pub async fn push_metrics(
 ) {
     let (url, dag, command) = (url.to_string(), dag.to_string(), command.to_string());
     let res = tokio::task::spawn_blocking(move || {
-        krxflow_metrics::push::push(
-            &metrics,
-            &url,
-            "krxflow",
-            &[("dag", dag.as_str()), ("command", command.as_str())],
-        )
+        // Several DAGs (a replay) carry their own `dag` label: group by the command only.
+        let mut grouping = vec![("command", command.as_str())];
+        if !dag.is_empty() {
+            grouping.insert(0, ("dag", dag.as_str()));
+        }
+        krxflow_metrics::push::push(&metrics, &url, "krxflow", &grouping)
     })
     .await;
     match res {

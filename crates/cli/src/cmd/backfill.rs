@@ -332,7 +332,7 @@ async fn replay(a: Args, from: NaiveDate, to: NaiveDate, ctx: &Ctx) -> anyhow::R
         println!("{}", output::table(&["dag", "state", "runs"], &rows));
     }
     if let Some(url) = ctx.pushgateway.as_deref() {
-        push_metrics(metrics, url, "replay", "backfill").await;
+        push_metrics(metrics, url, "", "backfill").await;
     }
     Ok(if bad == 0 && !cancel.is_cancelled() {
         ExitCode::SUCCESS
