@@ -200,6 +200,48 @@ fn rows_of(len: usize, n_features: usize) -> ModelResult<(i32, i32)> {
     Ok((rows, cols))
 }
 
+/// One thread at a time inside LightGBM, process-wide. LightGBM runs its own OpenMP threads
+/// and warns against several jobs in one process at once; concurrent fits on worker threads
+/// (each `num_threads=1`) crashed with a null dereference inside `lib_lightgbm.so` after
+/// hundreds of fits in one long-lived process. Re-entrant for the calling thread (a booster
+/// dropped inside `train` on an error path takes it again).
+struct Exclusive;
+
+static OWNER: std::sync::Mutex<Option<std::thread::ThreadId>> = std::sync::Mutex::new(None);
+static RELEASED: std::sync::Condvar = std::sync::Condvar::new();
+thread_local! {
+    static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl Exclusive {
+    fn enter() -> Self {
+        if DEPTH.with(|d| d.get()) == 0 {
+            let me = std::thread::current().id();
+            let mut owner = OWNER.lock().unwrap_or_else(|e| e.into_inner());
+            while owner.is_some_and(|o| o != me) {
+                owner = RELEASED.wait(owner).unwrap_or_else(|e| e.into_inner());
+            }
+            *owner = Some(me);
+        }
+        DEPTH.with(|d| d.set(d.get() + 1));
+        Exclusive
+    }
+}
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        let left = DEPTH.with(|d| {
+            let n = d.get().saturating_sub(1);
+            d.set(n);
+            n
+        });
+        if left == 0 {
+            *OWNER.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            RELEASED.notify_one();
+        }
+    }
+}
+
 /// A LightGBM training or validation set: a dense row-major f64 matrix and f32 labels.
 pub struct Dataset {
     handle: Handle,
@@ -215,6 +257,7 @@ impl Dataset {
         n_features: usize,
         reference: Option<&Dataset>,
     ) -> ModelResult<Self> {
+        let _one = Exclusive::enter();
         let api = api()?;
         let (rows, cols) = rows_of(x.len(), n_features)?;
         if rows == 0 {
@@ -260,6 +303,7 @@ impl Dataset {
 
 impl Drop for Dataset {
     fn drop(&mut self) {
+        let _one = Exclusive::enter();
         // SAFETY: the handle was created by LGBM_DatasetCreateFromMat and is freed only here.
         // A failure to free cannot be acted on in drop.
         let _ = unsafe { (self.api.dataset_free)(self.handle) };
@@ -324,6 +368,7 @@ impl Booster {
     /// first validation metric (lower is better, except auc, average_precision, map, ndcg and
     /// accuracy), and those rounds are rolled back.
     pub fn train(train: &Dataset, valid: Option<&Dataset>, params: &Value) -> ModelResult<Self> {
+        let _one = Exclusive::enter();
         let api = train.api;
         let num_iterations = params["num_iterations"].as_i64().unwrap_or(100);
         let early_stopping_rounds = params["early_stopping_rounds"].as_i64();
@@ -402,6 +447,7 @@ impl Booster {
 
     /// Loads LightGBM model text (what [`Booster::save_string`] returns).
     pub fn from_string(text: &str) -> ModelResult<Self> {
+        let _one = Exclusive::enter();
         let api = api()?;
         let c = CString::new(text)
             .map_err(|_| ModelError::Artifact("model text contains a NUL byte".into()))?;
@@ -417,6 +463,7 @@ impl Booster {
 
     /// The model as LightGBM's text format (round-trips bit-exactly through `from_string`).
     pub fn save_string(&self) -> ModelResult<String> {
+        let _one = Exclusive::enter();
         let mut needed: i64 = 0;
         // SAFETY: a zero-length buffer: LightGBM only reports the size it needs.
         self.api.check(unsafe {
@@ -468,6 +515,7 @@ impl Booster {
     /// Predictions (with the objective's transform) for row-major `x`: one value per row, or
     /// one per class and row. `params` is a LightGBM parameter string (e.g. `num_threads=1`).
     pub fn predict(&self, x: &[f64], params: &str) -> ModelResult<Vec<f64>> {
+        let _one = Exclusive::enter();
         let (rows, cols) = rows_of(x.len(), usize::try_from(self.n_features).unwrap_or(0))?;
         let per_row = usize::try_from(self.n_classes.max(1)).unwrap_or(1);
         let mut out = vec![0.0; rows as usize * per_row];
@@ -500,6 +548,7 @@ impl Booster {
 
 impl Drop for Booster {
     fn drop(&mut self) {
+        let _one = Exclusive::enter();
         // SAFETY: the handle is owned by this value and freed only here.
         let _ = unsafe { (self.api.booster_free)(self.handle) };
     }
@@ -508,6 +557,32 @@ impl Drop for Booster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_thread_at_a_time_and_reentrant_for_the_holder() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let inside = std::sync::Arc::new(AtomicUsize::new(0));
+        let most = std::sync::Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (inside, most) = (inside.clone(), most.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        let _outer = Exclusive::enter();
+                        let _inner = Exclusive::enter(); // re-entrant
+                        let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(n, Ordering::SeqCst);
+                        std::thread::yield_now();
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn parameters_become_lightgbm_key_value_text() {
