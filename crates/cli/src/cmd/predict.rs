@@ -98,7 +98,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     for code in &args.codes {
         match last.get(code) {
             None => problems.push(format!(
-                "{code}: unknown ticker (no bars in the 40 days to {want_ds})"
+                "{code}: unknown ticker (no bars in the 40 days to {latest})"
             )),
             Some(d) if *d < ds => problems.push(format!(
                 "{code}: no bar on {ds} (its last bar is {d}: halted or delisted)"
