@@ -34,7 +34,11 @@ pub async fn all_records(lake: &Lake) -> ExecResult<Vec<LineageRecord>> {
 }
 
 /// Builds the lineage tree of `table`: its latest committed output (for `ds` when given),
-/// then recursively the exact versions of every input read.
+/// then recursively the exact versions of every input read. Inputs committed by a run for
+/// another partition (the model a weekly retrain registered, yesterday's weights) appear with
+/// their producer but are not expanded: a loop like predictions -> outcomes -> weights ->
+/// predictions would otherwise walk every earlier day. `krxflow lineage <table> --ds <that
+/// day>` continues from there.
 pub fn build_tree(
     records: &[LineageRecord],
     table: &str,
@@ -45,17 +49,19 @@ pub fn build_tree(
         .filter(|r| r.output_table == table && ds.is_none_or(|d| r.ds == d))
         .max_by_key(|r| (r.output_version, r.created))?;
     let mut visited = HashSet::new();
-    Some(node_for(records, root, &mut visited))
+    Some(node_for(records, root, root.ds, &mut visited))
 }
 
 fn node_for(
     records: &[LineageRecord],
     rec: &LineageRecord,
+    partition: NaiveDate,
     visited: &mut HashSet<(String, i64)>,
 ) -> LineageNode {
     visited.insert((rec.output_table.clone(), rec.output_version));
     let mut inputs = Vec::new();
-    for input in &rec.inputs {
+    let expand = rec.ds == partition;
+    for input in rec.inputs.iter().filter(|_| expand) {
         if visited.contains(&(input.table.clone(), input.version)) {
             continue;
         }
@@ -73,7 +79,7 @@ fn node_for(
                     .max_by_key(|r| (r.output_version, r.created))
             });
         match producer {
-            Some(p) => inputs.push(node_for(records, p, visited)),
+            Some(p) => inputs.push(node_for(records, p, partition, visited)),
             None => inputs.push(LineageNode {
                 table: input.table.clone(),
                 version: input.version,
