@@ -60,7 +60,8 @@ pub struct CombineParams {
     pub fallback_band: f64,
 }
 
-fn default_priors() -> BTreeMap<String, f64> {
+/// The seed's priors (Chronos 0.6, LightGBM 0.4); `weights.update` shrinks toward the same.
+pub fn default_priors() -> BTreeMap<String, f64> {
     [("chronos".to_string(), 0.6), ("lgbm".to_string(), 0.4)].into()
 }
 fn default_fallback_band() -> f64 {

@@ -31,6 +31,7 @@ use serde::Deserialize;
 
 use crate::cols::{date_col, f64_col, str_col, typed};
 use crate::common::dates::days;
+use crate::ensemble::combine::default_priors;
 use crate::ensemble::weights::WeightBook;
 use crate::tables;
 
@@ -73,9 +74,6 @@ pub struct UpdateParams {
     pub performance_days: u32,
 }
 
-fn default_priors() -> BTreeMap<String, f64> {
-    [("chronos".to_string(), 0.6), ("lgbm".to_string(), 0.4)].into()
-}
 fn default_window() -> usize {
     60
 }
