@@ -111,21 +111,81 @@ impl Lake {
                 out.rows.push(kept);
             }
         }
+        if updates || out.rows.is_empty() {
+            return Ok(out);
+        }
         // Every stored row with a key to write was read when the date is part of the key (a
         // row with that key has that date, inside the range read): then no held key means no
         // update, and the rows can be appended under a predicate on that range.
-        if let Some((date_col, (lo, hi))) = range
-            && def.keys.contains(date_col)
-            && !updates
-        {
-            let day = |d: i32| from_date32(d).map(|d| d.to_string()).unwrap_or_default();
-            out.insert_only = Some(format!(
-                "\"{date_col}\" >= '{}' AND \"{date_col}\" <= '{}'",
-                day(lo),
-                day(hi)
-            ));
+        match range {
+            Some((date_col, (lo, hi))) if def.keys.contains(date_col) => {
+                let day = |d: i32| from_date32(d).map(|d| d.to_string()).unwrap_or_default();
+                out.insert_only = Some(format!(
+                    "\"{date_col}\" >= '{}' AND \"{date_col}\" <= '{}'",
+                    day(lo),
+                    day(hi)
+                ));
+            }
+            // Otherwise a held key may sit outside the range: read every stored key (the key
+            // columns only). None held: append, declaring the whole table read, so any
+            // concurrent write to it conflicts (and retries) rather than duplicating a key.
+            _ => {
+                if !self.holds_any_key(def, table, &out.rows).await? {
+                    out.insert_only = Some("true".into());
+                }
+            }
         }
         Ok(out)
+    }
+
+    /// Whether the table holds any key of `rows`, over all its rows (key columns read only).
+    async fn holds_any_key(
+        &self,
+        def: &TableDef,
+        table: &DeltaTable,
+        rows: &[RecordBatch],
+    ) -> LakeResult<bool> {
+        let provider = table.table_provider().await?;
+        let ctx = SessionContext::new();
+        table.update_datafusion_session(&ctx.state())?;
+        let keys: Vec<_> = def.keys.iter().map(|k| col(format!("\"{k}\""))).collect();
+        let stored = ctx.read_table(provider)?.select(keys)?.collect().await?;
+        let Some(first) = rows.first() else {
+            return Ok(false);
+        };
+        let key_idx: Vec<usize> = def
+            .keys
+            .iter()
+            .map(|k| first.schema().index_of(k))
+            .collect::<Result<_, _>>()?;
+        let converter = RowConverter::new(
+            key_idx
+                .iter()
+                .map(|&i| SortField::new(first.schema().field(i).data_type().clone()))
+                .collect(),
+        )?;
+        let mut wanted = HashSet::new();
+        for b in rows {
+            let cols: Vec<_> = key_idx.iter().map(|&i| b.column(i).clone()).collect();
+            for r in converter.convert_columns(&cols)?.iter() {
+                wanted.insert(r.as_ref().to_vec());
+            }
+        }
+        for b in stored.iter().filter(|b| b.num_rows() > 0) {
+            let cols: Vec<_> = (0..key_idx.len())
+                .map(|j| {
+                    arrow::compute::cast(b.column(j), first.schema().field(key_idx[j]).data_type())
+                })
+                .collect::<Result<_, _>>()?;
+            if converter
+                .convert_columns(&cols)?
+                .iter()
+                .any(|r| wanted.contains(r.as_ref()))
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     pub(super) async fn merge(
@@ -191,4 +251,111 @@ fn date_range(batches: &[RecordBatch], name: &str) -> Option<(i32, i32)> {
         }
     }
     range
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use deltalake::kernel::transaction::CommitProperties;
+    use krxflow_core::{TableDef, WriteMode};
+
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::read::ReadOptions;
+
+    /// Keyed by `id` alone, dated by `date`: a key's date can lie outside a batch's range.
+    fn def() -> TableDef {
+        TableDef::new(
+            "articles",
+            Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Utf8, false),
+                Field::new("date", DataType::Date32, false),
+                Field::new("score", DataType::Float64, true),
+            ])),
+        )
+        .keys(&["id"])
+        .date_column("date")
+    }
+
+    fn rows(rows: &[(&str, i32, f64)]) -> Vec<RecordBatch> {
+        vec![
+            RecordBatch::try_new(
+                def().schema.clone(),
+                vec![
+                    Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                    Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.1))),
+                    Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+                ],
+            )
+            .unwrap(),
+        ]
+    }
+
+    /// The operation of the newest commit in the table's log.
+    fn last_operation(dir: &std::path::Path) -> String {
+        let log = dir.join("articles/_delta_log");
+        let mut commits: Vec<_> = std::fs::read_dir(&log)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        commits.sort();
+        let text = std::fs::read_to_string(commits.last().unwrap()).unwrap();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| v["commitInfo"]["operation"].as_str().map(String::from))
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn new_keys_outside_the_date_key_are_appended_and_a_held_key_elsewhere_is_updated() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap(), Catalog::with_tables([def()])).unwrap();
+        let d = def();
+        let merge =
+            |r: Vec<RecordBatch>| lake.write(&d, r, WriteMode::Merge, None, BTreeMap::new());
+        merge(rows(&[("a", 100, 1.0), ("b", 100, 2.0)]))
+            .await
+            .unwrap();
+        // New ids only: every stored key was read, none is held, so this is an append.
+        let w = merge(rows(&[("c", 105, 3.0)])).await.unwrap();
+        assert_eq!(w.rows, 1);
+        assert_eq!(last_operation(dir.path()), "WRITE");
+        // `a` again with another date, outside this batch's range of stored rows: a merge
+        // updates it in place (no second `a`).
+        merge(rows(&[("a", 110, 9.0), ("d", 110, 4.0)]))
+            .await
+            .unwrap();
+        assert_eq!(last_operation(dir.path()), "MERGE");
+        let read = lake.read("articles", ReadOptions::default()).await.unwrap();
+        assert_eq!(read.num_rows(), 4, "a, b, c, d once each");
+    }
+
+    #[tokio::test]
+    async fn an_append_that_read_the_whole_table_conflicts_with_any_concurrent_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap(), Catalog::with_tables([def()])).unwrap();
+        let d = def();
+        let merge =
+            |r: Vec<RecordBatch>| lake.write(&d, r, WriteMode::Merge, None, BTreeMap::new());
+        merge(rows(&[("a", 100, 1.0)])).await.unwrap();
+        let stale = lake.load("articles", None).await.unwrap().unwrap();
+        merge(rows(&[("b", 300, 2.0)])).await.unwrap();
+        let again = lake
+            .append_checked(
+                stale,
+                rows(&[("b", 100, 2.0)]),
+                "true".into(),
+                CommitProperties::default(),
+            )
+            .await;
+        match again {
+            Err(e) => assert!(e.is_transient(), "a conflict is retried: {e}"),
+            Ok(_) => panic!("a concurrent write anywhere in the table must conflict"),
+        }
+    }
 }
