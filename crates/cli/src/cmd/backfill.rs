@@ -211,6 +211,11 @@ pub async fn run(a: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
 
 /// Several DAGs: each one's schedule ticks in `from..=to` (its calendar's trading days), run
 /// one partition at a time in tick order — what the scheduler would have done, replayed.
+/// Engine records of a replay are committed once this many rows wait ...
+const RECORD_FLUSH_ROWS: usize = 4096;
+/// ... or the oldest waits this long.
+const RECORD_FLUSH_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn replay(a: Args, from: NaiveDate, to: NaiveDate, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     use krxflow_exec::{RunOptions, TaskState};
     use krxflow_schedule::Ticker;
@@ -227,6 +232,18 @@ async fn replay(a: Args, from: NaiveDate, to: NaiveDate, ctx: &Ctx) -> anyhow::R
     let (Some(start), Some(end)) = (kst(from, 0), to.succ_opt().and_then(|d| kst(d, 0))) else {
         return Err(usage(format!("cannot place {from}..{to} in time")));
     };
+    // One executor for every DAG (each with its own calendar), so they share one buffer of
+    // engine records: committed every RECORD_FLUSH_ROWS rows or RECORD_FLUSH_AGE, one Delta
+    // commit per engine table, instead of a commit per task attempt and per output's lineage.
+    // A crash loses at most the unflushed tail; those runs are redone on the next replay and
+    // rewrite the same rows (idempotent outputs).
+    let shared = Executor::new(
+        lake.clone(),
+        Arc::new(krxflow_core::WeekdayCalendar::default()),
+    )
+    .with_cancel(cancel.clone())
+    .with_observer(Arc::new(MetricsObserver::new(metrics.clone())))
+    .with_buffered_records(RECORD_FLUSH_ROWS, RECORD_FLUSH_AGE);
     for name in &a.dags {
         let dag = Arc::new(load_valid(lake, name).await?);
         let Some(schedule) = &dag.spec.schedule else {
@@ -246,10 +263,7 @@ async fn replay(a: Args, from: NaiveDate, to: NaiveDate, ctx: &Ctx) -> anyhow::R
         for tick in ticker.between(after, end - chrono::Duration::seconds(1)) {
             plan.push((tick.at, runners.len(), tick.ds));
         }
-        let exec = Executor::new(lake.clone(), calendar)
-            .with_cancel(cancel.clone())
-            .with_observer(Arc::new(MetricsObserver::new(metrics.clone())));
-        runners.push((dag, exec));
+        runners.push((dag, shared.clone().with_calendar(calendar)));
     }
     plan.sort();
     if plan.is_empty() {
@@ -293,7 +307,16 @@ async fn replay(a: Args, from: NaiveDate, to: NaiveDate, ctx: &Ctx) -> anyhow::R
         let mut opts = RunOptions::new(*ds);
         opts.reprocess = reprocess;
         opts.trigger = "backfill".into();
-        let report = exec.run(dag.clone(), opts).await?;
+        let report = match exec.run(dag.clone(), opts).await {
+            Ok(r) => r,
+            Err(e) => {
+                // What ran before the engine error keeps its records.
+                if let Err(f) = shared.flush_records().await {
+                    tracing::warn!("engine records not committed: {f}");
+                }
+                return Err(e.into());
+            }
+        };
         let failed = report
             .tasks
             .iter()
@@ -314,6 +337,7 @@ async fn replay(a: Args, from: NaiveDate, to: NaiveDate, ctx: &Ctx) -> anyhow::R
     }
     bar.finish_and_clear();
     watcher.abort();
+    shared.flush_records().await?;
     if ctx.json {
         println!("{}", serde_json::to_string_pretty(&states)?);
     } else {
