@@ -3,17 +3,24 @@
 //! FinBERT scorer; score = P(pos) − P(neg), label = argmax). A re-run scores nothing twice.
 //! No model registered = `skipped: <why>`, so downstream falls back to unscored counts.
 //!
+//! Incremental by default: once `news_scores` holds scores, a run reads only the articles (and
+//! scores) dated from `overlap_days` trading days before its newest scored date, instead of
+//! every article ever ingested; late articles within that window are still scored. Articles
+//! older than that without a score (a model registered long after they arrived, beside
+//! another model's scores) are scored by a full refresh (`--reprocess all`).
+//!
 //! The model is trained by `sentiment.train_lexical` (`lexical_train.rs`, re-exported here at
 //! its old paths).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Date32Array, Float64Array, RecordBatch, StringArray};
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use krxflow_core::{
-    ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator, OutputBatches,
-    OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
+    Calendar, ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator,
+    OutputBatches, OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
 };
 use krxflow_models::lexical::{CLASSES, LexicalModel};
 use serde::Deserialize;
@@ -34,6 +41,18 @@ struct ScoreParams {
     /// Only these codes (empty = all).
     #[serde(default)]
     codes: Vec<String>,
+    /// Read only from `overlap_days` trading days before the newest scored date.
+    #[serde(default = "default_true")]
+    incremental: bool,
+    #[serde(default = "default_overlap")]
+    overlap_days: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_overlap() -> u32 {
+    10
 }
 
 pub struct LexicalScorer;
@@ -58,11 +77,28 @@ impl Operator for LexicalScorer {
             ParamSpec::optional("model", "string", "lexical", "registered model name"),
             ParamSpec::optional("limit", "usize", "0", "most articles per run (0 = all)"),
             ParamSpec::optional("codes", "list<string>", "[]", "only these codes"),
+            ParamSpec::optional(
+                "incremental",
+                "bool",
+                "true",
+                "read only the articles from overlap_days before the newest scored date (all on the first run)",
+            ),
+            ParamSpec::optional(
+                "overlap_days",
+                "u32",
+                "10",
+                "trading days read before the newest scored date",
+            ),
         ]
     }
     fn inputs(&self) -> Vec<InputPort> {
         vec![
-            InputPort::new("news", tables::news().schema, "articles"),
+            InputPort::new(
+                "news",
+                tables::news().schema,
+                "articles (none yet: nothing to score)",
+            )
+            .optional(),
             InputPort::new(
                 "registry",
                 tables::model_registry().schema,
@@ -75,7 +111,8 @@ impl Operator for LexicalScorer {
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
             OutputPort::for_table(&tables::news_scores(), "scores", WriteMode::Merge)
-                .doc("per-article scores"),
+                .doc("per-article scores")
+                .with_watermark(),
         ]
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
@@ -115,6 +152,20 @@ fn newest(registry: &RecordBatch, model: &str) -> OpResult<Option<(String, Strin
 
 #[async_trait]
 impl ConfiguredOp for ConfiguredScorer {
+    fn read_from(
+        &self,
+        port: &str,
+        _ds: NaiveDate,
+        watermarks: &BTreeMap<String, NaiveDate>,
+        cal: &dyn Calendar,
+    ) -> Option<NaiveDate> {
+        if !self.p.incremental || !matches!(port, "news" | "scores") {
+            return None;
+        }
+        let newest = watermarks.get("scores").copied()?;
+        Some(cal.add_trading_days(newest, -i64::from(self.p.overlap_days)))
+    }
+
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
         let p = &self.p;
         let registry = if inputs.has("registry") {
@@ -154,7 +205,11 @@ impl ConfiguredOp for ConfiguredScorer {
             None
         };
         let done = scored_ids(scores.as_ref(), &p.model)?;
-        let news = inputs.concat("news")?;
+        let news = if inputs.has("news") {
+            inputs.concat("news")?
+        } else {
+            RecordBatch::new_empty(tables::news().schema)
+        };
         let ids = str_col(&news, "id")?;
         let codes = str_col(&news, "code")?;
         let titles = str_col(&news, "title")?;
@@ -215,5 +270,43 @@ impl ConfiguredOp for ConfiguredScorer {
             ],
         )?;
         Ok(OutputBatches::new().with("scores", vec![batch]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::d;
+    use krxflow_core::WeekdayCalendar;
+
+    fn configured(params: serde_json::Value) -> Box<dyn ConfiguredOp> {
+        LexicalScorer.configure(&params).unwrap()
+    }
+
+    #[test]
+    fn once_scores_exist_only_the_overlap_window_is_read() {
+        let cal = WeekdayCalendar::default();
+        let marks = BTreeMap::from([("scores".to_string(), d("2024-06-14"))]);
+        let op = configured(serde_json::json!({}));
+        // 10 trading days before Friday 2024-06-14.
+        assert_eq!(
+            op.read_from("news", d("2024-06-17"), &marks, &cal),
+            Some(d("2024-05-31"))
+        );
+        assert_eq!(
+            op.read_from("scores", d("2024-06-17"), &marks, &cal),
+            Some(d("2024-05-31"))
+        );
+        assert_eq!(
+            op.read_from("registry", d("2024-06-17"), &marks, &cal),
+            None
+        );
+        // The first run (no scores yet) and a full refresh read every article.
+        assert_eq!(
+            op.read_from("news", d("2024-06-17"), &BTreeMap::new(), &cal),
+            None
+        );
+        let full = configured(serde_json::json!({"incremental": false}));
+        assert_eq!(full.read_from("news", d("2024-06-17"), &marks, &cal), None);
     }
 }
