@@ -47,6 +47,9 @@ pub struct SyntheticParams {
     pub lookback_days: u32,
     #[serde(default = "d_news")]
     pub news_per_day: f64,
+    /// Next-day log-return drift per unit of a day's summed headline sentiment.
+    #[serde(default = "d_drift")]
+    pub sentiment_drift: f64,
     /// Emit only from `overlap_days` trading days before the bars table's watermark (the rows
     /// before it are already there and never change).
     #[serde(default = "d_incremental")]
@@ -77,8 +80,11 @@ fn d_lookback() -> u32 {
 fn d_news() -> f64 {
     0.3
 }
+fn d_drift() -> f64 {
+    SENTIMENT_DRIFT
+}
 
-/// Next-day drift per unit of summed headline sentiment.
+/// Next-day drift per unit of summed headline sentiment (the default of `sentiment_drift`).
 pub const SENTIMENT_DRIFT: f64 = 0.002;
 
 /// SplitMix64 finaliser.
@@ -152,6 +158,42 @@ const NEUTRAL: [&str; 4] = [
     "{name}, 기업설명회 일정 공지",
 ];
 
+/// Company names of the labelled corpus: never a universe ticker's (those are `합성<sector>NN`),
+/// so a model trained on it learns the wording, not the names.
+const CORPUS_PREFIXES: [&str; 8] = [
+    "가람", "누리", "다온", "미래", "보람", "새봄", "한결", "푸른",
+];
+
+/// A labelled corpus of SYNTHETIC headlines: `n` (title, label) pairs worded like the
+/// universe's news, about other companies, with labels `neg`/`neu`/`pos` in the news stream's
+/// proportions (35% positive, 25% negative). It plays the part the hand-labelled headlines
+/// play for real news: what `sentiment.train_lexical` learns from on the synthetic universe.
+pub fn labelled_headlines(seed: u64, n: u32) -> Vec<(String, &'static str)> {
+    (0..n)
+        .map(|k| {
+            let d = Draw::new(seed, u64::from(k), -2, 5);
+            let u = d.uniform(0);
+            let (label, pool) = if u < 0.35 {
+                ("pos", &POSITIVE)
+            } else if u < 0.6 {
+                ("neg", &NEGATIVE)
+            } else {
+                ("neu", &NEUTRAL)
+            };
+            let pick = |x: f64, len: usize| (x * len as f64) as usize % len;
+            let name = format!(
+                "{}{}",
+                CORPUS_PREFIXES[pick(d.uniform(2), CORPUS_PREFIXES.len())],
+                SECTORS[pick(d.uniform(3), SECTORS.len())]
+            );
+            (
+                pool[pick(d.uniform(1), pool.len())].replace("{name}", &name),
+                label,
+            )
+        })
+        .collect()
+}
+
 /// One synthetic ticker's fixed characteristics.
 #[derive(Debug, Clone)]
 pub struct Ticker {
@@ -164,7 +206,8 @@ pub struct Ticker {
     base_volume: f64,
 }
 
-fn ticker(seed: u64, i: u32) -> Ticker {
+/// The `i`-th ticker of the universe with `seed` (code, name, market and its walk's constants).
+pub fn ticker(seed: u64, i: u32) -> Ticker {
     let d = Draw::new(seed, u64::from(i), -1, 7);
     Ticker {
         code: format!("{:06}", 900_001 + i),
@@ -205,6 +248,7 @@ pub fn generate(
     idx: u32,
     days: &[NaiveDate],
     news_per_day: f64,
+    sentiment_drift: f64,
 ) -> (Vec<SynthBar>, Vec<SynthNews>) {
     let sigma = t.vol / 252f64.sqrt();
     let mut bars = Vec::with_capacity(days.len());
@@ -218,7 +262,7 @@ pub fn generate(
         let m = 0.012 * market.normal(0);
         let wide = if own.uniform(10) < 0.05 { 3.0 } else { 1.0 };
         let r =
-            t.beta * m + sigma * wide * own.normal(0) + SENTIMENT_DRIFT * f64::from(prev_sentiment);
+            t.beta * m + sigma * wide * own.normal(0) + sentiment_drift * f64::from(prev_sentiment);
         let prev_close = close;
         let open_raw = prev_close * (r * own.uniform(11) + 0.2 * sigma * own.normal(1)).exp();
         let close_raw = prev_close * r.exp();
@@ -332,6 +376,12 @@ impl Operator for IngestSynthetic {
                 "mean headlines per ticker and day (0..=2)",
             ),
             ParamSpec::optional(
+                "sentiment_drift",
+                "f64",
+                "0.002",
+                "next-day log-return drift per unit of a day's summed headline sentiment (0..=0.05)",
+            ),
+            ParamSpec::optional(
                 "incremental",
                 "bool",
                 "true",
@@ -372,6 +422,12 @@ impl Operator for IngestSynthetic {
         if !(0.0..=2.0).contains(&p.news_per_day) {
             return Err(ConfigError::new("news_per_day", "must be within 0..=2"));
         }
+        if !(0.0..=0.05).contains(&p.sentiment_drift) {
+            return Err(ConfigError::new(
+                "sentiment_drift",
+                "must be within 0..=0.05",
+            ));
+        }
         Ok(Box::new(Configured { p }))
     }
 }
@@ -410,7 +466,7 @@ pub fn synthesize(
     let mut universe = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..p.tickers {
         let t = ticker(p.seed, i);
-        let (bars, news) = generate(p.seed, &t, i, &days, p.news_per_day);
+        let (bars, news) = generate(p.seed, &t, i, &days, p.news_per_day, p.sentiment_drift);
         for b in &bars[keep_from..] {
             codes.push(t.code.clone());
             dates.push(epoch_day(b.date));
@@ -514,6 +570,7 @@ mod tests {
             incremental: true,
             overlap_days: 5,
             news_per_day: 0.3,
+            sentiment_drift: SENTIMENT_DRIFT,
         }
     }
 
@@ -636,13 +693,36 @@ mod tests {
     }
 
     #[test]
+    fn the_labelled_corpus_is_seeded_worded_like_the_news_and_names_no_universe_ticker() {
+        let a = labelled_headlines(3, 500);
+        assert_eq!(a, labelled_headlines(3, 500), "same seed, same corpus");
+        assert_ne!(a, labelled_headlines(4, 500));
+        let count = |l: &str| a.iter().filter(|(_, x)| *x == l).count();
+        assert!((150..=200).contains(&count("pos")), "{}", count("pos"));
+        assert!((95..=155).contains(&count("neg")), "{}", count("neg"));
+        for (title, label) in &a {
+            let pool = match *label {
+                "pos" => &POSITIVE,
+                "neg" => &NEGATIVE,
+                _ => &NEUTRAL,
+            };
+            let wording = |t: &str| t.replace("{name}", "");
+            assert!(
+                pool.iter().any(|t| title.contains(&wording(t))),
+                "{title} is worded like a {label} headline"
+            );
+            assert!(!title.contains("합성"), "{title} names a universe ticker");
+        }
+    }
+
+    #[test]
     fn headline_sentiment_leads_next_day_returns() {
         let cal = WeekdayCalendar::default();
         let days = cal.trading_days(d("2015-01-02"), d("2024-12-16"));
         let (mut after_pos, mut after_neg) = (Vec::new(), Vec::new());
         for i in 0..40 {
             let t = ticker(7, i);
-            let (bars, news) = generate(7, &t, i, &days, 1.0);
+            let (bars, news) = generate(7, &t, i, &days, 1.0, SENTIMENT_DRIFT);
             let mut net: std::collections::HashMap<NaiveDate, i32> = Default::default();
             for n in &news {
                 *net.entry(n.date).or_default() += i32::from(n.sentiment);

@@ -24,12 +24,18 @@ use krxflow_models::lexical::{
 use serde::Deserialize;
 
 use crate::common::dates::days;
+use crate::ingest::synthetic;
 use crate::tables;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TrainParams {
-    path: String,
+    /// A labelled CSV ...
+    #[serde(default)]
+    path: Option<String>,
+    /// ... or this many labelled SYNTHETIC headlines (`ingest::synthetic::labelled_headlines`).
+    #[serde(default)]
+    synthetic_headlines: Option<u32>,
     #[serde(default = "default_model")]
     model: String,
     #[serde(default = "default_text")]
@@ -150,6 +156,31 @@ pub fn read_labelled(
     Ok(out)
 }
 
+/// The training examples and where they came from (a path, or the synthetic corpus).
+fn labelled_source(p: &TrainParams) -> OpResult<(String, Labelled)> {
+    if let Some(n) = p.synthetic_headlines {
+        let examples = synthetic::labelled_headlines(p.seed, n)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(k, (text, label))| Some((k + 1, (text, class_index(label)?))))
+            .collect();
+        let source = format!("synthetic:{n} headlines (seed {})", p.seed);
+        return Ok((
+            source,
+            Labelled {
+                examples,
+                rejects: Vec::new(),
+            },
+        ));
+    }
+    let path = p.path.clone().unwrap_or_default();
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| OpError::permanent(format!("{path}: {e}")))?;
+    let data = read_labelled(&text, &p.text_column, &p.label_column, &p.labels)
+        .map_err(|e| OpError::permanent(format!("{path}: {e}")))?;
+    Ok((path, data))
+}
+
 #[async_trait]
 impl Operator for TrainLexical {
     fn kind(&self) -> &'static str {
@@ -164,7 +195,18 @@ impl Operator for TrainLexical {
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::required("path", "string", "labelled CSV file"),
+            ParamSpec::optional(
+                "path",
+                "string",
+                "none",
+                "labelled CSV file (this or synthetic_headlines)",
+            ),
+            ParamSpec::optional(
+                "synthetic_headlines",
+                "u32",
+                "none",
+                "train on this many labelled SYNTHETIC headlines (the synthetic universe's wording, other company names) instead of a CSV",
+            ),
             ParamSpec::optional("model", "string", "lexical", "model name in the registry"),
             ParamSpec::optional("text_column", "string", "kor_sentence", "text column"),
             ParamSpec::optional("label_column", "string", "labels", "label column"),
@@ -194,6 +236,27 @@ impl Operator for TrainLexical {
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
         let p: TrainParams = parse_params(params)?;
+        match (&p.path, p.synthetic_headlines) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "synthetic_headlines",
+                    "give `path` or `synthetic_headlines`, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "path",
+                    "missing: give a labelled CSV `path` (or `synthetic_headlines: N`)",
+                ));
+            }
+            (None, Some(n)) if !(10..=1_000_000).contains(&n) => {
+                return Err(ConfigError::new(
+                    "synthetic_headlines",
+                    "must be within 10..=1000000",
+                ));
+            }
+            _ => {}
+        }
         if !(0.05..=0.5).contains(&p.holdout) {
             return Err(ConfigError::new("holdout", "must be within 0.05..=0.5"));
         }
@@ -231,10 +294,7 @@ impl ConfiguredOp for ConfiguredTrain {
             .store
             .clone()
             .ok_or_else(|| OpError::permanent("no artifact store in this context"))?;
-        let text = std::fs::read_to_string(&p.path)
-            .map_err(|e| OpError::permanent(format!("{}: {e}", p.path)))?;
-        let data = read_labelled(&text, &p.text_column, &p.label_column, &p.labels)
-            .map_err(|e| OpError::permanent(format!("{}: {e}", p.path)))?;
+        let (source, data) = labelled_source(p)?;
         ctx.counters.add(
             "rows_read",
             (data.examples.len() + data.rejects.len()) as i64,
@@ -271,7 +331,7 @@ impl ConfiguredOp for ConfiguredTrain {
         .map_err(|e| OpError::permanent(format!("training thread: {e}")))?
         .map_err(|e| OpError::permanent(e.to_string()))?;
         ctx.check_cancelled()?;
-        tracing::info!("{} holdout ({}):\n{}", p.model, p.path, eval.report());
+        tracing::info!("{} holdout ({source}):\n{}", p.model, eval.report());
         ctx.counters.add(
             "holdout_accuracy_bp",
             (eval.accuracy * 10_000.0).round() as i64,
@@ -287,7 +347,7 @@ impl ConfiguredOp for ConfiguredTrain {
         let metrics = serde_json::json!({
             "holdout": eval,
             "train_rows": model.trained_rows,
-            "source": p.path,
+            "source": source,
             "config": model.config,
             "classes": CLASSES,
             "seed": p.seed,
@@ -327,7 +387,7 @@ impl ConfiguredOp for ConfiguredTrain {
                     data.rejects.iter().map(|r| r.0 as i64).collect::<Vec<_>>(),
                 )),
                 Arc::new(Date32Array::from(vec![days(ctx.ds); n])),
-                Arc::new(StringArray::from(vec![p.path.clone(); n])),
+                Arc::new(StringArray::from(vec![source.clone(); n])),
                 Arc::new(StringArray::from(
                     data.rejects.iter().map(|r| r.1).collect::<Vec<_>>(),
                 )),
@@ -369,6 +429,56 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.contains("kor_sentence") && e.contains("a, b"), "{e}");
+    }
+
+    #[test]
+    fn one_source_is_required_and_two_are_refused() {
+        let e = TrainLexical
+            .configure(&serde_json::json!({}))
+            .err()
+            .unwrap();
+        assert_eq!(e.field, "path");
+        let e = TrainLexical
+            .configure(&serde_json::json!({"path": "x.csv", "synthetic_headlines": 100}))
+            .err()
+            .unwrap();
+        assert_eq!(e.field, "synthetic_headlines");
+        assert!(
+            TrainLexical
+                .configure(&serde_json::json!({"synthetic_headlines": 100}))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_synthetic_corpus_trains_a_model_that_reads_the_synthetic_news() {
+        let p: TrainParams =
+            parse_params(&serde_json::json!({"synthetic_headlines": 1500})).unwrap();
+        let (source, data) = labelled_source(&p).unwrap();
+        assert!(source.starts_with("synthetic:1500"), "{source}");
+        assert_eq!(data.examples.len(), 1500);
+        let train: Vec<Example> = data.examples.into_iter().map(|(_, e)| e).collect();
+        let model = LexicalModel::train(&train, LexicalConfig::default()).unwrap();
+        // The universe's own headlines (other names) are read right.
+        let cal = krxflow_core::WeekdayCalendar::default();
+        let days = krxflow_core::Calendar::trading_days(
+            &cal,
+            chrono::NaiveDate::from_ymd_opt(2024, 1, 2).unwrap(),
+            chrono::NaiveDate::from_ymd_opt(2024, 6, 28).unwrap(),
+        );
+        let news: Vec<synthetic::SynthNews> = (0..5)
+            .flat_map(|i| {
+                let t = synthetic::ticker(42, i);
+                synthetic::generate(42, &t, i, &days, 1.0, synthetic::SENTIMENT_DRIFT).1
+            })
+            .collect();
+        let examples: Vec<Example> = news
+            .iter()
+            .map(|n| (n.title.clone(), (n.sentiment + 1) as usize))
+            .collect();
+        assert!(examples.len() > 200);
+        let eval = Evaluation::of(&model, &examples);
+        assert!(eval.accuracy > 0.95, "{}", eval.report());
     }
 
     #[test]

@@ -40,6 +40,22 @@ fn readme_main_command_fills_the_lake_and_reruns_idempotently() {
         out.contains("krxflow lineage predictions --key 900001"),
         "{out}"
     );
+    // The sentiment model is trained before the first day, so every headline is scored and
+    // the sentiment features are real (the planted signal's carrier).
+    let news = count(lake.path(), "SELECT count(*) FROM news");
+    assert!(news > 10_000, "{news} headlines");
+    assert_eq!(
+        count(lake.path(), "SELECT count(*) FROM news_scores"),
+        news,
+        "every headline scored"
+    );
+    assert!(
+        count(
+            lake.path(),
+            "SELECT count(*) FROM _krxflow.task_runs WHERE task = 'score_news' AND state <> 'succeeded'"
+        ) == 0,
+        "{out}"
+    );
 
     let tables = krxflow(lake.path(), &["tables", "--json"]);
     let listed: serde_json::Value = serde_json::from_slice(&tables.stdout).unwrap();
