@@ -61,6 +61,9 @@ pub enum DiagCode {
     UnknownTask,
     /// Two tasks (or two ports of one task) write the same table.
     DuplicateWriter,
+    /// An `inputs:`/`outputs:` table name that could leave the lake (`..`, an absolute path, a
+    /// URL) or is not a plain name.
+    BadTableName,
     /// The DAG file cannot be read.
     Io,
     /// Any other structural problem: unknown or mistyped field of the DAG itself, duplicate key,
@@ -88,6 +91,7 @@ impl DiagCode {
             Self::UnboundPort => "unbound-port",
             Self::UnknownTask => "unknown-task",
             Self::DuplicateWriter => "duplicate-writer",
+            Self::BadTableName => "bad-table-name",
             Self::Io => "io",
             Self::InvalidField => "invalid-field",
         }

@@ -36,6 +36,7 @@ pub(crate) fn validate(
         if let Some(op) = &r.op {
             check_ports(d, op.as_ref(), sink);
         }
+        check_table_names(d, sink);
     }
     let writers = writers(drafts, sink);
     for (d, r) in drafts.iter().zip(&resolved) {
@@ -342,6 +343,50 @@ fn check_outputs(d: &TaskDraft, r: &Resolved, ctx: &LoadContext<'_>, sink: &mut 
     }
 }
 
+/// Why `name` cannot be a table of the lake, if it cannot: a table is a relative path of plain
+/// segments (letters, digits, `_`, `-`, `.`) under the lake root, so no name reaches outside it.
+pub(crate) fn bad_table_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("is empty");
+    }
+    if name.contains("://") {
+        return Some("is a URL (tables live under the lake: give the lake with --lake)");
+    }
+    if name.starts_with('/') || name.starts_with('\\') || name.contains(':') {
+        return Some("is an absolute path (a table is a name under the lake)");
+    }
+    let mut segments = name.split('/');
+    if segments.any(|s| s.is_empty() || s == "." || s == "..") {
+        return Some("has an empty, `.` or `..` path segment (a table cannot leave the lake)");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+    {
+        return Some("may hold only letters, digits, `_`, `-`, `.` and `/`");
+    }
+    None
+}
+
+/// Every table named in `inputs:` and `outputs:` is a plain name under the lake.
+fn check_table_names(d: &TaskDraft, sink: &mut Sink<'_>) {
+    for (section, ports) in [("inputs", &d.spec.inputs), ("outputs", &d.spec.outputs)] {
+        for (port, table) in ports {
+            let Some(why) = bad_table_name(table) else {
+                continue;
+            };
+            sink.at_value(
+                &child(&child(&task_path(&d.spec.name), section), port),
+                DiagCode::BadTableName,
+                format!(
+                    "task `{}` {section} `{port}`: table `{table}` {why}",
+                    d.spec.name
+                ),
+            );
+        }
+    }
+}
+
 /// `after:` must name tasks of this DAG.
 fn check_after(d: &TaskDraft, drafts: &[TaskDraft], sink: &mut Sink<'_>) {
     let names: Vec<&str> = drafts.iter().map(|t| t.spec.name.as_str()).collect();
@@ -373,6 +418,27 @@ fn type_name(t: &DataType) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_names_that_could_leave_the_lake_are_refused() {
+        for ok in ["ohlcv_daily", "_krxflow/task_runs", "a.b-c"] {
+            assert_eq!(bad_table_name(ok), None, "{ok}");
+        }
+        for bad in [
+            "",
+            "../etc/passwd",
+            "a/../../b",
+            "/tmp/x",
+            "C:\\x",
+            "s3://bucket/t",
+            "a//b",
+            "./a",
+            "a b",
+            "t@v3",
+        ] {
+            assert!(bad_table_name(bad).is_some(), "{bad:?} must be refused");
+        }
+    }
 
     #[test]
     fn field_paths_parse_serde_path_to_error_format() {

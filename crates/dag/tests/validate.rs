@@ -520,3 +520,25 @@ fn unknown_calendar_is_reported_at_its_line_with_the_known_names() {
     let d = one(&diags, DiagCode::InvalidField);
     assert_diag(&d, 4, Some(13), &["`nyse`", "krx, weekdays"]);
 }
+
+#[test]
+fn table_names_that_leave_the_lake_are_refused_at_validate() {
+    let diags = errors("bad_table_names.yaml");
+    let bad: Vec<_> = diags
+        .iter()
+        .filter(|d| d.code == DiagCode::BadTableName)
+        .collect();
+    assert_eq!(bad.len(), 2, "{}", krxflow_dag::render(&diags));
+    assert_diag(
+        bad.iter().find(|d| d.line == 6).unwrap(),
+        6,
+        Some(22),
+        &["task `ingest`", "`../../outside`", "`..`"],
+    );
+    assert_diag(
+        bad.iter().find(|d| d.line == 9).unwrap(),
+        9,
+        Some(21),
+        &["task `returns`", "`/etc/passwd`", "absolute path"],
+    );
+}
