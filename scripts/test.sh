@@ -9,4 +9,19 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The S3 backend is not in the default build (+88 crates): lint it once so it cannot rot.
 cargo clippy -p krxflow-cli --features krxflow-lake/s3 --locked -- -D warnings
+# Real-data tests skip without ../shared/data (or KRXFLOW_DATA); each skip is logged here, so
+# a skip is counted in the summary, and is a failure when the data is there.
+KRXFLOW_SKIP_LOG="$(mktemp)"
+export KRXFLOW_SKIP_LOG
+trap 'rm -f "$KRXFLOW_SKIP_LOG"' EXIT
 cargo test --workspace --locked
+skipped=$(sort -u "$KRXFLOW_SKIP_LOG" | grep -c . || true)
+data="${KRXFLOW_DATA:-../shared/data}"
+echo "real-data tests skipped: $skipped"
+if [ "$skipped" -gt 0 ]; then
+  sort -u "$KRXFLOW_SKIP_LOG"
+  if [ -d "$data/ohlcv" ] || [ -d "$data/sentiment" ]; then
+    echo "error: the real data is at $data but $skipped real-data tests skipped" >&2
+    exit 1
+  fi
+fi

@@ -14,10 +14,7 @@ fn data_dir() -> Option<PathBuf> {
     if dir.join("sentiment").is_dir() {
         Some(dir)
     } else {
-        eprintln!(
-            "skipped: real data not found at {} (set KRXFLOW_DATA)",
-            dir.display()
-        );
+        krxflow_core::skip::real_data_absent(&dir);
         None
     }
 }

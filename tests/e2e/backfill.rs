@@ -4,13 +4,21 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::common::{krxflow, repo_root};
+use crate::common::{count, krxflow, repo_root, text};
 use std::time::{Duration, Instant};
 
-fn scalar(lake: &Path, sql: &str) -> i64 {
+/// A count while a backfill is starting: 0 only while the queried table does not exist yet
+/// (any other failure fails the test). Assertions after the run use `count`, which never
+/// turns a failed query into a number.
+fn polled_count(lake: &Path, sql: &str) -> i64 {
     let o = krxflow(lake, &["sql", sql, "--format", "csv"]);
     if !o.status.success() {
-        return 0; // table not created yet
+        let err = text(&o);
+        assert!(
+            err.contains("not found") || err.contains("no table") || err.contains("No table"),
+            "`{sql}` failed for another reason than a missing table: {err}"
+        );
+        return 0;
     }
     String::from_utf8_lossy(&o.stdout)
         .lines()
@@ -73,7 +81,7 @@ fn a_backfill_killed_mid_way_finishes_on_rerun_with_nothing_missing_or_duplicate
     // Wait until a few partitions are done, then SIGKILL (no chance to clean up).
     let done_sql = "SELECT count(DISTINCT ds) FROM _krxflow.runs WHERE state = 'succeeded'";
     let t0 = Instant::now();
-    while scalar(lake.path(), done_sql) < 3 {
+    while polled_count(lake.path(), done_sql) < 3 {
         assert!(t0.elapsed() < Duration::from_secs(300), "no progress");
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -83,7 +91,7 @@ fn a_backfill_killed_mid_way_finishes_on_rerun_with_nothing_missing_or_duplicate
     }
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
-    let before = scalar(lake.path(), done_sql);
+    let before = count(lake.path(), done_sql);
     // KRX trading days in the range, as the planner sees them (10-01, 10-03, 10-09 closed).
     let plan = krxflow(
         lake.path(),
@@ -101,9 +109,9 @@ fn a_backfill_killed_mid_way_finishes_on_rerun_with_nothing_missing_or_duplicate
         out.contains("skipped"),
         "done partitions are skipped: {out}"
     );
-    assert_eq!(scalar(lake.path(), done_sql), total, "0 missing partitions");
-    let rows = scalar(lake.path(), "SELECT count(*) FROM features_returns");
-    let distinct = scalar(
+    assert_eq!(count(lake.path(), done_sql), total, "0 missing partitions");
+    let rows = count(lake.path(), "SELECT count(*) FROM features_returns");
+    let distinct = count(
         lake.path(),
         "SELECT count(*) FROM (SELECT DISTINCT code, date FROM features_returns)",
     );

@@ -13,10 +13,7 @@ pub(crate) fn data_dir() -> Option<PathBuf> {
     if dir.join("ohlcv/krx_daily_30").is_dir() {
         Some(dir)
     } else {
-        eprintln!(
-            "skipped: real data not found at {} (set KRXFLOW_DATA)",
-            dir.display()
-        );
+        krxflow_core::skip::real_data_absent(&dir);
         None
     }
 }

@@ -13,7 +13,7 @@ fn labelled() -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
-        eprintln!("skipped: {} not found", p.display());
+        krxflow_core::skip::real_data_absent(&p);
         None
     }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod operator;
 pub mod params;
 pub mod registry;
+pub mod skip;
 pub mod table;
 
 pub use artifacts::{ArtifactStore, valid_artifact_path};

@@ -173,10 +173,7 @@ mod tests {
         if dir.join("ohlcv").is_dir() {
             Some(dir)
         } else {
-            eprintln!(
-                "skipped: real data not found at {} (set KRXFLOW_DATA)",
-                dir.display()
-            );
+            krxflow_core::skip::real_data_absent(&dir);
             None
         }
     }
