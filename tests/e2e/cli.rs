@@ -153,6 +153,38 @@ fn validate_reports_file_line_and_exits_2_for_an_invalid_dag() {
 }
 
 #[test]
+fn every_shipped_dag_validates_for_both_universes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut shipped: Vec<String> = std::fs::read_dir(repo_root().join("dags"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| format!("dags/{}", p.file_name().unwrap().to_string_lossy()))
+        .collect();
+    shipped.sort();
+    assert!(shipped.len() >= 8, "{shipped:?}");
+    for universe in ["synthetic", "krx30"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_krxflow"))
+            .current_dir(repo_root())
+            .env("KRXFLOW_LAKE", dir.path())
+            .env("KRXFLOW_UNIVERSE", universe)
+            .arg("validate")
+            .args(&shipped)
+            .output()
+            .unwrap();
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{universe}:\n{out}");
+        for dag in &shipped {
+            assert!(
+                out.contains(&format!("ok  {dag}")),
+                "{universe}: {dag}\n{out}"
+            );
+        }
+    }
+}
+
+#[test]
 fn bad_usage_exits_2_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let weekend = krxflow(
