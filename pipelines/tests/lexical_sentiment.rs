@@ -65,9 +65,11 @@ fn native_headline_holdout_accuracy_and_macro_f1() {
         "about 20% of 1,897 rows: {}",
         e.n
     );
-    // The majority class (positive) alone scores ~0.44: the model must do clearly better.
-    assert!(e.accuracy > 0.6, "{}", e.report());
-    assert!(e.macro_f1 > 0.5, "{}", e.report());
+    // Measured (README): accuracy 0.777, macro-F1 0.764; the majority class (positive) alone
+    // scores ~0.44. The model is deterministic (seeded split, L-BFGS), so the bound sits 0.01
+    // below what it reaches: a regression of a point fails.
+    assert!(e.accuracy > 0.767, "{}", e.report());
+    assert!(e.macro_f1 > 0.754, "{}", e.report());
 }
 
 #[test]
@@ -80,6 +82,7 @@ fn phrasebank_holdout_accuracy_and_macro_f1() {
     ) else {
         return;
     };
-    // Majority (neutral) ~0.59.
-    assert!(e.accuracy > 0.65, "{}", e.report());
+    // Measured (README): accuracy 0.739, macro-F1 0.692; the majority class (neutral) ~0.59.
+    assert!(e.accuracy > 0.729, "{}", e.report());
+    assert!(e.macro_f1 > 0.682, "{}", e.report());
 }

@@ -40,8 +40,9 @@ fn tensor(v: &Value) -> (Vec<usize>, Vec<f64>) {
     (shape, data)
 }
 
-/// Max |a − b| over max |b| (the tensor's scale), and the worst element against 1e-4·|b| plus
-/// a floor of 1e-5 of the scale.
+/// Max |a − b| over max |b| (the tensor's scale) below 1e-5, and each element within 1e-5·|b|
+/// plus a floor of 5e-6 of the scale. Measured worst: 1.4e-7 (Chronos-Bolt quantiles), 1.0e-6
+/// (FinBERT hidden states), so the bound leaves a 10× margin for other CPUs' float rounding.
 fn assert_close(what: &str, got: &[f32], want: &[f64]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let scale = want.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-12);
@@ -50,13 +51,13 @@ fn assert_close(what: &str, got: &[f32], want: &[f64]) {
         let err = (f64::from(*g) - w).abs();
         max_err = max_err.max(err);
         assert!(
-            err <= 1e-4 * w.abs() + 1e-5 * scale,
+            err <= 1e-5 * w.abs() + 5e-6 * scale,
             "{what}[{i}]: onnx {g} vs torch {w}"
         );
     }
     let rel = max_err / scale;
     eprintln!("{what}: max relative error {rel:.3e}");
-    assert!(rel < 1e-4, "{what}: relative error {rel}");
+    assert!(rel < 1e-5, "{what}: relative error {rel}");
 }
 
 fn chronos() -> ChronosBolt {
@@ -106,9 +107,12 @@ fn chronos_left_pads_short_series_with_nan_and_batches_independently() {
         .map(|v| f64::from(*v))
         .collect();
     assert_close("chronos alone vs batch", &alone[0].values.concat(), &w);
-    // Monotone quantiles for the median and tails at every step.
-    for q in &batch[0].values {
-        assert_eq!(q.len(), 64);
+    // One path per quantile level of the config, each over the whole prediction length (the
+    // tiny model's weights are random, so its quantiles need not be ordered; the pipeline's
+    // `forecast::quantiles::derive` sorts them before use).
+    for paths in &batch {
+        assert_eq!(paths.values.len(), m.config.quantiles.len());
+        assert!(paths.values.iter().all(|q| q.len() == 64));
     }
 }
 
