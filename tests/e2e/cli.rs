@@ -185,6 +185,27 @@ fn every_shipped_dag_validates_for_both_universes() {
 }
 
 #[test]
+fn a_failed_run_exits_1_and_names_the_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let dag = dir.path().join("fails.yaml");
+    std::fs::write(
+        &dag,
+        "dag: fails\ntasks:\n  ingest:\n    op: ingest.ohlcv\n    with: { source: csv_dir, path: /nonexistent/krxflow }\n    outputs: { bars: ohlcv_daily, rejects: ohlcv_rejects }\n",
+    )
+    .unwrap();
+    let o = krxflow(
+        dir.path(),
+        &["run", dag.to_str().unwrap(), "--date", "2024-12-16"],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("failed") && out.contains("/nonexistent/krxflow"),
+        "{out}"
+    );
+}
+
+#[test]
 fn bad_usage_exits_2_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let weekend = krxflow(
