@@ -64,3 +64,88 @@ impl Lake {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use arrow::array::{Date32Array, Float64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use krxflow_core::{TableDef, WriteMode};
+
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::read::ReadOptions;
+
+    fn def() -> TableDef {
+        TableDef::new(
+            "prices",
+            Arc::new(Schema::new(vec![
+                Field::new("code", DataType::Utf8, false),
+                Field::new("date", DataType::Date32, false),
+                Field::new("close", DataType::Float64, true),
+            ])),
+        )
+        .keys(&["code", "date"])
+        .date_column("date")
+    }
+
+    fn day(d: i32) -> Vec<RecordBatch> {
+        vec![
+            RecordBatch::try_new(
+                def().schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(vec!["a"])),
+                    Arc::new(Date32Array::from(vec![d])),
+                    Arc::new(Float64Array::from(vec![f64::from(d)])),
+                ],
+            )
+            .unwrap(),
+        ]
+    }
+
+    #[tokio::test]
+    async fn the_write_that_reaches_16_files_compacts_the_table_and_keeps_every_row_and_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap(), Catalog::with_tables([def()])).unwrap();
+        let files = |t: &DeltaTable| t.snapshot().unwrap().log_data().num_files();
+        for d in 0..(COMPACT_AT_FILES as i32 - 1) {
+            lake.write(&def(), day(d), WriteMode::Merge, None, BTreeMap::new())
+                .await
+                .unwrap();
+        }
+        let before = lake.load("prices", None).await.unwrap().unwrap();
+        assert_eq!(
+            files(&before),
+            COMPACT_AT_FILES - 1,
+            "no compaction below the bar"
+        );
+        let last = lake
+            .write(&def(), day(100), WriteMode::Merge, None, BTreeMap::new())
+            .await
+            .unwrap();
+        let after = lake.load("prices", None).await.unwrap().unwrap();
+        assert_eq!(
+            files(&after),
+            1,
+            "the 16th file's write packed them into one"
+        );
+        assert_eq!(
+            version_of(&after),
+            last.version + 1,
+            "one compaction commit after the write"
+        );
+        let rows = lake.read("prices", ReadOptions::default()).await.unwrap();
+        assert_eq!(rows.num_rows(), COMPACT_AT_FILES, "no row changed");
+        let old = ReadOptions {
+            version: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(
+            lake.read("prices", old).await.unwrap().num_rows(),
+            4,
+            "earlier versions stay readable"
+        );
+    }
+}
