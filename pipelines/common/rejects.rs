@@ -25,6 +25,8 @@ pub enum Reason {
     DuplicateDate,
     Provisional,
     BadCode,
+    /// A whole source file that could not be decoded or parsed (quarantined; the others go on).
+    UnreadableFile,
 }
 
 impl Reason {
@@ -40,6 +42,7 @@ impl Reason {
             Self::DuplicateDate => "duplicate_date",
             Self::Provisional => "provisional",
             Self::BadCode => "bad_code",
+            Self::UnreadableFile => "unreadable_file",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Ingest operators: bring outside data into lake tables.
 
 pub mod cache;
+pub mod decode;
 pub mod index;
 pub mod news;
 pub mod ohlcv;

@@ -138,7 +138,7 @@ impl Collector {
         }
     }
 
-    fn reject(&mut self, r: Reject) {
+    pub(crate) fn reject(&mut self, r: Reject) {
         self.count(&format!("rejected.{}", r.reason.code()));
         self.rejects.push(r);
     }

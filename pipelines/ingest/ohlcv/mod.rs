@@ -24,7 +24,8 @@ use krxflow_core::{
 use serde::Deserialize;
 
 use crate::common::dates::days;
-use crate::common::rejects::{observe_rejects, rejects_batch};
+use crate::common::rejects::{Reason, Reject, observe_rejects, rejects_batch};
+use crate::ingest::decode::decode_text;
 use crate::tables;
 
 mod checks;
@@ -350,19 +351,38 @@ impl Configured {
                         continue;
                     }
                     // Parsed once per process while the file is unchanged (a backfill,
-                    // `serve`); each run routes the records through its own window.
-                    let (parsed, hit) =
+                    // `serve`); each run routes the records through its own window. A file
+                    // that cannot be decoded or parsed is quarantined with its reason and the
+                    // other files go on; one that cannot be opened is a transient error.
+                    let parsed =
                         super::cache::parsed(&f.to_string_lossy(), &format!("{cols:?}"), || {
-                            let file = std::fs::File::open(&f).map_err(|e| {
+                            let bytes = std::fs::read(&f).map_err(|e| {
                                 OpError::transient(format!("open {}: {e}", f.display()))
                             })?;
-                            parse_csv(file, &cols, true)
-                                .map_err(|e| OpError::permanent(format!("{}: {e}", f.display())))
-                        })?;
-                    if hit {
-                        out.count("source_cache_hits");
+                            let unreadable =
+                                |e: String| OpError::permanent(format!("{}: {e}", f.display()));
+                            let (text, _) = decode_text(&bytes).map_err(unreadable)?;
+                            parse_csv(text.as_bytes(), &cols, true).map_err(unreadable)
+                        });
+                    match parsed {
+                        Ok((parsed, hit)) => {
+                            if hit {
+                                out.count("source_cache_hits");
+                            }
+                            route_csv(&parsed, Some(&code), &w, &mut out);
+                        }
+                        Err(OpError::Permanent(why)) => {
+                            out.count("files_quarantined");
+                            out.reject(Reject {
+                                code: code.clone(),
+                                date: None,
+                                reason: Reason::UnreadableFile,
+                                detail: why,
+                                raw: f.display().to_string(),
+                            });
+                        }
+                        Err(e) => return Err(e),
                     }
-                    route_csv(&parsed, Some(&code), &w, &mut out);
                 }
             }
             Source::Kis => {
@@ -509,6 +529,53 @@ mod tests {
         assert_eq!(
             seen[1].query("FID_INPUT_DATE_1").as_deref(),
             Some("20241201")
+        );
+    }
+
+    #[test]
+    fn utf16_and_cp949_files_are_decoded_and_an_unreadable_one_is_quarantined_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = "Date,Open,High,Low,Close,Volume,Change\n\
+                   2024-12-12,100,110,90,105,1000,0.01\n\
+                   2024-12-13,105,112,101,110,1200,0.047\n";
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain(csv.encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        // A CP949 export with a Korean column the ingest does not read.
+        let korean = csv
+            .replace("Change\n", "Change,비고\n")
+            .replace("0.01\n", "0.01,상승\n");
+        let (cp949, _, _) = encoding_rs::EUC_KR.encode(&korean);
+        let noise: Vec<u8> = (0..2048u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        std::fs::write(dir.path().join("000001.csv"), csv).unwrap();
+        std::fs::write(dir.path().join("000002.csv"), utf16).unwrap();
+        std::fs::write(dir.path().join("000003.csv"), cp949.as_ref()).unwrap();
+        std::fs::write(dir.path().join("000004.csv"), noise).unwrap();
+        let op = Configured {
+            p: parse_params(&serde_json::json!({
+                "source": "csv_dir",
+                "path": dir.path().to_str().unwrap(),
+            }))
+            .unwrap(),
+        };
+        let out = op.ingest(crate::testutil::d("2024-12-13"), None).unwrap();
+        assert_eq!(
+            out.counters["accepted"], 6,
+            "two bars from each readable file"
+        );
+        assert_eq!(out.counters["files_quarantined"], 1);
+        assert_eq!(out.counters["rejected.unreadable_file"], 1);
+        let bad = &out.rejects[0];
+        assert_eq!(
+            (bad.code.as_str(), bad.reason),
+            ("000004", Reason::UnreadableFile)
+        );
+        assert!(
+            bad.raw.ends_with("000004.csv") && bad.detail.contains("CP949"),
+            "{bad:?}"
         );
     }
 
