@@ -87,7 +87,7 @@ impl NewsCollector {
             }
         }
     }
-    fn reject(&mut self, reason: &'static str, detail: String, raw: &str) {
+    pub(super) fn reject(&mut self, reason: &'static str, detail: String, raw: &str) {
         self.count(&format!("rejected.{reason}"));
         self.rejects.push(NewsReject {
             reason,

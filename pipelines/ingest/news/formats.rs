@@ -101,8 +101,12 @@ pub(super) fn parse_file(
     format: Format,
     cols: &NewsColumns,
 ) -> OpResult<Vec<ParsedNews>> {
-    let file = std::fs::File::open(f)
-        .map_err(|e| OpError::transient(format!("open {}: {e}", f.display())))?;
+    let bytes =
+        std::fs::read(f).map_err(|e| OpError::transient(format!("open {}: {e}", f.display())))?;
+    // UTF-8, UTF-16 with a BOM or CP949/EUC-KR; anything else is this file's permanent error.
+    let (text, _) = crate::ingest::decode::decode_text(&bytes)
+        .map_err(|e| OpError::permanent(format!("{}: {e}", f.display())))?;
+    let file = text.as_bytes();
     let mut out = Vec::new();
     let push = |rec: RawNews, raw: &str| {
         out.push(ParsedNews {

@@ -280,9 +280,20 @@ fn ingest(
         // routes the parsed records through its own window.
         let settings = format!("{:?} {:?}", src.format, src.columns);
         for f in files_of(&src.path, src.format)? {
-            let (records, hit) = super::cache::parsed(&f.to_string_lossy(), &settings, || {
+            // A file that cannot be decoded or parsed is quarantined with its reason and the
+            // other files go on; one that cannot be opened is a transient error.
+            let parsed = super::cache::parsed(&f.to_string_lossy(), &settings, || {
                 parse_file(&f, src.format, &src.columns)
-            })?;
+            });
+            let (records, hit) = match parsed {
+                Ok(ok) => ok,
+                Err(OpError::Permanent(why)) => {
+                    out.count("files_quarantined");
+                    out.reject("unreadable_file", why, &f.display().to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if hit {
                 out.count("source_cache_hits");
             }
@@ -366,5 +377,43 @@ impl ConfiguredOp for Configured {
         Ok(OutputBatches::new()
             .with("news", news)
             .with("rejects", rejects))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_utf16_news_file_is_read_and_an_unreadable_one_is_quarantined_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = "title,date,link,press\n\
+                   삼성전자 분기 실적 발표,2024-12-13,https://example.com/a,연합\n";
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain(csv.encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        let noise: Vec<u8> = (0..2048u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        std::fs::write(dir.path().join("a.csv"), utf16).unwrap();
+        std::fs::write(dir.path().join("b.csv"), noise).unwrap();
+        let p: NewsParams = parse_params(&serde_json::json!({
+            "path": dir.path().to_str().unwrap(),
+        }))
+        .unwrap();
+        let resolver = Resolver::new([("삼성전자".to_string(), "005930".to_string())]);
+        let w = NewsWindow::upto(chrono::NaiveDate::from_ymd_opt(2024, 12, 16).unwrap());
+        let all = ingest(&p, w, &resolver).unwrap();
+        let (_, out) = &all[0];
+        assert_eq!(out.articles.len(), 1, "the UTF-16 file's article");
+        assert_eq!(out.counters["files_quarantined"], 1);
+        assert_eq!(out.rejects.len(), 1);
+        assert_eq!(out.rejects[0].reason, "unreadable_file");
+        assert!(
+            out.rejects[0].raw.ends_with("b.csv"),
+            "{:?}",
+            out.rejects[0]
+        );
     }
 }
