@@ -62,6 +62,21 @@ pub(crate) mod testutil {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("test date")
     }
 
+    /// `s` as UTF-16 LE with its byte-order mark (Excel's "Unicode text").
+    pub fn utf16le_with_bom(s: &str) -> Vec<u8> {
+        [0xFF, 0xFE]
+            .into_iter()
+            .chain(s.encode_utf16().flat_map(u16::to_le_bytes))
+            .collect()
+    }
+
+    /// `n` deterministic bytes that are no text in any encoding.
+    pub fn noise(n: u32) -> Vec<u8> {
+        (0..n)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect()
+    }
+
     /// A context for running an operator outside the engine (weekday calendar, no store).
     pub fn ctx(ds: NaiveDate) -> TaskContext {
         TaskContext {

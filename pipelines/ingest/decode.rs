@@ -43,12 +43,9 @@ mod tests {
     fn utf8_with_and_without_bom_utf16_and_cp949_all_decode_to_the_same_text() {
         let mut bom8 = vec![0xEF, 0xBB, 0xBF];
         bom8.extend_from_slice(CSV.as_bytes());
-        let mut le = vec![0xFF, 0xFE];
+        let le = crate::testutil::utf16le_with_bom(CSV);
         let mut be = vec![0xFE, 0xFF];
-        for u in CSV.encode_utf16() {
-            le.extend_from_slice(&u.to_le_bytes());
-            be.extend_from_slice(&u.to_be_bytes());
-        }
+        be.extend(CSV.encode_utf16().flat_map(u16::to_be_bytes));
         let (cp949, _, lossy) = EUC_KR.encode(CSV);
         assert!(!lossy);
         for (bytes, enc) in [
@@ -65,9 +62,7 @@ mod tests {
 
     #[test]
     fn random_bytes_are_an_error_naming_what_was_tried() {
-        let noise: Vec<u8> = (0..4096u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
+        let noise = crate::testutil::noise(4096);
         let e = decode_text(&noise).unwrap_err();
         assert!(e.contains("UTF-8") && e.contains("CP949"), "{e}");
     }

@@ -68,41 +68,17 @@ impl Lake {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Arc;
 
-    use arrow::array::{Date32Array, Float64Array, RecordBatch, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
-    use krxflow_core::{TableDef, WriteMode};
+    use arrow::array::RecordBatch;
+    use krxflow_core::WriteMode;
 
     use super::*;
     use crate::catalog::Catalog;
     use crate::read::ReadOptions;
-
-    fn def() -> TableDef {
-        TableDef::new(
-            "prices",
-            Arc::new(Schema::new(vec![
-                Field::new("code", DataType::Utf8, false),
-                Field::new("date", DataType::Date32, false),
-                Field::new("close", DataType::Float64, true),
-            ])),
-        )
-        .keys(&["code", "date"])
-        .date_column("date")
-    }
+    use crate::testutil::{price_rows, prices as def};
 
     fn day(d: i32) -> Vec<RecordBatch> {
-        vec![
-            RecordBatch::try_new(
-                def().schema.clone(),
-                vec![
-                    Arc::new(StringArray::from(vec!["a"])),
-                    Arc::new(Date32Array::from(vec![d])),
-                    Arc::new(Float64Array::from(vec![f64::from(d)])),
-                ],
-            )
-            .unwrap(),
-        ]
+        price_rows(&[("a", d, f64::from(d))])
     }
 
     #[tokio::test]

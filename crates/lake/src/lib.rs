@@ -25,6 +25,8 @@ mod dates;
 mod files;
 mod read;
 mod table;
+#[cfg(test)]
+mod testutil;
 mod write;
 
 pub use artifacts::LakeArtifacts;

@@ -389,13 +389,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let csv = "title,date,link,press\n\
                    삼성전자 분기 실적 발표,2024-12-13,https://example.com/a,연합\n";
-        let utf16: Vec<u8> = [0xFF, 0xFE]
-            .into_iter()
-            .chain(csv.encode_utf16().flat_map(u16::to_le_bytes))
-            .collect();
-        let noise: Vec<u8> = (0..2048u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
+        let utf16 = crate::testutil::utf16le_with_bom(csv);
+        let noise = crate::testutil::noise(2048);
         std::fs::write(dir.path().join("a.csv"), utf16).unwrap();
         std::fs::write(dir.path().join("b.csv"), noise).unwrap();
         let p: NewsParams = parse_params(&serde_json::json!({

@@ -538,18 +538,13 @@ mod tests {
         let csv = "Date,Open,High,Low,Close,Volume,Change\n\
                    2024-12-12,100,110,90,105,1000,0.01\n\
                    2024-12-13,105,112,101,110,1200,0.047\n";
-        let utf16: Vec<u8> = [0xFF, 0xFE]
-            .into_iter()
-            .chain(csv.encode_utf16().flat_map(u16::to_le_bytes))
-            .collect();
+        let utf16 = crate::testutil::utf16le_with_bom(csv);
         // A CP949 export with a Korean column the ingest does not read.
         let korean = csv
             .replace("Change\n", "Change,비고\n")
             .replace("0.01\n", "0.01,상승\n");
         let (cp949, _, _) = encoding_rs::EUC_KR.encode(&korean);
-        let noise: Vec<u8> = (0..2048u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
+        let noise = crate::testutil::noise(2048);
         std::fs::write(dir.path().join("000001.csv"), csv).unwrap();
         std::fs::write(dir.path().join("000002.csv"), utf16).unwrap();
         std::fs::write(dir.path().join("000003.csv"), cp949.as_ref()).unwrap();

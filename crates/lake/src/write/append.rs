@@ -50,43 +50,14 @@ impl Lake {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Arc;
 
-    use arrow::array::{Date32Array, Float64Array, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
-    use krxflow_core::{TableDef, WriteMode};
+    use krxflow_core::WriteMode;
 
     use super::*;
     use crate::catalog::Catalog;
     use crate::dates::from_date32;
     use crate::read::ReadOptions;
-    use crate::schema::physical_schema;
-
-    fn def() -> TableDef {
-        TableDef::new(
-            "prices",
-            Arc::new(Schema::new(vec![
-                Field::new("code", DataType::Utf8, false),
-                Field::new("date", DataType::Date32, false),
-                Field::new("close", DataType::Float64, true),
-            ])),
-        )
-        .keys(&["code", "date"])
-        .date_column("date")
-    }
-
-    fn rows(rows: &[(&str, i32, f64)]) -> Vec<RecordBatch> {
-        let b = RecordBatch::try_new(
-            def().schema.clone(),
-            vec![
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
-                Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.1))),
-                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
-            ],
-        )
-        .unwrap();
-        vec![conform(&b, &physical_schema(&def().schema)).unwrap()]
-    }
+    use crate::testutil::{price_rows as rows, prices as def};
 
     fn on(day: i32) -> String {
         let d = from_date32(day).unwrap();

@@ -44,7 +44,7 @@ impl Lake {
         let provider = table.table_provider().await?;
         let ctx = SessionContext::new();
         table.update_datafusion_session(&ctx.state())?;
-        let mut df = ctx.read_table(provider)?;
+        let mut df = ctx.read_table(provider.clone())?;
         let range = def
             .date_column
             .as_ref()
@@ -130,62 +130,13 @@ impl Lake {
             // columns only). None held: append, declaring the whole table read, so any
             // concurrent write to it conflicts (and retries) rather than duplicating a key.
             _ => {
-                if !self.holds_any_key(def, table, &out.rows).await? {
+                let all = ctx.read_table(provider)?;
+                if !holds_any_key(all, def, &physical, &keys, &key_idx, &out.rows).await? {
                     out.insert_only = Some("true".into());
                 }
             }
         }
         Ok(out)
-    }
-
-    /// Whether the table holds any key of `rows`, over all its rows (key columns read only).
-    async fn holds_any_key(
-        &self,
-        def: &TableDef,
-        table: &DeltaTable,
-        rows: &[RecordBatch],
-    ) -> LakeResult<bool> {
-        let provider = table.table_provider().await?;
-        let ctx = SessionContext::new();
-        table.update_datafusion_session(&ctx.state())?;
-        let keys: Vec<_> = def.keys.iter().map(|k| col(format!("\"{k}\""))).collect();
-        let stored = ctx.read_table(provider)?.select(keys)?.collect().await?;
-        let Some(first) = rows.first() else {
-            return Ok(false);
-        };
-        let key_idx: Vec<usize> = def
-            .keys
-            .iter()
-            .map(|k| first.schema().index_of(k))
-            .collect::<Result<_, _>>()?;
-        let converter = RowConverter::new(
-            key_idx
-                .iter()
-                .map(|&i| SortField::new(first.schema().field(i).data_type().clone()))
-                .collect(),
-        )?;
-        let mut wanted = HashSet::new();
-        for b in rows {
-            let cols: Vec<_> = key_idx.iter().map(|&i| b.column(i).clone()).collect();
-            for r in converter.convert_columns(&cols)?.iter() {
-                wanted.insert(r.as_ref().to_vec());
-            }
-        }
-        for b in stored.iter().filter(|b| b.num_rows() > 0) {
-            let cols: Vec<_> = (0..key_idx.len())
-                .map(|j| {
-                    arrow::compute::cast(b.column(j), first.schema().field(key_idx[j]).data_type())
-                })
-                .collect::<Result<_, _>>()?;
-            if converter
-                .convert_columns(&cols)?
-                .iter()
-                .any(|r| wanted.contains(r.as_ref()))
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
     }
 
     pub(super) async fn merge(
@@ -233,6 +184,42 @@ impl Lake {
         let (table, _metrics) = builder.await?;
         Ok(table)
     }
+}
+
+/// Whether `table` (every stored row) holds any key of `rows`, reading its key columns only;
+/// `keys` converts the key columns (`key_idx` of `physical`) to comparable rows.
+async fn holds_any_key(
+    table: datafusion::prelude::DataFrame,
+    def: &TableDef,
+    physical: &arrow::datatypes::Schema,
+    keys: &RowConverter,
+    key_idx: &[usize],
+    rows: &[RecordBatch],
+) -> LakeResult<bool> {
+    let columns: Vec<_> = def.keys.iter().map(|k| col(format!("\"{k}\""))).collect();
+    let stored = table.select(columns)?.collect().await?;
+    let mut wanted = HashSet::new();
+    for b in rows {
+        let cols: Vec<_> = key_idx.iter().map(|&i| b.column(i).clone()).collect();
+        for r in keys.convert_columns(&cols)?.iter() {
+            wanted.insert(r.as_ref().to_vec());
+        }
+    }
+    for b in stored.iter().filter(|b| b.num_rows() > 0) {
+        let cols: Vec<_> = key_idx
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| arrow::compute::cast(b.column(j), physical.field(i).data_type()))
+            .collect::<Result<_, _>>()?;
+        if keys
+            .convert_columns(&cols)?
+            .iter()
+            .any(|r| wanted.contains(r.as_ref()))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The smallest and largest non-null value of the Date32 column `name` in `batches`.
