@@ -17,6 +17,12 @@ have prometheus || need_apt+=(prometheus)
 have prometheus-pushgateway || need_apt+=(prometheus-pushgateway)
 # LightGBM's wheel library (loaded at run time) links OpenMP's runtime.
 ldconfig -p 2>/dev/null | grep -q 'libgomp\.so\.1 ' || need_apt+=(libgomp1)
+# The evaluation report's browser test (tests/e2e/eval.rs): headless Chromium driven through
+# chromedriver. Only the test command needs it (`scripts/setup.sh --tests`).
+if [ "${1:-}" = "--tests" ]; then
+  have chromium || need_apt+=(chromium)
+  have chromedriver || need_apt+=(chromium-driver)
+fi
 # Python for the tool venv below.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 

@@ -3,7 +3,7 @@
 # then every test of the workspace. Tests run offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --tests
 source scripts/env.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -6,6 +6,7 @@ mod common;
 
 mod backfill;
 mod cli;
+mod eval;
 mod krx30;
 mod lgbm;
 mod observability;

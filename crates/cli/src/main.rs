@@ -80,6 +80,7 @@ commands! {
         Backfill(cmd::backfill::Args),
         Backfills(cmd::backfills::Args),
         Predict(cmd::predict::Args),
+        Eval(cmd::eval::Args),
         Serve(cmd::serve::Args),
         Runs(cmd::runs::Args),
         Lineage(cmd::lineage::Args),

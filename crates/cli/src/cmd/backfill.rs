@@ -39,6 +39,21 @@ pub struct Args {
     dry_run: bool,
 }
 
+impl Args {
+    /// The replay of `dags` over `from..=to` that `krxflow eval --replay` runs: missing
+    /// partitions only, two at a time.
+    pub fn replay(dags: Vec<String>, from: NaiveDate, to: NaiveDate) -> Self {
+        Self {
+            dags,
+            from: from.to_string(),
+            to: to.to_string(),
+            reprocess: ReprocessArg::Missing,
+            parallel: 2,
+            dry_run: false,
+        }
+    }
+}
+
 /// Draws partitions done / failed / remaining with an ETA on stderr (hidden when not a TTY).
 struct Bar {
     bar: ProgressBar,

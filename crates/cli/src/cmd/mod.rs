@@ -3,6 +3,7 @@
 pub mod backfill;
 pub mod backfills;
 pub mod compact;
+pub mod eval;
 pub mod lineage;
 pub mod ops;
 pub mod predict;
