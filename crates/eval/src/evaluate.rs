@@ -62,6 +62,9 @@ pub struct Evaluation {
     pub config: Config,
     pub counts: Counts,
     pub horizons: Vec<u32>,
+    /// The range's largest drawdown of the codes' equal-weighted index (coverage is reported
+    /// for the 60 trading days from its peak).
+    pub drawdown: Option<crate::drawdown::Drawdown>,
     pub summaries: Vec<Summary>,
     pub hit_diffs: Vec<HitDiff>,
     pub cumulative_hit: Vec<CumulativeHit>,
@@ -131,6 +134,7 @@ pub fn evaluate(
         })
         .collect();
     let terciles = VolTerciles::new(vol);
+    let drawdown = crate::drawdown::largest(&input.closes, from, to);
     let counts = Counts {
         outcomes: scored.len(),
         baseline_rows: naive.len(),
@@ -158,6 +162,7 @@ pub fn evaluate(
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect(),
+        drawdown,
         summaries: Vec::new(),
         hit_diffs: Vec::new(),
         cumulative_hit: Vec::new(),
@@ -178,6 +183,7 @@ pub fn evaluate(
             cross_section::stats(&ic_values),
             cross_section::stats(&ls_values),
             &terciles,
+            ev.drawdown.as_ref(),
         ));
         if let Some(c) = cal {
             ev.reliability
@@ -322,6 +328,10 @@ mod tests {
             "{ens:?}"
         );
         assert!(ens.long_short_mean.unwrap() > 0.0);
+        // Coverage is also reported in the window of the range's largest drawdown.
+        let dd = ev.drawdown.as_ref().unwrap();
+        assert!(dd.depth < 0.0 && dd.peak < dd.trough && dd.trough <= day(DAYS));
+        assert!(ens.coverage_drawdown.is_some());
 
         let best = ev
             .summaries

@@ -11,6 +11,7 @@ pub mod baselines;
 pub mod bootstrap;
 pub mod calibration;
 pub mod cross_section;
+pub mod drawdown;
 pub mod error;
 pub mod evaluate;
 pub mod input;

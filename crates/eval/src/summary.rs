@@ -51,6 +51,9 @@ pub struct Summary {
     pub coverage_low_vol: Option<f64>,
     pub coverage_mid_vol: Option<f64>,
     pub coverage_high_vol: Option<f64>,
+    /// q10–q90 coverage of the forecasts made in the 60 trading days from the range's largest
+    /// drawdown's peak ([`crate::drawdown`]).
+    pub coverage_drawdown: Option<f64>,
     pub brier: Option<f64>,
     pub brier_reliability: Option<f64>,
     pub brier_resolution: Option<f64>,
@@ -113,6 +116,7 @@ pub fn summarise(
     ic: Option<SeriesStats>,
     long_short: Option<SeriesStats>,
     terciles: &VolTerciles,
+    drawdown: Option<&crate::drawdown::Drawdown>,
 ) -> Summary {
     let first = rows[0];
     let days = rows
@@ -155,6 +159,13 @@ pub fn summarise(
         coverage_low_vol: coverage_in(0),
         coverage_mid_vol: coverage_in(1),
         coverage_high_vol: coverage_in(2),
+        coverage_drawdown: drawdown.and_then(|dd| {
+            mean(
+                interval()
+                    .filter(|(o, _, _)| dd.contains(o.base_date))
+                    .map(|(o, lo, hi)| covered(o, lo, hi)),
+            )
+        }),
         brier: calibration.map(|c| c.brier),
         brier_reliability: calibration.map(|c| c.reliability),
         brier_resolution: calibration.map(|c| c.resolution),
@@ -195,7 +206,14 @@ mod tests {
     fn errors_and_interval_metrics_are_in_return_units() {
         let rows = [row(102.0, 98.0, 104.0, 0.01), row(101.0, 99.0, 103.0, 0.05)];
         let refs: Vec<&Outcome> = rows.iter().collect();
-        let s = summarise(&refs, None, None, None, &VolTerciles::new(HashMap::new()));
+        let s = summarise(
+            &refs,
+            None,
+            None,
+            None,
+            &VolTerciles::new(HashMap::new()),
+            None,
+        );
         assert_eq!((s.n, s.days, s.kind), (2, 1, Kind::Member));
         assert_eq!(s.hit_rate, 1.0);
         assert!((s.mae_return.unwrap() - (0.01 + 0.04) / 2.0).abs() < 1e-12);
@@ -217,7 +235,7 @@ mod tests {
             rows.push(o);
         }
         let t = VolTerciles::new(vol);
-        let s = summarise(&rows.iter().collect::<Vec<_>>(), None, None, None, &t);
+        let s = summarise(&rows.iter().collect::<Vec<_>>(), None, None, None, &t, None);
         assert_eq!(
             (s.coverage_low_vol, s.coverage_mid_vol, s.coverage_high_vol),
             (Some(1.0), Some(0.0), Some(0.0))

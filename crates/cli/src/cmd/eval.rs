@@ -250,6 +250,16 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             ev.counts.dropped.total()
         );
         print_summary(&ev);
+        if let Some(dd) = &ev.drawdown {
+            println!(
+                "largest drawdown of the codes' index: {:.1}% from {} to {}; q10-q90 coverage of the forecasts made from {} to {} is in summary.csv (coverage_drawdown)",
+                dd.depth * 100.0,
+                dd.peak,
+                dd.trough,
+                dd.peak,
+                dd.window_end
+            );
+        }
         println!(
             "hit: direction hit rate (±0.3% band); vs: hit-rate difference in points to the best naive baseline, 95% block-bootstrap interval"
         );

@@ -34,7 +34,7 @@ th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}tr.ensemble 
 tr.baseline td{color:#666}figure{margin:1.5em 0}figcaption{font-size:13px;color:#555}.note{font-size:13px;color:#555}";
 
 fn metrics_table(out: &mut String, rows: &[&Summary]) {
-    out.push_str("<table><tr><th>model</th><th>n</th><th>hit rate</th><th>Rank IC</th><th>ICIR</th><th>MAE (return)</th><th>pinball q10 / q50 / q90</th><th>q10–q90 coverage</th><th>coverage by vol tercile (low / mid / high)</th><th>width</th><th>Brier (rel / res / unc)</th><th>long–short mean</th></tr>");
+    out.push_str("<table><tr><th>model</th><th>n</th><th>hit rate</th><th>Rank IC</th><th>ICIR</th><th>MAE (return)</th><th>pinball q10 / q50 / q90</th><th>q10–q90 coverage</th><th>coverage by vol tercile (low / mid / high)</th><th>coverage in the drawdown window</th><th>width</th><th>Brier (rel / res / unc)</th><th>long–short mean</th></tr>");
     for s in rows {
         let class = match s.kind {
             Kind::Ensemble => "ensemble",
@@ -54,7 +54,7 @@ fn metrics_table(out: &mut String, rows: &[&Summary]) {
         );
         let _ = write!(
             out,
-            "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {} / {}</td><td>{}</td><td>{} / {} / {}</td><td>{}</td><td>{brier}</td><td>{}</td></tr>",
+            "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {} / {}</td><td>{}</td><td>{} / {} / {}</td><td>{}</td><td>{}</td><td>{brier}</td><td>{}</td></tr>",
             escape(&s.model),
             s.n,
             num(Some(s.hit_rate), 3),
@@ -68,6 +68,7 @@ fn metrics_table(out: &mut String, rows: &[&Summary]) {
             num(s.coverage_low_vol, 3),
             num(s.coverage_mid_vol, 3),
             num(s.coverage_high_vol, 3),
+            num(s.coverage_drawdown, 3),
             pct(s.width),
             s.long_short_mean
                 .map_or_else(|| "—".to_string(), |m| format!("{:.3}%", m * 100.0)),
@@ -135,6 +136,23 @@ pub fn page(ev: &Evaluation) -> crate::EvalResult<String> {
         ev.config.bootstrap.block_days,
         ev.config.bootstrap.resamples
     );
+    match &ev.drawdown {
+        Some(dd) => {
+            let _ = write!(
+                out,
+                "<p>The range's largest drawdown of the codes' equal-weighted index: {:.1}% from {} to {}. \"Coverage in the drawdown window\" is over the forecasts made in the {} trading days from {} to {}.</p>",
+                dd.depth * 100.0,
+                dd.peak,
+                dd.trough,
+                crate::drawdown::WINDOW_DAYS,
+                dd.peak,
+                dd.window_end
+            );
+        }
+        None => {
+            out.push_str("<p>The codes' index did not fall in this range: no drawdown window.</p>")
+        }
+    }
     for &h in &ev.horizons {
         let rows: Vec<&Summary> = ev.summaries.iter().filter(|s| s.horizon == h).collect();
         let best = rows
