@@ -18,6 +18,8 @@ pub enum XAxis {
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
+    /// Index into the palette: the same model has the same colour in every chart.
+    pub color: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -170,6 +172,7 @@ mod tests {
             series: vec![Series {
                 name: "ensemble".into(),
                 points,
+                color: 0,
             }],
             reference: Some(0.8),
             diagonal_points: false,

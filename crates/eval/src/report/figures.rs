@@ -8,6 +8,28 @@ use crate::evaluate::Evaluation;
 
 use super::charts::{Chart, Series, XAxis, day_number};
 
+/// The models in a fixed colour order; any other model gets a colour after them.
+const COLOURS: [&str; 9] = [
+    "ensemble",
+    "ets",
+    "lgbm",
+    "chronos",
+    "finbert",
+    crate::baselines::ALWAYS_UP,
+    crate::baselines::ALWAYS_FLAT,
+    crate::baselines::MOMENTUM,
+    crate::baselines::RANDOM_WALK,
+];
+
+fn colour_of(model: &str) -> usize {
+    COLOURS.iter().position(|m| *m == model).unwrap_or_else(|| {
+        COLOURS.len()
+            + model.bytes().fold(0usize, |h, b| {
+                h.wrapping_mul(31).wrapping_add(usize::from(b))
+            }) % 20
+    })
+}
+
 /// Series per model, in first-seen order (ensemble, members, baselines).
 fn by_model<'a, T: 'a>(
     rows: impl Iterator<Item = &'a T>,
@@ -28,7 +50,11 @@ fn by_model<'a, T: 'a>(
         .into_iter()
         .filter_map(|name| {
             let points = map.remove(&name)?;
-            (!points.is_empty()).then_some(Series { name, points })
+            (!points.is_empty()).then(|| Series {
+                color: colour_of(&name),
+                name,
+                points,
+            })
         })
         .collect()
 }
