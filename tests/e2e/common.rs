@@ -48,3 +48,36 @@ pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
+
+/// The Parquet files under a table's folder (data files of every version still stored).
+pub fn parquet_files(table: &Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![table.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// A two-task DAG (synthetic ingest, returns) with no schedule, written to `dir/NAME.yaml`.
+pub fn small_dag(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "dag: {name}\ntasks:\n  ingest:\n    op: ingest.synthetic\n    with: {{ tickers: 3, seed: 7, lookback_days: 10 }}\n    outputs: {{ bars: ohlcv_daily, news: news, universe: universe }}\n  returns:\n    op: features.returns\n    inputs: {{ bars: ohlcv_daily }}\n    outputs: {{ features: features_returns }}\n"
+        ),
+    )
+    .expect("DAG file written");
+    path
+}

@@ -14,3 +14,4 @@ mod onnx_ops;
 mod prediction_loop;
 mod sentiment;
 mod serve;
+mod vacuum;

@@ -1,8 +1,8 @@
 //! End-to-end `krxflow serve`: scheduled runs, /metrics /healthz /runs over real HTTP, invalid
 //! DAGs reported, hot reload, one scheduler per lake, SIGTERM, and a SIGKILLed scheduler's
-//! lease expiring.
+//! lease expiring, with claimants racing for it.
 
-use crate::common::{repo_root, wait_for};
+use crate::common::{count, krxflow, parquet_files, repo_root, small_dag, text, wait_for};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -179,11 +179,261 @@ fn a_killed_schedulers_lease_expires_and_a_waiting_one_takes_over() {
     let mut first = start(&lake, &dags, &["--lease-ttl", "2s"]);
     first.child.kill().unwrap(); // SIGKILL: the lease stays behind
     first.child.wait().unwrap();
-    assert!(lake.join("_krxflow/leases/scheduler.json").exists());
+    assert!(
+        lake.join("_krxflow/leases/scheduler")
+            .read_dir()
+            .unwrap()
+            .count()
+            > 0
+    );
     let t0 = Instant::now();
     let second = start(&lake, &dags, &["--wait"]);
     assert!(t0.elapsed() < Duration::from_secs(20));
     assert_eq!(get(&second.addr, "/healthz").0, 200);
+}
+
+/// Three `serve --wait` started together behind a SIGKILLed holder: exactly one takes the
+/// lease and schedules, the others keep waiting while it renews.
+#[test]
+fn three_waiting_schedulers_behind_a_killed_one_exactly_one_takes_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, dags) = (dir.path().join("lake"), dir.path().join("dags"));
+    std::fs::create_dir_all(&dags).unwrap();
+    std::fs::write(dags.join("tick.yaml"), ticking_dag("tick", 5)).unwrap();
+    let mut dead = start(&lake, &dags, &["--lease-ttl", "2s"]);
+    dead.child.kill().unwrap(); // SIGKILL: the lease stays behind
+    dead.child.wait().unwrap();
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut waiting: Vec<Child> = (0..3)
+        .map(|i| {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_krxflow"))
+                .current_dir(repo_root())
+                .env("KRXFLOW_LAKE", &lake)
+                .args(["serve", "--wait", "--lease-ttl", "3s", "--dags"])
+                .arg(&dags)
+                .args(["--listen", "127.0.0.1:0"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let stdout = child.stdout.take().unwrap();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                // The first line (the address) is printed once the lease is held.
+                let mut lines = BufReader::new(stdout).lines();
+                if let Some(Ok(line)) = lines.next() {
+                    let _ = tx.send((i, line));
+                }
+                for _ in lines {} // keep the pipe open
+            });
+            child
+        })
+        .collect();
+    let (winner, line) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("one waiting scheduler must take the expired lease");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    // Past two more lease lifetimes: the winner renews, nobody else starts.
+    assert!(
+        rx.recv_timeout(Duration::from_secs(8)).is_err(),
+        "a second scheduler started beside #{winner}"
+    );
+    let (status, body) = get(addr, "/healthz");
+    assert_eq!(status, 200);
+    let holder = std::fs::read_dir(lake.join("_krxflow/leases/scheduler"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let holder: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(holder).unwrap()).unwrap();
+    let owner = holder["owner"].as_str().unwrap();
+    assert!(body.contains(owner), "{owner} not in {body}");
+    for (i, c) in waiting.iter_mut().enumerate() {
+        if i != winner {
+            assert!(c.try_wait().unwrap().is_none(), "#{i} gave up waiting");
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// The retention policy: serve vacuums on its interval; meanwhile a short-window
+/// `krxflow vacuum` is refused, since the scheduler's runs may be reading older files.
+#[test]
+fn serve_vacuums_on_its_interval_and_a_short_manual_vacuum_is_refused_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, dags) = (dir.path().join("lake"), dir.path().join("dags"));
+    std::fs::create_dir_all(&dags).unwrap();
+    let dag = small_dag(dir.path(), "small");
+    for _ in 0..3 {
+        let o = krxflow(
+            &lake,
+            &[
+                "run",
+                dag.to_str().unwrap(),
+                "--date",
+                "2024-12-16",
+                "--reprocess",
+                "all",
+            ],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let table = lake.join("ohlcv_daily");
+    let stored = parquet_files(&table);
+    let _serve = start(
+        &lake,
+        &dags,
+        &["--vacuum-every", "1s", "--vacuum-retain", "0s"],
+    );
+    let refused = krxflow(&lake, &["vacuum", "--retain", "0s"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("scheduler"), "{}", text(&refused));
+    wait_for("serve's vacuum", 30, || parquet_files(&table) < stored);
+}
+
+/// A daily DAG with a catch-up policy, at most one run at a time.
+fn daily_dag(name: &str, catchup: &str) -> String {
+    format!(
+        r#"dag: {name}
+schedule: {{ cron: "0 0 0 * * *", timezone: Asia/Seoul, calendar: daily, catchup: {catchup} }}
+max_active_runs: 1
+tasks:
+  ingest:
+    op: ingest.synthetic
+    with: {{ tickers: 3, seed: 7, lookback_days: 10 }}
+    outputs: {{ bars: bars_{name}, news: news_{name}, universe: universe_{name} }}
+"#
+    )
+}
+
+/// After four days down (the saved state's last tick is 4 days old), `catchup: all` runs the
+/// four missed days oldest first and one at a time (`max_active_runs: 1`), `latest` runs the
+/// newest only, `none` runs none.
+#[test]
+fn after_downtime_catchup_all_latest_and_none_run_four_one_and_no_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, dags) = (dir.path().join("lake"), dir.path().join("dags"));
+    std::fs::create_dir_all(&dags).unwrap();
+    std::fs::create_dir_all(lake.join("_krxflow/control")).unwrap();
+    for c in ["all", "latest", "none"] {
+        std::fs::write(
+            dags.join(format!("{c}.yaml")),
+            daily_dag(&format!("c_{c}"), c),
+        )
+        .unwrap();
+    }
+    let now = chrono::Utc::now();
+    let last = (now - chrono::Duration::days(4)).to_rfc3339();
+    let state = serde_json::json!({
+        "c_all": {"last_tick": last, "pending": []},
+        "c_latest": {"last_tick": last, "pending": []},
+        "c_none": {"last_tick": last, "pending": []},
+    });
+    std::fs::write(
+        lake.join("_krxflow/control/scheduler_state.json"),
+        state.to_string(),
+    )
+    .unwrap();
+    let serve = start(&lake, &dags, &[]);
+    let runs = |dag: &str| {
+        count(
+            &lake,
+            &format!(
+                "SELECT count(*) FROM _krxflow.runs WHERE dag = '{dag}' AND state = 'succeeded'"
+            ),
+        )
+    };
+    wait_for("four catch-up runs", 90, || {
+        lake.join("_krxflow/runs/_delta_log").exists() && runs("c_all") == 4
+    });
+    // Midnight KST ticks in (now - 4 days, now]: four, the newest today's.
+    let kst_midnight_age =
+        (now.with_timezone(&chrono_tz::Asia::Seoul).time() - chrono::NaiveTime::MIN).num_seconds();
+    let none_expected = i64::from(kst_midnight_age <= 60); // a tick under a minute old is on time
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(runs("c_all"), 4);
+    assert_eq!(runs("c_latest"), 1);
+    assert_eq!(runs("c_none"), none_expected);
+    let days = count(
+        &lake,
+        "SELECT count(DISTINCT ds) FROM _krxflow.runs WHERE dag = 'c_all'",
+    );
+    assert_eq!(days, 4, "one run per missed day");
+    // One at a time: each run started after the one before it ended.
+    let overlaps = count(
+        &lake,
+        "SELECT count(*) FROM _krxflow.runs a JOIN _krxflow.runs b \
+         ON a.dag = b.dag AND a.run_id < b.run_id \
+         WHERE a.dag = 'c_all' AND a.started < b.ended AND b.started < a.ended",
+    );
+    assert_eq!(overlaps, 0, "max_active_runs: 1");
+    let oldest_first = count(
+        &lake,
+        "SELECT count(*) FROM _krxflow.runs a JOIN _krxflow.runs b ON a.dag = b.dag \
+         WHERE a.dag = 'c_all' AND a.ds < b.ds AND a.started > b.started",
+    );
+    assert_eq!(oldest_first, 0, "missed days run oldest first");
+    drop(serve);
+}
+
+/// SIGHUP re-validates the DAG folder although no file changed: a DAG whose input table did
+/// not exist becomes valid once another run created it.
+#[test]
+fn sighup_reloads_dags_whose_validity_changed_without_a_file_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, dags) = (dir.path().join("lake"), dir.path().join("dags"));
+    std::fs::create_dir_all(&dags).unwrap();
+    std::fs::write(
+        dags.join("late.yaml"),
+        "dag: late\ntasks:\n  returns:\n    op: features.returns\n    inputs: { bars: extra_bars }\n    outputs: { features: extra_returns }\n",
+    )
+    .unwrap();
+    let serve = start(&lake, &dags, &[]);
+    let loaded = || {
+        let body = get(&serve.addr, "/healthz").1;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["dags_loaded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d == "late")
+    };
+    let body = get(&serve.addr, "/healthz").1;
+    assert!(
+        body.contains("dags_invalid") && body.contains("late"),
+        "{body}"
+    );
+    assert!(!loaded(), "{body}");
+
+    let maker = dir.path().join("maker.yaml");
+    std::fs::write(
+        &maker,
+        "dag: maker\ntasks:\n  ingest:\n    op: ingest.synthetic\n    with: { tickers: 2, seed: 1, lookback_days: 5 }\n    outputs: { bars: extra_bars, news: extra_news, universe: extra_universe }\n",
+    )
+    .unwrap();
+    let o = krxflow(
+        &lake,
+        &["run", maker.to_str().unwrap(), "--date", "2024-12-16"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    std::thread::sleep(Duration::from_secs(3)); // file polling alone changes nothing
+    assert!(!loaded());
+
+    let ok = Command::new("kill")
+        .args(["-HUP", &serve.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    wait_for("the reload after SIGHUP", 20, loaded);
 }
 
 #[test]

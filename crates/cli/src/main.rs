@@ -88,6 +88,7 @@ commands! {
         Ops(cmd::ops::Args),
         Tables(cmd::tables::Args),
         Compact(cmd::compact::Args),
+        Vacuum(cmd::vacuum::Args),
     }
 }
 

@@ -21,6 +21,7 @@ use crate::error::DaemonError;
 use crate::source::DagSource;
 use crate::state::{DagState, state_json, states_from_json};
 use crate::status::{RecentRuns, Shared, lock, seed_from_runs};
+use crate::vacuum::Retention;
 
 /// How the daemon runs (the `krxflow serve` flags).
 pub struct Config {
@@ -37,6 +38,10 @@ pub struct Config {
     pub wait: bool,
     /// Lease lifetime: a killed scheduler's lease expires after this long.
     pub lease_ttl: Duration,
+    /// How often every table is vacuumed (`None`: never).
+    pub vacuum_every: Option<Duration>,
+    /// Time travel the vacuum keeps.
+    pub vacuum_retain: Duration,
 }
 
 /// How the daemon stopped.
@@ -48,7 +53,8 @@ pub enum Stopped {
     LeaseLost,
 }
 
-const LEASE: &str = "scheduler";
+/// The lease one scheduler per lake holds.
+pub const LEASE: &str = "scheduler";
 const STATE: &str = "scheduler_state";
 /// A tick older than this when handled counts as missed (for `catchup: none`).
 const GRACE_ON_TIME: i64 = 60;
@@ -182,6 +188,7 @@ pub async fn serve(
     let mut reload = false;
     let mut lost_lease = None;
     let mut saved = Value::Null;
+    let mut retention = Retention::new(a.vacuum_every, a.vacuum_retain);
 
     loop {
         let now = Utc::now();
@@ -286,6 +293,8 @@ pub async fn serve(
             }
         }
 
+        retention.tick(lake);
+
         if renewed.elapsed() >= renew_every {
             match lease.renew().await {
                 Ok(()) => renewed = tokio::time::Instant::now(),
@@ -335,6 +344,7 @@ pub async fn serve(
     if let Err(e) = lake.write_control(STATE, &state_json(&states)).await {
         eprintln!("serve: cannot save scheduler state: {e}");
     }
+    retention.finish().await;
     http_stop.cancel();
     let _ = http.await;
     if lost_lease.is_none()

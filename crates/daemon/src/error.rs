@@ -56,6 +56,7 @@ mod tests {
             pid: 1,
             acquired: at,
             expires: at,
+            generation: 1,
         });
         assert_eq!(
             e.to_string(),

@@ -6,7 +6,10 @@
 //!   skipped; the run's ds is the tick's local date. Ticks missed while down follow the DAG's
 //!   `catchup` policy; a DAG seen for the first time runs its latest due partition (unless
 //!   `catchup: none`) and then follows its schedule.
-//! * One scheduler per lake: a lease object in the lake, renewed every ttl/3.
+//! * One scheduler per lake: a lease in the lake (generations created if absent), renewed
+//!   every ttl/3.
+//! * Retention: every table is vacuumed daily (`--vacuum-every`), keeping 7 days of time
+//!   travel (`--vacuum-retain`).
 //! * `max_active_runs` per DAG; one pool of task slots (`--max-parallel`) for all runs.
 //! * SIGTERM / Ctrl-C: no new runs; running ones get `--grace` to finish, then their tasks are
 //!   cancelled (recorded as cancelled). Unfinished partitions are kept in the scheduler state
@@ -17,7 +20,7 @@
 //!
 //! Modules: `daemon` (the loop) uses `dags` (folder scan and load), `state` (per-DAG
 //! scheduling state), `status` (`/healthz`, `/runs`), `source` and `error`; none uses another
-//! back.
+//! back; `vacuum` is the retention policy.
 
 mod daemon;
 mod dags;
@@ -25,7 +28,8 @@ mod error;
 mod source;
 mod state;
 mod status;
+mod vacuum;
 
-pub use daemon::{Config, Stopped, serve};
+pub use daemon::{Config, LEASE, Stopped, serve};
 pub use error::DaemonError;
 pub use source::{DagSource, Validate};

@@ -306,9 +306,11 @@ impl AttemptEnv {
         timed("run", "", running);
         let mut outputs = result.map_err(|e| (e, rows_in))?;
 
-        // Commit each output in one Delta commit.
+        // Commit each output in one Delta commit; if one fails, the ones before it are rolled
+        // back, so a task's outputs land all or nothing (lineage is written only on success).
         let mut lineage = Vec::new();
         let mut written = Vec::new();
+        let mut committed = Vec::new();
         let mut rows_out = 0i64;
         let artifact_ids = artifacts.lock().map(|a| a.clone()).unwrap_or_default();
         // Validate every output before committing any: Delta commits are per table, so a
@@ -335,10 +337,16 @@ impl AttemptEnv {
                 ("krxflow.ds".to_string(), self.ds.to_string()),
             ]);
             let writing = Instant::now();
-            let outcome = lake
+            let outcome = match lake
                 .write(&def, batches, port.mode, Some(self.ds), meta)
                 .await
-                .map_err(|e| (AttemptError::Op(OpError::from(e)), rows_in))?;
+            {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    let e = self.roll_back(&committed, table, e).await;
+                    return Err((AttemptError::Op(e), rows_in));
+                }
+            };
             timed("write", table, writing);
             rows_out += outcome.rows as i64;
             if outcome.unchanged > 0 {
@@ -347,6 +355,7 @@ impl AttemptEnv {
                     .add(&format!("unchanged_rows.{table}"), outcome.unchanged as i64);
             }
             written.push(format!("{}@v{}", table, outcome.version));
+            committed.push(outcome.clone());
             lineage.push(LineageRecord {
                 run_id: self.run_id.clone(),
                 dag: self.dag.spec.name.clone(),
@@ -371,6 +380,38 @@ impl AttemptEnv {
             lineage,
             outputs: written,
         })
+    }
+}
+
+impl AttemptEnv {
+    /// Undoes the outputs `committed` before the write of `failed` failed with `cause`, newest
+    /// first; the error to report names anything that could not be undone.
+    async fn roll_back(
+        &self,
+        committed: &[krxflow_lake::WriteOutcome],
+        failed: &str,
+        cause: krxflow_lake::LakeError,
+    ) -> OpError {
+        let mut stuck = Vec::new();
+        let why = format!(
+            "run {} task {}: writing {failed} failed",
+            self.run_id,
+            self.task().spec.name
+        );
+        for outcome in committed.iter().rev() {
+            match self.lake.roll_back(outcome, &why).await {
+                Ok(done) => tracing::warn!(table = %outcome.table, ?done, "output rolled back"),
+                Err(e) => stuck.push(format!("{}: {e}", outcome.table)),
+            }
+        }
+        let e = OpError::from(cause);
+        if stuck.is_empty() {
+            return e;
+        }
+        OpError::Permanent(format!(
+            "{e}; and the outputs committed before it could not be rolled back: {}",
+            stuck.join("; ")
+        ))
     }
 }
 

@@ -41,8 +41,6 @@ struct SourceParams {
     permanent: bool,
     sleep_ms: u64,
     skip: Option<String>,
-    /// Produce rows, then fail permanently (nothing may be committed).
-    fail_after_output: bool,
     /// Fail permanently for this partition only.
     fail_on: Option<chrono::NaiveDate>,
     /// Report this many `bad_row` rejects on port `rows` (every attempt, before failing).
@@ -112,10 +110,6 @@ impl ConfiguredOp for ConfiguredSource {
                 Arc::new(Int64Array::from(vec![self.p.value, self.p.value + 1])),
             ],
         )?;
-        if self.p.fail_after_output {
-            let _produced = OutputBatches::new().with("rows", vec![batch]);
-            return Err(OpError::permanent("failed after producing output"));
-        }
         Ok(OutputBatches::new().with("rows", vec![batch]))
     }
 }
@@ -170,6 +164,58 @@ impl ConfiguredOp for ConfiguredDouble {
     }
 }
 
+/// Writes the same two rows to two outputs, `first` then `second`.
+struct Pair;
+struct ConfiguredPair(SourceParams);
+
+#[async_trait]
+impl Operator for Pair {
+    fn kind(&self) -> &'static str {
+        "test.pair"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn description(&self) -> &'static str {
+        "two outputs"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![]
+    }
+    fn inputs(&self) -> Vec<InputPort> {
+        vec![]
+    }
+    fn outputs(&self) -> Vec<OutputPort> {
+        ["first", "second"]
+            .map(|p| {
+                OutputPort::new(p, schema(), WriteMode::Merge, "rows")
+                    .keys(&["code", "date"])
+                    .date_column("date")
+            })
+            .into()
+    }
+    fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
+        Ok(Box::new(ConfiguredPair(parse_params(params)?)))
+    }
+}
+
+#[async_trait]
+impl ConfiguredOp for ConfiguredPair {
+    async fn run(&self, ctx: &TaskContext, _inputs: InputBatches) -> OpResult<OutputBatches> {
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(StringArray::from(vec!["A", "B"])),
+                Arc::new(Date32Array::from(vec![day(ctx.ds), day(ctx.ds)])),
+                Arc::new(Int64Array::from(vec![self.0.value, self.0.value + 1])),
+            ],
+        )?;
+        Ok(OutputBatches::new()
+            .with("first", vec![batch.clone()])
+            .with("second", vec![batch]))
+    }
+}
+
 struct NoTables;
 impl TableLookup for NoTables {
     fn table_schema(&self, _name: &str) -> Option<SchemaRef> {
@@ -179,7 +225,9 @@ impl TableLookup for NoTables {
 
 fn registry() -> OperatorRegistry {
     let mut r = OperatorRegistry::new();
-    r.register(Arc::new(Source)).register(Arc::new(Double));
+    r.register(Arc::new(Source))
+        .register(Arc::new(Double))
+        .register(Arc::new(Pair));
     r
 }
 
@@ -485,45 +533,77 @@ tasks:
     assert_eq!(tree.inputs[0].producer.as_ref().unwrap().task, "src");
 }
 
-#[tokio::test]
-async fn a_task_failing_after_producing_output_leaves_its_table_untouched() {
-    let (_dir, exec) = setup();
-    let ok = load(
-        r#"
-dag: atomic
-tasks:
-  src:
-    op: test.source
-    with: { value: 1 }
-    outputs: { rows: t_rows }
-"#,
-    );
-    exec.run(ok, RunOptions::new(ds())).await.unwrap();
-    let before = exec.lake().version("t_rows").await.unwrap();
-    let bad = load(
-        r#"
-dag: atomic
-tasks:
-  src:
-    op: test.source
-    with: { value: 99, fail_after_output: true }
-    outputs: { rows: t_rows }
-"#,
-    );
-    let report = exec.run(bad, RunOptions::new(ds())).await.unwrap();
-    assert_eq!(report.task("src").unwrap().state, TaskState::Failed);
-    assert_eq!(exec.lake().version("t_rows").await.unwrap(), before);
+fn pair(value: i64, first: &str) -> Arc<ValidatedDag> {
+    load(&format!(
+        "dag: pair\ntasks:\n  both:\n    op: test.pair\n    with: {{ value: {value} }}\n    outputs: {{ first: {first}, second: t_second }}\n"
+    ))
+}
+
+async fn values(exec: &Executor, table: &str) -> Vec<i64> {
     let read = exec
         .lake()
-        .read("t_rows", ReadOptions::default())
+        .read(table, ReadOptions::default())
         .await
         .unwrap();
-    let v = read.batches[0]
-        .column(2)
-        .as_any()
-        .downcast_ref::<Int64Array>()
+    let mut v: Vec<i64> = read
+        .batches
+        .iter()
+        .flat_map(|b| {
+            let c = b.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+            c.iter().flatten().collect::<Vec<_>>()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The second output's table cannot be written (a plain file stands where its folder goes):
+/// the first output, already committed, is rolled back, and no lineage row names it.
+#[tokio::test]
+async fn a_task_whose_second_output_fails_leaves_its_first_output_as_it_was() {
+    let (dir, exec) = setup();
+    exec.run(pair(1, "t_first"), RunOptions::new(ds()))
+        .await
         .unwrap();
-    assert!(v.iter().all(|x| x != Some(99)));
+    assert_eq!(values(&exec, "t_first").await, [1, 2]);
+    let before = exec.lake().version("t_first").await.unwrap().unwrap();
+
+    std::fs::remove_dir_all(dir.path().join("t_second")).unwrap();
+    std::fs::write(dir.path().join("t_second"), "not a table folder").unwrap();
+    let mut again = RunOptions::new(ds());
+    again.reprocess = Reprocess::All;
+    let report = exec.run(pair(7, "t_first"), again).await.unwrap();
+    let task = report.task("both").unwrap();
+    assert_eq!(task.state, TaskState::Failed, "{task:?}");
+    assert_eq!(
+        values(&exec, "t_first").await,
+        [1, 2],
+        "the first output is as before"
+    );
+    let after = exec.lake().version("t_first").await.unwrap().unwrap();
+    assert_eq!(
+        after,
+        before + 2,
+        "the write and its restore are both in the log"
+    );
+    let lineage = exec
+        .lake()
+        .read(krxflow_exec::records::LINEAGE, ReadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        lineage.num_rows(),
+        2,
+        "only the first run's two outputs have lineage"
+    );
+
+    // A first output that the failing write created is removed again.
+    let report = exec
+        .run(pair(9, "t_new"), RunOptions::new(ds()))
+        .await
+        .unwrap();
+    assert_eq!(report.task("both").unwrap().state, TaskState::Failed);
+    assert_eq!(exec.lake().version("t_new").await.unwrap(), None);
 }
 
 /// Writes one row for ds whose value is its output table's watermark (days), or -1.

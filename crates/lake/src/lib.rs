@@ -9,7 +9,7 @@
 //!   or `merge` (upsert on keys). A failed write leaves the table at its previous version.
 //!
 //! One file per operation on a [`Lake`]: `table` (open, locations, snapshot cache), `read`,
-//! `write` (with `write/merge` and `write/append`), `compact`, `control`, `lease`, and
+//! `write` (with `write/merge` and `write/append`), `compact`, `vacuum`, `rollback`, `control`, `lease`, and
 //! `artifacts`; `files` and `dates` hold what several of them share.
 
 pub mod catalog;
@@ -24,9 +24,11 @@ mod control;
 mod dates;
 mod files;
 mod read;
+mod rollback;
 mod table;
 #[cfg(test)]
 mod testutil;
+mod vacuum;
 mod write;
 
 pub use artifacts::LakeArtifacts;
@@ -35,5 +37,7 @@ pub use compact::{COMPACT_AT_FILES, Compaction};
 pub use error::{LakeError, LakeResult};
 pub use lease::{Claim, Lease, LeaseInfo};
 pub use read::{ReadOptions, TableRead};
+pub use rollback::RolledBack;
 pub use table::{ENGINE_PREFIX, Lake, version_of};
+pub use vacuum::{DEFAULT_RETAIN, Vacuumed};
 pub use write::WriteOutcome;

@@ -184,7 +184,7 @@ impl Lake {
             .insert(name.to_string(), table.clone());
     }
 
-    fn forget(&self, name: &str) {
+    pub(crate) fn forget(&self, name: &str) {
         self.snapshots
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -12,4 +12,5 @@ pub mod runs;
 pub mod serve;
 pub mod sql;
 pub mod tables;
+pub mod vacuum;
 pub mod validate;

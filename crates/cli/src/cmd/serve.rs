@@ -36,6 +36,12 @@ pub struct Args {
     /// Lease lifetime: a killed scheduler's lease expires after this long.
     #[arg(long, default_value = "30s", value_parser = krxflow_dag::parse_duration)]
     lease_ttl: std::time::Duration,
+    /// How often every table is vacuumed (`krxflow vacuum`); 0 turns it off.
+    #[arg(long, default_value = "1d", value_parser = krxflow_dag::parse_duration)]
+    vacuum_every: std::time::Duration,
+    /// Time travel the vacuum keeps: files any version younger than this needs stay.
+    #[arg(long, default_value = "7d", value_parser = krxflow_dag::parse_duration)]
+    vacuum_retain: std::time::Duration,
 }
 
 /// DAG files are validated against this binary's operator registry and catalog.
@@ -65,6 +71,8 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         grace: args.grace,
         wait: args.wait,
         lease_ttl: args.lease_ttl,
+        vacuum_every: (!args.vacuum_every.is_zero()).then_some(args.vacuum_every),
+        vacuum_retain: args.vacuum_retain,
     };
     let metrics = Arc::new(Metrics::new());
     match krxflow_daemon::serve(&ctx.lake, config, &Wiring, metrics).await {

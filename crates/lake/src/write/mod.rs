@@ -37,6 +37,10 @@ pub struct WriteOutcome {
     pub unchanged: usize,
     /// False when nothing needed committing (e.g. a merge of zero rows).
     pub committed: bool,
+    /// The version before the write (`None`: the write created the table).
+    pub previous: Option<i64>,
+    /// The latest version once the write is done: `version`, or the compaction it triggered.
+    pub latest: i64,
 }
 
 impl Lake {
@@ -94,17 +98,18 @@ impl Lake {
     ) -> LakeResult<WriteOutcome> {
         let lock = self.write_lock(&def.name);
         let _writing = lock.lock().await;
-        let (outcome, table) = self.write_locked(def, batches, mode, ds, meta).await?;
+        let (mut outcome, table) = self.write_locked(def, batches, mode, ds, meta).await?;
         if let Some(table) = table {
             let files = table
                 .snapshot()
                 .map(|s| s.log_data().num_files())
                 .unwrap_or(0);
-            if files >= COMPACT_AT_FILES
-                && let Err(e) = self.optimize(&def.name, table, files).await
-            {
-                // The write is committed; a failed compaction only leaves the small files.
-                tracing::warn!(table = %def.name, error = %e, "compaction failed");
+            if files >= COMPACT_AT_FILES {
+                match self.optimize(&def.name, table, files).await {
+                    Ok(c) => outcome.latest = c.version,
+                    // The write is committed; a failed compaction only leaves the small files.
+                    Err(e) => tracing::warn!(table = %def.name, error = %e, "compaction failed"),
+                }
             }
         }
         Ok(outcome)
@@ -145,6 +150,7 @@ impl Lake {
         }
         let table = self.latest(&def.name).await?;
         let exists = table.version().is_some();
+        let previous = exists.then(|| version_of(&table));
         let commit = CommitProperties::default().with_metadata(
             meta.into_iter()
                 .map(|(k, v)| (k, serde_json::Value::String(v))),
@@ -231,6 +237,8 @@ impl Lake {
             rows,
             unchanged,
             committed: true,
+            previous,
+            latest: version_of(&table),
         };
         Ok((outcome, Some(table)))
     }
@@ -242,6 +250,8 @@ impl Lake {
             rows: 0,
             unchanged,
             committed: false,
+            previous: Some(version_of(table)),
+            latest: version_of(table),
         }
     }
 }
