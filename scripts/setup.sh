@@ -59,6 +59,17 @@ if ! have_pin lightgbm 4.7.0; then
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$LGBM_PIN"
 fi
 
+# The interoperability test (tests/e2e/interop.rs) reads the lake with the readers users have:
+# the `deltalake` Python package and Polars. Only the test command needs them.
+if [ "${1:-}" = "--tests" ]; then
+  for pin in deltalake==1.6.6 polars==2.1.0; do
+    if ! have_pin "${pin%%==*}" "${pin##*==}"; then
+      echo "setup: installing $pin into $VENV" >&2
+      "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$pin"
+    fi
+  done
+fi
+
 if ! have cargo; then
   echo "setup: cargo not found; install Rust (https://rustup.rs) first" >&2
   exit 2

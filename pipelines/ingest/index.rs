@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 use crate::common::dates::{days, parse_date};
 use crate::common::rejects::{Reason, Reject, is_null, observe_rejects, rejects_batch};
+use crate::ingest::decode::decode_text;
 use crate::tables;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -380,10 +381,33 @@ fn ingest(p: &IndexParams, window: (Option<NaiveDate>, NaiveDate)) -> OpResult<I
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
         let source = format!("index:{name}");
-        let file = std::fs::File::open(&f.path)
+        let bytes = std::fs::read(&f.path)
             .map_err(|e| OpError::permanent(format!("open {}: {e}", f.path)))?;
-        read_index_csv(file, &f.code, &source, window, p.tolerance_rel, &mut out)
-            .map_err(|e| OpError::permanent(format!("{}: {e}", f.path)))?;
+        // UTF-8, UTF-16 with a BOM or CP949 are decoded; a file that cannot be decoded or
+        // parsed is quarantined with its reason and the other index files go on.
+        let read = decode_text(&bytes).and_then(|(text, _)| {
+            read_index_csv(
+                text.as_bytes(),
+                &f.code,
+                &source,
+                window,
+                p.tolerance_rel,
+                &mut out,
+            )
+        });
+        if let Err(why) = read {
+            out.count("files_quarantined");
+            out.reject(
+                &source,
+                Reject {
+                    code: f.code.clone(),
+                    date: None,
+                    reason: Reason::UnreadableFile,
+                    detail: format!("{}: {why}", f.path),
+                    raw: f.path.clone(),
+                },
+            );
+        }
     }
     Ok(out)
 }
@@ -558,5 +582,40 @@ mod tests {
         .unwrap();
         let bar = out.bars.values().next().unwrap();
         assert_eq!((bar.open, bar.close), (None, 2669.81));
+    }
+
+    #[test]
+    fn a_utf16_index_file_is_read_and_an_undecodable_one_is_quarantined_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let utf16 = dir.path().join("ks11.csv");
+        std::fs::write(&utf16, crate::testutil::utf16le_with_bom(YAHOO)).unwrap();
+        let bad = dir.path().join("kq11.csv");
+        std::fs::write(&bad, crate::testutil::noise(4096)).unwrap();
+        let file = |code: &str, p: &std::path::Path| IndexFile {
+            code: code.into(),
+            path: p.to_string_lossy().into(),
+        };
+        let p = IndexParams {
+            files: vec![file("KQ11", &bad), file("KS11", &utf16)],
+            tolerance_rel: 0.001,
+            incremental: false,
+            overlap_days: 10,
+        };
+        let out = ingest(&p, (None, d("2023-01-02"))).unwrap();
+        assert_eq!(out.bars.len(), 3, "the UTF-16 file's three good rows");
+        assert!(out.bars.keys().all(|(code, _)| code == "KS11"));
+        assert_eq!(out.counters["files_quarantined"], 1);
+        let unreadable: Vec<_> = out
+            .rejects
+            .iter()
+            .filter(|(_, r)| r.reason == Reason::UnreadableFile)
+            .collect();
+        assert_eq!(unreadable.len(), 1);
+        assert_eq!(unreadable[0].1.code, "KQ11");
+        assert!(
+            unreadable[0].1.detail.contains("kq11.csv"),
+            "{:?}",
+            unreadable[0]
+        );
     }
 }

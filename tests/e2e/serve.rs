@@ -273,20 +273,7 @@ fn serve_vacuums_on_its_interval_and_a_short_manual_vacuum_is_refused_meanwhile(
     let (lake, dags) = (dir.path().join("lake"), dir.path().join("dags"));
     std::fs::create_dir_all(&dags).unwrap();
     let dag = small_dag(dir.path(), "small");
-    for _ in 0..3 {
-        let o = krxflow(
-            &lake,
-            &[
-                "run",
-                dag.to_str().unwrap(),
-                "--date",
-                "2024-12-16",
-                "--reprocess",
-                "all",
-            ],
-        );
-        assert!(o.status.success(), "{}", text(&o));
-    }
+    crate::vacuum::written_and_compacted(&lake, &dag);
     let table = lake.join("ohlcv_daily");
     let stored = parquet_files(&table);
     let _serve = start(

@@ -1,36 +1,32 @@
-//! End-to-end `krxflow vacuum`: replaced files go, the current rows stay, a dry run deletes
-//! nothing, the default window keeps recent versions, and a short window is refused while a
-//! scheduler runs.
+//! End-to-end `krxflow vacuum`: compacted files go, the current rows stay, a dry run deletes
+//! nothing, and the default window keeps recent versions; the refusal of a short window while a
+//! scheduler runs (tests/e2e/serve.rs).
 
 use crate::common::{count, krxflow, parquet_files, small_dag, text};
 
-fn rerun(lake: &std::path::Path, dag: &std::path::Path) {
-    let o = krxflow(
-        lake,
-        &[
-            "run",
-            dag.to_str().unwrap(),
-            "--date",
-            "2024-12-16",
-            "--reprocess",
-            "all",
-        ],
-    );
+/// Three days written, then compacted: the three small files are replaced by one.
+pub fn written_and_compacted(lake: &std::path::Path, dag: &std::path::Path) {
+    for date in ["2024-12-12", "2024-12-13", "2024-12-16"] {
+        let o = krxflow(lake, &["run", dag.to_str().unwrap(), "--date", date]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let o = krxflow(lake, &["compact", "ohlcv_daily"]);
     assert!(o.status.success(), "{}", text(&o));
 }
 
 #[test]
-fn vacuum_deletes_what_rewrites_replaced_and_keeps_every_current_row() {
+fn vacuum_deletes_what_compaction_replaced_and_keeps_every_current_row() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let dag = small_dag(dir.path(), "small");
-    for _ in 0..3 {
-        rerun(&lake, &dag);
-    }
+    written_and_compacted(&lake, &dag);
     let table = lake.join("ohlcv_daily");
     let stored = parquet_files(&table);
     let rows = count(&lake, "SELECT count(*) FROM ohlcv_daily");
-    assert!(stored >= 3, "three writes of one partition: {stored} files");
+    assert!(
+        stored >= 4,
+        "three writes and their compaction: {stored} files"
+    );
 
     let kept = krxflow(&lake, &["vacuum"]);
     assert!(kept.status.success(), "{}", text(&kept));

@@ -73,10 +73,8 @@ impl Lake {
 
     /// Deletes every object of table `name` (its log first: a reader then sees no table).
     async fn remove_table(&self, name: &str) -> LakeResult<()> {
-        let (store, mut prefix) = self.store();
-        for part in name.split('/') {
-            prefix = prefix.join(part);
-        }
+        let (store, _) = self.store();
+        let prefix = self.table_path(name);
         let mut objects: Vec<_> = store
             .list(Some(&prefix))
             .map_ok(|m| m.location)

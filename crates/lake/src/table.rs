@@ -107,6 +107,12 @@ impl Lake {
         (self.store.clone(), self.store_prefix.clone())
     }
 
+    /// The object-store path of table `name`'s folder.
+    pub(crate) fn table_path(&self, name: &str) -> StorePath {
+        name.split('/')
+            .fold(self.store_prefix.clone(), |p, part| p.join(part))
+    }
+
     pub fn table_url(&self, name: &str) -> LakeResult<Url> {
         if name.is_empty()
             || name.starts_with('/')

@@ -10,7 +10,9 @@
 //! readable afterwards: that is what the window trades for space.
 
 use chrono::Duration;
+use deltalake::DeltaTable;
 use deltalake::operations::vacuum::VacuumMode;
+use object_store::ObjectStoreExt;
 
 use crate::error::LakeResult;
 use crate::table::{Lake, version_of};
@@ -43,19 +45,40 @@ impl Lake {
         let Some(table) = self.load(name, None).await? else {
             return Ok(None);
         };
-        let (table, metrics) = table
-            .vacuum()
-            .with_retention_period(retain)
-            // The window is ours to choose (tests and a lake nobody writes to use 0).
-            .with_enforce_retention_duration(false)
-            .with_mode(VacuumMode::Full)
-            .with_dry_run(dry_run)
-            .await?;
-        if !dry_run {
-            self.remember(name, &table);
+        let plan = |table: DeltaTable, dry_run: bool| {
+            table
+                .vacuum()
+                .with_retention_period(retain)
+                // The window is ours to choose (tests and a lake nobody writes to use 0).
+                .with_enforce_retention_duration(false)
+                .with_mode(VacuumMode::Full)
+                .with_dry_run(dry_run)
+        };
+        // Delta lists every expired tombstone, also those an earlier vacuum deleted: report
+        // only the files that are there.
+        let (table, listed) = plan(table, true).await?;
+        let (store, _) = self.store();
+        let base = self.table_path(name);
+        let mut files = Vec::new();
+        for f in listed.files_deleted {
+            let Ok(path) = object_store::path::Path::parse(format!("{base}/{f}")) else {
+                files.push(f); // not a path we can check: report it as Delta does
+                continue;
+            };
+            match store.head(&path).await {
+                Ok(_) => files.push(f),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        let mut files = metrics.files_deleted;
         files.sort();
+        let table = if dry_run || files.is_empty() {
+            table
+        } else {
+            let (table, _) = plan(table, false).await?;
+            self.remember(name, &table);
+            table
+        };
         Ok(Some(Vacuumed {
             table: name.to_string(),
             files,
@@ -142,6 +165,13 @@ mod tests {
             "a version outside the window is no longer readable"
         );
         assert!(done.version > 2, "the vacuum is recorded in the log");
+        let again = lake
+            .vacuum("prices", Duration::zero(), false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(again.files.is_empty(), "nothing left to delete: {again:?}");
+        assert_eq!(again.version, done.version, "and nothing committed");
     }
 
     #[tokio::test]
