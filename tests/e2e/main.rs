@@ -14,6 +14,7 @@ mod observability;
 mod onnx_ops;
 mod prediction_loop;
 mod reliability;
+mod security;
 mod sentiment;
 mod serve;
 mod vacuum;

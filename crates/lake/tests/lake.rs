@@ -386,6 +386,51 @@ async fn sql_reads_latest_and_earlier_versions() {
     );
 }
 
+/// `krxflow sql` is a reader: no DDL, DML, COPY, SET, file or URL tables, and the lake and
+/// the file system are unchanged after each refusal.
+#[tokio::test]
+async fn sql_refuses_every_statement_that_writes_or_reaches_outside_the_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir);
+    merge(&lake, &[("005930", "2024-12-16", 1.0)]).await;
+    let before = lake.version("prices").await.unwrap();
+    let outside = dir.path().join("outside.csv");
+    std::fs::write(&outside, "a,b\n1,2\n").unwrap();
+    let copied = dir.path().join("copied.csv");
+    let o = outside.display();
+    let c = copied.display();
+    let refused = [
+        "DROP TABLE prices".to_string(),
+        "CREATE TABLE t AS SELECT 1 AS x".into(),
+        "CREATE VIEW v AS SELECT * FROM prices".into(),
+        "INSERT INTO prices VALUES ('x', DATE '2024-12-16', 1.0)".into(),
+        "DELETE FROM prices".into(),
+        "UPDATE prices SET close = 0".into(),
+        format!("COPY prices TO '{c}'"),
+        format!("COPY (SELECT 1) TO '{c}' STORED AS CSV"),
+        format!("CREATE EXTERNAL TABLE e STORED AS CSV LOCATION '{o}'"),
+        format!("SELECT * FROM '{o}'"),
+        format!("SELECT * FROM 'file://{o}'"),
+        "SELECT * FROM 'https://example.com/x.parquet'".into(),
+        "SET datafusion.execution.batch_size = 1".into(),
+        "SELECT 1; DROP TABLE prices".into(),
+    ];
+    for q in &refused {
+        let r = krxflow_lake::sql::query(&lake, q).await;
+        assert!(r.is_err(), "`{q}` was not refused");
+    }
+    assert!(!copied.exists(), "COPY wrote a file");
+    assert_eq!(lake.version("prices").await.unwrap(), before);
+    assert_eq!(
+        lake.list_tables().await.unwrap(),
+        vec!["prices".to_string()]
+    );
+    let (_, rows) = krxflow_lake::sql::query(&lake, "SELECT count(*) FROM prices")
+        .await
+        .unwrap();
+    assert_eq!(rows[0].num_rows(), 1, "reading still works");
+}
+
 #[tokio::test]
 async fn compaction_packs_small_files_into_one_and_changes_no_row() {
     let dir = tempfile::tempdir().unwrap();
