@@ -145,3 +145,71 @@ fn backfill_killed_five_times_at_random_points_ends_equal_to_an_uninterrupted_on
         "no partition succeeded twice: the rerun skipped the done ones"
     );
 }
+
+/// Two backfills over overlapping ranges at once, in two processes on one lake: Delta's
+/// optimistic commits make the loser of each race retry, so no commit is lost, no key is
+/// duplicated, and both backfills are recorded as succeeded.
+#[test]
+fn two_overlapping_backfills_at_once_lose_no_commit_and_duplicate_no_key() {
+    let reference = tempfile::tempdir().unwrap();
+    let o = krxflow(
+        reference.path(),
+        &[
+            "backfill",
+            "demo",
+            "--from",
+            "2024-10-01",
+            "--to",
+            "2024-11-08",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let expected = snapshot(reference.path());
+    let expected_days = count(
+        reference.path(),
+        "SELECT count(DISTINCT ds) FROM _krxflow.runs WHERE state = 'succeeded'",
+    );
+
+    let lake = tempfile::tempdir().unwrap();
+    let spawn = |from: &str, to: &str| {
+        Command::new(env!("CARGO_BIN_EXE_krxflow"))
+            .current_dir(repo_root())
+            .env("KRXFLOW_LAKE", lake.path())
+            .args([
+                "backfill",
+                "demo",
+                "--from",
+                from,
+                "--to",
+                to,
+                "--parallel",
+                "2",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn("2024-10-01", "2024-10-25");
+    let b = spawn("2024-10-14", "2024-11-08");
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "first: {}", text(&a));
+    assert!(b.status.success(), "second: {}", text(&b));
+    every_table_readable(lake.path());
+    assert_eq!(duplicate_keys(lake.path()), 0);
+    assert_eq!(
+        snapshot(lake.path()),
+        expected,
+        "the same rows as one backfill"
+    );
+    let backfills = count(
+        lake.path(),
+        "SELECT count(DISTINCT backfill_id) FROM _krxflow.backfills WHERE state = 'succeeded'",
+    );
+    assert_eq!(backfills, 2, "both recorded");
+    let days = count(
+        lake.path(),
+        "SELECT count(DISTINCT ds) FROM _krxflow.runs WHERE state = 'succeeded'",
+    );
+    assert_eq!(days, expected_days, "every trading day of the union ran");
+}

@@ -41,6 +41,22 @@ impl LakeError {
     }
 }
 
+impl LakeError {
+    /// Whether a commit lost a race with a concurrent writer: planning the write again against
+    /// the table's new version resolves it.
+    pub fn is_commit_conflict(&self) -> bool {
+        use deltalake::kernel::transaction::TransactionError as T;
+        match self {
+            Self::Delta(deltalake::DeltaTableError::VersionAlreadyExists(_)) => true,
+            Self::Delta(deltalake::DeltaTableError::Transaction { source }) => matches!(
+                source,
+                T::CommitConflict(_) | T::MaxCommitAttempts(_) | T::VersionAlreadyExists(_)
+            ),
+            _ => false,
+        }
+    }
+}
+
 impl From<LakeError> for krxflow_core::OpError {
     fn from(e: LakeError) -> Self {
         if e.is_transient() {

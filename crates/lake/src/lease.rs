@@ -399,23 +399,25 @@ mod tests {
     async fn racing_claimants_after_a_killed_holder_exactly_one_wins() {
         let dir = tempfile::tempdir().unwrap();
         for round in 0..25 {
+            // A lease per round: the winner's lives 30 s, longer than any claimant can lag.
+            let name = format!("serve_{round}");
             let Claim::Acquired(dead) = lake(&dir)
-                .claim_lease("serve", "dead", Duration::milliseconds(20))
+                .claim_lease(&name, "dead", Duration::milliseconds(20))
                 .await
                 .unwrap()
             else {
-                panic!("round {round}: the previous winner's lease must have expired")
+                panic!("round {round}: a fresh lease is free")
             };
             std::mem::forget(dead); // killed: never renewed, never released
             tokio::time::sleep(std::time::Duration::from_millis(40)).await;
             let start = Arc::new(tokio::sync::Barrier::new(6));
             let claims: Vec<_> = (0..6)
                 .map(|i| {
-                    let (lake, start) = (lake(&dir), start.clone());
+                    let (lake, start, name) = (lake(&dir), start.clone(), name.clone());
                     tokio::spawn(async move {
                         start.wait().await;
                         let claim = lake
-                            .claim_lease("serve", &format!("c{i}"), Duration::milliseconds(20))
+                            .claim_lease(&name, &format!("c{i}"), Duration::seconds(30))
                             .await;
                         claim.map(|c| match c {
                             Claim::Acquired(l) => {
@@ -435,9 +437,8 @@ mod tests {
                 }
             }
             assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
-            let holder = lake(&dir).lease_holder("serve").await.unwrap().unwrap();
+            let holder = lake(&dir).lease_holder(&name).await.unwrap().unwrap();
             assert_eq!(holder.owner, winners[0], "round {round}");
-            tokio::time::sleep(std::time::Duration::from_millis(40)).await;
         }
     }
 

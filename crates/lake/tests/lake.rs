@@ -468,3 +468,42 @@ async fn compaction_packs_small_files_into_one_and_changes_no_row() {
     assert_eq!(sorted_rows(&old.batches), sorted_rows(&after.batches));
     assert_eq!(lake.compact("absent", 1).await.unwrap(), None);
 }
+
+/// Two processes' first writes to one table race to create it: the loser must not land as
+/// a blind append beside the winner (that duplicated every shared key); it is planned again
+/// as a merge into the table the winner created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_first_writes_of_the_same_keys_create_the_table_once_without_duplicates() {
+    for round in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = [("005930", "2024-12-13", 1.0), ("005930", "2024-12-16", 2.0)];
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let lake = lake(&dir); // its own Lake: no shared in-process lock
+                tokio::spawn(async move {
+                    lake.write(
+                        &def(),
+                        vec![batch(&rows)],
+                        WriteMode::Merge,
+                        None,
+                        BTreeMap::new(),
+                    )
+                    .await
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap().unwrap();
+        }
+        let read = lake(&dir)
+            .read("prices", ReadOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            read.num_rows(),
+            2,
+            "round {round}: {:?}",
+            sorted_rows(&read.batches)
+        );
+    }
+}

@@ -98,7 +98,27 @@ impl Lake {
     ) -> LakeResult<WriteOutcome> {
         let lock = self.write_lock(&def.name);
         let _writing = lock.lock().await;
-        let (mut outcome, table) = self.write_locked(def, batches, mode, ds, meta).await?;
+        // A commit that lost a race with another process is planned again on the new version
+        // (the merge diff, the checked append's range), a few times, with jittered backoff.
+        let mut attempt = 0;
+        let (mut outcome, table) = loop {
+            match self
+                .write_locked(def, batches.clone(), mode, ds, meta.clone())
+                .await
+            {
+                Err(e) if e.is_commit_conflict() && attempt < CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(table = %def.name, attempt, "commit conflict: planning again");
+                    tokio::time::sleep(conflict_backoff(attempt)).await;
+                }
+                Err(e) if e.is_commit_conflict() => {
+                    // Still a transient error: the task's retry policy takes it from here.
+                    tracing::warn!(table = %def.name, "commit lost to concurrent writers {} times", attempt + 1);
+                    return Err(e);
+                }
+                other => break other?,
+            }
+        };
         if let Some(table) = table {
             let files = table
                 .snapshot()
@@ -155,6 +175,15 @@ impl Lake {
             meta.into_iter()
                 .map(|(k, v)| (k, serde_json::Value::String(v))),
         );
+        // A write that creates the table must create it, never land as a later version: Delta
+        // rebases a losing create onto the winner's as a blind append, which duplicated every
+        // key two processes' first writes shared. Without retries the loser fails (a
+        // transient error) and its retry writes to the existing table with the key checks.
+        let commit = if exists {
+            commit
+        } else {
+            commit.with_max_retries(0)
+        };
 
         if !exists && phys_batches.is_empty() {
             phys_batches.push(RecordBatch::new_empty(physical.clone()));
@@ -254,6 +283,19 @@ impl Lake {
             latest: version_of(table),
         }
     }
+}
+
+/// Re-plans of a write whose commit lost to a concurrent writer, before the error goes up.
+const CONFLICT_RETRIES: u32 = 4;
+
+/// 25 ms doubling per attempt, with jitter from the clock (writers racing in step drift apart).
+fn conflict_backoff(attempt: u32) -> std::time::Duration {
+    let base = 25u64 << attempt.min(6);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()))
+        .unwrap_or(0);
+    std::time::Duration::from_millis(base + nanos % base.max(1))
 }
 
 /// `batches` as one batch sorted by `date_col` (stable), when there are several rows.
