@@ -35,6 +35,7 @@ use krxflow_core::{
 use serde::Deserialize;
 
 use super::blend::{Combined, MemberForecast, Weighted, combine, member_forecast};
+use super::conformal::{self, Matured, Settings};
 use super::weights::WeightBook;
 use crate::cols::{date_col, f64_col, str_col, typed};
 use crate::common::dates::days;
@@ -58,6 +59,20 @@ pub struct CombineParams {
     /// point.
     #[serde(default = "default_fallback_band")]
     pub fallback_band: f64,
+    /// Calibrate the q10–q90 band on the matured outcomes (needs the `outcomes` and
+    /// `features` inputs; see [`super::conformal`]).
+    #[serde(default = "default_true")]
+    pub conformal: bool,
+    /// ACI's step size.
+    #[serde(default = "default_gamma")]
+    pub conformal_gamma: f64,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_gamma() -> f64 {
+    Settings::default().gamma
 }
 
 /// The seed's priors (Chronos 0.6, LightGBM 0.4); `weights.update` shrinks toward the same.
@@ -103,6 +118,13 @@ impl Operator for EnsembleCombine {
                 "0.03",
                 "± interval of a member that has none, as a fraction of its point",
             ),
+            ParamSpec::optional(
+                "conformal",
+                "bool",
+                "true",
+                "calibrate q10-q90 on matured outcomes (split conformal / vol, with ACI)",
+            ),
+            ParamSpec::optional("conformal_gamma", "f64", "0.005", "ACI step size"),
         ]
     }
     fn inputs(&self) -> Vec<InputPort> {
@@ -122,6 +144,18 @@ impl Operator for EnsembleCombine {
                 "previous",
                 previous_schema(),
                 "this table, for the user_triggered flag",
+            )
+            .optional(),
+            InputPort::new(
+                "outcomes",
+                subset(&tables::prediction_outcomes(), &OUTCOME_COLUMNS),
+                "matured outcomes (target date before ds) to calibrate the interval on",
+            )
+            .optional(),
+            InputPort::new(
+                "features",
+                subset(&tables::features_daily(), &["code", "date", "vol_20d"]),
+                "20-day volatility, the calibration's scale",
             )
             .optional(),
         ]
@@ -146,6 +180,9 @@ impl Operator for EnsembleCombine {
         if !(0.0..1.0).contains(&p.fallback_band) {
             return Err(ConfigError::new("fallback_band", "must be in [0, 1)"));
         }
+        if !(p.conformal_gamma > 0.0 && p.conformal_gamma < 0.5) {
+            return Err(ConfigError::new("conformal_gamma", "must be in (0, 0.5)"));
+        }
         Ok(Box::new(Configured { p }))
     }
 }
@@ -164,6 +201,34 @@ fn member_schema() -> Arc<Schema> {
     );
     Arc::new(Schema::new(fields))
 }
+
+const OUTCOME_COLUMNS: [&str; 9] = [
+    "code",
+    "base_date",
+    "horizon",
+    "target_date",
+    "model",
+    "q10",
+    "q90",
+    "actual_close",
+    "weight",
+];
+
+/// The fields of `def` named in `keep`, in the table's order.
+fn subset(def: &krxflow_core::TableDef, keep: &[&str]) -> Arc<Schema> {
+    let fields: Vec<Field> = def
+        .schema
+        .fields()
+        .iter()
+        .filter(|f| keep.contains(&f.name().as_str()))
+        .map(|f| f.as_ref().clone())
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// Calendar days of outcomes and volatility read for the calibration (its window, 365 days,
+/// plus the longest horizon and slack).
+const CALIBRATION_READ_DAYS: i64 = 400;
 
 fn previous_schema() -> Arc<Schema> {
     let keep = ["code", "base_date", "horizon", "user_triggered"];
@@ -256,6 +321,54 @@ impl Configured {
         Ok(())
     }
 
+    /// Widens (or narrows) each row's band by its horizon's calibration at ds; rows without a
+    /// volatility at ds, or horizons with too few scores, keep the raw band (counted).
+    fn calibrate(
+        &self,
+        out: &mut [((String, u32), Combined)],
+        matured: &BTreeMap<u32, Vec<Matured>>,
+        vol: &BTreeMap<(String, i32), f64>,
+        ctx: &TaskContext,
+    ) {
+        let settings = Settings {
+            gamma: self.p.conformal_gamma,
+            ..Settings::default()
+        };
+        let ds = days(ctx.ds);
+        for &h in &self.p.horizons {
+            let cal = matured
+                .get(&h)
+                .and_then(|m| conformal::calibrate(m, ds, &settings));
+            let Some(cal) = cal else {
+                ctx.counters.add(&format!("conformal.h{h}.cold_start"), 1);
+                continue;
+            };
+            ctx.counters
+                .add(&format!("conformal.h{h}.scores"), cal.n as i64);
+            ctx.counters.add(
+                &format!("conformal.h{h}.q_milli"),
+                (cal.q * 1000.0).round() as i64,
+            );
+            ctx.counters.add(
+                &format!("conformal.h{h}.alpha_milli"),
+                (cal.alpha * 1000.0).round() as i64,
+            );
+            for ((code, hh), c) in out.iter_mut() {
+                if *hh != h {
+                    continue;
+                }
+                match vol.get(&(code.clone(), ds)) {
+                    Some(&v) => {
+                        let scale = v * f64::from(h).sqrt();
+                        (c.q10, c.q90) = conformal::widen(c.point, c.q10, c.q90, scale, &cal);
+                        ctx.counters.add("conformal.calibrated", 1);
+                    }
+                    None => ctx.counters.add("conformal.no_vol", 1),
+                }
+            }
+        }
+    }
+
     /// Keys of `previous` rows for ds already flagged `user_triggered`.
     fn flagged(previous: Option<&RecordBatch>, ds: NaiveDate) -> OpResult<BTreeSet<(String, u32)>> {
         let mut out = BTreeSet::new();
@@ -331,6 +444,13 @@ impl ConfiguredOp for Configured {
                 ctx.ds
             )));
         }
+        if self.p.conformal && inputs.has("outcomes") && inputs.has("features") {
+            let vol = vol_by_code_date(&inputs.concat("features")?)?;
+            let matured = matured_by_horizon(&inputs.concat("outcomes")?, &vol, ctx.ds)?;
+            self.calibrate(&mut out, &matured, &vol, ctx);
+        } else if self.p.conformal {
+            ctx.counters.add("conformal.no_inputs", 1);
+        }
         let learned = out
             .iter()
             .flat_map(|(_, c)| &c.members)
@@ -355,12 +475,106 @@ impl ConfiguredOp for Configured {
         // Member forecasts and previous predictions of ds only; weights are updated every
         // trading day, so the last WEIGHT_HISTORY_DAYS hold the set in force (and earlier valid
         // sets should a recent one be rejected).
-        Some(if port == "weights" {
-            calendar.add_trading_days(ds, -WEIGHT_HISTORY_DAYS)
-        } else {
-            ds
+        Some(match port {
+            "weights" => calendar.add_trading_days(ds, -WEIGHT_HISTORY_DAYS),
+            "outcomes" | "features" => ds - chrono::Duration::days(CALIBRATION_READ_DAYS),
+            _ => ds,
         })
     }
+}
+
+/// `vol_20d` by (code, date in days); missing and non-positive values left out.
+fn vol_by_code_date(b: &RecordBatch) -> OpResult<BTreeMap<(String, i32), f64>> {
+    let mut out = BTreeMap::new();
+    if b.num_rows() == 0 {
+        return Ok(out);
+    }
+    let (code, date, vol) = (
+        str_col(b, "code")?,
+        date_col(b, "date")?,
+        f64_col(b, "vol_20d")?,
+    );
+    for i in 0..b.num_rows() {
+        if code.is_null(i) || date.is_null(i) || vol.is_null(i) {
+            continue;
+        }
+        let v = vol.value(i);
+        if v.is_finite() && v > 0.0 {
+            out.insert((code.value(i).to_string(), date.value(i)), v);
+        }
+    }
+    Ok(out)
+}
+
+/// The ensemble's matured forecasts with target date before `ds`, per horizon: the raw band
+/// rebuilt from the member rows at their weights (the stored ensemble band is the calibrated
+/// one), the realised close, and the volatility scale at the base date.
+fn matured_by_horizon(
+    b: &RecordBatch,
+    vol: &BTreeMap<(String, i32), f64>,
+    ds: NaiveDate,
+) -> OpResult<BTreeMap<u32, Vec<Matured>>> {
+    let mut out: BTreeMap<u32, Vec<Matured>> = BTreeMap::new();
+    if b.num_rows() == 0 {
+        return Ok(out);
+    }
+    let (code, base, target) = (
+        str_col(b, "code")?,
+        date_col(b, "base_date")?,
+        date_col(b, "target_date")?,
+    );
+    let horizon = typed::<Int32Array>(b, "horizon", "Int32")?;
+    let model = str_col(b, "model")?;
+    let (q10, q90, actual, weight) = (
+        f64_col(b, "q10")?,
+        f64_col(b, "q90")?,
+        f64_col(b, "actual_close")?,
+        f64_col(b, "weight")?,
+    );
+    // (code, base, horizon) -> (target, actual, Σw, Σw·q10, Σw·q90)
+    type Blend = (i32, f64, f64, f64, f64);
+    let mut acc: BTreeMap<(String, i32, u32), Blend> = BTreeMap::new();
+    let ds = days(ds);
+    for i in 0..b.num_rows() {
+        if [
+            code.is_null(i),
+            base.is_null(i),
+            target.is_null(i),
+            horizon.is_null(i),
+        ]
+        .into_iter()
+        .any(|n| n)
+            || model.is_null(i)
+            || model.value(i) == "ensemble"
+            || target.value(i) >= ds
+            || weight.is_null(i)
+        {
+            continue;
+        }
+        let (w, lo, hi, y) = (weight.value(i), q10.value(i), q90.value(i), actual.value(i));
+        if !(w > 0.0 && lo > 0.0 && hi > 0.0 && y > 0.0 && w.is_finite()) {
+            continue;
+        }
+        let h = u32::try_from(horizon.value(i)).unwrap_or(0);
+        let e = acc
+            .entry((code.value(i).to_string(), base.value(i), h))
+            .or_insert((target.value(i), y, 0.0, 0.0, 0.0));
+        e.2 += w;
+        e.3 += w * lo;
+        e.4 += w * hi;
+    }
+    for ((c, b, h), (t, y, w, lo, hi)) in acc {
+        let Some(&v) = vol.get(&(c, b)) else { continue };
+        out.entry(h).or_default().push(Matured {
+            base: b,
+            target: t,
+            q10: lo / w,
+            q90: hi / w,
+            actual: y,
+            scale: v * f64::from(h).sqrt(),
+        });
+    }
+    Ok(out)
 }
 
 fn head(
@@ -548,5 +762,112 @@ mod tests {
             err.to_string().contains("member `ets` has no prior"),
             "{err}"
         );
+    }
+
+    /// Outcomes of `codes` × 80 past days whose realised closes spread ~5% while the members'
+    /// band claimed ±2%, and the 20-day vol (2%) of every day: (outcomes, features).
+    fn history(ds: NaiveDate, codes: &[&str]) -> (RecordBatch, RecordBatch) {
+        let (mut c, mut base, mut target, mut model) = (vec![], vec![], vec![], vec![]);
+        let (mut q10, mut q90, mut actual, mut weight) = (vec![], vec![], vec![], vec![]);
+        let (mut fc, mut fd, mut fv) = (vec![], vec![], vec![]);
+        for back in 0..=80i32 {
+            let b = days(ds) - 1 - back;
+            for (k, code) in codes.iter().enumerate() {
+                fc.push(code.to_string());
+                fd.push(b);
+                fv.push(0.02);
+                let shock = (((back * 7 + k as i32 * 3) % 11) as f64 - 5.0) / 100.0;
+                for (m, w) in [("ets", 0.5), ("lgbm", 0.5), ("ensemble", f64::NAN)] {
+                    c.push(code.to_string());
+                    base.push(b);
+                    target.push(b + 1);
+                    model.push(m);
+                    q10.push(98.0);
+                    q90.push(102.0);
+                    actual.push(100.0 * (1.0 + shock));
+                    weight.push((!w.is_nan()).then_some(w));
+                }
+            }
+        }
+        // Today's vol, the scale of the new interval.
+        for code in codes {
+            fc.push(code.to_string());
+            fd.push(days(ds));
+            fv.push(0.02);
+        }
+        let outcomes = RecordBatch::try_new(
+            subset(&tables::prediction_outcomes(), &OUTCOME_COLUMNS),
+            vec![
+                Arc::new(StringArray::from(c)),
+                Arc::new(Date32Array::from(base)),
+                Arc::new(Int32Array::from(vec![1; target.len()])),
+                Arc::new(Date32Array::from(target)),
+                Arc::new(StringArray::from(model)),
+                Arc::new(Float64Array::from(q10)),
+                Arc::new(Float64Array::from(q90)),
+                Arc::new(Float64Array::from(actual)),
+                Arc::new(Float64Array::from(weight)),
+            ],
+        )
+        .expect("outcomes");
+        let features = RecordBatch::try_new(
+            subset(&tables::features_daily(), &["code", "date", "vol_20d"]),
+            vec![
+                Arc::new(StringArray::from(fc)),
+                Arc::new(Date32Array::from(fd)),
+                Arc::new(Float64Array::from(fv)),
+            ],
+        )
+        .expect("features");
+        (outcomes, features)
+    }
+
+    async fn band(ds: NaiveDate, history: Option<(RecordBatch, RecordBatch)>) -> (f64, f64, f64) {
+        let ets = member_batch(&[("A", "2024-09-13", 1, 100.0, 100.0)]);
+        let op = EnsembleCombine
+            .configure(&serde_json::json!({"priors": {"ets": 0.4}, "horizons": [1]}))
+            .expect("params");
+        let mut inputs = InputBatches::default();
+        inputs.insert("member.ets", "ets_forecasts", ets.schema(), vec![ets]);
+        if let Some((o, f)) = history {
+            inputs.insert("outcomes", "prediction_outcomes", o.schema(), vec![o]);
+            inputs.insert("features", "features_daily", f.schema(), vec![f]);
+        }
+        let out = op.run(&ctx(ds), inputs).await.expect("run");
+        let p = &out.batches("predictions").expect("port")[0];
+        let g = |c: &str| f64_col(p, c).unwrap().value(0);
+        (g("q10"), g("point"), g("q90"))
+    }
+
+    #[tokio::test]
+    async fn a_band_the_record_shows_too_narrow_is_widened_and_without_a_record_it_stays() {
+        let ds = d("2024-09-13");
+        let raw = band(ds, None).await;
+        assert!(close(raw.0, 98.0) && close(raw.2, 102.0), "{raw:?}");
+        let cal = band(ds, Some(history(ds, &["A", "B"]))).await;
+        assert!(
+            cal.0 < 96.5 && cal.2 > 103.5,
+            "widened to the record's ~5% spread: {cal:?}"
+        );
+        assert!(cal.0 < cal.1 && cal.1 < cal.2);
+    }
+
+    #[tokio::test]
+    async fn outcomes_that_mature_on_ds_or_later_do_not_move_ds_band() {
+        let ds = d("2024-09-13");
+        let (o, f) = history(ds, &["A", "B"]);
+        let before = band(ds, Some((o.clone(), f.clone()))).await;
+        // The same history shifted a week later: its last rows mature on or after ds.
+        let later = history(d("2024-09-20"), &["A", "B"]);
+        // What an as-of-ds read hands over is dated on or before ds: rows maturing on ds
+        // itself (matched at 16:30, after this batch) are there and must be ignored.
+        let t = date_col(&later.0, "target_date").unwrap();
+        let on_ds: BooleanArray = t.iter().map(|x| x.map(|x| x == days(ds))).collect();
+        let extra = arrow::compute::filter_record_batch(&later.0, &on_ds).unwrap();
+        assert!(extra.num_rows() > 0);
+        let filtered = arrow::compute::concat_batches(&o.schema(), &[o, extra]).unwrap();
+        let feats = f;
+        let after = band(ds, Some((filtered, feats))).await;
+        assert_eq!(before, after);
     }
 }

@@ -3,4 +3,5 @@
 
 pub mod blend;
 pub mod combine;
+pub mod conformal;
 pub mod weights;
