@@ -231,15 +231,10 @@ fn subset(def: &krxflow_core::TableDef, keep: &[&str]) -> Arc<Schema> {
 const CALIBRATION_READ_DAYS: i64 = 400;
 
 fn previous_schema() -> Arc<Schema> {
-    let keep = ["code", "base_date", "horizon", "user_triggered"];
-    let schema = tables::predictions().schema;
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .filter(|f| keep.contains(&f.name().as_str()))
-        .map(|f| f.as_ref().clone())
-        .collect();
-    Arc::new(Schema::new(fields))
+    subset(
+        &tables::predictions(),
+        &["code", "base_date", "horizon", "user_triggered"],
+    )
 }
 
 struct Configured {
