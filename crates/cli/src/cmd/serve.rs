@@ -82,3 +82,23 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: super::Args,
+    }
+
+    #[test]
+    fn serve_listens_on_loopback_unless_told_otherwise() {
+        let cli = Cli::try_parse_from(["serve"]).expect("defaults parse");
+        let addr: std::net::SocketAddr = cli.serve.listen.parse().expect("an address");
+        assert!(addr.ip().is_loopback(), "{addr}");
+        let told = Cli::try_parse_from(["serve", "--listen", "0.0.0.0:9464"]).expect("parse");
+        assert_eq!(told.serve.listen, "0.0.0.0:9464");
+    }
+}
