@@ -13,7 +13,7 @@ const FIRST_AFTER: Duration = Duration::from_secs(300);
 /// When the next vacuum is due and the one running, if any.
 pub(crate) struct Retention {
     every: Option<Duration>,
-    retain: chrono::Duration,
+    retain: Duration,
     next: Instant,
     running: Option<JoinHandle<()>>,
 }
@@ -24,7 +24,7 @@ impl Retention {
         let first = every.map_or(FIRST_AFTER, |e| e.min(FIRST_AFTER));
         Self {
             every,
-            retain: chrono::Duration::from_std(retain).unwrap_or(krxflow_lake::DEFAULT_RETAIN),
+            retain,
             next: Instant::now() + first,
             running: None,
         }
@@ -49,7 +49,8 @@ impl Retention {
     }
 }
 
-async fn vacuum_all(lake: &Lake, retain: chrono::Duration) {
+async fn vacuum_all(lake: &Lake, window: Duration) {
+    let retain = chrono::Duration::from_std(window).unwrap_or(krxflow_lake::DEFAULT_RETAIN);
     let tables = match lake.list_tables().await {
         Ok(t) => t,
         Err(e) => {
@@ -66,8 +67,8 @@ async fn vacuum_all(lake: &Lake, retain: chrono::Duration) {
         }
     }
     eprintln!(
-        "serve: vacuum: deleted {deleted} files in {} tables (window {}h)",
+        "serve: vacuum: deleted {deleted} files in {} tables (window {})",
         tables.len(),
-        retain.num_hours()
+        krxflow_dag::format_duration(window)
     );
 }

@@ -262,13 +262,7 @@ impl Lease {
         }
         let mut next = self.info.clone();
         next.expires = Utc::now() + self.ttl;
-        self.store
-            .put_opts(
-                &generation_path(&self.folder, self.info.generation),
-                encode(&next),
-                PutOptions::from(PutMode::Overwrite),
-            )
-            .await?;
+        self.write_own(&next).await?;
         // A claimant reads the old expiry only if it read before this write finished: had the
         // write finished after that expiry, it may have taken over already.
         if Utc::now() >= self.info.expires {
@@ -288,10 +282,15 @@ impl Lease {
         }
         let mut done = self.info.clone();
         done.expires = Utc::now().min(self.info.expires);
+        self.write_own(&done).await
+    }
+
+    /// Overwrites our own generation (only its holder ever writes it after creating it).
+    async fn write_own(&self, info: &LeaseInfo) -> LakeResult<()> {
         self.store
             .put_opts(
                 &generation_path(&self.folder, self.info.generation),
-                encode(&done),
+                encode(info),
                 PutOptions::from(PutMode::Overwrite),
             )
             .await?;

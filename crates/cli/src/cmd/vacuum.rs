@@ -92,17 +92,8 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             "{verb} {files} files in {} of {} tables (kept: every file a version of the last {} needs)",
             rows.len(),
             names.len(),
-            humantime_short(args.retain)
+            krxflow_dag::format_duration(args.retain)
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn humantime_short(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        s if s % 86_400 == 0 && s > 0 => format!("{}d", s / 86_400),
-        s if s % 3600 == 0 && s > 0 => format!("{}h", s / 3600),
-        s => format!("{s}s"),
-    }
 }
