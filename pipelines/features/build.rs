@@ -28,7 +28,7 @@ use krxflow_core::{
 use serde::Deserialize;
 
 // The computation and the indicators live in their own files; these are their old paths.
-pub use super::compute::{build_features, compute_features};
+pub use super::compute::{build_features, compute_features, compute_features_on};
 pub use super::indicators::{Series, atr_norm, ema, macd, rsi_wilder};
 use crate::tables;
 

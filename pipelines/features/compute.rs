@@ -1,20 +1,24 @@
-//! The `features_daily` rows from bars (+ index and sentiment rows): one pass per code over
-//! its (code, date)-sorted slice, each row's features from [`super::formulas`], warm-up flags
-//! and optional targets.
+//! The `features_daily` rows from bars (+ index and sentiment rows): the (code, date)-sorted
+//! bars cut into one slice per code, the codes shared out to the cores in contiguous runs of
+//! about equal work, and each code's written rows filled column by column from
+//! [`super::formulas`] into disjoint parts of the output columns, with warm-up flags and
+//! optional targets.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
+use arrow::buffer::NullBuffer;
 use arrow::datatypes::DataType;
 use chrono::NaiveDate;
 use krxflow_core::{OpError, OpResult};
 
-use super::formulas::{CodeBars, DaySentiment, Feature};
+use super::formulas::{CodeBars, ColumnRows, DaySentiment, Feature};
 use super::indicators::{atr_norm, macd, rsi_wilder};
 use crate::cols::{date_col, str_col};
 use crate::common::dates::days;
 use crate::common::direction::Direction;
+use crate::common::horizons::HORIZONS;
 use crate::tables::{self, FEATURES};
 
 /// Features that may be null without the row being warm-up (external inputs may be absent).
@@ -100,20 +104,204 @@ fn f64_col(b: &RecordBatch, name: &str) -> OpResult<Float64Array> {
         .ok_or_else(|| OpError::permanent(format!("column `{name}` is not numeric")))
 }
 
-/// Bars sorted by (code, date).
+/// Bars sorted by (code, date): the batch itself when it already is (a lake read of one code,
+/// a panel written in that order), else one sort of packed (code rank, date, row) keys.
 fn sorted_bars(bars: &RecordBatch) -> OpResult<RecordBatch> {
-    let key = |name: &str| -> OpResult<arrow::compute::SortColumn> {
-        Ok(arrow::compute::SortColumn {
-            values: bars
-                .column_by_name(name)
-                .cloned()
-                .ok_or_else(|| OpError::permanent(format!("bars.{name} missing")))?,
-            options: None,
+    let code = str_col(bars, "code")?;
+    let date = date_col(bars, "date")?;
+    if code.null_count() > 0 || date.null_count() > 0 {
+        return Err(OpError::permanent("bars.code or bars.date has nulls"));
+    }
+    let n = bars.num_rows();
+    let ordered = (1..n).all(|i| {
+        let (a, b) = (code.value(i - 1), code.value(i));
+        a < b || (a == b && date.value(i - 1) <= date.value(i))
+    });
+    if ordered {
+        return Ok(bars.clone());
+    }
+    let mut names: Vec<&str> = code.iter().flatten().collect();
+    names.sort_unstable();
+    names.dedup();
+    let rank: HashMap<&str, u64> = names.iter().zip(0u64..).map(|(c, r)| (*c, r)).collect();
+    let mut keys: Vec<(u64, u32)> = (0..n)
+        .map(|i| {
+            // Dates as offset-binary, so the unsigned order is the date order.
+            let d = u64::from((date.value(i) as u32) ^ 0x8000_0000);
+            ((rank[code.value(i)] << 32) | d, i as u32)
         })
-    };
-    let idx = arrow::compute::lexsort_to_indices(&[key("code")?, key("date")?], None)?;
+        .collect();
+    keys.sort_unstable();
+    let idx = arrow::array::UInt32Array::from_iter_values(keys.into_iter().map(|(_, i)| i));
     Ok(arrow::compute::take_record_batch(bars, &idx)?)
 }
+
+/// One code's rows in the sorted bars: `start..end`, of which rows `first..last` (relative to
+/// `start`) are written, at `out` in the output.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+    first: usize,
+    last: usize,
+    out: usize,
+}
+
+impl Span {
+    fn written(&self) -> usize {
+        self.last - self.first
+    }
+    /// Work, for balancing threads: the recursions run over the whole slice, the windowed
+    /// features over the written rows.
+    fn cost(&self) -> usize {
+        (self.end - self.start) + 8 * self.written()
+    }
+}
+
+/// The output columns, each one value and one validity flag per written row.
+struct Columns {
+    values: Vec<Vec<f64>>,
+    valid: Vec<Vec<bool>>,
+    warmup: Vec<bool>,
+    /// Sorted-bars row of each written row.
+    rows: Vec<u32>,
+}
+
+impl Columns {
+    fn new(columns: usize, rows: usize) -> Self {
+        Self {
+            values: vec![vec![0.0; rows]; columns],
+            valid: vec![vec![false; rows]; columns],
+            warmup: vec![false; rows],
+            rows: vec![0; rows],
+        }
+    }
+
+    /// Disjoint mutable views of the rows `bounds[i]..bounds[i + 1]` of every column.
+    fn split(&mut self, bounds: &[usize]) -> Vec<ColumnsMut<'_>> {
+        let parts = bounds.len() - 1;
+        let mut out: Vec<ColumnsMut<'_>> = (0..parts).map(|_| ColumnsMut::default()).collect();
+        let lens: Vec<usize> = bounds.windows(2).map(|w| w[1] - w[0]).collect();
+        for col in &mut self.values {
+            for (part, s) in out.iter_mut().zip(split_lens(col, &lens)) {
+                part.values.push(s);
+            }
+        }
+        for col in &mut self.valid {
+            for (part, s) in out.iter_mut().zip(split_lens(col, &lens)) {
+                part.valid.push(s);
+            }
+        }
+        for (part, s) in out.iter_mut().zip(split_lens(&mut self.warmup, &lens)) {
+            part.warmup = s;
+        }
+        for (part, s) in out.iter_mut().zip(split_lens(&mut self.rows, &lens)) {
+            part.rows = s;
+        }
+        out
+    }
+}
+
+/// `x` cut into consecutive mutable pieces of the given lengths.
+fn split_lens<'a, T>(x: &'a mut [T], lens: &[usize]) -> Vec<&'a mut [T]> {
+    let mut rest = x;
+    let mut out = Vec::with_capacity(lens.len());
+    for &len in lens {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
+/// One thread's rows of every output column.
+#[derive(Default)]
+struct ColumnsMut<'a> {
+    values: Vec<&'a mut [f64]>,
+    valid: Vec<&'a mut [bool]>,
+    warmup: &'a mut [bool],
+    rows: &'a mut [u32],
+}
+
+/// The sorted bars' columns and what every code's rows look up.
+struct Inputs<'a> {
+    code: &'a StringArray,
+    date: &'a [i32],
+    open: &'a [f64],
+    high: &'a [f64],
+    low: &'a [f64],
+    close: &'a [f64],
+    volume: &'a [f64],
+    mkt: Option<MarketReturns>,
+    sent: Option<HashMap<(&'a str, i32), DaySentiment>>,
+    features: Vec<Feature>,
+    /// Per feature: does a null make the row warm-up?
+    history: Vec<bool>,
+}
+
+impl Inputs<'_> {
+    /// Fills the written rows of `spans` (whose outputs start at `out_base`) into `cols`.
+    fn fill(&self, spans: &[Span], out_base: usize, cols: &mut ColumnsMut<'_>) {
+        for s in spans {
+            let (r0, r1) = (s.out - out_base, s.out - out_base + s.written());
+            let (start, end) = (s.start, s.end);
+            let c = &self.close[start..end];
+            let dates = &self.date[start..end];
+            let (m, sig, h) = macd(c);
+            let code = self.code.value(start);
+            let bars = CodeBars {
+                date: dates,
+                open: &self.open[start..end],
+                high: &self.high[start..end],
+                low: &self.low[start..end],
+                close: c,
+                volume: &self.volume[start..end],
+                ret1: (0..c.len())
+                    .map(|t| {
+                        if t == 0 {
+                            f64::NAN
+                        } else {
+                            c[t] / c[t - 1] - 1.0
+                        }
+                    })
+                    .collect(),
+                mkt: self
+                    .mkt
+                    .as_ref()
+                    .map(|mkt| dates.iter().map(|d| mkt.get(d).copied()).collect()),
+                sent: self.sent.as_ref().map(|sent| {
+                    dates
+                        .iter()
+                        .map(|d| sent.get(&(code, *d)).copied())
+                        .collect()
+                }),
+                rsi: rsi_wilder(c, 14),
+                macd: m,
+                signal: sig,
+                hist: h,
+                atr: atr_norm(&self.high[start..end], &self.low[start..end], c, 14),
+            };
+            for (k, f) in self.features.iter().enumerate() {
+                let mut out = ColumnRows {
+                    values: &mut cols.values[k][r0..r1],
+                    valid: &mut cols.valid[k][r0..r1],
+                };
+                bars.fill(*f, s.first..s.last, &mut out);
+                if self.history[k] {
+                    for (w, ok) in cols.warmup[r0..r1].iter_mut().zip(out.valid.iter()) {
+                        *w |= !ok;
+                    }
+                }
+            }
+            for (r, t) in cols.rows[r0..r1].iter_mut().zip(s.first..s.last) {
+                *r = (start + t) as u32;
+            }
+        }
+    }
+}
+
+/// Rows per thread below which one thread does the work (spawning costs more).
+const MIN_ROWS_PER_THREAD: usize = 20_000;
 
 /// Computes the feature batch (schema [`features_daily_schema`]) from bars and optional index
 /// and sentiment rows; `targets` adds y_ret/y_dir for horizons 1, 3, 5.
@@ -131,7 +319,8 @@ pub async fn build_features(
 /// value depends only on the rows its formula names, so the rows returned are exactly those a
 /// build over all rows returns for the same dates (the recursive indicators given enough
 /// history to forget their seed, see
-/// [`INCREMENTAL_HISTORY_DAYS`](super::build::INCREMENTAL_HISTORY_DAYS)).
+/// [`INCREMENTAL_HISTORY_DAYS`](super::build::INCREMENTAL_HISTORY_DAYS)). Codes are shared
+/// out to the machine's cores; the result does not depend on how many.
 pub fn compute_features(
     bars: &RecordBatch,
     index: Option<&RecordBatch>,
@@ -139,6 +328,20 @@ pub fn compute_features(
     index_code: &str,
     targets: bool,
     from: Option<NaiveDate>,
+) -> OpResult<RecordBatch> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    compute_features_on(bars, index, sentiment, index_code, targets, from, threads)
+}
+
+/// [`compute_features`] on at most `threads` threads.
+pub fn compute_features_on(
+    bars: &RecordBatch,
+    index: Option<&RecordBatch>,
+    sentiment: Option<&RecordBatch>,
+    index_code: &str,
+    targets: bool,
+    from: Option<NaiveDate>,
+    threads: usize,
 ) -> OpResult<RecordBatch> {
     let schema = tables::features_daily().schema;
     if bars.num_rows() == 0 {
@@ -168,6 +371,7 @@ pub fn compute_features(
         ("high", &high),
         ("low", &low),
         ("close", &close),
+        ("volume", &volume),
     ] {
         if a.null_count() > 0 {
             return Err(OpError::permanent(format!("bars.{name} has nulls")));
@@ -179,20 +383,16 @@ pub fn compute_features(
     };
     let sent = sentiment.map(sentiment_by_day).transpose()?;
 
+    // Each code's slice and the rows it writes.
     let n = sorted.num_rows();
-    let mut emitted: Vec<u32> = Vec::new();
-    let mut values: Vec<Vec<Option<f64>>> = vec![Vec::new(); features.len()];
-    let mut warmup: Vec<bool> = Vec::new();
-    let mut y: [Vec<Option<f64>>; 3] = Default::default();
-    let mut start = 0;
+    let mut spans = Vec::new();
+    let (mut start, mut written) = (0, 0);
     while start < n {
         let mut end = start + 1;
         while end < n && code.value(end) == code.value(start) {
             end += 1;
         }
-        let c = &close.values()[start..end];
-        let dates = &date.values()[start..end];
-        let first = from.map_or(0, |f| dates.partition_point(|&d| d < f));
+        let first = from.map_or(0, |f| date.values()[start..end].partition_point(|&d| d < f));
         // With targets a row needs its next close (y_ret_1d): the code's last row is left out.
         let last = if targets {
             end - start - 1
@@ -200,86 +400,107 @@ pub fn compute_features(
             end - start
         };
         if first < last {
-            let v = &volume.values()[start..end];
-            let (m, s, h) = macd(c);
-            let code_str = code.value(start);
-            let bars = CodeBars {
-                date: dates,
-                open: &open.values()[start..end],
-                high: &high.values()[start..end],
-                low: &low.values()[start..end],
-                close: c,
-                volume: v,
-                ret1: (0..c.len())
-                    .map(|t| {
-                        if t == 0 {
-                            f64::NAN
-                        } else {
-                            c[t] / c[t - 1] - 1.0
-                        }
-                    })
-                    .collect(),
-                turnover: c.iter().zip(v).map(|(c, v)| c * v).collect(),
-                mkt: dates
-                    .iter()
-                    .map(|d| mkt.as_ref().and_then(|m| m.get(d).copied()))
-                    .collect(),
-                sent: dates
-                    .iter()
-                    .map(|d| sent.as_ref().and_then(|s| s.get(&(code_str, *d)).copied()))
-                    .collect(),
-                with_sentiment: sent.is_some(),
-                rsi: rsi_wilder(c, 14),
-                macd: m,
-                signal: s,
-                hist: h,
-                atr: atr_norm(&high.values()[start..end], &low.values()[start..end], c, 14),
-            };
-            for t in first..last {
-                emitted.push((start + t) as u32);
-                let mut warm = false;
-                for (k, f) in features.iter().enumerate() {
-                    let x = bars.value(*f, t);
-                    warm |= history[k] && x.is_none();
-                    values[k].push(x);
-                }
-                warmup.push(warm);
-                if targets {
-                    for (k, h) in [1usize, 3, 5].into_iter().enumerate() {
-                        y[k].push(c.get(t + h).map(|f| f / c[t] - 1.0));
-                    }
-                }
-            }
+            spans.push(Span {
+                start,
+                end,
+                first,
+                last,
+                out: written,
+            });
+            written += last - first;
         }
         start = end;
     }
 
-    let take = arrow::array::UInt32Array::from(emitted);
-    let mut cols: Vec<ArrayRef> = vec![
-        arrow::compute::take(code, &take, None)?,
-        arrow::compute::take(date, &take, None)?,
-    ];
-    cols.extend(
-        values
-            .into_iter()
-            .map(|v| Arc::new(Float64Array::from(v)) as ArrayRef),
-    );
-    cols.push(Arc::new(BooleanArray::from(warmup)));
-    let rows = take.len();
-    for ret in y {
+    let inputs = Inputs {
+        code,
+        date: date.values(),
+        open: open.values(),
+        high: high.values(),
+        low: low.values(),
+        close: close.values(),
+        volume: volume.values(),
+        mkt,
+        sent,
+        features,
+        history,
+    };
+    let mut cols = Columns::new(inputs.features.len(), written);
+    // Contiguous runs of codes of about equal work, one per thread.
+    let parts = threads.clamp(1, (written / MIN_ROWS_PER_THREAD).max(1));
+    let total: usize = spans.iter().map(Span::cost).sum();
+    let mut cuts = vec![0usize];
+    let mut acc = 0;
+    for (i, s) in spans.iter().enumerate() {
+        acc += s.cost();
+        if cuts.len() < parts && acc * parts >= total * cuts.len() && i + 1 < spans.len() {
+            cuts.push(i + 1);
+        }
+    }
+    cuts.push(spans.len());
+    let bounds: Vec<usize> = cuts
+        .iter()
+        .map(|&i| spans.get(i).map_or(written, |s| s.out))
+        .collect();
+    let mut views = cols.split(&bounds);
+    std::thread::scope(|scope| {
+        let inputs = &inputs;
+        let mut parts = views.iter_mut().enumerate();
+        let head = parts.next();
+        for (i, view) in parts {
+            let part = &spans[cuts[i]..cuts[i + 1]];
+            let base = bounds[i];
+            scope.spawn(move || inputs.fill(part, base, view));
+        }
+        // The first part on this thread.
+        if let Some((_, view)) = head {
+            inputs.fill(&spans[cuts[0]..cuts[1]], 0, view);
+        }
+    });
+    drop(views);
+
+    let (code_col, date_col): (ArrayRef, ArrayRef) = if written == n {
+        // Every row is written, in the sorted order.
+        (Arc::new(code.clone()), Arc::new(date.clone()))
+    } else {
+        let take = arrow::array::UInt32Array::from(std::mem::take(&mut cols.rows));
+        (
+            arrow::compute::take(code, &take, None)?,
+            arrow::compute::take(date, &take, None)?,
+        )
+    };
+    let mut out: Vec<ArrayRef> = vec![code_col, date_col];
+    for (values, valid) in cols.values.into_iter().zip(cols.valid) {
+        out.push(Arc::new(Float64Array::new(values.into(), nulls(valid))));
+    }
+    out.push(Arc::new(BooleanArray::from(cols.warmup)));
+    for h in HORIZONS.map(|h| h as usize) {
         if targets {
+            let ret: Vec<Option<f64>> = spans
+                .iter()
+                .flat_map(|s| {
+                    let c = &inputs.close[s.start..s.end];
+                    (s.first..s.last).map(move |t| c.get(t + h).map(|f| f / c[t] - 1.0))
+                })
+                .collect();
             let dir: StringArray = ret
                 .iter()
                 .map(|r| r.map(|r| Direction::of_return(r).as_str()))
                 .collect();
-            cols.push(Arc::new(Float64Array::from(ret)));
-            cols.push(Arc::new(dir));
+            out.push(Arc::new(Float64Array::from(ret)));
+            out.push(Arc::new(dir));
         } else {
-            cols.push(arrow::array::new_null_array(&DataType::Float64, rows));
-            cols.push(arrow::array::new_null_array(&DataType::Utf8, rows));
+            out.push(arrow::array::new_null_array(&DataType::Float64, written));
+            out.push(arrow::array::new_null_array(&DataType::Utf8, written));
         }
     }
-    Ok(RecordBatch::try_new(schema, cols)?)
+    Ok(RecordBatch::try_new(schema, out)?)
+}
+
+/// The null buffer of a validity vector (none when every row is valid).
+fn nulls(valid: Vec<bool>) -> Option<NullBuffer> {
+    let nulls = NullBuffer::from(valid);
+    (nulls.null_count() > 0).then_some(nulls)
 }
 
 #[cfg(test)]
@@ -584,6 +805,30 @@ mod tests {
         };
         assert_eq!(y.value(t), want);
         assert_eq!(f.num_rows(), 69, "the last row's 1-day target is unknown");
+    }
+
+    #[test]
+    fn threads_and_input_order_do_not_change_a_bit() {
+        let codes: Vec<String> = (0..45).map(|k| format!("{:06}", k + 1)).collect();
+        let codes: Vec<&str> = codes.iter().map(String::as_str).collect();
+        let (bars, index, sent) = fixture(&codes, 1_500);
+        let from = Some(crate::common::dates::date_of(
+            date_col(&bars, "date").unwrap().value(300),
+        ));
+        let one =
+            compute_features_on(&bars, Some(&index), Some(&sent), "KS11", true, from, 1).unwrap();
+        // 53,955 written rows: two parts of at least MIN_ROWS_PER_THREAD.
+        let three =
+            compute_features_on(&bars, Some(&index), Some(&sent), "KS11", true, from, 3).unwrap();
+        assert_eq!(one, three, "the result depends on the thread count");
+        // The same rows in reverse order take the sorting path.
+        let rev = arrow::array::UInt32Array::from_iter_values((0..bars.num_rows() as u32).rev());
+        let reversed = arrow::compute::take_record_batch(&bars, &rev).unwrap();
+        let from_reversed =
+            compute_features_on(&reversed, Some(&index), Some(&sent), "KS11", true, from, 3)
+                .unwrap();
+        assert_eq!(one, from_reversed, "the result depends on the input order");
+        assert_eq!(one.num_rows(), 45 * (1_500 - 300 - 1));
     }
 
     /// Rows of `b` dated on or after `first`.

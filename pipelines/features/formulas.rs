@@ -1,8 +1,12 @@
-//! Each feature's formula for one row of one code: the [`Feature`] a name in
-//! [`FEATURES`](crate::tables::FEATURES) stands for, evaluated over that code's [`CodeBars`].
+//! Each feature's formula over the rows of one code: the [`Feature`] a name in
+//! [`FEATURES`](crate::tables::FEATURES) stands for, filled as a column over that code's
+//! [`CodeBars`] (rolling windows through the row kernels of [`super::window`], which give each
+//! row the bits of the scalar formula over exactly its window).
+
+use std::ops::Range;
 
 use super::indicators::Series;
-use super::window::{last_n, mean, sample_sd};
+use super::window::{extreme_rows, full_windows, mean, mean_rows, sd_rows};
 
 /// A feature column, resolved once from its name in [`FEATURES`].
 #[derive(Debug, Clone, Copy)]
@@ -104,15 +108,42 @@ pub(super) struct CodeBars<'a> {
     pub(super) volume: &'a [f64],
     /// close[t]/close[t-1] - 1 (NaN at t = 0, never read there).
     pub(super) ret1: Vec<f64>,
-    pub(super) turnover: Vec<f64>,
-    pub(super) mkt: Vec<Option<[Option<f64>; 3]>>,
-    pub(super) sent: Vec<Option<DaySentiment>>,
-    pub(super) with_sentiment: bool,
+    /// Index returns (1, 5, 20 rows back) on each row's date; `None` without an index table.
+    pub(super) mkt: Option<Vec<Option<[Option<f64>; 3]>>>,
+    /// The day's sentiment row; `None` without a sentiment table.
+    pub(super) sent: Option<Vec<Option<DaySentiment>>>,
     pub(super) rsi: Series,
     pub(super) macd: Series,
     pub(super) signal: Series,
     pub(super) hist: Series,
     pub(super) atr: Series,
+}
+
+/// One output column's rows for one code: values and validity (`false` = null; the value of a
+/// null row stays as it was, 0.0).
+pub(super) struct ColumnRows<'o> {
+    pub(super) values: &'o mut [f64],
+    pub(super) valid: &'o mut [bool],
+}
+
+impl ColumnRows<'_> {
+    fn set(&mut self, k: usize, v: f64) {
+        self.values[k] = v;
+        self.valid[k] = true;
+    }
+
+    /// Row by row: `f(t)` for each row `t` of `rows`.
+    fn each(&mut self, rows: Range<usize>, f: impl Fn(usize) -> Option<f64>) {
+        for (k, t) in rows.enumerate() {
+            if let Some(v) = f(t) {
+                self.set(k, v);
+            }
+        }
+    }
+
+    fn series(&mut self, rows: Range<usize>, s: &Series) {
+        self.each(rows, |t| s[t]);
+    }
 }
 
 impl CodeBars<'_> {
@@ -126,11 +157,11 @@ impl CodeBars<'_> {
             5 => 1,
             _ => 2,
         };
-        self.mkt[t].and_then(|m| m[j])
+        self.mkt.as_ref()?[t].and_then(|m| m[j])
     }
 
     fn sent(&self, t: usize) -> Option<&DaySentiment> {
-        self.sent[t].as_ref()
+        self.sent.as_ref()?[t].as_ref()
     }
 
     /// cov(ret_1d, mkt_ret_1d) / var(mkt_ret_1d) over the last 60 rows, when all 60 have both.
@@ -156,61 +187,113 @@ impl CodeBars<'_> {
         Some(cov / nonzero(var)?)
     }
 
-    pub(super) fn value(&self, f: Feature, t: usize) -> Option<f64> {
-        let c = self.close[t];
+    /// Rolling mean and sample sd of `x` over `n` rows for the rows of `rows` whose window is
+    /// full (starting at `min_start`): (the first such row's offset in `rows`, means, sds).
+    fn mean_sd(
+        x: &[f64],
+        n: usize,
+        rows: Range<usize>,
+        min_start: usize,
+    ) -> (usize, Vec<f64>, Vec<f64>) {
+        let w = full_windows(rows.clone(), n, min_start);
+        let (mut m, mut s) = (vec![0.0; w.len()], vec![0.0; w.len()]);
+        mean_rows(x, n, w.clone(), &mut m);
+        sd_rows(x, n, w.clone(), &m, &mut s);
+        (w.start - rows.start, m, s)
+    }
+
+    /// Fills `out` (one slot per row of `rows`) with feature `f`.
+    pub(super) fn fill(&self, f: Feature, rows: Range<usize>, out: &mut ColumnRows<'_>) {
+        let c = self.close;
         match f {
-            Feature::Ret(k) => Some(c / self.lag_close(t, k)? - 1.0),
-            Feature::LogRet(k) => Some((c / self.lag_close(t, k)?).ln()),
-            Feature::MaRatio(n) => Some(c / mean(last_n(self.close, t, n)?) - 1.0),
-            Feature::Rsi => self.rsi[t],
-            Feature::Macd => self.macd[t],
-            Feature::MacdSignal => self.signal[t],
-            Feature::MacdHist => self.hist[t],
-            Feature::Atr => self.atr[t],
+            Feature::Ret(k) => out.each(rows, |t| Some(c[t] / self.lag_close(t, k)? - 1.0)),
+            Feature::LogRet(k) => out.each(rows, |t| Some((c[t] / self.lag_close(t, k)?).ln())),
+            Feature::MaRatio(n) => {
+                let w = full_windows(rows.clone(), n, 0);
+                let off = w.start - rows.start;
+                let means = &mut out.values[off..];
+                mean_rows(c, n, w.clone(), means);
+                for (k, t) in w.enumerate() {
+                    out.set(off + k, c[t] / out.values[off + k] - 1.0);
+                }
+            }
+            Feature::Rsi => out.series(rows, &self.rsi),
+            Feature::Macd => out.series(rows, &self.macd),
+            Feature::MacdSignal => out.series(rows, &self.signal),
+            Feature::MacdHist => out.series(rows, &self.hist),
+            Feature::Atr => out.series(rows, &self.atr),
             Feature::BbPctB => {
-                let w = last_n(self.close, t, 20)?;
-                let sd = sample_sd(w);
-                Some((c - (mean(w) - 2.0 * sd)) / (4.0 * sd))
+                let (off, m, s) = Self::mean_sd(c, 20, rows.clone(), 0);
+                for (k, (m, sd)) in m.iter().zip(&s).enumerate() {
+                    let t = rows.start + off + k;
+                    out.set(off + k, (c[t] - (m - 2.0 * sd)) / (4.0 * sd));
+                }
             }
-            Feature::Vol20 => (t >= 20).then(|| sample_sd(&self.ret1[t - 19..=t])),
+            Feature::Vol20 => {
+                // ret_1d exists from row 1 on.
+                let (off, _, s) = Self::mean_sd(&self.ret1, 20, rows, 1);
+                for (k, sd) in s.into_iter().enumerate() {
+                    out.set(off + k, sd);
+                }
+            }
             Feature::VolumeZ20 => {
-                let w = last_n(self.volume, t, 20)?;
-                Some((self.volume[t] - mean(w)) / nonzero(sample_sd(w))?)
+                let v = self.volume;
+                let (off, m, s) = Self::mean_sd(v, 20, rows.clone(), 0);
+                for (k, (m, sd)) in m.iter().zip(&s).enumerate() {
+                    let t = rows.start + off + k;
+                    if let Some(sd) = nonzero(*sd) {
+                        out.set(off + k, (v[t] - m) / sd);
+                    }
+                }
             }
-            Feature::TurnoverChg => {
-                Some(self.turnover[t] / nonzero(self.turnover[t.checked_sub(1)?])? - 1.0)
+            Feature::TurnoverChg => out.each(rows, |t| {
+                let prev = t.checked_sub(1)?;
+                let turnover = |i: usize| c[i] * self.volume[i];
+                Some(turnover(t) / nonzero(turnover(prev))? - 1.0)
+            }),
+            Feature::HlRange => out.each(rows, |t| Some((self.high[t] - self.low[t]) / c[t])),
+            Feature::GapOpen => {
+                out.each(rows, |t| Some(self.open[t] / self.lag_close(t, 1)? - 1.0))
             }
-            Feature::HlRange => Some((self.high[t] - self.low[t]) / c),
-            Feature::GapOpen => Some(self.open[t] / self.lag_close(t, 1)? - 1.0),
-            Feature::High52w => {
-                let w = last_n(self.high, t, 250)?;
-                Some(c / w.iter().copied().fold(f64::NEG_INFINITY, f64::max) - 1.0)
-            }
-            Feature::Low52w => {
-                let w = last_n(self.low, t, 250)?;
-                Some(c / w.iter().copied().fold(f64::INFINITY, f64::min) - 1.0)
+            Feature::High52w | Feature::Low52w => {
+                let max = matches!(f, Feature::High52w);
+                let x = if max { self.high } else { self.low };
+                let w = full_windows(rows.clone(), 250, 0);
+                let off = w.start - rows.start;
+                extreme_rows(x, 250, w.clone(), max, &mut out.values[off..]);
+                for (k, t) in w.enumerate() {
+                    out.set(off + k, c[t] / out.values[off + k] - 1.0);
+                }
             }
             // 1970-01-01 was a Thursday (4); 0 = Sunday.
-            Feature::Dow => Some(f64::from((self.date[t] + 4).rem_euclid(7))),
-            Feature::MktRet(k) => self.mkt(t, k),
-            Feature::Beta60 => self.beta60(t),
-            Feature::RelStrength20 => Some(c / self.lag_close(t, 20)? - 1.0 - self.mkt(t, 20)?),
-            Feature::SentN => self
-                .with_sentiment
-                .then(|| self.sent(t).map_or(0.0, |s| s.n)),
-            Feature::SentMean => self.sent(t)?.mean,
-            Feature::SentWeighted => self.sent(t)?.weighted,
-            Feature::SentPos => self.sent(t)?.pos,
-            Feature::SentNeg => self.sent(t)?.neg,
-            Feature::SentDecay3 => self.with_sentiment.then(|| {
-                let w = |k: usize| {
-                    t.checked_sub(k)
-                        .and_then(|i| self.sent(i))
-                        .and_then(|s| s.weighted)
-                        .unwrap_or(0.0)
-                };
-                w(0) + 0.5 * w(1) + 0.25 * w(2)
+            Feature::Dow => out.each(rows, |t| Some(f64::from((self.date[t] + 4).rem_euclid(7)))),
+            Feature::MktRet(k) => out.each(rows, |t| self.mkt(t, k)),
+            Feature::Beta60 => out.each(rows, |t| self.beta60(t)),
+            Feature::RelStrength20 => out.each(rows, |t| {
+                Some(c[t] / self.lag_close(t, 20)? - 1.0 - self.mkt(t, 20)?)
             }),
+            Feature::SentN => {
+                if self.sent.is_some() {
+                    out.each(rows, |t| Some(self.sent(t).map_or(0.0, |s| s.n)));
+                }
+            }
+            Feature::SentMean => out.each(rows, |t| self.sent(t)?.mean),
+            Feature::SentWeighted => out.each(rows, |t| self.sent(t)?.weighted),
+            Feature::SentPos => out.each(rows, |t| self.sent(t)?.pos),
+            Feature::SentNeg => out.each(rows, |t| self.sent(t)?.neg),
+            Feature::SentDecay3 => {
+                if self.sent.is_some() {
+                    out.each(rows, |t| {
+                        let w = |k: usize| {
+                            t.checked_sub(k)
+                                .and_then(|i| self.sent(i))
+                                .and_then(|s| s.weighted)
+                                .unwrap_or(0.0)
+                        };
+                        Some(w(0) + 0.5 * w(1) + 0.25 * w(2))
+                    });
+                }
+            }
         }
     }
 }
