@@ -7,6 +7,7 @@ mod common;
 mod backfill;
 mod cli;
 mod eval;
+mod faults;
 mod interop;
 mod krx30;
 mod lgbm;

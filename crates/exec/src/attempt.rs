@@ -408,10 +408,17 @@ impl AttemptEnv {
         if stuck.is_empty() {
             return e;
         }
-        OpError::Permanent(format!(
-            "{e}; and the outputs committed before it could not be rolled back: {}",
+        // An output that could not be undone (another writer committed to its table since)
+        // stays written; a retry writes every output again (merges and partition rewrites are
+        // idempotent), which completes the set, so the cause's retryability is kept.
+        let stuck = format!(
+            "; and the outputs committed before it could not be rolled back: {}",
             stuck.join("; ")
-        ))
+        );
+        match e {
+            OpError::Transient(m) => OpError::Transient(m + &stuck),
+            other => OpError::Permanent(format!("{other}{stuck}")),
+        }
     }
 }
 

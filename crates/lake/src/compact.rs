@@ -53,6 +53,7 @@ impl Lake {
             .optimize()
             .with_writer_properties(writer_properties())
             .with_commit_properties(commit)
+            .with_session_state(std::sync::Arc::new(self.datafusion_session().state()))
             .await?;
         self.remember(name, &table);
         Ok(Compaction {

@@ -22,6 +22,8 @@ pub enum LakeError {
     Io(#[from] std::io::Error),
     #[error("sql: {0}")]
     Sql(String),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 impl LakeError {
@@ -29,16 +31,45 @@ impl LakeError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Io(_) | Self::ObjectStore(_) => true,
-            Self::Delta(e) => matches!(
-                e,
+            Self::Delta(
                 deltalake::DeltaTableError::ObjectStore { .. }
-                    | deltalake::DeltaTableError::Io { .. }
-                    | deltalake::DeltaTableError::VersionAlreadyExists(_)
-                    | deltalake::DeltaTableError::Transaction { .. }
-            ),
+                | deltalake::DeltaTableError::Io { .. }
+                | deltalake::DeltaTableError::VersionAlreadyExists(_)
+                | deltalake::DeltaTableError::Transaction { .. },
+            ) => true,
+            Self::Delta(_) | Self::DataFusion(_) | Self::Arrow(_) => caused_by_failed_io(self),
             _ => false,
         }
     }
+}
+
+/// Whether a store call that failed on the way (see [`crate::store::retryable`]) or an I/O
+/// error other than a definite answer (not found, permission denied, already exists) is among
+/// the causes of `e`: a scan, a log replay or a checkpoint read that met one inside Delta or
+/// DataFusion can succeed when tried again. The first store error met decides.
+///
+/// Two layers keep the store error only as text: the Delta kernel's `ObjectStore` variant has
+/// no source, and DataFusion's Parquet reader formats it into its message. For those, an
+/// object store's `Generic` error (the only kind [`crate::store::retryable`] retries) is
+/// recognised by how object_store displays it, behind the prefix each layer adds.
+fn caused_by_failed_io(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = e.source();
+    while let Some(err) = cause {
+        let text = err.to_string().to_lowercase();
+        if text.contains("object store: generic ") || text.contains("object store error: generic ")
+        {
+            return true;
+        }
+        if let Some(store) = err.downcast_ref::<object_store::Error>() {
+            return crate::store::retryable(store);
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::{AlreadyExists, NotFound, PermissionDenied};
+            return !matches!(io.kind(), NotFound | PermissionDenied | AlreadyExists);
+        }
+        cause = err.source();
+    }
+    false
 }
 
 impl LakeError {
@@ -64,5 +95,46 @@ impl From<LakeError> for krxflow_core::OpError {
         } else {
             Self::Permanent(e.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::error::DataFusionError;
+    use datafusion::parquet::errors::ParquetError;
+
+    fn generic() -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: "connection reset".into(),
+        }
+    }
+
+    #[test]
+    fn a_store_call_that_failed_on_the_way_inside_a_scan_is_transient() {
+        // Kept as a source.
+        let e = LakeError::DataFusion(DataFusionError::ObjectStore(Box::new(generic())));
+        assert!(e.is_transient());
+        // Flattened into a message by DataFusion's Parquet reader.
+        let e = LakeError::DataFusion(DataFusionError::ParquetError(Box::new(
+            ParquetError::General(format!(
+                "Failed to fetch metadata for file x.parquet: Object Store error: {}",
+                generic()
+            )),
+        )));
+        assert!(e.is_transient());
+    }
+
+    #[test]
+    fn definite_answers_inside_a_scan_are_not_transient() {
+        let not_found = object_store::Error::NotFound {
+            path: "x.parquet".into(),
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        };
+        let e = LakeError::DataFusion(DataFusionError::ObjectStore(Box::new(not_found)));
+        assert!(!e.is_transient(), "a vacuumed file does not come back");
+        let e = LakeError::DataFusion(DataFusionError::Plan("no such column".into()));
+        assert!(!e.is_transient());
     }
 }

@@ -25,6 +25,7 @@ mod dates;
 mod files;
 mod read;
 mod rollback;
+pub mod store;
 mod table;
 #[cfg(test)]
 mod testutil;

@@ -4,7 +4,7 @@
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use chrono::NaiveDate;
-use datafusion::prelude::{SessionContext, col, lit};
+use datafusion::prelude::{col, lit};
 use datafusion::scalar::ScalarValue;
 use deltalake::DeltaTable;
 
@@ -47,7 +47,7 @@ impl Lake {
             .ok_or_else(|| LakeError::NoSuchTable(name.to_string()))?;
         let version = version_of(&table);
         let provider = table.table_provider().await?;
-        let ctx = SessionContext::new();
+        let ctx = self.datafusion_session();
         table.update_datafusion_session(&ctx.state())?;
         let declared = match self.catalog().get(name) {
             Some(def) => def.schema.clone(),
@@ -98,7 +98,7 @@ impl Lake {
             return Ok(max.and_then(from_date32));
         }
         let provider = table.table_provider().await?;
-        let ctx = SessionContext::new();
+        let ctx = self.datafusion_session();
         table.update_datafusion_session(&ctx.state())?;
         let c = col(format!("\"{date_col}\""));
         let df = ctx

@@ -80,7 +80,7 @@ fn engine_ref(name: &str) -> TableReference {
 /// A session with every lake table registered (latest versions; engine tables as
 /// `_krxflow.NAME`).
 pub async fn session(lake: &Lake) -> LakeResult<SessionContext> {
-    let ctx = SessionContext::new();
+    let ctx = lake.datafusion_session();
     if let Some(catalog) = ctx.catalog("datafusion") {
         catalog
             .register_schema(ENGINE_PREFIX, Arc::new(MemorySchemaProvider::new()))

@@ -84,9 +84,17 @@ impl Lake {
             &root,
             std::env::vars().filter(|(k, _)| k.starts_with("AWS_")),
         )?;
+        let store: Arc<dyn ObjectStore> = Arc::from(store);
+        let store = match root.scheme() {
+            "file" | "memory" => {
+                crate::store::register()?;
+                crate::store::wrap(store)?
+            }
+            _ => store,
+        };
         Ok(Self {
             root,
-            store: Arc::from(store),
+            store,
             store_prefix,
             catalog: Arc::new(catalog),
             write_locks: Default::default(),
@@ -100,6 +108,19 @@ impl Lake {
 
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// A DataFusion session that reads local files through the lake's store (its retries, and
+    /// the test faults): Delta's scans name data files by absolute `file://` URLs, which
+    /// DataFusion's default registry would serve with a plain `LocalFileSystem` of its own.
+    pub fn datafusion_session(&self) -> datafusion::prelude::SessionContext {
+        let ctx = datafusion::prelude::SessionContext::new();
+        if self.root.scheme() == "file"
+            && let Ok(url) = Url::parse("file://")
+        {
+            ctx.register_object_store(&url, self.store.clone());
+        }
+        ctx
     }
 
     /// The object store under the lake root (models and other artifacts live there too).

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use arrow::array::{Array, Date32Array, RecordBatch};
 use arrow::row::{RowConverter, SortField};
-use datafusion::prelude::{SessionContext, col, lit};
+use datafusion::prelude::{col, lit};
 use datafusion::scalar::ScalarValue;
 use deltalake::DeltaTable;
 use deltalake::kernel::transaction::CommitProperties;
@@ -42,7 +42,7 @@ impl Lake {
     ) -> LakeResult<Changes> {
         let physical = physical_schema(&def.schema);
         let provider = table.table_provider().await?;
-        let ctx = SessionContext::new();
+        let ctx = self.datafusion_session();
         table.update_datafusion_session(&ctx.state())?;
         let mut df = ctx.read_table(provider.clone())?;
         let range = def
@@ -146,7 +146,7 @@ impl Lake {
         batches: Vec<RecordBatch>,
         commit: CommitProperties,
     ) -> LakeResult<DeltaTable> {
-        let ctx = SessionContext::new();
+        let ctx = self.datafusion_session();
         let source = ctx.read_batches(batches)?;
         let predicate = def
             .keys
@@ -166,7 +166,8 @@ impl Lake {
             .with_source_alias("s")
             .with_target_alias("t")
             .with_writer_properties(writer_properties())
-            .with_commit_properties(commit);
+            .with_commit_properties(commit)
+            .with_session_state(std::sync::Arc::new(ctx.state()));
         if !non_keys.is_empty() {
             builder = builder.when_matched_update(|mut u| {
                 for c in &non_keys {
