@@ -89,7 +89,20 @@ fn a_backfill_under_30_percent_store_faults_ends_equal_to_a_fault_free_one() {
 
     let lake = tempfile::tempdir().unwrap();
     let o = with_faults(lake.path(), "store=0.3,seed=7", &args);
-    assert!(o.status.success(), "under 30% faults: {}", text(&o));
+    if !o.status.success() {
+        let why = krxflow(
+            lake.path(),
+            &[
+                "sql",
+                "SELECT ds, task, attempt, state, error FROM _krxflow.task_runs \
+                 WHERE state <> 'succeeded' ORDER BY ds, task, attempt",
+            ],
+        );
+        panic!(
+            "under 30% faults the backfill failed; attempts that failed:\n{}",
+            text(&why)
+        );
+    }
     let faults = injected(&o);
     assert!(faults > 100, "only {faults} faults were injected");
     assert_eq!(snapshot(lake.path()), expected, "not the fault-free rows");

@@ -1,6 +1,7 @@
 //! Retries of failed store calls: a call that fails with a `Generic` error (the store's way of
 //! saying "something went wrong on the way", as a dropped connection or a 5xx does) is tried
-//! again, up to [`ATTEMPTS`] times with a short jittered backoff. Answers that retrying cannot
+//! again, up to [`ATTEMPTS`] times with a short jittered backoff (object_store's HTTP stores
+//! retry 10 times by default too). Answers that retrying cannot
 //! change (not found, already exists, precondition failed, ...) are returned at once: a Delta
 //! commit's "already exists" is how it learns of a concurrent writer.
 
@@ -21,10 +22,12 @@ use object_store::{
 };
 
 /// Tries per call.
-pub const ATTEMPTS: u32 = 5;
+pub const ATTEMPTS: u32 = 10;
 
-/// First backoff; doubled per retry (5, 10, 20, 40 ms), each scaled by a jitter in [0.5, 1].
+/// First backoff; doubled per retry up to [`MAX_BACKOFF`] (5, 10, 20, ... 250 ms, about 1.1 s
+/// over all nine), each scaled by a jitter in [0.5, 1].
 const BASE: Duration = Duration::from_millis(5);
+const MAX_BACKOFF: Duration = Duration::from_millis(250);
 
 #[derive(Debug)]
 pub struct RetryingStore {
@@ -43,7 +46,8 @@ impl RetryingStore {
     async fn pause(&self, retry: u32) {
         let x = super::faults::splitmix(self.jitter.fetch_add(1, Ordering::Relaxed));
         let scale = 0.5 + (x >> 11) as f64 / (1u64 << 53) as f64 / 2.0;
-        tokio::time::sleep(BASE.mul_f64(f64::from(1u32 << retry) * scale)).await;
+        let backoff = BASE.saturating_mul(1u32 << retry.min(16)).min(MAX_BACKOFF);
+        tokio::time::sleep(backoff.mul_f64(scale)).await;
     }
 
     async fn retry<T, F, Fut>(&self, mut call: F) -> Result<T>
