@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{Array, Float64Array, RecordBatch};
 use arrow::datatypes::DataType;
+use chrono::NaiveDate;
 use krxflow_pipelines::features::build::compute_features_on;
-use krxflow_pipelines::ingest::ohlcv::{Collector, Columns, Window, bars_batch, read_csv};
+use krxflow_pipelines::ingest::ohlcv::bars_batch;
 use krxflow_pipelines::tables::FEATURES;
 
 mod common;
-use common::{Stats, machine};
+use common::{Stats, krx30_bars, machine, read_panel};
 
 /// Timed runs per engine (after one warm-up).
 const RUNS: usize = 7;
@@ -62,7 +63,7 @@ fn main() {
     let mut collected = None;
     for _ in 0..3 {
         let t = Instant::now();
-        collected = Some(parse(&panel));
+        collected = Some(read_panel(&panel).expect("the panel parses"));
         parse_times.push(t.elapsed());
     }
     let collected = collected.expect("parsed");
@@ -91,7 +92,7 @@ fn main() {
 
     // Long histories: every window full, the 52-week distances included.
     let dir = data.join("ohlcv/krx_daily_30");
-    match krx30(&dir) {
+    match NaiveDate::from_ymd_opt(2024, 12, 16).and_then(|ds| krx30_bars(&data, ds)) {
         None => println!("skipped: the 30 tickers: {} not readable", dir.display()),
         Some(bars) => {
             println!(
@@ -171,55 +172,6 @@ fn bench_case(root: &Path, python: Option<&Path>, bars: &RecordBatch) -> Stats {
         println!("skipped: {s}");
     }
     all_cores
-}
-
-/// The 30 tickers' FinanceDataReader CSVs, validated as `ingest.ohlcv` does.
-fn krx30(dir: &Path) -> Option<RecordBatch> {
-    let provisional = Default::default();
-    let w = Window {
-        ds: chrono::NaiveDate::from_ymd_opt(2024, 12, 16)?,
-        from: None,
-        codes: None,
-        provisional: &provisional,
-        tol_abs: 2.0,
-        tol_rel: 0.001,
-    };
-    let mut out = Collector::default();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    for f in files {
-        let code = f.file_stem()?.to_string_lossy().to_string();
-        let file = std::fs::File::open(&f).ok()?;
-        read_csv(file, &Columns::default(), Some(&code), &w, &mut out).ok()?;
-    }
-    bars_batch(&out.bars, "csv_dir").ok()
-}
-
-fn parse(panel: &Path) -> Collector {
-    let provisional = Default::default();
-    let w = Window {
-        ds: chrono::NaiveDate::from_ymd_opt(2019, 9, 18).expect("date"),
-        from: None,
-        codes: None,
-        provisional: &provisional,
-        tol_abs: 2.0,
-        tol_rel: 0.001,
-    };
-    let mut out = Collector::default();
-    let file = std::fs::File::open(panel).expect("open panel");
-    read_csv(
-        flate2::read::GzDecoder::new(file),
-        &Columns::default(),
-        None,
-        &w,
-        &mut out,
-    )
-    .expect("read panel");
-    out
 }
 
 /// Min / median / max of `RUNS` runs of `f` after one warm-up.

@@ -14,7 +14,7 @@
 //! `finbert.py --random-size base`; each part is skipped with a message when its input is absent.
 //! Run: `cargo bench -p krxflow-pipelines --bench models`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -32,7 +32,6 @@ use krxflow_models::onnx::{self, Device};
 use krxflow_pipelines::common::dates::days;
 use krxflow_pipelines::common::direction::Direction;
 use krxflow_pipelines::features::build::build_features;
-use krxflow_pipelines::ingest::ohlcv::{Collector, Columns, Window, bars_batch, read_csv};
 use krxflow_pipelines::lgbm::train::{TrainParams, labels_for, plan};
 use krxflow_pipelines::lgbm::{Closes, FeatureRows, Scope, default_features};
 use krxflow_pipelines::tables;
@@ -41,7 +40,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
 
 mod common;
-use common::{RUNS, compare};
+use common::{RUNS, compare, krx30_bars};
 
 #[derive(Default)]
 struct MemStore(Mutex<BTreeMap<String, Vec<u8>>>);
@@ -72,32 +71,6 @@ fn ctx(ds: NaiveDate) -> TaskContext {
         watermarks: BTreeMap::new(),
         store: Some(Arc::new(MemStore::default())),
     }
-}
-
-fn krx30_bars(data: &Path, ds: NaiveDate) -> Option<RecordBatch> {
-    let dir = data.join("ohlcv/krx_daily_30");
-    let provisional = HashSet::new();
-    let w = Window {
-        ds,
-        from: None,
-        codes: None,
-        provisional: &provisional,
-        tol_abs: 2.0,
-        tol_rel: 0.001,
-    };
-    let mut out = Collector::default();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    for f in files {
-        let code = f.file_stem()?.to_string_lossy().to_string();
-        let file = std::fs::File::open(&f).ok()?;
-        read_csv(file, &Columns::default(), Some(&code), &w, &mut out).ok()?;
-    }
-    bars_batch(&out.bars, "csv_dir").ok()
 }
 
 fn bench_lgbm(rt: &tokio::runtime::Runtime, data: &Path) {

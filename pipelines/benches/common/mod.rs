@@ -1,7 +1,12 @@
 //! Helpers shared by the pipeline benchmarks (each bench uses a subset).
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use chrono::NaiveDate;
+use krxflow_pipelines::ingest::ohlcv::{Collector, Columns, Window, read_csv};
 
 /// Timed repetitions per measurement; the median is reported.
 pub const RUNS: usize = 3;
@@ -77,4 +82,49 @@ pub fn machine() -> String {
         .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!("machine: {model}, {cores} cores, {mem_gib:.0} GiB")
+}
+
+/// Rows of one FinanceDataReader-style CSV read as `ingest.ohlcv` does (validation, rejects),
+/// for trading days up to `ds`; `code` for files that do not name it.
+fn collect(
+    reader: impl std::io::Read,
+    code: Option<&str>,
+    ds: NaiveDate,
+    out: &mut Collector,
+) -> Option<()> {
+    let provisional = Default::default();
+    let w = Window {
+        ds,
+        from: None,
+        codes: None,
+        provisional: &provisional,
+        tol_abs: 2.0,
+        tol_rel: 0.001,
+    };
+    read_csv(reader, &Columns::default(), code, &w, out).ok()
+}
+
+/// The full-market panel (CSV.gz) through krxflow's validating parser.
+pub fn read_panel(panel: &Path) -> Option<Collector> {
+    let mut out = Collector::default();
+    let file = std::fs::File::open(panel).ok()?;
+    let ds = NaiveDate::from_ymd_opt(2019, 9, 18)?;
+    collect(flate2::read::GzDecoder::new(file), None, ds, &mut out)?;
+    Some(out)
+}
+
+/// The 30 tickers' CSVs (`ohlcv/krx_daily_30` under `data`) up to `ds`, as accepted bars.
+pub fn krx30_bars(data: &Path, ds: NaiveDate) -> Option<RecordBatch> {
+    let mut out = Collector::default();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("ohlcv/krx_daily_30"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    for f in files {
+        let code = f.file_stem()?.to_string_lossy().to_string();
+        collect(std::fs::File::open(&f).ok()?, Some(&code), ds, &mut out)?;
+    }
+    krxflow_pipelines::ingest::ohlcv::bars_batch(&out.bars, "csv_dir").ok()
 }
