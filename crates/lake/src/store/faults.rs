@@ -79,7 +79,7 @@ static CALLS: AtomicU64 = AtomicU64::new(0);
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
     config: FaultConfig,
-    injected: Arc<AtomicU64>,
+    injected: AtomicU64,
 }
 
 impl FaultyStore {

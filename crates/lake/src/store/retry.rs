@@ -29,17 +29,18 @@ pub const ATTEMPTS: u32 = 10;
 const BASE: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_millis(250);
 
-#[derive(Debug)]
+/// Clones share the store and the jitter sequence.
+#[derive(Debug, Clone)]
 pub struct RetryingStore {
     inner: Arc<dyn ObjectStore>,
-    jitter: AtomicU64,
+    jitter: Arc<AtomicU64>,
 }
 
 impl RetryingStore {
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
         Self {
             inner,
-            jitter: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
+            jitter: Arc::new(AtomicU64::new(0x9E37_79B9_7F4A_7C15)),
         }
     }
 
@@ -73,7 +74,7 @@ impl RetryingStore {
         &self,
         list: impl Fn() -> BoxStream<'static, Result<ObjectMeta>> + Send + Sync + 'static,
     ) -> BoxStream<'static, Result<ObjectMeta>> {
-        let this = Self::new(self.inner.clone());
+        let this = self.clone();
         futures::stream::once(async move {
             let items: Result<Vec<ObjectMeta>> = this
                 .retry(|| async { list().collect::<Vec<_>>().await.into_iter().collect() })
