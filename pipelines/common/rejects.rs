@@ -16,13 +16,19 @@ use super::dates::days;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Reason {
     Unparsable,
+    /// A record with fewer fields than the columns the reader needs (not a null value).
+    ShortRow,
     NullValue,
+    /// `inf` / `-inf` where a number is needed.
+    NonFinite,
     TradingHalt,
     NonPositivePrice,
     InconsistentHighLow,
     ZeroVolume,
     NegativeVolume,
     DuplicateDate,
+    /// Dated on a weekend or market holiday of the run's calendar.
+    NonTradingDay,
     Provisional,
     BadCode,
     /// A whole source file that could not be decoded or parsed (quarantined; the others go on).
@@ -33,13 +39,16 @@ impl Reason {
     pub fn code(self) -> &'static str {
         match self {
             Self::Unparsable => "unparsable",
+            Self::ShortRow => "short_row",
             Self::NullValue => "null_value",
+            Self::NonFinite => "non_finite",
             Self::TradingHalt => "trading_halt",
             Self::NonPositivePrice => "non_positive_price",
             Self::InconsistentHighLow => "inconsistent_high_low",
             Self::ZeroVolume => "zero_volume",
             Self::NegativeVolume => "negative_volume",
             Self::DuplicateDate => "duplicate_date",
+            Self::NonTradingDay => "non_trading_day",
             Self::Provisional => "provisional",
             Self::BadCode => "bad_code",
             Self::UnreadableFile => "unreadable_file",
@@ -66,6 +75,25 @@ pub fn is_null(s: &str) -> bool {
         || t.eq_ignore_ascii_case("none")
         || t == "-"
 }
+
+/// At most `max` bytes of `s` (cut at a character boundary), with the full length noted when
+/// cut: a 2 MB field must not become a 2 MB reason or a 2 MB cell in a rejects table.
+pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [{} bytes in all]", &s[..end], s.len()).into()
+}
+
+/// Longest `detail` and `raw` kept in a rejects table (the id hashes the whole row).
+pub const MAX_DETAIL: usize = 512;
+pub const MAX_RAW: usize = 4096;
+/// Longest field value quoted in a reason's detail.
+pub const MAX_QUOTED: usize = 64;
 
 /// Stable id of a reject: re-ingesting the same bad row does not duplicate it.
 pub fn reject_id(source: &str, r: &Reject) -> String {
@@ -154,7 +182,7 @@ pub fn rejects_batch(
                 rejects.iter().map(|_| source),
             )),
             Arc::new(StringArray::from_iter_values(
-                rejects.iter().map(|r| r.code.as_str()),
+                rejects.iter().map(|r| clip(&r.code, MAX_QUOTED)),
             )),
             Arc::new(Date32Array::from(
                 rejects.iter().map(|r| r.date.map(days)).collect::<Vec<_>>(),
@@ -163,10 +191,10 @@ pub fn rejects_batch(
                 rejects.iter().map(|r| r.reason.code()),
             )),
             Arc::new(StringArray::from_iter_values(
-                rejects.iter().map(|r| r.detail.as_str()),
+                rejects.iter().map(|r| clip(&r.detail, MAX_DETAIL)),
             )),
             Arc::new(StringArray::from_iter_values(
-                rejects.iter().map(|r| r.raw.as_str()),
+                rejects.iter().map(|r| clip(&r.raw, MAX_RAW)),
             )),
         ],
     )
@@ -184,6 +212,25 @@ mod tests {
             detail: "close is null".into(),
             raw: raw.into(),
         }
+    }
+
+    #[test]
+    fn clip_cuts_long_text_at_a_char_boundary_and_says_how_long_it_was() {
+        assert_eq!(clip("short", 8), "short");
+        let long = "가".repeat(1000); // 3 bytes each
+        let c = clip(&long, 64);
+        assert!(
+            c.starts_with(&"가".repeat(21)) && c.ends_with("… [3000 bytes in all]"),
+            "{c}"
+        );
+        let big = reject(&"x".repeat(2_000_000));
+        let b = rejects_batch(&[big], "csv", NaiveDate::default()).expect("batch");
+        let raw = b
+            .column(7)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("utf8");
+        assert!(raw.value(0).len() < MAX_RAW + 64, "{}", raw.value(0).len());
     }
 
     #[test]

@@ -62,6 +62,7 @@ fn thirty_ticker_files_route_every_row_and_quarantine_the_known_bad_rows() {
         from: None,
         codes: None,
         provisional: &provisional,
+        calendar: &krxflow_schedule::KrxCalendar::new(),
         tol_abs: 2.0,
         tol_rel: 0.001,
     };
@@ -138,6 +139,7 @@ fn full_market_panel_routes_every_row_and_quarantines_the_intraday_snapshot() {
         from: None,
         codes: None,
         provisional: &provisional,
+        calendar: &krxflow_schedule::KrxCalendar::new(),
         tol_abs: 2.0,
         tol_rel: 0.001,
     };

@@ -98,6 +98,7 @@ fn collect(
         from: None,
         codes: None,
         provisional: &provisional,
+        calendar: &krxflow_schedule::KrxCalendar::new(),
         tol_abs: 2.0,
         tol_rel: 0.001,
     };

@@ -4,7 +4,7 @@
 use chrono::NaiveDate;
 
 use crate::common::dates::parse_date;
-use crate::common::rejects::{Reason, Reject, is_null};
+use crate::common::rejects::{MAX_QUOTED, Reason, Reject, clip, is_null};
 
 /// A validated bar.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,10 +50,15 @@ pub fn check_row(row: &RawRow<'_>, raw: &str, tol_abs: f64, tol_rel: f64) -> Che
         })
     };
     if code.is_empty() || code.len() > 12 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return reject(None, Reason::BadCode, format!("code `{code}`"));
+        return reject(
+            None,
+            Reason::BadCode,
+            format!("code `{}`", clip(&code, MAX_QUOTED)),
+        );
     }
     let Some(date) = parse_date(row.date) else {
-        return reject(None, Reason::Unparsable, format!("date `{}`", row.date));
+        let date = clip(row.date, MAX_QUOTED);
+        return reject(None, Reason::Unparsable, format!("date `{date}`"));
     };
     let fields = [
         ("open", row.open),
@@ -69,14 +74,13 @@ pub fn check_row(row: &RawRow<'_>, raw: &str, tol_abs: f64, tol_rel: f64) -> Che
     for (i, (name, v)) in fields.iter().enumerate() {
         match v.trim().replace(',', "").parse::<f64>() {
             Ok(x) if x.is_finite() => nums[i] = x,
-            Ok(_) => {
-                return reject(
-                    Some(date),
-                    Reason::NullValue,
-                    format!("{name} is not finite"),
-                );
+            Ok(x) => {
+                return reject(Some(date), Reason::NonFinite, format!("{name} is {x}"));
             }
-            Err(_) => return reject(Some(date), Reason::Unparsable, format!("{name} `{v}`")),
+            Err(_) => {
+                let v = clip(v, MAX_QUOTED);
+                return reject(Some(date), Reason::Unparsable, format!("{name} `{v}`"));
+            }
         }
     }
     let [open, mut high, mut low, close, volume] = nums;
@@ -219,6 +223,25 @@ pub(crate) mod tests {
             0.001,
         );
         assert_eq!(reason(far), Some("inconsistent_high_low"));
+    }
+
+    #[test]
+    fn infinities_are_non_finite_nan_is_null_and_a_huge_field_is_quoted_short() {
+        let r = |o: &str| check_row(&row("2010-01-04", o, "1", "1", "1", "1"), "", 2.0, 0.001);
+        assert_eq!(reason(r("inf")), Some("non_finite"));
+        assert_eq!(reason(r("-Infinity")), Some("non_finite"));
+        assert_eq!(reason(r("NaN")), Some("null_value"));
+        let huge = "9x".repeat(1_000_000);
+        let Checked::Rejected(rej) = r(&huge) else {
+            panic!("a 2 MB field accepted")
+        };
+        assert_eq!(rej.reason, Reason::Unparsable);
+        assert!(rej.detail.len() < 200, "{}", rej.detail.len());
+        assert!(
+            rej.detail.contains("[2000000 bytes in all]"),
+            "{}",
+            rej.detail
+        );
     }
 
     #[test]

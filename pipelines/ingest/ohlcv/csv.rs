@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 
 use chrono::NaiveDate;
+use krxflow_core::Calendar;
 use serde::Deserialize;
 
 use super::checks::{Bar, Checked, RawRow, check_row};
@@ -54,6 +55,8 @@ pub struct Window<'a> {
     pub from: Option<NaiveDate>,
     pub codes: Option<&'a HashSet<String>>,
     pub provisional: &'a HashSet<NaiveDate>,
+    /// The run's trading calendar: a bar dated on a day it closes is `non_trading_day`.
+    pub calendar: &'a dyn Calendar,
     pub tol_abs: f64,
     pub tol_rel: f64,
 }
@@ -108,6 +111,20 @@ impl Collector {
     pub fn check(&mut self, row: &RawRow<'_>, raw: &str, w: &Window<'_>) {
         match check_row(row, raw, w.tol_abs, w.tol_rel) {
             Checked::Accepted { bar, repaired } => {
+                if !w.calendar.is_trading_day(bar.date) {
+                    self.reject(Reject {
+                        detail: format!(
+                            "{} is not a trading day on calendar `{}`",
+                            bar.date,
+                            w.calendar.name()
+                        ),
+                        code: bar.code,
+                        date: Some(bar.date),
+                        reason: Reason::NonTradingDay,
+                        raw: raw.to_string(),
+                    });
+                    return;
+                }
                 if w.provisional.contains(&bar.date) {
                     self.reject(Reject {
                         code: bar.code,
@@ -156,6 +173,10 @@ struct CsvLayout {
     code: Option<usize>,
     /// date, open, high, low, close, volume
     fields: [usize; 6],
+    /// Fields a record needs to hold every column read.
+    needed: usize,
+    /// Fields in the header.
+    header: usize,
 }
 
 /// One record of a CSV stream: its date parsed, or the CSV error.
@@ -203,7 +224,17 @@ fn open_csv<R: Read>(
         idx(&cols.close)?,
         idx(&cols.volume)?,
     ];
-    Ok((rdr, CsvLayout { code, fields }))
+    let needed = fields.iter().chain(code.iter()).max().map_or(0, |i| i + 1);
+    let header = headers.len();
+    Ok((
+        rdr,
+        CsvLayout {
+            code,
+            fields,
+            needed,
+            header,
+        },
+    ))
 }
 
 fn dated(layout: CsvLayout, r: csv::Result<csv::StringRecord>) -> CsvRecord {
@@ -248,6 +279,22 @@ fn route_record(
             if !out.in_scope_on(code, *date, w) {
                 return;
             }
+            let raw = || record.iter().collect::<Vec<_>>().join(",");
+            if record.len() < layout.needed {
+                out.reject(Reject {
+                    code: code.to_string(),
+                    date: *date,
+                    reason: Reason::ShortRow,
+                    detail: format!(
+                        "{} fields where the header has {} (line {})",
+                        record.len(),
+                        layout.header,
+                        record.position().map_or(0, |p| p.line())
+                    ),
+                    raw: raw(),
+                });
+                return;
+            }
             let row = RawRow {
                 code,
                 date: get(di),
@@ -257,8 +304,7 @@ fn route_record(
                 close: get(ci),
                 volume: get(vi),
             };
-            let raw = record.iter().collect::<Vec<_>>().join(",");
-            out.check(&row, &raw, w);
+            out.check(&row, &raw(), w);
         }
         Err(e) => {
             out.count("rows_read");
@@ -283,7 +329,25 @@ pub fn read_csv<R: Read>(
     out: &mut Collector,
 ) -> Result<(), String> {
     let (mut rdr, layout) = open_csv(reader, cols, fixed_code.is_some())?;
+    let mut records = 0u64;
     for r in rdr.records() {
+        // The stream itself failed (a truncated gzip): the records before it stand, the rest
+        // of the file is one reject that says where it stopped. A reader that keeps failing
+        // would otherwise be asked again forever.
+        if let Err(e) = &r
+            && e.is_io_error()
+        {
+            out.count("files_truncated");
+            out.reject(Reject {
+                code: fixed_code.unwrap_or("").to_string(),
+                date: None,
+                reason: Reason::UnreadableFile,
+                detail: format!("stream failed after {records} records: {e}"),
+                raw: String::new(),
+            });
+            break;
+        }
+        records += 1;
         route_record(layout, &dated(layout, r), fixed_code, w, out);
     }
     Ok(())
@@ -303,6 +367,7 @@ mod tests {
             from: None,
             codes: None,
             provisional: &prov,
+            calendar: &krxflow_core::WeekdayCalendar::default(),
             tol_abs: 2.0,
             tol_rel: 0.001,
         };

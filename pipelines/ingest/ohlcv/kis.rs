@@ -25,11 +25,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use super::kis_types::{RATE_LIMITED, TOKEN_EXPIRED};
+use super::kis_page::{classify, page_rows};
+use super::kis_types::TOKEN_EXPIRED;
 // The API's constants and types live in `kis_types.rs`; re-exported at their old paths.
 pub use super::kis_types::{
     DAILY_CHART_PATH, KisConfig, KisError, KisRow, KisStats, TOKEN_PATH, TR_DAILY_CHART,
 };
+// The answer's parser (no HTTP), public for the fuzz target.
+pub use super::kis_page::{Answer, Page, classify as classify_answer, page_rows as rows_of_page};
 
 #[derive(Clone)]
 struct Token {
@@ -63,21 +66,6 @@ fn now_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// A JSON field as text (KIS sends numbers as strings; accept both).
-fn text(v: &Value, k: &str) -> String {
-    match v.get(k) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => String::new(),
-    }
-}
-
-enum Answer {
-    Ok(Value),
-    RateLimited,
-    TokenExpired,
 }
 
 impl KisClient {
@@ -232,38 +220,7 @@ impl KisClient {
             .body_mut()
             .read_to_string()
             .map_err(|e| KisError::Transport(self.scrub(&e.to_string())))?;
-        let json: Option<Value> = serde_json::from_str(&body).ok();
-        let msg_cd = json.as_ref().map(|v| text(v, "msg_cd")).unwrap_or_default();
-        if msg_cd == RATE_LIMITED {
-            return Ok(Answer::RateLimited);
-        }
-        if msg_cd == TOKEN_EXPIRED {
-            return Ok(Answer::TokenExpired);
-        }
-        if status >= 500 && json.is_none() {
-            return Err(KisError::Http {
-                status,
-                msg: self.scrub(&body.chars().take(200).collect::<String>()),
-            });
-        }
-        if !(200..300).contains(&status) {
-            let msg = json
-                .as_ref()
-                .map(|v| text(v, "msg1"))
-                .unwrap_or_else(|| body.chars().take(200).collect());
-            return Err(KisError::Http {
-                status,
-                msg: self.scrub(&msg),
-            });
-        }
-        let v = json.ok_or_else(|| KisError::Decode("daily chart body is not JSON".into()))?;
-        if text(&v, "rt_cd") != "0" {
-            return Err(KisError::Api {
-                msg_cd,
-                msg: self.scrub(&text(&v, "msg1")),
-            });
-        }
-        Ok(Answer::Ok(v))
+        classify(status, &body, &|m| self.scrub(m))
     }
 
     /// One page with retries for the rate limit, 5xx and an expired token.
@@ -314,38 +271,20 @@ impl KisClient {
         while end >= from {
             let v = self.page(code, from, end)?;
             self.stats.pages += 1;
-            let page = match v.get("output2") {
-                Some(Value::Array(a)) => a.clone(),
-                Some(Value::Null) | None => Vec::new(),
-                Some(other) => {
+            let page = page_rows(&v)?;
+            let (n, oldest) = (page.len(), page.oldest());
+            for (_, row) in page.dated {
+                rows.entry(row.date.clone()).or_insert(row);
+            }
+            malformed.extend(page.malformed);
+            match oldest {
+                // A server that ignores the window would send the same full page forever.
+                Some(o) if n >= self.cfg.page_size && o > end => {
                     return Err(KisError::Decode(format!(
-                        "output2 is not an array: {}",
-                        other.to_string().chars().take(80).collect::<String>()
+                        "paging did not move back: the oldest row of a full page ({o}) is \
+                         after the requested end ({end})"
                     )));
                 }
-            };
-            let n = page.len();
-            let mut oldest: Option<NaiveDate> = None;
-            for item in page {
-                let row = KisRow {
-                    date: text(&item, "stck_bsop_date"),
-                    open: text(&item, "stck_oprc"),
-                    high: text(&item, "stck_hgpr"),
-                    low: text(&item, "stck_lwpr"),
-                    close: text(&item, "stck_clpr"),
-                    volume: text(&item, "acml_vol"),
-                    raw: item.to_string(),
-                };
-                match NaiveDate::parse_from_str(&row.date, "%Y%m%d") {
-                    // KIS pads empty days with blank objects: `{}` rows are kept as malformed.
-                    Ok(d) => {
-                        oldest = Some(oldest.map_or(d, |o: NaiveDate| o.min(d)));
-                        rows.entry(row.date.clone()).or_insert(row);
-                    }
-                    Err(_) => malformed.push(row),
-                }
-            }
-            match oldest {
                 Some(o) if n >= self.cfg.page_size && o > from => {
                     end = o - chrono::Duration::days(1);
                 }
@@ -448,6 +387,21 @@ mod tests {
             .format("%Y%m%d")
             .to_string();
         assert_eq!(seen[2].query("FID_INPUT_DATE_2"), Some(want_end));
+    }
+
+    #[test]
+    fn a_server_that_ignores_the_window_is_an_error_not_an_endless_loop() {
+        // The same full page answered to every request: paging cannot move back.
+        let page = rows_json(&days_desc("2024-07-01", "2024-12-13")[..100]);
+        let (base, _seen) = server(vec![(200, page.clone()), (200, page.clone()), (200, page)]);
+        let mut c = client(&base);
+        let e = c
+            .daily_bars("005930", d("2024-01-01"), d("2024-12-13"))
+            .unwrap_err();
+        assert!(e.to_string().contains("paging did not move back"), "{e}");
+        assert!(!e.is_transient());
+        // It stopped at the first repeat.
+        assert_eq!(c.stats.pages, 2);
     }
 
     #[test]

@@ -18,8 +18,8 @@ use arrow::array::{ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch,
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use krxflow_core::{
-    ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator, OutputBatches,
-    OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
+    Calendar, ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator,
+    OutputBatches, OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
 };
 use serde::Deserialize;
 
@@ -29,8 +29,11 @@ use crate::ingest::decode::decode_text;
 use crate::tables;
 
 mod checks;
+#[cfg(test)]
+mod corpus_tests;
 mod csv;
 pub mod kis;
+mod kis_page;
 #[cfg(test)]
 mod kis_server;
 mod kis_types;
@@ -136,6 +139,33 @@ fn default_tol_abs() -> f64 {
 }
 fn default_tol_rel() -> f64 {
     0.001
+}
+
+/// The code a per-ticker file stands for: its name without `.csv` or `.csv.gz` (any case);
+/// `None` for any other file.
+fn csv_stem(f: &Path) -> Option<String> {
+    let name = f.file_name()?.to_str()?;
+    let lower = name.to_ascii_lowercase();
+    let stem_len = [".csv", ".csv.gz"]
+        .iter()
+        .find(|ext| lower.ends_with(*ext))
+        .map(|ext| name.len() - ext.len())?;
+    (stem_len > 0).then(|| name[..stem_len].to_string())
+}
+
+/// A `.gz` file's decompressed bytes (a truncated or corrupt one is an error naming why);
+/// other files as they are.
+fn gunzip_if_gz(f: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    if !f.extension().is_some_and(|x| x.eq_ignore_ascii_case("gz")) {
+        return Ok(bytes);
+    }
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(bytes.as_slice()),
+        &mut out,
+    )
+    .map_err(|e| format!("gzip: {e} (after {} decompressed bytes)", out.len()))?;
+    Ok(out)
 }
 
 pub fn bars_batch(bars: &[Bar], source: &str) -> Result<RecordBatch, arrow::error::ArrowError> {
@@ -311,7 +341,12 @@ impl Configured {
         lookback.max(incremental)
     }
 
-    fn ingest(&self, ds: NaiveDate, from: Option<NaiveDate>) -> OpResult<Collector> {
+    fn ingest(
+        &self,
+        ds: NaiveDate,
+        from: Option<NaiveDate>,
+        calendar: &dyn Calendar,
+    ) -> OpResult<Collector> {
         let p = &self.p;
         let codes: Option<HashSet<String>> = p.codes.as_ref().map(|c| c.iter().cloned().collect());
         let provisional: HashSet<NaiveDate> = p.provisional_dates.iter().copied().collect();
@@ -320,6 +355,7 @@ impl Configured {
             from,
             codes: codes.as_ref(),
             provisional: &provisional,
+            calendar,
             tol_abs: p.tolerance_abs,
             tol_rel: p.tolerance_rel,
         };
@@ -333,20 +369,28 @@ impl Configured {
                         ..cols
                     };
                 }
-                let mut files: Vec<PathBuf> = std::fs::read_dir(&p.path)
-                    .map_err(|e| OpError::permanent(format!("cannot read folder {}: {e}", p.path)))?
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|f| f.extension().is_some_and(|x| x.eq_ignore_ascii_case("csv")))
-                    .collect();
+                let mut files: Vec<PathBuf> = Vec::new();
+                for entry in std::fs::read_dir(&p.path).map_err(|e| {
+                    OpError::permanent(format!("cannot read folder {}: {e}", p.path))
+                })? {
+                    let f = entry
+                        .map_err(|e| OpError::transient(format!("list {}: {e}", p.path)))?
+                        .path();
+                    if csv_stem(&f).is_some() {
+                        files.push(f);
+                    } else if f.is_file() {
+                        out.count("files_skipped.not_csv");
+                    }
+                }
                 files.sort();
                 if files.is_empty() {
-                    return Err(OpError::permanent(format!("no *.csv files in {}", p.path)));
+                    return Err(OpError::permanent(format!(
+                        "no *.csv or *.csv.gz files in {}",
+                        p.path
+                    )));
                 }
                 for f in files {
-                    let code = f
-                        .file_stem()
-                        .map(|s| s.to_string_lossy().to_string())
-                        .unwrap_or_default();
+                    let code = csv_stem(&f).unwrap_or_default();
                     if codes.as_ref().is_some_and(|c| !c.contains(&code)) {
                         continue;
                     }
@@ -361,6 +405,10 @@ impl Configured {
                             })?;
                             let unreadable =
                                 |e: String| OpError::permanent(format!("{}: {e}", f.display()));
+                            let bytes = gunzip_if_gz(&f, bytes).map_err(unreadable)?;
+                            if bytes.is_empty() {
+                                return Err(unreadable("empty file (no header)".into()));
+                            }
                             let (text, _) = decode_text(&bytes).map_err(unreadable)?;
                             parse_csv(text.as_bytes(), &cols, true).map_err(unreadable)
                         });
@@ -470,7 +518,8 @@ impl ConfiguredOp for Configured {
         if self.p.incremental && ctx.watermarks.contains_key("bars") {
             ctx.counters.add("incremental_runs", 1);
         }
-        let collected = tokio::task::spawn_blocking(move || this.ingest(ds, from))
+        let calendar = ctx.calendar.clone();
+        let collected = tokio::task::spawn_blocking(move || this.ingest(ds, from, &*calendar))
             .await
             .map_err(|e| OpError::permanent(format!("ingest worker: {e}")))??;
         for (k, v) in &collected.counters {
@@ -492,6 +541,8 @@ impl ConfiguredOp for Configured {
 
 #[cfg(test)]
 mod tests {
+    use krxflow_core::WeekdayCalendar;
+
     use super::*;
 
     #[test]
@@ -520,7 +571,7 @@ mod tests {
             Some(crate::testutil::d("2024-12-01")),
             "watermark - 10 days"
         );
-        let out = op.ingest(ds, from).unwrap();
+        let out = op.ingest(ds, from, &WeekdayCalendar::default()).unwrap();
         assert_eq!(out.counters["accepted"], 4);
         assert_eq!(out.counters["rejected.zero_volume"], 1);
         assert_eq!(out.counters["rejected.null_value"], 1);
@@ -556,7 +607,13 @@ mod tests {
             }))
             .unwrap(),
         };
-        let out = op.ingest(crate::testutil::d("2024-12-13"), None).unwrap();
+        let out = op
+            .ingest(
+                crate::testutil::d("2024-12-13"),
+                None,
+                &WeekdayCalendar::default(),
+            )
+            .unwrap();
         assert_eq!(
             out.counters["accepted"], 6,
             "two bars from each readable file"
