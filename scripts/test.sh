@@ -9,6 +9,10 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The S3 backend is not in the default build (+88 crates): lint it once so it cannot rot.
 cargo clippy -p krxflow-cli --features krxflow-lake/s3 --locked -- -D warnings
+# The fuzz targets (their own workspace; run by scripts/fuzz.sh on nightly): linted on stable so
+# an API change cannot leave them behind.
+cargo fmt --manifest-path fuzz/Cargo.toml --check
+cargo clippy --manifest-path fuzz/Cargo.toml --locked -- -D warnings
 # Real-data tests skip without ../shared/data (or KRXFLOW_DATA); each skip is logged here, so
 # a skip is counted in the summary, and is a failure when the data is there.
 KRXFLOW_SKIP_LOG="$(mktemp)"

@@ -4,6 +4,8 @@
 //!
 //! - At 30% per call a backfill completes within its retry policy (each call retried by the
 //!   lake, each task by its DAG) and ends with exactly the rows of a fault-free backfill.
+//! - With 30% of operator runs failing as well (`op=0.3`: before the operator runs, or after it
+//!   ran with its outputs thrown away), a DAG whose tasks retry enough ends the same.
 //! - At 100% a run fails with an error that says what happened, and every table stays at the
 //!   version it had.
 
@@ -20,7 +22,10 @@ fn with_faults(lake: &Path, faults: &str, args: &[&str]) -> Output {
         .current_dir(repo_root())
         .env("KRXFLOW_LAKE", lake)
         .env("KRXFLOW_TEST_FAULTS", faults)
-        .args(["--log", "warn,krxflow_lake::faults=debug"])
+        .args([
+            "--log",
+            "warn,krxflow_lake::faults=debug,krxflow_exec::faults=debug",
+        ])
         .args(args)
         .output()
         .expect("krxflow runs")
@@ -72,11 +77,40 @@ fn versions(lake: &Path) -> Vec<(String, i64)> {
         .collect()
 }
 
-fn injected(o: &Output) -> usize {
+fn injected(o: &Output, what: &str) -> usize {
     String::from_utf8_lossy(&o.stderr)
         .lines()
-        .filter(|l| l.contains("injected store fault"))
+        .filter(|l| l.contains(&format!("injected {what} fault")))
         .count()
+}
+
+/// The demo DAG with a retry policy for a 30% failure rate per attempt: 10 retries 10 ms
+/// apart (a task then fails with probability 0.3^11, about 2e-6).
+fn demo_with_retries(dir: &Path) -> String {
+    let yaml = std::fs::read_to_string(repo_root().join("dags/demo.yaml")).expect("demo.yaml");
+    let policy =
+        "retries: { max: 2, backoff: exponential, base: 1s, max_delay: 30s, jitter: full }";
+    assert!(yaml.contains(policy), "demo.yaml's retry policy changed");
+    let yaml = yaml.replace(
+        policy,
+        "retries: { max: 10, backoff: fixed, base: 10ms, jitter: none }",
+    );
+    let path = dir.join("demo.yaml");
+    std::fs::write(&path, yaml).expect("write dag");
+    path.to_string_lossy().into_owned()
+}
+
+/// The attempts that failed, for a failure message.
+fn failed_attempts(lake: &Path) -> String {
+    let why = krxflow(
+        lake,
+        &[
+            "sql",
+            "SELECT ds, task, attempt, state, error FROM _krxflow.task_runs \
+             WHERE state <> 'succeeded' ORDER BY ds, task, attempt",
+        ],
+    );
+    text(&why)
 }
 
 #[test]
@@ -89,21 +123,12 @@ fn a_backfill_under_30_percent_store_faults_ends_equal_to_a_fault_free_one() {
 
     let lake = tempfile::tempdir().unwrap();
     let o = with_faults(lake.path(), "store=0.3,seed=7", &args);
-    if !o.status.success() {
-        let why = krxflow(
-            lake.path(),
-            &[
-                "sql",
-                "SELECT ds, task, attempt, state, error FROM _krxflow.task_runs \
-                 WHERE state <> 'succeeded' ORDER BY ds, task, attempt",
-            ],
-        );
-        panic!(
-            "under 30% faults the backfill failed; attempts that failed:\n{}",
-            text(&why)
-        );
-    }
-    let faults = injected(&o);
+    assert!(
+        o.status.success(),
+        "under 30% faults the backfill failed; attempts that failed:\n{}",
+        failed_attempts(lake.path())
+    );
+    let faults = injected(&o, "store");
     assert!(faults > 100, "only {faults} faults were injected");
     assert_eq!(snapshot(lake.path()), expected, "not the fault-free rows");
     let days = "SELECT count(DISTINCT ds) FROM _krxflow.runs WHERE state = 'succeeded'";
@@ -116,6 +141,79 @@ fn a_backfill_under_30_percent_store_faults_ends_equal_to_a_fault_free_one() {
         "faults: {faults} store calls failed on purpose; {retried} task attempts failed and were \
          retried; the rows equal the fault-free backfill's"
     );
+}
+
+#[test]
+fn a_backfill_under_30_percent_store_and_operator_faults_ends_equal_to_a_fault_free_one() {
+    let dags = tempfile::tempdir().unwrap();
+    let dag = demo_with_retries(dags.path());
+    let args = ["backfill", dag.as_str(), "--from", FROM, "--to", TO];
+    let reference = tempfile::tempdir().unwrap();
+    let o = krxflow(reference.path(), &args);
+    assert!(o.status.success(), "{}", text(&o));
+    let expected = snapshot(reference.path());
+
+    let lake = tempfile::tempdir().unwrap();
+    let o = with_faults(lake.path(), "store=0.3,op=0.3,seed=11", &args);
+    assert!(
+        o.status.success(),
+        "under 30% store and operator faults the backfill failed; attempts that failed:\n{}",
+        failed_attempts(lake.path())
+    );
+    let (store, ops) = (injected(&o, "store"), injected(&o, "operator"));
+    assert_eq!(snapshot(lake.path()), expected, "not the fault-free rows");
+    let attempts = |state: &str| {
+        count(
+            lake.path(),
+            &format!("SELECT count(*) FROM _krxflow.task_runs WHERE state LIKE '{state}'"),
+        )
+    };
+    // About 30% of operator runs failed (a binomial share of a few dozen runs).
+    let share = ops as f64 / attempts("%") as f64;
+    assert!(
+        store > 100 && (0.1..0.5).contains(&share),
+        "{store} store faults; {ops} operator faults in {} attempts",
+        attempts("%")
+    );
+    assert!(
+        attempts("failed_transient") >= ops as i64,
+        "every operator fault is a failed attempt"
+    );
+    assert_eq!(attempts("failed"), 0);
+    eprintln!(
+        "faults: {store} store calls and {ops} of {} operator runs failed on purpose; {} task \
+         attempts failed and were retried; the rows equal the fault-free backfill's",
+        attempts("%"),
+        attempts("failed_transient")
+    );
+}
+
+#[test]
+fn at_100_percent_operator_faults_a_run_fails_clearly_after_its_retries_and_no_table_moves() {
+    let lake = tempfile::tempdir().unwrap();
+    let o = krxflow(lake.path(), &["run", "demo", "--date", "2024-10-02"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (before, rows_before) = (versions(lake.path()), snapshot(lake.path()));
+    let dags = tempfile::tempdir().unwrap();
+    let dag = demo_with_retries(dags.path());
+    let o = with_faults(lake.path(), "op=1", &["run", &dag, "--date", "2024-10-04"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = text(&o);
+    assert!(
+        out.contains("failed on purpose") && out.contains("(KRXFLOW_TEST_FAULTS: op=1)"),
+        "the error does not say what failed: {out}"
+    );
+    // The data tables are where they were (the engine's own tables record the failure).
+    let data = |v: Vec<(String, i64)>| -> Vec<(String, i64)> {
+        v.into_iter().filter(|(t, _)| !t.starts_with('_')).collect()
+    };
+    assert_eq!(data(versions(lake.path())), data(before), "a table moved");
+    assert_eq!(snapshot(lake.path()), rows_before);
+    let attempts = count(
+        lake.path(),
+        "SELECT max(attempt) FROM _krxflow.task_runs WHERE ds = DATE '2024-10-04'",
+    );
+    assert_eq!(attempts, 11, "the task's whole retry policy was used");
 }
 
 #[test]

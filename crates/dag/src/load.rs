@@ -13,6 +13,20 @@ use crate::sink::Sink;
 use crate::spans::{DisplayPath, SpanTree};
 use crate::validate::validate;
 
+/// `pos` moved back into `source` when it lies past its end: the YAML parsers put an
+/// unexpected end of a file, or a value left empty at its end, on the line after a last line
+/// that has no line break (found by fuzzing), where an editor has no such line. Lines are
+/// counted as YAML counts them (CR LF, CR or LF).
+fn within(source: &str, pos: Pos) -> Pos {
+    let text = source.replace("\r\n", "\n");
+    let last_line = text.split(['\r', '\n']).count();
+    if pos.line <= last_line {
+        return pos;
+    }
+    let last = text.rsplit(['\r', '\n']).next().unwrap_or("");
+    Pos::new(last_line, last.chars().count() + 1)
+}
+
 /// Reads and validates a DAG file. An unreadable file is one diagnostic at 1:1.
 pub fn load_dag_file(path: &Path, ctx: &LoadContext<'_>) -> Result<ValidatedDag, Vec<Diagnostic>> {
     match std::fs::read_to_string(path) {
@@ -39,9 +53,9 @@ pub fn load_dag_str(
     let root = match Node::parse(source) {
         Ok(root) => root,
         Err(e) => {
-            let pos = e
-                .location()
-                .map_or(Pos::START, |l| Pos::new(l.line(), l.column()));
+            let pos = e.location().map_or(Pos::START, |l| {
+                within(source, Pos::new(l.line(), l.column()))
+            });
             return Err(vec![Diagnostic::new(
                 file,
                 pos,
@@ -55,7 +69,7 @@ pub fn load_dag_str(
         Err(e) => {
             return Err(vec![Diagnostic::new(
                 file,
-                e.pos,
+                within(source, e.pos),
                 DiagCode::Syntax,
                 e.message,
             )]);
@@ -74,6 +88,10 @@ pub fn load_dag_str(
 
     let mut diags = sink.diags;
     if !diags.is_empty() {
+        for d in &mut diags {
+            let pos = within(source, Pos::new(d.line, d.col));
+            (d.line, d.col) = (pos.line, pos.col);
+        }
         diags.sort_by_key(|d| (d.line, d.col));
         diags.dedup();
         return Err(diags);
@@ -136,6 +154,36 @@ fn report_duplicate_keys(spans: &SpanTree, sink: &mut Sink<'_>) {
                     d.key, d.first.line
                 ),
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_end_of_file_error_points_at_the_end_of_the_last_line_not_past_it() {
+        assert_eq!(within("a: 1\nb: [", Pos::new(3, 1)), Pos::new(2, 5));
+        assert_eq!(within("a: 1\rb: [", Pos::new(3, 1)), Pos::new(2, 5));
+        assert_eq!(within("a: 1\r\nb: [\n", Pos::new(3, 1)), Pos::new(3, 1));
+        assert_eq!(within("a: 1\nb: [", Pos::new(2, 2)), Pos::new(2, 2));
+    }
+
+    #[test]
+    fn a_task_left_empty_at_the_end_of_a_file_is_reported_on_its_last_line() {
+        let registry = krxflow_core::OperatorRegistry::default();
+        let env = std::collections::BTreeMap::<String, String>::new();
+        let ctx = LoadContext {
+            registry: &registry,
+            tables: &crate::NoTables,
+            env: &env,
+        };
+        let source = "dag: d\ntasks:\n  a:\n    # nothing yet";
+        let diags = load_dag_str(source, Path::new("d.yaml"), &ctx).unwrap_err();
+        assert!(!diags.is_empty());
+        for d in &diags {
+            assert!(d.line <= 4, "{}:{} {}", d.line, d.col, d.message);
         }
     }
 }

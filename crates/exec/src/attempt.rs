@@ -297,7 +297,7 @@ impl AttemptEnv {
         let timeout = task.spec.timeout;
         let running = Instant::now();
         let result = tokio::select! {
-            r = tokio::time::timeout(timeout, task.configured.run(&ctx, inputs)) => match r {
+            r = tokio::time::timeout(timeout, crate::faults::run(task.configured.as_ref(), &ctx, inputs)) => match r {
                 Ok(r) => r.map_err(AttemptError::Op),
                 Err(_) => Err(AttemptError::TimedOut(timeout)),
             },

@@ -10,6 +10,7 @@
 mod attempt;
 pub mod backfill;
 pub mod error;
+mod faults;
 pub mod lineage;
 pub mod observe;
 pub mod records;

@@ -329,8 +329,7 @@ pub fn read_csv<R: Read>(
     out: &mut Collector,
 ) -> Result<(), String> {
     let (mut rdr, layout) = open_csv(reader, cols, fixed_code.is_some())?;
-    let mut records = 0u64;
-    for r in rdr.records() {
+    for (records, r) in rdr.records().enumerate() {
         // The stream itself failed (a truncated gzip): the records before it stand, the rest
         // of the file is one reject that says where it stopped. A reader that keeps failing
         // would otherwise be asked again forever.
@@ -347,7 +346,6 @@ pub fn read_csv<R: Read>(
             });
             break;
         }
-        records += 1;
         route_record(layout, &dated(layout, r), fixed_code, w, out);
     }
     Ok(())

@@ -22,44 +22,62 @@ use object_store::{
 /// The store name in injected errors.
 pub const INJECTED: &str = "injected fault";
 
-/// `store=P[,seed=N]`.
+/// `store=P[,op=Q][,seed=N]`: each store call fails with probability P, each operator run
+/// (the executor's wrapper, `krxflow-exec`) with probability Q.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaultConfig {
+    /// Share of store calls that fail.
     pub rate: f64,
+    /// Share of operator runs that fail (before or after the operator ran).
+    pub op: f64,
     pub seed: u64,
 }
 
 impl FaultConfig {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let (mut rate, mut seed) = (None, 0);
+        let (mut rate, mut op, mut seed) = (None, None, 0);
+        let probability = |k: &str, v: &str| -> Result<f64, String> {
+            let p: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("{k}={v}: not a probability"))?;
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!("{k}={v}: not in [0, 1]"));
+            }
+            Ok(p)
+        };
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = part
-                .split_once('=')
-                .ok_or_else(|| format!("`{part}` is not key=value (expected store=P[,seed=N])"))?;
+            let (k, v) = part.split_once('=').ok_or_else(|| {
+                format!("`{part}` is not key=value (expected store=P[,op=Q][,seed=N])")
+            })?;
             match k.trim() {
-                "store" => {
-                    let p: f64 = v
-                        .trim()
-                        .parse()
-                        .map_err(|_| format!("store={v}: not a probability"))?;
-                    if !(0.0..=1.0).contains(&p) {
-                        return Err(format!("store={v}: not in [0, 1]"));
-                    }
-                    rate = Some(p);
-                }
+                "store" => rate = Some(probability("store", v)?),
+                "op" => op = Some(probability("op", v)?),
                 "seed" => {
                     seed = v
                         .trim()
                         .parse()
                         .map_err(|_| format!("seed={v}: not an integer"))?;
                 }
-                other => return Err(format!("unknown key `{other}` (expected store, seed)")),
+                other => return Err(format!("unknown key `{other}` (expected store, op, seed)")),
             }
         }
+        if rate.is_none() && op.is_none() {
+            return Err("store=P or op=Q is missing".into());
+        }
         Ok(Self {
-            rate: rate.ok_or("store=P is missing")?,
+            rate: rate.unwrap_or(0.0),
+            op: op.unwrap_or(0.0),
             seed,
         })
+    }
+
+    /// Whether decision number `call` of a stream (`stream` keeps the store's and the
+    /// operators' decisions apart) fails at probability `rate`: a seeded, well-mixed draw.
+    pub fn fails(&self, stream: u64, call: u64, rate: f64) -> bool {
+        let x = splitmix(call ^ stream ^ self.seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+        u < rate
     }
 }
 
@@ -99,9 +117,7 @@ impl FaultyStore {
     /// `Err` (and a count and a debug line) when this call is to fail.
     fn check(&self, op: &str, location: Option<&Path>) -> Result<()> {
         let call = CALLS.fetch_add(1, Ordering::Relaxed);
-        let x = splitmix(call ^ self.config.seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
-        let u = (x >> 11) as f64 / (1u64 << 53) as f64;
-        if u >= self.config.rate {
+        if !self.config.fails(0, call, self.config.rate) {
             return Ok(());
         }
         self.injected.fetch_add(1, Ordering::Relaxed);
@@ -208,8 +224,21 @@ mod tests {
     fn the_config_names_what_is_wrong() {
         assert_eq!(
             FaultConfig::parse("store=0.3,seed=7"),
-            Ok(FaultConfig { rate: 0.3, seed: 7 })
+            Ok(FaultConfig {
+                rate: 0.3,
+                op: 0.0,
+                seed: 7
+            })
         );
+        assert_eq!(
+            FaultConfig::parse("op=0.25"),
+            Ok(FaultConfig {
+                rate: 0.0,
+                op: 0.25,
+                seed: 0
+            })
+        );
+        assert!(FaultConfig::parse("op=-1").unwrap_err().contains("[0, 1]"));
         assert!(
             FaultConfig::parse("store=1.5")
                 .unwrap_err()
@@ -218,7 +247,7 @@ mod tests {
         assert!(
             FaultConfig::parse("seed=1")
                 .unwrap_err()
-                .contains("store=P")
+                .contains("store=P or op=Q")
         );
         assert!(
             FaultConfig::parse("disk=0.1")
@@ -232,7 +261,11 @@ mod tests {
         let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let faulty = Arc::new(FaultyStore::new(
             mem.clone(),
-            FaultConfig { rate: 0.3, seed: 1 },
+            FaultConfig {
+                rate: 0.3,
+                op: 0.0,
+                seed: 1,
+            },
         ));
         let p = Path::from("a/b");
         let mut failed = 0;
@@ -282,7 +315,14 @@ mod tests {
     #[tokio::test]
     async fn answers_that_a_retry_cannot_change_are_returned_at_once() {
         let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let faulty = Arc::new(FaultyStore::new(mem, FaultConfig { rate: 0.0, seed: 0 }));
+        let faulty = Arc::new(FaultyStore::new(
+            mem,
+            FaultConfig {
+                rate: 0.0,
+                op: 0.0,
+                seed: 0,
+            },
+        ));
         let retrying = RetryingStore::new(faulty.clone());
         let p = Path::from("x");
         assert!(matches!(
@@ -300,7 +340,14 @@ mod tests {
     #[tokio::test]
     async fn at_rate_one_every_call_fails_even_after_retries_with_a_clear_error() {
         let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let faulty = Arc::new(FaultyStore::new(mem, FaultConfig { rate: 1.0, seed: 0 }));
+        let faulty = Arc::new(FaultyStore::new(
+            mem,
+            FaultConfig {
+                rate: 1.0,
+                op: 0.0,
+                seed: 0,
+            },
+        ));
         let retrying = RetryingStore::new(faulty.clone());
         let e = retrying
             .put(&Path::from("x"), vec![1].into())

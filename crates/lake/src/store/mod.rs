@@ -24,12 +24,13 @@ pub use retry::{RetryingStore, retryable};
 
 use crate::error::{LakeError, LakeResult};
 
-/// The environment variable that turns fault injection on (tests only): `store=P[,seed=N]`
-/// fails each store call with probability P before it reaches the backend.
+/// The environment variable that turns fault injection on (tests only): `store=P` fails each
+/// store call with probability P before it reaches the backend, `op=Q` each operator run (the
+/// executor's wrapper), `seed=N` picks the sequence.
 pub const FAULTS_ENV: &str = "KRXFLOW_TEST_FAULTS";
 
-/// The process's fault configuration, read once from [`FAULTS_ENV`].
-fn faults() -> LakeResult<Option<FaultConfig>> {
+/// The process's fault configuration, read once from [`FAULTS_ENV`]; `None` when unset.
+pub fn faults() -> LakeResult<Option<FaultConfig>> {
     static CONFIG: OnceLock<Result<Option<FaultConfig>, String>> = OnceLock::new();
     CONFIG
         .get_or_init(|| match std::env::var(FAULTS_ENV) {
@@ -43,8 +44,10 @@ fn faults() -> LakeResult<Option<FaultConfig>> {
 /// `store` with the lake's layers for a `file://` or `memory://` backend.
 pub(crate) fn wrap(store: Arc<dyn ObjectStore>) -> LakeResult<Arc<dyn ObjectStore>> {
     let store = match faults()? {
-        Some(config) => Arc::new(FaultyStore::new(store, config)) as Arc<dyn ObjectStore>,
-        None => store,
+        Some(config) if config.rate > 0.0 => {
+            Arc::new(FaultyStore::new(store, config)) as Arc<dyn ObjectStore>
+        }
+        _ => store,
     };
     Ok(Arc::new(RetryingStore::new(store)))
 }
