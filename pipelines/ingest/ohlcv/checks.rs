@@ -37,6 +37,9 @@ pub enum Checked {
     Rejected(Reject),
 }
 
+/// The largest volume kept exactly (2^53: every integer up to it is an exact f64).
+const MAX_VOLUME: f64 = 9_007_199_254_740_992.0;
+
 /// Validates one row (without the duplicate/provisional checks, which need context).
 pub fn check_row(row: &RawRow<'_>, raw: &str, tol_abs: f64, tol_rel: f64) -> Checked {
     let code = row.code.trim().to_string();
@@ -84,6 +87,15 @@ pub fn check_row(row: &RawRow<'_>, raw: &str, tol_abs: f64, tol_rel: f64) -> Che
         }
     }
     let [open, mut high, mut low, close, volume] = nums;
+    // A whole number of shares that an i64 holds exactly (a fractional volume would round,
+    // 0.4 to an accepted bar with volume 0: found by fuzzing).
+    if volume.fract() != 0.0 || volume.abs() > MAX_VOLUME {
+        return reject(
+            Some(date),
+            Reason::Unparsable,
+            format!("volume {volume} is not a whole number of shares"),
+        );
+    }
     if volume < 0.0 {
         return reject(
             Some(date),
@@ -226,11 +238,15 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn infinities_are_non_finite_nan_is_null_and_a_huge_field_is_quoted_short() {
+    fn infinities_fractional_volumes_nan_and_a_huge_field_are_each_rejected_precisely() {
         let r = |o: &str| check_row(&row("2010-01-04", o, "1", "1", "1", "1"), "", 2.0, 0.001);
         assert_eq!(reason(r("inf")), Some("non_finite"));
         assert_eq!(reason(r("-Infinity")), Some("non_finite"));
         assert_eq!(reason(r("NaN")), Some("null_value"));
+        let v = |v: &str| check_row(&row("2010-01-04", "1", "1", "1", "1", v), "", 2.0, 0.001);
+        assert_eq!(reason(v("0.4")), Some("unparsable"));
+        assert_eq!(reason(v("1e30")), Some("unparsable"));
+        assert_eq!(reason(v("1,200.0")), None);
         let huge = "9x".repeat(1_000_000);
         let Checked::Rejected(rej) = r(&huge) else {
             panic!("a 2 MB field accepted")
