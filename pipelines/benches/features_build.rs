@@ -16,7 +16,6 @@
 //! Run: `cargo bench -p krxflow-pipelines --bench features_build`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, Float64Array, RecordBatch};
@@ -27,7 +26,10 @@ use krxflow_pipelines::ingest::ohlcv::bars_batch;
 use krxflow_pipelines::tables::FEATURES;
 
 mod common;
-use common::{Stats, krx30_bars, machine, read_panel};
+use common::{
+    Stats, krx30_bars, machine, peer_setup, peer_timings, read_panel, read_parquet, run_python,
+    write_parquet,
+};
 
 /// Timed runs per engine (after one warm-up).
 const RUNS: usize = 7;
@@ -175,31 +177,8 @@ fn bench_case(root: &Path, python: Option<&Path>, bars: &RecordBatch) -> Stats {
 }
 
 /// Min / median / max of `RUNS` runs of `f` after one warm-up.
-fn time(mut f: impl FnMut()) -> Stats {
-    f();
-    let runs: Vec<Duration> = (0..RUNS)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    Stats::of(&runs)
-}
-
-/// Runs `benches/peer/setup.sh`; the venv's python on success.
-fn peer_setup(root: &Path) -> Result<PathBuf, String> {
-    let out = Command::new("bash")
-        .arg(root.join("benches/peer/setup.sh"))
-        .output()
-        .map_err(|e| format!("cannot run benches/peer/setup.sh: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "benches/peer/setup.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(root.join(".venv/bin/python"))
+fn time(f: impl FnMut()) -> Stats {
+    common::time_runs(RUNS, f)
 }
 
 /// One peer's timings (seconds), thread count and result file.
@@ -211,51 +190,13 @@ fn run_peer(
     dir: &Path,
 ) -> Result<(Stats, u64, PathBuf), String> {
     let out_path = dir.join(format!("{engine}.parquet"));
-    let out = Command::new(python)
-        .current_dir(root.join("benches/peer"))
-        .arg("harness.py")
-        .arg(format!("features_{engine}"))
-        .arg(bars)
-        .arg(&out_path)
-        .arg(RUNS.to_string())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-    }
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-        format!(
-            "unreadable report ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })?;
-    let runs: Vec<Duration> = report["compute_s"]
-        .as_array()
-        .ok_or("no compute_s in the report")?
-        .iter()
-        .filter_map(|s| s.as_f64().map(Duration::from_secs_f64))
-        .collect();
-    let threads = report["threads"].as_u64().unwrap_or(1);
-    Ok((Stats::of(&runs), threads, out_path))
-}
-
-fn write_parquet(batch: &RecordBatch, path: &Path) {
-    let file = std::fs::File::create(path).expect("create parquet");
-    let mut w =
-        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("parquet writer");
-    w.write(batch).expect("write parquet");
-    w.close().expect("close parquet");
-}
-
-fn read_parquet(path: &Path) -> RecordBatch {
-    let file = std::fs::File::open(path).expect("open peer output");
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .expect("parquet")
-        .build()
-        .expect("parquet reader");
-    let batches: Vec<RecordBatch> = reader.map(|b| b.expect("peer batch")).collect();
-    let schema = batches.first().expect("peer rows").schema();
-    arrow::compute::concat_batches(&schema, &batches).expect("concat")
+    let bars = bars.to_string_lossy();
+    let out = out_path.to_string_lossy();
+    let runs = RUNS.to_string();
+    let engine = format!("features_{engine}");
+    let report = run_python(root, python, &["harness.py", &engine, &bars, &out, &runs])?;
+    let (stats, threads) = peer_timings(&report)?;
+    Ok((stats, threads, out_path))
 }
 
 fn column(b: &RecordBatch, name: &str, to: &DataType) -> arrow::array::ArrayRef {

@@ -9,6 +9,13 @@
 //! * `sentiment.finbert` on a BERT-base-sized random model vs bare `session.run` on the same
 //!   padded batches (sentences/s; target overhead <= 5%).
 //!
+//! Then, for the two ONNX members, the same work on the same inputs through **the Python path**
+//! a quant would write (`benches/peer/onnx_models.py`: the Hugging Face `tokenizers` package,
+//! ONNX Runtime's Python API, NumPy/pandas; installed into `.venv` by `benches/peer/setup.sh`):
+//! min / median / max over 5 runs after a warm-up, each run loading the model as an operator run
+//! does, and the ratio of medians, after checking that both produced the same values
+//! (probabilities and quantile prices within 1e-6).
+//!
 //! Models: `KRXFLOW_BENCH_MODELS` (default ~/.cache/krxflow-bench) holding `chronos_bolt_small`
 //! and `finbert_base`, made by `crates/models/export/chronos_bolt.py --random-size small` and
 //! `finbert.py --random-size base`; each part is skipped with a message when its input is absent.
@@ -40,7 +47,10 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
 
 mod common;
-use common::{RUNS, compare, krx30_bars};
+use common::{
+    RUNS, Stats, compare, krx30_bars, machine, peer_setup, peer_timings, run_python, time_runs,
+    write_parquet,
+};
 
 #[derive(Default)]
 struct MemStore(Mutex<BTreeMap<String, Vec<u8>>>);
@@ -214,7 +224,7 @@ fn synthetic_bars(codes: usize, days: usize, ds: NaiveDate) -> RecordBatch {
     .expect("bars")
 }
 
-fn bench_chronos(rt: &tokio::runtime::Runtime, models: &Path) {
+fn bench_chronos(rt: &tokio::runtime::Runtime, models: &Path, peer: Option<(&Path, &Path)>) {
     let dir = models.join("chronos_bolt_small");
     if !dir.join("model.onnx").exists() {
         eprintln!(
@@ -262,17 +272,20 @@ fn bench_chronos(rt: &tokio::runtime::Runtime, models: &Path) {
             std::hint::black_box(out["quantiles"].try_extract_tensor::<f32>().expect("q").1[0]);
         }
     };
-    let run_op = || {
+    let forecast = || -> RecordBatch {
         let mut inputs = InputBatches::default();
         inputs.insert("bars", "ohlcv_daily", bars.schema(), vec![bars.clone()]);
         let out = rt
             .block_on(configured.run(&ctx(ds), inputs))
             .expect("forecast.chronos");
-        assert_eq!(
-            out.batches("forecasts").map(|b| b[0].num_rows()),
-            Some(series * 3)
-        );
+        let batch = out
+            .batches("forecasts")
+            .map(|b| b[0].clone())
+            .expect("forecasts");
+        assert_eq!(batch.num_rows(), series * 3);
+        batch
     };
+    let run_op = || drop(forecast());
     let (b, o) = compare(|| run_bare(&mut session), run_op);
     println!(
         "forecast.chronos  {:>8.3} s  {:>8.1} series/s ({series} series x {ctx_len} closes, batch {batch})",
@@ -285,9 +298,135 @@ fn bench_chronos(rt: &tokio::runtime::Runtime, models: &Path) {
         series as f64 / b.as_secs_f64(),
         o.as_secs_f64() / b.as_secs_f64()
     );
+    let Some((root, python)) = peer else { return };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let bars_path = tmp.path().join("bars.parquet");
+    write_parquet(&bars, &bars_path);
+    let ours = time_runs(PEER_RUNS, run_op);
+    let out_path = tmp.path().join("chronos.json");
+    let args = [
+        "onnx_models.py".to_string(),
+        "chronos".into(),
+        dir.to_string_lossy().into_owned(),
+        bars_path.to_string_lossy().into_owned(),
+        out_path.to_string_lossy().into_owned(),
+        PEER_RUNS.to_string(),
+        batch.to_string(),
+        cores().to_string(),
+        ctx_len.to_string(),
+        "1,3,5".into(),
+    ];
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let theirs = match run_python(root, python, &refs).and_then(|r| peer_timings(&r)) {
+        Ok((t, _)) => t,
+        Err(why) => return println!("skipped: chronos, the Python path: {why}"),
+    };
+    // Agreement: every (code, horizon) row, its nine quantile prices and what is derived.
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&out_path).expect("peer output")).expect("json");
+    let batch_out = forecast();
+    let code = batch_out
+        .column_by_name("code")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+        .expect("code");
+    let horizon = batch_out
+        .column_by_name("horizon")
+        .and_then(|c| {
+            c.as_any()
+                .downcast_ref::<arrow::array::Int32Array>()
+                .cloned()
+        })
+        .expect("horizon");
+    let f = |name: &str| -> arrow::array::Float64Array {
+        batch_out
+            .column_by_name(name)
+            .and_then(|c| {
+                c.as_any()
+                    .downcast_ref::<arrow::array::Float64Array>()
+                    .cloned()
+            })
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+    let mut worst = 0f64;
+    let mut index = BTreeMap::new();
+    for i in 0..batch_out.num_rows() {
+        index.insert((code.value(i).to_string(), horizon.value(i) as i64), i);
+    }
+    assert_eq!(rows.len(), batch_out.num_rows(), "rows");
+    for r in &rows {
+        let key = (
+            r["code"].as_str().expect("code").to_string(),
+            r["horizon"].as_i64().expect("h"),
+        );
+        let i = *index
+            .get(&key)
+            .unwrap_or_else(|| panic!("{key:?} missing from krxflow's rows"));
+        let q = r["q"].as_array().expect("q");
+        for k in 1..=9 {
+            let (a, b) = (f(&format!("q{k}0")).value(i), q[k - 1].as_f64().expect("q"));
+            worst = worst.max((a - b).abs() / a.abs().max(b.abs()).max(1.0));
+        }
+        for name in [
+            "median",
+            "expected_return",
+            "prob_up",
+            "prob_flat",
+            "prob_down",
+            "conf",
+        ] {
+            let (a, b) = (f(name).value(i), r[name].as_f64().expect(name));
+            worst = worst.max((a - b).abs() / a.abs().max(b.abs()).max(1.0));
+        }
+    }
+    assert!(
+        worst <= 1e-6,
+        "krxflow and the Python path differ by {worst:e}"
+    );
+    peer_table(
+        &format!(
+            "forecast.chronos vs the Python path ({series} series x {ctx_len} closes, batch {batch}, horizons 1/3/5; agreement: {} rows, largest difference {worst:.1e})",
+            rows.len()
+        ),
+        "series/s",
+        series,
+        ours,
+        theirs,
+    );
 }
 
-fn bench_finbert(rt: &tokio::runtime::Runtime, models: &Path, data: &Path) {
+/// Timed runs per side of the Python-path comparisons (after one warm-up each).
+const PEER_RUNS: usize = 5;
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The Python-path table: both sides' min / median / max and throughput, the ratio of medians.
+fn peer_table(title: &str, unit: &str, items: usize, ours: Stats, theirs: Stats) {
+    println!("\n{title}; {PEER_RUNS} runs after a warm-up, each loading the model (seconds):");
+    println!("| path | min | median | max | {unit} | krxflow is faster by |");
+    println!("|---|---|---|---|---|---|");
+    for (name, s) in [
+        ("krxflow operator", ours),
+        ("Python (onnxruntime + NumPy)", theirs),
+    ] {
+        println!(
+            "| {name} | {:.3} | {:.3} | {:.3} | {:.1} | {:.2}x |",
+            s.min.as_secs_f64(),
+            s.median.as_secs_f64(),
+            s.max.as_secs_f64(),
+            items as f64 / s.median.as_secs_f64(),
+            s.median.as_secs_f64() / ours.median.as_secs_f64()
+        );
+    }
+}
+
+fn bench_finbert(
+    rt: &tokio::runtime::Runtime,
+    models: &Path,
+    data: &Path,
+    peer: Option<(&Path, &Path)>,
+) {
     let dir = models.join("finbert_base");
     let csv = data.join("sentiment/news_headlines_labeled/news_train_labeling.csv");
     if !dir.join("model.onnx").exists() || !csv.exists() {
@@ -371,14 +510,17 @@ fn bench_finbert(rt: &tokio::runtime::Runtime, models: &Path, data: &Path) {
             std::hint::black_box(out["logits"].try_extract_tensor::<f32>().expect("logits").1[0]);
         }
     };
-    let run_op = || {
+    let score = || -> RecordBatch {
         let mut inputs = InputBatches::default();
         inputs.insert("news", "news", news.schema(), vec![news.clone()]);
         let out = rt
             .block_on(configured.run(&ctx(ds), inputs))
             .expect("sentiment.finbert");
-        assert_eq!(out.batches("scores").map(|b| b[0].num_rows()), Some(n));
+        let batch = out.batches("scores").map(|b| b[0].clone()).expect("scores");
+        assert_eq!(batch.num_rows(), n);
+        batch
     };
+    let run_op = || drop(score());
     let (b, o) = compare(|| run_bare(&mut session), run_op);
     println!(
         "sentiment.finbert {:>8.3} s  {:>8.1} sentences/s ({n} headlines, batch {batch})",
@@ -390,6 +532,66 @@ fn bench_finbert(rt: &tokio::runtime::Runtime, models: &Path, data: &Path) {
         b.as_secs_f64(),
         n as f64 / b.as_secs_f64(),
         o.as_secs_f64() / b.as_secs_f64()
+    );
+    let Some((root, python)) = peer else { return };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let texts_path = tmp.path().join("texts.json");
+    std::fs::write(&texts_path, serde_json::to_vec(&texts).expect("json")).expect("write texts");
+    let ours = time_runs(PEER_RUNS, run_op);
+    let out_path = tmp.path().join("finbert.json");
+    let args = [
+        "onnx_models.py".to_string(),
+        "finbert".into(),
+        dir.to_string_lossy().into_owned(),
+        texts_path.to_string_lossy().into_owned(),
+        out_path.to_string_lossy().into_owned(),
+        PEER_RUNS.to_string(),
+        batch.to_string(),
+        cores().to_string(),
+    ];
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let theirs = match run_python(root, python, &refs).and_then(|r| peer_timings(&r)) {
+        Ok((t, _)) => t,
+        Err(why) => return println!("skipped: finbert, the Python path: {why}"),
+    };
+    // Agreement: each headline's three probabilities (labels 0 negative, 1 neutral, 2 positive).
+    let probs: Vec<Vec<f64>> =
+        serde_json::from_slice(&std::fs::read(&out_path).expect("peer output")).expect("json");
+    let scores = score();
+    let id = scores
+        .column_by_name("id")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+        .expect("id");
+    let p = |name: &str| -> arrow::array::Float64Array {
+        scores
+            .column_by_name(name)
+            .and_then(|c| {
+                c.as_any()
+                    .downcast_ref::<arrow::array::Float64Array>()
+                    .cloned()
+            })
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+    let (neg, neu, pos) = (p("p_neg"), p("p_neu"), p("p_pos"));
+    let mut worst = 0f64;
+    for i in 0..scores.num_rows() {
+        let k: usize = id.value(i).parse().expect("bench ids are indexes");
+        for (col, j) in [(&neg, 0), (&neu, 1), (&pos, 2)] {
+            worst = worst.max((col.value(i) - probs[k][j]).abs());
+        }
+    }
+    assert!(
+        worst <= 1e-6,
+        "krxflow and the Python path differ by {worst:e}"
+    );
+    peer_table(
+        &format!(
+            "sentiment.finbert vs the Python path ({n} headlines, batch {batch}, max length 128; agreement: {n} x 3 probabilities, largest difference {worst:.1e})"
+        ),
+        "sentences/s",
+        n,
+        ours,
+        theirs,
     );
 }
 
@@ -405,15 +607,25 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    println!("{}", machine());
+    let python = match peer_setup(&root) {
+        Ok(p) => Some(p),
+        Err(why) => {
+            println!("skipped: the Python path: {why}");
+            None
+        }
+    };
+    let peer = python.as_deref().map(|py| (root.as_path(), py));
     let only = std::env::args().nth(1).unwrap_or_default();
     let want = |part: &str| only.is_empty() || only.starts_with('-') || only == part;
     if want("lgbm") {
         bench_lgbm(&rt, &data);
     }
     if want("chronos") {
-        bench_chronos(&rt, &models);
+        bench_chronos(&rt, &models, peer);
     }
     if want("finbert") {
-        bench_finbert(&rt, &models, &data);
+        bench_finbert(&rt, &models, &data, peer);
     }
 }

@@ -66,6 +66,86 @@ impl std::fmt::Display for Stats {
     }
 }
 
+/// Runs `benches/peer/setup.sh` (installs the Python peers into the project's `.venv`,
+/// idempotently); the venv's python on success.
+pub fn peer_setup(root: &Path) -> Result<PathBuf, String> {
+    let out = std::process::Command::new("bash")
+        .arg(root.join("benches/peer/setup.sh"))
+        .output()
+        .map_err(|e| format!("cannot run benches/peer/setup.sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "benches/peer/setup.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(root.join(".venv/bin/python"))
+}
+
+/// Runs a peer script in `benches/peer` with `args`; its one-line JSON report.
+pub fn run_python(root: &Path, python: &Path, args: &[&str]) -> Result<serde_json::Value, String> {
+    let out = std::process::Command::new(python)
+        .current_dir(root.join("benches/peer"))
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "unreadable report ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// A peer report's timed runs (`compute_s`) and thread count.
+pub fn peer_timings(report: &serde_json::Value) -> Result<(Stats, u64), String> {
+    let runs: Vec<Duration> = report["compute_s"]
+        .as_array()
+        .ok_or("no compute_s in the report")?
+        .iter()
+        .filter_map(|s| s.as_f64().map(Duration::from_secs_f64))
+        .collect();
+    if runs.is_empty() {
+        return Err("the report has no timed run".into());
+    }
+    Ok((Stats::of(&runs), report["threads"].as_u64().unwrap_or(1)))
+}
+
+pub fn write_parquet(batch: &RecordBatch, path: &Path) {
+    let file = std::fs::File::create(path).expect("create parquet");
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("parquet writer");
+    w.write(batch).expect("write parquet");
+    w.close().expect("close parquet");
+}
+
+pub fn read_parquet(path: &Path) -> RecordBatch {
+    let file = std::fs::File::open(path).expect("open peer output");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .build()
+        .expect("parquet reader");
+    let batches: Vec<RecordBatch> = reader.map(|b| b.expect("peer batch")).collect();
+    let schema = batches.first().expect("peer rows").schema();
+    arrow::compute::concat_batches(&schema, &batches).expect("concat")
+}
+
+/// Min / median / max of `runs` timed runs of `f` after one warm-up.
+pub fn time_runs(runs: usize, mut f: impl FnMut()) -> Stats {
+    f();
+    let times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    Stats::of(&times)
+}
+
 /// The machine a benchmark ran on: CPU model, cores, memory.
 pub fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();

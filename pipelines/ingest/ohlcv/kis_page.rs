@@ -88,7 +88,7 @@ pub fn classify(
     let v = json.ok_or_else(|| KisError::Decode("daily chart body is not JSON".into()))?;
     if text(&v, "rt_cd") != "0" {
         return Err(KisError::Api {
-            msg_cd,
+            msg_cd: scrub(&msg_cd),
             msg: scrub(&text(&v, "msg1")),
         });
     }
@@ -167,6 +167,10 @@ mod tests {
         let scrub = |s: &str| s.replace("SECRET", "<redacted>");
         let e = classify(401, r#"{"msg1":"bad key SECRET"}"#, &scrub).unwrap_err();
         assert_eq!(e.to_string(), "KIS HTTP 401: bad key <redacted>");
+        // Every text from the body, the message code too (fuzzing found it passed through).
+        let body = r#"{"rt_cd":"5","msg_cd":"MCSECRET00","msg1":"x"}"#;
+        let e = classify(200, body, &scrub).unwrap_err();
+        assert_eq!(e.to_string(), "KIS API error MC<redacted>00: x");
     }
 
     #[test]
