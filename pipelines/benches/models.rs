@@ -12,8 +12,9 @@
 //! Then, for the two ONNX members, the same work on the same inputs through **the Python path**
 //! a quant would write (`benches/peer/onnx_models.py`: the Hugging Face `tokenizers` package,
 //! ONNX Runtime's Python API, NumPy/pandas; installed into `.venv` by `benches/peer/setup.sh`):
-//! min / median / max over 5 runs after a warm-up, each run loading the model as an operator run
-//! does, and the ratio of medians, after checking that both produced the same values
+//! min / median / max over 5 runs after a warm-up (both keep the ONNX session between runs, as
+//! krxflow's operators do within a process; the tokenizer is loaded each run on both sides),
+//! and the ratio of medians, after checking that both produced the same values
 //! (probabilities and quantile prices within 1e-6).
 //!
 //! Models: `KRXFLOW_BENCH_MODELS` (default ~/.cache/krxflow-bench) holding `chronos_bolt_small`
@@ -403,7 +404,10 @@ fn cores() -> usize {
 
 /// The Python-path table: both sides' min / median / max and throughput, the ratio of medians.
 fn peer_table(title: &str, unit: &str, items: usize, ours: Stats, theirs: Stats) {
-    println!("\n{title}; {PEER_RUNS} runs after a warm-up, each loading the model (seconds):");
+    println!(
+        "\n{title}; {PEER_RUNS} runs after a warm-up, the ONNX session kept between runs on both \
+         sides (seconds):"
+    );
     println!("| path | min | median | max | {unit} | krxflow is faster by |");
     println!("|---|---|---|---|---|---|");
     for (name, s) in [
