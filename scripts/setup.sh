@@ -8,6 +8,8 @@ have() { command -v "$1" >/dev/null 2>&1; }
 
 # A C toolchain for -sys crates (aws-lc, zstd, liblzma, ring ...).
 have cc || need_apt+=(build-essential)
+# C++ for libFuzzer, which the fuzz crate's build script compiles (linted by scripts/test.sh).
+have c++ || need_apt+=(g++)
 have pkg-config || need_apt+=(pkg-config)
 have git || need_apt+=(git)
 # Observability tests: promtool checks, a real Prometheus scraping `krxflow serve`, and a real
