@@ -305,21 +305,11 @@ fn bench_chronos(rt: &tokio::runtime::Runtime, models: &Path, peer: Option<(&Pat
     write_parquet(&bars, &bars_path);
     let ours = time_runs(PEER_RUNS, run_op);
     let out_path = tmp.path().join("chronos.json");
-    let args = [
-        "onnx_models.py".to_string(),
-        "chronos".into(),
-        dir.to_string_lossy().into_owned(),
-        bars_path.to_string_lossy().into_owned(),
-        out_path.to_string_lossy().into_owned(),
-        PEER_RUNS.to_string(),
-        batch.to_string(),
-        cores().to_string(),
-        ctx_len.to_string(),
-        "1,3,5".into(),
-    ];
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let theirs = match run_python(root, python, &refs).and_then(|r| peer_timings(&r)) {
-        Ok((t, _)) => t,
+    let extra = [ctx_len.to_string(), "1,3,5".into()];
+    let theirs = match onnx_python_path(
+        root, python, "chronos", &dir, &bars_path, &out_path, batch, &extra,
+    ) {
+        Ok(t) => t,
         Err(why) => return println!("skipped: chronos, the Python path: {why}"),
     };
     // Agreement: every (code, horizon) row, its nine quantile prices and what is derived.
@@ -393,6 +383,36 @@ fn bench_chronos(rt: &tokio::runtime::Runtime, models: &Path, peer: Option<(&Pat
         ours,
         theirs,
     );
+}
+
+/// The Python path's timings: `benches/peer/onnx_models.py KIND MODEL INPUT OUT RUNS BATCH
+/// THREADS [EXTRA...]`, which writes its results to `out`.
+#[allow(clippy::too_many_arguments)]
+fn onnx_python_path(
+    root: &Path,
+    python: &Path,
+    kind: &str,
+    model: &Path,
+    input: &Path,
+    out: &Path,
+    batch: usize,
+    extra: &[String],
+) -> Result<Stats, String> {
+    let mut args = vec![
+        "onnx_models.py".to_string(),
+        kind.to_string(),
+        model.to_string_lossy().into_owned(),
+        input.to_string_lossy().into_owned(),
+        out.to_string_lossy().into_owned(),
+        PEER_RUNS.to_string(),
+        batch.to_string(),
+        cores().to_string(),
+    ];
+    args.extend(extra.iter().cloned());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_python(root, python, &refs)
+        .and_then(|r| peer_timings(&r))
+        .map(|(t, _)| t)
 }
 
 /// Timed runs per side of the Python-path comparisons (after one warm-up each).
@@ -543,19 +563,17 @@ fn bench_finbert(
     std::fs::write(&texts_path, serde_json::to_vec(&texts).expect("json")).expect("write texts");
     let ours = time_runs(PEER_RUNS, run_op);
     let out_path = tmp.path().join("finbert.json");
-    let args = [
-        "onnx_models.py".to_string(),
-        "finbert".into(),
-        dir.to_string_lossy().into_owned(),
-        texts_path.to_string_lossy().into_owned(),
-        out_path.to_string_lossy().into_owned(),
-        PEER_RUNS.to_string(),
-        batch.to_string(),
-        cores().to_string(),
-    ];
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let theirs = match run_python(root, python, &refs).and_then(|r| peer_timings(&r)) {
-        Ok((t, _)) => t,
+    let theirs = match onnx_python_path(
+        root,
+        python,
+        "finbert",
+        &dir,
+        &texts_path,
+        &out_path,
+        batch,
+        &[],
+    ) {
+        Ok(t) => t,
         Err(why) => return println!("skipped: finbert, the Python path: {why}"),
     };
     // Agreement: each headline's three probabilities (labels 0 negative, 1 neutral, 2 positive).

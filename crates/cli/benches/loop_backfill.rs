@@ -16,71 +16,35 @@
 //!
 //! Needs the shared data (`KRXFLOW_DATA`, default `../shared/data`); skipped without it.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+use common::{Krxflow, real_data, root};
 
 const DAYS: usize = 250;
 /// The last day with bars in `ohlcv/krx_daily_30`.
 const LAST_DAY: &str = "2024-12-16";
 const TARGET: Duration = Duration::from_secs(20);
 
-fn krxflow(root: &Path, lake: &Path, data: &Path, args: &[&str]) -> (Duration, String) {
-    let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_krxflow"))
-        .current_dir(root)
-        .env("KRXFLOW_UNIVERSE", "krx30")
-        .env("KRXFLOW_DATA", data)
-        .arg("--lake")
-        .arg(lake)
-        .args(args)
-        .output()
-        .expect("start krxflow");
-    let elapsed = t.elapsed();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "krxflow {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (elapsed, stdout)
-}
-
 fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let data = std::env::var_os("KRXFLOW_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../shared/data"));
-    if !data.join("ohlcv/krx_daily_30").is_dir() {
-        eprintln!(
-            "skipped: {} has no ohlcv/krx_daily_30 (set KRXFLOW_DATA)",
-            data.display()
-        );
-        return;
-    }
-    let data = data.canonicalize().expect("data dir");
+    let root = root();
+    let Some(data) = real_data(&root) else { return };
     let tmp = tempfile::tempdir().expect("temp dir");
-    let lake = tmp.path().join("lake");
-    let run = |args: &[&str]| krxflow(&root, &lake, &data, args);
+    let k = Krxflow {
+        root,
+        lake: tmp.path().join("lake"),
+        env: vec![
+            ("KRXFLOW_UNIVERSE".into(), "krx30".into()),
+            ("KRXFLOW_DATA".into(), data.to_string_lossy().into_owned()),
+        ],
+    };
+    let run = |args: &[&str]| k.run(args);
 
-    let (_, plan) = run(&[
-        "backfill",
-        "daily_batch",
-        "--from",
-        "2023-06-01",
-        "--to",
-        LAST_DAY,
-        "--dry-run",
-    ]);
-    let days: Vec<&str> = plan
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|w| w.len() == 10 && w.as_bytes()[4] == b'-')
-        .collect();
+    let days = k.trading_days("daily_batch", "2023-06-01", LAST_DAY);
     assert!(days.len() > DAYS, "dry run listed {} days", days.len());
     let range = &days[days.len() - DAYS..];
-    let seed = days[days.len() - DAYS - 1];
-    let (from, to) = (range[0], range[DAYS - 1]);
+    let seed = days[days.len() - DAYS - 1].as_str();
+    let (from, to) = (range[0].as_str(), range[DAYS - 1].as_str());
 
     let (cold, _) = run(&["run", "daily_batch", "--date", seed]);
     let (train, _) = run(&["run", "retrain_weekly", "--date", seed]);
@@ -96,15 +60,7 @@ fn main() {
         "2",
     ]);
 
-    let count = |sql: &str| -> i64 {
-        let (_, out) = run(&["--json", "sql", sql]);
-        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("sql json");
-        v.as_array()
-            .and_then(|rows| rows.first())
-            .and_then(|r| r.get("n"))
-            .and_then(serde_json::Value::as_i64)
-            .expect("count")
-    };
+    let count = |sql: &str| k.count(sql);
     let in_range = format!("base_date >= DATE '{from}' AND base_date <= DATE '{to}'");
     let predicted_days = count(&format!(
         "SELECT COUNT(DISTINCT base_date) AS n FROM predictions WHERE {in_range}"
