@@ -3,7 +3,8 @@
 //! kept as malformed (none lost), and secrets given to the scrubber never come out in an error.
 #![no_main]
 
-use krxflow_pipelines::ingest::kis::{Answer, KisError, classify_answer, rows_of_page};
+use krxflow_pipelines::ingest::kis::KisError;
+use krxflow_pipelines::ingest::ohlcv::kis_page::{Answer, classify, page_rows};
 use krxflow_pipelines::ingest::ohlcv::{Checked, RawRow, check_row};
 use libfuzzer_sys::fuzz_target;
 
@@ -17,8 +18,8 @@ fuzz_target!(|data: &[u8]| {
     let status = [200u16, 201, 400, 401, 403, 404, 429, 500, 502, 503][usize::from(s) % 10];
     let body = String::from_utf8_lossy(body);
     let scrub = |m: &str| m.replace(SECRET, "<redacted>");
-    match classify_answer(status, &body, &scrub) {
-        Ok(Answer::Ok(v)) => match rows_of_page(&v) {
+    match classify(status, &body, &scrub) {
+        Ok(Answer::Ok(v)) => match page_rows(&v) {
             Ok(page) => {
                 let sent = v
                     .get("output2")

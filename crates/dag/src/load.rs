@@ -13,18 +13,42 @@ use crate::sink::Sink;
 use crate::spans::{DisplayPath, SpanTree};
 use crate::validate::validate;
 
-/// `pos` moved back into `source` when it lies past its end: the YAML parsers put an
+/// The end of a DAG file, for moving diagnostics back into it: the YAML parsers put an
 /// unexpected end of a file, or a value left empty at its end, on the line after a last line
 /// that has no line break (found by fuzzing), where an editor has no such line. Lines are
 /// counted as YAML counts them (CR LF, CR or LF).
-fn within(source: &str, pos: Pos) -> Pos {
-    let text = source.replace("\r\n", "\n");
-    let last_line = text.split(['\r', '\n']).count();
-    if pos.line <= last_line {
-        return pos;
+struct End {
+    line: usize,
+    col: usize,
+}
+
+impl End {
+    /// The position just after the last character of `source`.
+    fn of(source: &str) -> Self {
+        let (mut line, mut col) = (1, 1);
+        let mut chars = source.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\r' | '\n' => {
+                    if c == '\r' && chars.peek() == Some(&'\n') {
+                        chars.next();
+                    }
+                    line += 1;
+                    col = 1;
+                }
+                _ => col += 1,
+            }
+        }
+        Self { line, col }
     }
-    let last = text.rsplit(['\r', '\n']).next().unwrap_or("");
-    Pos::new(last_line, last.chars().count() + 1)
+
+    fn clamp(&self, pos: Pos) -> Pos {
+        if pos.line <= self.line {
+            pos
+        } else {
+            Pos::new(self.line, self.col)
+        }
+    }
 }
 
 /// Reads and validates a DAG file. An unreadable file is one diagnostic at 1:1.
@@ -54,7 +78,7 @@ pub fn load_dag_str(
         Ok(root) => root,
         Err(e) => {
             let pos = e.location().map_or(Pos::START, |l| {
-                within(source, Pos::new(l.line(), l.column()))
+                End::of(source).clamp(Pos::new(l.line(), l.column()))
             });
             return Err(vec![Diagnostic::new(
                 file,
@@ -69,7 +93,7 @@ pub fn load_dag_str(
         Err(e) => {
             return Err(vec![Diagnostic::new(
                 file,
-                within(source, e.pos),
+                End::of(source).clamp(e.pos),
                 DiagCode::Syntax,
                 e.message,
             )]);
@@ -88,8 +112,9 @@ pub fn load_dag_str(
 
     let mut diags = sink.diags;
     if !diags.is_empty() {
+        let end = End::of(source);
         for d in &mut diags {
-            let pos = within(source, Pos::new(d.line, d.col));
+            let pos = end.clamp(Pos::new(d.line, d.col));
             (d.line, d.col) = (pos.line, pos.col);
         }
         diags.sort_by_key(|d| (d.line, d.col));
@@ -164,10 +189,13 @@ mod tests {
 
     #[test]
     fn an_end_of_file_error_points_at_the_end_of_the_last_line_not_past_it() {
-        assert_eq!(within("a: 1\nb: [", Pos::new(3, 1)), Pos::new(2, 5));
-        assert_eq!(within("a: 1\rb: [", Pos::new(3, 1)), Pos::new(2, 5));
-        assert_eq!(within("a: 1\r\nb: [\n", Pos::new(3, 1)), Pos::new(3, 1));
-        assert_eq!(within("a: 1\nb: [", Pos::new(2, 2)), Pos::new(2, 2));
+        assert_eq!(End::of("a: 1\nb: [").clamp(Pos::new(3, 1)), Pos::new(2, 5));
+        assert_eq!(End::of("a: 1\rb: [").clamp(Pos::new(3, 1)), Pos::new(2, 5));
+        assert_eq!(
+            End::of("a: 1\r\nb: [\n").clamp(Pos::new(3, 1)),
+            Pos::new(3, 1)
+        );
+        assert_eq!(End::of("a: 1\nb: [").clamp(Pos::new(2, 2)), Pos::new(2, 2));
     }
 
     #[test]

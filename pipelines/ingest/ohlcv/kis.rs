@@ -25,14 +25,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use super::kis_page::{classify, page_rows};
+use super::kis_page::{Answer, classify, page_rows};
 use super::kis_types::TOKEN_EXPIRED;
 // The API's constants and types live in `kis_types.rs`; re-exported at their old paths.
 pub use super::kis_types::{
     DAILY_CHART_PATH, KisConfig, KisError, KisRow, KisStats, TOKEN_PATH, TR_DAILY_CHART,
 };
-// The answer's parser (no HTTP), public for the fuzz target.
-pub use super::kis_page::{Answer, Page, classify as classify_answer, page_rows as rows_of_page};
 
 #[derive(Clone)]
 struct Token {

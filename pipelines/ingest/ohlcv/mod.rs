@@ -33,7 +33,7 @@ mod checks;
 mod corpus_tests;
 mod csv;
 pub mod kis;
-mod kis_page;
+pub mod kis_page;
 #[cfg(test)]
 mod kis_server;
 mod kis_types;
@@ -369,15 +369,15 @@ impl Configured {
                         ..cols
                     };
                 }
-                let mut files: Vec<PathBuf> = Vec::new();
+                let mut files: Vec<(PathBuf, String)> = Vec::new();
                 for entry in std::fs::read_dir(&p.path).map_err(|e| {
                     OpError::permanent(format!("cannot read folder {}: {e}", p.path))
                 })? {
                     let f = entry
                         .map_err(|e| OpError::transient(format!("list {}: {e}", p.path)))?
                         .path();
-                    if csv_stem(&f).is_some() {
-                        files.push(f);
+                    if let Some(code) = csv_stem(&f) {
+                        files.push((f, code));
                     } else if f.is_file() {
                         out.count("files_skipped.not_csv");
                     }
@@ -389,8 +389,7 @@ impl Configured {
                         p.path
                     )));
                 }
-                for f in files {
-                    let code = csv_stem(&f).unwrap_or_default();
+                for (f, code) in files {
                     if codes.as_ref().is_some_and(|c| !c.contains(&code)) {
                         continue;
                     }
