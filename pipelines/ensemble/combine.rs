@@ -19,7 +19,7 @@
 //! * `user_triggered` accumulates with OR: a row once stored by `krxflow predict` stays
 //!   flagged when the daily run rewrites it (the `previous` input is this table).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -148,16 +148,18 @@ impl Operator for EnsembleCombine {
             .optional(),
             InputPort::new(
                 "outcomes",
-                subset(&tables::prediction_outcomes(), &OUTCOME_COLUMNS),
+                tables::subset(&tables::prediction_outcomes(), &OUTCOME_COLUMNS),
                 "matured outcomes (target date before ds) to calibrate the interval on",
             )
-            .optional(),
+            .optional()
+            .projected(),
             InputPort::new(
                 "features",
-                subset(&tables::features_daily(), &["code", "date", "vol_20d"]),
+                tables::subset(&tables::features_daily(), &["code", "date", "vol_20d"]),
                 "20-day volatility, the calibration's scale",
             )
-            .optional(),
+            .optional()
+            .projected(),
         ]
     }
     fn outputs(&self) -> Vec<OutputPort> {
@@ -214,24 +216,12 @@ const OUTCOME_COLUMNS: [&str; 9] = [
     "weight",
 ];
 
-/// The fields of `def` named in `keep`, in the table's order.
-fn subset(def: &krxflow_core::TableDef, keep: &[&str]) -> Arc<Schema> {
-    let fields: Vec<Field> = def
-        .schema
-        .fields()
-        .iter()
-        .filter(|f| keep.contains(&f.name().as_str()))
-        .map(|f| f.as_ref().clone())
-        .collect();
-    Arc::new(Schema::new(fields))
-}
-
 /// Calendar days of outcomes and volatility read for the calibration (its window, 365 days,
 /// plus the longest horizon and slack).
 const CALIBRATION_READ_DAYS: i64 = 400;
 
 fn previous_schema() -> Arc<Schema> {
-    subset(
+    tables::subset(
         &tables::predictions(),
         &["code", "base_date", "horizon", "user_triggered"],
     )
@@ -322,7 +312,7 @@ impl Configured {
         &self,
         out: &mut [((String, u32), Combined)],
         matured: &BTreeMap<u32, Vec<Matured>>,
-        vol: &BTreeMap<(String, i32), f64>,
+        vol: &HashMap<(&str, i32), f64>,
         ctx: &TaskContext,
     ) {
         let settings = Settings {
@@ -352,7 +342,7 @@ impl Configured {
                 if *hh != h {
                     continue;
                 }
-                match vol.get(&(code.clone(), ds)) {
+                match vol.get(&(code.as_str(), ds)) {
                     Some(&v) => {
                         let scale = v * f64::from(h).sqrt();
                         (c.q10, c.q90) = conformal::widen(c.point, c.q10, c.q90, scale, &cal);
@@ -440,7 +430,8 @@ impl ConfiguredOp for Configured {
             )));
         }
         if self.p.conformal && inputs.has("outcomes") && inputs.has("features") {
-            let vol = vol_by_code_date(&inputs.concat("features")?)?;
+            let features = inputs.concat("features")?;
+            let vol = vol_by_code_date(&features)?;
             let matured = matured_by_horizon(&inputs.concat("outcomes")?, &vol, ctx.ds)?;
             self.calibrate(&mut out, &matured, &vol, ctx);
         } else if self.p.conformal {
@@ -478,9 +469,10 @@ impl ConfiguredOp for Configured {
     }
 }
 
-/// `vol_20d` by (code, date in days); missing and non-positive values left out.
-fn vol_by_code_date(b: &RecordBatch) -> OpResult<BTreeMap<(String, i32), f64>> {
-    let mut out = BTreeMap::new();
+/// `vol_20d` by (code, date in days); missing and non-positive values left out. Keys borrow
+/// the batch's strings (a year of the full market is ~450,000 rows).
+fn vol_by_code_date(b: &RecordBatch) -> OpResult<HashMap<(&str, i32), f64>> {
+    let mut out = HashMap::with_capacity(b.num_rows());
     if b.num_rows() == 0 {
         return Ok(out);
     }
@@ -495,7 +487,7 @@ fn vol_by_code_date(b: &RecordBatch) -> OpResult<BTreeMap<(String, i32), f64>> {
         }
         let v = vol.value(i);
         if v.is_finite() && v > 0.0 {
-            out.insert((code.value(i).to_string(), date.value(i)), v);
+            out.insert((code.value(i), date.value(i)), v);
         }
     }
     Ok(out)
@@ -506,7 +498,7 @@ fn vol_by_code_date(b: &RecordBatch) -> OpResult<BTreeMap<(String, i32), f64>> {
 /// one), the realised close, and the volatility scale at the base date.
 fn matured_by_horizon(
     b: &RecordBatch,
-    vol: &BTreeMap<(String, i32), f64>,
+    vol: &HashMap<(&str, i32), f64>,
     ds: NaiveDate,
 ) -> OpResult<BTreeMap<u32, Vec<Matured>>> {
     let mut out: BTreeMap<u32, Vec<Matured>> = BTreeMap::new();
@@ -528,7 +520,7 @@ fn matured_by_horizon(
     );
     // (code, base, horizon) -> (target, actual, Σw, Σw·q10, Σw·q90)
     type Blend = (i32, f64, f64, f64, f64);
-    let mut acc: BTreeMap<(String, i32, u32), Blend> = BTreeMap::new();
+    let mut acc: BTreeMap<(&str, i32, u32), Blend> = BTreeMap::new();
     let ds = days(ds);
     for i in 0..b.num_rows() {
         if [
@@ -551,9 +543,13 @@ fn matured_by_horizon(
             continue;
         }
         let h = u32::try_from(horizon.value(i)).unwrap_or(0);
-        let e = acc
-            .entry((code.value(i).to_string(), base.value(i), h))
-            .or_insert((target.value(i), y, 0.0, 0.0, 0.0));
+        let e = acc.entry((code.value(i), base.value(i), h)).or_insert((
+            target.value(i),
+            y,
+            0.0,
+            0.0,
+            0.0,
+        ));
         e.2 += w;
         e.3 += w * lo;
         e.4 += w * hi;
@@ -791,7 +787,7 @@ mod tests {
             fv.push(0.02);
         }
         let outcomes = RecordBatch::try_new(
-            subset(&tables::prediction_outcomes(), &OUTCOME_COLUMNS),
+            tables::subset(&tables::prediction_outcomes(), &OUTCOME_COLUMNS),
             vec![
                 Arc::new(StringArray::from(c)),
                 Arc::new(Date32Array::from(base)),
@@ -806,7 +802,7 @@ mod tests {
         )
         .expect("outcomes");
         let features = RecordBatch::try_new(
-            subset(&tables::features_daily(), &["code", "date", "vol_20d"]),
+            tables::subset(&tables::features_daily(), &["code", "date", "vol_20d"]),
             vec![
                 Arc::new(StringArray::from(fc)),
                 Arc::new(Date32Array::from(fd)),

@@ -21,8 +21,13 @@ use crate::common::direction::Direction;
 use crate::common::horizons::HORIZONS;
 use crate::tables::{self, FEATURES};
 
-/// Features that may be null without the row being warm-up (external inputs may be absent).
+/// Features that may be null without the row being warm-up: external inputs may be absent,
+/// and the 52-week distances need a year of bars, which a code listed under a year ago (or a
+/// panel shorter than a year, such as the full-market one) lacks; LightGBM takes their missing
+/// value as such, so such a row is predictable once its 60-day windows are full.
 const OPTIONAL_FEATURES: &[&str] = &[
+    "dist_52w_high",
+    "dist_52w_low",
     "mkt_ret_1d",
     "mkt_ret_5d",
     "beta_60d",
@@ -780,14 +785,17 @@ mod tests {
         }
         assert_eq!(value(&f, "sent_n_articles", 64), Some(0.0));
         assert_eq!(value(&f, "sent_n_articles", 63), Some(2.0));
-        // Warm-up: the 250-day 52-week window is never full in 70 rows.
+        // Warm-up: the 60-row windows fill at row 59; the 52-week distances, never full in 70
+        // rows, are null without making a row warm-up.
+        assert_eq!(value(&f, "dist_52w_high", f.num_rows() - 1), None);
         let warm = f
             .column_by_name("warmup")
             .unwrap()
             .as_any()
             .downcast_ref::<BooleanArray>()
             .unwrap();
-        assert_eq!(warm.true_count(), f.num_rows());
+        assert_eq!(warm.true_count(), 59);
+        assert!(warm.value(58) && !warm.value(59));
         // Targets: up/flat/down with the ±0.3% band.
         let y = f
             .column_by_name("y_dir_1d")
@@ -902,8 +910,8 @@ mod tests {
             .downcast_ref::<BooleanArray>()
             .unwrap();
         assert!(
-            warm.value(248) && !warm.value(249),
-            "warm-up ends when the 250-row window fills"
+            warm.value(58) && !warm.value(59) && !warm.value(248),
+            "warm-up ends when the 60-row windows fill, not the 52-week one"
         );
     }
 }

@@ -82,11 +82,14 @@ impl Operator for EtsForecast {
         ]
     }
     fn inputs(&self) -> Vec<InputPort> {
-        vec![InputPort::new(
-            "bars",
-            tables::ohlcv_daily().schema,
-            "daily closes",
-        )]
+        vec![
+            InputPort::new(
+                "bars",
+                tables::subset(&tables::ohlcv_daily(), &["code", "date", "close"]),
+                "daily closes",
+            )
+            .projected(),
+        ]
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![

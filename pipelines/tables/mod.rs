@@ -24,6 +24,19 @@ pub use news::*;
 use krxflow_core::TableDef;
 
 /// The catalog entries: every table above.
+/// The fields of `def` named in `keep`, in the table's order: the schema of an input port
+/// that needs (and, when [`krxflow_core::InputPort::projected`], reads) only these columns.
+pub fn subset(def: &TableDef, keep: &[&str]) -> arrow::datatypes::SchemaRef {
+    let fields: Vec<arrow::datatypes::Field> = def
+        .schema
+        .fields()
+        .iter()
+        .filter(|f| keep.contains(&f.name().as_str()))
+        .map(|f| f.as_ref().clone())
+        .collect();
+    std::sync::Arc::new(arrow::datatypes::Schema::new(fields))
+}
+
 pub fn all() -> Vec<TableDef> {
     vec![
         ohlcv_daily(),

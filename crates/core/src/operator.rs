@@ -37,6 +37,9 @@ pub struct InputPort {
     /// A family of inputs: the DAG binds any number of `<name>.<member>` ports (e.g.
     /// `member.lgbm`, `member.ets`), each read like a single port. See [`InputBatches::family`].
     pub family: bool,
+    /// Read only the columns of `schema` (the lake pushes the projection down to the Parquet
+    /// scan); otherwise every column of the table is read.
+    pub projected: bool,
     pub doc: &'static str,
 }
 
@@ -48,6 +51,7 @@ impl InputPort {
             scope: ReadScope::AsOfPartition,
             optional: false,
             family: false,
+            projected: false,
             doc,
         }
     }
@@ -76,6 +80,12 @@ impl InputPort {
     }
     pub fn all_rows(mut self) -> Self {
         self.scope = ReadScope::AllRows;
+        self
+    }
+    /// Read only `schema`'s columns: for an operator that needs a few columns of a wide or
+    /// long table (e.g. the closes of `ohlcv_daily`, the volatility of `features_daily`).
+    pub fn projected(mut self) -> Self {
+        self.projected = true;
         self
     }
 }

@@ -527,7 +527,7 @@ impl Parser<'_, '_> {
         match node {
             None => empty,
             Some(n @ Node::Map(_)) => match self.json(n, &at, "`params`: ") {
-                Some(raw) => self.substitute(&raw, &at, &raw, ""),
+                Some(raw) => self.params_resolved(&raw, &at),
                 None => empty,
             },
             Some(other) => {
@@ -539,6 +539,36 @@ impl Parser<'_, '_> {
                 empty
             }
         }
+    }
+
+    /// Substitutes `params:` against itself until nothing changes, so a param may use another
+    /// that reads the environment (`panel: "${params.data}/x"` with `data: "${DATA:-d}"`). Each
+    /// pass substitutes the raw block against the previous pass's values (a value taken from a
+    /// param is never parsed again, so `$${` stays literal); references that still change after
+    /// `MAX_PARAM_DEPTH` passes go round in a cycle.
+    fn params_resolved(&mut self, raw: &serde_json::Value, at: &[Seg]) -> serde_json::Value {
+        const MAX_PARAM_DEPTH: usize = 8;
+        let mut values = raw.clone();
+        for _ in 0..MAX_PARAM_DEPTH {
+            let mut ignored = Vec::new();
+            let next = substitute(raw, &mut at.to_vec(), &values, self.env, &mut ignored);
+            if next == values {
+                break;
+            }
+            values = next;
+        }
+        let out = self.substitute(raw, at, &values, "");
+        if out != values {
+            self.sink.at_value(
+                at,
+                DiagCode::InvalidField,
+                format!(
+                    "`params` refer to each other in a cycle (still changing after \
+                     {MAX_PARAM_DEPTH} rounds of substitution)"
+                ),
+            );
+        }
+        out
     }
 
     fn substitute(

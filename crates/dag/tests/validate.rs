@@ -542,3 +542,29 @@ fn table_names_that_leave_the_lake_are_refused_at_validate() {
         &["task `returns`", "`/etc/passwd`", "absolute path"],
     );
 }
+
+#[test]
+fn a_param_may_use_another_param_that_reads_the_environment() {
+    // `data` reads KRXFLOW_DATA (set to /srv/krx by the test environment); `panel` builds on
+    // `data`, and the task on `panel`: every layer is substituted, none left as raw text.
+    let dag = load_str(
+        "dag: x\nparams:\n  panel: \"${params.data}/p.csv.gz\"\n  data: \"${KRXFLOW_DATA:-../d}\"\n  \
+         lit: \"$${params.data}\"\ntasks:\n  i: { op: ingest.ohlcv, with: { source: \"${params.lit}\", \
+         path: \"${params.panel}\" }, outputs: { bars: b } }\n",
+    )
+    .unwrap_or_else(|d| panic!("{}", krxflow_dag::render(&d)));
+    let with = &dag.task("i").unwrap().spec.with;
+    assert_eq!(with["path"], "/srv/krx/p.csv.gz");
+    // An escaped `$${` stays literal text however many rounds run.
+    assert_eq!(with["source"], "${params.data}");
+}
+
+#[test]
+fn params_that_refer_to_each_other_in_a_cycle_are_an_error() {
+    let diags = load_str(
+        "dag: x\nparams:\n  a: \"${params.b}\"\n  b: \"x${params.a}\"\ntasks:\n  t: { op: util.source }\n",
+    )
+    .unwrap_err();
+    let d = one(&diags, DiagCode::InvalidField);
+    assert!(d.message.contains("cycle"), "{}", d.message);
+}

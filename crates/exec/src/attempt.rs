@@ -254,6 +254,13 @@ impl AttemptEnv {
                         as_of,
                         since,
                         version: None,
+                        columns: port.projected.then(|| {
+                            port.schema
+                                .fields()
+                                .iter()
+                                .map(|f| f.name().clone())
+                                .collect()
+                        }),
                     },
                 )
                 .await;

@@ -114,6 +114,7 @@ pub async fn rows_for_key(
                 as_of: None,
                 since: None,
                 version: Some(version),
+                columns: None,
             },
         )
         .await?;

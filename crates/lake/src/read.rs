@@ -14,7 +14,7 @@ use crate::schema::{conform, physical_schema};
 use crate::table::{Lake, version_of};
 
 /// How to read a table.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ReadOptions {
     /// Only rows whose date column is `<= as_of` (no effect on tables without a date column).
     pub as_of: Option<NaiveDate>,
@@ -22,6 +22,9 @@ pub struct ReadOptions {
     pub since: Option<NaiveDate>,
     /// A specific Delta version (time travel); latest when `None`.
     pub version: Option<i64>,
+    /// Only these columns, in this order (pushed down to the Parquet scan); all when `None`.
+    /// A name the table does not have is an error naming it.
+    pub columns: Option<Vec<String>>,
 }
 
 /// Rows of a table as read, with the version they came from.
@@ -70,6 +73,22 @@ impl Lake {
                 col(format!("\"{date_col}\"")).gt_eq(lit(ScalarValue::Date32(Some(date32(from))))),
             )?;
         }
+        let declared = match &opts.columns {
+            Some(cols) => {
+                let indices = cols
+                    .iter()
+                    .map(|c| {
+                        declared.index_of(c).map_err(|_| LakeError::InvalidData {
+                            table: name.to_string(),
+                            message: format!("no column `{c}` to read"),
+                        })
+                    })
+                    .collect::<LakeResult<Vec<_>>>()?;
+                df = df.select_columns(&cols.iter().map(String::as_str).collect::<Vec<_>>())?;
+                std::sync::Arc::new(declared.project(&indices)?)
+            }
+            None => declared,
+        };
         let batches = df.collect().await?;
         let batches = batches
             .iter()

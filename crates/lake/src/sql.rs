@@ -111,6 +111,7 @@ pub async fn query(lake: &Lake, sql: &str) -> LakeResult<(SchemaRef, Vec<RecordB
                     as_of: None,
                     since: None,
                     version: Some(r.version),
+                    columns: None,
                 },
             )
             .await?;

@@ -240,6 +240,7 @@ async fn reads_as_of_a_date_hide_later_rows() {
                 as_of: Some(d("2024-12-16")),
                 since: None,
                 version: None,
+                columns: None,
             },
         )
         .await
@@ -506,4 +507,73 @@ async fn racing_first_writes_of_the_same_keys_create_the_table_once_without_dupl
             sorted_rows(&read.batches)
         );
     }
+}
+
+#[tokio::test]
+async fn a_projected_read_returns_only_the_named_columns_still_filtered_by_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir);
+    lake.write(
+        &def(),
+        vec![batch(&[
+            ("005930", "2024-12-13", 1.0),
+            ("005930", "2024-12-16", 2.0),
+            ("000660", "2024-12-17", 3.0),
+        ])],
+        WriteMode::Merge,
+        None,
+        BTreeMap::new(),
+    )
+    .await
+    .unwrap();
+    let read = lake
+        .read(
+            "prices",
+            ReadOptions {
+                as_of: Some(d("2024-12-16")),
+                columns: Some(vec!["close".into(), "code".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = read
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["close", "code"],
+        "the asked columns, in the asked order"
+    );
+    let batch = arrow::compute::concat_batches(&read.schema, &read.batches).unwrap();
+    assert_eq!(batch.num_columns(), 2);
+    let mut closes: Vec<f64> = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .unwrap()
+        .values()
+        .to_vec();
+    closes.sort_by(f64::total_cmp);
+    assert_eq!(
+        closes,
+        [1.0, 2.0],
+        "the as-of filter on `date` still applies"
+    );
+
+    let err = lake
+        .read(
+            "prices",
+            ReadOptions {
+                columns: Some(vec!["code".into(), "volume".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("prices") && err.contains("`volume`"), "{err}");
 }

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The binary under test, run from the repository root on `lake` with `env`: its wall time and
@@ -33,6 +33,49 @@ impl Krxflow {
             String::from_utf8_lossy(&out.stderr)
         );
         (elapsed, stdout)
+    }
+
+    /// Like [`Krxflow::run`], also giving the process's peak resident memory in bytes (its
+    /// `VmHWM`, read from `/proc` every 2 ms while it runs: a high-water mark, so only growth
+    /// in its last 2 ms could be missed).
+    pub fn run_measured(&self, args: &[&str]) -> (Duration, u64, String) {
+        let out = tempfile::NamedTempFile::new().expect("stdout file");
+        let err = tempfile::NamedTempFile::new().expect("stderr file");
+        let t = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_krxflow"))
+            .current_dir(&self.root)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .arg("--lake")
+            .arg(&self.lake)
+            .args(args)
+            .stdout(Stdio::from(out.reopen().expect("stdout")))
+            .stderr(Stdio::from(err.reopen().expect("stderr")))
+            .spawn()
+            .expect("start krxflow");
+        let status_file = format!("/proc/{}/status", child.id());
+        let mut peak_kb = 0u64;
+        let status = loop {
+            if let Ok(s) = std::fs::read_to_string(&status_file)
+                && let Some(kb) = s
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak_kb = peak_kb.max(kb);
+            }
+            if let Some(status) = child.try_wait().expect("wait for krxflow") {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let elapsed = t.elapsed();
+        let stdout = std::fs::read_to_string(out.path()).unwrap_or_default();
+        assert!(
+            status.success(),
+            "krxflow {args:?} failed:\n{stdout}\n{}",
+            std::fs::read_to_string(err.path()).unwrap_or_default()
+        );
+        (elapsed, peak_kb * 1024, stdout)
     }
 
     /// The `n` column of the first row of `sql`.
@@ -76,4 +119,24 @@ pub fn real_data(root: &Path) -> Option<PathBuf> {
         return None;
     }
     data.canonicalize().ok()
+}
+
+/// Copies the folder `from` to `to` (files and folders; a lake holds nothing else).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy");
+    for entry in std::fs::read_dir(from).expect("read folder") {
+        let entry = entry.expect("folder entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+/// Min, median and max of `xs` (sorted in place).
+pub fn min_median_max(xs: &mut [f64]) -> (f64, f64, f64) {
+    xs.sort_by(f64::total_cmp);
+    (xs[0], xs[xs.len() / 2], xs[xs.len() - 1])
 }

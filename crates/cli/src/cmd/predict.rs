@@ -71,6 +71,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 as_of: Some(latest),
                 since: latest.checked_sub_days(chrono::Days::new(40)),
                 version: None,
+                columns: None,
             },
         )
         .await

@@ -1,0 +1,176 @@
+//! The full-market daily batch (issue 18): one new trading day of the prediction loop over the
+//! whole KRX market (2,284 KOSPI+KOSDAQ codes from the full-market panel,
+//! `KRXFLOW_UNIVERSE=fullmarket`) from a lake warm with the previous days, through the release
+//! `krxflow` binary: `daily_batch` (ingest, index, news, features, pooled LightGBM, ETS,
+//! ensemble) and then `match_outcomes` (outcomes, weights) for that day.
+//!
+//! Steps, all in this one command:
+//! 1. warm-up (not measured): a cold `daily_batch` on an empty lake 11 trading days before the
+//!    measured day (all history read and written), `retrain_weekly` on the Sunday before it
+//!    (pooled LightGBM per horizon over the market), then `daily_batch` + `match_outcomes`
+//!    over the 10 days before the measured day (so matured outcomes, learned weights and the
+//!    conformal calibration's inputs exist);
+//! 2. measured, `RUNS` times: the warm lake copied afresh (not timed), then
+//!    `krxflow backfill daily_batch match_outcomes` for the measured day: wall time and the
+//!    process's peak resident memory.
+//!
+//! Reported: min / median / max wall and peak RSS against the targets (1.5 s, 1 GiB), the rows
+//! written that day, and each task's time in the last run (from `_krxflow.task_runs`).
+//!
+//!     cargo bench -p krxflow-cli --bench fullmarket_daily
+//!
+//! Needs the full-market panel under the shared data (`KRXFLOW_DATA`, default
+//! `../shared/data`); skipped without it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+mod common;
+use common::{Krxflow, copy_dir, min_median_max, root};
+
+const RUNS: usize = 5;
+/// The panel's last full day (2019-09-18 is an intraday snapshot, quarantined `provisional`).
+const DAY: &str = "2019-09-17";
+const WARM_DAYS: usize = 10;
+const TARGET_WALL: Duration = Duration::from_millis(1500);
+const TARGET_RSS: u64 = 1 << 30;
+
+fn main() {
+    let root = root();
+    let data = std::env::var_os("KRXFLOW_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("../shared/data"));
+    if !data.join("ohlcv/krx_fullmarket_2018_2019").is_dir() {
+        eprintln!(
+            "skipped: {} has no ohlcv/krx_fullmarket_2018_2019 (set KRXFLOW_DATA)",
+            data.display()
+        );
+        return;
+    }
+    let data = data.canonicalize().expect("data folder");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let warm = tmp.path().join("warm");
+    let mut k = Krxflow {
+        root,
+        lake: warm.clone(),
+        env: vec![
+            ("KRXFLOW_UNIVERSE".into(), "fullmarket".into()),
+            ("KRXFLOW_DATA".into(), data.to_string_lossy().into_owned()),
+        ],
+    };
+
+    let days = k.trading_days("daily_batch", "2019-07-01", DAY);
+    assert_eq!(days.last().map(String::as_str), Some(DAY), "{days:?}");
+    let seed = days[days.len() - WARM_DAYS - 2].as_str();
+    let (warm_from, warm_to) = (
+        days[days.len() - WARM_DAYS - 1].as_str(),
+        days[days.len() - 2].as_str(),
+    );
+    let seed_date = chrono::NaiveDate::parse_from_str(seed, "%Y-%m-%d").expect("seed date");
+    let sunday = seed_date
+        - chrono::Duration::days(i64::from(
+            chrono::Datelike::weekday(&seed_date).number_from_monday(),
+        ));
+    let sunday = sunday.to_string();
+
+    let (cold, _) = k.run(&["run", "daily_batch", "--date", seed]);
+    let (train, _) = k.run(&["run", "retrain_weekly", "--date", &sunday]);
+    let (warmed, _) = k.run(&[
+        "backfill",
+        "daily_batch",
+        "match_outcomes",
+        "--from",
+        warm_from,
+        "--to",
+        warm_to,
+    ]);
+
+    let (mut walls, mut rss) = (Vec::new(), Vec::new());
+    for i in 0..RUNS {
+        let lake = tmp.path().join(format!("run{i}"));
+        copy_dir(&warm, &lake);
+        k.lake = lake;
+        let (wall, peak, _) = k.run_measured(&[
+            "backfill",
+            "daily_batch",
+            "match_outcomes",
+            "--from",
+            DAY,
+            "--to",
+            DAY,
+        ]);
+        walls.push(wall.as_secs_f64());
+        rss.push(peak as f64);
+    }
+
+    let count = |sql: &str| k.count(sql);
+    let predictions = count(&format!(
+        "SELECT COUNT(*) AS n FROM predictions WHERE base_date = DATE '{DAY}'"
+    ));
+    let codes = count(&format!(
+        "SELECT COUNT(DISTINCT code) AS n FROM predictions WHERE base_date = DATE '{DAY}'"
+    ));
+    let lgbm = count(&format!(
+        "SELECT COUNT(*) AS n FROM lgbm_predictions WHERE base_date = DATE '{DAY}'"
+    ));
+    let outcomes = count(&format!(
+        "SELECT COUNT(*) AS n FROM prediction_outcomes WHERE target_date = DATE '{DAY}'"
+    ));
+    let bars = count(&format!(
+        "SELECT COUNT(*) AS n FROM ohlcv_daily WHERE date = DATE '{DAY}'"
+    ));
+    let (_, per_task) = k.run(&[
+        "sql",
+        &format!(
+            "SELECT dag, task, state, \
+             ROUND((CAST(ended AS BIGINT) - CAST(started AS BIGINT)) / 1e3) AS ms, rows_out \
+             FROM _krxflow.task_runs WHERE ds = DATE '{DAY}' ORDER BY started"
+        ),
+    ]);
+
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (w0, w1, w2) = min_median_max(&mut walls);
+    let (r0, r1, r2) = min_median_max(&mut rss);
+    let mib = |b: f64| b / (1u64 << 20) as f64;
+    println!(
+        "full-market daily batch (daily_batch + match_outcomes) for {DAY}, release, {cores} cores"
+    );
+    println!(
+        "  warm-up: cold daily_batch {seed} {:.1} s, retrain_weekly {sunday} {:.1} s, \
+         {WARM_DAYS} days {warm_from}..{warm_to} {:.1} s",
+        cold.as_secs_f64(),
+        train.as_secs_f64(),
+        warmed.as_secs_f64()
+    );
+    println!(
+        "  wall over {RUNS} runs:     min {w0:.2} s  median {w1:.2} s  max {w2:.2} s  \
+         (target <= {:.1} s: {})",
+        TARGET_WALL.as_secs_f64(),
+        if w1 <= TARGET_WALL.as_secs_f64() {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    println!(
+        "  peak RSS over {RUNS} runs: min {:.0} MiB  median {:.0} MiB  max {:.0} MiB  \
+         (target <= 1024 MiB: {})",
+        mib(r0),
+        mib(r1),
+        mib(r2),
+        if r2 <= TARGET_RSS as f64 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    println!(
+        "  that day: {bars} bars, {lgbm} LightGBM forecasts, {predictions} ensemble \
+         predictions for {codes} codes, {outcomes} outcomes matched"
+    );
+    println!("per task, last run:\n{per_task}");
+    assert!(bars > 2000, "the day's bars were ingested");
+    assert!(lgbm > 0, "pooled LightGBM predicted the market");
+    assert_eq!(predictions, 3 * codes, "three horizons per predicted code");
+    assert!(outcomes > 0, "outcomes were matched");
+}
