@@ -15,16 +15,20 @@ pub struct Krxflow {
 }
 
 impl Krxflow {
-    pub fn run(&self, args: &[&str]) -> (Duration, String) {
-        let t = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_krxflow"))
-            .current_dir(&self.root)
+    /// `krxflow --lake LAKE ARGS...` from the repository root with the environment.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_krxflow"));
+        cmd.current_dir(&self.root)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg("--lake")
             .arg(&self.lake)
-            .args(args)
-            .output()
-            .expect("start krxflow");
+            .args(args);
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> (Duration, String) {
+        let t = Instant::now();
+        let out = self.command(args).output().expect("start krxflow");
         let elapsed = t.elapsed();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(
@@ -42,12 +46,8 @@ impl Krxflow {
         let out = tempfile::NamedTempFile::new().expect("stdout file");
         let err = tempfile::NamedTempFile::new().expect("stderr file");
         let t = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_krxflow"))
-            .current_dir(&self.root)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .arg("--lake")
-            .arg(&self.lake)
-            .args(args)
+        let mut child = self
+            .command(args)
             .stdout(Stdio::from(out.reopen().expect("stdout")))
             .stderr(Stdio::from(err.reopen().expect("stderr")))
             .spawn()
