@@ -112,14 +112,7 @@ impl Operator for ChronosForecast {
         ]
     }
     fn inputs(&self) -> Vec<InputPort> {
-        vec![
-            InputPort::new(
-                "bars",
-                tables::subset(&tables::ohlcv_daily(), &["code", "date", "close"]),
-                "daily closes",
-            )
-            .projected(),
-        ]
+        vec![super::quantiles::closes_port()]
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![

@@ -82,14 +82,7 @@ impl Operator for EtsForecast {
         ]
     }
     fn inputs(&self) -> Vec<InputPort> {
-        vec![
-            InputPort::new(
-                "bars",
-                tables::subset(&tables::ohlcv_daily(), &["code", "date", "close"]),
-                "daily closes",
-            )
-            .projected(),
-        ]
+        vec![super::quantiles::closes_port()]
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![

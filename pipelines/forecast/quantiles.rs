@@ -175,6 +175,17 @@ pub fn quantile_forecasts_batch(
     Ok(RecordBatch::try_new(schema, cols)?)
 }
 
+/// The input port of a member that forecasts from closes: three columns of `ohlcv_daily`, read
+/// projected (the table's other columns are never loaded).
+pub fn closes_port() -> krxflow_core::InputPort {
+    krxflow_core::InputPort::new(
+        "bars",
+        crate::tables::subset(&crate::tables::ohlcv_daily(), &["code", "date", "close"]),
+        "daily closes",
+    )
+    .projected()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,11 +22,10 @@
 //! Needs the full-market panel under the shared data (`KRXFLOW_DATA`, default
 //! `../shared/data`); skipped without it.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 mod common;
-use common::{Krxflow, copy_dir, min_median_max, root};
+use common::{Krxflow, copy_dir, min_median_max, root, shared_data};
 
 const RUNS: usize = 5;
 /// The panel's last full day (2019-09-18 is an intraday snapshot, quarantined `provisional`).
@@ -37,17 +36,9 @@ const TARGET_RSS: u64 = 1 << 30;
 
 fn main() {
     let root = root();
-    let data = std::env::var_os("KRXFLOW_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../shared/data"));
-    if !data.join("ohlcv/krx_fullmarket_2018_2019").is_dir() {
-        eprintln!(
-            "skipped: {} has no ohlcv/krx_fullmarket_2018_2019 (set KRXFLOW_DATA)",
-            data.display()
-        );
+    let Some(data) = shared_data(&root, "ohlcv/krx_fullmarket_2018_2019") else {
         return;
-    }
-    let data = data.canonicalize().expect("data folder");
+    };
     let tmp = tempfile::tempdir().expect("temp dir");
     let warm = tmp.path().join("warm");
     let mut k = Krxflow {

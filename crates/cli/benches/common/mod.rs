@@ -108,12 +108,18 @@ pub fn root() -> PathBuf {
 /// The shared data folder (`KRXFLOW_DATA`, default `../shared/data`) when it holds the 30 real
 /// tickers; `None` (after saying so) otherwise.
 pub fn real_data(root: &Path) -> Option<PathBuf> {
+    shared_data(root, "ohlcv/krx_daily_30")
+}
+
+/// The shared data folder (`KRXFLOW_DATA`, default `../shared/data`) when it holds the folder
+/// `needs`; `None` (after saying so) otherwise.
+pub fn shared_data(root: &Path, needs: &str) -> Option<PathBuf> {
     let data = std::env::var_os("KRXFLOW_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("../shared/data"));
-    if !data.join("ohlcv/krx_daily_30").is_dir() {
+    if !data.join(needs).is_dir() {
         eprintln!(
-            "skipped: {} has no ohlcv/krx_daily_30 (set KRXFLOW_DATA)",
+            "skipped: {} has no {needs} (set KRXFLOW_DATA)",
             data.display()
         );
         return None;
