@@ -1,6 +1,6 @@
 //! `sentiment.train_lexical`: trains the lexical model (`krxflow_models::lexical`) from a
-//! labelled CSV with a column mapping, evaluates it on a fixed, seeded holdout (accuracy,
-//! macro-F1, confusion matrix), stores it as an artifact under the lake root
+//! labelled CSV with a column mapping (plus, optionally, more labelled CSVs under `also:`),
+//! evaluates it on a fixed, seeded holdout of every file (accuracy, macro-F1, confusion matrix), stores it as an artifact under the lake root
 //! (`models/<model>/<version>/model.json` + `metrics.json`) and registers it in
 //! `model_registry`. Unusable CSV rows go to `training_rejects` with a reason.
 //!
@@ -45,6 +45,9 @@ struct TrainParams {
     /// Raw label → neg|neu|pos. Words (negative/neutral/positive) map themselves.
     #[serde(default = "default_labels")]
     labels: BTreeMap<String, String>,
+    /// More labelled CSVs to train on; each keeps its own seeded holdout, evaluated apart.
+    #[serde(default)]
+    also: Vec<ExtraSource>,
     #[serde(default = "default_holdout")]
     holdout: f64,
     #[serde(default = "default_seed")]
@@ -55,6 +58,20 @@ struct TrainParams {
     alpha: f64,
     #[serde(default = "default_iters")]
     max_iterations: u64,
+}
+
+/// One more labelled CSV (`also:`): its path and column mapping.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtraSource {
+    path: String,
+    #[serde(default = "default_text")]
+    text_column: String,
+    #[serde(default = "default_label")]
+    label_column: String,
+    /// Raw label → neg|neu|pos; the words negative/neutral/positive map themselves.
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
 
 pub(super) fn default_model() -> String {
@@ -156,8 +173,24 @@ pub fn read_labelled(
     Ok(out)
 }
 
-/// The training examples and where they came from (a path, or the synthetic corpus).
-fn labelled_source(p: &TrainParams) -> OpResult<(String, Labelled)> {
+/// Reads one labelled CSV file; an unreadable file or a missing column is an error naming it.
+fn read_file(
+    path: &str,
+    text_column: &str,
+    label_column: &str,
+    labels: &BTreeMap<String, String>,
+) -> OpResult<(String, Labelled)> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| OpError::permanent(format!("{path}: {e}")))?;
+    let data = read_labelled(&text, text_column, label_column, labels)
+        .map_err(|e| OpError::permanent(format!("{path}: {e}")))?;
+    Ok((path.to_string(), data))
+}
+
+/// The labelled sets and where they came from (paths, or the synthetic corpus); the first is
+/// the primary one, whose holdout is the model's headline metric.
+fn labelled_sources(p: &TrainParams) -> OpResult<Vec<(String, Labelled)>> {
+    let mut out = Vec::new();
     if let Some(n) = p.synthetic_headlines {
         let examples = synthetic::labelled_headlines(p.seed, n)
             .into_iter()
@@ -165,20 +198,54 @@ fn labelled_source(p: &TrainParams) -> OpResult<(String, Labelled)> {
             .filter_map(|(k, (text, label))| Some((k + 1, (text, class_index(label)?))))
             .collect();
         let source = format!("synthetic:{n} headlines (seed {})", p.seed);
-        return Ok((
+        out.push((
             source,
             Labelled {
                 examples,
                 rejects: Vec::new(),
             },
         ));
+    } else {
+        let path = p.path.clone().unwrap_or_default();
+        out.push(read_file(
+            &path,
+            &p.text_column,
+            &p.label_column,
+            &p.labels,
+        )?);
     }
-    let path = p.path.clone().unwrap_or_default();
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| OpError::permanent(format!("{path}: {e}")))?;
-    let data = read_labelled(&text, &p.text_column, &p.label_column, &p.labels)
-        .map_err(|e| OpError::permanent(format!("{path}: {e}")))?;
-    Ok((path, data))
+    for x in &p.also {
+        out.push(read_file(
+            &x.path,
+            &x.text_column,
+            &x.label_column,
+            &x.labels,
+        )?);
+    }
+    Ok(out)
+}
+
+/// Every set split by the same seeded holdout: the training rows of all of them, and each
+/// set's holdout rows apart (never trained on).
+fn split(
+    sources: &[(String, Labelled)],
+    seed: u64,
+    holdout: f64,
+) -> (Vec<Example>, Vec<Vec<Example>>) {
+    let mut train = Vec::new();
+    let mut tests = Vec::new();
+    for (_, data) in sources {
+        let mut test = Vec::new();
+        for (line, ex) in &data.examples {
+            if in_holdout(*line, seed, holdout) {
+                test.push(ex.clone());
+            } else {
+                train.push(ex.clone());
+            }
+        }
+        tests.push(test);
+    }
+    (train, tests)
 }
 
 #[async_trait]
@@ -187,11 +254,11 @@ impl Operator for TrainLexical {
         "sentiment.train_lexical"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn description(&self) -> &'static str {
-        "train the embedded lexical sentiment model (linfa multinomial logistic regression over \
-         hashed Korean n-grams) from a labelled CSV; holdout metrics; artifact + registry row"
+        "train the embedded lexical sentiment model (multinomial logistic regression over \
+         hashed Korean n-grams) from labelled CSVs; holdout metrics; artifact + registry row"
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
@@ -216,10 +283,16 @@ impl Operator for TrainLexical {
                 "{0: neu, 1: pos, 2: neg}",
                 "raw label -> neg|neu|pos (negative/neutral/positive words map themselves)",
             ),
+            ParamSpec::optional(
+                "also",
+                "list<{path, text_column, label_column, labels}>",
+                "[]",
+                "more labelled CSVs to train on (each with its own holdout, evaluated apart)",
+            ),
             ParamSpec::optional("holdout", "f64", "0.2", "fraction held out for evaluation"),
             ParamSpec::optional("seed", "u64", "42", "seed of the fixed holdout split"),
-            ParamSpec::optional("dims", "u32", "8192", "hash buckets"),
-            ParamSpec::optional("alpha", "f64", "0.01", "L2 regularisation"),
+            ParamSpec::optional("dims", "u32", "32768", "hash buckets"),
+            ParamSpec::optional("alpha", "f64", "0.03", "L2 penalty on the weights"),
             ParamSpec::optional("max_iterations", "u64", "200", "L-BFGS iterations"),
         ]
     }
@@ -266,10 +339,16 @@ impl Operator for TrainLexical {
         if p.alpha.is_nan() || p.alpha < 0.0 {
             return Err(ConfigError::new("alpha", "must be >= 0"));
         }
-        for (raw, c) in &p.labels {
+        let also_labels = p.also.iter().enumerate().flat_map(|(i, x)| {
+            x.labels
+                .iter()
+                .map(move |l| (format!("also[{i}].labels"), l))
+        });
+        let labels = p.labels.iter().map(|l| ("labels".to_string(), l));
+        for (field, (raw, c)) in labels.chain(also_labels) {
             if class_index(c).is_none() {
                 return Err(ConfigError::new(
-                    "labels",
+                    field,
                     format!("`{raw}: {c}`: the class must be neg, neu or pos"),
                 ));
             }
@@ -294,36 +373,34 @@ impl ConfiguredOp for ConfiguredTrain {
             .store
             .clone()
             .ok_or_else(|| OpError::permanent("no artifact store in this context"))?;
-        let (source, data) = labelled_source(p)?;
-        ctx.counters.add(
-            "rows_read",
-            (data.examples.len() + data.rejects.len()) as i64,
-        );
+        let sources = labelled_sources(p)?;
         let mut by_reason: BTreeMap<&str, u64> = BTreeMap::new();
-        for (_, reason, _) in &data.rejects {
-            *by_reason.entry(reason).or_default() += 1;
+        for (_, data) in &sources {
+            ctx.counters.add(
+                "rows_read",
+                (data.examples.len() + data.rejects.len()) as i64,
+            );
+            for (_, reason, _) in &data.rejects {
+                *by_reason.entry(reason).or_default() += 1;
+            }
         }
         for (reason, n) in by_reason {
             ctx.rejected("rejects", reason, n);
         }
-        let (mut train, mut test) = (Vec::new(), Vec::new());
-        for (line, ex) in data.examples {
-            if in_holdout(line, p.seed, p.holdout) {
-                test.push(ex);
-            } else {
-                train.push(ex);
-            }
-        }
+        let (train, tests) = split(&sources, p.seed, p.holdout);
         ctx.counters.add("train_rows", train.len() as i64);
-        ctx.counters.add("holdout_rows", test.len() as i64);
+        ctx.counters.add(
+            "holdout_rows",
+            tests.iter().map(Vec::len).sum::<usize>() as i64,
+        );
         let cfg = LexicalConfig {
             dims: p.dims,
             alpha: p.alpha,
             max_iterations: p.max_iterations,
         };
-        let (model, eval) = tokio::task::spawn_blocking(move || {
+        let (model, evals) = tokio::task::spawn_blocking(move || {
             LexicalModel::train(&train, cfg).map(|m| {
-                let e = Evaluation::of(&m, &test);
+                let e: Vec<Evaluation> = tests.iter().map(|t| Evaluation::of(&m, t)).collect();
                 (m, e)
             })
         })
@@ -331,7 +408,12 @@ impl ConfiguredOp for ConfiguredTrain {
         .map_err(|e| OpError::permanent(format!("training thread: {e}")))?
         .map_err(|e| OpError::permanent(e.to_string()))?;
         ctx.check_cancelled()?;
-        tracing::info!("{} holdout ({source}):\n{}", p.model, eval.report());
+        for ((source, _), e) in sources.iter().zip(&evals) {
+            tracing::info!("{} holdout ({source}):\n{}", p.model, e.report());
+        }
+        // The first set's holdout is the headline metric; `Evaluation::of` of an empty holdout
+        // is all zeros, never a panic.
+        let eval = &evals[0];
         ctx.counters.add(
             "holdout_accuracy_bp",
             (eval.accuracy * 10_000.0).round() as i64,
@@ -344,8 +426,15 @@ impl ConfiguredOp for ConfiguredTrain {
         let hash = model.content_hash();
         let version = hash[..12].to_string();
         let dir = format!("models/{}/{version}", p.model);
+        let source = sources[0].0.clone();
+        let by_source: Vec<serde_json::Value> = sources
+            .iter()
+            .zip(&evals)
+            .map(|((s, _), e)| serde_json::json!({"source": s, "holdout": e}))
+            .collect();
         let metrics = serde_json::json!({
             "holdout": eval,
+            "holdout_by_source": by_source,
             "train_rows": model.trained_rows,
             "source": source,
             "config": model.config,
@@ -378,21 +467,27 @@ impl ConfiguredOp for ConfiguredTrain {
                 Arc::new(StringArray::from(vec![metrics.to_string()])),
             ],
         )?;
-        let n = data.rejects.len();
+        let rejects: Vec<(&str, &(usize, &'static str, String))> = sources
+            .iter()
+            .flat_map(|(s, d)| d.rejects.iter().map(move |r| (s.as_str(), r)))
+            .collect();
+        let n = rejects.len();
         let rejects = RecordBatch::try_new(
             tables::training_rejects().schema,
             vec![
                 Arc::new(StringArray::from(vec![p.model.clone(); n])) as ArrayRef,
                 Arc::new(Int64Array::from(
-                    data.rejects.iter().map(|r| r.0 as i64).collect::<Vec<_>>(),
+                    rejects.iter().map(|(_, r)| r.0 as i64).collect::<Vec<_>>(),
                 )),
                 Arc::new(Date32Array::from(vec![days(ctx.ds); n])),
-                Arc::new(StringArray::from(vec![source.clone(); n])),
                 Arc::new(StringArray::from(
-                    data.rejects.iter().map(|r| r.1).collect::<Vec<_>>(),
+                    rejects.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
                 )),
                 Arc::new(StringArray::from(
-                    data.rejects.iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
+                    rejects.iter().map(|(_, r)| r.1).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    rejects.iter().map(|(_, r)| r.2.clone()).collect::<Vec<_>>(),
                 )),
             ],
         )?;
@@ -454,7 +549,9 @@ mod tests {
     fn the_synthetic_corpus_trains_a_model_that_reads_the_synthetic_news() {
         let p: TrainParams =
             parse_params(&serde_json::json!({"synthetic_headlines": 1500})).unwrap();
-        let (source, data) = labelled_source(&p).unwrap();
+        let mut sources = labelled_sources(&p).unwrap();
+        assert_eq!(sources.len(), 1);
+        let (source, data) = sources.remove(0);
         assert!(source.starts_with("synthetic:1500"), "{source}");
         assert_eq!(data.examples.len(), 1500);
         let train: Vec<Example> = data.examples.into_iter().map(|(_, e)| e).collect();
@@ -479,6 +576,71 @@ mod tests {
         assert!(examples.len() > 200);
         let eval = Evaluation::of(&model, &examples);
         assert!(eval.accuracy > 0.95, "{}", eval.report());
+    }
+
+    #[test]
+    fn every_set_keeps_its_own_holdout_out_of_training() {
+        let set = |texts: &[&str]| Labelled {
+            examples: texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (i + 1, (t.to_string(), i % 3)))
+                .collect(),
+            rejects: Vec::new(),
+        };
+        let a: Vec<String> = (0..40).map(|i| format!("a{i}")).collect();
+        let b: Vec<String> = (0..60).map(|i| format!("b{i}")).collect();
+        let sources = vec![
+            (
+                "a".to_string(),
+                set(&a.iter().map(String::as_str).collect::<Vec<_>>()),
+            ),
+            (
+                "b".to_string(),
+                set(&b.iter().map(String::as_str).collect::<Vec<_>>()),
+            ),
+        ];
+        let (train, tests) = split(&sources, 42, 0.2);
+        assert_eq!(tests.len(), 2);
+        assert!(tests.iter().all(|t| !t.is_empty()));
+        assert_eq!(train.len() + tests[0].len() + tests[1].len(), 100);
+        assert!(tests[0].iter().all(|(t, _)| t.starts_with('a')));
+        assert!(tests[1].iter().all(|(t, _)| t.starts_with('b')));
+        for (held, _) in tests.iter().flatten() {
+            assert!(!train.iter().any(|(t, _)| t == held), "{held} trained on");
+        }
+        // The same fixed split as a set on its own: row i of `b` is held out iff in_holdout(i).
+        let alone: Vec<&str> = (1..=60)
+            .filter(|i| in_holdout(*i, 42, 0.2))
+            .map(|i| b[i - 1].as_str())
+            .collect();
+        assert_eq!(
+            tests[1].iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+            alone
+        );
+    }
+
+    #[test]
+    fn a_bad_label_in_an_extra_set_names_its_position() {
+        let e = TrainLexical
+            .configure(&serde_json::json!({
+                "path": "x.csv",
+                "also": [{"path": "y.csv"}, {"path": "z.csv", "labels": {"1": "up"}}]
+            }))
+            .err()
+            .unwrap();
+        assert_eq!(e.field, "also[1].labels", "{e:?}");
+        assert!(
+            TrainLexical
+                .configure(&serde_json::json!({"path": "x.csv", "also": [{"path": "y.csv"}]}))
+                .is_ok()
+        );
+        // An unknown key inside an extra set is refused, not ignored.
+        assert!(
+            TrainLexical
+                .configure(&serde_json::json!({"path": "x.csv", "also": [{"file": "y.csv"}]}))
+                .is_err()
+        );
     }
 
     #[test]

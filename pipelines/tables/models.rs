@@ -39,7 +39,7 @@ pub fn training_rejects() -> TableDef {
         Field::new("raw", DataType::Utf8, false),
     ]);
     TableDef::new("training_rejects", Arc::new(schema))
-        .keys(&["model", "line"])
+        .keys(&["model", "source", "line"])
         .date_column("ds")
         .doc("labelled training rows that could not be used, with a reason")
 }

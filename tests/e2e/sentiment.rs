@@ -42,20 +42,68 @@ fn score_is_skipped_without_a_model_then_train_registers_one_and_scoring_is_idem
     assert!(o.status.success(), "skipped is not a failure: {}", text(&o));
     assert!(text(&o).contains("skipped"), "{}", text(&o));
 
-    // Train (smaller hash space than the default, for a fast debug-build test) and score.
+    // Train (smaller hash space than the default, for a fast debug-build test) on the real
+    // headlines plus a second labelled file (other columns, word labels, two bad rows), then
+    // score.
+    let also = dir.path().join("also.csv");
+    std::fs::write(
+        &also,
+        "label,text\npositive,목표가 상향 급등\nnegative,\nnegative,적자 전환 급락\nmaybe,애매한 기사\nneutral,주주총회 공시\n",
+    )
+    .unwrap();
     let dag = dir.path().join("lexical.yaml");
     std::fs::write(
         &dag,
         format!(
-            "dag: lexical_test\ntasks:\n  train:\n    op: sentiment.train_lexical\n    with: {{ path: \"{}\", dims: 2048 }}\n    outputs: {{ registry: model_registry, rejects: training_rejects }}\n  score:\n    op: sentiment.lexical\n    inputs: {{ news: news, registry: model_registry, scores: news_scores }}\n    outputs: {{ scores: news_scores }}\n",
-            csv.display()
+            "dag: lexical_test\ntasks:\n  train:\n    op: sentiment.train_lexical\n    with:\n      path: \"{}\"\n      dims: 2048\n      also: [{{ path: \"{}\", text_column: text, label_column: label }}]\n    outputs: {{ registry: model_registry, rejects: training_rejects }}\n  score:\n    op: sentiment.lexical\n    inputs: {{ news: news, registry: model_registry, scores: news_scores }}\n    outputs: {{ scores: news_scores }}\n",
+            csv.display(),
+            also.display()
         ),
     )
     .unwrap();
     let o = krxflow(&lake, &["run", dag.to_str().unwrap(), "--date", ds]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(count(&lake, "SELECT count(*) FROM model_registry"), 1);
-    assert_eq!(count(&lake, "SELECT count(*) FROM training_rejects"), 0);
+    // The second file's bad rows are quarantined under its own path, with their reasons.
+    let reasons = krxflow(
+        &lake,
+        &[
+            "sql",
+            "SELECT source, line, reason FROM training_rejects ORDER BY line",
+            "--format",
+            "csv",
+        ],
+    );
+    let reasons = String::from_utf8_lossy(&reasons.stdout).to_string();
+    let also_path = also.display().to_string();
+    assert_eq!(
+        reasons
+            .lines()
+            .skip(1)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>(),
+        [
+            format!("{also_path},2,empty_text"),
+            format!("{also_path},4,unknown_label")
+        ],
+        "{reasons}"
+    );
+    let metrics: String = {
+        let o = krxflow(
+            &lake,
+            &[
+                "sql",
+                "SELECT metrics FROM model_registry",
+                "--format",
+                "json",
+            ],
+        );
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert!(
+        metrics.contains("holdout_by_source") && metrics.contains("also.csv"),
+        "each file's holdout is reported: {metrics}"
+    );
     let path: String = {
         let o = krxflow(
             &lake,

@@ -1,5 +1,5 @@
-//! The embedded sentiment model: multinomial logistic regression (linfa) over hashed,
-//! Korean-aware n-grams. No downloads: it is trained from a labelled CSV by
+//! The embedded sentiment model: multinomial logistic regression ([`crate::softmax`], sparse
+//! L-BFGS) over hashed, Korean-aware n-grams. No downloads: it is trained from a labelled CSV by
 //! `sentiment.train_lexical` and stored as a JSON artifact.
 //!
 //! Features of a text: every word (split on anything that is not a letter, digit or Hangul
@@ -10,13 +10,11 @@
 
 use std::collections::HashMap;
 
-use linfa::prelude::*;
-use linfa_logistic::MultiLogisticRegression;
-use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ModelError, ModelResult};
+use crate::softmax::{self, FitSettings};
 
 /// Class order of every probability vector: negative, neutral, positive.
 pub const CLASSES: [&str; 3] = ["neg", "neu", "pos"];
@@ -96,7 +94,7 @@ pub fn vectorize(text: &str, dims: u32) -> Vec<(usize, f64)> {
 pub struct LexicalConfig {
     /// Hash buckets.
     pub dims: u32,
-    /// L2 regularisation strength (linfa's `alpha`).
+    /// L2 penalty on the weights (scikit-learn's `1/C`).
     pub alpha: f64,
     pub max_iterations: u64,
 }
@@ -104,8 +102,10 @@ pub struct LexicalConfig {
 impl Default for LexicalConfig {
     fn default() -> Self {
         Self {
-            dims: 8192,
-            alpha: 0.01,
+            // Chosen by 5-fold cross-validation on the training rows of the native headlines
+            // (trained with the Financial PhraseBank's training rows; README "Sentiment").
+            dims: 32768,
+            alpha: 0.03,
             max_iterations: 200,
         }
     }
@@ -158,30 +158,24 @@ impl LexicalModel {
                 )));
             }
         }
-        let mut x = Array2::<f64>::zeros((examples.len(), dims));
-        for (r, (text, _)) in examples.iter().enumerate() {
-            for (i, v) in vectorize(text, dims as u32) {
-                x[[r, i]] = v;
-            }
-        }
-        let y: Array1<usize> = examples.iter().map(|(_, y)| *y).collect();
-        let data = Dataset::new(x, y);
-        let fitted = MultiLogisticRegression::default()
-            .alpha(config.alpha)
-            .max_iterations(config.max_iterations)
-            .fit(&data)
-            .map_err(|e| ModelError::Training(e.to_string()))?;
-        // linfa orders its columns by its own class list; store them in CLASSES order.
-        let params = fitted.params();
-        let intercept_in = fitted.intercept();
-        let mut weights = vec![0.0; dims * CLASSES.len()];
-        let mut intercept = vec![0.0; CLASSES.len()];
-        for (col, class) in fitted.classes().iter().enumerate() {
-            for i in 0..dims {
-                weights[i * CLASSES.len() + class] = params[[i, col]];
-            }
-            intercept[*class] = intercept_in[col];
-        }
+        let rows: Vec<softmax::SparseRow> = examples
+            .iter()
+            .map(|(text, _)| vectorize(text, dims as u32))
+            .collect();
+        let y: Vec<usize> = examples.iter().map(|(_, y)| *y).collect();
+        let fitted = softmax::fit(
+            &rows,
+            &y,
+            dims,
+            CLASSES.len(),
+            FitSettings {
+                alpha: config.alpha,
+                max_iterations: config.max_iterations,
+                gradient_tolerance: 1e-4,
+            },
+        )
+        .map_err(ModelError::Training)?;
+        let (weights, intercept) = (fitted.weights, fitted.intercept);
         Ok(Self {
             format: 1,
             config: LexicalConfig {
@@ -374,7 +368,7 @@ mod tests {
     }
 
     #[test]
-    fn training_separates_a_toy_set_and_matches_linfas_probabilities() {
+    fn training_separates_a_toy_set() {
         let ex = toy();
         let cfg = LexicalConfig {
             dims: 512,

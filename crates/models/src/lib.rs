@@ -1,8 +1,8 @@
 //! krxflow's model runtimes. Operators in `pipelines/` use these; this crate knows nothing
 //! about DAGs or tables.
 //!
-//! * [`lexical`]: the embedded sentiment model (linfa multinomial logistic regression over
-//!   hashed Korean n-grams), trained and scored without any download.
+//! * [`lexical`]: the embedded sentiment model (multinomial logistic regression over hashed
+//!   Korean n-grams, fitted by [`softmax`]), trained and scored without any download.
 //! * [`onnx`]: ONNX Runtime, loaded dynamically, with shared sessions; [`chronos`]
 //!   (Chronos-Bolt quantile forecasts) and [`finbert`] (KR-FinBert-SC sentiment) on top.
 //! * [`lgbm`]: LightGBM regression and direction models with time-ordered early stopping, on
@@ -18,6 +18,7 @@ pub mod lexical;
 pub mod lgbm;
 pub mod lightgbm;
 pub mod onnx;
+pub mod softmax;
 pub mod wheel;
 
 pub use error::{ModelError, ModelResult};
