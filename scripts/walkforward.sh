@@ -14,8 +14,8 @@
 # a CSV per table. Needs ../shared/data (KRXFLOW_DATA).
 #
 # Seeding, before the first day: the lexical sentiment model is trained on the hand-labelled
-# headlines (human sentiment labels, not returns; the file is undated, so the model is the one
-# a user would have today: stated as such in the README), one cold daily batch on the trading day
+# headlines and the Korean Financial PhraseBank (human sentiment labels, not returns; the files
+# are undated, so the model is the one a user would have today: stated as such in the README), one cold daily batch on the trading day
 # before FROM writes all history up to it, and one retrain on the Sunday before FROM trains
 # LightGBM on data up to that day.
 set -euo pipefail
