@@ -1,12 +1,12 @@
 //! Fitting the model pairs `lgbm.train` planned: one job's regression + direction models
 //! ([`fit_job`]), and every job on a pool of worker threads ([`fit_all`]).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use krxflow_models::lgbm::{self as gbm, GbmTask, Matrix};
 use serde_json::Value;
 
+use super::target::Labels;
 use super::{FeatureRows, Scope, model_name};
 use crate::common::direction::Direction;
 
@@ -32,32 +32,38 @@ pub struct Fitted {
 
 fn gather(rows: &FeatureRows, idx: &[usize], lab: &[Option<f64>]) -> (Vec<f64>, Vec<f32>) {
     let mut x = Vec::with_capacity(idx.len() * rows.n_features);
-    let mut y = Vec::with_capacity(idx.len());
     for &i in idx {
         x.extend_from_slice(rows.row(i));
-        y.push(lab[i].unwrap_or(f64::NAN) as f32);
     }
-    (x, y)
+    (x, column(idx, lab))
 }
 
-/// Fits one job's two models (blocking; call from a worker thread).
+fn column(idx: &[usize], lab: &[Option<f64>]) -> Vec<f32> {
+    idx.iter()
+        .map(|&i| lab[i].unwrap_or(f64::NAN) as f32)
+        .collect()
+}
+
+/// Fits one job's two models (blocking; call from a worker thread): the regression on `reg`,
+/// the direction classifier on the classes of the raw returns `raw`.
 pub fn fit_job(
     job: Job,
     rows: &FeatureRows,
-    lab: &[Option<f64>],
+    (reg, raw): (&[Option<f64>], &[Option<f64>]),
     reg_params: &Value,
     dir_params: &Value,
     flat_band: f64,
 ) -> Result<Fitted, String> {
     let nf = rows.n_features;
-    let (xt, yt) = gather(rows, &job.train, lab);
-    let (xv, yv) = gather(rows, &job.valid, lab);
-    let cls = |y: &[f32]| -> Vec<f32> {
-        y.iter()
+    let (xt, yt) = gather(rows, &job.train, reg);
+    let (xv, yv) = gather(rows, &job.valid, reg);
+    let cls = |idx: &[usize]| -> Vec<f32> {
+        column(idx, raw)
+            .iter()
             .map(|r| f32::from(Direction::classify(f64::from(*r), flat_band).class()))
             .collect()
     };
-    let (ct, cv) = (cls(&yt), cls(&yv));
+    let (ct, cv) = (cls(&job.train), cls(&job.valid));
     let regression = gbm::train(
         GbmTask::Regression,
         Matrix {
@@ -121,7 +127,7 @@ pub type FitOutcome = Result<Fitted, (String, String)>;
 pub fn fit_all(
     jobs: Vec<Job>,
     rows: &FeatureRows,
-    labels: &BTreeMap<u32, Vec<Option<f64>>>,
+    labels: &Labels,
     cfg: &FitConfig,
     cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Vec<FitOutcome> {
@@ -140,12 +146,18 @@ pub fn fit_all(
                     let out = if cancelled() {
                         Err((name, "cancelled".to_string()))
                     } else {
-                        match labels.get(&job.horizon) {
-                            Some(lab) => {
-                                fit_job(job.clone(), rows, lab, reg_params, dir_params, flat_band)
-                                    .map_err(|e| (name, e))
-                            }
-                            None => Err((name, "no labels for this horizon".into())),
+                        let h = job.horizon;
+                        match (labels.regression.get(&h), labels.direction.get(&h)) {
+                            (Some(reg), Some(raw)) => fit_job(
+                                job.clone(),
+                                rows,
+                                (reg, raw),
+                                reg_params,
+                                dir_params,
+                                flat_band,
+                            )
+                            .map_err(|e| (name, e)),
+                            _ => Err((name, "no labels for this horizon".into())),
                         }
                     };
                     if let Ok(mut slot) = slots[i].lock() {

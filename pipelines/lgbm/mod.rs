@@ -10,6 +10,7 @@
 
 mod fit;
 pub mod predict;
+pub mod target;
 pub mod train;
 mod train_rows;
 
@@ -229,6 +230,9 @@ pub struct ModelCard {
     /// Accuracy on validation of always answering the training set's most frequent direction.
     pub valid_majority_accuracy: f64,
     pub params: serde_json::Value,
+    /// What the regression learned (cards written before targets existed: raw).
+    #[serde(default)]
+    pub target: target::Target,
 }
 
 #[cfg(test)]

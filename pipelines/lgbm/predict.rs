@@ -396,6 +396,9 @@ impl ConfiguredOp for Configured {
                             code: rows2.codes[*i].clone(),
                             horizon: *h,
                             base_close: f64::NAN,
+                            // A `target: excess` model's return is relative to the day's
+                            // median move, which is taken as zero: its point forecast has no
+                            // market drift, its ranking across codes is what it offers.
                             ret: r[k],
                             q10: r[k] + lo,
                             q90: r[k] + hi,

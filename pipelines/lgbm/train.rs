@@ -1,4 +1,5 @@
-//! `lgbm.train`: a regression on `y_ret_h` and a 3-class direction model on `y_dir_h` per
+//! `lgbm.train`: a regression on `y_ret_h` (or its excess over the day's cross-sectional median:
+//! `target: excess`, see [`super::target`]) and a 3-class direction model on `y_dir_h` per
 //! (code, horizon) (`scope: per_ticker`) or per horizon across the universe (`scope: pooled`).
 //!
 //! Point-in-time: inputs are read as of `ds`, so a label `close[t+h]/close[t] − 1` exists only
@@ -20,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 // Fitting lives in `fit.rs`; re-exported at its old paths.
 pub use super::fit::{FitConfig, FitOutcome, Fitted, Job, fit_all, fit_job};
+use super::target::{Labels, Target};
 use super::train_rows::{MetricRows, RegistryRows};
 use super::{
     Closes, FeatureRows, ModelCard, POOLED_CODE, Scope, default_features, feature_hash, model_name,
@@ -60,6 +62,9 @@ pub struct TrainParams {
     /// Models trained at once (per-ticker: each single-threaded); default: the cores.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// What the regression learns: `raw` returns or their `excess` over the day's median.
+    #[serde(default)]
+    pub target: Target,
 }
 
 fn default_scope() -> Vec<Scope> {
@@ -300,6 +305,12 @@ impl Operator for LgbmTrain {
                 "LightGBM parameters over the defaults (learning_rate 0.05, num_leaves 15, num_iterations 500, ...)",
             ),
             ParamSpec::optional("workers", "usize", "cores", "models fitted at once"),
+            ParamSpec::optional(
+                "target",
+                "raw|excess",
+                "raw",
+                "regression label: the h-day return, or its excess over the day's cross-sectional median",
+            ),
         ]
     }
     fn inputs(&self) -> Vec<InputPort> {
@@ -395,12 +406,12 @@ impl ConfiguredOp for Configured {
             let rows = FeatureRows::from_batch(&features, &names, |code, date| {
                 (codes.is_empty() || codes.contains(code)) && from.is_none_or(|f| date > f)
             })?;
-            let labels = labels_for(&rows, &closes, &p2.horizons);
+            let labels = Labels::new(p2.target, &rows, labels_for(&rows, &closes, &p2.horizons));
             let mut skipped = BTreeMap::new();
             let cancelled = || cancel.is_cancelled();
             let mut fitted = Vec::new();
             for (scope, cfg) in &configs {
-                let jobs = plan(&p2, *scope, &rows, &labels, &mut skipped);
+                let jobs = plan(&p2, *scope, &rows, &labels.regression, &mut skipped);
                 fitted.extend(fit_all(jobs, &rows, &labels, cfg, &cancelled));
             }
             Ok((fitted, rows.len(), skipped))
@@ -469,6 +480,7 @@ impl ConfiguredOp for Configured {
                 direction: f.direction.clone(),
                 valid_majority_accuracy: f.majority_accuracy,
                 params: Value::Object(p.params.clone()),
+                target: p.target,
             };
             let card_json = serde_json::to_vec_pretty(&card)
                 .map_err(|e| OpError::permanent(format!("model card: {e}")))?;
@@ -494,6 +506,7 @@ impl ConfiguredOp for Configured {
                 "feature_hash": card.feature_hash,
                 "train_rows": card.regression.train_rows,
                 "valid_rows": card.regression.valid_rows,
+                "target": card.target.as_str(),
             });
             reg.push(
                 &name,

@@ -139,3 +139,69 @@ fn predictions_use_only_models_trained_before_the_day_and_are_idempotent_and_poi
         text(&o)
     );
 }
+
+#[test]
+fn an_excess_target_is_recorded_with_the_model_and_still_forecasts_every_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let file = dir.path().join("lgbm_excess.yaml");
+    let dag = |target: &str| {
+        format!(
+            "dag: lgbm_excess
+tasks:
+  ingest:
+    op: ingest.synthetic
+    with: {{ tickers: 6, seed: 11, lookback_days: 800 }}
+    outputs: {{ bars: ohlcv_daily, news: news, universe: universe }}
+  features:
+    op: features.build
+    inputs: {{ bars: ohlcv_daily }}
+    outputs: {{ features: features_daily }}
+  train:
+    op: lgbm.train
+    with: {{ scope: pooled, target: {target}, horizons: [1], params: {{ num_iterations: 40 }} }}
+    inputs: {{ features: features_daily, bars: ohlcv_daily }}
+    outputs: {{ registry: model_registry, metrics: lgbm_metrics }}
+  predict:
+    op: lgbm.predict
+    with: {{ scope: pooled, horizons: [1] }}
+    inputs: {{ features: features_daily, bars: ohlcv_daily, registry: model_registry }}
+    outputs: {{ predictions: lgbm_predictions }}
+    after: [train]
+"
+        )
+    };
+    let f = file.to_str().unwrap();
+
+    // A target that does not exist is refused before anything runs, naming the field.
+    std::fs::write(&file, dag("market")).unwrap();
+    let o = krxflow(&lake, &["run", f, "--date", "2024-12-13"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("target"), "{}", text(&o));
+    assert!(!lake.join("model_registry").exists(), "nothing may run");
+
+    std::fs::write(&file, dag("excess")).unwrap();
+    for day in ["2024-12-13", "2024-12-16"] {
+        let o = krxflow(&lake, &["run", f, "--date", day]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let metrics = csv(
+        &lake,
+        "SELECT path, metrics FROM model_registry WHERE model = 'lgbm/pooled/_all/h1' \
+         ORDER BY trained_through LIMIT 1",
+    );
+    assert!(metrics.contains(r#"""target"":""excess"""#), "{metrics}");
+    let path = metrics.lines().nth(1).and_then(|l| l.split(',').next());
+    let card = std::fs::read_to_string(lake.join(path.expect("a model")).join("metrics.json"))
+        .expect("model card");
+    assert!(card.contains(r#""target": "excess""#), "{card}");
+    // Monday's forecasts (from Friday's model) cover all six codes, with finite returns.
+    assert_eq!(
+        count(
+            &lake,
+            "SELECT count(*) FROM lgbm_predictions WHERE base_date = DATE '2024-12-16' \
+             AND abs(predicted_return) < 1 AND prob_up + prob_flat + prob_down > 0.99"
+        ),
+        6
+    );
+}
