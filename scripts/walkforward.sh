@@ -7,6 +7,7 @@
 #
 #   scripts/walkforward.sh                       # 2019-01-02..2024-12-16 (release build)
 #   KRXFLOW_FROM=2024-01-02 scripts/walkforward.sh   # a shorter range
+#   KRXFLOW_TO=2023-12-28 KRXFLOW_LGBM_TARGET=excess scripts/walkforward.sh   # end earlier; LightGBM on excess returns
 #
 # Resumable: the same command again finishes what a killed run left (the replay skips the
 # partitions already done). The lake goes to $KRXFLOW_LAKE (default ./storage/walkforward), the
