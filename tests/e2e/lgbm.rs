@@ -12,12 +12,22 @@ use std::path::Path;
 use crate::common::{count, krxflow, text};
 
 fn dag(features: &str) -> String {
+    dag_with(
+        "tickers: 4, seed: 7",
+        "horizons: [1, 5], min_train_rows: 100, params: { num_iterations: 40 }",
+        &format!("horizons: [1, 5]{features}"),
+    )
+}
+
+/// ingest → features → lgbm.train → lgbm.predict on a synthetic universe, with the given
+/// `ingest.synthetic`, `lgbm.train` and `lgbm.predict` parameters.
+fn dag_with(universe: &str, train: &str, predict: &str) -> String {
     format!(
         "dag: lgbm_e2e
 tasks:
   ingest:
     op: ingest.synthetic
-    with: {{ tickers: 4, seed: 7, lookback_days: 800 }}
+    with: {{ {universe}, lookback_days: 800 }}
     outputs: {{ bars: ohlcv_daily, news: news, universe: universe }}
   features:
     op: features.build
@@ -25,12 +35,12 @@ tasks:
     outputs: {{ features: features_daily }}
   train:
     op: lgbm.train
-    with: {{ horizons: [1, 5], min_train_rows: 100, params: {{ num_iterations: 40 }} }}
+    with: {{ {train} }}
     inputs: {{ features: features_daily, bars: ohlcv_daily }}
     outputs: {{ registry: model_registry, metrics: lgbm_metrics }}
   predict:
     op: lgbm.predict
-    with: {{ horizons: [1, 5]{features} }}
+    with: {{ {predict} }}
     inputs: {{ features: features_daily, bars: ohlcv_daily, registry: model_registry }}
     outputs: {{ predictions: lgbm_predictions }}
     after: [train]
@@ -146,29 +156,12 @@ fn an_excess_target_is_recorded_with_the_model_and_still_forecasts_every_code() 
     let lake = dir.path().join("lake");
     let file = dir.path().join("lgbm_excess.yaml");
     let dag = |target: &str| {
-        format!(
-            "dag: lgbm_excess
-tasks:
-  ingest:
-    op: ingest.synthetic
-    with: {{ tickers: 6, seed: 11, lookback_days: 800 }}
-    outputs: {{ bars: ohlcv_daily, news: news, universe: universe }}
-  features:
-    op: features.build
-    inputs: {{ bars: ohlcv_daily }}
-    outputs: {{ features: features_daily }}
-  train:
-    op: lgbm.train
-    with: {{ scope: pooled, target: {target}, horizons: [1], params: {{ num_iterations: 40 }} }}
-    inputs: {{ features: features_daily, bars: ohlcv_daily }}
-    outputs: {{ registry: model_registry, metrics: lgbm_metrics }}
-  predict:
-    op: lgbm.predict
-    with: {{ scope: pooled, horizons: [1] }}
-    inputs: {{ features: features_daily, bars: ohlcv_daily, registry: model_registry }}
-    outputs: {{ predictions: lgbm_predictions }}
-    after: [train]
-"
+        dag_with(
+            "tickers: 6, seed: 11",
+            &format!(
+                "scope: pooled, target: {target}, horizons: [1], params: {{ num_iterations: 40 }}"
+            ),
+            "scope: pooled, horizons: [1]",
         )
     };
     let f = file.to_str().unwrap();
