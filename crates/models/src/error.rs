@@ -17,7 +17,7 @@ pub enum ModelError {
     Inference(String),
     /// AutoETS could not fit or forecast a series.
     #[error("ETS: {0}")]
-    Ets(#[source] augurs_ets::Error),
+    Ets(#[source] crate::ets::EtsError),
 }
 
 pub type ModelResult<T> = Result<T, ModelError>;

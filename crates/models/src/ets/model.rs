@@ -1,0 +1,191 @@
+//! The additive-error, non-seasonal ETS models (Hyndman, Koehler, Ord & Snyder 2008, ch. 2):
+//! one error-correction recursion covers all three.
+//!
+//! ```text
+//! forecast  ŷ_t = l_{t-1} + φ b_{t-1}
+//! error     e_t = y_t − ŷ_t
+//! level     l_t = ŷ_t + α e_t
+//! slope     b_t = φ b_{t-1} + β e_t
+//! ```
+//!
+//! `ANN` is β = 0, b = 0 (simple exponential smoothing), `AAN` is φ = 1 (Holt's linear trend),
+//! `AAdN` has 0 < φ < 1 (damped trend).
+
+/// The trend component of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trend {
+    None,
+    Additive,
+    Damped,
+}
+
+impl Trend {
+    pub const ALL: [Trend; 3] = [Trend::None, Trend::Additive, Trend::Damped];
+
+    /// The model's name in the ETS taxonomy (error, trend, season).
+    pub fn model_name(self) -> &'static str {
+        match self {
+            Self::None => "ANN",
+            Self::Additive => "AAN",
+            Self::Damped => "AAdN",
+        }
+    }
+
+    /// Initial states: the level, plus the slope when there is a trend.
+    pub fn n_states(self) -> usize {
+        match self {
+            Self::None => 1,
+            _ => 2,
+        }
+    }
+
+    /// Smoothing parameters estimated: α, plus β with a trend, plus φ when damped.
+    pub fn n_smoothing(self) -> usize {
+        match self {
+            Self::None => 1,
+            Self::Additive => 2,
+            Self::Damped => 3,
+        }
+    }
+}
+
+/// Smoothing parameters; β = 0 without a trend, φ = 1 unless damped.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Params {
+    pub alpha: f64,
+    pub beta: f64,
+    pub phi: f64,
+}
+
+/// Level and slope.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct State {
+    pub level: f64,
+    pub slope: f64,
+}
+
+/// Runs the recursion over `y` from `init`: the sum of squared one-step errors and the state
+/// after the last observation.
+pub fn filter(y: &[f64], p: Params, init: State) -> (f64, State) {
+    let (mut l, mut b, mut sse) = (init.level, init.slope, 0.0);
+    for &obs in y {
+        let fitted = l + p.phi * b;
+        let e = obs - fitted;
+        sse += e * e;
+        l = fitted + p.alpha * e;
+        b = p.phi * b + p.beta * e;
+    }
+    (sse, State { level: l, slope: b })
+}
+
+/// Point forecasts for steps 1..=steps from state `s`: l + (φ + φ² + … + φ^h) b.
+pub fn forecast_mean(p: Params, s: State, steps: usize) -> Vec<f64> {
+    let mut damp_sum = 0.0;
+    let mut phi_j = 1.0;
+    (0..steps)
+        .map(|_| {
+            phi_j *= p.phi;
+            damp_sum += phi_j;
+            s.level + damp_sum * s.slope
+        })
+        .collect()
+}
+
+/// Forecast variance of steps 1..=steps as multiples of the one-step variance σ²:
+/// v_h = 1 + Σ_{j=1}^{h−1} c_j², c_j = α + β (φ + … + φ^j) (the linear models' closed form,
+/// Hyndman et al. 2008, eq. 6.1; it equals their Table 6.1 for ANN, AAN and AAdN).
+pub fn variance_multipliers(p: Params, steps: usize) -> Vec<f64> {
+    let (mut v, mut damp_sum, mut phi_j) = (1.0, 0.0, 1.0);
+    let mut out = Vec::with_capacity(steps);
+    for h in 1..=steps {
+        out.push(v);
+        if h < steps {
+            phi_j *= p.phi;
+            damp_sum += phi_j;
+            let c = p.alpha + p.beta * damp_sum;
+            v += c * c;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: Params = Params {
+        alpha: 0.3,
+        beta: 0.1,
+        phi: 0.9,
+    };
+
+    #[test]
+    fn the_recursion_is_hand_computed_for_two_steps() {
+        let init = State {
+            level: 10.0,
+            slope: 1.0,
+        };
+        // ŷ1 = 10 + 0.9 = 10.9, e1 = 1.1, l1 = 11.23, b1 = 0.9 + 0.11 = 1.01
+        // ŷ2 = 11.23 + 0.909 = 12.139, e2 = −0.139
+        let (sse, s) = filter(&[12.0, 12.0], P, init);
+        assert!(
+            (sse - (1.1f64.powi(2) + 0.139f64.powi(2))).abs() < 1e-12,
+            "{sse}"
+        );
+        assert!((s.level - (12.139 - 0.3 * 0.139)).abs() < 1e-12, "{s:?}");
+        assert!(
+            (s.slope - (0.9 * 1.01 - 0.1 * 0.139)).abs() < 1e-12,
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn damped_forecasts_add_powers_of_phi_and_holt_adds_whole_slopes() {
+        let s = State {
+            level: 5.0,
+            slope: 2.0,
+        };
+        let damped = forecast_mean(P, s, 3);
+        let want = [
+            5.0 + 0.9 * 2.0,
+            5.0 + (0.9 + 0.81) * 2.0,
+            5.0 + (0.9 + 0.81 + 0.729) * 2.0,
+        ];
+        for (g, w) in damped.iter().zip(want) {
+            assert!((g - w).abs() < 1e-12, "{damped:?}");
+        }
+        let holt = forecast_mean(Params { phi: 1.0, ..P }, s, 3);
+        assert_eq!(holt, vec![7.0, 9.0, 11.0]);
+    }
+
+    #[test]
+    fn variances_match_the_closed_forms_of_table_6_1() {
+        let h = 6;
+        // ANN: 1 + (h−1) α².
+        let ann = variance_multipliers(
+            Params {
+                beta: 0.0,
+                phi: 1.0,
+                ..P
+            },
+            h,
+        );
+        // AAN: 1 + (h−1)[α² + αβh + β²h(2h−1)/6].
+        let aan = variance_multipliers(Params { phi: 1.0, ..P }, h);
+        let aadn = variance_multipliers(P, h);
+        let (a, b, f) = (P.alpha, P.beta, P.phi);
+        for step in 1..=h {
+            let s = step as f64;
+            assert!((ann[step - 1] - (1.0 + (s - 1.0) * a * a)).abs() < 1e-12);
+            let closed = 1.0 + (s - 1.0) * (a * a + a * b * s + b * b * s * (2.0 * s - 1.0) / 6.0);
+            assert!((aan[step - 1] - closed).abs() < 1e-12, "{step}");
+            let fs = f.powi(step as i32);
+            let closed = 1.0
+                + a * a * (s - 1.0)
+                + b * f * s / (1.0 - f).powi(2) * (2.0 * a * (1.0 - f) + b * f)
+                - b * f * (1.0 - fs) / ((1.0 - f).powi(2) * (1.0 - f * f))
+                    * (2.0 * a * (1.0 - f * f) + b * f * (1.0 + 2.0 * f - fs));
+            assert!((aadn[step - 1] - closed).abs() < 1e-9, "{step}");
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The embedded ETS member against the implementation it replaced, on the same series.
+//!
+//! AutoETS (additive error, no/additive/damped trend, by AICc, on log closes) for every code
+//! of the full-market panel with a bar on 2019-09-17, each series its last <= 250 closes as
+//! `forecast.ets` builds them (`closes_as_of`): krxflow's own (`krxflow_models::ets`) against
+//! augurs-ets 0.10.3, a port of statsforecast's AutoETS, on one thread each, 5 timed runs
+//! after a warm-up; min / median / max and the ratio of medians. Before timing, both must
+//! agree on every series: the same model selected and the one-step log mean within 1e-6.
+//!
+//! Input: `../shared/data` (or `KRXFLOW_DATA`); skipped with a message when absent.
+//! Run: `cargo bench -p krxflow-pipelines --bench ets`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use augurs_core::{Fit, Predict};
+use augurs_ets::model::TrendComponent;
+use chrono::NaiveDate;
+use krxflow_models::ets::{self, model::Trend};
+use krxflow_pipelines::forecast::quantiles::closes_as_of;
+use krxflow_pipelines::ingest::ohlcv::bars_batch;
+
+mod common;
+use common::{Stats, machine, read_panel};
+
+const RUNS: usize = 5;
+const CONTEXT: usize = 250;
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let data = std::env::var_os("KRXFLOW_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("../shared/data"));
+    let panel =
+        data.join("ohlcv/krx_fullmarket_2018_2019/kr_fullmarket_daily_20181126_20190918.csv.gz");
+    if !panel.exists() {
+        eprintln!("skipped: {} not found (set KRXFLOW_DATA)", panel.display());
+        return;
+    }
+    println!("{}", machine());
+    let ds = NaiveDate::from_ymd_opt(2019, 9, 17).expect("date");
+    let collected = read_panel(&panel).expect("the panel parses");
+    let bars = bars_batch(&collected.bars, "panel").expect("bars batch");
+    let series: Vec<Vec<f64>> = closes_as_of(&bars, ds, &[])
+        .expect("closes")
+        .into_values()
+        .filter(|v| v.len() >= 60)
+        .map(|v| {
+            let tail = &v[v.len().saturating_sub(CONTEXT)..];
+            tail.iter().map(|(_, c)| c.ln()).collect()
+        })
+        .collect();
+    let points: usize = series.iter().map(Vec::len).sum();
+    println!(
+        "\n## AutoETS on {} full-market series as of {ds} ({points} log closes, <= {CONTEXT} each)",
+        series.len()
+    );
+
+    // Agreement first: the same model and the same one-step mean on every series.
+    let mut classes = [0usize; 3];
+    let (mut disagree, mut worst): (usize, f64) = (0, 0.0);
+    for y in &series {
+        let ours = ets::select(y).expect("krxflow ETS fits");
+        let theirs = augurs_ets::AutoETS::new(1, "AZN")
+            .expect("spec")
+            .fit(y)
+            .expect("augurs fits");
+        let m = theirs.model();
+        let class = match (m.model_type().trend, m.damped()) {
+            (TrendComponent::None, _) => Trend::None,
+            (_, false) => Trend::Additive,
+            (_, true) => Trend::Damped,
+        };
+        classes[Trend::ALL
+            .iter()
+            .position(|t| *t == ours.trend)
+            .unwrap_or(0)] += 1;
+        disagree += usize::from(class != ours.trend);
+        let mean = ets::model::forecast_mean(ours.params, ours.last, 1)[0];
+        let reference = theirs.predict(1, None).expect("predict").point[0];
+        worst = worst.max((mean - reference).abs());
+    }
+    println!(
+        "agreement: models selected (ANN, AAN, AAdN) {classes:?}; {disagree} of {} series \
+         select a different model; largest one-step log-mean difference {worst:.1e}",
+        series.len()
+    );
+    assert!(
+        disagree * 100 <= series.len() && worst < 1e-6,
+        "the two implementations disagree: {disagree} models, {worst:e}"
+    );
+
+    // Alternate the two so drift in machine load favours neither.
+    let (mut native, mut augurs) = (Vec::new(), Vec::new());
+    for run in 0..=RUNS {
+        let t = Instant::now();
+        for y in &series {
+            let f = ets::select(y).expect("fit");
+            std::hint::black_box(ets::model::forecast_mean(f.params, f.last, 5));
+            std::hint::black_box(ets::model::variance_multipliers(f.params, 5));
+        }
+        let a = t.elapsed();
+        let t = Instant::now();
+        for y in &series {
+            let fitted = augurs_ets::AutoETS::new(1, "AZN")
+                .expect("spec")
+                .fit(y)
+                .expect("fit");
+            std::hint::black_box(fitted.predict(5, 0.8).expect("predict"));
+        }
+        let b = t.elapsed();
+        if run > 0 {
+            native.push(a);
+            augurs.push(b);
+        }
+    }
+    let (native, augurs) = (Stats::of(&native), Stats::of(&augurs));
+    println!("krxflow ets (fit + select + predict): {native}");
+    println!("augurs-ets 0.10.3 (fit + select + predict): {augurs}");
+    println!(
+        "krxflow faster by {:.2}x (medians, one thread, {} series)",
+        augurs.median.as_secs_f64() / native.median.as_secs_f64(),
+        series.len()
+    );
+}
