@@ -66,16 +66,33 @@ pub struct State {
 
 /// Runs the recursion over `y` from `init`: the sum of squared one-step errors and the state
 /// after the last observation.
+///
+/// This is the likelihood's inner loop (a few hundred passes per fit), so it carries the
+/// one-step forecast ŷ instead of the level: substituting the level update into the next
+/// forecast gives ŷ_{t+1} = (1 − α − φβ) ŷ_t + (α + φβ) y_t + φ² b_{t−1}, whose dependency
+/// chain is one multiply-add per step instead of three.
 pub fn filter(y: &[f64], p: Params, init: State) -> (f64, State) {
-    let (mut l, mut b, mut sse) = (init.level, init.slope, 0.0);
-    for &obs in y {
-        let fitted = l + p.phi * b;
+    let Some(&last) = y.last() else {
+        return (0.0, init);
+    };
+    let keep = 1.0 - p.alpha - p.phi * p.beta;
+    let gain = p.alpha + p.phi * p.beta;
+    let phi2 = p.phi * p.phi;
+    let (mut fitted, mut b, mut sse) = (init.level + p.phi * init.slope, init.slope, 0.0);
+    let (head, _) = y.split_at(y.len() - 1);
+    for &obs in head {
         let e = obs - fitted;
         sse += e * e;
-        l = fitted + p.alpha * e;
+        let next = keep * fitted + (gain * obs + phi2 * b);
         b = p.phi * b + p.beta * e;
+        fitted = next;
     }
-    (sse, State { level: l, slope: b })
+    let e = last - fitted;
+    let state = State {
+        level: fitted + p.alpha * e,
+        slope: p.phi * b + p.beta * e,
+    };
+    (sse + e * e, state)
 }
 
 /// Point forecasts for steps 1..=steps from state `s`: l + (φ + φ² + … + φ^h) b.
