@@ -9,8 +9,8 @@
 //!
 //! krxflow's own implementation (it replaced augurs-ets 0.10.3, which computed a
 //! multiplicative-error likelihood term at every step of every fit and pulled nalgebra into the
-//! build): one allocation-free recursion per likelihood evaluation. `benches/ets.rs` measures it
-//! against augurs on the same series and checks that both reach the same fits.
+//! build): one allocation-free recursion per likelihood evaluation. `pipelines/benches/ets.rs`
+//! times it against augurs on the same series and checks that both reach the same fits.
 
 pub mod fit;
 pub mod model;
@@ -265,8 +265,8 @@ mod tests {
             // statsforecast); this module adds φ + φ² + φ³ + … (Hyndman et al. 2008, eq. 2.18),
             // so only step 1 is compared there.
             let steps = if class == Trend::Damped { 1 } else { 5 };
-            for h in 0..steps {
-                worst_mean_gap = worst_mean_gap.max((means[h] - predicted.point[h]).abs());
+            for (ours, theirs) in means.iter().zip(&predicted.point).take(steps) {
+                worst_mean_gap = worst_mean_gap.max((ours - theirs).abs());
             }
             // σ²: SSE / (n − k) here (k parameters and states); augurs divides by n − k − 2.
             if let Some(iv) = predicted.intervals.filter(|_| selected.trend == class) {
