@@ -40,10 +40,13 @@ impl Fitted {
         self.trend.n_states() + self.trend.n_smoothing()
     }
 
-    /// −2 × the Gaussian log-likelihood at the maximum-likelihood σ² = SSE/n.
+    /// −2 × the Gaussian log-likelihood at the maximum-likelihood σ² = SSE/n. A perfect fit
+    /// (a series that never moved) is floored at the smallest positive SSE, so it stays finite
+    /// and comparable.
     pub fn neg2_log_likelihood(&self) -> f64 {
         let n = self.n as f64;
-        n * ((2.0 * std::f64::consts::PI * self.sse / n).ln() + 1.0)
+        let sse = self.sse.max(f64::MIN_POSITIVE);
+        n * ((2.0 * std::f64::consts::PI * sse / n).ln() + 1.0)
     }
 
     /// The small-sample corrected AIC, counting σ² as a parameter.
@@ -75,7 +78,7 @@ pub fn fit(y: &[f64], trend: Trend) -> Result<Fitted, EtsError> {
     let objective = |x: &[f64]| {
         let (p, s) = unpack(x, trend);
         let (sse, _) = filter(y, p, s);
-        y.len() as f64 * sse.max(1e-300).ln()
+        y.len() as f64 * sse.max(f64::MIN_POSITIVE).ln()
     };
     let best = nelder_mead::minimise(objective, &x0, &lower, &upper, Options::default());
     if !best.f.is_finite() {

@@ -164,6 +164,18 @@ mod tests {
         assert!(forecast(&[100.0], 1).is_err());
     }
 
+    #[test]
+    fn a_halted_stock_with_one_price_forecasts_that_price() {
+        // Zero error everywhere: the likelihood is at its floor, not -inf or NaN.
+        let f = forecast(&[12_300.0; 80], 5).expect("a flat series fits");
+        for q in &f.quantiles {
+            assert!(q.iter().all(|p| (p / 12_300.0 - 1.0).abs() < 1e-9), "{q:?}");
+        }
+        // Just long enough for simple smoothing, too short for a trend: ANN is chosen.
+        let short = [100.0, 101.0, 99.5, 100.5, 102.0, 101.0];
+        assert_eq!(forecast(&short, 1).expect("six closes").model, "ANN");
+    }
+
     /// Log prices: a walk with drift and volatility from a seeded LCG (Box–Muller).
     fn log_walk(n: usize, seed: u64, drift: f64, vol: f64) -> Vec<f64> {
         let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
