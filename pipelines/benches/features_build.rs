@@ -27,8 +27,8 @@ use krxflow_pipelines::tables::FEATURES;
 
 mod common;
 use common::{
-    Stats, krx30_bars, machine, peer_setup, peer_timings, read_panel, read_parquet, run_python,
-    write_parquet,
+    Stats, full_market_panel, krx30_bars, machine, peer_setup, peer_timings, read_panel,
+    read_parquet, root, run_python, shared_data, write_parquet,
 };
 
 /// Timed runs per engine (after one warm-up).
@@ -45,16 +45,11 @@ const TOL: f64 = 1e-9;
 const LOOSE: f64 = 1e-6;
 
 fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let data = std::env::var_os("KRXFLOW_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../shared/data"));
-    let panel =
-        data.join("ohlcv/krx_fullmarket_2018_2019/kr_fullmarket_daily_20181126_20190918.csv.gz");
-    if !panel.exists() {
-        eprintln!("skipped: {} not found (set KRXFLOW_DATA)", panel.display());
+    let root = root();
+    let data = shared_data();
+    let Some(panel) = full_market_panel(&data) else {
         return;
-    }
+    };
     println!("{}", machine());
     let python = peer_setup(&root);
     if let Err(why) = &python {

@@ -49,8 +49,8 @@ use ort::value::Tensor;
 
 mod common;
 use common::{
-    RUNS, Stats, compare, krx30_bars, machine, peer_setup, peer_timings, run_python, time_runs,
-    write_parquet,
+    RUNS, Stats, compare, krx30_bars, machine, peer_setup, peer_timings, run_python, shared_data,
+    time_runs, write_parquet,
 };
 
 #[derive(Default)]
@@ -618,9 +618,7 @@ fn bench_finbert(
 }
 
 fn main() {
-    let data = std::env::var_os("KRXFLOW_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+    let data = shared_data();
     let models = std::env::var_os("KRXFLOW_BENCH_MODELS")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/krxflow-bench")))

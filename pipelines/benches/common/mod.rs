@@ -185,6 +185,30 @@ fn collect(
     read_csv(reader, &Columns::default(), code, &w, out).ok()
 }
 
+/// The repository root (the workspace above `pipelines/`).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The shared data folder: `KRXFLOW_DATA`, else `../shared/data` beside the repository.
+pub fn shared_data() -> PathBuf {
+    std::env::var_os("KRXFLOW_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/data"))
+}
+
+/// The full-market panel's path, or `None` after printing why the bench is skipped.
+pub fn full_market_panel(data: &Path) -> Option<PathBuf> {
+    let panel =
+        data.join("ohlcv/krx_fullmarket_2018_2019/kr_fullmarket_daily_20181126_20190918.csv.gz");
+    if panel.exists() {
+        Some(panel)
+    } else {
+        eprintln!("skipped: {} not found (set KRXFLOW_DATA)", panel.display());
+        None
+    }
+}
+
 /// The full-market panel (CSV.gz) through krxflow's validating parser.
 pub fn read_panel(panel: &Path) -> Option<Collector> {
     let mut out = Collector::default();
