@@ -133,14 +133,17 @@ struct Configured {
     p: MatchParams,
 }
 
-/// Key of a prediction: (code, base_date, horizon).
-type Key = (String, i32, i32);
+/// Key of a prediction: (code, base_date, horizon), borrowed from the input batches.
+type Key<'a> = (&'a str, i32, i32);
 
-/// One prediction or member row to score.
-struct Pending {
-    key: Key,
+/// A hash map keyed by rows of the task's own inputs (foldhash: no adversary to guard against).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// One prediction or member row to score, borrowing its strings from the input batches.
+struct Pending<'a> {
+    key: Key<'a>,
     target: i32,
-    model: String,
+    model: &'a str,
     forecast: Forecast,
     weight: Option<f64>,
     user_triggered: bool,
@@ -152,7 +155,12 @@ fn window_start(ds: NaiveDate, lookback: u32, calendar: &dyn Calendar) -> NaiveD
 
 impl Configured {
     /// The ensemble rows in the window, and which keys a user asked for.
-    fn predictions(&self, b: &RecordBatch, from: i32, to: i32) -> OpResult<Vec<Pending>> {
+    fn predictions<'a>(
+        &self,
+        b: &'a RecordBatch,
+        from: i32,
+        to: i32,
+    ) -> OpResult<Vec<Pending<'a>>> {
         let mut out = Vec::new();
         if b.num_rows() == 0 {
             return Ok(out);
@@ -181,9 +189,9 @@ impl Configured {
                 )));
             };
             out.push(Pending {
-                key: (code.value(i).to_string(), base.value(i), horizon.value(i)),
+                key: (code.value(i), base.value(i), horizon.value(i)),
                 target: t,
-                model: "ensemble".into(),
+                model: "ensemble",
                 forecast: Forecast {
                     base_close: close.value(i),
                     point: point.value(i),
@@ -199,7 +207,10 @@ impl Configured {
     }
 
     /// Member rows of the predictions in `wanted` (key -> (target, user_triggered)).
-    fn members(b: &RecordBatch, wanted: &HashMap<Key, (i32, bool)>) -> OpResult<Vec<Pending>> {
+    fn members<'a>(
+        b: &'a RecordBatch,
+        wanted: &FastMap<Key<'_>, (i32, bool)>,
+    ) -> OpResult<Vec<Pending<'a>>> {
         let mut out = Vec::new();
         if b.num_rows() == 0 {
             return Ok(out);
@@ -217,14 +228,14 @@ impl Configured {
             f("weight")?,
         );
         for i in 0..b.num_rows() {
-            let key = (code.value(i).to_string(), base.value(i), horizon.value(i));
+            let key = (code.value(i), base.value(i), horizon.value(i));
             let Some(&(target, user)) = wanted.get(&key) else {
                 continue;
             };
             out.push(Pending {
                 key,
                 target,
-                model: model.value(i).to_string(),
+                model: model.value(i),
                 forecast: Forecast {
                     base_close: close.value(i),
                     point: point.value(i),
@@ -241,8 +252,8 @@ impl Configured {
 }
 
 /// (code, date) -> close.
-fn closes(bars: &RecordBatch, from: i32) -> OpResult<HashMap<(String, i32), f64>> {
-    let mut out = HashMap::new();
+fn closes(bars: &RecordBatch, from: i32) -> OpResult<FastMap<(&str, i32), f64>> {
+    let mut out = FastMap::default();
     if bars.num_rows() == 0 {
         return Ok(out);
     }
@@ -253,7 +264,7 @@ fn closes(bars: &RecordBatch, from: i32) -> OpResult<HashMap<(String, i32), f64>
     );
     for i in 0..bars.num_rows() {
         if date.value(i) >= from && close.value(i).is_finite() && close.value(i) > 0.0 {
-            out.insert((code.value(i).to_string(), date.value(i)), close.value(i));
+            out.insert((code.value(i), date.value(i)), close.value(i));
         }
     }
     Ok(out)
@@ -270,20 +281,26 @@ impl ConfiguredOp for Configured {
             )),
             days(ctx.ds),
         );
-        let preds = self.predictions(&inputs.concat("predictions")?, from, to)?;
-        let wanted: HashMap<Key, (i32, bool)> = preds
+        let predictions = inputs.concat("predictions")?;
+        let members = match inputs.has("members") {
+            true => Some(inputs.concat("members")?),
+            false => None,
+        };
+        let bars = inputs.concat("bars")?;
+        let preds = self.predictions(&predictions, from, to)?;
+        let wanted: FastMap<Key<'_>, (i32, bool)> = preds
             .iter()
-            .map(|p| (p.key.clone(), (p.target, p.user_triggered)))
+            .map(|p| (p.key, (p.target, p.user_triggered)))
             .collect();
         let mut pending = preds;
-        if inputs.has("members") {
-            pending.extend(Self::members(&inputs.concat("members")?, &wanted)?);
+        if let Some(members) = &members {
+            pending.extend(Self::members(members, &wanted)?);
         }
-        let closes = closes(&inputs.concat("bars")?, from)?;
-        let mut scored: Vec<(Pending, f64, Score)> = Vec::new();
+        let closes = closes(&bars, from)?;
+        let mut scored: Vec<(Pending<'_>, f64, Score)> = Vec::new();
         let mut unmatched = 0i64;
         for p in pending {
-            match closes.get(&(p.key.0.clone(), p.target)) {
+            match closes.get(&(p.key.0, p.target)) {
                 Some(&actual) => {
                     let s = score(&p.forecast, actual);
                     scored.push((p, actual, s));
@@ -296,7 +313,7 @@ impl ConfiguredOp for Configured {
         let by_model = scored
             .iter()
             .fold(BTreeMap::<&str, i64>::new(), |mut m, s| {
-                *m.entry(s.0.model.as_str()).or_default() += 1;
+                *m.entry(s.0.model).or_default() += 1;
                 m
             });
         for (model, n) in by_model {
@@ -327,18 +344,18 @@ impl ConfiguredOp for Configured {
     }
 }
 
-fn outcomes_batch(rows: &[(Pending, f64, Score)]) -> OpResult<RecordBatch> {
+fn outcomes_batch<'a>(rows: &[(Pending<'a>, f64, Score)]) -> OpResult<RecordBatch> {
     let f = |g: &dyn Fn(&(Pending, f64, Score)) -> f64| -> ArrayRef {
         Arc::new(Float64Array::from_iter_values(rows.iter().map(g)))
     };
     let b = |g: &dyn Fn(&(Pending, f64, Score)) -> bool| -> ArrayRef {
         Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(g(r)))))
     };
-    let s = |g: &dyn Fn(&(Pending, f64, Score)) -> &str| -> ArrayRef {
+    let s = |g: &dyn Fn(&(Pending<'a>, f64, Score)) -> &'a str| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(rows.iter().map(g)))
     };
     let cols: Vec<ArrayRef> = vec![
-        s(&|r| r.0.key.0.as_str()),
+        s(&|r| r.0.key.0),
         Arc::new(Date32Array::from_iter_values(
             rows.iter().map(|r| r.0.key.1),
         )),
@@ -347,7 +364,7 @@ fn outcomes_batch(rows: &[(Pending, f64, Score)]) -> OpResult<RecordBatch> {
             rows.iter().map(|r| r.0.target),
         )),
         f(&|r| r.0.forecast.base_close),
-        s(&|r| r.0.model.as_str()),
+        s(&|r| r.0.model),
         f(&|r| r.0.forecast.point),
         f(&|r| r.0.forecast.q10),
         f(&|r| r.0.forecast.q90),

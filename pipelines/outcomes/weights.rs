@@ -307,10 +307,10 @@ struct Outcome {
     inside: bool,
 }
 
-/// (code, horizon, model) -> outcomes, newest first.
-type Outcomes = BTreeMap<(String, i32, String), Vec<Outcome>>;
+/// (code, horizon, model) -> outcomes, newest first; the strings borrowed from the input.
+type Outcomes<'a> = BTreeMap<(&'a str, i32, &'a str), Vec<Outcome>>;
 
-fn read_outcomes(b: &RecordBatch, ds: i32) -> OpResult<Outcomes> {
+fn read_outcomes(b: &RecordBatch, ds: i32) -> OpResult<Outcomes<'_>> {
     let mut out = Outcomes::new();
     if b.num_rows() == 0 {
         return Ok(out);
@@ -331,20 +331,16 @@ fn read_outcomes(b: &RecordBatch, ds: i32) -> OpResult<Outcomes> {
         if target.value(i) > ds {
             continue;
         }
-        out.entry((
-            code.value(i).to_string(),
-            horizon.value(i),
-            model.value(i).to_string(),
-        ))
-        .or_default()
-        .push(Outcome {
-            target: target.value(i),
-            hit: hit.value(i),
-            abs_error: ae.value(i),
-            mape: ape.value(i),
-            pinball: (p10.value(i) + p50.value(i) + p90.value(i)) / 3.0,
-            inside: inside.value(i),
-        });
+        out.entry((code.value(i), horizon.value(i), model.value(i)))
+            .or_default()
+            .push(Outcome {
+                target: target.value(i),
+                hit: hit.value(i),
+                abs_error: ae.value(i),
+                mape: ape.value(i),
+                pinball: (p10.value(i) + p50.value(i) + p90.value(i)) / 3.0,
+                inside: inside.value(i),
+            });
     }
     for v in out.values_mut() {
         v.sort_by_key(|o| std::cmp::Reverse(o.target));
@@ -361,10 +357,13 @@ fn mean(v: impl Iterator<Item = f64>) -> f64 {
 impl ConfiguredOp for Configured {
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
         let ds = days(ctx.ds);
-        let outcomes = if inputs.has("outcomes") {
-            read_outcomes(&inputs.concat("outcomes")?, ds)?
-        } else {
-            Outcomes::new()
+        let batch = match inputs.has("outcomes") {
+            true => Some(inputs.concat("outcomes")?),
+            false => None,
+        };
+        let outcomes = match &batch {
+            Some(b) => read_outcomes(b, ds)?,
+            None => Outcomes::new(),
         };
         if outcomes.is_empty() {
             return Err(OpError::skipped(format!(
@@ -379,8 +378,8 @@ impl ConfiguredOp for Configured {
             WeightBook::default()
         };
         // Members per (code, horizon).
-        let mut groups: BTreeMap<(String, i32), Vec<Record>> = BTreeMap::new();
-        for ((code, h, model), v) in &outcomes {
+        let mut groups: BTreeMap<(&str, i32), Vec<Record>> = BTreeMap::new();
+        for (&(code, h, model), v) in &outcomes {
             if model == "ensemble" {
                 continue;
             }
@@ -390,20 +389,20 @@ impl ConfiguredOp for Configured {
                 )));
             }
             let last = &v[..v.len().min(self.p.window)];
-            groups.entry((code.clone(), *h)).or_default().push(Record {
-                model: model.clone(),
+            groups.entry((code, h)).or_default().push(Record {
+                model: model.to_string(),
                 n: last.len(),
                 hit_rate: mean(last.iter().map(|o| f64::from(u8::from(o.hit)))),
                 mape: mean(last.iter().map(|o| o.mape)),
                 pinball: mean(last.iter().map(|o| o.pinball)),
             });
         }
-        let mut rows: Vec<(String, i32, NewWeight, Option<f64>)> = Vec::new();
+        let mut rows: Vec<(&str, i32, NewWeight, Option<f64>)> = Vec::new();
         for ((code, h), records) in groups {
-            let prev = previous.get(&code, u32::try_from(h).unwrap_or(0));
+            let prev = previous.get(code, u32::try_from(h).unwrap_or(0));
             for w in learn(records, &self.p.priors, &self.p) {
                 let before = prev.and_then(|s| s.weights.get(&w.record.model).copied());
-                rows.push((code.clone(), h, w, before));
+                rows.push((code, h, w, before));
             }
         }
         ctx.counters.add("weights", rows.len() as i64);
@@ -443,7 +442,7 @@ impl ConfiguredOp for Configured {
 }
 
 fn weights_batch(
-    rows: &[(String, i32, NewWeight, Option<f64>)],
+    rows: &[(&str, i32, NewWeight, Option<f64>)],
     ds: i32,
     method: Method,
 ) -> OpResult<RecordBatch> {
@@ -458,9 +457,7 @@ fn weights_batch(
         })))
     };
     let cols: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.0.as_str()),
-        )),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
         Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.1))),
         Arc::new(StringArray::from_iter_values(
             rows.iter().map(|r| r.2.record.model.as_str()),
@@ -484,14 +481,18 @@ fn weights_batch(
     )?)
 }
 
-fn performance_batch(outcomes: &Outcomes, ctx: &TaskContext, window: u32) -> OpResult<RecordBatch> {
+fn performance_batch(
+    outcomes: &Outcomes<'_>,
+    ctx: &TaskContext,
+    window: u32,
+) -> OpResult<RecordBatch> {
     let from = days(
         ctx.calendar
             .add_trading_days(ctx.ds, -(i64::from(window) - 1)),
     );
-    let mut by: BTreeMap<(String, i32), Vec<&Outcome>> = BTreeMap::new();
-    for ((_, h, model), v) in outcomes {
-        by.entry((model.clone(), *h))
+    let mut by: BTreeMap<(&str, i32), Vec<&Outcome>> = BTreeMap::new();
+    for (&(_, h, model), v) in outcomes {
+        by.entry((model, h))
             .or_default()
             .extend(v.iter().filter(|o| o.target >= from));
     }
@@ -503,9 +504,7 @@ fn performance_batch(outcomes: &Outcomes, ctx: &TaskContext, window: u32) -> OpR
         ))
     };
     let cols: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            by.keys().map(|k| k.0.as_str()),
-        )),
+        Arc::new(StringArray::from_iter_values(by.keys().map(|k| k.0))),
         Arc::new(Int32Array::from_iter_values(by.keys().map(|k| k.1))),
         Arc::new(Date32Array::from(vec![days(ctx.ds); n])),
         Arc::new(Int32Array::from(vec![window as i32; n])),

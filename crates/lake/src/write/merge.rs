@@ -1,8 +1,6 @@
 //! Merge (upsert on keys): the diff of the rows to merge against what the table holds, and
 //! Delta's merge for the rows that update held keys.
 
-use std::collections::HashSet;
-
 use arrow::array::{Array, Date32Array, RecordBatch};
 use arrow::row::{RowConverter, SortField};
 use datafusion::prelude::{col, lit};
@@ -11,6 +9,7 @@ use deltalake::DeltaTable;
 use deltalake::kernel::transaction::CommitProperties;
 use krxflow_core::TableDef;
 
+use super::rowset::row_set;
 use crate::dates::from_date32;
 use crate::error::LakeResult;
 use crate::files::writer_properties;
@@ -82,35 +81,49 @@ impl Lake {
                 .map(|&i| b.column(i).clone())
                 .collect::<Vec<_>>()
         };
-        let mut held = HashSet::new();
-        let mut held_keys = HashSet::new();
-        for b in stored.iter().filter(|b| b.num_rows() > 0) {
-            let b = conform(b, &physical)?;
-            for r in converter.convert_columns(b.columns())?.iter() {
-                held.insert(r.as_ref().to_vec());
-            }
-            for r in keys.convert_columns(&key_cols(&b))?.iter() {
-                held_keys.insert(r.as_ref().to_vec());
-            }
-        }
+        let stored: Vec<RecordBatch> = stored
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .map(|b| conform(b, &physical))
+            .collect::<Result<_, _>>()?;
+        let stored_rows = stored
+            .iter()
+            .map(|b| converter.convert_columns(b.columns()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let held = row_set(&stored_rows);
         let mut out = Changes::default();
-        let mut updates = false;
         for b in batches {
             let rows = converter.convert_columns(b.columns())?;
             let keep: arrow::array::BooleanArray = rows
                 .iter()
-                .map(|r| Some(!held.contains(r.as_ref())))
+                .map(|r| Some(!held.contains(r.data())))
                 .collect();
             out.unchanged += keep.false_count();
             let kept = arrow::compute::filter_record_batch(&b, &keep)?;
             if kept.num_rows() > 0 {
-                updates |= keys
-                    .convert_columns(&key_cols(&kept))?
-                    .iter()
-                    .any(|r| held_keys.contains(r.as_ref()));
                 out.rows.push(kept);
             }
         }
+        // Whether a row to write updates a held key (the stored rows' keys, only when needed).
+        let updates = !out.rows.is_empty() && {
+            let stored_keys = stored
+                .iter()
+                .map(|b| keys.convert_columns(&key_cols(b)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let held_keys = row_set(&stored_keys);
+            let mut any = false;
+            for b in &out.rows {
+                if keys
+                    .convert_columns(&key_cols(b))?
+                    .iter()
+                    .any(|r| held_keys.contains(r.data()))
+                {
+                    any = true;
+                    break;
+                }
+            }
+            any
+        };
         if updates || out.rows.is_empty() {
             return Ok(out);
         }
@@ -199,13 +212,14 @@ async fn holds_any_key(
 ) -> LakeResult<bool> {
     let columns: Vec<_> = def.keys.iter().map(|k| col(format!("\"{k}\""))).collect();
     let stored = table.select(columns)?.collect().await?;
-    let mut wanted = HashSet::new();
-    for b in rows {
-        let cols: Vec<_> = key_idx.iter().map(|&i| b.column(i).clone()).collect();
-        for r in keys.convert_columns(&cols)?.iter() {
-            wanted.insert(r.as_ref().to_vec());
-        }
-    }
+    let wanted = rows
+        .iter()
+        .map(|b| {
+            let cols: Vec<_> = key_idx.iter().map(|&i| b.column(i).clone()).collect();
+            keys.convert_columns(&cols)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let wanted = row_set(&wanted);
     for b in stored.iter().filter(|b| b.num_rows() > 0) {
         let cols: Vec<_> = key_idx
             .iter()
@@ -215,7 +229,7 @@ async fn holds_any_key(
         if keys
             .convert_columns(&cols)?
             .iter()
-            .any(|r| wanted.contains(r.as_ref()))
+            .any(|r| wanted.contains(r.data()))
         {
             return Ok(true);
         }

@@ -4,8 +4,9 @@
 
 mod append;
 mod merge;
+mod rowset;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use arrow::array::{Array, Date32Array, RecordBatch};
 use arrow::row::{RowConverter, SortField};
@@ -352,7 +353,8 @@ fn check_unique_keys(batches: &[RecordBatch], keys: &[String]) -> Result<(), Str
         fields.push(SortField::new(f.data_type().clone()));
     }
     let converter = RowConverter::new(fields).map_err(|e| e.to_string())?;
-    let mut seen = HashSet::new();
+    let mut key_cols = Vec::with_capacity(batches.len());
+    let mut key_rows = Vec::with_capacity(batches.len());
     for b in batches {
         let cols = keys
             .iter()
@@ -362,16 +364,23 @@ fn check_unique_keys(batches: &[RecordBatch], keys: &[String]) -> Result<(), Str
                     .ok_or_else(|| format!("key column `{k}` missing"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        for c in &cols {
-            if c.null_count() > 0 {
-                return Err("key columns must not be null".to_string());
-            }
+        if cols.iter().any(|c| c.null_count() > 0) {
+            return Err("key columns must not be null".to_string());
         }
-        let rows = converter
-            .convert_columns(&cols)
-            .map_err(|e| e.to_string())?;
+        key_rows.push(
+            converter
+                .convert_columns(&cols)
+                .map_err(|e| e.to_string())?,
+        );
+        key_cols.push(cols);
+    }
+    let mut seen = rowset::RowSet::with_capacity_and_hasher(
+        key_rows.iter().map(arrow::row::Rows::num_rows).sum(),
+        Default::default(),
+    );
+    for (rows, cols) in key_rows.iter().zip(&key_cols) {
         for (i, r) in rows.iter().enumerate() {
-            if !seen.insert(r.owned()) {
+            if !seen.insert(r.data()) {
                 let desc = cols
                     .iter()
                     .map(|c| arrow::util::display::array_value_to_string(c, i).unwrap_or_default())
