@@ -38,6 +38,7 @@ pub fn register(registry: &mut OperatorRegistry) {
         .register(Arc::new(features::build::BuildFeatures))
         .register(Arc::new(forecast::chronos::ChronosForecast))
         .register(Arc::new(forecast::ets::EtsForecast))
+        .register(Arc::new(forecast::ets_fit::EtsFit))
         .register(Arc::new(ensemble::combine::EnsembleCombine))
         .register(Arc::new(outcomes::matcher::OutcomesMatch))
         .register(Arc::new(outcomes::weights::WeightsUpdate))

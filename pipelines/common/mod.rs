@@ -4,4 +4,5 @@
 pub mod dates;
 pub mod direction;
 pub mod horizons;
+pub mod parallel;
 pub mod rejects;

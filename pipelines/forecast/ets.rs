@@ -10,17 +10,32 @@
 //!
 //! A series the model cannot fit is left out and counted `skipped.fit_failed`; one with fewer
 //! than `min_context` closes is counted `skipped.short_history`.
+//!
+//! With the optional `models` input (`ets_models`, fitted weekly by `ets.fit`), a code whose
+//! newest model was fitted through a day before D, at most `max_model_age_days` calendar days
+//! before D, is not searched again: the model's state is carried through the closes after the
+//! fit ([`Model::update`]: same parameters and σ²) and forecast from there (`series.updated`).
+//! Any other code is fitted on the day (`series.fitted`), so a missing or stale weekly fit
+//! costs time, never a forecast. A model fitted through D itself is never used for D: re-running
+//! a day after a later fit gives the same forecasts.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow::array::{Array, Int64Array, RecordBatch};
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use krxflow_core::{
     ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator, OutputBatches,
     OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
 };
+use krxflow_models::ets::{Model, Params, State, Trend};
 use serde::Deserialize;
 
 use super::quantiles::{QuantileRow, closes_as_of, quantile_forecasts_batch};
+use crate::cols::{date_col, f64_col, str_col, typed};
+use crate::common::dates::days;
+use crate::common::parallel::map_chunked;
 use crate::tables;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -37,13 +52,20 @@ pub struct EtsParams {
     /// Series fitted at once (0 = cores).
     #[serde(default)]
     pub workers: usize,
+    /// Oldest weekly model (calendar days from its last close to D) updated instead of
+    /// refitted; 0 fits every series every day.
+    #[serde(default = "default_max_model_age")]
+    pub max_model_age_days: u32,
 }
 
-fn default_context() -> usize {
+pub(super) fn default_context() -> usize {
     250
 }
-fn default_min_context() -> usize {
+pub(super) fn default_min_context() -> usize {
     60
+}
+fn default_max_model_age() -> u32 {
+    10
 }
 
 /// Longest horizon accepted: an ETS forecast this far out is the trend and a wide interval.
@@ -79,10 +101,24 @@ impl Operator for EtsForecast {
             ),
             ParamSpec::optional("codes", "list<string>", "[]", "only these codes"),
             ParamSpec::optional("workers", "usize", "0 (cores)", "series fitted at once"),
+            ParamSpec::optional(
+                "max_model_age_days",
+                "u32",
+                "10",
+                "oldest weekly model (days since its last close) updated instead of refitted; 0 = refit daily",
+            ),
         ]
     }
     fn inputs(&self) -> Vec<InputPort> {
-        vec![super::quantiles::closes_port()]
+        vec![
+            super::quantiles::closes_port(),
+            InputPort::new(
+                "models",
+                tables::ets_models().schema,
+                "weekly fits (ets.fit) to update instead of refitting",
+            )
+            .optional(),
+        ]
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
@@ -115,68 +151,107 @@ struct Configured {
     p: Arc<EtsParams>,
 }
 
-/// One series to fit: code, its base close, its closes.
-type Series = (String, f64, Vec<f64>);
+/// One series to forecast: code, its base close, its closes (oldest first), and the weekly
+/// model with how many of the newest closes came after its fit.
+struct Series {
+    code: String,
+    close: f64,
+    closes: Vec<f64>,
+    stored: Option<(Model, usize, usize)>,
+}
+
 /// A series that could not be forecast: code, why.
 type Failure = (String, String);
-/// One series' rows, or why it has none.
-type Fitted = Result<Vec<QuantileRow>, Failure>;
+/// One series' rows (and whether a stored model was updated), or why it has none.
+type Forecast = Result<(Vec<QuantileRow>, bool), Failure>;
 
-/// Fits every series on `workers` threads; rows in code order, failures as (code, why).
-fn fit_all(
-    series: Vec<Series>,
-    p: &EtsParams,
-    cancelled: &(dyn Fn() -> bool + Sync),
-) -> OpResult<(Vec<QuantileRow>, Vec<Failure>)> {
+fn forecast_one(s: &Series, p: &EtsParams) -> Forecast {
     let steps = p.horizons.iter().copied().max().unwrap_or(1) as usize;
-    let workers = match p.workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
+    let fail = |e: krxflow_models::ModelError| (s.code.clone(), e.to_string());
+    let (model, context_len, updated) = match s.stored {
+        Some((m, seen, new)) => {
+            let later = &s.closes[s.closes.len() - new..];
+            (m.update(later).map_err(fail)?, seen + new, true)
+        }
+        None => (Model::fit(&s.closes).map_err(fail)?, s.closes.len(), false),
+    };
+    let f = model.forecast(steps).map_err(fail)?;
+    let rows = p
+        .horizons
+        .iter()
+        .map(|&h| QuantileRow {
+            code: s.code.clone(),
+            horizon: h,
+            close: s.close,
+            q: f.quantiles[h as usize - 1],
+            context_len,
+            model: format!("ets:{}", f.model),
+        })
+        .collect();
+    Ok((rows, updated))
+}
+
+/// Each code's newest usable model from `ets_models`: fitted through a day before `ds` and no
+/// more than `max_age` calendar days before it. Rows that do not describe a model (an unknown
+/// model name, a non-finite number) are left out: those codes are fitted on the day.
+fn stored_models(
+    b: &RecordBatch,
+    ds: NaiveDate,
+    max_age: u32,
+) -> OpResult<HashMap<String, (i32, Model, usize)>> {
+    let mut out: HashMap<String, (i32, Model, usize)> = HashMap::new();
+    if b.num_rows() == 0 || max_age == 0 {
+        return Ok(out);
     }
-    .min(series.len().max(1));
-    let chunk = series.len().div_ceil(workers).max(1);
-    let results: Vec<Vec<Fitted>> = std::thread::scope(|s| {
-        let handles: Vec<_> = series
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .take_while(|_| !cancelled())
-                        .map(|(code, close, closes)| {
-                            let f = krxflow_models::ets::forecast(closes, steps)
-                                .map_err(|e| (code.clone(), e.to_string()))?;
-                            Ok(p.horizons
-                                .iter()
-                                .map(|&h| QuantileRow {
-                                    code: code.clone(),
-                                    horizon: h,
-                                    close: *close,
-                                    q: f.quantiles[h as usize - 1],
-                                    context_len: closes.len(),
-                                    model: format!("ets:{}", f.model),
-                                })
-                                .collect())
-                        })
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    if cancelled() {
-        return Err(OpError::Cancelled);
-    }
-    let (mut rows, mut failed) = (Vec::new(), Vec::new());
-    for r in results.into_iter().flatten() {
-        match r {
-            Ok(v) => rows.extend(v),
-            Err(f) => failed.push(f),
+    let (to, from) = (days(ds), days(ds) - max_age as i32);
+    let code = str_col(b, "code")?;
+    let through = date_col(b, "fitted_through")?;
+    let name = str_col(b, "model")?;
+    let col = |c: &str| f64_col(b, c);
+    let (alpha, beta, phi) = (col("alpha")?, col("beta")?, col("phi")?);
+    let (level, slope, sigma2) = (col("level")?, col("slope")?, col("sigma2")?);
+    let closes = typed::<Int64Array>(b, "closes", "Int64")?;
+    for i in 0..b.num_rows() {
+        let t = through.value(i);
+        if t >= to || t < from || code.is_null(i) {
+            continue;
+        }
+        let Some(trend) = Trend::from_model_name(name.value(i)) else {
+            continue;
+        };
+        let m = Model {
+            trend,
+            params: Params {
+                alpha: alpha.value(i),
+                beta: beta.value(i),
+                phi: phi.value(i),
+            },
+            state: State {
+                level: level.value(i),
+                slope: slope.value(i),
+            },
+            sigma2: sigma2.value(i),
+        };
+        let numbers = [
+            m.params.alpha,
+            m.params.beta,
+            m.params.phi,
+            m.state.level,
+            m.state.slope,
+            m.sigma2,
+        ];
+        if !numbers.iter().all(|v| v.is_finite()) || m.sigma2 < 0.0 {
+            continue;
+        }
+        let seen = usize::try_from(closes.value(i)).unwrap_or(0);
+        match out.get(code.value(i)) {
+            Some(&(held, _, _)) if held >= t => {}
+            _ => {
+                out.insert(code.value(i).to_string(), (t, m, seen));
+            }
         }
     }
-    Ok((rows, failed))
+    Ok(out)
 }
 
 #[async_trait]
@@ -184,18 +259,33 @@ impl ConfiguredOp for Configured {
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
         let bars = inputs.concat("bars")?;
         let p = self.p.clone();
+        let models = match inputs.has("models") {
+            true => stored_models(&inputs.concat("models")?, ctx.ds, p.max_model_age_days)?,
+            false => HashMap::new(),
+        };
         let mut series: Vec<Series> = Vec::new();
         let mut short = 0i64;
         for (code, v) in closes_as_of(&bars, ctx.ds, &p.codes)? {
             let Some(&(_, close)) = v.last() else {
                 continue;
             };
-            if v.len() < p.min_context {
+            // A weekly model is updated with the closes after its fit.
+            let stored = models.get(&code).map(|&(through, m, seen)| {
+                let new = v.len() - v.partition_point(|r| r.0 <= through);
+                (m, seen, new)
+            });
+            if stored.is_none() && v.len() < p.min_context {
                 short += 1;
                 continue;
             }
             let tail = &v[v.len().saturating_sub(p.context_length)..];
-            series.push((code, close, tail.iter().map(|r| r.1).collect()));
+            let stored = stored.filter(|&(_, _, new)| new <= tail.len());
+            series.push(Series {
+                code,
+                close,
+                closes: tail.iter().map(|r| r.1).collect(),
+                stored,
+            });
         }
         ctx.counters.add("skipped.short_history", short);
         if series.is_empty() {
@@ -206,19 +296,48 @@ impl ConfiguredOp for Configured {
         }
         let cancel = ctx.cancel.clone();
         let started = std::time::Instant::now();
-        let (rows, failed) =
-            tokio::task::spawn_blocking(move || fit_all(series, &p, &|| cancel.is_cancelled()))
-                .await
-                .map_err(|e| OpError::permanent(format!("ETS thread: {e}")))??;
-        for (code, why) in &failed {
-            tracing::warn!(code, why, "forecast.ets: series not forecast");
+        let q = p.clone();
+        let results = tokio::task::spawn_blocking(move || {
+            map_chunked(&series, q.workers, &|| cancel.is_cancelled(), |s| {
+                forecast_one(s, &q)
+            })
+        })
+        .await
+        .map_err(|e| OpError::permanent(format!("ETS thread: {e}")))??;
+        let (mut rows, mut failed, mut updated) = (Vec::new(), 0i64, 0i64);
+        let mut forecast = 0i64;
+        for r in results {
+            match r {
+                Ok((v, was_updated)) => {
+                    rows.extend(v);
+                    forecast += 1;
+                    updated += i64::from(was_updated);
+                }
+                Err((code, why)) => {
+                    tracing::warn!(code, why, "forecast.ets: series not forecast");
+                    failed += 1;
+                }
+            }
         }
-        ctx.counters.add("skipped.fit_failed", failed.len() as i64);
-        ctx.counters
-            .add("series", (rows.len() / self.p.horizons.len().max(1)) as i64);
+        ctx.counters.add("skipped.fit_failed", failed);
+        ctx.counters.add("series", forecast);
+        ctx.counters.add("series.updated", updated);
+        ctx.counters.add("series.fitted", forecast - updated);
         ctx.inference("ets", started.elapsed());
         let batch = quantile_forecasts_batch(tables::ets_forecasts().schema, &rows, ctx)?;
         Ok(OutputBatches::new().with("forecasts", vec![batch]))
+    }
+
+    fn read_from(
+        &self,
+        port: &str,
+        ds: NaiveDate,
+        _watermarks: &std::collections::BTreeMap<String, NaiveDate>,
+        _calendar: &dyn krxflow_core::Calendar,
+    ) -> Option<NaiveDate> {
+        // Only the weekly models young enough to be used; the closes are read whole.
+        (port == "models")
+            .then(|| ds - chrono::Duration::days(i64::from(self.p.max_model_age_days)))
     }
 }
 
@@ -272,10 +391,149 @@ mod tests {
         ds: chrono::NaiveDate,
         with: serde_json::Value,
     ) -> OpResult<OutputBatches> {
+        run_with(bars, None, ds, with).await.0
+    }
+
+    /// The operator on `bars` and, when given, stored `models`; its counters.
+    async fn run_with(
+        bars: RecordBatch,
+        models: Option<RecordBatch>,
+        ds: chrono::NaiveDate,
+        with: serde_json::Value,
+    ) -> (
+        OpResult<OutputBatches>,
+        std::collections::BTreeMap<String, i64>,
+    ) {
         let op = EtsForecast.configure(&with).expect("params");
         let mut inputs = InputBatches::default();
         inputs.insert("bars", "ohlcv_daily", bars.schema(), vec![bars]);
-        op.run(&ctx(ds), inputs).await
+        if let Some(m) = models {
+            inputs.insert("models", "ets_models", m.schema(), vec![m]);
+        }
+        let c = ctx(ds);
+        let out = op.run(&c, inputs).await;
+        (out, c.counters.snapshot())
+    }
+
+    /// `ets.fit`'s models for a run on `ds` over `bars`.
+    async fn fit(bars: RecordBatch, ds: chrono::NaiveDate) -> RecordBatch {
+        let op = super::super::ets_fit::EtsFit
+            .configure(&serde_json::json!({}))
+            .expect("params");
+        let mut inputs = InputBatches::default();
+        inputs.insert("bars", "ohlcv_daily", bars.schema(), vec![bars]);
+        let out = op.run(&ctx(ds), inputs).await.expect("fit");
+        out.batches("models").expect("port")[0].clone()
+    }
+
+    #[tokio::test]
+    async fn a_weekly_model_is_updated_with_the_closes_after_its_fit() {
+        // Fitted on Sunday 06-23 through Friday 06-21; forecast on Friday 06-28.
+        let (sunday, ds) = (d("2024-06-23"), d("2024-06-28"));
+        let all = bars(&["000001", "000002"], 130, ds);
+        let models = fit(all.clone(), sunday).await;
+        assert_eq!(models.num_rows(), 2);
+        assert_eq!(
+            date_col(&models, "fitted_through").unwrap().value(0),
+            days(d("2024-06-21"))
+        );
+        let (out, counters) =
+            run_with(all.clone(), Some(models.clone()), ds, serde_json::json!({})).await;
+        let out = out.expect("run");
+        assert_eq!(
+            (counters["series.updated"], counters["series.fitted"]),
+            (2, 0)
+        );
+        // What the model gives after the five closes that followed its fit.
+        let series = closes_as_of(&all, ds, &[]).expect("closes");
+        let closes: Vec<f64> = series["000001"].iter().map(|r| r.1).collect();
+        let stored = stored_models(&models, ds, 10).expect("models");
+        let (_, m, seen) = stored["000001"];
+        assert_eq!(seen, 125, "fitted on the closes through 06-21");
+        let expected = m
+            .update(&closes[closes.len() - 5..])
+            .and_then(|m| m.forecast(5))
+            .expect("update");
+        let b = &out.batches("forecasts").expect("port")[0];
+        assert_eq!(str_col(b, "code").unwrap().value(0), "000001");
+        assert_eq!(
+            f64_col(b, "q50").unwrap().value(0),
+            expected.quantiles[0][4]
+        );
+        assert_eq!(
+            b.column_by_name("context_len").map(|c| c.len()),
+            Some(b.num_rows())
+        );
+        // Close to what a fit on the day gives: a small part of the interval's width.
+        let fresh = run(all, ds, serde_json::json!({})).await.expect("fresh");
+        let fresh = &fresh.batches("forecasts").expect("port")[0];
+        let (a, f) = (f64_col(b, "q50").unwrap(), f64_col(fresh, "q50").unwrap());
+        let width =
+            f64_col(fresh, "q90").unwrap().value(0) - f64_col(fresh, "q10").unwrap().value(0);
+        assert!((a.value(0) - f.value(0)).abs() < 0.1 * width);
+    }
+
+    #[tokio::test]
+    async fn a_model_fitted_through_the_day_or_too_old_is_not_used_for_it() {
+        let ds = d("2024-06-28");
+        let all = bars(&["000001"], 130, ds);
+        let fresh = run(all.clone(), ds, serde_json::json!({}))
+            .await
+            .expect("fresh");
+        // Fitted later (through ds itself): re-running ds gives what it gave before.
+        let later = fit(all.clone(), d("2024-06-30")).await;
+        let (out, counters) = run_with(all.clone(), Some(later), ds, serde_json::json!({})).await;
+        assert_eq!(
+            out.expect("run").batches("forecasts"),
+            fresh.batches("forecasts")
+        );
+        assert_eq!(counters["series.fitted"], 1);
+        // Fitted 3 weeks before: too old for the default 10 days, fitted on the day.
+        let old = fit(all.clone(), d("2024-06-09")).await;
+        let (out, counters) =
+            run_with(all.clone(), Some(old.clone()), ds, serde_json::json!({})).await;
+        assert_eq!(
+            out.expect("run").batches("forecasts"),
+            fresh.batches("forecasts")
+        );
+        assert_eq!(counters["series.updated"], 0);
+        // Allowed with a longer limit.
+        let with = serde_json::json!({"max_model_age_days": 30});
+        let (_, counters) = run_with(all, Some(old), ds, with).await;
+        assert_eq!(counters["series.updated"], 1);
+    }
+
+    #[tokio::test]
+    async fn ets_fit_fits_only_codes_still_trading_and_counts_the_rest() {
+        let sunday = d("2024-06-23");
+        let trading = bars(&["000001", "000002"], 130, d("2024-06-21"));
+        // A code whose last bar is a week older, and one too short to fit.
+        let stopped = bars(&["000003"], 130, d("2024-06-14"));
+        let short = bars(&["000004"], 20, d("2024-06-21"));
+        let all = arrow::compute::concat_batches(&trading.schema(), [&trading, &stopped, &short])
+            .expect("concat");
+        let op = super::super::ets_fit::EtsFit
+            .configure(&serde_json::json!({}))
+            .expect("params");
+        let mut inputs = InputBatches::default();
+        inputs.insert("bars", "ohlcv_daily", all.schema(), vec![all]);
+        let c = ctx(sunday);
+        let out = op.run(&c, inputs).await.expect("fit");
+        let m = &out.batches("models").expect("port")[0];
+        let codes: Vec<&str> = (0..m.num_rows())
+            .map(|i| str_col(m, "code").unwrap().value(i))
+            .collect();
+        assert_eq!(codes, ["000001", "000002"]);
+        let n = c.counters.snapshot();
+        assert_eq!(
+            (
+                n["fitted"],
+                n["skipped.not_trading"],
+                n["skipped.short_history"]
+            ),
+            (2, 1, 1)
+        );
+        assert_eq!(m.schema(), tables::ets_models().schema);
     }
 
     #[tokio::test]

@@ -2,4 +2,5 @@
 
 pub mod chronos;
 pub mod ets;
+pub mod ets_fit;
 pub mod quantiles;

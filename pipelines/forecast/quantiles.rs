@@ -98,6 +98,22 @@ pub fn closes_as_of(
     ds: NaiveDate,
     codes: &[String],
 ) -> OpResult<BTreeMap<String, Vec<(i32, f64)>>> {
+    let mut series = closes_through(bars, ds, codes)?;
+    let ds = days(ds);
+    series.retain(|_, v| {
+        v.last()
+            .is_some_and(|&(d, c)| d == ds && c.is_finite() && c > 0.0)
+    });
+    Ok(series)
+}
+
+/// Each code's (date, close) up to `ds`, in date order (`codes` empty = every code); rows
+/// dated after `ds` are ignored.
+pub fn closes_through(
+    bars: &RecordBatch,
+    ds: NaiveDate,
+    codes: &[String],
+) -> OpResult<BTreeMap<String, Vec<(i32, f64)>>> {
     let ds = days(ds);
     let mut series: BTreeMap<String, Vec<(i32, f64)>> = BTreeMap::new();
     if bars.num_rows() == 0 {
@@ -116,16 +132,18 @@ pub fn closes_as_of(
         if !codes.is_empty() && !codes.iter().any(|x| x == c) {
             continue;
         }
-        series
-            .entry(c.to_string())
-            .or_default()
-            .push((date.value(i), close.value(i)));
+        let row = (date.value(i), close.value(i));
+        // Rows come grouped by code: a key is allocated once per code, not once per row.
+        match series.get_mut(c) {
+            Some(v) => v.push(row),
+            None => {
+                series.insert(c.to_string(), vec![row]);
+            }
+        }
     }
-    series.retain(|_, v| {
+    for v in series.values_mut() {
         v.sort_by_key(|r| r.0);
-        v.last()
-            .is_some_and(|&(d, c)| d == ds && c.is_finite() && c > 0.0)
-    });
+    }
     Ok(series)
 }
 

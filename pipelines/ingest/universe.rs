@@ -54,7 +54,13 @@ pub struct UniverseCollector {
 
 impl UniverseCollector {
     fn count(&mut self, k: &str) {
-        *self.counters.entry(k.to_string()).or_default() += 1;
+        // Once per row: no key allocated once the counter exists.
+        match self.counters.get_mut(k) {
+            Some(n) => *n += 1,
+            None => {
+                self.counters.insert(k.to_string(), 1);
+            }
+        }
     }
 }
 
@@ -84,34 +90,39 @@ pub fn read_universe<R: std::io::Read>(
             Ok(false) => break,
             Ok(true) => {
                 out.count("rows_read");
-                let get = |i: usize| rec.get(i).unwrap_or("").trim().to_string();
+                let get = |i: usize| rec.get(i).unwrap_or("").trim();
                 let (code, name) = (get(ci), get(ni));
-                let market = mi.map(get).unwrap_or_else(|| p.market.clone());
-                let raw = rec.iter().collect::<Vec<_>>().join(",");
+                let market = mi.map_or(p.market.as_str(), get);
                 let bad = |reason: Reason, detail: String| Reject {
-                    code: code.clone(),
+                    code: code.to_string(),
                     date: None,
                     reason,
                     detail,
-                    raw: raw.clone(),
+                    raw: rec.iter().collect::<Vec<_>>().join(","),
                 };
                 if code.len() != 6 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
                     out.count("rejected.bad_code");
-                    out.rejects
-                        .push(bad(Reason::BadCode, format!("code `{code}`")));
+                    let reject = bad(Reason::BadCode, format!("code `{code}`"));
+                    out.rejects.push(reject);
                     continue;
                 }
                 if name.is_empty() {
                     out.count("rejected.null_value");
-                    out.rejects
-                        .push(bad(Reason::NullValue, "empty name".into()));
+                    let reject = bad(Reason::NullValue, "empty name".into());
+                    out.rejects.push(reject);
                     continue;
                 }
-                match out.entries.insert(code, (name.clone(), market)) {
-                    None => out.count("accepted"),
-                    Some((old, _)) if old == name => out.count("deduplicated.same_entry"),
-                    Some(_) => out.count("deduplicated.renamed"),
+                // A long panel repeats each code's entry on every row: compare before copying.
+                let held = out.entries.get(code).map(|(n, m)| (n == name, m == market));
+                if held != Some((true, true)) {
+                    out.entries
+                        .insert(code.to_string(), (name.to_string(), market.to_string()));
                 }
+                out.count(match held {
+                    None => "accepted",
+                    Some((true, _)) => "deduplicated.same_entry",
+                    Some((false, _)) => "deduplicated.renamed",
+                });
             }
             Err(e) => {
                 out.count("rows_read");

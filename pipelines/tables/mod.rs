@@ -58,6 +58,7 @@ pub fn all() -> Vec<TableDef> {
         lgbm_metrics(),
         chronos_forecasts(),
         ets_forecasts(),
+        ets_models(),
         lgbm_predictions(),
         predictions(),
         prediction_members(),

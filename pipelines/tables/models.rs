@@ -28,6 +28,29 @@ pub fn model_registry() -> TableDef {
         .doc("trained models: artifact path, content hash, trained-through date, metrics")
 }
 
+/// One AutoETS model per code and fit (`ets.fit`, weekly): the selected model, its parameters,
+/// its state after the last close it saw (`fitted_through`) and σ². `forecast.ets` carries the
+/// state through later closes instead of refitting every day; a model is used only for days
+/// after `fitted_through`.
+pub fn ets_models() -> TableDef {
+    let f = |n: &str| Field::new(n, DataType::Float64, false);
+    let mut fields = vec![
+        Field::new("code", DataType::Utf8, false),
+        Field::new("fitted_through", DataType::Date32, false),
+        Field::new("model", DataType::Utf8, false),
+    ];
+    fields.extend(
+        ["alpha", "beta", "phi", "level", "slope", "sigma2"]
+            .into_iter()
+            .map(f),
+    );
+    fields.push(Field::new("closes", DataType::Int64, false));
+    TableDef::new("ets_models", Arc::new(Schema::new(fields)))
+        .keys(&["code", "fitted_through"])
+        .date_column("fitted_through")
+        .doc("AutoETS per code as fitted weekly: model, alpha/beta/phi, level and slope after fitted_through, sigma2; the daily forecast updates the state")
+}
+
 /// Labelled training rows a trainer could not use.
 pub fn training_rejects() -> TableDef {
     let schema = Schema::new(vec![

@@ -7,9 +7,10 @@
 //! Steps, all in this one command:
 //! 1. warm-up (not measured): a cold `daily_batch` on an empty lake 11 trading days before the
 //!    measured day (all history read and written), `retrain_weekly` on the Sunday before it
-//!    (pooled LightGBM per horizon over the market), then `daily_batch` + `match_outcomes`
-//!    over the 10 days before the measured day (so matured outcomes, learned weights and the
-//!    conformal calibration's inputs exist);
+//!    (pooled LightGBM per horizon over the market, AutoETS per code), then `daily_batch` +
+//!    `match_outcomes` over the 10 days before the measured day, with `retrain_weekly` on the
+//!    Sundays among them, as scheduled (so matured outcomes, learned weights, the conformal
+//!    calibration's inputs and this week's models exist);
 //! 2. measured, `RUNS` times: the warm lake copied afresh (not timed), then
 //!    `krxflow backfill daily_batch match_outcomes` for the measured day: wall time and the
 //!    process's peak resident memory.
@@ -70,6 +71,7 @@ fn main() {
         "backfill",
         "daily_batch",
         "match_outcomes",
+        "retrain_weekly",
         "--from",
         warm_from,
         "--to",
@@ -128,7 +130,7 @@ fn main() {
     );
     println!(
         "  warm-up: cold daily_batch {seed} {:.1} s, retrain_weekly {sunday} {:.1} s, \
-         {WARM_DAYS} days {warm_from}..{warm_to} {:.1} s",
+         {WARM_DAYS} days {warm_from}..{warm_to} (with their Sundays' retrain) {:.1} s",
         cold.as_secs_f64(),
         train.as_secs_f64(),
         warmed.as_secs_f64()

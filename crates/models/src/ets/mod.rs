@@ -19,7 +19,8 @@ pub mod nelder_mead;
 use thiserror::Error;
 
 use crate::error::{ModelError, ModelResult};
-use model::{Trend, forecast_mean, variance_multipliers};
+pub use model::{Params, State, Trend};
+use model::{forecast_mean, variance_multipliers};
 
 /// Standard normal quantiles of 0.1, 0.2, …, 0.9.
 pub const Z: [f64; 9] = [
@@ -75,39 +76,77 @@ pub fn select(y: &[f64]) -> Result<fit::Fitted, EtsError> {
     best.ok_or_else(|| first_error.unwrap_or(EtsError::NoFit("AZN")))
 }
 
-/// Fits AutoETS to `ln(closes)` and forecasts `steps` steps ahead.
-///
-/// Closes must be finite and positive; too short a series is `ModelError::Ets(NotEnoughData)`.
-pub fn forecast(closes: &[f64], steps: usize) -> ModelResult<EtsForecast> {
+/// A selected model as a forecast needs it, and as `ets.fit` stores it between runs: the
+/// parameters, the state after the last close it has seen, and the one-step variance σ².
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Model {
+    pub trend: Trend,
+    pub params: Params,
+    pub state: State,
+    pub sigma2: f64,
+}
+
+/// Log closes, refusing any close that is not positive and finite.
+fn log_closes(closes: &[f64]) -> ModelResult<Vec<f64>> {
     if let Some(bad) = closes.iter().find(|c| !(c.is_finite() && **c > 0.0)) {
         return Err(ModelError::Inference(format!(
             "ETS needs positive finite closes, got {bad}"
         )));
     }
-    let y: Vec<f64> = closes.iter().map(|c| c.ln()).collect();
-    let fitted = select(&y).map_err(ModelError::Ets)?;
-    let sigma2 = fitted.sigma2();
-    let means = forecast_mean(fitted.params, fitted.last, steps);
-    let multipliers = variance_multipliers(fitted.params, steps);
-    let mut quantiles = Vec::with_capacity(steps);
-    for (h, (mean, v)) in means.into_iter().zip(multipliers).enumerate() {
-        let sd = (sigma2 * v).max(0.0).sqrt();
-        if !(mean.is_finite() && sd.is_finite()) {
-            return Err(ModelError::Inference(format!(
-                "ETS step {} is not finite (mean {mean}, sd {sd})",
-                h + 1
-            )));
-        }
-        let mut q = [0.0; 9];
-        for (k, z) in Z.iter().enumerate() {
-            q[k] = (mean + z * sd).exp();
-        }
-        quantiles.push(q);
+    Ok(closes.iter().map(|c| c.ln()).collect())
+}
+
+impl Model {
+    /// Fits AutoETS to `ln(closes)` ([`select`]). Closes must be finite and positive; too
+    /// short a series is `ModelError::Ets(NotEnoughData)`.
+    pub fn fit(closes: &[f64]) -> ModelResult<Model> {
+        let fitted = select(&log_closes(closes)?).map_err(ModelError::Ets)?;
+        Ok(Model {
+            trend: fitted.trend,
+            params: fitted.params,
+            state: fitted.last,
+            sigma2: fitted.sigma2(),
+        })
     }
-    Ok(EtsForecast {
-        model: fitted.trend.model_name().to_string(),
-        quantiles,
-    })
+
+    /// The model after the closes that followed the ones it has seen: the same parameters and
+    /// σ², the state carried through the recursion (what a refit would do with its parameters
+    /// held, without the search).
+    pub fn update(&self, closes: &[f64]) -> ModelResult<Model> {
+        let (_, state) = model::filter(&log_closes(closes)?, self.params, self.state);
+        Ok(Model { state, ..*self })
+    }
+
+    /// The price quantiles q10..q90 of steps 1..=steps.
+    pub fn forecast(&self, steps: usize) -> ModelResult<EtsForecast> {
+        let means = forecast_mean(self.params, self.state, steps);
+        let multipliers = variance_multipliers(self.params, steps);
+        let mut quantiles = Vec::with_capacity(steps);
+        for (h, (mean, v)) in means.into_iter().zip(multipliers).enumerate() {
+            let sd = (self.sigma2 * v).max(0.0).sqrt();
+            if !(mean.is_finite() && sd.is_finite()) {
+                return Err(ModelError::Inference(format!(
+                    "ETS step {} is not finite (mean {mean}, sd {sd})",
+                    h + 1
+                )));
+            }
+            let mut q = [0.0; 9];
+            for (k, z) in Z.iter().enumerate() {
+                q[k] = (mean + z * sd).exp();
+            }
+            quantiles.push(q);
+        }
+        Ok(EtsForecast {
+            model: self.trend.model_name().to_string(),
+            quantiles,
+        })
+    }
+}
+
+/// Fits AutoETS to `ln(closes)` and forecasts `steps` steps ahead ([`Model::fit`], then
+/// [`Model::forecast`]).
+pub fn forecast(closes: &[f64], steps: usize) -> ModelResult<EtsForecast> {
+    Model::fit(closes)?.forecast(steps)
 }
 
 #[cfg(test)]
@@ -194,6 +233,37 @@ mod tests {
                 x
             })
             .collect()
+    }
+
+    #[test]
+    fn an_update_day_by_day_is_one_update_and_stays_close_to_a_refit() {
+        for seed in 3..13 {
+            let closes: Vec<f64> = log_walk(255, seed, 0.001, 0.015)
+                .iter()
+                .map(|x| x.exp())
+                .collect();
+            let (seen, later) = closes.split_at(250);
+            let m = Model::fit(seen).expect("fit");
+            let at_once = m.update(later).expect("update");
+            assert_eq!((at_once.params, at_once.sigma2), (m.params, m.sigma2));
+            let daily = later
+                .iter()
+                .try_fold(m, |m, c| m.update(std::slice::from_ref(c)))
+                .expect("daily updates");
+            // The same recursion, rounded in another order (the filter's last step is unrolled).
+            assert_eq!((daily.trend, daily.params), (at_once.trend, at_once.params));
+            let (d, o) = (daily.state, at_once.state);
+            assert!((d.level - o.level).abs() < 1e-12 && (d.slope - o.slope).abs() < 1e-12);
+            // The updated one-step forecast differs from a full refit on the last 250 closes
+            // by a small part of the one-step sd.
+            let refit = Model::fit(&closes[5..]).expect("refit");
+            let median = |m: &Model| m.forecast(1).expect("forecast").quantiles[0][4].ln();
+            let gap = (median(&at_once) - median(&refit)).abs();
+            assert!(gap < 0.25 * refit.sigma2.sqrt(), "seed {seed}: {gap}");
+        }
+        let m = Model::fit(&[100.0, 101.0, 99.5, 100.5, 102.0, 101.0]).expect("fit");
+        assert_eq!(m.update(&[]).expect("nothing new"), m);
+        assert!(m.update(&[100.0, -1.0]).is_err(), "a bad close is refused");
     }
 
     #[test]

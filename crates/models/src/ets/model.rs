@@ -31,6 +31,11 @@ impl Trend {
         }
     }
 
+    /// The trend of a model name ([`Trend::model_name`]).
+    pub fn from_model_name(name: &str) -> Option<Trend> {
+        Self::ALL.into_iter().find(|t| t.model_name() == name)
+    }
+
     /// Initial states: the level, plus the slope when there is a trend.
     pub fn n_states(self) -> usize {
         match self {
