@@ -83,6 +83,32 @@ fn default_max_model_age() -> u32 {
     10
 }
 
+/// The `with:` entries of the series both ETS operators take (`forecast.ets`, `ets.fit`).
+pub(super) fn series_params() -> Vec<ParamSpec> {
+    vec![
+        ParamSpec::optional(
+            "context_length",
+            "usize",
+            "250",
+            "closes of history per series",
+        ),
+        ParamSpec::optional("min_context", "usize", "60", "fewer closes: no model"),
+        ParamSpec::optional("codes", "list<string>", "[]", "only these codes"),
+        ParamSpec::optional("workers", "usize", "0 (cores)", "series fitted at once"),
+    ]
+}
+
+/// `min_context` must leave the model data to fit and fit within `context_length`.
+pub(super) fn check_context(context_length: usize, min_context: usize) -> Result<(), ConfigError> {
+    if min_context < 10 || context_length < min_context {
+        return Err(ConfigError::new(
+            "min_context",
+            "min_context must be >= 10 and <= context_length",
+        ));
+    }
+    Ok(())
+}
+
 /// Longest horizon accepted: an ETS forecast this far out is the trend and a wide interval.
 pub const MAX_HORIZON: u32 = 60;
 
@@ -101,22 +127,14 @@ impl Operator for EtsForecast {
         "AutoETS quantile forecasts of log closes (embedded, no weights), batched over codes"
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::optional(
-                "context_length",
-                "usize",
-                "250",
-                "closes of history per series",
-            ),
-            ParamSpec::optional("min_context", "usize", "60", "fewer closes: no forecast"),
+        let mut specs = series_params();
+        specs.extend([
             ParamSpec::optional(
                 "horizons",
                 "list<u32>",
                 "[1, 3, 5]",
                 "trading days ahead (<= 60)",
             ),
-            ParamSpec::optional("codes", "list<string>", "[]", "only these codes"),
-            ParamSpec::optional("workers", "usize", "0 (cores)", "series fitted at once"),
             ParamSpec::optional(
                 "refit",
                 "daily|weekly",
@@ -129,7 +147,8 @@ impl Operator for EtsForecast {
                 "10",
                 "with refit: weekly, the oldest model (days since its last close) updated instead of refitted",
             ),
-        ]
+        ]);
+        specs
     }
     fn inputs(&self) -> Vec<InputPort> {
         vec![
@@ -159,12 +178,7 @@ impl Operator for EtsForecast {
                 format!("horizon {h} is not supported: at most {MAX_HORIZON} trading days"),
             ));
         }
-        if p.min_context < 10 || p.context_length < p.min_context {
-            return Err(ConfigError::new(
-                "min_context",
-                "min_context must be >= 10 and <= context_length",
-            ));
-        }
+        check_context(p.context_length, p.min_context)?;
         Ok(Box::new(Configured { p: Arc::new(p) }))
     }
 }

@@ -51,17 +51,7 @@ impl Operator for EtsFit {
         "AutoETS fitted per code on log closes: model, parameters, state and sigma2 for forecast.ets"
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::optional(
-                "context_length",
-                "usize",
-                "250",
-                "closes of history per series",
-            ),
-            ParamSpec::optional("min_context", "usize", "60", "fewer closes: no model"),
-            ParamSpec::optional("codes", "list<string>", "[]", "only these codes"),
-            ParamSpec::optional("workers", "usize", "0 (cores)", "series fitted at once"),
-        ]
+        super::ets::series_params()
     }
     fn inputs(&self) -> Vec<InputPort> {
         vec![closes_port()]
@@ -74,12 +64,7 @@ impl Operator for EtsFit {
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
         let p: EtsFitParams = parse_params(params)?;
-        if p.min_context < 10 || p.context_length < p.min_context {
-            return Err(ConfigError::new(
-                "min_context",
-                "min_context must be >= 10 and <= context_length",
-            ));
-        }
+        super::ets::check_context(p.context_length, p.min_context)?;
         Ok(Box::new(Configured { p: Arc::new(p) }))
     }
 }
