@@ -16,7 +16,8 @@
 //! `max_model_age_days` calendar days before D, is not searched again: the model's state is carried through the closes after the
 //! fit ([`Model::update`]: same parameters and σ²) and forecast from there (`series.updated`).
 //! Any other code is fitted on the day (`series.fitted`), so a missing or stale weekly fit
-//! costs time, never a forecast. A model fitted through D itself is never used for D: re-running
+//! costs time, never a forecast; a stored row that is not a usable model is counted
+//! `models.unusable` (and logged) and its code fitted on the day too. A model fitted through D itself is never used for D: re-running
 //! a day after a later fit gives the same forecasts.
 
 use std::collections::HashMap;
@@ -228,16 +229,14 @@ fn forecast_one(s: &Series, p: &EtsParams) -> Forecast {
 }
 
 /// Each code's newest usable model from `ets_models`: fitted through a day before `ds` and no
-/// more than `max_age` calendar days before it. Rows that do not describe a model (an unknown
-/// model name, a non-finite number) are left out: those codes are fitted on the day.
-fn stored_models(
-    b: &RecordBatch,
-    ds: NaiveDate,
-    max_age: u32,
-) -> OpResult<HashMap<String, (i32, Model, usize)>> {
-    let mut out: HashMap<String, (i32, Model, usize)> = HashMap::new();
+/// more than `max_age` calendar days before it; and how many rows in that window do not
+/// describe a model (an unknown model name, a non-finite number, a negative σ²): those are
+/// left out, counted and logged, and their codes fitted on the day.
+fn stored_models(b: &RecordBatch, ds: NaiveDate, max_age: u32) -> OpResult<(StoredModels, i64)> {
+    let mut out = StoredModels::new();
+    let mut unusable = 0i64;
     if b.num_rows() == 0 || max_age == 0 {
-        return Ok(out);
+        return Ok((out, unusable));
     }
     let (to, from) = (days(ds), days(ds) - max_age as i32);
     let code = str_col(b, "code")?;
@@ -253,6 +252,12 @@ fn stored_models(
             continue;
         }
         let Some(trend) = Trend::from_model_name(name.value(i)) else {
+            tracing::warn!(
+                code = code.value(i),
+                model = name.value(i),
+                "ets_models: unknown model"
+            );
+            unusable += 1;
             continue;
         };
         let m = Model {
@@ -277,6 +282,12 @@ fn stored_models(
             m.sigma2,
         ];
         if !numbers.iter().all(|v| v.is_finite()) || m.sigma2 < 0.0 {
+            tracing::warn!(
+                code = code.value(i),
+                ?numbers,
+                "ets_models: not a usable model"
+            );
+            unusable += 1;
             continue;
         }
         let seen = usize::try_from(closes.value(i)).unwrap_or(0);
@@ -287,8 +298,11 @@ fn stored_models(
             }
         }
     }
-    Ok(out)
+    Ok((out, unusable))
 }
+
+/// Code -> (fitted_through, the model, closes it was fitted on).
+type StoredModels = HashMap<String, (i32, Model, usize)>;
 
 #[async_trait]
 impl ConfiguredOp for Configured {
@@ -297,7 +311,10 @@ impl ConfiguredOp for Configured {
         let p = self.p.clone();
         let models = match (p.refit, inputs.has("models")) {
             (Refit::Weekly, true) => {
-                stored_models(&inputs.concat("models")?, ctx.ds, p.max_model_age_days)?
+                let (models, unusable) =
+                    stored_models(&inputs.concat("models")?, ctx.ds, p.max_model_age_days)?;
+                ctx.counters.add("models.unusable", unusable);
+                models
             }
             _ => HashMap::new(),
         };
@@ -492,7 +509,8 @@ mod tests {
         // What the model gives after the five closes that followed its fit.
         let series = closes_as_of(&all, ds, &[]).expect("closes");
         let closes: Vec<f64> = series["000001"].iter().map(|r| r.1).collect();
-        let stored = stored_models(&models, ds, 10).expect("models");
+        let (stored, unusable) = stored_models(&models, ds, 10).expect("models");
+        assert_eq!(unusable, 0);
         let (_, m, seen) = stored["000001"];
         assert_eq!(seen, 125, "fitted on the closes through 06-21");
         let expected = m
@@ -546,6 +564,33 @@ mod tests {
         let with = serde_json::json!({"refit": "weekly", "max_model_age_days": 30});
         let (_, counters) = run_with(all, Some(old), ds, with).await;
         assert_eq!(counters["series.updated"], 1);
+    }
+
+    #[tokio::test]
+    async fn a_stored_row_that_is_not_a_model_is_counted_and_its_code_fitted_on_the_day() {
+        let (sunday, ds) = (d("2024-06-23"), d("2024-06-28"));
+        let all = bars(&["000001", "000002"], 130, ds);
+        let models = fit(all.clone(), sunday).await;
+        // 000001's sigma2 becomes NaN, as a hand-edited or corrupted table could hold.
+        let i = models.schema().index_of("sigma2").expect("sigma2");
+        let mut cols = models.columns().to_vec();
+        let sigma2 = f64_col(&models, "sigma2").unwrap();
+        cols[i] = Arc::new(Float64Array::from_iter_values(
+            (0..models.num_rows()).map(|r| if r == 0 { f64::NAN } else { sigma2.value(r) }),
+        ));
+        let bad = RecordBatch::try_new(models.schema(), cols).expect("batch");
+        let weekly = serde_json::json!({"refit": "weekly"});
+        let (out, counters) = run_with(all, Some(bad), ds, weekly).await;
+        let out = out.expect("run");
+        assert_eq!(out.batches("forecasts").expect("port")[0].num_rows(), 6);
+        assert_eq!(
+            (
+                counters["models.unusable"],
+                counters["series.updated"],
+                counters["series.fitted"]
+            ),
+            (1, 1, 1)
+        );
     }
 
     #[tokio::test]
