@@ -390,9 +390,14 @@ impl ConfiguredOp for Configured {
         _watermarks: &std::collections::BTreeMap<String, NaiveDate>,
         _calendar: &dyn krxflow_core::Calendar,
     ) -> Option<NaiveDate> {
-        // Only the weekly models young enough to be used; the closes are read whole.
-        (port == "models")
-            .then(|| ds - chrono::Duration::days(i64::from(self.p.max_model_age_days)))
+        // Only the weekly models young enough to be used (none with the daily default: a
+        // model fitted through ds is never used for ds, so the scan skips every stored file);
+        // the closes are read whole.
+        let age = match self.p.refit {
+            Refit::Weekly => i64::from(self.p.max_model_age_days),
+            Refit::Daily => 0,
+        };
+        (port == "models").then(|| ds - chrono::Duration::days(age))
     }
 }
 
@@ -679,6 +684,23 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, OpError::Skipped(_)), "{err}");
         assert!(err.to_string().contains("60 closes"), "{err}");
+    }
+
+    #[test]
+    fn the_daily_default_reads_no_stored_model_and_weekly_reads_only_young_ones() {
+        let cal = WeekdayCalendar::default();
+        let ds = d("2024-06-28");
+        let read = |with: serde_json::Value| {
+            let op = EtsForecast.configure(&with).expect("params");
+            let w = std::collections::BTreeMap::new();
+            (
+                op.read_from("models", ds, &w, &cal),
+                op.read_from("bars", ds, &w, &cal),
+            )
+        };
+        assert_eq!(read(serde_json::json!({})), (Some(ds), None));
+        let weekly = read(serde_json::json!({"refit": "weekly"}));
+        assert_eq!(weekly, (Some(d("2024-06-18")), None));
     }
 
     #[test]
