@@ -38,7 +38,7 @@ pub fn news_rejects() -> TableDef {
     TableDef::new("news_rejects", Arc::new(schema))
         .keys(&["id"])
         .date_column("ds")
-        .doc("news records that could not be used (no ticker, no title, bad time) with the raw record")
+        .doc("news records that could not be used (no ticker, no title, bad time) with the raw record; ds = the record's publication date, or the run's day when it has none")
 }
 
 /// Per-article sentiment from a scorer (KR-FinBert-SC, the lexical model): score =

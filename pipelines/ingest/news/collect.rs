@@ -30,6 +30,9 @@ pub struct Article {
 /// A rejected record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewsReject {
+    /// The record's publication date when it parsed: the reject's `ds`, so a record an
+    /// overlapping run rejects again is the same row (no rewrite); `None`: the run's day.
+    pub published: Option<NaiveDate>,
     pub reason: &'static str,
     pub detail: String,
     pub raw: String,
@@ -87,9 +90,16 @@ impl NewsCollector {
             }
         }
     }
-    pub(super) fn reject(&mut self, reason: &'static str, detail: String, raw: &str) {
+    pub(super) fn reject(
+        &mut self,
+        reason: &'static str,
+        detail: String,
+        raw: &str,
+        published: Option<NaiveDate>,
+    ) {
         self.count(&format!("rejected.{reason}"));
         self.rejects.push(NewsReject {
+            published,
             reason,
             detail,
             raw: raw.to_string(),
@@ -135,13 +145,23 @@ impl NewsCollector {
         }
         let title = rec.title.trim();
         if title.is_empty() {
-            return self.reject("empty_title", "no title".into(), raw);
+            return self.reject(
+                "empty_title",
+                "no title".into(),
+                raw,
+                parsed.map(|t| t.date()),
+            );
         }
         let Some(at) = parsed else {
-            return self.reject("unparsable_time", format!("date `{}`", rec.date), raw);
+            return self.reject("unparsable_time", format!("date `{}`", rec.date), raw, None);
         };
         let Some(code) = resolver.resolve(rec) else {
-            return self.reject("no_ticker", "no code, code= link or known name".into(), raw);
+            return self.reject(
+                "no_ticker",
+                "no code, code= link or known name".into(),
+                raw,
+                Some(at.date()),
+            );
         };
         if codes.is_some_and(|c| !c.contains(&code)) {
             return self.count("out_of_scope.code");
@@ -232,7 +252,7 @@ pub fn news_rejects_batch(
         vec![
             Arc::new(StringArray::from(unique_ids(rejects.iter().map(id)))) as ArrayRef,
             Arc::new(Date32Array::from_iter_values(
-                rejects.iter().map(|_| days(ds)),
+                rejects.iter().map(|r| days(r.published.unwrap_or(ds))),
             )),
             Arc::new(StringArray::from_iter_values(
                 rejects.iter().map(|_| source),
@@ -322,6 +342,44 @@ mod tests {
         let reasons: Vec<&str> = out.rejects.iter().map(|r| r.reason).collect();
         assert_eq!(reasons, ["no_ticker", "unparsable_time"]);
         assert!(read_feed("<html>not a feed</html>".as_bytes(), |_, _| {}).is_err());
+    }
+
+    #[test]
+    fn a_dated_reject_seen_again_by_a_later_overlapping_run_is_the_same_row() {
+        // Runs on 2022-06-02 and 2022-06-03 both re-read 2022-06-02's rows (an overlap
+        // window): its dated rejects must be identical rows, so the merge rewrites nothing.
+        let batch = |ds: &str| news_rejects_batch(&collect(ds).rejects, "naver_finance", d(ds));
+        let (first, again) = (batch("2022-06-02").unwrap(), batch("2022-06-03").unwrap());
+        let reasons = |b: &RecordBatch| {
+            let r = b.column_by_name("reason").unwrap();
+            let r = r.as_any().downcast_ref::<StringArray>().unwrap();
+            r.iter().map(|v| v.unwrap().to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            reasons(&first),
+            ["empty_title", "no_ticker", "unparsable_time"]
+        );
+        let ds = |b: &RecordBatch| {
+            let c = b.column_by_name("ds").unwrap();
+            let c = c.as_any().downcast_ref::<Date32Array>().unwrap();
+            c.iter().map(|v| v.unwrap()).collect::<Vec<_>>()
+        };
+        let (published, run2, run3) = (
+            days(d("2022-06-02")),
+            days(d("2022-06-02")),
+            days(d("2022-06-03")),
+        );
+        assert_eq!(
+            ds(&first),
+            [published, published, run2],
+            "undated: the run's day"
+        );
+        assert_eq!(ds(&again), [published, published, run3]);
+        assert_eq!(
+            first.slice(0, 2),
+            again.slice(0, 2),
+            "dated rejects are the same rows"
+        );
     }
 
     #[test]

@@ -289,7 +289,7 @@ fn ingest(
                 Ok(ok) => ok,
                 Err(OpError::Permanent(why)) => {
                     out.count("files_quarantined");
-                    out.reject("unreadable_file", why, &f.display().to_string());
+                    out.reject("unreadable_file", why, &f.display().to_string(), None);
                     continue;
                 }
                 Err(e) => return Err(e),

@@ -21,7 +21,7 @@ use krxflow_core::{TableDef, WriteMode};
 use crate::compact::COMPACT_AT_FILES;
 use crate::dates::date32;
 use crate::error::{LakeError, LakeResult};
-use crate::files::writer_properties;
+use crate::files::{table_configuration, writer_properties};
 use crate::schema::{conform, physical_schema};
 use crate::table::{Lake, version_of};
 
@@ -198,6 +198,7 @@ impl Lake {
                 table
                     .write(phys_batches)
                     .with_save_mode(SaveMode::Append)
+                    .with_configuration(table_configuration())
                     .with_writer_properties(writer_properties())
                     .with_commit_properties(commit)
                     .await?
@@ -224,6 +225,7 @@ impl Lake {
                     table
                         .write(phys_batches)
                         .with_save_mode(SaveMode::Append)
+                        .with_configuration(table_configuration())
                         .with_writer_properties(writer_properties())
                         .with_commit_properties(commit)
                         .await?
@@ -238,6 +240,7 @@ impl Lake {
                     table
                         .write(phys_batches)
                         .with_save_mode(SaveMode::Append)
+                        .with_configuration(table_configuration())
                         .with_writer_properties(writer_properties())
                         .with_commit_properties(commit)
                         .await?
