@@ -17,9 +17,9 @@ pub(crate) fn writer_properties() -> WriterProperties {
 }
 
 /// Commits between Delta checkpoints (Delta's default is 100). Loading a table, and every scan
-/// and commit on it, replays the JSON commits since the last checkpoint; a daily table gets
-/// ~10 commits a day (tasks, compactions), so at 100 a read replayed ~50 files on average.
-/// A checkpoint of a compacted table is a few KB (<= 16 live files and their tombstones).
+/// and commit on it, replays the JSON commits since the last checkpoint: up to 99 (about 50
+/// on average) at 100, up to 9 at 10. A checkpoint of a compacted table is a few KB (<= 16
+/// live files and their tombstones).
 pub const CHECKPOINT_INTERVAL: u64 = 10;
 
 /// The Delta table properties a write that creates a table sets (they are ignored when the
