@@ -16,6 +16,8 @@ pub enum LakeError {
     DataFusion(#[from] datafusion::error::DataFusionError),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    #[error("parquet: {0}")]
+    Parquet(#[from] deltalake::parquet::errors::ParquetError),
     #[error("object store: {0}")]
     ObjectStore(#[from] object_store::Error),
     #[error("io: {0}")]
@@ -37,7 +39,9 @@ impl LakeError {
                 | deltalake::DeltaTableError::VersionAlreadyExists(_)
                 | deltalake::DeltaTableError::Transaction { .. },
             ) => true,
-            Self::Delta(_) | Self::DataFusion(_) | Self::Arrow(_) => caused_by_failed_io(self),
+            Self::Delta(_) | Self::DataFusion(_) | Self::Arrow(_) | Self::Parquet(_) => {
+                caused_by_failed_io(self)
+            }
             _ => false,
         }
     }

@@ -10,7 +10,8 @@
 //!
 //! One file per operation on a [`Lake`]: `table` (open, locations, snapshot cache), `read`,
 //! `write` (with `write/merge` and `write/append`), `compact`, `vacuum`, `rollback`, `control`, `lease`, and
-//! `artifacts`; `files` and `dates` hold what several of them share.
+//! `artifacts`; `files` and `dates` hold what several of them share, `scan` the direct Parquet
+//! scan that reads and merge diffs use for plain tables (DataFusion serves the rest).
 
 pub mod catalog;
 pub mod error;
@@ -25,6 +26,7 @@ mod dates;
 mod files;
 mod read;
 mod rollback;
+mod scan;
 pub mod store;
 mod table;
 #[cfg(test)]

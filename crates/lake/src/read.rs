@@ -10,6 +10,7 @@ use deltalake::DeltaTable;
 
 use crate::dates::{date32, from_date32};
 use crate::error::{LakeError, LakeResult};
+use crate::scan::{DateRange, scan};
 use crate::schema::{conform, physical_schema};
 use crate::table::{Lake, version_of};
 
@@ -42,53 +43,71 @@ impl TableRead {
 }
 
 impl Lake {
-    /// Reads a table, restricted as `opts` says, in its declared schema.
+    /// Reads a table, restricted as `opts` says, in its declared schema: a declared table this
+    /// lake wrote by a direct scan of its live files (`scan.rs`), any other through DataFusion.
     pub async fn read(&self, name: &str, opts: ReadOptions) -> LakeResult<TableRead> {
         let table = self
             .load(name, opts.version)
             .await?
             .ok_or_else(|| LakeError::NoSuchTable(name.to_string()))?;
         let version = version_of(&table);
+        let def = self.catalog().get(name);
+        let date_col = def.and_then(|d| d.date_column.clone());
+        if let Some(def) = def {
+            let declared = project(name, def.schema.clone(), opts.columns.as_deref())?;
+            let range = date_col.as_deref().map(|column| DateRange {
+                column,
+                from: opts.since.map(date32),
+                to: opts.as_of.map(date32),
+            });
+            if let Some(batches) = scan(&table, range, opts.columns.as_deref()).await? {
+                let batches = batches
+                    .iter()
+                    .map(|b| conform(b, &declared))
+                    .collect::<Result<Vec<_>, _>>()?;
+                return Ok(TableRead {
+                    schema: declared,
+                    batches,
+                    version,
+                });
+            }
+        }
+        self.read_planned(&table, name, &opts).await
+    }
+
+    /// [`Lake::read`] through a DataFusion plan over Delta's table provider: any table,
+    /// whatever its protocol (the direct scan serves the plain ones).
+    pub(crate) async fn read_planned(
+        &self,
+        table: &DeltaTable,
+        name: &str,
+        opts: &ReadOptions,
+    ) -> LakeResult<TableRead> {
+        let version = version_of(table);
+        let def = self.catalog().get(name);
+        let date_col = def.and_then(|d| d.date_column.clone());
         let provider = table.table_provider().await?;
         let ctx = self.datafusion_session();
         table.update_datafusion_session(&ctx.state())?;
-        let declared = match self.catalog().get(name) {
+        let declared = match def {
             Some(def) => def.schema.clone(),
             None => physical_schema(provider.schema().as_ref()),
         };
         let mut df = ctx.read_table(provider)?;
-        if let (Some(ds), Some(date_col)) = (
-            opts.as_of,
-            self.catalog().get(name).and_then(|d| d.date_column.clone()),
-        ) {
+        if let (Some(ds), Some(date_col)) = (opts.as_of, &date_col) {
             df = df.filter(
                 col(format!("\"{date_col}\"")).lt_eq(lit(ScalarValue::Date32(Some(date32(ds))))),
             )?;
         }
-        if let (Some(from), Some(date_col)) = (
-            opts.since,
-            self.catalog().get(name).and_then(|d| d.date_column.clone()),
-        ) {
+        if let (Some(from), Some(date_col)) = (opts.since, &date_col) {
             df = df.filter(
                 col(format!("\"{date_col}\"")).gt_eq(lit(ScalarValue::Date32(Some(date32(from))))),
             )?;
         }
-        let declared = match &opts.columns {
-            Some(cols) => {
-                let indices = cols
-                    .iter()
-                    .map(|c| {
-                        declared.index_of(c).map_err(|_| LakeError::InvalidData {
-                            table: name.to_string(),
-                            message: format!("no column `{c}` to read"),
-                        })
-                    })
-                    .collect::<LakeResult<Vec<_>>>()?;
-                df = df.select_columns(&cols.iter().map(String::as_str).collect::<Vec<_>>())?;
-                std::sync::Arc::new(declared.project(&indices)?)
-            }
-            None => declared,
-        };
+        let declared = project(name, declared, opts.columns.as_deref())?;
+        if let Some(cols) = &opts.columns {
+            df = df.select_columns(&cols.iter().map(String::as_str).collect::<Vec<_>>())?;
+        }
         let batches = df.collect().await?;
         let batches = batches
             .iter()
@@ -141,6 +160,24 @@ impl Lake {
             _ => None,
         })
     }
+}
+
+/// `declared` restricted to `columns` in that order (all when `None`); a name the table does
+/// not have is an error naming it.
+fn project(name: &str, declared: SchemaRef, columns: Option<&[String]>) -> LakeResult<SchemaRef> {
+    let Some(cols) = columns else {
+        return Ok(declared);
+    };
+    let indices = cols
+        .iter()
+        .map(|c| {
+            declared.index_of(c).map_err(|_| LakeError::InvalidData {
+                table: name.to_string(),
+                message: format!("no column `{c}` to read"),
+            })
+        })
+        .collect::<LakeResult<Vec<_>>>()?;
+    Ok(std::sync::Arc::new(declared.project(&indices)?))
 }
 
 /// The latest `col` on or before `limit` (days since 1970-01-01) from the files' statistics

@@ -13,6 +13,7 @@ use super::rowset::row_set;
 use crate::dates::from_date32;
 use crate::error::LakeResult;
 use crate::files::writer_properties;
+use crate::scan::{DateRange, scan};
 use crate::schema::{conform, physical_schema};
 use crate::table::Lake;
 
@@ -40,23 +41,33 @@ impl Lake {
         batches: Vec<RecordBatch>,
     ) -> LakeResult<Changes> {
         let physical = physical_schema(&def.schema);
-        let provider = table.table_provider().await?;
-        let ctx = self.datafusion_session();
-        table.update_datafusion_session(&ctx.state())?;
-        let mut df = ctx.read_table(provider.clone())?;
         let range = def
             .date_column
             .as_ref()
             .and_then(|c| Some((c, date_range(&batches, c)?)));
-        if let Some((date_col, (lo, hi))) = &range {
-            let c = col(format!("\"{date_col}\""));
-            df = df.filter(
-                c.clone()
-                    .gt_eq(lit(ScalarValue::Date32(Some(*lo))))
-                    .and(c.lt_eq(lit(ScalarValue::Date32(Some(*hi))))),
-            )?;
-        }
-        let stored = df.collect().await?;
+        let direct = range.map(|(column, (lo, hi))| DateRange {
+            column,
+            from: Some(lo),
+            to: Some(hi),
+        });
+        let stored = match scan(table, direct, None).await? {
+            Some(stored) => stored,
+            None => {
+                let provider = table.table_provider().await?;
+                let ctx = self.datafusion_session();
+                table.update_datafusion_session(&ctx.state())?;
+                let mut df = ctx.read_table(provider)?;
+                if let Some((date_col, (lo, hi))) = &range {
+                    let c = col(format!("\"{date_col}\""));
+                    df = df.filter(
+                        c.clone()
+                            .gt_eq(lit(ScalarValue::Date32(Some(*lo))))
+                            .and(c.lt_eq(lit(ScalarValue::Date32(Some(*hi))))),
+                    )?;
+                }
+                df.collect().await?
+            }
+        };
         let converter = RowConverter::new(
             physical
                 .fields()
@@ -143,6 +154,9 @@ impl Lake {
             // columns only). None held: append, declaring the whole table read, so any
             // concurrent write to it conflicts (and retries) rather than duplicating a key.
             _ => {
+                let provider = table.table_provider().await?;
+                let ctx = self.datafusion_session();
+                table.update_datafusion_session(&ctx.state())?;
                 let all = ctx.read_table(provider)?;
                 if !holds_any_key(all, def, &physical, &keys, &key_idx, &out.rows).await? {
                     out.insert_only = Some("true".into());

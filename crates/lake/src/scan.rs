@@ -1,0 +1,392 @@
+//! Direct scans: a plain table's live Parquet files read without a query plan.
+//!
+//! A read through DataFusion plans a query and has Delta's provider replay the log for the
+//! file list on every scan; for the small reads an operator makes each day (tens of rows to a
+//! few thousand), that fixed cost was most of the read. A table written by this lake is plain
+//! Delta: reader protocol 1 (no deletion vectors, no column mapping) and no partition
+//! columns, so its rows are exactly the rows of its live files, which the loaded snapshot
+//! lists with their statistics. This reads those files directly: files and row groups whose
+//! date statistics miss the range are skipped, only the wanted columns are decoded, and the
+//! rows outside the range are filtered out. Any other table (written elsewhere with deletion
+//! vectors, partitions, absolute file paths) is left to DataFusion.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, BooleanArray, Date32Array, RecordBatch};
+use arrow::compute::kernels::cmp::{gt_eq, lt_eq};
+use arrow::compute::{and, filter_record_batch};
+use deltalake::DeltaTable;
+use deltalake::parquet::arrow::ProjectionMask;
+use deltalake::parquet::arrow::arrow_reader::ArrowReaderOptions;
+use deltalake::parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
+use deltalake::parquet::errors::ParquetError;
+use deltalake::parquet::file::metadata::{
+    ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData,
+};
+use deltalake::parquet::file::statistics::Statistics;
+use futures::future::BoxFuture;
+use futures::{FutureExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::dates::date32;
+use crate::error::LakeResult;
+
+/// Which rows a direct scan keeps: those whose `column` (a Date32 column) lies in
+/// `[from, to]`, either bound open.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DateRange<'a> {
+    pub column: &'a str,
+    pub from: Option<i32>,
+    pub to: Option<i32>,
+}
+
+impl DateRange<'_> {
+    fn is_open(&self) -> bool {
+        self.from.is_none() && self.to.is_none()
+    }
+
+    /// Whether `[lo, hi]` (a file's or row group's statistics) can hold a row in the range.
+    fn overlaps(&self, lo: i32, hi: i32) -> bool {
+        self.from.is_none_or(|f| hi >= f) && self.to.is_none_or(|t| lo <= t)
+    }
+}
+
+/// The rows of `table` (as loaded) within `range`, with only `columns` (all when `None`; a
+/// name the table does not have is left out, as the caller checks names), in the files'
+/// stored types. `None` when the table is not plain (see the module doc): read it through
+/// DataFusion instead.
+pub(crate) async fn scan(
+    table: &DeltaTable,
+    range: Option<DateRange<'_>>,
+    columns: Option<&[String]>,
+) -> LakeResult<Option<Vec<RecordBatch>>> {
+    let snapshot = table.snapshot()?;
+    if snapshot.protocol().min_reader_version() > 1
+        || !snapshot.metadata().partition_columns().is_empty()
+    {
+        return Ok(None);
+    }
+    let range = range.filter(|r| !r.is_open());
+    let mut files = Vec::new();
+    for file in snapshot.log_data().iter() {
+        if file.path().contains("://") {
+            return Ok(None);
+        }
+        let stats = file
+            .stats()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
+        if let Some(stats) = &stats {
+            if stats.get("numRecords").and_then(serde_json::Value::as_i64) == Some(0) {
+                continue;
+            }
+            if let (Some(r), Some((lo, hi))) = (range, date_bounds(stats, range))
+                && !r.overlaps(lo, hi)
+            {
+                continue;
+            }
+        }
+        files.push((file.object_store_path(), file.size()));
+    }
+    let store = table.object_store();
+    let mut out = Vec::new();
+    for (path, size) in files {
+        let Ok(size) = u64::try_from(size) else {
+            return Ok(None);
+        };
+        let reader = FileReader {
+            store: store.clone(),
+            path,
+            size,
+        };
+        let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+        let schema = builder.schema().clone();
+        if let Some(r) = range {
+            match schema.field_with_name(r.column).map(|f| f.data_type()) {
+                Ok(arrow::datatypes::DataType::Date32) => {}
+                // A file written before the column existed: its rows' dates are null, and a
+                // null date is outside any range.
+                Err(_) => continue,
+                Ok(_) => return Ok(None),
+            }
+        }
+        let parquet_schema = builder.parquet_schema().clone();
+        let wanted = |name: &str| {
+            columns.is_none_or(|cols| cols.iter().any(|c| c == name))
+                || range.is_some_and(|r| r.column == name)
+        };
+        let roots: Vec<usize> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| wanted(f.name()))
+            .map(|(i, _)| i)
+            .collect();
+        let mask = ProjectionMask::roots(&parquet_schema, roots);
+        let mut builder = builder.with_projection(mask);
+        if let Some(r) = range {
+            let leaf = parquet_schema
+                .columns()
+                .iter()
+                .position(|c| c.path().string() == r.column);
+            let groups = builder.metadata().row_groups().to_vec();
+            let keep: Vec<usize> = (0..groups.len())
+                .filter(|&i| {
+                    leaf.and_then(|l| row_group_bounds(&groups[i], l))
+                        .is_none_or(|(lo, hi)| r.overlaps(lo, hi))
+                })
+                .collect();
+            builder = builder.with_row_groups(keep);
+        }
+        let batches: Vec<RecordBatch> = builder.build()?.try_collect().await?;
+        for b in batches {
+            let b = match range {
+                Some(r) => keep_range(&b, r)?,
+                None => b,
+            };
+            if b.num_rows() == 0 {
+                continue;
+            }
+            out.push(project(b, columns)?);
+        }
+    }
+    Ok(Some(out))
+}
+
+/// One data file read through the table's object store: the footer first, then the column
+/// chunks of the row groups kept, in ranged reads (as DataFusion's Parquet reader does).
+struct FileReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+}
+
+/// Bytes to fetch from the end of a file for its footer in one read (most of ours are smaller).
+const FOOTER_HINT: usize = 64 * 1024;
+
+impl AsyncFileReader for FileReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, deltalake::parquet::errors::Result<bytes::Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, deltalake::parquet::errors::Result<Vec<bytes::Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, deltalake::parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let meta = ParquetMetaDataReader::new()
+                .with_prefetch_hint(Some(FOOTER_HINT))
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(meta))
+        }
+        .boxed()
+    }
+}
+
+/// A file's min and max of the range's column from its Delta statistics (ISO dates).
+fn date_bounds(stats: &serde_json::Value, range: Option<DateRange<'_>>) -> Option<(i32, i32)> {
+    let col = range?.column;
+    let parse = |v: &serde_json::Value| {
+        chrono::NaiveDate::parse_from_str(v.as_str()?, "%Y-%m-%d")
+            .ok()
+            .map(date32)
+    };
+    let lo = parse(stats.get("minValues")?.get(col)?)?;
+    let hi = parse(stats.get("maxValues")?.get(col)?)?;
+    Some((lo, hi))
+}
+
+/// A row group's min and max of leaf column `leaf` (a Date32 column is stored as INT32).
+fn row_group_bounds(rg: &RowGroupMetaData, leaf: usize) -> Option<(i32, i32)> {
+    match rg.column(leaf).statistics()? {
+        Statistics::Int32(s) => Some((*s.min_opt()?, *s.max_opt()?)),
+        _ => None,
+    }
+}
+
+/// The rows of `b` whose range column lies in the range (a null date is outside it).
+fn keep_range(b: &RecordBatch, r: DateRange<'_>) -> LakeResult<RecordBatch> {
+    let dates = b
+        .column_by_name(r.column)
+        .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
+        .ok_or_else(|| {
+            arrow::error::ArrowError::SchemaError(format!("no Date32 column `{}`", r.column))
+        })?;
+    let mut mask: Option<BooleanArray> = None;
+    if let Some(f) = r.from {
+        mask = Some(gt_eq(dates, &Date32Array::new_scalar(f))?);
+    }
+    if let Some(t) = r.to {
+        let upto = lt_eq(dates, &Date32Array::new_scalar(t))?;
+        mask = Some(match mask {
+            Some(m) => and(&m, &upto)?,
+            None => upto,
+        });
+    }
+    match mask {
+        Some(m) if m.true_count() < b.num_rows() || m.null_count() > 0 => {
+            Ok(filter_record_batch(b, &m)?)
+        }
+        _ => Ok(b.clone()),
+    }
+}
+
+/// `b` with only `columns` (in the file's order; the caller conforms to the declared order).
+fn project(b: RecordBatch, columns: Option<&[String]>) -> LakeResult<RecordBatch> {
+    let Some(cols) = columns else { return Ok(b) };
+    let schema = b.schema();
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| cols.iter().any(|c| c == schema.field(i).name()))
+        .collect();
+    if keep.len() == schema.fields().len() {
+        return Ok(b);
+    }
+    Ok(b.project(&keep)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use arrow::row::{RowConverter, SortField};
+    use krxflow_core::WriteMode;
+
+    use crate::catalog::Catalog;
+    use crate::read::{ReadOptions, TableRead};
+    use crate::table::Lake;
+    use crate::testutil::{price_rows, prices};
+
+    /// Every row of a read, sorted, in arrow's row format: equal multisets of rows compare equal.
+    fn rows(r: &TableRead) -> Vec<Vec<u8>> {
+        let conv = RowConverter::new(
+            r.schema
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )
+        .unwrap();
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        for b in &r.batches {
+            assert_eq!(b.schema(), r.schema, "batches in the declared schema");
+            let rows = conv.convert_columns(b.columns()).unwrap();
+            out.extend(rows.iter().map(|row| row.data().to_vec()));
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_direct_read_returns_the_rows_a_datafusion_plan_returns_for_every_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(
+            dir.path().to_str().unwrap(),
+            Catalog::with_tables([prices()]),
+        )
+        .unwrap();
+        let def = prices();
+        // 30 days of two codes, each day re-sending the previous day with a changed close (a
+        // merge that rewrites files), and a compaction on the way (16 files).
+        for d in 0..30 {
+            let mut day = vec![("a", d, f64::from(d)), ("b", d, -f64::from(d))];
+            if d > 0 {
+                day.push(("a", d - 1, f64::from(d) + 0.5));
+            }
+            lake.write(
+                &def,
+                price_rows(&day),
+                WriteMode::Merge,
+                None,
+                BTreeMap::new(),
+            )
+            .await
+            .unwrap();
+        }
+        let latest = lake.version("prices").await.unwrap().unwrap();
+        let options = [
+            ReadOptions::default(),
+            ReadOptions {
+                as_of: Some(day(10)),
+                ..Default::default()
+            },
+            ReadOptions {
+                since: Some(day(25)),
+                ..Default::default()
+            },
+            ReadOptions {
+                since: Some(day(3)),
+                as_of: Some(day(7)),
+                ..Default::default()
+            },
+            ReadOptions {
+                since: Some(day(40)),
+                ..Default::default()
+            },
+            ReadOptions {
+                columns: Some(vec!["close".into(), "code".into()]),
+                as_of: Some(day(12)),
+                ..Default::default()
+            },
+            ReadOptions {
+                version: Some(5),
+                ..Default::default()
+            },
+            ReadOptions {
+                version: Some(latest - 3),
+                as_of: Some(day(20)),
+                ..Default::default()
+            },
+        ];
+        for opts in options {
+            let direct = lake.read("prices", opts.clone()).await.unwrap();
+            let table = lake.load("prices", opts.version).await.unwrap().unwrap();
+            let planned = lake.read_planned(&table, "prices", &opts).await.unwrap();
+            assert_eq!(direct.schema, planned.schema, "{opts:?}");
+            assert_eq!(direct.version, planned.version, "{opts:?}");
+            assert_eq!(rows(&direct), rows(&planned), "{opts:?}");
+        }
+        let table = lake.load("prices", None).await.unwrap().unwrap();
+        let served = super::scan(&table, None, None).await.unwrap();
+        assert!(served.is_some(), "a table this lake wrote is read directly");
+        let all = lake.read("prices", ReadOptions::default()).await.unwrap();
+        assert_eq!(
+            all.num_rows(),
+            60,
+            "one row per key: merges replaced, never duplicated"
+        );
+        let bad = ReadOptions {
+            columns: Some(vec!["nope".into()]),
+            ..Default::default()
+        };
+        let err = lake.read("prices", bad).await.unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    fn day(d: i32) -> chrono::NaiveDate {
+        crate::dates::from_date32(d).unwrap()
+    }
+}
