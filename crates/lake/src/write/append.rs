@@ -41,10 +41,8 @@ impl Lake {
             .with_actions(adds.into_iter().map(Action::Add).collect())
             .build(Some(table.snapshot()?), table.log_store(), operation)
             .await?;
-        // The commit's post-commit step already brought the snapshot to the new version (as
-        // Delta's own write does): no second read of the log.
         let mut table = table;
-        table.state = Some(done.snapshot());
+        table.update_incremental(Some(done.version())).await?;
         Ok(table)
     }
 }
