@@ -10,7 +10,7 @@ use deltalake::DeltaTable;
 
 use crate::dates::{date32, from_date32};
 use crate::error::{LakeError, LakeResult};
-use crate::scan::{DateRange, scan};
+use crate::scan::{DateRange, date_bounds, scan};
 use crate::schema::{conform, physical_schema};
 use crate::table::{Lake, version_of};
 
@@ -186,18 +186,13 @@ fn project(name: &str, declared: SchemaRef, columns: Option<&[String]>) -> LakeR
 /// statistics for `col`, and the rows must be scanned.
 fn max_date_from_stats(table: &DeltaTable, col: &str, limit: i32) -> Option<Option<i32>> {
     let snapshot = table.snapshot().ok()?;
-    let parse = |v: &serde_json::Value| -> Option<i32> {
-        let d = NaiveDate::parse_from_str(v.as_str()?, "%Y-%m-%d").ok()?;
-        Some(date32(d))
-    };
     let mut best: Option<i32> = None;
     for file in snapshot.log_data().iter() {
         let stats: serde_json::Value = serde_json::from_str(&file.stats()?).ok()?;
         if stats.get("numRecords").and_then(serde_json::Value::as_i64) == Some(0) {
             continue;
         }
-        let min = parse(stats.get("minValues")?.get(col)?)?;
-        let max = parse(stats.get("maxValues")?.get(col)?)?;
+        let (min, max) = date_bounds(&stats, col)?;
         if max <= limit {
             best = best.max(Some(max));
         } else if min <= limit {

@@ -80,7 +80,8 @@ pub(crate) async fn scan(
             if stats.get("numRecords").and_then(serde_json::Value::as_i64) == Some(0) {
                 continue;
             }
-            if let (Some(r), Some((lo, hi))) = (range, date_bounds(stats, range))
+            if let Some(r) = range
+                && let Some((lo, hi)) = date_bounds(stats, r.column)
                 && !r.overlaps(lo, hi)
             {
                 continue;
@@ -207,9 +208,8 @@ impl AsyncFileReader for FileReader {
     }
 }
 
-/// A file's min and max of the range's column from its Delta statistics (ISO dates).
-fn date_bounds(stats: &serde_json::Value, range: Option<DateRange<'_>>) -> Option<(i32, i32)> {
-    let col = range?.column;
+/// A file's min and max of date column `col` from its Delta statistics (ISO dates).
+pub(crate) fn date_bounds(stats: &serde_json::Value, col: &str) -> Option<(i32, i32)> {
     let parse = |v: &serde_json::Value| {
         chrono::NaiveDate::parse_from_str(v.as_str()?, "%Y-%m-%d")
             .ok()
@@ -248,9 +248,8 @@ fn keep_range(b: &RecordBatch, r: DateRange<'_>) -> LakeResult<RecordBatch> {
         });
     }
     match mask {
-        Some(m) if m.true_count() < b.num_rows() || m.null_count() > 0 => {
-            Ok(filter_record_batch(b, &m)?)
-        }
+        // A null in the mask (a null date) is not a true: it counts as a row to drop.
+        Some(m) if m.true_count() < b.num_rows() => Ok(filter_record_batch(b, &m)?),
         _ => Ok(b.clone()),
     }
 }
