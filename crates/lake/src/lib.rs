@@ -11,7 +11,8 @@
 //! One file per operation on a [`Lake`]: `table` (open, locations, snapshot cache), `read`,
 //! `write` (with `write/merge` and `write/append`), `compact`, `vacuum`, `rollback`, `control`, `lease`, and
 //! `artifacts`; `files` and `dates` hold what several of them share, `scan` the direct Parquet
-//! scan that reads and merge diffs use for plain tables (DataFusion serves the rest).
+//! scan that reads and merge diffs use for plain tables (DataFusion serves the rest), `cache`
+//! the decoded files it keeps.
 
 pub mod catalog;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod schema;
 pub mod sql;
 
 mod artifacts;
+mod cache;
 mod compact;
 mod control;
 mod dates;
@@ -35,6 +37,7 @@ mod vacuum;
 mod write;
 
 pub use artifacts::LakeArtifacts;
+pub use cache::DEFAULT_CACHE_BYTES;
 pub use catalog::Catalog;
 pub use compact::{COMPACT_AT_FILES, Compaction};
 pub use error::{LakeError, LakeResult};

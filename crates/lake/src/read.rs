@@ -60,7 +60,8 @@ impl Lake {
                 from: opts.since.map(date32),
                 to: opts.as_of.map(date32),
             });
-            if let Some(batches) = scan(&table, range, opts.columns.as_deref()).await? {
+            if let Some(batches) = scan(&self.files, &table, range, opts.columns.as_deref()).await?
+            {
                 let batches = batches
                     .iter()
                     .map(|b| conform(b, &declared))

@@ -12,12 +12,12 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, BooleanArray, Date32Array, RecordBatch};
+use arrow::array::{Array, ArrayRef, BooleanArray, Date32Array, RecordBatch, RecordBatchOptions};
 use arrow::compute::kernels::cmp::{gt_eq, lt_eq};
 use arrow::compute::{and, filter_record_batch};
 use deltalake::DeltaTable;
 use deltalake::parquet::arrow::ProjectionMask;
-use deltalake::parquet::arrow::arrow_reader::ArrowReaderOptions;
+use deltalake::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use deltalake::parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use deltalake::parquet::errors::ParquetError;
 use deltalake::parquet::file::metadata::{
@@ -29,6 +29,7 @@ use futures::{FutureExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+use crate::cache::{FileCache, file_key};
 use crate::dates::date32;
 use crate::error::LakeResult;
 
@@ -57,6 +58,7 @@ impl DateRange<'_> {
 /// stored types. `None` when the table is not plain (see the module doc): read it through
 /// DataFusion instead.
 pub(crate) async fn scan(
+    cache: &FileCache,
     table: &DeltaTable,
     range: Option<DateRange<'_>>,
     columns: Option<&[String]>,
@@ -95,13 +97,22 @@ pub(crate) async fn scan(
         let Ok(size) = u64::try_from(size) else {
             return Ok(None);
         };
+        let key = file_key(table.table_url().as_str(), path.as_ref(), size);
         let reader = FileReader {
             store: store.clone(),
             path,
             size,
         };
-        let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
-        let schema = builder.schema().clone();
+        let meta = match cache.metadata(&key) {
+            Some(meta) => meta,
+            None => {
+                let meta = ArrowReaderMetadata::load_async(&mut reader.clone(), Default::default())
+                    .await?;
+                cache.put_metadata(&key, meta.clone());
+                meta
+            }
+        };
+        let schema = meta.schema().clone();
         if let Some(r) = range {
             match schema.field_with_name(r.column).map(|f| f.data_type()) {
                 Ok(arrow::datatypes::DataType::Date32) => {}
@@ -111,7 +122,7 @@ pub(crate) async fn scan(
                 Ok(_) => return Ok(None),
             }
         }
-        let parquet_schema = builder.parquet_schema().clone();
+        let parquet_schema = meta.parquet_schema();
         let wanted = |name: &str| {
             columns.is_none_or(|cols| cols.iter().any(|c| c == name))
                 || range.is_some_and(|r| r.column == name)
@@ -123,24 +134,30 @@ pub(crate) async fn scan(
             .filter(|(_, f)| wanted(f.name()))
             .map(|(i, _)| i)
             .collect();
-        let mask = ProjectionMask::roots(&parquet_schema, roots);
-        let mut builder = builder.with_projection(mask);
-        if let Some(r) = range {
-            let leaf = parquet_schema
+        let projected = Arc::new(schema.project(&roots)?);
+        let leaf = range.and_then(|r| {
+            parquet_schema
                 .columns()
                 .iter()
-                .position(|c| c.path().string() == r.column);
-            let groups = builder.metadata().row_groups().to_vec();
-            let keep: Vec<usize> = (0..groups.len())
-                .filter(|&i| {
-                    leaf.and_then(|l| row_group_bounds(&groups[i], l))
-                        .is_none_or(|(lo, hi)| r.overlaps(lo, hi))
+                .position(|c| c.path().string() == r.column)
+        });
+        let groups = meta.metadata().row_groups();
+        for (g, group) in groups.iter().enumerate() {
+            if group.num_rows() == 0
+                || range.is_some_and(|r| {
+                    leaf.and_then(|l| row_group_bounds(group, l))
+                        .is_some_and(|(lo, hi)| !r.overlaps(lo, hi))
                 })
-                .collect();
-            builder = builder.with_row_groups(keep);
-        }
-        let batches: Vec<RecordBatch> = builder.build()?.try_collect().await?;
-        for b in batches {
+            {
+                continue;
+            }
+            let chunks = decoded(cache, &key, &reader, &meta, g, &roots).await?;
+            let rows = usize::try_from(group.num_rows()).unwrap_or(0);
+            let b = RecordBatch::try_new_with_options(
+                projected.clone(),
+                chunks,
+                &RecordBatchOptions::new().with_row_count(Some(rows)),
+            )?;
             let b = match range {
                 Some(r) => keep_range(&b, r)?,
                 None => b,
@@ -154,8 +171,46 @@ pub(crate) async fn scan(
     Ok(Some(out))
 }
 
+/// The decoded chunks of root columns `roots` in row group `group` of the file `key`: those
+/// the cache holds, the others decoded (only those) and cached.
+async fn decoded(
+    cache: &FileCache,
+    key: &str,
+    reader: &FileReader,
+    meta: &ArrowReaderMetadata,
+    group: usize,
+    roots: &[usize],
+) -> LakeResult<Vec<ArrayRef>> {
+    let mut chunks = cache.chunks(key, group, roots);
+    let missing: Vec<usize> = (0..roots.len()).filter(|&i| chunks[i].is_none()).collect();
+    if missing.is_empty() {
+        return Ok(chunks.into_iter().flatten().collect());
+    }
+    let rows = meta.metadata().row_group(group).num_rows();
+    let mask = ProjectionMask::roots(meta.parquet_schema(), missing.iter().map(|&i| roots[i]));
+    let batches: Vec<RecordBatch> =
+        ParquetRecordBatchStreamBuilder::new_with_metadata(reader.clone(), meta.clone())
+            .with_projection(mask)
+            .with_row_groups(vec![group])
+            .with_batch_size(usize::try_from(rows).unwrap_or(usize::MAX).max(1))
+            .build()?
+            .try_collect()
+            .await?;
+    for (j, &i) in missing.iter().enumerate() {
+        let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(j).as_ref()).collect();
+        let chunk = match parts.as_slice() {
+            [one] => one.slice(0, one.len()),
+            _ => arrow::compute::concat(&parts)?,
+        };
+        cache.put_chunk(key, group, roots[i], chunk.clone());
+        chunks[i] = Some(chunk);
+    }
+    Ok(chunks.into_iter().flatten().collect())
+}
+
 /// One data file read through the table's object store: the footer first, then the column
 /// chunks of the row groups kept, in ranged reads (as DataFusion's Parquet reader does).
+#[derive(Clone)]
 struct FileReader {
     store: Arc<dyn ObjectStore>,
     path: Path,
@@ -369,7 +424,7 @@ mod tests {
             assert_eq!(rows(&direct), rows(&planned), "{opts:?}");
         }
         let table = lake.load("prices", None).await.unwrap().unwrap();
-        let served = super::scan(&table, None, None).await.unwrap();
+        let served = super::scan(&lake.files, &table, None, None).await.unwrap();
         assert!(served.is_some(), "a table this lake wrote is read directly");
         let all = lake.read("prices", ReadOptions::default()).await.unwrap();
         assert_eq!(
@@ -383,6 +438,56 @@ mod tests {
         };
         let err = lake.read("prices", bad).await.unwrap_err().to_string();
         assert!(err.contains("nope"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_file_read_once_is_served_from_memory_and_a_wider_read_decodes_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = dir.path().to_str().unwrap();
+        let lake = Lake::open(at, Catalog::with_tables([prices()])).unwrap();
+        let day_rows = |d: i32| price_rows(&[("a", d, f64::from(d)), ("b", d, -f64::from(d))]);
+        let def = prices();
+        for d in 0..3 {
+            let w = lake.write(&def, day_rows(d), WriteMode::Merge, None, BTreeMap::new());
+            w.await.unwrap();
+        }
+        let narrow = ReadOptions {
+            columns: Some(vec!["close".into()]),
+            ..Default::default()
+        };
+        let first = lake.read("prices", narrow.clone()).await.unwrap();
+        let uncached = Lake::open(at, Catalog::with_tables([prices()]))
+            .unwrap()
+            .with_file_cache(0);
+        let all = uncached
+            .read("prices", ReadOptions::default())
+            .await
+            .unwrap();
+        // The wider read decodes `code` and `date` next to the cached `close`.
+        let wide = lake.read("prices", ReadOptions::default()).await.unwrap();
+        assert_eq!(rows(&wide), rows(&all));
+        assert_eq!(wide.num_rows(), 6);
+
+        // With the data files gone, what was decoded is still served; without a cache the
+        // read fails, as it must.
+        for f in std::fs::read_dir(dir.path().join("prices")).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_some_and(|e| e == "parquet") {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+        let again = lake.read("prices", narrow).await.unwrap();
+        assert_eq!(rows(&again), rows(&first));
+        assert_eq!(
+            rows(&lake.read("prices", ReadOptions::default()).await.unwrap()),
+            rows(&all)
+        );
+        assert!(
+            uncached
+                .read("prices", ReadOptions::default())
+                .await
+                .is_err()
+        );
     }
 
     fn day(d: i32) -> chrono::NaiveDate {

@@ -9,6 +9,7 @@ use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
 use url::Url;
 
+use crate::cache::{DEFAULT_CACHE_BYTES, FileCache};
 use crate::catalog::Catalog;
 use crate::error::{LakeError, LakeResult};
 use crate::schema::physical_schema;
@@ -31,6 +32,8 @@ pub struct Lake {
     /// The latest state loaded of each table: the next load reads only the commits since,
     /// instead of replaying the log from its last checkpoint (up to 100 commits) every time.
     snapshots: Arc<std::sync::Mutex<std::collections::HashMap<String, DeltaTable>>>,
+    /// Footers and decoded column chunks of the data files read (see [`FileCache`]).
+    pub(crate) files: Arc<FileCache>,
 }
 
 /// The loaded version of a table as a signed number (-1 when not loaded).
@@ -99,7 +102,15 @@ impl Lake {
             catalog: Arc::new(catalog),
             write_locks: Default::default(),
             snapshots: Default::default(),
+            files: Arc::new(FileCache::new(DEFAULT_CACHE_BYTES)),
         })
+    }
+
+    /// This lake with a cache of decoded data files of at most `bytes` (0: none), instead
+    /// of [`DEFAULT_CACHE_BYTES`]. Clones made before keep the cache they had.
+    pub fn with_file_cache(mut self, bytes: usize) -> Self {
+        self.files = Arc::new(FileCache::new(bytes));
+        self
     }
 
     pub fn root(&self) -> &Url {

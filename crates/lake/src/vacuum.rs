@@ -76,6 +76,7 @@ impl Lake {
             table
         } else {
             let (table, _) = plan(table, false).await?;
+            self.files.forget_table(table.table_url().as_str());
             self.remember(name, &table);
             table
         };

@@ -50,7 +50,7 @@ impl Lake {
             from: Some(lo),
             to: Some(hi),
         });
-        let stored = match scan(table, direct, None).await? {
+        let stored = match scan(&self.files, table, direct, None).await? {
             Some(stored) => stored,
             None => {
                 let provider = table.table_provider().await?;

@@ -169,7 +169,9 @@ impl Lake {
         {
             std::fs::create_dir_all(p)?;
         }
+        let mut timing = WriteTiming::start(&def.name);
         let table = self.latest(&def.name).await?;
+        timing.lap("load");
         let exists = table.version().is_some();
         let previous = exists.then(|| version_of(&table));
         let commit = CommitProperties::default().with_metadata(
@@ -190,6 +192,7 @@ impl Lake {
             phys_batches.push(RecordBatch::new_empty(physical.clone()));
         }
 
+        let mut path = if exists { "append" } else { "create" };
         let table = match mode {
             WriteMode::Append => {
                 if exists && rows == 0 {
@@ -211,6 +214,7 @@ impl Lake {
                 let ds = ds.ok_or_else(|| invalid("replace_partition needs a ds".into()))?;
                 check_partition(&phys_batches, part, ds).map_err(invalid)?;
                 if exists {
+                    path = "replace";
                     table
                         .write(phys_batches)
                         .with_save_mode(SaveMode::Overwrite)
@@ -248,21 +252,29 @@ impl Lake {
                     return Ok((self.unchanged(def, &table, 0), None));
                 } else {
                     let changes = self.changed_rows(def, &table, phys_batches).await?;
+                    timing.lap("diff");
                     unchanged = changes.unchanged;
                     rows = changes.rows.iter().map(|b| b.num_rows()).sum();
                     if rows == 0 {
+                        timing.done("unchanged", 0, unchanged);
                         return Ok((self.unchanged(def, &table, unchanged), None));
                     }
                     match changes.insert_only {
                         Some(predicate) => {
+                            path = "append_checked";
                             self.append_checked(table, changes.rows, predicate, commit)
                                 .await?
                         }
-                        None => self.merge(def, table, changes.rows, commit).await?,
+                        None => {
+                            path = "merge";
+                            self.merge(def, table, changes.rows, commit).await?
+                        }
                     }
                 }
             }
         };
+        timing.lap("commit");
+        timing.done(path, rows, unchanged);
         self.remember(&def.name, &table);
         let outcome = WriteOutcome {
             table: def.name.clone(),
@@ -397,4 +409,31 @@ fn check_unique_keys(batches: &[RecordBatch], keys: &[String]) -> Result<(), Str
         }
     }
     Ok(())
+}
+
+/// Phase times of one write, logged at debug level (`--log krxflow_lake=debug`).
+struct WriteTiming<'a> {
+    table: &'a str,
+    at: std::time::Instant,
+    laps: Vec<(&'static str, f64)>,
+}
+
+impl<'a> WriteTiming<'a> {
+    fn start(table: &'a str) -> Self {
+        Self {
+            table,
+            at: std::time::Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, phase: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((phase, (now - self.at).as_secs_f64() * 1e3));
+        self.at = now;
+    }
+
+    fn done(&self, path: &str, rows: usize, unchanged: usize) {
+        tracing::debug!(table = self.table, path, rows, unchanged, laps = ?self.laps, "write phases");
+    }
 }
