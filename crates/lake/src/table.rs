@@ -91,7 +91,7 @@ impl Lake {
         let store = match root.scheme() {
             "file" | "memory" => {
                 crate::store::register()?;
-                crate::store::wrap(store)?
+                crate::store::wrap(crate::store::local_listing(&root, store))?
             }
             _ => store,
         };

@@ -5,11 +5,13 @@
 //! Delta opens a table's store from its URL through deltalake's registry of store factories, so
 //! the lake registers its own factory for `file://` and `memory://` (once per process):
 //! [`RetryingStore`] over, when `KRXFLOW_TEST_FAULTS` asks for it, [`FaultyStore`] over the
-//! backend. Every read, commit, listing and scan of the lake then goes through the same
+//! backend ([`LocalStore`] for a local folder: object_store's, listing the log faster). Every
+//! read, commit, listing and scan of the lake then goes through the same
 //! layers as the lake's own artifact and lease calls. S3 stores retry in their HTTP client
 //! (object_store's `RetryConfig`), so they are left as they are.
 
 mod faults;
+mod listing;
 mod retry;
 
 use std::sync::{Arc, OnceLock};
@@ -20,6 +22,7 @@ use object_store::path::Path;
 use url::Url;
 
 pub use faults::{FaultConfig, FaultyStore};
+pub use listing::LocalStore;
 pub use retry::{RetryingStore, retryable};
 
 use crate::error::{LakeError, LakeResult};
@@ -52,6 +55,14 @@ pub(crate) fn wrap(store: Arc<dyn ObjectStore>) -> LakeResult<Arc<dyn ObjectStor
     Ok(Arc::new(RetryingStore::new(store)))
 }
 
+/// The backend for `url`: a local folder gets [`LocalStore`]'s faster log listing.
+pub(crate) fn local_listing(url: &Url, store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    match url.scheme() {
+        "file" => Arc::new(LocalStore::new(object_store::local::LocalFileSystem::new())),
+        _ => store,
+    }
+}
+
 /// Registers the lake's store factory for `file://` and `memory://` with deltalake, once.
 pub(crate) fn register() -> LakeResult<()> {
     static DONE: OnceLock<()> = OnceLock::new();
@@ -77,7 +88,7 @@ impl ObjectStoreFactory for LakeStoreFactory {
         config: &StorageConfig,
     ) -> deltalake::DeltaResult<(ObjectStoreRef, Path)> {
         let (store, path) = object_store::parse_url_opts(url, &config.raw)?;
-        let store = wrap(Arc::from(store))
+        let store = wrap(local_listing(url, Arc::from(store)))
             .map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))?;
         Ok((store, path))
     }
