@@ -40,6 +40,9 @@ struct Cli {
         default_value = "./storage/lake"
     )]
     lake: String,
+    /// Memory for the lake's cache of decoded data files, in MiB (0: no cache).
+    #[arg(long, global = true, env = "KRXFLOW_LAKE_CACHE_MB", default_value_t = krxflow_lake::DEFAULT_CACHE_BYTES >> 20)]
+    lake_cache_mb: usize,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     json: bool,
@@ -99,7 +102,8 @@ commands! {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let lake = Lake::open(&cli.lake, wiring::catalog())
-        .map_err(|e| usage(format!("cannot open lake `{}`: {e}", cli.lake)))?;
+        .map_err(|e| usage(format!("cannot open lake `{}`: {e}", cli.lake)))?
+        .with_file_cache(cli.lake_cache_mb.saturating_mul(1 << 20));
     let ctx = Ctx {
         lake,
         json: cli.json,

@@ -5,7 +5,8 @@
 //! object_store's local listing walks the whole folder and turns every entry's file-system
 //! path into a store path (a URL conversion) before comparing it with the offset, so each
 //! listing cost grows with the log (a year of daily commits is ~300 files per table) and it
-//! was ~9% of a backfill's CPU. Here a listing of one plain folder reads the folder's names,
+//! was ~9% of a backfill's CPU (the log clean-up after each checkpoint lists it whole). Here
+//! a listing of one plain folder reads the folder's names,
 //! keeps those after the offset, and converts and `stat`s only those. Anything the fast path
 //! is not certain to list exactly as object_store would (a subfolder, a symlink, a name that
 //! needs percent-encoding, a prefix outside the offset's folder) is listed by object_store.
@@ -38,15 +39,22 @@ impl LocalStore {
         }
     }
 
-    /// The files of folder `prefix` whose names sort after `offset`'s, when `offset` is in
-    /// that folder and every entry is a plain file with a plain name; `None` otherwise.
-    fn list_folder_after(&self, prefix: &Path, offset: &Path) -> Option<Vec<Result<ObjectMeta>>> {
-        let mut parts: Vec<_> = offset.parts().collect();
-        let after = parts.pop()?;
-        if parts.len() != prefix.parts().count() || !offset.prefix_matches(prefix) {
-            return None;
-        }
-        let after = after.as_ref();
+    /// The files of folder `prefix` whose names sort after `offset`'s (all of them without
+    /// one), when `offset` is in that folder and every entry is a plain file with a plain
+    /// name; `None` otherwise.
+    fn list_folder(&self, prefix: &Path, offset: Option<&Path>) -> Option<Vec<Result<ObjectMeta>>> {
+        let after = match offset {
+            Some(offset) => {
+                let mut parts: Vec<_> = offset.parts().collect();
+                let name = parts.pop()?;
+                if parts.len() != prefix.parts().count() || !offset.prefix_matches(prefix) {
+                    return None;
+                }
+                Some(name)
+            }
+            None => None,
+        };
+        let after = after.as_ref().map(|a| a.as_ref());
         let dir = self.inner.path_to_filesystem(prefix).ok()?;
         let mut out = Vec::new();
         for entry in std::fs::read_dir(dir).ok()? {
@@ -59,7 +67,7 @@ impl LocalStore {
             if !plain(name) {
                 return None;
             }
-            if name <= after {
+            if after.is_some_and(|a| name <= a) {
                 continue;
             }
             match entry.metadata() {
@@ -141,7 +149,10 @@ impl ObjectStore for LocalStore {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list(prefix)
+        match prefix.and_then(|p| self.list_folder(p, None)) {
+            Some(found) => futures::stream::iter(found).boxed(),
+            None => self.inner.list(prefix),
+        }
     }
 
     fn list_with_offset(
@@ -149,7 +160,7 @@ impl ObjectStore for LocalStore {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, Result<ObjectMeta>> {
-        match prefix.and_then(|p| self.list_folder_after(p, offset)) {
+        match prefix.and_then(|p| self.list_folder(p, Some(offset))) {
             Some(found) => futures::stream::iter(found).boxed(),
             None => self.inner.list_with_offset(prefix, offset),
         }
@@ -217,10 +228,25 @@ mod tests {
             let got = listed(&fast, &prefix, &offset).await;
             assert_eq!(got, listed(&slow, &prefix, &offset).await, "{offset}");
             assert!(
-                fast.list_folder_after(&prefix, &offset).is_some(),
+                fast.list_folder(&prefix, Some(&offset)).is_some(),
                 "fast path"
             );
         }
+        let mut all: Vec<_> = fast
+            .list(Some(&prefix))
+            .map_ok(|m| (m.location.to_string(), m.size, m.e_tag))
+            .try_collect()
+            .await
+            .unwrap();
+        all.sort();
+        let mut want: Vec<_> = slow
+            .list(Some(&prefix))
+            .map_ok(|m| (m.location.to_string(), m.size, m.e_tag))
+            .try_collect()
+            .await
+            .unwrap();
+        want.sort();
+        assert_eq!((all.len(), &all), (6, &want));
         let from_one = listed(
             &fast,
             &prefix,
@@ -232,11 +258,11 @@ mod tests {
         // An upload in progress, a name that needs encoding, a subfolder, an offset
         // elsewhere: object_store lists.
         let outside = Path::from_filesystem_path(dir.path()).unwrap().join("x");
-        assert!(fast.list_folder_after(&prefix, &outside).is_none());
+        assert!(fast.list_folder(&prefix, Some(&outside)).is_none());
         let offset = prefix.clone().join("0");
         for odd in ["00000000000000000004.json#1", "a b.json"] {
             std::fs::write(log.join(odd), b"x").unwrap();
-            assert!(fast.list_folder_after(&prefix, &offset).is_none());
+            assert!(fast.list_folder(&prefix, Some(&offset)).is_none());
             assert_eq!(
                 listed(&fast, &prefix, &offset).await,
                 listed(&slow, &prefix, &offset).await
@@ -245,7 +271,7 @@ mod tests {
         }
         std::fs::create_dir(log.join("sub")).unwrap();
         std::fs::write(log.join("sub").join("f"), b"x").unwrap();
-        assert!(fast.list_folder_after(&prefix, &offset).is_none());
+        assert!(fast.list_folder(&prefix, Some(&offset)).is_none());
         assert_eq!(
             listed(&fast, &prefix, &offset).await,
             listed(&slow, &prefix, &offset).await
