@@ -18,7 +18,7 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use krxflow_core::{TableDef, WriteMode};
 
-use crate::compact::COMPACT_AT_FILES;
+use crate::compact::{COMPACT_AT_FILES, tiered_target};
 use crate::dates::date32;
 use crate::error::{LakeError, LakeResult};
 use crate::files::{table_configuration, writer_properties};
@@ -87,8 +87,9 @@ impl Lake {
 
     /// Writes `batches` to the table `def` in one Delta commit. `ds` is required for
     /// `replace_partition`. `meta` is stored in the commit info (run id, task, ...). A table
-    /// that holds [`COMPACT_AT_FILES`] files after the commit is compacted (see
-    /// [`Lake::compact`]); the outcome's version is still the one this write committed.
+    /// that holds [`COMPACT_AT_FILES`] files after the commit is compacted, its small files
+    /// merged and much larger ones left alone (see [`tiered_target`]); the outcome's version
+    /// is still the one this write committed.
     pub async fn write(
         &self,
         def: &TableDef,
@@ -121,12 +122,20 @@ impl Lake {
             }
         };
         if let Some(table) = table {
-            let files = table
+            let sizes: Vec<u64> = table
                 .snapshot()
-                .map(|s| s.log_data().num_files())
-                .unwrap_or(0);
-            if files >= COMPACT_AT_FILES {
-                match self.optimize(&def.name, table, files).await {
+                .map(|s| {
+                    s.log_data()
+                        .iter()
+                        .map(|f| u64::try_from(f.size()).unwrap_or(0))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let files = sizes.len();
+            if files >= COMPACT_AT_FILES
+                && let Some(target) = tiered_target(sizes)
+            {
+                match self.optimize(&def.name, table, files, Some(target)).await {
                     Ok(c) => outcome.latest = c.version,
                     // The write is committed; a failed compaction only leaves the small files.
                     Err(e) => tracing::warn!(table = %def.name, error = %e, "compaction failed"),
