@@ -42,7 +42,13 @@ impl Lake {
             .build(Some(table.snapshot()?), table.log_store(), operation)
             .await?;
         let mut table = table;
-        table.update_incremental(Some(done.version())).await?;
+        if done.metrics.new_checkpoint_created {
+            // Rebased on the new checkpoint, as a load of this version is.
+            table.update_incremental(Some(done.version())).await?;
+        } else {
+            // The post-commit step already brought the snapshot to the committed version.
+            table.state = Some(done.snapshot());
+        }
         Ok(table)
     }
 }
