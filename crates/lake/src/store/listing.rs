@@ -185,19 +185,20 @@ mod tests {
 
     use super::*;
 
-    async fn listed(
-        store: &dyn ObjectStore,
-        prefix: &Path,
-        offset: &Path,
-    ) -> Vec<(String, u64, Option<String>)> {
-        let mut out: Vec<_> = store
-            .list_with_offset(Some(prefix), offset)
+    type Listing = Vec<(String, u64, Option<String>)>;
+
+    async fn sorted(stream: BoxStream<'static, Result<ObjectMeta>>) -> Listing {
+        let mut out: Listing = stream
             .map_ok(|m| (m.location.to_string(), m.size, m.e_tag))
             .try_collect()
             .await
             .unwrap();
         out.sort();
         out
+    }
+
+    async fn listed(store: &dyn ObjectStore, prefix: &Path, offset: &Path) -> Listing {
+        sorted(store.list_with_offset(Some(prefix), offset)).await
     }
 
     #[tokio::test]
@@ -232,21 +233,11 @@ mod tests {
                 "fast path"
             );
         }
-        let mut all: Vec<_> = fast
-            .list(Some(&prefix))
-            .map_ok(|m| (m.location.to_string(), m.size, m.e_tag))
-            .try_collect()
-            .await
-            .unwrap();
-        all.sort();
-        let mut want: Vec<_> = slow
-            .list(Some(&prefix))
-            .map_ok(|m| (m.location.to_string(), m.size, m.e_tag))
-            .try_collect()
-            .await
-            .unwrap();
-        want.sort();
-        assert_eq!((all.len(), &all), (6, &want));
+        let all = sorted(fast.list(Some(&prefix))).await;
+        assert_eq!(
+            (all.len(), &all),
+            (6, &sorted(slow.list(Some(&prefix))).await)
+        );
         let from_one = listed(
             &fast,
             &prefix,
