@@ -124,6 +124,8 @@ pub fn closes_through(
         date_col(bars, "date")?,
         f64_col(bars, "close")?,
     );
+    // Rows come grouped by code: consecutive rows of a code are gathered before one lookup.
+    let mut runs: Vec<(&str, Vec<(i32, f64)>)> = Vec::new();
     for i in 0..bars.num_rows() {
         if code.is_null(i) || date.is_null(i) || close.is_null(i) || date.value(i) > ds {
             continue;
@@ -133,11 +135,16 @@ pub fn closes_through(
             continue;
         }
         let row = (date.value(i), close.value(i));
-        // Rows come grouped by code: a key is allocated once per code, not once per row.
+        match runs.last_mut() {
+            Some((k, v)) if *k == c => v.push(row),
+            _ => runs.push((c, vec![row])),
+        }
+    }
+    for (c, mut run) in runs {
         match series.get_mut(c) {
-            Some(v) => v.push(row),
+            Some(v) => v.append(&mut run),
             None => {
-                series.insert(c.to_string(), vec![row]);
+                series.insert(c.to_string(), run);
             }
         }
     }
@@ -206,7 +213,45 @@ pub fn closes_port() -> krxflow_core::InputPort {
 
 #[cfg(test)]
 mod tests {
+    use arrow::datatypes::{DataType, Field, Schema};
+
     use super::*;
+    use crate::common::dates::date_of;
+
+    #[test]
+    fn each_codes_closes_through_a_day_come_in_date_order_however_the_rows_are_grouped() {
+        // Code "a" in two runs (two files), dates out of order, a row after the day.
+        let rows = [
+            ("a", 3, 3.0),
+            ("a", 1, 1.0),
+            ("b", 2, 20.0),
+            ("a", 2, 2.0),
+            ("a", 9, 9.0),
+        ];
+        let schema = Schema::new(vec![
+            Field::new("code", DataType::Utf8, true),
+            Field::new("date", DataType::Date32, true),
+            Field::new("close", DataType::Float64, true),
+        ]);
+        let bars = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            ],
+        )
+        .unwrap();
+        let day = date_of(3);
+        let series = closes_through(&bars, day, &[]).unwrap();
+        assert_eq!(series["a"], vec![(1, 1.0), (2, 2.0), (3, 3.0)]);
+        assert_eq!(series["b"], vec![(2, 20.0)]);
+        let only_b = closes_through(&bars, day, &["b".to_string()]).unwrap();
+        assert_eq!(only_b.keys().collect::<Vec<_>>(), vec!["b"]);
+        // As of the day: only codes with a close on it.
+        let as_of = closes_as_of(&bars, day, &[]).unwrap();
+        assert_eq!(as_of.keys().collect::<Vec<_>>(), vec!["a"]);
+    }
 
     #[test]
     fn the_cdf_interpolates_between_quantiles_and_extends_past_the_ends() {
