@@ -70,7 +70,11 @@ impl FileCache {
             return;
         }
         let bytes = metadata.metadata().memory_size();
-        self.insert(key, bytes, |f| f.metadata = Some(metadata));
+        self.insert(key, bytes, |f| {
+            f.metadata
+                .replace(metadata)
+                .map_or(0, |m| m.metadata().memory_size())
+        });
     }
 
     /// The cached chunks of `columns` in row group `group` of file `key`, one slot per column.
@@ -101,7 +105,9 @@ impl FileCache {
         }
         let bytes = chunk.get_array_memory_size();
         self.insert(key, bytes, |f| {
-            f.chunks.insert((group, column), chunk);
+            f.chunks
+                .insert((group, column), chunk)
+                .map_or(0, |c| c.get_array_memory_size())
         });
     }
 
@@ -121,7 +127,9 @@ impl FileCache {
         inner.bytes -= freed;
     }
 
-    fn insert(&self, key: &str, bytes: usize, put: impl FnOnce(&mut File)) {
+    /// Puts `bytes` into file `key`'s entry with `put`, which returns the bytes of what it
+    /// replaced (two tasks decoding the same chunk at once both put it).
+    fn insert(&self, key: &str, bytes: usize, put: impl FnOnce(&mut File) -> usize) {
         if bytes > self.budget {
             return;
         }
@@ -130,9 +138,9 @@ impl FileCache {
         let now = inner.clock;
         let file = inner.files.entry(key.to_string()).or_default();
         file.used = now;
-        file.bytes += bytes;
-        put(file);
-        inner.bytes += bytes;
+        let replaced = put(file);
+        file.bytes = (file.bytes + bytes).saturating_sub(replaced);
+        inner.bytes = (inner.bytes + bytes).saturating_sub(replaced);
         if inner.bytes > self.budget {
             evict(&mut inner, self.budget, key);
         }
@@ -224,6 +232,14 @@ mod tests {
         cache.forget_table("file:///l/a/");
         assert!(cache.chunks(&file_key("file:///l/a/", "x.parquet", 1), 0, &[0])[0].is_none());
         assert!(cache.chunks(&file_key("file:///l/ab/", "x.parquet", 1), 0, &[0])[0].is_some());
+        assert_eq!(cache.bytes(), chunk(10).get_array_memory_size());
+    }
+
+    #[test]
+    fn a_chunk_put_twice_is_counted_once() {
+        let cache = FileCache::new(1 << 20);
+        cache.put_chunk("a", 0, 0, chunk(10));
+        cache.put_chunk("a", 0, 0, chunk(10));
         assert_eq!(cache.bytes(), chunk(10).get_array_memory_size());
     }
 

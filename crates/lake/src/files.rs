@@ -38,18 +38,11 @@ mod tests {
     use krxflow_core::WriteMode;
 
     use super::CHECKPOINT_INTERVAL;
-    use crate::catalog::Catalog;
-    use crate::table::Lake;
-    use crate::testutil::{price_rows, prices};
+    use crate::testutil::{price_rows, prices, prices_lake};
 
     #[tokio::test]
     async fn a_table_the_lake_creates_is_checkpointed_every_ten_commits() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(
-            dir.path().to_str().unwrap(),
-            Catalog::with_tables([prices()]),
-        )
-        .unwrap();
+        let (dir, lake) = prices_lake();
         let log = dir.path().join("prices/_delta_log");
         let checkpoint = |v: u64| log.join(format!("{v:020}.checkpoint.parquet")).exists();
         for d in 0..CHECKPOINT_INTERVAL as i32 {

@@ -332,7 +332,7 @@ mod tests {
     use crate::catalog::Catalog;
     use crate::read::{ReadOptions, TableRead};
     use crate::table::Lake;
-    use crate::testutil::{price_rows, prices};
+    use crate::testutil::{price_rows, prices, prices_lake};
 
     /// Every row of a read, sorted, in arrow's row format: equal multisets of rows compare equal.
     fn rows(r: &TableRead) -> Vec<Vec<u8>> {
@@ -356,12 +356,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_direct_read_returns_the_rows_a_datafusion_plan_returns_for_every_option() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(
-            dir.path().to_str().unwrap(),
-            Catalog::with_tables([prices()]),
-        )
-        .unwrap();
+        let (_dir, lake) = prices_lake();
         let def = prices();
         // 30 days of two codes, each day re-sending the previous day with a changed close (a
         // merge that rewrites files), and a compaction on the way (16 files).
@@ -442,9 +437,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_read_once_is_served_from_memory_and_a_wider_read_decodes_the_rest() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, lake) = prices_lake();
         let at = dir.path().to_str().unwrap();
-        let lake = Lake::open(at, Catalog::with_tables([prices()])).unwrap();
         let day_rows = |d: i32| price_rows(&[("a", d, f64::from(d)), ("b", d, -f64::from(d))]);
         let def = prices();
         for d in 0..3 {

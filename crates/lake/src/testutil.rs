@@ -6,7 +6,17 @@ use arrow::array::{Date32Array, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use krxflow_core::TableDef;
 
+use crate::catalog::Catalog;
 use crate::schema::{conform, physical_schema};
+use crate::table::Lake;
+
+/// A lake in a new temporary folder (kept while the guard lives) declaring only `prices`.
+pub fn prices_lake() -> (tempfile::TempDir, Lake) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let at = dir.path().to_str().expect("utf-8 temp path");
+    let lake = Lake::open(at, Catalog::with_tables([prices()])).expect("lake");
+    (dir, lake)
+}
 
 /// `prices`: (code, date, close), keyed by (code, date), dated by `date`.
 pub fn prices() -> TableDef {
