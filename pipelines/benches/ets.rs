@@ -2,10 +2,12 @@
 //!
 //! AutoETS (additive error, no/additive/damped trend, by AICc, on log closes) for every code
 //! of the full-market panel with a bar on 2019-09-17, each series its last <= 250 closes as
-//! `forecast.ets` builds them (`closes_as_of`): krxflow's own (`krxflow_models::ets`) against
+//! `forecast.ets` builds them (`closes_as_of`): krxflow's own (`krxflow_models::ets`, with its
+//! searches run four in lockstep as `forecast.ets` runs them, and one at a time) against
 //! augurs-ets 0.10.3, a port of statsforecast's AutoETS, on one thread each, 5 timed runs
 //! after a warm-up; min / median / max and the ratio of medians. Before timing, both must
-//! agree on every series: the same model selected and the one-step log mean within 1e-6.
+//! agree on every series: the same model selected and the one-step log mean within 1e-6; and
+//! the lockstep fits must be bit for bit the one-at-a-time fits.
 //!
 //! Input: `../shared/data` (or `KRXFLOW_DATA`); skipped with a message when absent.
 //! Run: `cargo bench -p krxflow-pipelines --bench ets`.
@@ -95,8 +97,23 @@ fn main() {
         "the two implementations disagree: {disagree} models, {worst:e}"
     );
 
-    // Alternate the two so drift in machine load favours neither.
-    let (mut native, mut augurs) = (Vec::new(), Vec::new());
+    // The lockstep path (`select_many`, what `forecast.ets` runs) must select and fit exactly
+    // what one search at a time does.
+    let slices: Vec<&[f64]> = series.iter().map(Vec::as_slice).collect();
+    let many = ets::select_many(&slices);
+    let same = many
+        .iter()
+        .zip(&slices)
+        .filter(|(m, y)| **m == ets::select(y))
+        .count();
+    println!(
+        "lockstep: {same} of {} series fitted bit for bit as one search at a time",
+        series.len()
+    );
+    assert_eq!(same, series.len(), "select_many differs from select");
+
+    // Alternate the three so drift in machine load favours none.
+    let (mut native, mut lockstep, mut augurs) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..=RUNS {
         let t = Instant::now();
         for y in &series {
@@ -105,6 +122,13 @@ fn main() {
             std::hint::black_box(ets::model::variance_multipliers(f.params, 5));
         }
         let a = t.elapsed();
+        let t = Instant::now();
+        for f in ets::select_many(&slices) {
+            let f = f.expect("fitted in the agreement pass");
+            std::hint::black_box(ets::model::forecast_mean(f.params, f.last, 5));
+            std::hint::black_box(ets::model::variance_multipliers(f.params, 5));
+        }
+        let l = t.elapsed();
         let t = Instant::now();
         for y in &series {
             let fitted = augurs_ets::AutoETS::new(1, "AZN")
@@ -116,15 +140,20 @@ fn main() {
         let b = t.elapsed();
         if run > 0 {
             native.push(a);
+            lockstep.push(l);
             augurs.push(b);
         }
     }
-    let (native, augurs) = (Stats::of(&native), Stats::of(&augurs));
-    println!("krxflow ets (fit + select + predict): {native}");
+    let (native, lockstep, augurs) = (Stats::of(&native), Stats::of(&lockstep), Stats::of(&augurs));
+    println!("krxflow ets, searches in lockstep (forecast.ets): {lockstep}");
+    println!("krxflow ets, one search at a time: {native}");
     println!("augurs-ets 0.10.3 (fit + select + predict): {augurs}");
+    let ratio = |peer: &Stats| peer.median.as_secs_f64() / lockstep.median.as_secs_f64();
     println!(
-        "krxflow faster by {:.2}x (medians, one thread, {} series)",
-        augurs.median.as_secs_f64() / native.median.as_secs_f64(),
+        "krxflow (lockstep) faster by {:.2}x than augurs-ets and {:.2}x than one search at a \
+         time (medians, one thread, {} series)",
+        ratio(&augurs),
+        ratio(&native),
         series.len()
     );
 }

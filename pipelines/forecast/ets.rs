@@ -202,19 +202,52 @@ type Failure = (String, String);
 /// One series' rows (and whether a stored model was updated), or why it has none.
 type Forecast = Result<(Vec<QuantileRow>, bool), Failure>;
 
-fn forecast_one(s: &Series, p: &EtsParams) -> Forecast {
+/// Series fitted together ([`Model::fit_many`] runs their searches in lockstep); the unit of
+/// work each thread takes.
+const GROUP: usize = 32;
+
+/// The forecasts of a group of series, in order: a stored weekly model updated with the closes
+/// since its fit, the others fitted together.
+fn forecast_group(group: &[Series], p: &EtsParams) -> Vec<Forecast> {
+    let to_fit: Vec<&[f64]> = group
+        .iter()
+        .filter(|s| s.stored.is_none())
+        .map(|s| s.closes.as_slice())
+        .collect();
+    let mut fits = Model::fit_many(&to_fit).into_iter();
+    group
+        .iter()
+        .map(|s| {
+            let fail = |e: krxflow_models::ModelError| (s.code.clone(), e.to_string());
+            let (model, context_len, updated) = match s.stored {
+                Some((m, seen, new)) => {
+                    let later = &s.closes[s.closes.len() - new..];
+                    (m.update(later).map_err(fail)?, seen + new, true)
+                }
+                None => {
+                    let fitted = fits.next().ok_or_else(|| {
+                        (s.code.clone(), "no fit returned for the series".to_string())
+                    })?;
+                    (fitted.map_err(fail)?, s.closes.len(), false)
+                }
+            };
+            forecast_rows(s, &model, context_len, p)
+                .map(|rows| (rows, updated))
+                .map_err(fail)
+        })
+        .collect()
+}
+
+/// One series' rows: the model's quantiles at each horizon.
+fn forecast_rows(
+    s: &Series,
+    model: &Model,
+    context_len: usize,
+    p: &EtsParams,
+) -> krxflow_models::ModelResult<Vec<QuantileRow>> {
     let steps = p.horizons.iter().copied().max().unwrap_or(1) as usize;
-    let fail = |e: krxflow_models::ModelError| (s.code.clone(), e.to_string());
-    let (model, context_len, updated) = match s.stored {
-        Some((m, seen, new)) => {
-            let later = &s.closes[s.closes.len() - new..];
-            (m.update(later).map_err(fail)?, seen + new, true)
-        }
-        None => (Model::fit(&s.closes).map_err(fail)?, s.closes.len(), false),
-    };
-    let f = model.forecast(steps).map_err(fail)?;
-    let rows = p
-        .horizons
+    let f = model.forecast(steps)?;
+    Ok(p.horizons
         .iter()
         .map(|&h| QuantileRow {
             code: s.code.clone(),
@@ -224,8 +257,7 @@ fn forecast_one(s: &Series, p: &EtsParams) -> Forecast {
             context_len,
             model: format!("ets:{}", f.model),
         })
-        .collect();
-    Ok((rows, updated))
+        .collect())
 }
 
 /// Each code's newest usable model from `ets_models`: fitted through a day before `ds` and no
@@ -353,12 +385,15 @@ impl ConfiguredOp for Configured {
         let started = std::time::Instant::now();
         let q = p.clone();
         let results = tokio::task::spawn_blocking(move || {
-            map_chunked(&series, q.workers, &|| cancel.is_cancelled(), |s| {
-                forecast_one(s, &q)
+            let groups: Vec<&[Series]> = series.chunks(GROUP).collect();
+            map_chunked(&groups, q.workers, &|| cancel.is_cancelled(), |g| {
+                forecast_group(g, &q)
             })
         })
         .await
-        .map_err(|e| OpError::permanent(format!("ETS thread: {e}")))??;
+        .map_err(|e| OpError::permanent(format!("ETS thread: {e}")))??
+        .into_iter()
+        .flatten();
         let (mut rows, mut failed, mut updated) = (Vec::new(), 0i64, 0i64);
         let mut forecast = 0i64;
         for r in results {

@@ -111,20 +111,25 @@ impl ConfiguredOp for Configured {
         let started = std::time::Instant::now();
         let workers = p.workers;
         let fits = tokio::task::spawn_blocking(move || {
-            map_chunked(
-                &todo,
-                workers,
-                &|| cancel.is_cancelled(),
-                |(code, through, closes)| {
-                    Model::fit(closes)
-                        .map(|m| (code.clone(), *through, closes.len(), m))
-                        .map_err(|e| (code.clone(), e.to_string()))
-                },
-            )
+            // Groups of series fitted together (their searches in lockstep).
+            let groups: Vec<&[(String, i32, Vec<f64>)]> = todo.chunks(32).collect();
+            map_chunked(&groups, workers, &|| cancel.is_cancelled(), |group| {
+                let closes: Vec<&[f64]> = group.iter().map(|t| t.2.as_slice()).collect();
+                Model::fit_many(&closes)
+                    .into_iter()
+                    .zip(*group)
+                    .map(|(fit, (code, through, closes))| {
+                        fit.map(|m| (code.clone(), *through, closes.len(), m))
+                            .map_err(|e| (code.clone(), e.to_string()))
+                    })
+                    .collect::<Vec<_>>()
+            })
         })
         .await
-        .map_err(|e| OpError::permanent(format!("ETS thread: {e}")))??;
-        let mut rows: Vec<Row> = Vec::with_capacity(fits.len());
+        .map_err(|e| OpError::permanent(format!("ETS thread: {e}")))??
+        .into_iter()
+        .flatten();
+        let mut rows: Vec<Row> = Vec::new();
         let mut failed = 0i64;
         for f in fits {
             match f {

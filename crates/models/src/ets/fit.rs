@@ -14,8 +14,8 @@
 //! only through the sum of squared one-step errors (SSE), so the objective is n·ln(SSE).
 
 use super::EtsError;
-use super::model::{Params, State, Trend, filter};
-use super::nelder_mead::{self, Options};
+use super::model::{Params, State, Trend, filter, filter_lanes};
+use super::nelder_mead::{self, Minimum, Options, Search};
 
 /// Box bounds of α, β and φ (statsforecast's and R's defaults).
 const ALPHA: (f64, f64) = (1e-4, 0.9999);
@@ -66,21 +66,108 @@ impl Fitted {
 /// Fits `trend`'s model to `y`. Needs at least `n_params + 4` observations (so σ² and the AICc
 /// have degrees of freedom left).
 pub fn fit(y: &[f64], trend: Trend) -> Result<Fitted, EtsError> {
-    let n_params = trend.n_states() + trend.n_smoothing();
-    let need = n_params + 4;
+    let (x0, lower, upper) = prepare(y, trend)?;
+    let f = |x: &[f64]| {
+        let (p, s) = unpack(x, trend);
+        let (sse, _) = filter(y, p, s);
+        objective(y, sse)
+    };
+    let best = nelder_mead::minimise(f, &x0, &lower, &upper, Options::default());
+    finish(y, trend, best)
+}
+
+/// Fits run together by [`fit_many`].
+const LANES: usize = 4;
+
+/// [`fit`] for every (series, trend) of `jobs`, in order, with the same results bit for bit:
+/// [`LANES`] searches advance in lockstep, their likelihoods evaluated together by
+/// [`filter_lanes`] (each search takes exactly the steps it takes alone), and a lane whose
+/// search has finished takes the next job.
+pub fn fit_many(jobs: &[(&[f64], Trend)]) -> Vec<Result<Fitted, EtsError>> {
+    struct Lane {
+        job: usize,
+        search: Search,
+    }
+    let mut out: Vec<Option<Result<Fitted, EtsError>>> = jobs.iter().map(|_| None).collect();
+    let mut lanes: Vec<Lane> = Vec::with_capacity(LANES);
+    let mut next = 0;
+    loop {
+        while lanes.len() < LANES && next < jobs.len() {
+            let (y, trend) = jobs[next];
+            match prepare(y, trend) {
+                Ok((x0, lower, upper)) => lanes.push(Lane {
+                    job: next,
+                    search: Search::new(&x0, &lower, &upper, Options::default()),
+                }),
+                Err(e) => out[next] = Some(Err(e)),
+            }
+            next += 1;
+        }
+        if lanes.is_empty() {
+            break;
+        }
+        // Every lane's point (lanes beyond the jobs left repeat the last one: a chain the
+        // loop runs alongside for free, its result unused).
+        let mut ys = [jobs[lanes[0].job].0; LANES];
+        let mut params = [Params {
+            alpha: 0.0,
+            beta: 0.0,
+            phi: 1.0,
+        }; LANES];
+        let mut init = [State {
+            level: 0.0,
+            slope: 0.0,
+        }; LANES];
+        for l in 0..LANES {
+            let lane = &lanes[l.min(lanes.len() - 1)];
+            let (y, trend) = jobs[lane.job];
+            if let Some(x) = lane.search.point() {
+                ys[l] = y;
+                (params[l], init[l]) = unpack(x, trend);
+            }
+        }
+        let values = filter_lanes(ys, params, init);
+        for (lane, (sse, _)) in lanes.iter_mut().zip(values) {
+            let y = jobs[lane.job].0;
+            lane.search.tell(objective(y, sse));
+        }
+        let mut l = 0;
+        while l < lanes.len() {
+            if lanes[l].search.done() {
+                let lane = lanes.swap_remove(l);
+                let (y, trend) = jobs[lane.job];
+                out[lane.job] = Some(finish(y, trend, lane.search.minimum()));
+            } else {
+                l += 1;
+            }
+        }
+    }
+    out.into_iter()
+        .zip(jobs)
+        .map(|(r, (_, trend))| r.unwrap_or(Err(EtsError::NoFit(trend.model_name()))))
+        .collect()
+}
+
+/// n·ln(SSE): the negative log-likelihood up to constants (see the module's note).
+fn objective(y: &[f64], sse: f64) -> f64 {
+    y.len() as f64 * sse.max(f64::MIN_POSITIVE).ln()
+}
+
+/// The search's start and box for `trend` on `y`, or why `y` is too short.
+type Start = (Vec<f64>, Vec<f64>, Vec<f64>);
+fn prepare(y: &[f64], trend: Trend) -> Result<Start, EtsError> {
+    let need = trend.n_states() + trend.n_smoothing() + 4;
     if y.len() < need {
         return Err(EtsError::NotEnoughData {
             have: y.len(),
             need,
         });
     }
-    let (x0, lower, upper) = start(y, trend);
-    let objective = |x: &[f64]| {
-        let (p, s) = unpack(x, trend);
-        let (sse, _) = filter(y, p, s);
-        y.len() as f64 * sse.max(f64::MIN_POSITIVE).ln()
-    };
-    let best = nelder_mead::minimise(objective, &x0, &lower, &upper, Options::default());
+    Ok(start(y, trend))
+}
+
+/// The fit at the search's best point, unless it is not finite.
+fn finish(y: &[f64], trend: Trend, best: Minimum) -> Result<Fitted, EtsError> {
     if !best.f.is_finite() {
         return Err(EtsError::NoFit(trend.model_name()));
     }
@@ -300,5 +387,83 @@ mod tests {
     fn too_short_a_series_is_refused_with_what_it_needs() {
         let e = fit(&[1.0, 2.0, 3.0], Trend::Damped).expect_err("short");
         assert!(e.to_string().contains("9"), "{e}");
+    }
+
+    #[test]
+    fn fits_run_together_are_bit_for_bit_the_fits_run_alone() {
+        // More jobs than lanes, of uneven lengths (a lane finishes its series' tail alone),
+        // every trend, one series too short and one that never moves.
+        let mut series: Vec<Vec<f64>> = (0..7u64)
+            .map(|k| {
+                let p = Params {
+                    alpha: 0.2 + 0.1 * k as f64,
+                    beta: 0.02,
+                    phi: 0.9,
+                };
+                let init = State {
+                    level: 10.0 + k as f64,
+                    slope: 0.01,
+                };
+                simulate(p, init, 0.01, 40 + 30 * k as usize, 100 + k)
+            })
+            .collect();
+        series.push(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        series.push(vec![4.2; 50]);
+        let jobs: Vec<(&[f64], Trend)> = series
+            .iter()
+            .flat_map(|y| Trend::ALL.map(|t| (y.as_slice(), t)))
+            .collect();
+        let together = fit_many(&jobs);
+        assert_eq!(together.len(), jobs.len());
+        for ((y, trend), got) in jobs.iter().zip(&together) {
+            let alone = fit(y, *trend);
+            assert_eq!(got, &alone, "{trend:?} on {} points", y.len());
+            // PartialEq on f64 says -0.0 == 0.0: compare the bits as well.
+            if let (Ok(a), Ok(b)) = (got, &alone) {
+                let bits = |f: &Fitted| {
+                    [
+                        f.params.alpha,
+                        f.params.beta,
+                        f.params.phi,
+                        f.last.level,
+                        f.last.slope,
+                        f.sse,
+                    ]
+                    .map(f64::to_bits)
+                };
+                assert_eq!(bits(a), bits(b));
+            }
+        }
+        assert!(
+            together.iter().any(|r| r.is_err()),
+            "the short series is refused"
+        );
+        assert_eq!(fit_many(&[]), Vec::new());
+    }
+
+    #[test]
+    fn the_recursion_run_in_lanes_is_bit_for_bit_the_recursion_run_alone() {
+        let y = noise(300, 5);
+        let ys: [&[f64]; 4] = [&y, &y[..120], &y[7..], &y[..1]];
+        let p = |a: f64| Params {
+            alpha: a,
+            beta: 0.01,
+            phi: 0.95,
+        };
+        let params = [p(0.1), p(0.3), p(0.5), p(0.7)];
+        let init = State {
+            level: 0.1,
+            slope: -0.02,
+        };
+        let lanes = filter_lanes(ys, params, [init; 4]);
+        for l in 0..4 {
+            let (sse, s) = filter(ys[l], params[l], init);
+            assert_eq!(lanes[l].0.to_bits(), sse.to_bits(), "lane {l}");
+            assert_eq!(lanes[l].1, s, "lane {l}");
+        }
+        // An empty series: its lane returns the initial state, the others are unaffected.
+        let out = filter_lanes([&y[..], &[]], [params[0], params[1]], [init; 2]);
+        assert_eq!(out[1], (0.0, init));
+        assert_eq!(out[0].0.to_bits(), filter(&y, params[0], init).0.to_bits());
     }
 }

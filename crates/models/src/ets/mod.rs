@@ -56,10 +56,38 @@ pub struct EtsForecast {
 /// Fits every candidate to `y` and keeps the one with the smallest AICc. Candidates the series
 /// is too short for are left out; if none is left, the first candidate's error is returned.
 pub fn select(y: &[f64]) -> Result<fit::Fitted, EtsError> {
+    choose(Trend::ALL.map(|trend| (trend, fit::fit(y, trend))))
+}
+
+/// [`select`] for each of `ys`, with the same results: every candidate of every series fitted
+/// by [`fit::fit_many`].
+pub fn select_many(ys: &[&[f64]]) -> Vec<Result<fit::Fitted, EtsError>> {
+    let jobs: Vec<(&[f64], Trend)> = ys
+        .iter()
+        .flat_map(|y| Trend::ALL.map(|trend| (*y, trend)))
+        .collect();
+    let mut fits = fit::fit_many(&jobs).into_iter();
+    ys.iter()
+        .map(|_| {
+            choose(Trend::ALL.map(|trend| {
+                let fitted = fits
+                    .next()
+                    .unwrap_or(Err(EtsError::NoFit(trend.model_name())));
+                (trend, fitted)
+            }))
+        })
+        .collect()
+}
+
+/// The candidate with the smallest finite AICc (the first of equals, in [`Trend::ALL`]'s
+/// order), or the first candidate's error.
+fn choose(
+    candidates: [(Trend, Result<fit::Fitted, EtsError>); 3],
+) -> Result<fit::Fitted, EtsError> {
     let mut best: Option<fit::Fitted> = None;
     let mut first_error = None;
-    for trend in Trend::ALL {
-        match fit::fit(y, trend) {
+    for (trend, fitted) in candidates {
+        match fitted {
             Ok(f) if f.aicc().is_finite() => {
                 if best.as_ref().is_none_or(|b| f.aicc() < b.aicc()) {
                     best = Some(f);
@@ -101,12 +129,37 @@ impl Model {
     /// short a series is `ModelError::Ets(NotEnoughData)`.
     pub fn fit(closes: &[f64]) -> ModelResult<Model> {
         let fitted = select(&log_closes(closes)?).map_err(ModelError::Ets)?;
-        Ok(Model {
+        Ok(Model::from_fit(&fitted))
+    }
+
+    /// [`Model::fit`] for each of `series`, the same models, fitted several at a time
+    /// ([`select_many`]): 1.8-1.9x faster on one core (`pipelines/benches/ets.rs`).
+    pub fn fit_many(series: &[&[f64]]) -> Vec<ModelResult<Model>> {
+        let logs: Vec<ModelResult<Vec<f64>>> = series.iter().map(|c| log_closes(c)).collect();
+        let ok: Vec<&[f64]> = logs
+            .iter()
+            .filter_map(|l| l.as_ref().ok().map(Vec::as_slice))
+            .collect();
+        let mut fits = select_many(&ok).into_iter();
+        logs.into_iter()
+            .map(|l| {
+                l?;
+                let fitted = fits
+                    .next()
+                    .unwrap_or(Err(EtsError::NoFit("AZN")))
+                    .map_err(ModelError::Ets)?;
+                Ok(Model::from_fit(&fitted))
+            })
+            .collect()
+    }
+
+    fn from_fit(fitted: &fit::Fitted) -> Model {
+        Model {
             trend: fitted.trend,
             params: fitted.params,
             state: fitted.last,
             sigma2: fitted.sigma2(),
-        })
+        }
     }
 
     /// The model after the closes that followed the ones it has seen: the same parameters and
@@ -201,6 +254,27 @@ mod tests {
         assert!(forecast(&[100.0, -1.0, 101.0], 1).is_err());
         assert!(forecast(&[100.0, f64::NAN], 1).is_err());
         assert!(forecast(&[100.0], 1).is_err());
+    }
+
+    #[test]
+    fn a_bad_series_among_many_is_its_own_error_and_the_others_fit_as_alone() {
+        let walk: Vec<f64> = log_walk(120, 3, 0.001, 0.02)
+            .iter()
+            .map(|l| 100.0 * l.exp())
+            .collect();
+        let flat = [12_300.0; 80];
+        let series: [&[f64]; 5] = [&walk, &[100.0, -1.0, 101.0], &flat, &[100.0], &walk[..60]];
+        let many = Model::fit_many(&series);
+        assert_eq!(many.len(), series.len());
+        for (got, closes) in many.iter().zip(series) {
+            match (got, Model::fit(closes)) {
+                (Ok(a), Ok(b)) => assert_eq!(*a, b),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => panic!("{a:?} against {b:?} alone"),
+            }
+        }
+        assert!(many[1].is_err() && many[3].is_err());
+        assert!(many[0].is_ok() && many[2].is_ok() && many[4].is_ok());
     }
 
     #[test]

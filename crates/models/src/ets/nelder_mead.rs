@@ -43,109 +43,265 @@ pub fn minimise(
     upper: &[f64],
     opts: Options,
 ) -> Minimum {
-    let n = x0.len();
-    debug_assert!(n > 0 && lower.len() == n && upper.len() == n);
-    let clamp = |x: &mut [f64]| {
-        for ((v, lo), hi) in x.iter_mut().zip(lower).zip(upper) {
+    let mut search = Search::new(x0, lower, upper, opts);
+    while let Some(x) = search.point() {
+        let v = f(x);
+        search.tell(v);
+    }
+    search.minimum()
+}
+
+/// What the search waits for: the objective at the point [`Search::point`] returns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    /// Vertex i of the starting simplex.
+    Start(usize),
+    /// The reflection of the worst vertex through the centroid (`xr`).
+    Reflect,
+    /// The expansion beyond the reflection (`trial`), which had objective `fr`.
+    Expand {
+        fr: f64,
+    },
+    /// The contraction (`trial`): outside when the reflection beat the worst vertex.
+    Contract {
+        fr: f64,
+        outside: bool,
+    },
+    /// Vertex i after shrinking towards the best one.
+    Shrink(usize),
+    Done,
+}
+
+/// [`minimise`] as a state machine the caller drives: [`Search::point`] is the next point to
+/// evaluate and [`Search::tell`] its objective. Several searches can then be driven in lockstep
+/// (their objectives evaluated together), each taking exactly the steps `minimise` would.
+#[derive(Debug, Clone)]
+pub struct Search {
+    lower: Vec<f64>,
+    upper: Vec<f64>,
+    opts: Options,
+    simplex: Vec<Vec<f64>>,
+    fs: Vec<f64>,
+    order: Vec<usize>,
+    centroid: Vec<f64>,
+    xr: Vec<f64>,
+    trial: Vec<f64>,
+    /// Iterations begun.
+    iter: usize,
+    phase: Phase,
+    // This iteration's best, second-worst and worst vertices.
+    best: usize,
+    second_worst: usize,
+    worst: usize,
+}
+
+impl Search {
+    /// A search from `x0` in the box `[lower, upper]` (same non-zero lengths).
+    pub fn new(x0: &[f64], lower: &[f64], upper: &[f64], opts: Options) -> Self {
+        let n = x0.len();
+        debug_assert!(n > 0 && lower.len() == n && upper.len() == n);
+        let mut s = Self {
+            lower: lower.to_vec(),
+            upper: upper.to_vec(),
+            opts,
+            simplex: Vec::with_capacity(n + 1),
+            fs: vec![f64::INFINITY; n + 1],
+            order: (0..=n).collect(),
+            centroid: vec![0.0; n],
+            xr: vec![0.0; n],
+            trial: vec![0.0; n],
+            iter: 0,
+            phase: Phase::Start(0),
+            best: 0,
+            second_worst: 0,
+            worst: 0,
+        };
+        let mut start = x0.to_vec();
+        s.clamp_vec(&mut start);
+        for i in 0..n {
+            let mut v = start.clone();
+            v[i] = if v[i].abs() < 1e-8 { 1e-4 } else { v[i] * 1.05 };
+            s.clamp_vec(&mut v);
+            s.simplex.push(v);
+        }
+        s.simplex.push(start);
+        s
+    }
+
+    fn clamp_vec(&self, x: &mut [f64]) {
+        for ((v, lo), hi) in x.iter_mut().zip(&self.lower).zip(&self.upper) {
             *v = v.clamp(*lo, *hi);
         }
-    };
-    let mut eval = |x: &[f64]| {
-        let v = f(x);
-        if v.is_finite() { v } else { f64::INFINITY }
-    };
-
-    // n + 1 vertices.
-    let mut simplex: Vec<Vec<f64>> = Vec::with_capacity(n + 1);
-    let mut start = x0.to_vec();
-    clamp(&mut start);
-    for i in 0..n {
-        let mut v = start.clone();
-        v[i] = if v[i].abs() < 1e-8 { 1e-4 } else { v[i] * 1.05 };
-        clamp(&mut v);
-        simplex.push(v);
     }
-    simplex.push(start);
-    let mut fs: Vec<f64> = simplex.iter().map(|v| eval(v)).collect();
 
-    let nf = n as f64;
-    let (expand, contract, shrink) = (1.0 + 2.0 / nf, 0.75 - 0.5 / nf, 1.0 - 1.0 / nf);
-    let mut order: Vec<usize> = (0..=n).collect();
-    let (mut centroid, mut xr, mut trial) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    fn dim(&self) -> usize {
+        self.centroid.len()
+    }
 
-    for _ in 0..opts.max_iter {
-        order.sort_by(|&a, &b| fs[a].total_cmp(&fs[b]));
-        let (best, second_worst, worst) = (order[0], order[n - 1], order[n]);
-        if population_sd(&fs) < opts.f_tol {
-            break;
+    /// The point whose objective the search needs next; `None` once it has finished.
+    pub fn point(&self) -> Option<&[f64]> {
+        match self.phase {
+            Phase::Start(i) | Phase::Shrink(i) => Some(&self.simplex[i]),
+            Phase::Reflect => Some(&self.xr),
+            Phase::Expand { .. } | Phase::Contract { .. } => Some(&self.trial),
+            Phase::Done => None,
         }
-        centroid.fill(0.0);
-        for (i, v) in simplex.iter().enumerate() {
-            if i != worst {
-                for (c, x) in centroid.iter_mut().zip(v) {
+    }
+
+    /// The objective at [`Search::point`] (a non-finite value counts as +∞); moves on to the
+    /// next point. Ignored once the search has finished.
+    pub fn tell(&mut self, v: f64) {
+        let v = if v.is_finite() { v } else { f64::INFINITY };
+        match self.phase {
+            Phase::Start(i) => {
+                self.fs[i] = v;
+                if i < self.dim() {
+                    self.phase = Phase::Start(i + 1);
+                } else {
+                    self.iterate();
+                }
+            }
+            Phase::Reflect => self.reflected(v),
+            Phase::Expand { fr } => {
+                if v < fr {
+                    self.replace_worst_with_trial(v);
+                } else {
+                    self.replace_worst_with_reflection(fr);
+                }
+                self.iterate();
+            }
+            Phase::Contract { fr, outside } => {
+                if (outside && v <= fr) || (!outside && v < self.fs[self.worst]) {
+                    self.replace_worst_with_trial(v);
+                    self.iterate();
+                } else {
+                    self.shrink_from(0);
+                }
+            }
+            Phase::Shrink(i) => {
+                self.fs[i] = v;
+                self.shrink_from(i + 1);
+            }
+            Phase::Done => {}
+        }
+    }
+
+    /// Begins the next iteration (sort, stopping test, centroid, reflection) or finishes.
+    fn iterate(&mut self) {
+        if self.iter >= self.opts.max_iter {
+            self.phase = Phase::Done;
+            return;
+        }
+        self.iter += 1;
+        let n = self.dim();
+        let fs = &self.fs;
+        self.order.sort_by(|&a, &b| fs[a].total_cmp(&fs[b]));
+        (self.best, self.second_worst, self.worst) =
+            (self.order[0], self.order[n - 1], self.order[n]);
+        if population_sd(&self.fs) < self.opts.f_tol {
+            self.phase = Phase::Done;
+            return;
+        }
+        self.centroid.fill(0.0);
+        for (i, v) in self.simplex.iter().enumerate() {
+            if i != self.worst {
+                for (c, x) in self.centroid.iter_mut().zip(v) {
                     *c += x;
                 }
             }
         }
-        centroid.iter_mut().for_each(|c| *c /= nf);
-
+        let nf = n as f64;
+        self.centroid.iter_mut().for_each(|c| *c /= nf);
         // Reflect the worst vertex through the centroid.
-        for ((r, c), w) in xr.iter_mut().zip(&centroid).zip(&simplex[worst]) {
+        for ((r, c), w) in self
+            .xr
+            .iter_mut()
+            .zip(&self.centroid)
+            .zip(&self.simplex[self.worst])
+        {
             *r = c + (c - w);
         }
-        clamp(&mut xr);
-        let fr = eval(&xr);
-        if fs[best] <= fr && fr < fs[second_worst] {
-            simplex[worst].copy_from_slice(&xr);
-            fs[worst] = fr;
-            continue;
-        }
-        if fr < fs[best] {
-            // Expand further along the same line.
-            for ((t, c), r) in trial.iter_mut().zip(&centroid).zip(&xr) {
-                *t = c + expand * (r - c);
-            }
-            clamp(&mut trial);
-            let fe = eval(&trial);
-            if fe < fr {
-                simplex[worst].copy_from_slice(&trial);
-                fs[worst] = fe;
-            } else {
-                simplex[worst].copy_from_slice(&xr);
-                fs[worst] = fr;
-            }
-            continue;
-        }
-        // Contract: outside when the reflection beat the worst vertex, inside otherwise.
-        let outside = fr < fs[worst];
-        let sign = if outside { 1.0 } else { -1.0 };
-        for ((t, c), r) in trial.iter_mut().zip(&centroid).zip(&xr) {
-            *t = c + sign * contract * (r - c);
-        }
-        clamp(&mut trial);
-        let fc = eval(&trial);
-        if (outside && fc <= fr) || (!outside && fc < fs[worst]) {
-            simplex[worst].copy_from_slice(&trial);
-            fs[worst] = fc;
-            continue;
-        }
-        // Shrink every vertex towards the best (convex combinations stay in the box).
-        let anchor = simplex[best].clone();
-        for (i, v) in simplex.iter_mut().enumerate() {
-            if i != best {
-                for (x, a) in v.iter_mut().zip(&anchor) {
-                    *x = a + shrink * (*x - a);
-                }
-                fs[i] = eval(v);
-            }
-        }
+        let mut xr = std::mem::take(&mut self.xr);
+        self.clamp_vec(&mut xr);
+        self.xr = xr;
+        self.phase = Phase::Reflect;
     }
-    let best = (0..=n)
-        .min_by(|&a, &b| fs[a].total_cmp(&fs[b]))
-        .unwrap_or(n);
-    Minimum {
-        x: simplex.swap_remove(best),
-        f: fs[best],
+
+    fn reflected(&mut self, fr: f64) {
+        let nf = self.dim() as f64;
+        let (best, second_worst, worst) = (self.best, self.second_worst, self.worst);
+        if self.fs[best] <= fr && fr < self.fs[second_worst] {
+            self.replace_worst_with_reflection(fr);
+            self.iterate();
+            return;
+        }
+        let (step, phase) = if fr < self.fs[best] {
+            // Expand further along the same line.
+            (1.0 + 2.0 / nf, Phase::Expand { fr })
+        } else {
+            // Contract: outside when the reflection beat the worst vertex, inside otherwise.
+            let outside = fr < self.fs[worst];
+            let sign = if outside { 1.0 } else { -1.0 };
+            (sign * (0.75 - 0.5 / nf), Phase::Contract { fr, outside })
+        };
+        for ((t, c), r) in self.trial.iter_mut().zip(&self.centroid).zip(&self.xr) {
+            *t = c + step * (r - c);
+        }
+        let mut trial = std::mem::take(&mut self.trial);
+        self.clamp_vec(&mut trial);
+        self.trial = trial;
+        self.phase = phase;
+    }
+
+    fn replace_worst_with_reflection(&mut self, fr: f64) {
+        self.simplex[self.worst].copy_from_slice(&self.xr);
+        self.fs[self.worst] = fr;
+    }
+
+    fn replace_worst_with_trial(&mut self, ft: f64) {
+        self.simplex[self.worst].copy_from_slice(&self.trial);
+        self.fs[self.worst] = ft;
+    }
+
+    /// Shrinks vertex `from` (or the next one that is not the best) towards the best vertex
+    /// and asks for its objective; begins the next iteration when none is left. Convex
+    /// combinations stay in the box.
+    fn shrink_from(&mut self, from: usize) {
+        let best = self.best;
+        let Some(i) = (from..self.simplex.len()).find(|&i| i != best) else {
+            self.iterate();
+            return;
+        };
+        let shrink = 1.0 - 1.0 / self.dim() as f64;
+        let (anchor, v) = if i < best {
+            let (lo, hi) = self.simplex.split_at_mut(best);
+            (&hi[0], &mut lo[i])
+        } else {
+            let (lo, hi) = self.simplex.split_at_mut(i);
+            (&lo[best], &mut hi[0])
+        };
+        for (x, a) in v.iter_mut().zip(anchor.iter()) {
+            *x = a + shrink * (*x - a);
+        }
+        self.phase = Phase::Shrink(i);
+    }
+
+    /// Whether the search has finished.
+    pub fn done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// The best vertex and its objective (the first of equals).
+    pub fn minimum(mut self) -> Minimum {
+        let n = self.dim();
+        let fs = &self.fs;
+        let best = (0..=n)
+            .min_by(|&a, &b| fs[a].total_cmp(&fs[b]))
+            .unwrap_or(n);
+        Minimum {
+            f: self.fs[best],
+            x: self.simplex.swap_remove(best),
+        }
     }
 }
 
