@@ -9,6 +9,7 @@ use deltalake::DeltaTable;
 use deltalake::kernel::transaction::CommitProperties;
 use krxflow_core::TableDef;
 
+use super::diff::diff;
 use super::rowset::row_set;
 use crate::dates::from_date32;
 use crate::error::LakeResult;
@@ -29,11 +30,11 @@ pub(super) struct Changes {
 }
 
 impl Lake {
-    /// Splits the rows to merge (physical schema) against what the table holds. Stored rows
-    /// are compared whole (every column, nulls and list values included, bit for bit) in
-    /// arrow's row format; only rows whose date lies within the batches' date range are read,
-    /// so Delta skips files by their statistics. A row is dropped only on an exact match, so
-    /// merging what is left writes the same table.
+    /// Splits the rows to merge (physical schema) against what the table holds: a row is
+    /// dropped only when the stored row of its key holds exactly its values (every column,
+    /// nulls and list values included, bit for bit: `super::diff`), so merging what is left
+    /// writes the same table. Only rows whose date lies within the batches' date range are
+    /// read, so Delta skips files by their statistics.
     pub(super) async fn changed_rows(
         &self,
         def: &TableDef,
@@ -68,13 +69,6 @@ impl Lake {
                 df.collect().await?
             }
         };
-        let converter = RowConverter::new(
-            physical
-                .fields()
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone()))
-                .collect(),
-        )?;
         let key_idx: Vec<usize> = def
             .keys
             .iter()
@@ -86,54 +80,17 @@ impl Lake {
                 .map(|&i| SortField::new(physical.field(i).data_type().clone()))
                 .collect(),
         )?;
-        let key_cols = |b: &RecordBatch| {
-            key_idx
-                .iter()
-                .map(|&i| b.column(i).clone())
-                .collect::<Vec<_>>()
-        };
         let stored: Vec<RecordBatch> = stored
             .iter()
             .filter(|b| b.num_rows() > 0)
             .map(|b| conform(b, &physical))
             .collect::<Result<_, _>>()?;
-        let stored_rows = stored
-            .iter()
-            .map(|b| converter.convert_columns(b.columns()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let held = row_set(&stored_rows);
-        let mut out = Changes::default();
-        for b in batches {
-            let rows = converter.convert_columns(b.columns())?;
-            let keep: arrow::array::BooleanArray = rows
-                .iter()
-                .map(|r| Some(!held.contains(r.data())))
-                .collect();
-            out.unchanged += keep.false_count();
-            let kept = arrow::compute::filter_record_batch(&b, &keep)?;
-            if kept.num_rows() > 0 {
-                out.rows.push(kept);
-            }
-        }
-        // Whether a row to write updates a held key (the stored rows' keys, only when needed).
-        let updates = !out.rows.is_empty() && {
-            let stored_keys = stored
-                .iter()
-                .map(|b| keys.convert_columns(&key_cols(b)))
-                .collect::<Result<Vec<_>, _>>()?;
-            let held_keys = row_set(&stored_keys);
-            let mut any = false;
-            for b in &out.rows {
-                if keys
-                    .convert_columns(&key_cols(b))?
-                    .iter()
-                    .any(|r| held_keys.contains(r.data()))
-                {
-                    any = true;
-                    break;
-                }
-            }
-            any
+        let diff = diff(&stored, batches, &key_idx, &keys)?;
+        let updates = diff.updates;
+        let mut out = Changes {
+            rows: diff.rows,
+            unchanged: diff.unchanged,
+            insert_only: None,
         };
         if updates || out.rows.is_empty() {
             return Ok(out);

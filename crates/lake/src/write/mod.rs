@@ -3,6 +3,7 @@
 //! compacts the table. The merge diff and the checked append are in the submodules.
 
 mod append;
+mod diff;
 mod merge;
 mod rowset;
 
