@@ -143,8 +143,10 @@ mod tests {
 
     use super::*;
 
-    /// (id, day) keyed rows with a nullable float and a list of ints.
-    fn batch(rows: &[(&str, i32, Option<f64>, Option<Vec<i32>>)]) -> RecordBatch {
+    /// A row keyed by (id, day), with a nullable float and a list of ints.
+    type Row<'a> = (&'a str, i32, Option<f64>, Option<Vec<i32>>);
+
+    fn batch(rows: &[Row<'_>]) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Utf8, false),
             Field::new("day", DataType::Int32, false),
