@@ -163,7 +163,10 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-/// `rejects` found by the run for `ds`, as a batch of [`schema`].
+/// `rejects` found by the run for `ds`, as a batch of [`schema`]. A reject is dated (`ds`) by
+/// its row's own date, the run's day only when it has none: a source re-read over an overlap
+/// of days (late revisions) finds the same bad rows again, and they must come back unchanged
+/// rather than re-dated, or every run would rewrite them (a Delta merge of every repeat).
 pub fn rejects_batch(
     rejects: &[Reject],
     source: &str,
@@ -176,7 +179,7 @@ pub fn rejects_batch(
                 rejects.iter().map(|r| reject_id(source, r)),
             ))) as ArrayRef,
             Arc::new(Date32Array::from_iter_values(
-                rejects.iter().map(|_| days(ds)),
+                rejects.iter().map(|r| days(r.date.unwrap_or(ds))),
             )),
             Arc::new(StringArray::from_iter_values(
                 rejects.iter().map(|_| source),

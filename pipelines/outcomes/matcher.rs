@@ -161,7 +161,7 @@ impl Configured {
         from: i32,
         to: i32,
     ) -> OpResult<Vec<Pending<'a>>> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(b.num_rows());
         if b.num_rows() == 0 {
             return Ok(out);
         }
@@ -211,7 +211,7 @@ impl Configured {
         b: &'a RecordBatch,
         wanted: &FastMap<Key<'_>, (i32, bool)>,
     ) -> OpResult<Vec<Pending<'a>>> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(b.num_rows());
         if b.num_rows() == 0 {
             return Ok(out);
         }
@@ -297,7 +297,7 @@ impl ConfiguredOp for Configured {
             pending.extend(Self::members(members, &wanted)?);
         }
         let closes = closes(&bars, from)?;
-        let mut scored: Vec<(Pending<'_>, f64, Score)> = Vec::new();
+        let mut scored: Vec<(Pending<'_>, f64, Score)> = Vec::with_capacity(pending.len());
         let mut unmatched = 0i64;
         for p in pending {
             match closes.get(&(p.key.0, p.target)) {

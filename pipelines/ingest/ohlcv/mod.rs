@@ -631,6 +631,37 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_row_found_again_by_the_next_days_overlap_is_the_same_reject_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = "Date,Open,High,Low,Close,Volume,Change\n\
+                   2024-12-11,100,110,90,105,1000,0.01\n\
+                   2024-12-12,105,112,101,110,0,0.047\n\
+                   2024-12-13,110,115,108,112,1300,0.02\n";
+        std::fs::write(dir.path().join("000001.csv"), csv).unwrap();
+        let op = Configured {
+            p: parse_params(&serde_json::json!({
+                "source": "csv_dir",
+                "path": dir.path().to_str().unwrap(),
+            }))
+            .unwrap(),
+        };
+        let day = |ds: &str| {
+            let ds = crate::testutil::d(ds);
+            let out = op.ingest(ds, None, &WeekdayCalendar::default()).unwrap();
+            rejects_batch(&out.rejects, &op.label(), ds).unwrap()
+        };
+        let (first, next) = (day("2024-12-12"), day("2024-12-13"));
+        assert_eq!(first.num_rows(), 1, "the zero-volume bar");
+        // Dated by its bar, not by the run: the merge finds it unchanged.
+        assert_eq!(first, next);
+        let ds = crate::cols::date_col(&next, "ds").unwrap();
+        assert_eq!(
+            ds.value(0),
+            crate::common::dates::days(crate::testutil::d("2024-12-12"))
+        );
+    }
+
+    #[test]
     fn kis_source_needs_codes_and_a_start() {
         let no_codes = serde_json::json!({"source": "kis", "lookback_days": 30});
         assert!(IngestOhlcv.configure(&no_codes).is_err());
