@@ -64,6 +64,10 @@ impl UniverseCollector {
     }
 }
 
+/// Reads a listing into `out`. Only the code, name and market fields of a record are decoded
+/// (as UTF-8; a record where one of them is not is an `unparsable` reject), and a record that
+/// repeats the previous valid entry byte for byte (a long panel lists a code on every row) is
+/// counted as the same entry without being decoded again.
 pub fn read_universe<R: std::io::Read>(
     reader: R,
     p: &UniverseParams,
@@ -84,21 +88,58 @@ pub fn read_universe<R: std::io::Read>(
     };
     let (ci, ni) = (find(&p.code_column)?, find(&p.name_column)?);
     let mi = p.market_column.as_deref().map(find).transpose()?;
-    let mut rec = csv::StringRecord::new();
+    let mut rec = csv::ByteRecord::new();
+    // Counted locally (once per row), added to the counters at the end.
+    let (mut rows_read, mut same_entry) = (0i64, 0i64);
+    // The code, name and market fields of the last valid record, as read.
+    let mut last: Option<[Vec<u8>; 3]> = None;
     loop {
-        match rdr.read_record(&mut rec) {
+        match rdr.read_byte_record(&mut rec) {
             Ok(false) => break,
             Ok(true) => {
-                out.count("rows_read");
-                let get = |i: usize| rec.get(i).unwrap_or("").trim();
-                let (code, name) = (get(ci), get(ni));
-                let market = mi.map_or(p.market.as_str(), get);
+                rows_read += 1;
+                let field = |i: usize| rec.get(i).unwrap_or(b"");
+                let fields = [field(ci), field(ni), mi.map_or(&b""[..], field)];
+                if last
+                    .as_ref()
+                    .is_some_and(|l| l.iter().zip(&fields).all(|(a, b)| a == b))
+                {
+                    same_entry += 1;
+                    continue;
+                }
+                let raw = || {
+                    rec.iter()
+                        .map(String::from_utf8_lossy)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                fn text(b: &[u8]) -> Result<&str, std::str::Utf8Error> {
+                    std::str::from_utf8(b).map(str::trim)
+                }
+                let (Ok(code), Ok(name), Ok(market)) = (
+                    text(fields[0]),
+                    text(fields[1]),
+                    mi.map_or(Ok(p.market.as_str()), |_| text(fields[2])),
+                ) else {
+                    out.count("rejected.unparsable");
+                    out.rejects.push(Reject {
+                        code: String::from_utf8_lossy(fields[0]).trim().to_string(),
+                        date: None,
+                        reason: Reason::Unparsable,
+                        detail: format!(
+                            "invalid UTF-8 in the code, name or market field (line {})",
+                            rec.position().map_or(0, |p| p.line())
+                        ),
+                        raw: raw(),
+                    });
+                    continue;
+                };
                 let bad = |reason: Reason, detail: String| Reject {
                     code: code.to_string(),
                     date: None,
                     reason,
                     detail,
-                    raw: rec.iter().collect::<Vec<_>>().join(","),
+                    raw: raw(),
                 };
                 if code.len() != 6 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
                     out.count("rejected.bad_code");
@@ -112,20 +153,20 @@ pub fn read_universe<R: std::io::Read>(
                     out.rejects.push(reject);
                     continue;
                 }
-                // A long panel repeats each code's entry on every row: compare before copying.
                 let held = out.entries.get(code).map(|(n, m)| (n == name, m == market));
                 if held != Some((true, true)) {
                     out.entries
                         .insert(code.to_string(), (name.to_string(), market.to_string()));
                 }
-                out.count(match held {
-                    None => "accepted",
-                    Some((true, _)) => "deduplicated.same_entry",
-                    Some((false, _)) => "deduplicated.renamed",
-                });
+                match held {
+                    None => out.count("accepted"),
+                    Some((true, _)) => same_entry += 1,
+                    Some((false, _)) => out.count("deduplicated.renamed"),
+                }
+                last = Some(fields.map(<[u8]>::to_vec));
             }
             Err(e) => {
-                out.count("rows_read");
+                rows_read += 1;
                 out.count("rejected.unparsable");
                 out.rejects.push(Reject {
                     code: String::new(),
@@ -135,6 +176,14 @@ pub fn read_universe<R: std::io::Read>(
                     raw: String::new(),
                 });
             }
+        }
+    }
+    for (key, n) in [
+        ("rows_read", rows_read),
+        ("deduplicated.same_entry", same_entry),
+    ] {
+        if n > 0 {
+            *out.counters.entry(key.to_string()).or_default() += n;
         }
     }
     Ok(())
@@ -283,5 +332,37 @@ mod tests {
         );
         assert_eq!((c["rejected.bad_code"], c["rejected.null_value"]), (1, 1));
         assert_eq!(out.rejects.len(), 2);
+    }
+
+    #[test]
+    fn repeats_count_once_decoded_and_only_the_fields_read_must_be_utf8() {
+        let mut csv: Vec<u8> = b"code,price,company_name\n".to_vec();
+        csv.extend("000020,1,동화약품\n".as_bytes());
+        csv.extend(b"000020,\xff,"); // a field the listing does not read, not UTF-8
+        csv.extend("동화약품\n".as_bytes());
+        csv.extend(b"000020,\xff,\xff\n"); // the name is not UTF-8
+        csv.extend("12345,1,잘못된코드\n12345,1,잘못된코드\n".as_bytes()); // a bad row, twice
+        csv.extend("005930,1,삼성전자\n000020,1,동화약품\n".as_bytes());
+        let p = UniverseParams {
+            path: String::new(),
+            code_column: "code".into(),
+            name_column: "company_name".into(),
+            market_column: None,
+            market: "KRX".into(),
+        };
+        let mut out = UniverseCollector::default();
+        read_universe(csv.as_slice(), &p, &mut out).unwrap();
+        let c = &out.counters;
+        assert_eq!(c["rows_read"], 7);
+        assert_eq!((c["accepted"], c["deduplicated.same_entry"]), (2, 2));
+        assert_eq!((c["rejected.unparsable"], c["rejected.bad_code"]), (1, 2));
+        let reasons: Vec<&str> = out.rejects.iter().map(|r| r.reason.code()).collect();
+        assert_eq!(reasons, ["unparsable", "bad_code", "bad_code"]);
+        assert!(
+            out.rejects[0].detail.contains("line 4"),
+            "{:?}",
+            out.rejects[0]
+        );
+        assert_eq!(out.entries["000020"].0, "동화약품");
     }
 }

@@ -22,8 +22,6 @@ pub(crate) struct RecordStore {
     /// only when the run is over, so a batch never holds half a run (a crash then loses whole
     /// runs, which re-run, never leaves tasks recorded without their run's end).
     run_local: Option<Arc<std::sync::Mutex<Vec<EngineRecord>>>>,
-    /// Serialises writes to the engine tables within this process.
-    records_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Rows for one engine table.
@@ -49,7 +47,6 @@ impl RecordStore {
             lake,
             record_buffer: None,
             run_local: None,
-            records_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -102,9 +99,19 @@ impl RecordStore {
         p.since = None;
         // `task_runs` last: partitions count as done by their succeeded task fingerprints, so
         // a crash between these commits must leave them looking not done (they re-run,
-        // idempotently) rather than done without their run records.
-        tables.sort_by_key(|(t, _)| t == records::TASK_RUNS);
-        for (table, batches) in tables {
+        // idempotently) rather than done without their run records. The others commit
+        // concurrently (one table each; the lake serialises writers of one table).
+        let last = tables
+            .iter()
+            .position(|(t, _)| t == records::TASK_RUNS)
+            .map(|i| tables.swap_remove(i));
+        futures::future::try_join_all(
+            tables
+                .into_iter()
+                .map(|(table, batches)| async move { self.write_engine(&table, batches).await }),
+        )
+        .await?;
+        if let Some((table, batches)) = last {
             self.write_engine(&table, batches).await?;
         }
         Ok(())
@@ -118,7 +125,6 @@ impl RecordStore {
         let Some(def) = engine_tables().into_iter().find(|d| d.name == table) else {
             return Ok(());
         };
-        let _guard = self.records_lock.lock().await;
         self.lake
             .write(
                 &def,

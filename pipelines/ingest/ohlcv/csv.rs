@@ -271,56 +271,76 @@ fn route_record(
     w: &Window<'_>,
     out: &mut Collector,
 ) {
-    let [di, oi, hi, li, ci, vi] = layout.fields;
     match r {
         Ok((date, record)) => {
-            let get = |i: usize| record.get(i).unwrap_or("");
-            let code = fixed_code.unwrap_or_else(|| layout.code.map(get).unwrap_or(""));
-            if !out.in_scope_on(code, *date, w) {
-                return;
+            let code =
+                fixed_code.unwrap_or_else(|| layout.code.and_then(|i| record.get(i)).unwrap_or(""));
+            if out.in_scope_on(code, *date, w) {
+                check_record(layout, *date, record, code, w, out);
             }
-            let raw = || record.iter().collect::<Vec<_>>().join(",");
-            if record.len() < layout.needed {
-                out.reject(Reject {
-                    code: code.to_string(),
-                    date: *date,
-                    reason: Reason::ShortRow,
-                    detail: format!(
-                        "{} fields where the header has {} (line {})",
-                        record.len(),
-                        layout.header,
-                        record.position().map_or(0, |p| p.line())
-                    ),
-                    raw: raw(),
-                });
-                return;
-            }
-            let row = RawRow {
-                code,
-                date: get(di),
-                open: get(oi),
-                high: get(hi),
-                low: get(li),
-                close: get(ci),
-                volume: get(vi),
-            };
-            out.check(&row, &raw(), w);
         }
-        Err(e) => {
-            out.count("rows_read");
-            out.reject(Reject {
-                code: fixed_code.unwrap_or("").to_string(),
-                date: None,
-                reason: Reason::Unparsable,
-                detail: e.clone(),
-                raw: String::new(),
-            });
-        }
+        Err(e) => unparsable(e.clone(), fixed_code, out),
     }
+}
+
+/// A record the CSV reader could not read: one `unparsable` reject.
+fn unparsable(detail: String, fixed_code: Option<&str>, out: &mut Collector) {
+    out.count("rows_read");
+    out.reject(Reject {
+        code: fixed_code.unwrap_or("").to_string(),
+        date: None,
+        reason: Reason::Unparsable,
+        detail,
+        raw: String::new(),
+    });
+}
+
+/// Validates an in-scope record (its date parsed, its code read).
+fn check_record(
+    layout: CsvLayout,
+    date: Option<NaiveDate>,
+    record: &csv::StringRecord,
+    code: &str,
+    w: &Window<'_>,
+    out: &mut Collector,
+) {
+    let [di, oi, hi, li, ci, vi] = layout.fields;
+    let get = |i: usize| record.get(i).unwrap_or("");
+    let raw = || record.iter().collect::<Vec<_>>().join(",");
+    if record.len() < layout.needed {
+        out.reject(Reject {
+            code: code.to_string(),
+            date,
+            reason: Reason::ShortRow,
+            detail: format!(
+                "{} fields where the header has {} (line {})",
+                record.len(),
+                layout.header,
+                record.position().map_or(0, |p| p.line())
+            ),
+            raw: raw(),
+        });
+        return;
+    }
+    let row = RawRow {
+        code,
+        date: get(di),
+        open: get(oi),
+        high: get(hi),
+        low: get(li),
+        close: get(ci),
+        volume: get(vi),
+    };
+    out.check(&row, &raw(), w);
 }
 
 /// Reads a CSV stream with a header into the collector, record by record (nothing kept).
 /// `fixed_code` is used for per-ticker files (the code comes from the file name).
+///
+/// Records are read as bytes: a record outside the window (another code, a day after `ds` or
+/// before the window, read from its code and date fields alone) is counted and skipped without
+/// the rest of it being decoded; the others are decoded as UTF-8 and validated, and one that is
+/// not UTF-8 is an `unparsable` reject, as is one whose code or date field is not.
 pub fn read_csv<R: Read>(
     reader: R,
     cols: &Columns,
@@ -329,24 +349,76 @@ pub fn read_csv<R: Read>(
     out: &mut Collector,
 ) -> Result<(), String> {
     let (mut rdr, layout) = open_csv(reader, cols, fixed_code.is_some())?;
-    for (records, r) in rdr.records().enumerate() {
-        // The stream itself failed (a truncated gzip): the records before it stand, the rest
-        // of the file is one reject that says where it stopped. A reader that keeps failing
-        // would otherwise be asked again forever.
-        if let Err(e) = &r
-            && e.is_io_error()
-        {
-            out.count("files_truncated");
-            out.reject(Reject {
-                code: fixed_code.unwrap_or("").to_string(),
-                date: None,
-                reason: Reason::UnreadableFile,
-                detail: format!("stream failed after {records} records: {e}"),
-                raw: String::new(),
-            });
-            break;
+    let mut rec = csv::ByteRecord::new();
+    let mut records = 0usize;
+    loop {
+        match rdr.read_byte_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {
+                records += 1;
+                let field = |i: usize| std::str::from_utf8(rec.get(i).unwrap_or(b"")).ok();
+                let code = match (fixed_code, layout.code) {
+                    (Some(c), _) => Some(c),
+                    (None, Some(i)) => field(i),
+                    (None, None) => Some(""),
+                };
+                let date = field(layout.fields[0]).map(parse_date);
+                // Skipped undecoded when its code and date fields say so. When one of them is
+                // not UTF-8, the record cannot decode and is counted as read below.
+                let scoped = match (code, date) {
+                    (Some(code), Some(date)) => {
+                        if !out.in_scope_on(code, date, w) {
+                            continue;
+                        }
+                        true
+                    }
+                    _ => false,
+                };
+                match csv::StringRecord::from_byte_record(rec.clone()) {
+                    Ok(record) => {
+                        let code = fixed_code.unwrap_or_else(|| {
+                            layout.code.and_then(|i| record.get(i)).unwrap_or("")
+                        });
+                        check_record(layout, date.flatten(), &record, code, w, out);
+                    }
+                    Err(e) => {
+                        if !scoped {
+                            out.count("rows_read");
+                        }
+                        let line = rec.position().map_or(0, |p| p.line());
+                        out.reject(Reject {
+                            code: fixed_code.unwrap_or("").to_string(),
+                            date: None,
+                            reason: Reason::Unparsable,
+                            detail: format!(
+                                "csv: invalid UTF-8 in field {} at line {line}: {}",
+                                e.utf8_error().field() + 1,
+                                e.utf8_error()
+                            ),
+                            raw: String::new(),
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                // The stream itself failed (a truncated gzip): the records before it stand,
+                // the rest of the file is one reject that says where it stopped. A reader
+                // that keeps failing would otherwise be asked again forever.
+                if e.is_io_error() {
+                    out.count("files_truncated");
+                    out.reject(Reject {
+                        code: fixed_code.unwrap_or("").to_string(),
+                        date: None,
+                        reason: Reason::UnreadableFile,
+                        detail: format!("stream failed after {records} records: {e}"),
+                        raw: String::new(),
+                    });
+                    break;
+                }
+                records += 1;
+                unparsable(format!("csv: {e}"), fixed_code, out);
+            }
         }
-        route_record(layout, &dated(layout, r), fixed_code, w, out);
     }
     Ok(())
 }
@@ -380,5 +452,42 @@ mod tests {
         assert_eq!(reasons, ["duplicate_date", "provisional"]);
         assert_eq!(c.counters["out_of_scope.after_ds"], 1);
         assert_eq!(c.counters["rows_read"], 4);
+    }
+
+    #[test]
+    fn a_streamed_record_out_of_the_window_is_skipped_undecoded_and_a_bad_one_in_it_rejected() {
+        let ds = NaiveDate::from_ymd_opt(2019, 9, 17).unwrap();
+        let none = HashSet::new();
+        let w = Window {
+            ds,
+            from: NaiveDate::from_ymd_opt(2019, 9, 16),
+            codes: None,
+            provisional: &none,
+            calendar: &krxflow_core::WeekdayCalendar::default(),
+            tol_abs: 2.0,
+            tol_rel: 0.001,
+        };
+        let mut csv: Vec<u8> = b"code,date,open,high,low,close,volume,name\n".to_vec();
+        // Before the window, with a name that is not UTF-8: skipped, never decoded.
+        csv.extend(b"000001,2019-09-13,10,11,9,10,5,\xff\xfe\n");
+        // In the window: one good row, one whose name is not UTF-8.
+        csv.extend(b"000001,2019-09-16,10,11,9,10,5,ok\n");
+        csv.extend(b"000002,2019-09-16,10,11,9,10,5,\xc3\x28\n");
+        // A date that is not UTF-8: nothing says it is out of the window.
+        csv.extend(b"000003,2019-09-1\xff,10,11,9,10,5,ok\n");
+        let mut out = Collector::default();
+        read_csv(csv.as_slice(), &Columns::default(), None, &w, &mut out).unwrap();
+        assert_eq!(out.bars.len(), 1);
+        assert_eq!(out.counters["rows_read"], 4);
+        assert_eq!(out.counters["out_of_scope.before_window"], 1);
+        let details: Vec<(&str, &str)> = out
+            .rejects
+            .iter()
+            .map(|r| (r.reason.code(), r.detail.as_str()))
+            .collect();
+        assert_eq!(details.len(), 2, "{details:?}");
+        assert!(details.iter().all(|(reason, _)| *reason == "unparsable"));
+        assert!(details[0].1.contains("field 8 at line 4"), "{details:?}");
+        assert!(details[1].1.contains("field 2 at line 5"), "{details:?}");
     }
 }
