@@ -133,7 +133,7 @@ impl Model {
     }
 
     /// [`Model::fit`] for each of `series`, the same models, fitted several at a time
-    /// ([`select_many`]): 1.8-1.9x faster on one core (`pipelines/benches/ets.rs`).
+    /// ([`select_many`]): 1.6-1.9x faster on one core (`pipelines/benches/ets.rs`).
     pub fn fit_many(series: &[&[f64]]) -> Vec<ModelResult<Model>> {
         let logs: Vec<ModelResult<Vec<f64>>> = series.iter().map(|c| log_closes(c)).collect();
         let ok: Vec<&[f64]> = logs
