@@ -2,7 +2,7 @@
 //! day. A set whose weights are negative, not finite or do not sum to 1 is rejected with a
 //! message naming it and is not used (the previous valid set, or the priors, serve instead).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use arrow::array::{Array, RecordBatch};
 use chrono::NaiveDate;
@@ -43,9 +43,14 @@ impl WeightBook {
         let as_of = date_col(batch, "as_of")?;
         let weight = f64_col(batch, "weight")?;
         let ds = days(ds);
-        // (code, horizon) -> as_of -> model -> weight
-        type Sets = BTreeMap<(String, u32), BTreeMap<i32, BTreeMap<String, f64>>>;
-        let mut all: Sets = BTreeMap::new();
+        // (code, horizon) -> as_of -> model -> weight; hashed while rows are grouped (a full
+        // market's weeks of weights are ~10^5 rows), ordered once for the walk below.
+        type Sets<'a> = HashMap<
+            (&'a str, u32),
+            BTreeMap<i32, BTreeMap<&'a str, f64>>,
+            foldhash::fast::RandomState,
+        >;
+        let mut all: Sets = Sets::default();
         for i in 0..batch.num_rows() {
             if code.is_null(i) || horizon.is_null(i) || model.is_null(i) || as_of.is_null(i) {
                 continue;
@@ -59,18 +64,24 @@ impl WeightBook {
                 weight.value(i)
             };
             let h = u32::try_from(horizon.value(i)).unwrap_or(0);
-            all.entry((code.value(i).to_string(), h))
+            all.entry((code.value(i), h))
                 .or_default()
                 .entry(as_of.value(i))
                 .or_default()
-                .insert(model.value(i).to_string(), w);
+                .insert(model.value(i), w);
         }
+        let mut all: Vec<_> = all.into_iter().collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for ((code, h), by_day) in all {
             for (day, weights) in by_day.into_iter().rev() {
+                let weights: BTreeMap<String, f64> = weights
+                    .into_iter()
+                    .map(|(m, w)| (m.to_string(), w))
+                    .collect();
                 match check(&weights) {
                     Ok(()) => {
                         book.sets.insert(
-                            (code.clone(), h),
+                            (code.to_string(), h),
                             WeightSet {
                                 as_of: date_of(day),
                                 weights,

@@ -14,7 +14,7 @@
 //! The previous weight (the latest set before D) is stored with each row. Outcomes are read as
 //! of D (dated by their target day), so a backfilled day learns only from what was known then.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -311,10 +311,12 @@ struct Outcome {
 type Outcomes<'a> = BTreeMap<(&'a str, i32, &'a str), Vec<Outcome>>;
 
 fn read_outcomes(b: &RecordBatch, ds: i32) -> OpResult<Outcomes<'_>> {
-    let mut out = Outcomes::new();
     if b.num_rows() == 0 {
-        return Ok(out);
+        return Ok(Outcomes::new());
     }
+    // Grouped in a hash map (one lookup per row of up to ~10^6), ordered once at the end.
+    let mut out: HashMap<(&str, i32, &str), Vec<Outcome>, foldhash::fast::RandomState> =
+        HashMap::default();
     let code = str_col(b, "code")?;
     let horizon = typed::<Int32Array>(b, "horizon", "Int32")?;
     let model = str_col(b, "model")?;
@@ -342,6 +344,7 @@ fn read_outcomes(b: &RecordBatch, ds: i32) -> OpResult<Outcomes<'_>> {
                 inside: inside.value(i),
             });
     }
+    let mut out: Outcomes = out.into_iter().collect();
     for v in out.values_mut() {
         v.sort_by_key(|o| std::cmp::Reverse(o.target));
     }
