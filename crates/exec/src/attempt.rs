@@ -231,10 +231,12 @@ impl AttemptEnv {
             }
         }
         timed("watermarks", "", phase);
-        // Inputs, as of the partition.
+        // Inputs, as of the partition: every port's read started at once (each on the
+        // runtime's workers, so their decoding shares the cores), taken in port order.
         let mut inputs = InputBatches::default();
         let mut reads = Vec::new();
         let ports = task.op.inputs();
+        let mut pending = Vec::new();
         for (port_name, table) in &task.spec.inputs {
             let Some(port) = ports.iter().find(|p| p.matches(port_name)) else {
                 continue;
@@ -246,25 +248,41 @@ impl AttemptEnv {
             let since =
                 task.configured
                     .read_from(port_name, self.ds, &watermarks, self.calendar.as_ref());
-            let reading = Instant::now();
-            let read = lake
-                .read(
-                    table,
-                    ReadOptions {
-                        as_of,
-                        since,
-                        version: None,
-                        columns: port.projected.then(|| {
-                            port.schema
-                                .fields()
-                                .iter()
-                                .map(|f| f.name().clone())
-                                .collect()
-                        }),
-                    },
-                )
-                .await;
-            timed("read", table, reading);
+            let options = ReadOptions {
+                as_of,
+                since,
+                version: None,
+                columns: port.projected.then(|| {
+                    port.schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone())
+                        .collect()
+                }),
+            };
+            let (lake, name) = (lake.clone(), table.clone());
+            let read = tokio::spawn(async move {
+                let reading = Instant::now();
+                let read = lake.read(&name, options).await;
+                (read, reading.elapsed())
+            });
+            pending.push((port_name, table, port.optional, read));
+        }
+        for (port_name, table, optional, read) in pending {
+            let (read, took) = match read.await {
+                Ok(done) => done,
+                Err(e) => {
+                    let why = format!("reading `{table}` stopped: {e}");
+                    return Err((AttemptError::Op(OpError::permanent(why)), 0));
+                }
+            };
+            tracing::debug!(
+                task = %task.spec.name,
+                ds = %self.ds,
+                table,
+                ms = took.as_secs_f64() * 1e3,
+                "read"
+            );
             match read {
                 Ok(read) => {
                     reads.push(InputRead {
@@ -274,7 +292,7 @@ impl AttemptEnv {
                     });
                     inputs.insert(port_name, table, read.schema, read.batches);
                 }
-                Err(krxflow_lake::LakeError::NoSuchTable(_)) if port.optional => {
+                Err(krxflow_lake::LakeError::NoSuchTable(_)) if optional => {
                     reads.push(InputRead {
                         table: table.clone(),
                         version: -1,
