@@ -305,18 +305,23 @@ impl ConfiguredOp for Configured {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_panel_listing_collapses_to_one_row_per_code_and_bad_rows_are_rejected() {
-        let csv = "code,date,company_name\n000020,2018-11-26,동화약품\n000020,2018-11-27,동화약품\n\
-                   005930,2018-11-26,삼성전자\n12345,2018-11-26,잘못된코드\n000040,2018-11-26,\n\
-                   000050,2018-11-26,경방\n000050,2018-11-27,경방홀딩스\n";
-        let p = UniverseParams {
+    /// A panel's listing: code and `company_name` columns, no market column.
+    fn listing_params() -> UniverseParams {
+        UniverseParams {
             path: String::new(),
             code_column: "code".into(),
             name_column: "company_name".into(),
             market_column: None,
             market: "KRX".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_panel_listing_collapses_to_one_row_per_code_and_bad_rows_are_rejected() {
+        let csv = "code,date,company_name\n000020,2018-11-26,동화약품\n000020,2018-11-27,동화약품\n\
+                   005930,2018-11-26,삼성전자\n12345,2018-11-26,잘못된코드\n000040,2018-11-26,\n\
+                   000050,2018-11-26,경방\n000050,2018-11-27,경방홀딩스\n";
+        let p = listing_params();
         let mut out = UniverseCollector::default();
         read_universe(csv.as_bytes(), &p, &mut out).unwrap();
         assert_eq!(out.entries.len(), 3);
@@ -343,13 +348,7 @@ mod tests {
         csv.extend(b"000020,\xff,\xff\n"); // the name is not UTF-8
         csv.extend("12345,1,잘못된코드\n12345,1,잘못된코드\n".as_bytes()); // a bad row, twice
         csv.extend("005930,1,삼성전자\n000020,1,동화약품\n".as_bytes());
-        let p = UniverseParams {
-            path: String::new(),
-            code_column: "code".into(),
-            name_column: "company_name".into(),
-            market_column: None,
-            market: "KRX".into(),
-        };
+        let p = listing_params();
         let mut out = UniverseCollector::default();
         read_universe(csv.as_slice(), &p, &mut out).unwrap();
         let c = &out.counters;

@@ -544,6 +544,17 @@ mod tests {
 
     use super::*;
 
+    /// The operator over a folder of per-ticker CSV files.
+    fn csv_dir(dir: &std::path::Path) -> Configured {
+        Configured {
+            p: parse_params(&serde_json::json!({
+                "source": "csv_dir",
+                "path": dir.to_str().unwrap(),
+            }))
+            .unwrap(),
+        }
+    }
+
     #[test]
     fn kis_source_validates_every_row_and_starts_from_the_watermark() {
         use super::kis_server::{days_desc, rows_json, server};
@@ -599,13 +610,7 @@ mod tests {
         std::fs::write(dir.path().join("000002.csv"), utf16).unwrap();
         std::fs::write(dir.path().join("000003.csv"), cp949.as_ref()).unwrap();
         std::fs::write(dir.path().join("000004.csv"), noise).unwrap();
-        let op = Configured {
-            p: parse_params(&serde_json::json!({
-                "source": "csv_dir",
-                "path": dir.path().to_str().unwrap(),
-            }))
-            .unwrap(),
-        };
+        let op = csv_dir(dir.path());
         let out = op
             .ingest(
                 crate::testutil::d("2024-12-13"),
@@ -638,13 +643,7 @@ mod tests {
                    2024-12-12,105,112,101,110,0,0.047\n\
                    2024-12-13,110,115,108,112,1300,0.02\n";
         std::fs::write(dir.path().join("000001.csv"), csv).unwrap();
-        let op = Configured {
-            p: parse_params(&serde_json::json!({
-                "source": "csv_dir",
-                "path": dir.path().to_str().unwrap(),
-            }))
-            .unwrap(),
-        };
+        let op = csv_dir(dir.path());
         let day = |ds: &str| {
             let ds = crate::testutil::d(ds);
             let out = op.ingest(ds, None, &WeekdayCalendar::default()).unwrap();

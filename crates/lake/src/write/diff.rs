@@ -234,35 +234,13 @@ mod tests {
     #[test]
     fn new_keys_alone_are_no_update_and_an_empty_table_keeps_everything() {
         let stored = [batch(&[("a", 1, Some(1.0), None)])];
-        let d = diff(
-            &stored,
-            vec![batch(&[("b", 1, Some(1.0), None)])],
-            &[0, 1],
-            &keys(),
-        )
-        .unwrap();
-        assert_eq!(
-            (ids(&d), d.unchanged, d.updates),
-            (vec!["b".to_string()], 0, false)
-        );
-        let d = diff(
-            &[],
-            vec![batch(&[("a", 1, Some(1.0), None)])],
-            &[0, 1],
-            &keys(),
-        )
-        .unwrap();
-        assert_eq!(
-            (ids(&d), d.unchanged, d.updates),
-            (vec!["a".to_string()], 0, false)
-        );
-        let d = diff(
-            &stored,
-            vec![batch(&[("a", 1, Some(1.0), None)])],
-            &[0, 1],
-            &keys(),
-        )
-        .unwrap();
-        assert!(d.rows.is_empty() && d.unchanged == 1 && !d.updates);
+        let one = |id: &str| vec![batch(&[(id, 1, Some(1.0), None)])];
+        let summary = |d: Diff| (ids(&d), d.unchanged, d.updates);
+        let d = diff(&stored, one("b"), &[0, 1], &keys()).unwrap();
+        assert_eq!(summary(d), (vec!["b".to_string()], 0, false));
+        let d = diff(&[], one("a"), &[0, 1], &keys()).unwrap();
+        assert_eq!(summary(d), (vec!["a".to_string()], 0, false));
+        let d = diff(&stored, one("a"), &[0, 1], &keys()).unwrap();
+        assert_eq!(summary(d), (Vec::<String>::new(), 1, false));
     }
 }
