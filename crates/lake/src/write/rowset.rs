@@ -1,6 +1,7 @@
 //! Sets of rows in arrow's row format, borrowed from the converted [`Rows`] instead of copied
 //! one allocation per row, and hashed with foldhash (the rows come from the lake and the task,
-//! not from an adversary). The merge diff puts every stored row of its date range in one.
+//! not from an adversary). The key checks put the keys to write in one (duplicates, and whether
+//! a stored key is among them); the merge diff keys its own map the same way (`super::diff`).
 
 use std::collections::HashSet;
 
