@@ -202,16 +202,9 @@ type Failure = (String, String);
 /// One series' rows (and whether a stored model was updated), or why it has none.
 type Forecast = Result<(Vec<QuantileRow>, bool), Failure>;
 
-/// How many series to fit together ([`Model::fit_many`] runs their searches in lockstep; a
-/// group is the unit of work a thread takes): up to 32, and small enough that `workers`
-/// threads (0: one per core) each get about four groups, so 30 series still use every core.
-pub(super) fn group_size(series: usize, workers: usize) -> usize {
-    let workers = match workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
-    series.div_ceil(workers * 4).clamp(1, 32)
-}
+/// Series fitted together ([`Model::fit_many`] runs their searches in lockstep); the unit of
+/// work each thread takes.
+const GROUP: usize = 32;
 
 /// The forecasts of a group of series, in order: a stored weekly model updated with the closes
 /// since its fit, the others fitted together.
@@ -392,8 +385,7 @@ impl ConfiguredOp for Configured {
         let started = std::time::Instant::now();
         let q = p.clone();
         let results = tokio::task::spawn_blocking(move || {
-            let size = group_size(series.len(), q.workers);
-            let groups: Vec<&[Series]> = series.chunks(size).collect();
+            let groups: Vec<&[Series]> = series.chunks(GROUP).collect();
             map_chunked(&groups, q.workers, &|| cancel.is_cancelled(), |g| {
                 forecast_group(g, &q)
             })
@@ -727,15 +719,6 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, OpError::Skipped(_)), "{err}");
         assert!(err.to_string().contains("60 closes"), "{err}");
-    }
-
-    #[test]
-    fn every_thread_gets_several_groups_of_at_most_32_series() {
-        assert_eq!(group_size(30, 2), 4, "30 series: 8 groups for 2 threads");
-        assert_eq!(group_size(2_141, 2), 32);
-        assert_eq!(group_size(1, 2), 1);
-        assert_eq!(group_size(0, 2), 1, "never 0 (chunks(0) panics)");
-        assert!(group_size(100, 0) >= 1);
     }
 
     #[test]
