@@ -279,13 +279,16 @@ fn route_record(
                 check_record(layout, *date, record, code, w, out);
             }
         }
-        Err(e) => unparsable(e.clone(), fixed_code, out),
+        Err(e) => unparsable(e.clone(), fixed_code, true, out),
     }
 }
 
-/// A record the CSV reader could not read: one `unparsable` reject.
-fn unparsable(detail: String, fixed_code: Option<&str>, out: &mut Collector) {
-    out.count("rows_read");
+/// A record the CSV reader could not read or decode: one `unparsable` reject, counted as read
+/// unless the caller already did.
+fn unparsable(detail: String, fixed_code: Option<&str>, count_read: bool, out: &mut Collector) {
+    if count_read {
+        out.count("rows_read");
+    }
     out.reject(Reject {
         code: fixed_code.unwrap_or("").to_string(),
         date: None,
@@ -382,21 +385,14 @@ pub fn read_csv<R: Read>(
                         check_record(layout, date.flatten(), &record, code, w, out);
                     }
                     Err(e) => {
-                        if !scoped {
-                            out.count("rows_read");
-                        }
                         let line = rec.position().map_or(0, |p| p.line());
-                        out.reject(Reject {
-                            code: fixed_code.unwrap_or("").to_string(),
-                            date: None,
-                            reason: Reason::Unparsable,
-                            detail: format!(
-                                "csv: invalid UTF-8 in field {} at line {line}: {}",
-                                e.utf8_error().field() + 1,
-                                e.utf8_error()
-                            ),
-                            raw: String::new(),
-                        });
+                        let detail = format!(
+                            "csv: invalid UTF-8 in field {} at line {line}: {}",
+                            e.utf8_error().field() + 1,
+                            e.utf8_error()
+                        );
+                        // A scoped record was counted as read by the scope check.
+                        unparsable(detail, fixed_code, !scoped, out);
                     }
                 }
             }
@@ -416,7 +412,7 @@ pub fn read_csv<R: Read>(
                     break;
                 }
                 records += 1;
-                unparsable(format!("csv: {e}"), fixed_code, out);
+                unparsable(format!("csv: {e}"), fixed_code, true, out);
             }
         }
     }

@@ -68,10 +68,11 @@ pub(super) fn diff(
                 stored_at.push(loc);
             }
         }
+        let at = UInt32Array::from(at);
         let same = same_values(stored, &batch, key_idx, &at, &stored_at)?;
         // Keep a row unless its key is held with exactly its values.
         let mut keep = vec![true; batch.num_rows()];
-        for (&i, same) in at.iter().zip(same.iter()) {
+        for (&i, same) in at.values().iter().zip(same.iter()) {
             if same {
                 keep[i as usize] = false;
             } else {
@@ -94,18 +95,17 @@ fn same_values(
     stored: &[RecordBatch],
     batch: &RecordBatch,
     key_idx: &[usize],
-    at: &[u32],
+    at: &UInt32Array,
     stored_at: &[(usize, usize)],
 ) -> LakeResult<BooleanBuffer> {
     let mut same = BooleanBuffer::new_set(at.len());
     if at.is_empty() {
         return Ok(same);
     }
-    let indices = UInt32Array::from(at.to_vec());
     for c in (0..batch.num_columns()).filter(|c| !key_idx.contains(c)) {
         let columns: Vec<&dyn Array> = stored.iter().map(|b| b.column(c).as_ref()).collect();
         let held = arrow::compute::interleave(&columns, stored_at)?;
-        let new = arrow::compute::take(batch.column(c), &indices, None)?;
+        let new = arrow::compute::take(batch.column(c), at, None)?;
         same = &same & &equal(&new, &held)?;
         if same.count_set_bits() == 0 {
             break;
