@@ -204,7 +204,7 @@ type Forecast = Result<(Vec<QuantileRow>, bool), Failure>;
 
 /// Series fitted together ([`Model::fit_many`] runs their searches in lockstep); the unit of
 /// work each thread takes.
-const GROUP: usize = 32;
+pub(super) const GROUP: usize = 32;
 
 /// The forecasts of a group of series, in order: a stored weekly model updated with the closes
 /// since its fit, the others fitted together.

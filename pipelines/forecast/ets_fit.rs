@@ -112,7 +112,7 @@ impl ConfiguredOp for Configured {
         let workers = p.workers;
         let fits = tokio::task::spawn_blocking(move || {
             // Groups of series fitted together (their searches in lockstep).
-            let groups: Vec<&[(String, i32, Vec<f64>)]> = todo.chunks(32).collect();
+            let groups: Vec<&[(String, i32, Vec<f64>)]> = todo.chunks(super::ets::GROUP).collect();
             map_chunked(&groups, workers, &|| cancel.is_cancelled(), |group| {
                 let closes: Vec<&[f64]> = group.iter().map(|t| t.2.as_slice()).collect();
                 Model::fit_many(&closes)
