@@ -524,7 +524,7 @@ fn matured_by_horizon(
     );
     // (code, base, horizon) -> (target, actual, Σw, Σw·q10, Σw·q90)
     type Blend = (i32, f64, f64, f64, f64);
-    let mut acc: BTreeMap<(&str, i32, u32), Blend> = BTreeMap::new();
+    let mut acc: HashMap<(&str, i32, u32), Blend, foldhash::fast::RandomState> = HashMap::default();
     let ds = days(ds);
     for i in 0..b.num_rows() {
         if [
@@ -558,6 +558,9 @@ fn matured_by_horizon(
         e.3 += w * lo;
         e.4 += w * hi;
     }
+    // In (code, base, horizon) order, as the replay's ties are ordered.
+    let mut acc: Vec<_> = acc.into_iter().collect();
+    acc.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for ((c, b, h), (t, y, w, lo, hi)) in acc {
         let Some(&v) = vol.get(&(c, b)) else { continue };
         out.entry(h).or_default().push(Matured {

@@ -2,7 +2,7 @@
 //! probabilities and confidence derived from nine quantile prices, and the output batch
 //! (`chronos_forecasts`, `ets_forecasts`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -124,29 +124,35 @@ pub fn closes_through(
         date_col(bars, "date")?,
         f64_col(bars, "close")?,
     );
-    // Rows come grouped by code: consecutive rows of a code are gathered before one lookup.
-    let mut runs: Vec<(&str, Vec<(i32, f64)>)> = Vec::new();
+    // One vector per code, found through a hash map only when the code changes from the
+    // previous row's: the rows of a compacted file come grouped by code, a day's file by date.
+    let mut slots: HashMap<&str, Option<usize>, foldhash::fast::RandomState> = HashMap::default();
+    let mut gathered: Vec<(&str, Vec<(i32, f64)>)> = Vec::new();
+    let mut last: Option<(&str, Option<usize>)> = None;
     for i in 0..bars.num_rows() {
         if code.is_null(i) || date.is_null(i) || close.is_null(i) || date.value(i) > ds {
             continue;
         }
         let c = code.value(i);
-        if !codes.is_empty() && !codes.iter().any(|x| x == c) {
-            continue;
-        }
-        let row = (date.value(i), close.value(i));
-        match runs.last_mut() {
-            Some((k, v)) if *k == c => v.push(row),
-            _ => runs.push((c, vec![row])),
+        let slot = match last {
+            Some((k, slot)) if k == c => slot,
+            _ => {
+                let slot = *slots.entry(c).or_insert_with(|| {
+                    (codes.is_empty() || codes.iter().any(|x| x == c)).then(|| {
+                        gathered.push((c, Vec::new()));
+                        gathered.len() - 1
+                    })
+                });
+                last = Some((c, slot));
+                slot
+            }
+        };
+        if let Some(s) = slot {
+            gathered[s].1.push((date.value(i), close.value(i)));
         }
     }
-    for (c, mut run) in runs {
-        match series.get_mut(c) {
-            Some(v) => v.append(&mut run),
-            None => {
-                series.insert(c.to_string(), run);
-            }
-        }
+    for (c, run) in gathered {
+        series.insert(c.to_string(), run);
     }
     for v in series.values_mut() {
         v.sort_by_key(|r| r.0);

@@ -3,10 +3,10 @@
 use std::num::NonZeroU64;
 
 use deltalake::DeltaTable;
-use deltalake::kernel::transaction::CommitProperties;
 
 use crate::error::LakeResult;
 use crate::files::writer_properties;
+use crate::log_cleanup::commit_properties;
 use crate::table::{Lake, version_of};
 
 /// What a compaction did.
@@ -75,7 +75,7 @@ impl Lake {
         files: usize,
         target: Option<NonZeroU64>,
     ) -> LakeResult<Compaction> {
-        let commit = CommitProperties::default().with_metadata([(
+        let commit = commit_properties().with_metadata([(
             "krxflow.compaction".to_string(),
             serde_json::Value::Bool(true),
         )]);
@@ -88,6 +88,7 @@ impl Lake {
             .with_commit_properties(commit)
             .with_session_state(std::sync::Arc::new(self.datafusion_session().state()))
             .await?;
+        self.clean_log_at_checkpoint(name, &table).await;
         self.remember(name, &table);
         Ok(Compaction {
             table: name.to_string(),

@@ -15,7 +15,6 @@ use chrono::NaiveDate;
 use datafusion::prelude::{col, lit};
 use datafusion::scalar::ScalarValue;
 use deltalake::DeltaTable;
-use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use krxflow_core::{TableDef, WriteMode};
 
@@ -23,6 +22,7 @@ use crate::compact::{COMPACT_AT_FILES, tiered_target};
 use crate::dates::date32;
 use crate::error::{LakeError, LakeResult};
 use crate::files::{table_configuration, writer_properties};
+use crate::log_cleanup::commit_properties;
 use crate::schema::{conform, physical_schema};
 use crate::table::{Lake, version_of};
 
@@ -184,7 +184,7 @@ impl Lake {
         timing.lap("load");
         let exists = table.version().is_some();
         let previous = exists.then(|| version_of(&table));
-        let commit = CommitProperties::default().with_metadata(
+        let commit = commit_properties().with_metadata(
             meta.into_iter()
                 .map(|(k, v)| (k, serde_json::Value::String(v))),
         );
@@ -284,6 +284,9 @@ impl Lake {
             }
         };
         timing.lap("commit");
+        if self.clean_log_at_checkpoint(&def.name, &table).await > 0 {
+            timing.lap("log_cleanup");
+        }
         timing.done(path, rows, unchanged);
         self.remember(&def.name, &table);
         let outcome = WriteOutcome {
