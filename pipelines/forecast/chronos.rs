@@ -156,16 +156,21 @@ pub(crate) fn model_error(e: ModelError) -> OpError {
 
 #[async_trait]
 impl ConfiguredOp for Configured {
-    async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
-        let p = self.p.clone();
-        let dir = PathBuf::from(&p.model);
-        if !dir.is_dir() {
+    fn ready(&self) -> OpResult<()> {
+        if !PathBuf::from(&self.p.model).is_dir() {
             return Err(OpError::skipped(format!(
                 "model folder `{}` not found: export Chronos-Bolt with \
                  crates/models/export/chronos_bolt.py (README \"Models\")",
-                p.model
+                self.p.model
             )));
         }
+        Ok(())
+    }
+
+    async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
+        self.ready()?;
+        let p = self.p.clone();
+        let dir = PathBuf::from(&p.model);
         let bars = inputs.concat("bars")?;
         let series = closes_as_of(&bars, ctx.ds, &p.codes)?;
         let mut ctxs: Vec<(String, f64, Vec<f32>)> = Vec::new();

@@ -293,6 +293,11 @@ pub struct Forecast {
 
 #[async_trait]
 impl ConfiguredOp for Configured {
+    /// Without the LightGBM library the task is `skipped`, saying how to install it.
+    fn ready(&self) -> OpResult<()> {
+        krxflow_models::lightgbm::runtime().map_err(|e| OpError::skipped(e.to_string()))
+    }
+
     /// Only ds's feature rows and closes are used: read ds's partition, not all history.
     fn read_from(
         &self,
@@ -305,8 +310,7 @@ impl ConfiguredOp for Configured {
     }
 
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
-        // Without the LightGBM library the task is `skipped`, saying how to install it.
-        krxflow_models::lightgbm::runtime().map_err(|e| OpError::skipped(e.to_string()))?;
+        self.ready()?;
         let p = &self.p;
         let ds = days(ctx.ds);
         let names = p.features.clone().unwrap_or_else(default_features);

@@ -361,9 +361,13 @@ pub fn labels_for(
 
 #[async_trait]
 impl ConfiguredOp for Configured {
+    /// Without the LightGBM library the task is `skipped`, saying how to install it.
+    fn ready(&self) -> OpResult<()> {
+        krxflow_models::lightgbm::runtime().map_err(|e| OpError::skipped(e.to_string()))
+    }
+
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
-        // Without the LightGBM library the task is `skipped`, saying how to install it.
-        krxflow_models::lightgbm::runtime().map_err(|e| OpError::skipped(e.to_string()))?;
+        self.ready()?;
         let p = self.p.clone();
         let store = ctx
             .store

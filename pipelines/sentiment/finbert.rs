@@ -141,16 +141,21 @@ impl Operator for FinbertScorer {
 
 #[async_trait]
 impl ConfiguredOp for Configured {
-    async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
-        let p = self.p.clone();
-        let dir = PathBuf::from(&p.model);
-        if !dir.is_dir() {
+    fn ready(&self) -> OpResult<()> {
+        if !PathBuf::from(&self.p.model).is_dir() {
             return Err(OpError::skipped(format!(
                 "model folder `{}` not found: export KR-FinBert-SC with \
                  crates/models/export/finbert.py (README \"Models\")",
-                p.model
+                self.p.model
             )));
         }
+        Ok(())
+    }
+
+    async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
+        self.ready()?;
+        let p = self.p.clone();
+        let dir = PathBuf::from(&p.model);
         let scores = if inputs.has("scores") {
             Some(inputs.concat("scores")?)
         } else {

@@ -457,6 +457,13 @@ pub trait Operator: Send + Sync {
 pub trait ConfiguredOp: Send + Sync {
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches>;
 
+    /// Checked before any input is read: an operator that cannot run for want of something
+    /// outside the lake (a model folder, a native library) says `skipped` here, and the
+    /// attempt reads nothing for it. The default is ready.
+    fn ready(&self) -> OpResult<()> {
+        Ok(())
+    }
+
     /// The first date of input `port` this attempt needs: rows dated before it are not read
     /// (the lake filters them at the scan). `watermarks` are this attempt's output watermarks
     /// (empty on a full refresh), so an incremental operator can read a trailing window

@@ -208,6 +208,10 @@ impl AttemptEnv {
                 "{what}"
             );
         };
+        // An operator missing a model or library is skipped before anything is read.
+        task.configured
+            .ready()
+            .map_err(|e| (AttemptError::Op(e), 0))?;
         // Output watermarks first: an incremental operator bounds its input reads by them.
         let mut watermarks = BTreeMap::new();
         for port in task

@@ -115,7 +115,13 @@ impl ConfiguredOp for ConfiguredSource {
 }
 
 struct Double;
-struct ConfiguredDouble;
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct DoubleParams {
+    /// Not ready: skipped with this reason before reading.
+    unready: Option<String>,
+}
+struct ConfiguredDouble(DoubleParams);
 
 #[async_trait]
 impl Operator for Double {
@@ -141,13 +147,19 @@ impl Operator for Double {
                 .date_column("date"),
         ]
     }
-    fn configure(&self, _params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
-        Ok(Box::new(ConfiguredDouble))
+    fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
+        Ok(Box::new(ConfiguredDouble(parse_params(params)?)))
     }
 }
 
 #[async_trait]
 impl ConfiguredOp for ConfiguredDouble {
+    fn ready(&self) -> OpResult<()> {
+        match &self.0.unready {
+            Some(why) => Err(OpError::skipped(why)),
+            None => Ok(()),
+        }
+    }
     async fn run(&self, _ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
         let b = inputs.concat("rows")?;
         let v = b
@@ -456,6 +468,56 @@ tasks:
     assert_eq!(
         t.error.as_deref(),
         Some("skipped: model file models/x.onnx not found")
+    );
+}
+
+#[tokio::test]
+async fn an_operator_that_is_not_ready_is_skipped_before_reading_its_inputs() {
+    let (_dir, exec) = setup();
+    let dag = |with: &str| {
+        load(&format!(
+            r#"
+dag: unready
+tasks:
+  src:
+    op: test.source
+    outputs: {{ rows: t_rows }}
+  double:
+    op: test.double
+    with: {{ {with} }}
+    inputs: {{ rows: t_rows }}
+    outputs: {{ out: doubled }}
+"#
+        ))
+    };
+    let report = exec
+        .run(
+            dag(r#"unready: "model folder models/x not found""#),
+            RunOptions::new(ds()),
+        )
+        .await
+        .unwrap();
+    let t = report.task("double").unwrap();
+    assert_eq!(t.state, TaskState::Skipped);
+    assert_eq!(
+        t.error.as_deref(),
+        Some("skipped: model folder models/x not found")
+    );
+    // Ready, the same task reads the two rows.
+    let mut again = RunOptions::new(ds());
+    again.reprocess = Reprocess::All;
+    let report = exec.run(dag(""), again).await.unwrap();
+    assert_eq!(report.task("double").unwrap().state, TaskState::Succeeded);
+    let mut rows_in: Vec<(String, i64)> = attempts(&exec)
+        .await
+        .into_iter()
+        .filter(|r| r.task == "double")
+        .map(|r| (r.state, r.rows_in))
+        .collect();
+    rows_in.sort();
+    assert_eq!(
+        rows_in,
+        vec![("skipped".to_string(), 0), ("succeeded".to_string(), 2)]
     );
 }
 
