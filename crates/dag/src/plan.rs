@@ -274,6 +274,22 @@ impl ValidatedDag {
         out
     }
 
+    /// Plan indices in the order the executor starts tasks that are ready at the same time
+    /// when it has fewer slots than ready tasks: the task with the most downstream tasks
+    /// first, ties in plan order. This is Airflow's `weight_rule: downstream` with every
+    /// weight 1: the head of a long chain (the universe listing that the news, sentiment,
+    /// features and ensemble wait for) starts before a leaf that nothing waits on.
+    pub fn launch_order(&self) -> Vec<usize> {
+        let mut order: Vec<(usize, usize)> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (self.downstream_of(&t.spec.name).len(), i))
+            .collect();
+        order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        order.into_iter().map(|(_, i)| i).collect()
+    }
+
     /// Every task `name` (transitively) depends on, in plan order.
     pub fn upstream_of(&self, name: &str) -> Vec<String> {
         let mut needed: BTreeSet<&str> = BTreeSet::new();

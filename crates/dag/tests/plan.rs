@@ -154,6 +154,27 @@ fn downstream_of_is_transitive() {
 }
 
 #[test]
+fn ready_tasks_start_with_the_one_most_tasks_wait_on() {
+    let yaml = "\
+dag: x
+tasks:
+  leaf: { op: util.source, outputs: { dst: a } }
+  head: { op: util.source, outputs: { dst: b } }
+  mid: { op: util.source, outputs: { dst: c }, after: head }
+  tail: { op: util.source, outputs: { dst: d }, after: mid }
+  side: { op: util.source, outputs: { dst: e }, after: leaf }
+";
+    let dag = load_str(yaml).unwrap();
+    let order: Vec<&str> = dag
+        .launch_order()
+        .into_iter()
+        .map(|i| dag.tasks[i].spec.name.as_str())
+        .collect();
+    // head has two tasks downstream, leaf and mid one each (plan order breaks the tie).
+    assert_eq!(order, vec!["head", "leaf", "mid", "tail", "side"]);
+}
+
+#[test]
 fn a_task_reading_its_own_output_is_not_a_cycle() {
     let yaml = "\
 dag: x

@@ -238,13 +238,16 @@ impl Executor {
         let mut reports: HashMap<String, TaskReport> = HashMap::new();
         let mut running: JoinSet<(String, TaskOutcome)> = JoinSet::new();
         let mut in_flight: HashSet<String> = HashSet::new();
+        // With fewer slots than ready tasks, the one most tasks wait on starts first.
+        let launch_order = dag.launch_order();
 
         loop {
             // Launch (or settle) every task whose upstream is final.
             let mut progressed = true;
             while progressed {
                 progressed = false;
-                for (idx, task) in dag.tasks.iter().enumerate() {
+                for &idx in &launch_order {
+                    let task = &dag.tasks[idx];
                     let name = &task.spec.name;
                     if states.contains_key(name) || in_flight.contains(name) {
                         continue;

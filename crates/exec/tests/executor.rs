@@ -522,6 +522,38 @@ tasks:
 }
 
 #[tokio::test]
+async fn with_one_slot_the_task_others_wait_on_starts_before_a_leaf_declared_first() {
+    let (_dir, exec) = setup();
+    let exec = exec.with_max_parallel(1);
+    let dag = load(
+        r#"
+dag: order
+tasks:
+  leaf:
+    op: test.source
+    outputs: { rows: leaf_rows }
+  head:
+    op: test.source
+    outputs: { rows: head_rows }
+  after_head:
+    op: test.double
+    inputs: { rows: head_rows }
+    outputs: { out: head_doubled }
+"#,
+    );
+    let report = exec.run(dag, RunOptions::new(ds())).await.unwrap();
+    assert_eq!(report.state, RunState::Succeeded);
+    let mut started: Vec<(chrono::DateTime<chrono::Utc>, String)> = attempts(&exec)
+        .await
+        .into_iter()
+        .map(|r| (r.started, r.task))
+        .collect();
+    started.sort();
+    let order: Vec<&str> = started.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(order, vec!["head", "leaf", "after_head"]);
+}
+
+#[tokio::test]
 async fn rerunning_a_partition_skips_succeeded_fingerprints_and_never_duplicates() {
     let (_dir, exec) = setup();
     let yaml = r#"
