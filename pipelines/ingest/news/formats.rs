@@ -92,7 +92,7 @@ fn fixed_width(date: &str, time: Option<&str>) -> Option<NaiveDateTime> {
     if undotted.len() != 10 {
         return None;
     }
-    let d = [b'.', b'-', b'/'].into_iter().find_map(|sep| day(sep))?;
+    let d = [b'.', b'-', b'/'].into_iter().find_map(day)?;
     Some(d.and_time(time_of_day(time)?))
 }
 
