@@ -117,7 +117,12 @@ impl Operator for BuildFeatures {
     }
     fn inputs(&self) -> Vec<InputPort> {
         vec![
-            InputPort::new("bars", tables::ohlcv_daily().schema, "daily bars"),
+            InputPort::new(
+                "bars",
+                tables::subset(&tables::ohlcv_daily(), &super::compute::BAR_COLUMNS),
+                "daily bars",
+            )
+            .projected(),
             InputPort::new("index", tables::index_daily().schema, "market index bars").optional(),
             InputPort::new(
                 "sentiment",

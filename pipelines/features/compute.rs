@@ -109,9 +109,22 @@ fn f64_col(b: &RecordBatch, name: &str) -> OpResult<Float64Array> {
         .ok_or_else(|| OpError::permanent(format!("column `{name}` is not numeric")))
 }
 
-/// Bars sorted by (code, date): the batch itself when it already is (a lake read of one code,
-/// a panel written in that order), else one sort of packed (code rank, date, row) keys.
+/// The columns of `ohlcv_daily` the features are computed from (the operator reads only these).
+pub const BAR_COLUMNS: [&str; 7] = ["code", "date", "open", "high", "low", "close", "volume"];
+
+/// Bars sorted by (code, date), only [`BAR_COLUMNS`]: the batch itself when it already is (a
+/// lake read of one code, a panel written in that order), else one sort of packed (code rank,
+/// date, row) keys.
 fn sorted_bars(bars: &RecordBatch) -> OpResult<RecordBatch> {
+    let wanted = BAR_COLUMNS
+        .iter()
+        .map(|c| {
+            bars.schema()
+                .index_of(c)
+                .map_err(|_| OpError::permanent(format!("column `{c}` missing")))
+        })
+        .collect::<OpResult<Vec<usize>>>()?;
+    let bars = &bars.project(&wanted)?;
     let code = str_col(bars, "code")?;
     let date = date_col(bars, "date")?;
     if code.null_count() > 0 || date.null_count() > 0 {
