@@ -19,12 +19,12 @@ use krxflow_core::{
     ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator, OutputBatches,
     OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
 };
-use krxflow_models::ModelError;
 use krxflow_models::chronos::ChronosBolt;
 use krxflow_models::onnx::Device;
 use serde::Deserialize;
 
 use super::quantiles::{QuantileRow, closes_as_of, quantile_forecasts_batch};
+use crate::common::onnx_model::{model_error, model_folder};
 use crate::tables;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,28 +143,10 @@ impl Operator for ChronosForecast {
     }
 }
 
-/// Skip on a missing model or runtime; anything else fails the task.
-pub(crate) fn model_error(e: ModelError) -> OpError {
-    match e {
-        ModelError::RuntimeMissing(m) => OpError::skipped(m),
-        ModelError::ModelMissing(m) => OpError::skipped(format!(
-            "model not found: {m}; export one with crates/models/export (README \"Models\")"
-        )),
-        other => OpError::permanent(other.to_string()),
-    }
-}
-
 #[async_trait]
 impl ConfiguredOp for Configured {
     fn ready(&self) -> OpResult<()> {
-        if !PathBuf::from(&self.p.model).is_dir() {
-            return Err(OpError::skipped(format!(
-                "model folder `{}` not found: export Chronos-Bolt with \
-                 crates/models/export/chronos_bolt.py (README \"Models\")",
-                self.p.model
-            )));
-        }
-        Ok(())
+        model_folder(&self.p.model, "Chronos-Bolt", "chronos_bolt.py")
     }
 
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {

@@ -23,7 +23,7 @@ use krxflow_models::onnx::Device;
 use serde::Deserialize;
 
 use crate::cols::{date_col, scored_ids, str_col};
-use crate::forecast::chronos::model_error;
+use crate::common::onnx_model::{model_error, model_folder};
 use crate::tables;
 
 /// Labels in the model's class order.
@@ -142,14 +142,7 @@ impl Operator for FinbertScorer {
 #[async_trait]
 impl ConfiguredOp for Configured {
     fn ready(&self) -> OpResult<()> {
-        if !PathBuf::from(&self.p.model).is_dir() {
-            return Err(OpError::skipped(format!(
-                "model folder `{}` not found: export KR-FinBert-SC with \
-                 crates/models/export/finbert.py (README \"Models\")",
-                self.p.model
-            )));
-        }
-        Ok(())
+        model_folder(&self.p.model, "KR-FinBert-SC", "finbert.py")
     }
 
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
