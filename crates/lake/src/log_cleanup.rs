@@ -33,17 +33,22 @@ fn checkpoint_at(version: u64, interval: u64) -> bool {
 impl Lake {
     /// After a commit of `table` (its state the committed version): when that commit wrote a
     /// checkpoint and the table allows cleanup (`delta.enableExpiredLogCleanup`), deletes the
-    /// expired log entries behind it. Returns how many; a failure is logged and not returned,
-    /// the commit itself having succeeded (the next checkpoint tries again).
-    pub(crate) async fn clean_log_at_checkpoint(&self, name: &str, table: &DeltaTable) -> usize {
+    /// expired log entries behind it. Returns how many, `None` when no cleanup was due; a
+    /// failure is logged and counts as none deleted, the commit itself having succeeded (the
+    /// next checkpoint tries again).
+    pub(crate) async fn clean_log_at_checkpoint(
+        &self,
+        name: &str,
+        table: &DeltaTable,
+    ) -> Option<usize> {
         let (Some(version), Ok(snapshot)) = (table.version(), table.snapshot()) else {
-            return 0;
+            return None;
         };
         let config = snapshot.table_config();
         if !config.enable_expired_log_cleanup()
             || !checkpoint_at(version, config.checkpoint_interval().get())
         {
-            return 0;
+            return None;
         }
         let retention = i64::try_from(config.log_retention_duration().as_millis()).unwrap_or(0);
         let cutoff = Utc::now().timestamp_millis().saturating_sub(retention);
@@ -57,11 +62,11 @@ impl Lake {
                         "expired log entries deleted"
                     );
                 }
-                deleted
+                Some(deleted)
             }
             Err(e) => {
                 tracing::warn!(table = name, version, "expired-log cleanup failed: {e}");
-                0
+                Some(0)
             }
         }
     }

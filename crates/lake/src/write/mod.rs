@@ -284,7 +284,11 @@ impl Lake {
             }
         };
         timing.lap("commit");
-        if self.clean_log_at_checkpoint(&def.name, &table).await > 0 {
+        if self
+            .clean_log_at_checkpoint(&def.name, &table)
+            .await
+            .is_some()
+        {
             timing.lap("log_cleanup");
         }
         timing.done(path, rows, unchanged);
