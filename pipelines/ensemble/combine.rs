@@ -36,6 +36,7 @@ use serde::Deserialize;
 
 use super::blend::{Combined, MemberForecast, Weighted, combine, member_forecast};
 use super::conformal::{self, Matured, Settings};
+use super::rank_skill::{self, Scored};
 use super::weights::WeightBook;
 use crate::cols::{date_col, f64_col, str_col, typed};
 use crate::common::dates::days;
@@ -66,6 +67,10 @@ pub struct CombineParams {
     /// ACI's step size.
     #[serde(default = "default_gamma")]
     pub conformal_gamma: f64,
+    /// Blend the point at the learned weights tilted by each member's recent ranking skill
+    /// (needs the `outcomes` input; see [`super::rank_skill`]).
+    #[serde(default = "default_true")]
+    pub rank_tilt: bool,
 }
 
 fn default_true() -> bool {
@@ -125,6 +130,12 @@ impl Operator for EnsembleCombine {
                 "calibrate q10-q90 on matured outcomes (split conformal / vol, with ACI)",
             ),
             ParamSpec::optional("conformal_gamma", "f64", "0.005", "ACI step size"),
+            ParamSpec::optional(
+                "rank_tilt",
+                "bool",
+                "true",
+                "blend the point at the learned weights tilted by each member's trailing Rank IC",
+            ),
         ]
     }
     fn inputs(&self) -> Vec<InputPort> {
@@ -204,12 +215,14 @@ fn member_schema() -> Arc<Schema> {
     Arc::new(Schema::new(fields))
 }
 
-const OUTCOME_COLUMNS: [&str; 9] = [
+const OUTCOME_COLUMNS: [&str; 11] = [
     "code",
     "base_date",
     "horizon",
     "target_date",
     "model",
+    "base_close",
+    "point",
     "q10",
     "q90",
     "actual_close",
@@ -321,37 +334,89 @@ impl Configured {
         };
         let ds = days(ctx.ds);
         for &h in &self.p.horizons {
-            let cal = matured
+            let issued = matured
                 .get(&h)
                 .and_then(|m| conformal::calibrate(m, ds, &settings));
-            let Some(cal) = cal else {
+            let Some(issued) = issued else {
                 ctx.counters.add(&format!("conformal.h{h}.cold_start"), 1);
                 continue;
             };
             ctx.counters
-                .add(&format!("conformal.h{h}.scores"), cal.n as i64);
-            ctx.counters.add(
-                &format!("conformal.h{h}.q_milli"),
-                (cal.q * 1000.0).round() as i64,
-            );
-            ctx.counters.add(
-                &format!("conformal.h{h}.alpha_milli"),
-                (cal.alpha * 1000.0).round() as i64,
-            );
+                .add(&format!("conformal.h{h}.scores"), issued.scores() as i64);
+            for (g, cal) in issued.bands.iter().enumerate() {
+                let Some(cal) = cal else {
+                    ctx.counters
+                        .add(&format!("conformal.h{h}.band{g}.cold_start"), 1);
+                    continue;
+                };
+                ctx.counters.add(
+                    &format!("conformal.h{h}.band{g}.q_milli"),
+                    (cal.q * 1000.0).round() as i64,
+                );
+                ctx.counters.add(
+                    &format!("conformal.h{h}.band{g}.alpha_milli"),
+                    (cal.alpha * 1000.0).round() as i64,
+                );
+            }
             for ((code, hh), c) in out.iter_mut() {
                 if *hh != h {
                     continue;
                 }
-                match vol.get(&(code.as_str(), ds)) {
-                    Some(&v) => {
-                        let scale = v * f64::from(h).sqrt();
-                        (c.q10, c.q90) = conformal::widen(c.point, c.q10, c.q90, scale, &cal);
+                let Some(&v) = vol.get(&(code.as_str(), ds)) else {
+                    ctx.counters.add("conformal.no_vol", 1);
+                    continue;
+                };
+                let scale = v * f64::from(h).sqrt();
+                match issued.for_scale(scale) {
+                    Some(cal) => {
+                        (c.q10, c.q90) = conformal::widen(c.point, c.q10, c.q90, scale, cal);
                         ctx.counters.add("conformal.calibrated", 1);
                     }
-                    None => ctx.counters.add("conformal.no_vol", 1),
+                    None => ctx.counters.add("conformal.band_cold_start", 1),
                 }
             }
         }
+    }
+
+    /// Re-blends each row's point at its members' learned weights tilted by their ranking
+    /// skill at the row's horizon; rows whose members lack an estimate keep the learned blend
+    /// (counted).
+    fn tilt(
+        out: &mut [((String, u32), Combined)],
+        scored: &BTreeMap<String, Vec<Scored>>,
+        ctx: &TaskContext,
+    ) {
+        let skills = rank_skill::skills(scored, days(ctx.ds), &rank_skill::Settings::default());
+        for (h, sk) in &skills {
+            for (member, s) in &sk.0 {
+                ctx.counters.add(
+                    &format!("rank_skill.h{h}.{member}_milli"),
+                    (s * 1000.0).round() as i64,
+                );
+            }
+        }
+        let (mut tilted, mut untilted) = (0i64, 0i64);
+        for ((_, h), c) in out.iter_mut() {
+            let present: Vec<(&str, f64)> = c
+                .members
+                .iter()
+                .map(|w| (w.member.model.as_str(), w.weight))
+                .collect();
+            match skills.get(h).and_then(|sk| sk.tilt(&present)) {
+                Some(w) if present.len() > 1 => {
+                    c.point = c
+                        .members
+                        .iter()
+                        .zip(&w)
+                        .map(|(m, w)| w * m.member.point)
+                        .sum();
+                    tilted += 1;
+                }
+                _ => untilted += 1,
+            }
+        }
+        ctx.counters.add("rank_tilt.rows", tilted);
+        ctx.counters.add("rank_tilt.untilted_rows", untilted);
     }
 
     /// Keys of `previous` rows for ds already flagged `user_triggered`.
@@ -429,10 +494,22 @@ impl ConfiguredOp for Configured {
                 ctx.ds
             )));
         }
-        if self.p.conformal && inputs.has("outcomes") && inputs.has("features") {
+        let outcomes = if inputs.has("outcomes") {
+            Some(inputs.concat("outcomes")?)
+        } else {
+            None
+        };
+        if self.p.rank_tilt {
+            match &outcomes {
+                Some(o) => Self::tilt(&mut out, &scored_by_member(o)?, ctx),
+                None => ctx.counters.add("rank_tilt.no_outcomes", 1),
+            }
+        }
+        if let (true, Some(outcomes), true) = (self.p.conformal, &outcomes, inputs.has("features"))
+        {
             let features = inputs.concat("features")?;
             let vol = vol_by_code_date(&features)?;
-            let matured = matured_by_horizon(&inputs.concat("outcomes")?, &vol, ctx.ds)?;
+            let matured = matured_by_horizon(outcomes, &vol, ctx.ds)?;
             self.calibrate(&mut out, &matured, &vol, ctx);
         } else if self.p.conformal {
             ctx.counters.add("conformal.no_inputs", 1);
@@ -492,6 +569,59 @@ fn vol_by_code_date(b: &RecordBatch) -> OpResult<VolMap<'_>> {
         let v = vol.value(i);
         if v.is_finite() && v > 0.0 {
             out.insert((code.value(i), date.value(i)), v);
+        }
+    }
+    Ok(out)
+}
+
+/// Each member's matured forecasts as predicted and realised returns (the ensemble's own rows
+/// and rows with a missing or non-positive price left out; `rank_skill` keeps only those
+/// matured before ds).
+fn scored_by_member(b: &RecordBatch) -> OpResult<BTreeMap<String, Vec<Scored>>> {
+    let mut out: BTreeMap<String, Vec<Scored>> = BTreeMap::new();
+    if b.num_rows() == 0 {
+        return Ok(out);
+    }
+    let (base, target) = (date_col(b, "base_date")?, date_col(b, "target_date")?);
+    let horizon = typed::<Int32Array>(b, "horizon", "Int32")?;
+    let model = str_col(b, "model")?;
+    let (close, point, actual) = (
+        f64_col(b, "base_close")?,
+        f64_col(b, "point")?,
+        f64_col(b, "actual_close")?,
+    );
+    for i in 0..b.num_rows() {
+        let nulls = [
+            base.is_null(i),
+            target.is_null(i),
+            horizon.is_null(i),
+            model.is_null(i),
+            close.is_null(i),
+            point.is_null(i),
+            actual.is_null(i),
+        ];
+        if nulls.into_iter().any(|n| n) || model.value(i) == "ensemble" {
+            continue;
+        }
+        let (c, p, y) = (close.value(i), point.value(i), actual.value(i));
+        let Ok(h) = u32::try_from(horizon.value(i)) else {
+            continue;
+        };
+        if !(c > 0.0 && p > 0.0 && y > 0.0) {
+            continue;
+        }
+        let row = Scored {
+            base: base.value(i),
+            target: target.value(i),
+            horizon: h,
+            predicted: p / c - 1.0,
+            actual: y / c - 1.0,
+        };
+        match out.get_mut(model.value(i)) {
+            Some(v) => v.push(row),
+            None => {
+                out.insert(model.value(i).to_string(), vec![row]);
+            }
         }
     }
     Ok(out)
@@ -763,10 +893,16 @@ mod tests {
     }
 
     /// Outcomes of `codes` × 80 past days whose realised closes spread ~5% while the members'
-    /// band claimed ±2%, and the 20-day vol (2%) of every day: (outcomes, features).
-    fn history(ds: NaiveDate, codes: &[&str]) -> (RecordBatch, RecordBatch) {
+    /// band claimed ±2%, and the 20-day vol (2%) of every day: (outcomes, features). Member
+    /// `m`'s point for code k on a day is `point(m, back, k)`.
+    fn history_with(
+        ds: NaiveDate,
+        codes: &[&str],
+        point: impl Fn(&str, i32, usize) -> f64,
+    ) -> (RecordBatch, RecordBatch) {
         let (mut c, mut base, mut target, mut model) = (vec![], vec![], vec![], vec![]);
         let (mut q10, mut q90, mut actual, mut weight) = (vec![], vec![], vec![], vec![]);
+        let mut points = vec![];
         let (mut fc, mut fd, mut fv) = (vec![], vec![], vec![]);
         for back in 0..=80i32 {
             let b = days(ds) - 1 - back;
@@ -774,12 +910,13 @@ mod tests {
                 fc.push(code.to_string());
                 fd.push(b);
                 fv.push(0.02);
-                let shock = (((back * 7 + k as i32 * 3) % 11) as f64 - 5.0) / 100.0;
+                let shock = realised(back, k);
                 for (m, w) in [("ets", 0.5), ("lgbm", 0.5), ("ensemble", f64::NAN)] {
                     c.push(code.to_string());
                     base.push(b);
                     target.push(b + 1);
                     model.push(m);
+                    points.push(point(m, back, k));
                     q10.push(98.0);
                     q90.push(102.0);
                     actual.push(100.0 * (1.0 + shock));
@@ -793,14 +930,17 @@ mod tests {
             fd.push(days(ds));
             fv.push(0.02);
         }
+        let n = c.len();
         let outcomes = RecordBatch::try_new(
             tables::subset(&tables::prediction_outcomes(), &OUTCOME_COLUMNS),
             vec![
                 Arc::new(StringArray::from(c)),
                 Arc::new(Date32Array::from(base)),
-                Arc::new(Int32Array::from(vec![1; target.len()])),
+                Arc::new(Int32Array::from(vec![1; n])),
                 Arc::new(Date32Array::from(target)),
+                Arc::new(Float64Array::from(vec![100.0; n])),
                 Arc::new(StringArray::from(model)),
+                Arc::new(Float64Array::from(points)),
                 Arc::new(Float64Array::from(q10)),
                 Arc::new(Float64Array::from(q90)),
                 Arc::new(Float64Array::from(actual)),
@@ -818,6 +958,16 @@ mod tests {
         )
         .expect("features");
         (outcomes, features)
+    }
+
+    /// The realised return of code k, `back` days before ds − 1 (spread ~±5%).
+    fn realised(back: i32, k: usize) -> f64 {
+        (((back * 7 + k as i32 * 3) % 11) as f64 - 5.0) / 100.0
+    }
+
+    /// `history_with` whose members all forecast no change (no ranking skill to measure).
+    fn history(ds: NaiveDate, codes: &[&str]) -> (RecordBatch, RecordBatch) {
+        history_with(ds, codes, |_, _, _| 100.0)
     }
 
     async fn band(ds: NaiveDate, history: Option<(RecordBatch, RecordBatch)>) -> (f64, f64, f64) {
@@ -867,5 +1017,52 @@ mod tests {
         let feats = f;
         let after = band(ds, Some((filtered, feats))).await;
         assert_eq!(before, after);
+    }
+
+    #[tokio::test]
+    async fn the_point_leans_on_the_member_whose_forecasts_ranked_the_codes() {
+        let ds = d("2024-09-13");
+        let codes = ["A", "B", "C", "D", "E", "F"];
+        // ETS's past points ordered the codes as their closes came out; LightGBM's did the
+        // reverse. Today ETS says +1%, LightGBM −3%, at equal priors.
+        let (o, f) = history_with(ds, &codes, |m, back, k| match m {
+            "ets" => 100.0 * (1.0 + realised(back, k) / 10.0),
+            _ => 100.0 * (1.0 - realised(back, k) / 10.0),
+        });
+        let run = |tilt: bool, o: RecordBatch, f: RecordBatch| async move {
+            let ets = member_batch(&[("A", "2024-09-13", 1, 100.0, 101.0)]);
+            let lgbm = member_batch(&[("A", "2024-09-13", 1, 100.0, 97.0)]);
+            let op = EnsembleCombine
+                .configure(&serde_json::json!({
+                    "priors": {"ets": 0.5, "lgbm": 0.5}, "horizons": [1], "rank_tilt": tilt
+                }))
+                .expect("params");
+            let mut inputs = InputBatches::default();
+            inputs.insert("member.ets", "ets_forecasts", ets.schema(), vec![ets]);
+            inputs.insert("member.lgbm", "lgbm_predictions", lgbm.schema(), vec![lgbm]);
+            inputs.insert("outcomes", "prediction_outcomes", o.schema(), vec![o]);
+            inputs.insert("features", "features_daily", f.schema(), vec![f]);
+            let c = ctx(ds);
+            let out = op.run(&c, inputs).await.expect("run");
+            let p = &out.batches("predictions").expect("port")[0];
+            let m = &out.batches("members").expect("port")[0];
+            let up = f64_col(p, "prob_up").unwrap().value(0);
+            let weights: Vec<f64> = f64_col(m, "weight").unwrap().values().to_vec();
+            (f64_col(p, "point").unwrap().value(0), up, weights)
+        };
+        let (flat, up_flat, w_flat) = run(false, o.clone(), f.clone()).await;
+        assert!(close(flat, 99.0), "learned blend {flat}");
+        let (tilted, up_tilted, w_tilted) = run(true, o, f).await;
+        assert!(
+            close(tilted, 101.0),
+            "ETS ranked, LightGBM anti-ranked: {tilted}"
+        );
+        // The probabilities and the members' recorded weights are the learned blend's.
+        assert!(close(up_flat, up_tilted));
+        assert_eq!(w_flat, w_tilted);
+        // No record of ranks (every past point the same): the learned blend.
+        let (o, f) = history(ds, &codes);
+        let (untilted, _, _) = run(true, o, f).await;
+        assert!(close(untilted, 99.0), "{untilted}");
     }
 }

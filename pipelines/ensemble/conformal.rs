@@ -1,21 +1,25 @@
 //! Calibrated intervals: split-conformal on the ensemble's matured outcomes, normalised by
-//! volatility, with adaptive conformal inference (Gibbs & Candès 2021) steering the miscoverage
-//! level online, per horizon.
+//! volatility and grouped by it (Mondrian conformal), with adaptive conformal inference
+//! (Gibbs & Candès 2021) steering each group's miscoverage level online, per horizon.
 //!
 //! * A matured prediction's score is how far the realised close fell outside the raw blended
 //!   q10–q90 band, in log price, per unit of the code's 20-day volatility scaled to the horizon
-//!   (`vol_20d · √h` at the base date): `max(ln(q10/y), ln(y/q90)) / σ`. Negative inside.
+//!   (`σ = vol_20d · √h` at the base date): `max(ln(q10/y), ln(y/q90)) / σ`. Negative inside.
 //! * At each base date the calibration set is the scores whose target date is before it (so a
-//!   re-run of ds sees exactly what ds's close knew) within the trailing window; the interval is
-//!   the raw band widened (or narrowed) by the set's `⌈(n+1)(1−α)⌉/n` quantile `Q`:
-//!   `q10·e^(−Qσ)`, `q90·e^(Qσ)`, never past the point.
-//! * ACI: α starts at the target (0.2 for q10–q90) and after each target day moves by
-//!   `γ (target − misses)`, the day's miss rate of the intervals that were issued for it; so
-//!   coverage that falls (a regime change) widens the next intervals, and the reverse.
+//!   re-run of ds sees exactly what ds's close knew) within the trailing window, split into
+//!   `groups` volatility bands at equal counts of the set's own σ (the cut points move with the
+//!   window). A row is calibrated by its band's set: the raw band widened (or narrowed) by that
+//!   set's `⌈(n+1)(1−α)⌉/n` quantile `Q`: `q10·e^(−Qσ)`, `q90·e^(Qσ)`, never past the point.
+//!   Normalising by σ alone is not enough when the raw band does not scale with volatility
+//!   (LightGBM's residual band is one width for every code): one pooled `Q` then over-covers
+//!   calm codes and under-covers volatile ones, while a band's own `Q` holds ~80% in each.
+//! * ACI, per band: α starts at the target (0.2 for q10–q90) and after each target day moves by
+//!   `γ (target − misses)`, the day's miss rate of the intervals issued to that band; so
+//!   coverage that falls (a regime change) widens the band's next intervals, and the reverse.
 //! * The whole recursion is replayed from the lake's outcomes on every run: deterministic,
 //!   idempotent, no state of its own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// One matured ensemble forecast, as the calibration needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,8 +54,10 @@ pub struct Settings {
     pub gamma: f64,
     /// Calendar days of scores kept in the calibration set.
     pub window_days: i32,
-    /// Fewer scores than this: no calibration (the raw band).
+    /// A band with fewer scores than this is not calibrated (its rows keep the raw band).
     pub min_scores: usize,
+    /// Volatility bands calibrated apart (1: one pooled calibration).
+    pub groups: usize,
 }
 
 impl Default for Settings {
@@ -61,19 +67,50 @@ impl Default for Settings {
             gamma: 0.005,
             window_days: 365,
             min_scores: 50,
+            groups: 3,
         }
     }
 }
 
-/// The calibration in force at a base date.
+/// One volatility band's calibration in force at a base date.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Calibration {
     /// The widening quantile, in units of the row's σ.
     pub q: f64,
     /// ACI's miscoverage level behind it.
     pub alpha: f64,
-    /// Scores in the calibration set.
+    /// Scores in the band's calibration set.
     pub n: usize,
+}
+
+/// The calibrations in force at a base date: the bands' σ cut points and each band's
+/// calibration (`None`: too few scores in it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Issued {
+    /// Ascending; a row with σ below `cuts[0]` is in band 0, from `cuts[i-1]` below `cuts[i]`
+    /// in band i, from the last cut on in the top band.
+    pub cuts: Vec<f64>,
+    pub bands: Vec<Option<Calibration>>,
+}
+
+impl Issued {
+    /// The band of a row with this σ; `None` before there are cut points (no scores yet).
+    pub fn band(&self, scale: f64) -> Option<usize> {
+        (self.cuts.len() + 1 == self.bands.len())
+            .then(|| self.cuts.partition_point(|c| *c <= scale))
+    }
+
+    /// The calibration of a row with this σ; `None` when its band has too few scores.
+    pub fn for_scale(&self, scale: f64) -> Option<&Calibration> {
+        self.band(scale)
+            .and_then(|g| self.bands.get(g))
+            .and_then(Option::as_ref)
+    }
+
+    /// Scores over all bands.
+    pub fn scores(&self) -> usize {
+        self.bands.iter().flatten().map(|c| c.n).sum()
+    }
 }
 
 /// The `⌈(n+1)(1−α)⌉`-th smallest score (split conformal's finite-sample quantile), clamped
@@ -84,6 +121,18 @@ fn conformal_quantile(sorted: &[f64], alpha: f64) -> f64 {
     sorted[rank.clamp(1, n) - 1]
 }
 
+fn insert_sorted(v: &mut Vec<f64>, x: f64) {
+    let at = v.partition_point(|y| y.total_cmp(&x).is_lt());
+    v.insert(at, x);
+}
+
+fn remove_sorted(v: &mut Vec<f64>, x: f64) {
+    let at = v.partition_point(|y| y.total_cmp(&x).is_lt());
+    if at < v.len() {
+        v.remove(at);
+    }
+}
+
 /// Applies `c` to a raw band around `point`: `(q10, q90)`.
 pub fn widen(point: f64, q10: f64, q90: f64, scale: f64, c: &Calibration) -> (f64, f64) {
     let lo = (q10 * (-c.q * scale).exp()).min(point);
@@ -91,14 +140,24 @@ pub fn widen(point: f64, q10: f64, q90: f64, scale: f64, c: &Calibration) -> (f6
     (lo, hi)
 }
 
-/// Replays ACI over `matured` (one horizon; any order) and returns the calibration for base
-/// date `ds`. Outcomes whose target date is not before `ds` are ignored. `None`: too few scores.
-pub fn calibrate(matured: &[Matured], ds: i32, s: &Settings) -> Option<Calibration> {
-    replay(matured, ds, s).get(&ds).copied().flatten()
+/// Replays ACI over `matured` (one horizon; any order) and returns the calibrations for base
+/// date `ds`. Outcomes whose target date is not before `ds` are ignored. `None`: no band has
+/// enough scores.
+pub fn calibrate(matured: &[Matured], ds: i32, s: &Settings) -> Option<Issued> {
+    replay(matured, ds, s)
+        .remove(&ds)
+        .filter(|i| i.bands.iter().any(Option::is_some))
 }
 
-/// The calibration issued at every base date of `matured` and at `ds` (see [`calibrate`]).
-pub fn replay(matured: &[Matured], ds: i32, s: &Settings) -> BTreeMap<i32, Option<Calibration>> {
+/// One volatility band's calibration set and ACI level.
+struct Band {
+    /// Its scores, ascending.
+    sorted: Vec<f64>,
+    alpha: f64,
+}
+
+/// The calibrations issued at every base date of `matured` and at `ds` (see [`calibrate`]).
+pub fn replay(matured: &[Matured], ds: i32, s: &Settings) -> BTreeMap<i32, Issued> {
     let mut rows: Vec<(&Matured, f64)> = matured
         .iter()
         .filter(|m| m.target < ds && m.base < m.target)
@@ -108,6 +167,7 @@ pub fn replay(matured: &[Matured], ds: i32, s: &Settings) -> BTreeMap<i32, Optio
         (a.0.target, a.0.base)
             .cmp(&(b.0.target, b.0.base))
             .then(a.1.total_cmp(&b.1))
+            .then(a.0.scale.total_cmp(&b.0.scale))
     });
     let mut bases: Vec<i32> = rows.iter().map(|(m, _)| m.base).collect();
     bases.push(ds);
@@ -115,42 +175,79 @@ pub fn replay(matured: &[Matured], ds: i32, s: &Settings) -> BTreeMap<i32, Optio
     bases.dedup();
 
     let lo_alpha = 0.005;
-    let mut alpha = s.target;
-    let mut issued: BTreeMap<i32, Option<Calibration>> = BTreeMap::new();
-    // The calibration set: scores in target order (to evict) and sorted (to take quantiles).
-    let mut window: std::collections::VecDeque<(i32, f64)> = Default::default();
-    let mut sorted: Vec<f64> = Vec::new();
+    let groups = s.groups.max(1);
+    let mut bands: Vec<Band> = (0..groups)
+        .map(|_| Band {
+            sorted: Vec::new(),
+            alpha: s.target,
+        })
+        .collect();
+    let mut issued: BTreeMap<i32, Issued> = BTreeMap::new();
+    // The calibration set in target order (to evict): (target, score, σ, band), and every σ
+    // in it, sorted (for the cut points). A row issued before there were cut points is in no
+    // band: its σ counts towards the cut points, its score towards no band's set.
+    let mut window: VecDeque<(i32, f64, f64, Option<usize>)> = VecDeque::new();
+    let mut scales: Vec<f64> = Vec::new();
     let mut next = 0; // rows absorbed so far
     for &b in &bases {
-        // Absorb the target days before b, one ACI step per day.
+        // Absorb the target days before b, one ACI step per band and day.
         while next < rows.len() && rows[next].0.target < b {
             let day = rows[next].0.target;
-            let (mut misses, mut n) = (0usize, 0usize);
+            let mut tally = vec![(0usize, 0usize); groups]; // (misses, n) per band
             while next < rows.len() && rows[next].0.target == day {
                 let (m, sc) = rows[next];
-                let q = issued.get(&m.base).copied().flatten().map_or(0.0, |c| c.q);
-                misses += usize::from(sc > q);
-                n += 1;
-                window.push_back((day, sc));
-                let at = sorted.partition_point(|x| x.total_cmp(&sc).is_lt());
-                sorted.insert(at, sc);
+                // The band and calibration the row's interval was issued with (a band without
+                // one issued the raw band: q = 0).
+                let issued_at = issued.get(&m.base);
+                let g = issued_at
+                    .and_then(|i| i.band(m.scale))
+                    .filter(|g| *g < groups);
+                if let Some(g) = g {
+                    let q = issued_at
+                        .and_then(|i| i.bands.get(g).copied().flatten())
+                        .map_or(0.0, |c| c.q);
+                    tally[g].0 += usize::from(sc > q);
+                    tally[g].1 += 1;
+                    insert_sorted(&mut bands[g].sorted, sc);
+                }
+                window.push_back((day, sc, m.scale, g));
+                insert_sorted(&mut scales, m.scale);
                 next += 1;
             }
-            let err = misses as f64 / n as f64;
-            alpha = (alpha + s.gamma * (s.target - err)).clamp(lo_alpha, 1.0 - lo_alpha);
-        }
-        while window.front().is_some_and(|(t, _)| *t < b - s.window_days) {
-            if let Some((_, sc)) = window.pop_front() {
-                let at = sorted.partition_point(|x| x.total_cmp(&sc).is_lt());
-                sorted.remove(at);
+            for (band, (misses, n)) in bands.iter_mut().zip(tally) {
+                if n > 0 {
+                    let err = misses as f64 / n as f64;
+                    band.alpha =
+                        (band.alpha + s.gamma * (s.target - err)).clamp(lo_alpha, 1.0 - lo_alpha);
+                }
             }
         }
-        let cal = (sorted.len() >= s.min_scores).then(|| Calibration {
-            q: conformal_quantile(&sorted, alpha),
-            alpha,
-            n: sorted.len(),
-        });
-        issued.insert(b, cal);
+        while window.front().is_some_and(|w| w.0 < b - s.window_days) {
+            if let Some((_, sc, scale, g)) = window.pop_front() {
+                if let Some(g) = g {
+                    remove_sorted(&mut bands[g].sorted, sc);
+                }
+                remove_sorted(&mut scales, scale);
+            }
+        }
+        let cuts: Vec<f64> = if scales.is_empty() {
+            Vec::new()
+        } else {
+            (1..groups)
+                .map(|i| scales[scales.len() * i / groups])
+                .collect()
+        };
+        let cal = bands
+            .iter()
+            .map(|band| {
+                (band.sorted.len() >= s.min_scores).then(|| Calibration {
+                    q: conformal_quantile(&band.sorted, band.alpha),
+                    alpha: band.alpha,
+                    n: band.sorted.len(),
+                })
+            })
+            .collect();
+        issued.insert(b, Issued { cuts, bands: cal });
     }
     issued
 }
@@ -175,46 +272,68 @@ mod tests {
         }
     }
 
-    /// 30 codes a day for `days` days, daily vol `vol(day)`; the raw band claims
-    /// ±`claimed`·`band_vol(day)` (1.2816 σ is a true q10–q90 for normal returns). Returns the
-    /// coverage of the raw and of the calibrated intervals issued from day 100 on.
-    fn simulate(
+    /// 30 codes a day for `days` days; code k's daily vol is `vol(day, k)`; the raw band
+    /// claims ±`claimed`·`band_vol(day)` (1.2816 σ is a true q10–q90 for normal returns).
+    /// Returns the coverage of the raw and of the calibrated intervals issued from day 100 on,
+    /// over all codes and per code for `per_code`.
+    fn simulate_codes(
+        s: &Settings,
         days: i32,
         claimed: f64,
-        vol: impl Fn(i32) -> f64,
+        vol: impl Fn(i32, usize) -> f64,
         band_vol: impl Fn(i32) -> f64,
-    ) -> (f64, f64) {
-        let s = Settings::default();
+    ) -> (f64, f64, Vec<f64>) {
         let mut rng = Rng(7);
-        let mut matured: Vec<Matured> = Vec::new();
+        let mut matured: Vec<(usize, Matured)> = Vec::new();
         for day in 0..days {
-            for _ in 0..30 {
-                let y = 100.0 * (vol(day) * rng.normal()).exp();
+            for k in 0..30 {
+                let y = 100.0 * (vol(day, k) * rng.normal()).exp();
                 let w = claimed * band_vol(day);
                 // The row's scale is the 20-day vol the pipeline would see: the truth, lagged.
-                let scale = vol((day - 10).max(0));
+                let scale = vol((day - 10).max(0), k);
                 let (q10, q90) = (100.0 * (-w).exp(), 100.0 * w.exp());
-                matured.push(Matured {
+                let m = Matured {
                     base: day,
                     target: day + 1,
                     q10,
                     q90,
                     actual: y,
                     scale,
-                });
+                };
+                matured.push((k, m));
             }
         }
-        let issued = replay(&matured, days + 1, &s);
+        let all: Vec<Matured> = matured.iter().map(|(_, m)| m.clone()).collect();
+        let issued = replay(&all, days + 1, s);
         let (mut raw_in, mut cal_in, mut n) = (0usize, 0usize, 0usize);
-        for m in matured.iter().filter(|m| m.base >= 100) {
+        let mut per_code = vec![(0usize, 0usize); 30];
+        for (k, m) in matured.iter().filter(|(_, m)| m.base >= 100) {
             n += 1;
+            per_code[*k].1 += 1;
             raw_in += usize::from(m.q10 <= m.actual && m.actual <= m.q90);
-            if let Some(Some(c)) = issued.get(&m.base) {
+            if let Some(c) = issued.get(&m.base).and_then(|i| i.for_scale(m.scale)) {
                 let (lo, hi) = widen(100.0, m.q10, m.q90, m.scale, c);
-                cal_in += usize::from(lo <= m.actual && m.actual <= hi);
+                let inside = usize::from(lo <= m.actual && m.actual <= hi);
+                cal_in += inside;
+                per_code[*k].0 += inside;
             }
         }
-        (raw_in as f64 / n as f64, cal_in as f64 / n as f64)
+        let per_code = per_code
+            .into_iter()
+            .map(|(i, n)| i as f64 / n as f64)
+            .collect();
+        (raw_in as f64 / n as f64, cal_in as f64 / n as f64, per_code)
+    }
+
+    fn simulate(
+        days: i32,
+        claimed: f64,
+        vol: impl Fn(i32) -> f64,
+        band_vol: impl Fn(i32) -> f64,
+    ) -> (f64, f64) {
+        let (raw, cal, _) =
+            simulate_codes(&Settings::default(), days, claimed, |d, _| vol(d), band_vol);
+        (raw, cal)
     }
 
     #[test]
@@ -243,9 +362,70 @@ mod tests {
     }
 
     #[test]
+    fn calm_and_volatile_codes_are_each_covered_when_the_raw_band_is_one_width_for_all() {
+        // A third of the codes move 1% a day, a third 2%, a third 4%; the raw band is sized
+        // for 2% whatever the code (as LightGBM's residual band is). One pooled calibration
+        // over-covers the calm codes and under-covers the volatile ones; a calibration per
+        // volatility band holds every code near 80%.
+        let vol = |_: i32, k: usize| [0.01, 0.02, 0.04][k % 3];
+        let by_vol = |per_code: &[f64]| -> [f64; 3] {
+            let mut m = [0.0; 3];
+            for (k, c) in per_code.iter().enumerate() {
+                m[k % 3] += c / 10.0;
+            }
+            m
+        };
+        let pooled = Settings {
+            groups: 1,
+            ..Settings::default()
+        };
+        let (_, cal, per_code) = simulate_codes(&pooled, 600, 1.2816, vol, |_| 0.02);
+        let [calm, _, volatile] = by_vol(&per_code);
+        assert!((0.75..=0.85).contains(&cal), "pooled overall {cal}");
+        assert!(
+            calm > 0.87 && volatile < 0.73,
+            "pooled: calm {calm}, volatile {volatile}"
+        );
+        let (_, cal, per_code) = simulate_codes(&Settings::default(), 600, 1.2816, vol, |_| 0.02);
+        assert!((0.77..=0.83).contains(&cal), "banded overall {cal}");
+        for (i, c) in by_vol(&per_code).into_iter().enumerate() {
+            assert!((0.76..=0.84).contains(&c), "band {i}: {c}");
+        }
+    }
+
+    #[test]
+    fn cut_points_split_the_window_at_equal_counts_and_place_rows_by_their_scale() {
+        let rows: Vec<Matured> = (0..120)
+            .map(|i| Matured {
+                base: i / 30,
+                target: i / 30 + 1,
+                q10: 90.0,
+                q90: 110.0,
+                actual: 100.0,
+                scale: f64::from(i % 30 + 1) / 100.0,
+            })
+            .collect();
+        let s = Settings {
+            min_scores: 20,
+            ..Settings::default()
+        };
+        let issued = calibrate(&rows, 10, &s).expect("calibrated");
+        assert_eq!(issued.cuts, vec![0.11, 0.21]);
+        assert_eq!(
+            [0.05, 0.11, 0.2, 0.21, 0.5].map(|x| issued.band(x)),
+            [0, 1, 1, 2, 2].map(Some)
+        );
+        // Days 0 and 1 were issued before any score had matured: in no band. Days 2 and 3
+        // split ten and ten by the cut points of days 0 (and 0–1), the same 0.11 and 0.21.
+        assert!(issued.bands.iter().all(|b| b.is_some_and(|c| c.n == 20)));
+        assert_eq!(issued.scores(), 60);
+    }
+
+    #[test]
     fn outcomes_maturing_on_or_after_ds_are_not_seen() {
         let s = Settings {
             min_scores: 5,
+            groups: 1,
             ..Settings::default()
         };
         let row = |base, target, actual| Matured {

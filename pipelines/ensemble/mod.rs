@@ -4,4 +4,5 @@
 pub mod blend;
 pub mod combine;
 pub mod conformal;
+pub mod rank_skill;
 pub mod weights;

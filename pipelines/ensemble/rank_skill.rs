@@ -1,0 +1,256 @@
+//! Ranking skill: how well each member has ordered the codes lately, per horizon, and the tilt
+//! it gives the ensemble's point.
+//!
+//! The learned weights (`ensemble_weights`) judge a member per code on direction hits and
+//! errors, which says nothing about whether its forecasts *rank* the codes: on the 30 real
+//! tickers in 2023, LightGBM hit as often as ETS but its daily Rank IC was 0.010 against ETS's
+//! 0.050, and blending its returns at hit-rate weights cut the ensemble's Rank IC to 0.045
+//! (0.027 against 0.040 at 3 days). So the point (and the expected return ranked by a user)
+//! blends the members at `w · s / Σ w·s`, where `s` is the member's skill at the horizon: the
+//! mean daily Spearman correlation between its predicted and realised returns across codes,
+//! over the latest `window` base dates whose outcomes matured before the day, floored at 0.
+//! The probabilities and the band keep the learned weights (they are judged by hits and
+//! coverage, which the weights track).
+//!
+//! No tilt (the learned weights alone) for a horizon with fewer than `min_days` such dates
+//! for any member present, or when no member's skill is positive. Only outcomes with a target
+//! date before ds count: a re-run of ds sees what ds's close knew.
+
+use std::collections::BTreeMap;
+
+/// One matured member forecast: its predicted and realised return.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// Days since 1970-01-01.
+    pub base: i32,
+    pub target: i32,
+    pub horizon: u32,
+    pub predicted: f64,
+    pub actual: f64,
+}
+
+/// The skill estimate's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// Latest base dates averaged (as `weights.update`'s window).
+    pub window: usize,
+    /// Fewer dates than this for a member: no tilt at that horizon.
+    pub min_days: usize,
+    /// Fewer codes than this on a date: the date has no correlation.
+    pub min_codes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            window: 60,
+            min_days: 20,
+            min_codes: 5,
+        }
+    }
+}
+
+/// Each member's skill at one horizon (every member with a tilt), from which the point weights
+/// follow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skills(pub BTreeMap<String, f64>);
+
+impl Skills {
+    /// The point weights for members `present` with learned weights `w` (same order), or `None`
+    /// when a member has no skill estimate or none is positive.
+    pub fn tilt(&self, present: &[(&str, f64)]) -> Option<Vec<f64>> {
+        let s: Vec<f64> = present
+            .iter()
+            .map(|(m, _)| self.0.get(*m).map(|s| s.max(0.0)))
+            .collect::<Option<_>>()?;
+        let raw: Vec<f64> = present.iter().zip(&s).map(|((_, w), s)| w * s).collect();
+        let total: f64 = raw.iter().sum();
+        (total > 0.0 && total.is_finite()).then(|| raw.iter().map(|r| r / total).collect())
+    }
+}
+
+/// Average ranks (1-based; ties share their mean rank).
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut out = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
+            j += 1;
+        }
+        let mean = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            out[k] = mean;
+        }
+        i = j + 1;
+    }
+    out
+}
+
+/// Spearman's correlation of `(predicted, actual)` pairs; `None` when either side is constant.
+pub fn spearman(pairs: &[(f64, f64)]) -> Option<f64> {
+    let (p, a): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
+    let (rp, ra) = (ranks(&p), ranks(&a));
+    let n = pairs.len() as f64;
+    let mean = (n + 1.0) / 2.0;
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (x, y) in rp.iter().zip(&ra) {
+        let (dx, dy) = (x - mean, y - mean);
+        sxy += dx * dy;
+        sxx += dx * dx;
+        syy += dy * dy;
+    }
+    let r = sxy / (sxx * syy).sqrt();
+    r.is_finite().then_some(r)
+}
+
+/// Each horizon's skills at `ds` from every member's matured forecasts (`by_member`; any
+/// order). A member with fewer than `min_days` dates has no estimate (and so no tilt for rows
+/// it is part of).
+pub fn skills(
+    by_member: &BTreeMap<String, Vec<Scored>>,
+    ds: i32,
+    s: &Settings,
+) -> BTreeMap<u32, Skills> {
+    // horizon -> member -> base -> pairs
+    type Days = BTreeMap<i32, Vec<(f64, f64)>>;
+    let mut grouped: BTreeMap<u32, BTreeMap<&str, Days>> = BTreeMap::new();
+    for (member, rows) in by_member {
+        for r in rows {
+            if r.target >= ds
+                || r.base >= r.target
+                || !(r.predicted.is_finite() && r.actual.is_finite())
+            {
+                continue;
+            }
+            grouped
+                .entry(r.horizon)
+                .or_default()
+                .entry(member.as_str())
+                .or_default()
+                .entry(r.base)
+                .or_default()
+                .push((r.predicted, r.actual));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (h, members) in grouped {
+        let mut skills = BTreeMap::new();
+        for (member, days) in members {
+            // The latest `window` dates with a correlation, newest first.
+            let ics: Vec<f64> = days
+                .values()
+                .rev()
+                .filter(|pairs| pairs.len() >= s.min_codes)
+                .filter_map(|pairs| spearman(pairs))
+                .take(s.window)
+                .collect();
+            if ics.len() >= s.min_days {
+                skills.insert(
+                    member.to_string(),
+                    ics.iter().sum::<f64>() / ics.len() as f64,
+                );
+            }
+        }
+        if !skills.is_empty() {
+            out.insert(h, Skills(skills));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn spearman_ranks_ties_by_their_mean_and_is_none_for_a_constant_side() {
+        let up: Vec<(f64, f64)> = (0..6).map(|i| (f64::from(i), f64::from(i * i))).collect();
+        assert!(spearman(&up).is_some_and(|r| close(r, 1.0)));
+        let down: Vec<(f64, f64)> = (0..6).map(|i| (f64::from(i), -f64::from(i))).collect();
+        assert!(spearman(&down).is_some_and(|r| close(r, -1.0)));
+        // Ranks (1.5, 1.5, 3, 4) against (1, 2, 3, 4): 4.5 / √(4.5 · 5) = √0.9.
+        let tied = [(0.0, 1.0), (0.0, 2.0), (1.0, 3.0), (2.0, 4.0)];
+        assert!(spearman(&tied).is_some_and(|r| close(r, 0.9f64.sqrt())));
+        assert_eq!(spearman(&[(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)]), None);
+    }
+
+    /// `days` base dates of 10 codes at horizon 1: the realised return of code k on day d is
+    /// a fixed pseudo-random number; `ranker` predicts it exactly, `noise` predicts an
+    /// unrelated one.
+    fn history(days: i32) -> BTreeMap<String, Vec<Scored>> {
+        let actual = |d: i32, k: i32| (f64::from(d * 31 + k * 17) * 0.7).sin();
+        let unrelated = |d: i32, k: i32| (f64::from(d * 13 + k * 29) * 1.3).cos();
+        let rows = |f: &dyn Fn(i32, i32) -> f64| -> Vec<Scored> {
+            (0..days)
+                .flat_map(|d| (0..10).map(move |k| (d, k)))
+                .map(|(d, k)| Scored {
+                    base: d,
+                    target: d + 1,
+                    horizon: 1,
+                    predicted: f(d, k),
+                    actual: actual(d, k),
+                })
+                .collect()
+        };
+        [
+            ("ranker".to_string(), rows(&actual)),
+            ("noise".to_string(), rows(&unrelated)),
+        ]
+        .into()
+    }
+
+    #[test]
+    fn the_member_that_ranks_the_codes_carries_the_point() {
+        let sk = skills(&history(80), 100, &Settings::default());
+        let h1 = &sk[&1];
+        assert!(close(h1.0["ranker"], 1.0), "{h1:?}");
+        assert!(h1.0["noise"].abs() < 0.2, "{h1:?}");
+        let w = h1.tilt(&[("ranker", 0.3), ("noise", 0.7)]).expect("a tilt");
+        assert!(w[0] > 0.6 && close(w[0] + w[1], 1.0), "{w:?}");
+    }
+
+    #[test]
+    fn outcomes_maturing_on_or_after_ds_are_not_seen() {
+        let known = history(40);
+        let before = skills(&known, 40, &Settings::default());
+        let mut later = known.clone();
+        // Day 40 matures on ds (41st day's close is after the run), day 45 later still; both
+        // would turn the noise member into a perfect ranker.
+        for (d, t) in [(39, 40), (45, 46)] {
+            for k in 0..10 {
+                let r = Scored {
+                    base: d,
+                    target: t,
+                    horizon: 1,
+                    predicted: f64::from(k),
+                    actual: f64::from(k),
+                };
+                if let Some(v) = later.get_mut("noise") {
+                    v.push(r);
+                }
+            }
+        }
+        assert_eq!(skills(&later, 40, &Settings::default()), before);
+        assert!(before.contains_key(&1));
+    }
+
+    #[test]
+    fn too_short_a_record_or_no_positive_skill_leaves_the_learned_weights() {
+        assert!(skills(&history(15), 100, &Settings::default()).is_empty());
+        let s = Skills([("a".to_string(), -0.1), ("b".to_string(), 0.0)].into());
+        assert_eq!(s.tilt(&[("a", 0.5), ("b", 0.5)]), None);
+        // A member present without an estimate (e.g. a new one): no tilt.
+        let s = Skills([("a".to_string(), 0.1)].into());
+        assert_eq!(s.tilt(&[("a", 0.5), ("c", 0.5)]), None);
+        let w = Skills([("a".to_string(), 0.1), ("b".to_string(), -0.2)].into())
+            .tilt(&[("a", 0.2), ("b", 0.8)]);
+        assert_eq!(w, Some(vec![1.0, 0.0]));
+    }
+}
