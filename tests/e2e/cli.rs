@@ -184,6 +184,48 @@ fn every_shipped_dag_validates_for_both_universes() {
     }
 }
 
+/// The task block `name:` of a DAG file, comments and blank lines left out.
+fn task_block(path: &str, name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(repo_root().join(path)).unwrap();
+    let head = format!("  {name}:");
+    text.lines()
+        .skip_while(|l| *l != head)
+        .take_while(|l| *l == head || l.starts_with("    ") || l.trim().is_empty())
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_reensemble_dags_validate_and_run_the_shipped_tasks_unchanged() {
+    let o = Command::new(env!("CARGO_BIN_EXE_krxflow"))
+        .current_dir(repo_root())
+        .args([
+            "validate",
+            "scripts/reensemble/ensemble_only.yaml",
+            "scripts/reensemble/match_only.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for (shipped, copy, task) in [
+        (
+            "dags/daily_batch.yaml",
+            "scripts/reensemble/ensemble_only.yaml",
+            "ensemble",
+        ),
+        (
+            "dags/match_outcomes.yaml",
+            "scripts/reensemble/match_only.yaml",
+            "match",
+        ),
+    ] {
+        let (a, b) = (task_block(shipped, task), task_block(copy, task));
+        assert!(a.len() >= 3, "{shipped}: {a:?}");
+        assert_eq!(a, b, "{copy}'s `{task}` differs from {shipped}'s");
+    }
+}
+
 #[test]
 fn a_failed_run_exits_1_and_names_the_failure() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Re-runs the ensemble (and the matching of its outcomes) over a lake that a walk-forward or a
+# backfill already filled, then evaluates it: what a change to `ensemble.combine` (the blend,
+# the ranking tilt, the conformal band) does to the track record, in seconds instead of a
+# replay with its weekly retrains. The members' forecasts, their outcomes and the learned
+# weights are what the lake holds; only `predictions`, `prediction_members` and the ensemble's
+# outcomes are rewritten, in a copy.
+#
+#   scripts/reensemble.sh SRC_LAKE FROM TO [OUT_LAKE] [REPORT]
+#   scripts/reensemble.sh ./storage/wf1y-native 2023-01-02 2023-12-28
+#
+# FROM..TO are base dates; the predictions of the trading day before FROM are re-combined too
+# (a walk-forward's seed day). OUT_LAKE (default SRC_LAKE-reensemble) is replaced by a copy of
+# SRC_LAKE; the report goes to REPORT (default OUT_LAKE-report).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 3 ] || { sed -n 2,14p "$0" >&2; exit 2; }
+SRC="$1"; FROM="$2"; TO="$3"
+OUT="${4:-$SRC-reensemble}"; REPORT="${5:-$OUT-report}"
+[ -d "$SRC/predictions" ] || { echo "no predictions table under $SRC" >&2; exit 2; }
+source scripts/env.sh
+if [ -z "${KRXFLOW_BIN:-}" ]; then
+  cargo build --locked --release -p krxflow-cli
+  KRXFLOW_BIN="$CARGO_TARGET_DIR/release/krxflow"
+fi
+rm -rf "$OUT" && cp -r "$SRC" "$OUT"
+SEED=$("$KRXFLOW_BIN" backfill daily_batch --from "$(date -u -d "$FROM - 14 days" +%F)" \
+  --to "$(date -u -d "$FROM - 1 day" +%F)" --dry-run | grep -oE '^[0-9]{4}-[0-9]{2}-[0-9]{2}' | tail -1)
+"$KRXFLOW_BIN" --lake "$OUT" backfill scripts/reensemble/ensemble_only.yaml \
+  scripts/reensemble/match_only.yaml --from "$SEED" --to "$TO" --reprocess all --parallel 1
+"$KRXFLOW_BIN" --lake "$OUT" eval --from "$FROM" --to "$TO" --out "$REPORT"
