@@ -18,6 +18,10 @@
 
 use std::collections::BTreeMap;
 
+/// Spearman's correlation of `(predicted, actual)` pairs, ties at their mean rank; `None` when
+/// either side is constant (the evaluation's own, so the tilt and `krxflow eval` agree).
+pub use krxflow_eval::cross_section::spearman;
+
 /// One matured member forecast: its predicted and realised return.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scored {
@@ -67,43 +71,6 @@ impl Skills {
         let total: f64 = raw.iter().sum();
         (total > 0.0 && total.is_finite()).then(|| raw.iter().map(|r| r / total).collect())
     }
-}
-
-/// Average ranks (1-based; ties share their mean rank).
-fn ranks(v: &[f64]) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..v.len()).collect();
-    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-    let mut out = vec![0.0; v.len()];
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
-            j += 1;
-        }
-        let mean = (i + j) as f64 / 2.0 + 1.0;
-        for &k in &order[i..=j] {
-            out[k] = mean;
-        }
-        i = j + 1;
-    }
-    out
-}
-
-/// Spearman's correlation of `(predicted, actual)` pairs; `None` when either side is constant.
-pub fn spearman(pairs: &[(f64, f64)]) -> Option<f64> {
-    let (p, a): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
-    let (rp, ra) = (ranks(&p), ranks(&a));
-    let n = pairs.len() as f64;
-    let mean = (n + 1.0) / 2.0;
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (x, y) in rp.iter().zip(&ra) {
-        let (dx, dy) = (x - mean, y - mean);
-        sxy += dx * dy;
-        sxx += dx * dx;
-        syy += dy * dy;
-    }
-    let r = sxy / (sxx * syy).sqrt();
-    r.is_finite().then_some(r)
 }
 
 /// Each horizon's skills at `ds` from every member's matured forecasts (`by_member`; any
