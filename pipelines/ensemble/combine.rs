@@ -7,7 +7,9 @@
 //!   (`priors`, default Chronos 0.6, LightGBM 0.4). Weights are renormalised over the members
 //!   present for the row, so a missing member gives its weight to the others and a lone
 //!   member carries the row (cold start). No valid member: no row, counted.
-//! * point = Σ w·point; q10/q90 = Σ w·q10/q90, each member's interval its own (Chronos and ETS
+//! * point = Σ w·s·point / Σ w·s, s being each member's recent ranking skill at the horizon
+//!   ([`super::rank_skill`]; Σ w·point without a skill estimate or with `rank_tilt: false`);
+//!   q10/q90 = Σ w·q10/q90 (then calibrated: [`super::conformal`]), each member's interval its own (Chronos and ETS
 //!   quantiles, LightGBM's validation residual quantiles; ±`fallback_band` of the member's
 //!   point only when its interval is unusable); up/flat/down = the weighted average of the
 //!   members' probabilities, renormalised; direction = argmax; expected_return =

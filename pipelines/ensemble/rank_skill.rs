@@ -54,8 +54,8 @@ impl Default for Settings {
     }
 }
 
-/// Each member's skill at one horizon (every member with a tilt), from which the point weights
-/// follow.
+/// The skill of each member with an estimate at one horizon; the point weights follow from it
+/// ([`Skills::tilt`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Skills(pub BTreeMap<String, f64>);
 
