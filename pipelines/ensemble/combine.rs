@@ -447,10 +447,14 @@ impl Configured {
 impl ConfiguredOp for Configured {
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
         let members = inputs.family("member")?;
+        // The DAG binds at least one member (validation says so); none here means no member
+        // table exists yet: every member skipped on every day so far (no model trained, too
+        // little history). Nothing to combine is a skip, like a member's own, not a failure.
         if members.is_empty() {
-            return Err(OpError::permanent(
-                "no member is bound: add `member.<name>: <table>` inputs",
-            ));
+            return Err(OpError::skipped(format!(
+                "no member has written a forecast yet (on or before {}): every member table is missing",
+                ctx.ds
+            )));
         }
         if let Some((name, _)) = members.iter().find(|(n, _)| !self.p.priors.contains_key(n)) {
             return Err(OpError::permanent(format!(
@@ -890,6 +894,25 @@ mod tests {
         let err = op.run(&ctx(d("2024-09-13")), inputs).await.unwrap_err();
         assert!(
             err.to_string().contains("member `ets` has no prior"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_member_table_yet_is_a_skip_saying_why_not_a_failure() {
+        // The first days of a new universe: every member skipped (too little history, no
+        // model), so none of their tables exists and the engine provides no member input.
+        let op = EnsembleCombine
+            .configure(&serde_json::json!({}))
+            .expect("params");
+        let err = op
+            .run(&ctx(d("2019-03-04")), InputBatches::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, OpError::Skipped(_)), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("no member has written a forecast yet (on or before 2019-03-04)"),
             "{err}"
         );
     }

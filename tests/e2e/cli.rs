@@ -153,6 +153,25 @@ fn validate_reports_file_line_and_exits_2_for_an_invalid_dag() {
 }
 
 #[test]
+fn an_ensemble_without_any_member_input_is_refused_at_validation_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("nomember.yaml");
+    std::fs::write(
+        &bad,
+        "dag: nomember\ntasks:\n  ensemble:\n    op: ensemble.combine\n    inputs: { weights: ensemble_weights }\n    outputs: { predictions: predictions, members: prediction_members }\n",
+    )
+    .unwrap();
+    let o = krxflow(dir.path(), &["validate", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("nomember.yaml:5:"), "{out}");
+    assert!(
+        out.contains("needs at least one `member.<member>` input"),
+        "{out}"
+    );
+}
+
+#[test]
 fn every_shipped_dag_validates_for_both_universes() {
     let dir = tempfile::tempdir().unwrap();
     let mut shipped: Vec<String> = std::fs::read_dir(repo_root().join("dags"))

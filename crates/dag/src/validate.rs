@@ -174,6 +174,20 @@ fn check_ports(d: &TaskDraft, op: &dyn Operator, sink: &mut Sink<'_>) {
             );
         }
     }
+    // A family (e.g. the ensemble's `member.<name>`) is optional member by member, but a task
+    // with none of them bound could never run: said here, not as a failure on every day.
+    for port in inputs.iter().filter(|p| p.family) {
+        if !d.spec.inputs.keys().any(|k| port.matches(k)) {
+            sink.at_key(
+                &child(&at, "inputs"),
+                DiagCode::UnboundPort,
+                format!(
+                    "task `{}`: op `{}` needs at least one `{}.<member>` input ({})",
+                    d.spec.name, d.spec.op, port.name, port.doc
+                ),
+            );
+        }
+    }
     for port in inputs.iter().filter(|p| !p.optional) {
         if !d.spec.inputs.contains_key(port.name) {
             sink.at_key(
