@@ -1,5 +1,6 @@
 //! End-to-end: the README's main command, and the CLI contract (exit codes, messages).
 
+use std::path::Path;
 use std::process::Command;
 
 use crate::common::{count, krxflow, repo_root, text};
@@ -133,18 +134,23 @@ fn readme_main_command_fills_the_lake_and_reruns_idempotently() {
     );
 }
 
+/// `krxflow validate` on `yaml` written to `dir/name`: asserts exit code 2, returns the output.
+fn validate_refuses(dir: &Path, name: &str, yaml: &str) -> String {
+    let file = dir.join(name);
+    std::fs::write(&file, yaml).unwrap();
+    let o = krxflow(dir, &["validate", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    text(&o)
+}
+
 #[test]
 fn validate_reports_file_line_and_exits_2_for_an_invalid_dag() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
+    let out = validate_refuses(
+        dir.path(),
+        "bad.yaml",
         "dag: bad\ntasks:\n  a:\n    op: ingest.synthetik\n    outputs: { bars: ohlcv_daily }\n",
-    )
-    .unwrap();
-    let o = krxflow(dir.path(), &["validate", bad.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let out = text(&o);
+    );
     assert!(out.contains("bad.yaml:4:"), "{out}");
     assert!(out.contains("ingest.synthetik"), "{out}");
 
@@ -155,15 +161,11 @@ fn validate_reports_file_line_and_exits_2_for_an_invalid_dag() {
 #[test]
 fn an_ensemble_without_any_member_input_is_refused_at_validation_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("nomember.yaml");
-    std::fs::write(
-        &bad,
+    let out = validate_refuses(
+        dir.path(),
+        "nomember.yaml",
         "dag: nomember\ntasks:\n  ensemble:\n    op: ensemble.combine\n    inputs: { weights: ensemble_weights }\n    outputs: { predictions: predictions, members: prediction_members }\n",
-    )
-    .unwrap();
-    let o = krxflow(dir.path(), &["validate", bad.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let out = text(&o);
+    );
     assert!(out.contains("nomember.yaml:5:"), "{out}");
     assert!(
         out.contains("needs at least one `member.<member>` input"),
