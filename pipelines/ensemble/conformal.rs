@@ -121,16 +121,38 @@ fn conformal_quantile(sorted: &[f64], alpha: f64) -> f64 {
     sorted[rank.clamp(1, n) - 1]
 }
 
-fn insert_sorted(v: &mut Vec<f64>, x: f64) {
-    let at = v.partition_point(|y| y.total_cmp(&x).is_lt());
-    v.insert(at, x);
+/// Adds `add` to the sorted `v` in one merge pass: O(n + k log k) for a day's k new values,
+/// where inserting them one by one moved O(n) values each (quadratic over a year of the full
+/// market: 12 of a mature lake's 14.6 s day).
+fn merge_sorted(v: &mut Vec<f64>, mut add: Vec<f64>) {
+    if add.is_empty() {
+        return;
+    }
+    add.sort_by(f64::total_cmp);
+    let mut out = Vec::with_capacity(v.len() + add.len());
+    let mut new = add.into_iter().peekable();
+    for &x in v.iter() {
+        while let Some(y) = new.next_if(|y| y.total_cmp(&x).is_lt()) {
+            out.push(y);
+        }
+        out.push(x);
+    }
+    out.extend(new);
+    *v = out;
 }
 
-fn remove_sorted(v: &mut Vec<f64>, x: f64) {
-    let at = v.partition_point(|y| y.total_cmp(&x).is_lt());
-    if at < v.len() {
-        v.remove(at);
+/// Removes `del` from the sorted `v` in one pass: for each value (ascending), the first
+/// remaining element not less than it (the value itself: every value removed was added).
+fn remove_sorted(v: &mut Vec<f64>, mut del: Vec<f64>) {
+    if del.is_empty() {
+        return;
     }
+    del.sort_by(f64::total_cmp);
+    let mut del = del.into_iter().peekable();
+    v.retain(|x| {
+        let drop = del.next_if(|d| !x.total_cmp(d).is_lt()).is_some();
+        !drop
+    });
 }
 
 /// Applies `c` to a raw band around `point`: `(q10, q90)`.
@@ -194,6 +216,8 @@ pub fn replay(matured: &[Matured], ds: i32, s: &Settings) -> BTreeMap<i32, Issue
         while next < rows.len() && rows[next].0.target < b {
             let day = rows[next].0.target;
             let mut tally = vec![(0usize, 0usize); groups]; // (misses, n) per band
+            let mut new_scores: Vec<Vec<f64>> = vec![Vec::new(); groups];
+            let mut new_scales: Vec<f64> = Vec::new();
             while next < rows.len() && rows[next].0.target == day {
                 let (m, sc) = rows[next];
                 // The band and calibration the row's interval was issued with (a band without
@@ -208,12 +232,17 @@ pub fn replay(matured: &[Matured], ds: i32, s: &Settings) -> BTreeMap<i32, Issue
                         .map_or(0.0, |c| c.q);
                     tally[g].0 += usize::from(sc > q);
                     tally[g].1 += 1;
-                    insert_sorted(&mut bands[g].sorted, sc);
+                    new_scores[g].push(sc);
                 }
                 window.push_back((day, sc, m.scale, g));
-                insert_sorted(&mut scales, m.scale);
+                new_scales.push(m.scale);
                 next += 1;
             }
+            // The sets are multisets read only between days: a day's values go in together.
+            for (band, add) in bands.iter_mut().zip(&mut new_scores) {
+                merge_sorted(&mut band.sorted, std::mem::take(add));
+            }
+            merge_sorted(&mut scales, std::mem::take(&mut new_scales));
             for (band, (misses, n)) in bands.iter_mut().zip(tally) {
                 if n > 0 {
                     let err = misses as f64 / n as f64;
@@ -222,14 +251,20 @@ pub fn replay(matured: &[Matured], ds: i32, s: &Settings) -> BTreeMap<i32, Issue
                 }
             }
         }
+        let mut old_scores: Vec<Vec<f64>> = vec![Vec::new(); groups];
+        let mut old_scales: Vec<f64> = Vec::new();
         while window.front().is_some_and(|w| w.0 < b - s.window_days) {
             if let Some((_, sc, scale, g)) = window.pop_front() {
                 if let Some(g) = g {
-                    remove_sorted(&mut bands[g].sorted, sc);
+                    old_scores[g].push(sc);
                 }
-                remove_sorted(&mut scales, scale);
+                old_scales.push(scale);
             }
         }
+        for (band, del) in bands.iter_mut().zip(old_scores) {
+            remove_sorted(&mut band.sorted, del);
+        }
+        remove_sorted(&mut scales, old_scales);
         let cuts: Vec<f64> = if scales.is_empty() {
             Vec::new()
         } else {
@@ -255,6 +290,49 @@ pub fn replay(matured: &[Matured], ds: i32, s: &Settings) -> BTreeMap<i32, Issue
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_days_values_merged_at_once_make_the_sets_one_at_a_time_inserts_made() {
+        // The per-value insert and removal the replay used before, as the reference.
+        let insert = |v: &mut Vec<f64>, x: f64| {
+            let at = v.partition_point(|y| y.total_cmp(&x).is_lt());
+            v.insert(at, x);
+        };
+        let remove = |v: &mut Vec<f64>, x: f64| {
+            let at = v.partition_point(|y| y.total_cmp(&x).is_lt());
+            if at < v.len() {
+                v.remove(at);
+            }
+        };
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // Few distinct values, so ties and -0.0/0.0 occur.
+            [(seed >> 33) as f64 / 1e3 - 2.0, 0.0, -0.0, 1.5][(seed >> 20) as usize % 4]
+        };
+        let (mut one, mut batched) = (Vec::new(), Vec::new());
+        let mut history: std::collections::VecDeque<f64> = Default::default();
+        for day in 0..60 {
+            let add: Vec<f64> = (0..(day % 7) * 5).map(|_| next()).collect();
+            for &x in &add {
+                insert(&mut one, x);
+            }
+            history.extend(&add);
+            merge_sorted(&mut batched, add);
+            let del: Vec<f64> = (0..(day % 5) * 4)
+                .filter_map(|_| history.pop_front())
+                .collect();
+            for &x in &del {
+                remove(&mut one, x);
+            }
+            remove_sorted(&mut batched, del);
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&one), bits(&batched), "day {day}");
+        }
+        assert!(!one.is_empty());
+    }
 
     /// SplitMix64 uniform in (0, 1) and a standard normal from it (Box–Muller).
     struct Rng(u64);
