@@ -39,7 +39,7 @@ use serde::Deserialize;
 use super::blend::{Combined, MemberForecast, Weighted, combine, member_forecast};
 use super::conformal::{self, Matured, Settings};
 use super::rank_skill::{self, Scored};
-use super::weights::WeightBook;
+use super::weights::{self, WeightBook};
 use crate::cols::{date_col, f64_col, str_col, typed};
 use crate::common::dates::days;
 use crate::common::horizons::target_date;
@@ -149,10 +149,11 @@ impl Operator for EnsembleCombine {
             ),
             InputPort::new(
                 "weights",
-                tables::ensemble_weights().schema,
+                tables::subset(&tables::ensemble_weights(), &weights::COLUMNS),
                 "learned weights (absent: priors)",
             )
-            .optional(),
+            .optional()
+            .projected(),
             InputPort::new(
                 "previous",
                 previous_schema(),
@@ -245,10 +246,6 @@ fn previous_schema() -> Arc<Schema> {
 struct Configured {
     p: CombineParams,
 }
-
-/// Trading days of `ensemble_weights` history read (a member without a set in them gets its
-/// prior).
-const WEIGHT_HISTORY_DAYS: i64 = 60;
 
 /// (code, horizon) -> the members' validated forecasts.
 type Rows = BTreeMap<(String, u32), Vec<MemberForecast>>;
@@ -470,7 +467,7 @@ impl ConfiguredOp for Configured {
         // before ds were known (a re-run of ds must not see the later update).
         let book = if inputs.has("weights") {
             let before = ctx.ds.pred_opt().unwrap_or(ctx.ds);
-            WeightBook::read(&inputs.concat("weights")?, before)?
+            WeightBook::read_batches(inputs.batches("weights")?, before)?
         } else {
             WeightBook::default()
         };
@@ -501,7 +498,7 @@ impl ConfiguredOp for Configured {
             )));
         }
         let outcomes = if inputs.has("outcomes") {
-            Some(inputs.concat("outcomes")?)
+            Some(inputs.batches("outcomes")?)
         } else {
             None
         };
@@ -541,11 +538,10 @@ impl ConfiguredOp for Configured {
         _watermarks: &BTreeMap<String, NaiveDate>,
         calendar: &dyn Calendar,
     ) -> Option<NaiveDate> {
-        // Member forecasts and previous predictions of ds only; weights are updated every
-        // trading day, so the last WEIGHT_HISTORY_DAYS hold the set in force (and earlier valid
-        // sets should a recent one be rejected).
+        // Member forecasts and previous predictions of ds only; the weights' history that holds
+        // the set in force (weights::HISTORY_DAYS).
         Some(match port {
-            "weights" => calendar.add_trading_days(ds, -WEIGHT_HISTORY_DAYS),
+            "weights" => calendar.add_trading_days(ds, -weights::HISTORY_DAYS),
             "outcomes" | "features" => ds - chrono::Duration::days(CALIBRATION_READ_DAYS),
             _ => ds,
         })
@@ -583,50 +579,49 @@ fn vol_by_code_date(b: &RecordBatch) -> OpResult<VolMap<'_>> {
 /// Each member's matured forecasts as predicted and realised returns (the ensemble's own rows
 /// and rows with a missing or non-positive price left out; `rank_skill` keeps only those
 /// matured before ds).
-fn scored_by_member(b: &RecordBatch) -> OpResult<BTreeMap<String, Vec<Scored>>> {
+fn scored_by_member(batches: &[RecordBatch]) -> OpResult<BTreeMap<String, Vec<Scored>>> {
     let mut out: BTreeMap<String, Vec<Scored>> = BTreeMap::new();
-    if b.num_rows() == 0 {
-        return Ok(out);
-    }
-    let (base, target) = (date_col(b, "base_date")?, date_col(b, "target_date")?);
-    let horizon = typed::<Int32Array>(b, "horizon", "Int32")?;
-    let model = str_col(b, "model")?;
-    let (close, point, actual) = (
-        f64_col(b, "base_close")?,
-        f64_col(b, "point")?,
-        f64_col(b, "actual_close")?,
-    );
-    for i in 0..b.num_rows() {
-        let nulls = [
-            base.is_null(i),
-            target.is_null(i),
-            horizon.is_null(i),
-            model.is_null(i),
-            close.is_null(i),
-            point.is_null(i),
-            actual.is_null(i),
-        ];
-        if nulls.into_iter().any(|n| n) || model.value(i) == "ensemble" {
-            continue;
-        }
-        let (c, p, y) = (close.value(i), point.value(i), actual.value(i));
-        let Ok(h) = u32::try_from(horizon.value(i)) else {
-            continue;
-        };
-        if !(c > 0.0 && p > 0.0 && y > 0.0) {
-            continue;
-        }
-        let row = Scored {
-            base: base.value(i),
-            target: target.value(i),
-            horizon: h,
-            predicted: p / c - 1.0,
-            actual: y / c - 1.0,
-        };
-        match out.get_mut(model.value(i)) {
-            Some(v) => v.push(row),
-            None => {
-                out.insert(model.value(i).to_string(), vec![row]);
+    for b in batches.iter().filter(|b| b.num_rows() > 0) {
+        let (base, target) = (date_col(b, "base_date")?, date_col(b, "target_date")?);
+        let horizon = typed::<Int32Array>(b, "horizon", "Int32")?;
+        let model = str_col(b, "model")?;
+        let (close, point, actual) = (
+            f64_col(b, "base_close")?,
+            f64_col(b, "point")?,
+            f64_col(b, "actual_close")?,
+        );
+        for i in 0..b.num_rows() {
+            let nulls = [
+                base.is_null(i),
+                target.is_null(i),
+                horizon.is_null(i),
+                model.is_null(i),
+                close.is_null(i),
+                point.is_null(i),
+                actual.is_null(i),
+            ];
+            if nulls.into_iter().any(|n| n) || model.value(i) == "ensemble" {
+                continue;
+            }
+            let (c, p, y) = (close.value(i), point.value(i), actual.value(i));
+            let Ok(h) = u32::try_from(horizon.value(i)) else {
+                continue;
+            };
+            if !(c > 0.0 && p > 0.0 && y > 0.0) {
+                continue;
+            }
+            let row = Scored {
+                base: base.value(i),
+                target: target.value(i),
+                horizon: h,
+                predicted: p / c - 1.0,
+                actual: y / c - 1.0,
+            };
+            match out.get_mut(model.value(i)) {
+                Some(v) => v.push(row),
+                None => {
+                    out.insert(model.value(i).to_string(), vec![row]);
+                }
             }
         }
     }
@@ -637,68 +632,83 @@ fn scored_by_member(b: &RecordBatch) -> OpResult<BTreeMap<String, Vec<Scored>>> 
 /// rebuilt from the member rows at their weights (the stored ensemble band is the calibrated
 /// one), the realised close, and the volatility scale at the base date.
 fn matured_by_horizon(
-    b: &RecordBatch,
+    batches: &[RecordBatch],
     vol: &VolMap<'_>,
     ds: NaiveDate,
 ) -> OpResult<BTreeMap<u32, Vec<Matured>>> {
-    let mut out: BTreeMap<u32, Vec<Matured>> = BTreeMap::new();
-    if b.num_rows() == 0 {
-        return Ok(out);
-    }
-    let (code, base, target) = (
-        str_col(b, "code")?,
-        date_col(b, "base_date")?,
-        date_col(b, "target_date")?,
-    );
-    let horizon = typed::<Int32Array>(b, "horizon", "Int32")?;
-    let model = str_col(b, "model")?;
-    let (q10, q90, actual, weight) = (
-        f64_col(b, "q10")?,
-        f64_col(b, "q90")?,
-        f64_col(b, "actual_close")?,
-        f64_col(b, "weight")?,
-    );
-    // (code, base, horizon) -> (target, actual, Σw, Σw·q10, Σw·q90)
+    // (code, base, horizon) -> (target, actual, Σw, Σw·q10, Σw·q90), summed in read order. A
+    // year of the full market is millions of member rows; a prediction's members are usually
+    // adjacent, so a row with the previous row's key skips the lookup.
+    type Key<'a> = (&'a str, i32, u32);
     type Blend = (i32, f64, f64, f64, f64);
-    let mut acc: HashMap<(&str, i32, u32), Blend, foldhash::fast::RandomState> = HashMap::default();
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut slot: HashMap<Key<'_>, usize, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(total / 2, Default::default());
+    let mut acc: Vec<(Key<'_>, Blend)> = Vec::with_capacity(total / 2);
+    let mut last: Option<(Key<'_>, usize)> = None;
     let ds = days(ds);
-    for i in 0..b.num_rows() {
-        if [
-            code.is_null(i),
-            base.is_null(i),
-            target.is_null(i),
-            horizon.is_null(i),
-        ]
-        .into_iter()
-        .any(|n| n)
-            || model.is_null(i)
-            || model.value(i) == "ensemble"
-            || target.value(i) >= ds
-            || weight.is_null(i)
-        {
-            continue;
+    for b in batches.iter().filter(|b| b.num_rows() > 0) {
+        let (code, base, target) = (
+            str_col(b, "code")?,
+            date_col(b, "base_date")?,
+            date_col(b, "target_date")?,
+        );
+        let horizon = typed::<Int32Array>(b, "horizon", "Int32")?;
+        let model = str_col(b, "model")?;
+        let (q10, q90, actual, weight) = (
+            f64_col(b, "q10")?,
+            f64_col(b, "q90")?,
+            f64_col(b, "actual_close")?,
+            f64_col(b, "weight")?,
+        );
+        for i in 0..b.num_rows() {
+            if [
+                code.is_null(i),
+                base.is_null(i),
+                target.is_null(i),
+                horizon.is_null(i),
+            ]
+            .into_iter()
+            .any(|n| n)
+                || model.is_null(i)
+                || model.value(i) == "ensemble"
+                || target.value(i) >= ds
+                || weight.is_null(i)
+            {
+                continue;
+            }
+            let (w, lo, hi, y) = (weight.value(i), q10.value(i), q90.value(i), actual.value(i));
+            if !(w > 0.0 && lo > 0.0 && hi > 0.0 && y > 0.0 && w.is_finite()) {
+                continue;
+            }
+            let key = (
+                code.value(i),
+                base.value(i),
+                u32::try_from(horizon.value(i)).unwrap_or(0),
+            );
+            let at = match last {
+                Some((k, at)) if k == key => at,
+                _ => {
+                    let at = *slot.entry(key).or_insert_with(|| {
+                        acc.push((key, (target.value(i), y, 0.0, 0.0, 0.0)));
+                        acc.len() - 1
+                    });
+                    last = Some((key, at));
+                    at
+                }
+            };
+            let e = &mut acc[at].1;
+            e.2 += w;
+            e.3 += w * lo;
+            e.4 += w * hi;
         }
-        let (w, lo, hi, y) = (weight.value(i), q10.value(i), q90.value(i), actual.value(i));
-        if !(w > 0.0 && lo > 0.0 && hi > 0.0 && y > 0.0 && w.is_finite()) {
-            continue;
-        }
-        let h = u32::try_from(horizon.value(i)).unwrap_or(0);
-        let e = acc.entry((code.value(i), base.value(i), h)).or_insert((
-            target.value(i),
-            y,
-            0.0,
-            0.0,
-            0.0,
-        ));
-        e.2 += w;
-        e.3 += w * lo;
-        e.4 += w * hi;
     }
-    // In (code, base, horizon) order, as the replay's ties are ordered.
-    let mut acc: Vec<_> = acc.into_iter().collect();
-    acc.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // In read order (the replay's calibrations do not depend on the order).
+    let mut out: BTreeMap<u32, Vec<Matured>> = BTreeMap::new();
     for ((c, b, h), (t, y, w, lo, hi)) in acc {
-        let Some(&v) = vol.get(&(c, b)) else { continue };
+        let Some(&v) = vol.get(&(c, b)) else {
+            continue;
+        };
         out.entry(h).or_default().push(Matured {
             base: b,
             target: t,

@@ -21,6 +21,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use super::order_stats::{RankSet, Universe};
+
 /// One matured ensemble forecast, as the calibration needs it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Matured {
@@ -113,46 +115,11 @@ impl Issued {
     }
 }
 
-/// The `⌈(n+1)(1−α)⌉`-th smallest score (split conformal's finite-sample quantile), clamped
-/// to the set.
-fn conformal_quantile(sorted: &[f64], alpha: f64) -> f64 {
-    let n = sorted.len();
+/// The position (0-based) of the `⌈(n+1)(1−α)⌉`-th smallest of n scores (split conformal's
+/// finite-sample quantile), clamped to the set.
+fn conformal_rank(n: usize, alpha: f64) -> usize {
     let rank = (((n + 1) as f64) * (1.0 - alpha)).ceil() as usize;
-    sorted[rank.clamp(1, n) - 1]
-}
-
-/// Adds `add` to the sorted `v` in one merge pass: O(n + k log k) for a day's k new values,
-/// where inserting them one by one moved O(n) values each (quadratic over a year of the full
-/// market: 12 of a mature lake's 14.6 s day).
-fn merge_sorted(v: &mut Vec<f64>, mut add: Vec<f64>) {
-    if add.is_empty() {
-        return;
-    }
-    add.sort_by(f64::total_cmp);
-    let mut out = Vec::with_capacity(v.len() + add.len());
-    let mut new = add.into_iter().peekable();
-    for &x in v.iter() {
-        while let Some(y) = new.next_if(|y| y.total_cmp(&x).is_lt()) {
-            out.push(y);
-        }
-        out.push(x);
-    }
-    out.extend(new);
-    *v = out;
-}
-
-/// Removes `del` from the sorted `v` in one pass: for each value (ascending), the first
-/// remaining element not less than it (the value itself: every value removed was added).
-fn remove_sorted(v: &mut Vec<f64>, mut del: Vec<f64>) {
-    if del.is_empty() {
-        return;
-    }
-    del.sort_by(f64::total_cmp);
-    let mut del = del.into_iter().peekable();
-    v.retain(|x| {
-        let drop = del.next_if(|d| !x.total_cmp(d).is_lt()).is_some();
-        !drop
-    });
+    rank.clamp(1, n) - 1
 }
 
 /// Applies `c` to a raw band around `point`: `(q10, q90)`.
@@ -173,8 +140,8 @@ pub fn calibrate(matured: &[Matured], ds: i32, s: &Settings) -> Option<Issued> {
 
 /// One volatility band's calibration set and ACI level.
 struct Band {
-    /// Its scores, ascending.
-    sorted: Vec<f64>,
+    /// Its scores (ranks in the replay's universe of scores).
+    set: RankSet,
     alpha: f64,
 }
 
@@ -185,39 +152,41 @@ pub fn replay(matured: &[Matured], ds: i32, s: &Settings) -> BTreeMap<i32, Issue
         .filter(|m| m.target < ds && m.base < m.target)
         .filter_map(|m| m.score().map(|sc| (m, sc)))
         .collect();
-    rows.sort_by(|a, b| {
-        (a.0.target, a.0.base)
-            .cmp(&(b.0.target, b.0.base))
-            .then(a.1.total_cmp(&b.1))
-            .then(a.0.scale.total_cmp(&b.0.scale))
-    });
+    // Only the target days need an order: a day's rows enter the sets together and leave
+    // them together, and ACI steps once per day on their counts, so the order of the rows
+    // within a day changes nothing.
+    rows.sort_unstable_by_key(|r| r.0.target);
     let mut bases: Vec<i32> = rows.iter().map(|(m, _)| m.base).collect();
     bases.push(ds);
     bases.sort_unstable();
     bases.dedup();
 
+    // Every score and σ the sets will hold, known up front: the sets hold their ranks.
+    let (score_values, score_rank) = Universe::of(&rows.iter().map(|r| r.1).collect::<Vec<_>>());
+    let (scale_values, scale_rank) =
+        Universe::of(&rows.iter().map(|r| r.0.scale).collect::<Vec<_>>());
+
     let lo_alpha = 0.005;
     let groups = s.groups.max(1);
     let mut bands: Vec<Band> = (0..groups)
         .map(|_| Band {
-            sorted: Vec::new(),
+            set: RankSet::new(score_values.len()),
             alpha: s.target,
         })
         .collect();
     let mut issued: BTreeMap<i32, Issued> = BTreeMap::new();
-    // The calibration set in target order (to evict): (target, score, σ, band), and every σ
-    // in it, sorted (for the cut points). A row issued before there were cut points is in no
-    // band: its σ counts towards the cut points, its score towards no band's set.
-    let mut window: VecDeque<(i32, f64, f64, Option<usize>)> = VecDeque::new();
-    let mut scales: Vec<f64> = Vec::new();
+    // The calibration set in target order (to evict): (target, row, band), and every σ in it
+    // (for the cut points). A row issued before there were cut points is in no band: its σ
+    // counts towards the cut points, its score towards no band's set.
+    let mut window: VecDeque<(i32, usize, Option<usize>)> = VecDeque::new();
+    let mut scales = RankSet::new(scale_values.len());
     let mut next = 0; // rows absorbed so far
     for &b in &bases {
         // Absorb the target days before b, one ACI step per band and day.
         while next < rows.len() && rows[next].0.target < b {
             let day = rows[next].0.target;
             let mut tally = vec![(0usize, 0usize); groups]; // (misses, n) per band
-            let mut new_scores: Vec<Vec<f64>> = vec![Vec::new(); groups];
-            let mut new_scales: Vec<f64> = Vec::new();
+            // The sets are read only between days: a day's values go in as they come.
             while next < rows.len() && rows[next].0.target == day {
                 let (m, sc) = rows[next];
                 // The band and calibration the row's interval was issued with (a band without
@@ -232,17 +201,12 @@ pub fn replay(matured: &[Matured], ds: i32, s: &Settings) -> BTreeMap<i32, Issue
                         .map_or(0.0, |c| c.q);
                     tally[g].0 += usize::from(sc > q);
                     tally[g].1 += 1;
-                    new_scores[g].push(sc);
+                    bands[g].set.insert(score_rank[next]);
                 }
-                window.push_back((day, sc, m.scale, g));
-                new_scales.push(m.scale);
+                window.push_back((day, next, g));
+                scales.insert(scale_rank[next]);
                 next += 1;
             }
-            // The sets are multisets read only between days: a day's values go in together.
-            for (band, add) in bands.iter_mut().zip(&mut new_scores) {
-                merge_sorted(&mut band.sorted, std::mem::take(add));
-            }
-            merge_sorted(&mut scales, std::mem::take(&mut new_scales));
             for (band, (misses, n)) in bands.iter_mut().zip(tally) {
                 if n > 0 {
                     let err = misses as f64 / n as f64;
@@ -251,34 +215,29 @@ pub fn replay(matured: &[Matured], ds: i32, s: &Settings) -> BTreeMap<i32, Issue
                 }
             }
         }
-        let mut old_scores: Vec<Vec<f64>> = vec![Vec::new(); groups];
-        let mut old_scales: Vec<f64> = Vec::new();
         while window.front().is_some_and(|w| w.0 < b - s.window_days) {
-            if let Some((_, sc, scale, g)) = window.pop_front() {
+            if let Some((_, row, g)) = window.pop_front() {
                 if let Some(g) = g {
-                    old_scores[g].push(sc);
+                    bands[g].set.remove(score_rank[row]);
                 }
-                old_scales.push(scale);
+                scales.remove(scale_rank[row]);
             }
         }
-        for (band, del) in bands.iter_mut().zip(old_scores) {
-            remove_sorted(&mut band.sorted, del);
-        }
-        remove_sorted(&mut scales, old_scales);
         let cuts: Vec<f64> = if scales.is_empty() {
             Vec::new()
         } else {
             (1..groups)
-                .map(|i| scales[scales.len() * i / groups])
+                .map(|i| scale_values.value(scales.kth(scales.len() * i / groups)))
                 .collect()
         };
         let cal = bands
             .iter()
             .map(|band| {
-                (band.sorted.len() >= s.min_scores).then(|| Calibration {
-                    q: conformal_quantile(&band.sorted, band.alpha),
+                let n = band.set.len();
+                (n >= s.min_scores && n > 0).then(|| Calibration {
+                    q: score_values.value(band.set.kth(conformal_rank(n, band.alpha))),
                     alpha: band.alpha,
-                    n: band.sorted.len(),
+                    n,
                 })
             })
             .collect();
@@ -290,49 +249,6 @@ pub fn replay(matured: &[Matured], ds: i32, s: &Settings) -> BTreeMap<i32, Issue
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_days_values_merged_at_once_make_the_sets_one_at_a_time_inserts_made() {
-        // The per-value insert and removal the replay used before, as the reference.
-        let insert = |v: &mut Vec<f64>, x: f64| {
-            let at = v.partition_point(|y| y.total_cmp(&x).is_lt());
-            v.insert(at, x);
-        };
-        let remove = |v: &mut Vec<f64>, x: f64| {
-            let at = v.partition_point(|y| y.total_cmp(&x).is_lt());
-            if at < v.len() {
-                v.remove(at);
-            }
-        };
-        let mut seed = 7u64;
-        let mut next = move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            // Few distinct values, so ties and -0.0/0.0 occur.
-            [(seed >> 33) as f64 / 1e3 - 2.0, 0.0, -0.0, 1.5][(seed >> 20) as usize % 4]
-        };
-        let (mut one, mut batched) = (Vec::new(), Vec::new());
-        let mut history: std::collections::VecDeque<f64> = Default::default();
-        for day in 0..60 {
-            let add: Vec<f64> = (0..(day % 7) * 5).map(|_| next()).collect();
-            for &x in &add {
-                insert(&mut one, x);
-            }
-            history.extend(&add);
-            merge_sorted(&mut batched, add);
-            let del: Vec<f64> = (0..(day % 5) * 4)
-                .filter_map(|_| history.pop_front())
-                .collect();
-            for &x in &del {
-                remove(&mut one, x);
-            }
-            remove_sorted(&mut batched, del);
-            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&one), bits(&batched), "day {day}");
-        }
-        assert!(!one.is_empty());
-    }
 
     /// SplitMix64 uniform in (0, 1) and a standard normal from it (Box–Muller).
     struct Rng(u64);
@@ -497,6 +413,41 @@ mod tests {
         // split ten and ten by the cut points of days 0 (and 0–1), the same 0.11 and 0.21.
         assert!(issued.bands.iter().all(|b| b.is_some_and(|c| c.n == 20)));
         assert_eq!(issued.scores(), 60);
+    }
+
+    #[test]
+    fn the_calibrations_do_not_depend_on_the_order_of_the_outcomes() {
+        // 40 days of 25 codes, horizons mixed (targets 1-3 days on), misses and ties.
+        let mut rng = Rng(11);
+        let rows: Vec<Matured> = (0..1000)
+            .map(|i| {
+                let base = i / 25;
+                let target = base + 1 + (i % 3);
+                let scale = 0.01 + f64::from(i % 7) * 0.005;
+                Matured {
+                    base,
+                    target,
+                    q10: 98.0,
+                    q90: 102.0,
+                    actual: 100.0 * (1.0 + 1.5 * scale * rng.normal()),
+                    scale,
+                }
+            })
+            .collect();
+        let s = Settings {
+            min_scores: 20,
+            window_days: 15,
+            ..Settings::default()
+        };
+        let want = replay(&rows, 40, &s);
+        assert!(want.values().any(|i| i.bands.iter().all(Option::is_some)));
+        let mut shuffled = rows.clone();
+        for k in (1..shuffled.len()).rev() {
+            shuffled.swap(k, (rng.uniform() * (k + 1) as f64) as usize % (k + 1));
+        }
+        assert_eq!(replay(&shuffled, 40, &s), want);
+        shuffled.reverse();
+        assert_eq!(replay(&shuffled, 40, &s), want);
     }
 
     #[test]

@@ -4,5 +4,6 @@
 pub mod blend;
 pub mod combine;
 pub mod conformal;
+mod order_stats;
 pub mod rank_skill;
 pub mod weights;

@@ -29,55 +29,163 @@ pub struct WeightBook {
     pub rejected: Vec<String>,
 }
 
+/// The `ensemble_weights` columns [`WeightBook::read`] uses: what an input port reading the
+/// table for it projects.
+pub const COLUMNS: [&str; 5] = ["code", "horizon", "model", "as_of", "weight"];
+
+/// Trading days of `ensemble_weights` history read for the book: weights are updated every
+/// trading day, so these hold the set in force, and earlier valid sets should a recent one be
+/// rejected; a (code, horizon) without a set in them gets its priors.
+pub const HISTORY_DAYS: i64 = 60;
+
+/// A row in no group (a null key, or dated after the day).
+const NO_GROUP: u32 = u32::MAX;
+
+/// The columns of one batch of `ensemble_weights` the book reads.
+struct Columns<'a> {
+    code: &'a arrow::array::StringArray,
+    horizon: &'a arrow::array::Int32Array,
+    model: &'a arrow::array::StringArray,
+    as_of: &'a arrow::array::Date32Array,
+    weight: &'a arrow::array::Float64Array,
+}
+
+impl Columns<'_> {
+    /// The row's weight; null reads as NaN (and fails the set's check).
+    fn weight_at(&self, i: usize) -> f64 {
+        if self.weight.is_null(i) {
+            f64::NAN
+        } else {
+            self.weight.value(i)
+        }
+    }
+}
+
+fn rejection(code: &str, h: u32, day: i32, why: &str) -> String {
+    format!(
+        "ensemble_weights ({code}, horizon {h}, as_of {}): {why}; not used",
+        date_of(day)
+    )
+}
+
 impl WeightBook {
     /// The latest valid set per (code, horizon) dated on or before `ds` in `batch` (rows of
     /// `ensemble_weights`; an empty batch gives an empty book).
     pub fn read(batch: &RecordBatch, ds: NaiveDate) -> OpResult<Self> {
-        let mut book = WeightBook::default();
-        if batch.num_rows() == 0 {
-            return Ok(book);
-        }
-        let code = str_col(batch, "code")?;
-        let horizon = crate::cols::typed::<arrow::array::Int32Array>(batch, "horizon", "Int32")?;
-        let model = str_col(batch, "model")?;
-        let as_of = date_col(batch, "as_of")?;
-        let weight = f64_col(batch, "weight")?;
+        Self::read_batches(std::slice::from_ref(batch), ds)
+    }
+
+    /// [`WeightBook::read`] over the batches of a read, without concatenating them. Within a
+    /// set (one (code, horizon, as_of)), a model's last row wins.
+    pub fn read_batches(batches: &[RecordBatch], ds: NaiveDate) -> OpResult<Self> {
         let ds = days(ds);
-        // (code, horizon) -> as_of -> model -> weight; hashed while rows are grouped (a full
-        // market's weeks of weights are ~10^5 rows), ordered once for the walk below.
-        type Sets<'a> = HashMap<
-            (&'a str, u32),
-            BTreeMap<i32, BTreeMap<&'a str, f64>>,
-            foldhash::fast::RandomState,
-        >;
-        let mut all: Sets = Sets::default();
-        for i in 0..batch.num_rows() {
-            if code.is_null(i) || horizon.is_null(i) || model.is_null(i) || as_of.is_null(i) {
-                continue;
-            }
-            if as_of.value(i) > ds {
-                continue;
-            }
-            let w = if weight.is_null(i) {
-                f64::NAN
-            } else {
-                weight.value(i)
-            };
-            let h = u32::try_from(horizon.value(i)).unwrap_or(0);
-            all.entry((code.value(i), h))
-                .or_default()
-                .entry(as_of.value(i))
-                .or_default()
-                .insert(model.value(i), w);
+        let mut cols = Vec::with_capacity(batches.len());
+        for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+            cols.push(Columns {
+                code: str_col(batch, "code")?,
+                horizon: crate::cols::typed::<arrow::array::Int32Array>(batch, "horizon", "Int32")?,
+                model: str_col(batch, "model")?,
+                as_of: date_col(batch, "as_of")?,
+                weight: f64_col(batch, "weight")?,
+            });
         }
-        let mut all: Vec<_> = all.into_iter().collect();
-        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for ((code, h), by_day) in all {
-            for (day, weights) in by_day.into_iter().rev() {
-                let weights: BTreeMap<String, f64> = weights
-                    .into_iter()
-                    .map(|(m, w)| (m.to_string(), w))
+        // Each usable row's (code, horizon) group and each group's newest day. A full market's
+        // 60 days of weights are ~10^6 rows, a (code, horizon)'s members adjacent: a row with
+        // the previous row's key skips the lookup.
+        let mut index: HashMap<(&str, u32), u32, foldhash::fast::RandomState> = HashMap::default();
+        let mut keys: Vec<(&str, u32)> = Vec::new();
+        let mut newest: Vec<i32> = Vec::new();
+        let mut group_of: Vec<Vec<u32>> = Vec::with_capacity(cols.len());
+        let mut last: Option<((&str, u32), u32)> = None;
+        for c in &cols {
+            let mut groups = vec![NO_GROUP; c.code.len()];
+            for (i, group) in groups.iter_mut().enumerate() {
+                if c.code.is_null(i)
+                    || c.horizon.is_null(i)
+                    || c.model.is_null(i)
+                    || c.as_of.is_null(i)
+                    || c.as_of.value(i) > ds
+                {
+                    continue;
+                }
+                let key = (
+                    c.code.value(i),
+                    u32::try_from(c.horizon.value(i)).unwrap_or(0),
+                );
+                let g = match last {
+                    Some((k, g)) if k == key => g,
+                    _ => {
+                        let g = *index.entry(key).or_insert_with(|| {
+                            keys.push(key);
+                            newest.push(i32::MIN);
+                            (keys.len() - 1) as u32
+                        });
+                        last = Some((key, g));
+                        g
+                    }
+                };
+                newest[g as usize] = newest[g as usize].max(c.as_of.value(i));
+                *group = g;
+            }
+            group_of.push(groups);
+        }
+        // Each group's newest set, rows in read order.
+        let mut sets: Vec<BTreeMap<String, f64>> = vec![BTreeMap::new(); keys.len()];
+        for (c, groups) in cols.iter().zip(&group_of) {
+            for (i, &g) in groups.iter().enumerate() {
+                if g != NO_GROUP && c.as_of.value(i) == newest[g as usize] {
+                    sets[g as usize].insert(c.model.value(i).to_string(), c.weight_at(i));
+                }
+            }
+        }
+        let mut book = WeightBook::default();
+        let mut rejected: Vec<((&str, u32), i32, String)> = Vec::new();
+        let mut pending = vec![false; keys.len()];
+        for (g, weights) in sets.into_iter().enumerate() {
+            let ((code, h), day) = (keys[g], newest[g]);
+            match check(&weights) {
+                Ok(()) => {
+                    book.sets.insert(
+                        (code.to_string(), h),
+                        WeightSet {
+                            as_of: date_of(day),
+                            weights,
+                        },
+                    );
+                }
+                Err(why) => {
+                    rejected.push(((code, h), day, rejection(code, h, day, &why)));
+                    pending[g] = true;
+                }
+            }
+        }
+        // A group whose newest set was rejected: its older days, newest first, until one is
+        // valid (rows of those groups only; rare).
+        if pending.contains(&true) {
+            let mut older: Vec<(u32, i32, usize, usize)> = Vec::new();
+            for (bi, (c, groups)) in cols.iter().zip(&group_of).enumerate() {
+                for (i, &g) in groups.iter().enumerate() {
+                    if g != NO_GROUP && pending[g as usize] && c.as_of.value(i) < newest[g as usize]
+                    {
+                        older.push((g, c.as_of.value(i), bi, i));
+                    }
+                }
+            }
+            older.sort_unstable_by_key(|&(g, day, bi, i)| (g, std::cmp::Reverse(day), bi, i));
+            let mut settled = NO_GROUP;
+            for day_rows in older.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
+                let (g, day) = (day_rows[0].0, day_rows[0].1);
+                if g == settled {
+                    continue;
+                }
+                let weights: BTreeMap<String, f64> = day_rows
+                    .iter()
+                    .map(|&(_, _, bi, i)| {
+                        let c = &cols[bi];
+                        (c.model.value(i).to_string(), c.weight_at(i))
+                    })
                     .collect();
+                let (code, h) = keys[g as usize];
                 match check(&weights) {
                     Ok(()) => {
                         book.sets.insert(
@@ -87,15 +195,15 @@ impl WeightBook {
                                 weights,
                             },
                         );
-                        break;
+                        settled = g;
                     }
-                    Err(why) => book.rejected.push(format!(
-                        "ensemble_weights ({code}, horizon {h}, as_of {}): {why}; not used",
-                        date_of(day)
-                    )),
+                    Err(why) => rejected.push(((code, h), day, rejection(code, h, day, &why))),
                 }
             }
         }
+        // In (code, horizon) order, newest first within each.
+        rejected.sort_by(|a, b| (a.0, std::cmp::Reverse(a.1)).cmp(&(b.0, std::cmp::Reverse(b.1))));
+        book.rejected = rejected.into_iter().map(|r| r.2).collect();
         Ok(book)
     }
     pub fn get(&self, code: &str, horizon: u32) -> Option<&WeightSet> {
@@ -162,6 +270,47 @@ mod tests {
         let book = WeightBook::read(&b, d("2024-06-10")).unwrap();
         assert_eq!(book.get("A", 1).unwrap().weights["lgbm"], 0.6);
         assert!(book.get("A", 3).is_none());
+    }
+
+    #[test]
+    fn a_read_split_over_batches_makes_the_book_of_the_whole_read() {
+        let rows = [
+            ("B", 1, "lgbm", "2024-06-10", 0.9),
+            ("A", 3, "lgbm", "2024-06-07", 0.5),
+            ("A", 1, "lgbm", "2024-06-03", 0.3),
+            ("A", 1, "ets", "2024-06-03", 0.7),
+            ("B", 1, "ets", "2024-06-10", 0.9),
+            ("A", 1, "lgbm", "2024-06-10", 0.9),
+            ("A", 3, "ets", "2024-06-07", 0.5),
+            ("A", 1, "ets", "2024-06-10", 0.9),
+            ("B", 1, "ets", "2024-06-04", 0.2),
+            ("A", 3, "ets", "2024-06-07", 0.5),
+            // A repeated model on a day: its last row counts (0.2 + 0.8 = 1; 0.7 would be rejected).
+            ("B", 1, "lgbm", "2024-06-04", 0.7),
+            ("B", 1, "lgbm", "2024-06-04", 0.8),
+            ("A", 1, "ets", "2024-06-11", 0.5),
+        ];
+        let whole = WeightBook::read(&weights_batch(&rows), d("2024-06-10")).unwrap();
+        let split = WeightBook::read_batches(
+            &[
+                weights_batch(&rows[..4]),
+                weights_batch(&[]),
+                weights_batch(&rows[4..11]),
+                weights_batch(&rows[11..]),
+            ],
+            d("2024-06-10"),
+        )
+        .unwrap();
+        assert_eq!(split.sets, whole.sets);
+        assert_eq!(split.rejected, whole.rejected);
+        assert_eq!(whole.get("A", 1).unwrap().as_of, d("2024-06-03"));
+        assert_eq!(whole.get("A", 3).unwrap().weights["ets"], 0.5);
+        let b = whole.get("B", 1).unwrap();
+        assert_eq!((b.as_of, b.weights["lgbm"]), (d("2024-06-04"), 0.8));
+        // Rejected in (code, horizon) order, newest first; the set after ds is not seen.
+        assert_eq!(whole.rejected.len(), 2, "{:?}", whole.rejected);
+        assert!(whole.rejected[0].starts_with("ensemble_weights (A, horizon 1, as_of 2024-06-10)"));
+        assert!(whole.rejected[1].starts_with("ensemble_weights (B, horizon 1, as_of 2024-06-10)"));
     }
 
     #[test]

@@ -32,7 +32,7 @@ use serde::Deserialize;
 use crate::cols::{date_col, f64_col, str_col, typed};
 use crate::common::dates::days;
 use crate::ensemble::combine::default_priors;
-use crate::ensemble::weights::WeightBook;
+use crate::ensemble::weights::{self as book, WeightBook};
 use crate::tables;
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -247,16 +247,18 @@ impl Operator for WeightsUpdate {
         vec![
             InputPort::new(
                 "outcomes",
-                tables::prediction_outcomes().schema,
+                tables::subset(&tables::prediction_outcomes(), &OUTCOME_COLUMNS),
                 "matured predictions (absent before the first match: skipped)",
             )
-            .optional(),
+            .optional()
+            .projected(),
             InputPort::new(
                 "weights",
-                tables::ensemble_weights().schema,
+                tables::subset(&tables::ensemble_weights(), &book::COLUMNS),
                 "this table: the previous weights",
             )
-            .optional(),
+            .optional()
+            .projected(),
         ]
     }
     fn outputs(&self) -> Vec<OutputPort> {
@@ -310,39 +312,53 @@ struct Outcome {
 /// (code, horizon, model) -> outcomes, newest first; the strings borrowed from the input.
 type Outcomes<'a> = BTreeMap<(&'a str, i32, &'a str), Vec<Outcome>>;
 
-fn read_outcomes(b: &RecordBatch, ds: i32) -> OpResult<Outcomes<'_>> {
-    if b.num_rows() == 0 {
-        return Ok(Outcomes::new());
-    }
+/// The `prediction_outcomes` columns this operator reads.
+const OUTCOME_COLUMNS: [&str; 11] = [
+    "code",
+    "horizon",
+    "model",
+    "target_date",
+    "direction_hit",
+    "inside_interval",
+    "abs_error",
+    "abs_pct_error",
+    "pinball_q10",
+    "pinball_q50",
+    "pinball_q90",
+];
+
+fn read_outcomes(batches: &[RecordBatch], ds: i32) -> OpResult<Outcomes<'_>> {
     // Grouped in a hash map (one lookup per row of up to ~10^6), ordered once at the end.
     let mut out: HashMap<(&str, i32, &str), Vec<Outcome>, foldhash::fast::RandomState> =
         HashMap::default();
-    let code = str_col(b, "code")?;
-    let horizon = typed::<Int32Array>(b, "horizon", "Int32")?;
-    let model = str_col(b, "model")?;
-    let target = date_col(b, "target_date")?;
-    let hit = typed::<BooleanArray>(b, "direction_hit", "Boolean")?;
-    let inside = typed::<BooleanArray>(b, "inside_interval", "Boolean")?;
-    let (ae, ape) = (f64_col(b, "abs_error")?, f64_col(b, "abs_pct_error")?);
-    let (p10, p50, p90) = (
-        f64_col(b, "pinball_q10")?,
-        f64_col(b, "pinball_q50")?,
-        f64_col(b, "pinball_q90")?,
-    );
-    for i in 0..b.num_rows() {
-        if target.value(i) > ds {
-            continue;
+    for b in batches.iter().filter(|b| b.num_rows() > 0) {
+        let code = str_col(b, "code")?;
+        let horizon = typed::<Int32Array>(b, "horizon", "Int32")?;
+        let model = str_col(b, "model")?;
+        let target = date_col(b, "target_date")?;
+        let hit = typed::<BooleanArray>(b, "direction_hit", "Boolean")?;
+        let inside = typed::<BooleanArray>(b, "inside_interval", "Boolean")?;
+        let (ae, ape) = (f64_col(b, "abs_error")?, f64_col(b, "abs_pct_error")?);
+        let (p10, p50, p90) = (
+            f64_col(b, "pinball_q10")?,
+            f64_col(b, "pinball_q50")?,
+            f64_col(b, "pinball_q90")?,
+        );
+        for i in 0..b.num_rows() {
+            if target.value(i) > ds {
+                continue;
+            }
+            out.entry((code.value(i), horizon.value(i), model.value(i)))
+                .or_default()
+                .push(Outcome {
+                    target: target.value(i),
+                    hit: hit.value(i),
+                    abs_error: ae.value(i),
+                    mape: ape.value(i),
+                    pinball: (p10.value(i) + p50.value(i) + p90.value(i)) / 3.0,
+                    inside: inside.value(i),
+                });
         }
-        out.entry((code.value(i), horizon.value(i), model.value(i)))
-            .or_default()
-            .push(Outcome {
-                target: target.value(i),
-                hit: hit.value(i),
-                abs_error: ae.value(i),
-                mape: ape.value(i),
-                pinball: (p10.value(i) + p50.value(i) + p90.value(i)) / 3.0,
-                inside: inside.value(i),
-            });
     }
     let mut out: Outcomes = out.into_iter().collect();
     for v in out.values_mut() {
@@ -360,13 +376,9 @@ fn mean(v: impl Iterator<Item = f64>) -> f64 {
 impl ConfiguredOp for Configured {
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
         let ds = days(ctx.ds);
-        let batch = match inputs.has("outcomes") {
-            true => Some(inputs.concat("outcomes")?),
-            false => None,
-        };
-        let outcomes = match &batch {
-            Some(b) => read_outcomes(b, ds)?,
-            None => Outcomes::new(),
+        let outcomes = match inputs.has("outcomes") {
+            true => read_outcomes(inputs.batches("outcomes")?, ds)?,
+            false => Outcomes::new(),
         };
         if outcomes.is_empty() {
             return Err(OpError::skipped(format!(
@@ -376,7 +388,7 @@ impl ConfiguredOp for Configured {
         }
         let previous = if inputs.has("weights") {
             let before = ctx.ds.pred_opt().unwrap_or(ctx.ds);
-            WeightBook::read(&inputs.concat("weights")?, before)?
+            WeightBook::read_batches(inputs.batches("weights")?, before)?
         } else {
             WeightBook::default()
         };
@@ -432,14 +444,18 @@ impl ConfiguredOp for Configured {
 
     fn read_from(
         &self,
-        _port: &str,
+        port: &str,
         ds: NaiveDate,
         _watermarks: &BTreeMap<String, NaiveDate>,
         calendar: &dyn Calendar,
     ) -> Option<NaiveDate> {
         // One outcome per trading day and (code, horizon, member): the last `window` of them
         // (and the performance window) lie within that many trading days, plus slack for halts.
-        let days = self.p.window.max(self.p.performance_days as usize) as i64 + 20;
+        // The previous weights: the history that holds the set in force, as the ensemble reads.
+        let days = match port {
+            "weights" => book::HISTORY_DAYS,
+            _ => self.p.window.max(self.p.performance_days as usize) as i64 + 20,
+        };
         Some(calendar.add_trading_days(ds, -days))
     }
 }
