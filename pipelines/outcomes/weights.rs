@@ -299,6 +299,15 @@ struct Configured {
     p: UpdateParams,
 }
 
+impl Configured {
+    /// Trading days of outcomes read. One outcome per trading day and (code, horizon,
+    /// member): the last `window` of them (and the performance window) lie within that many
+    /// trading days, plus slack for halts.
+    fn outcome_days(&self) -> i64 {
+        self.p.window.max(self.p.performance_days as usize) as i64 + 20
+    }
+}
+
 /// One outcome row, as weights and performance need it.
 struct Outcome {
     target: i32,
@@ -327,7 +336,10 @@ const OUTCOME_COLUMNS: [&str; 11] = [
     "pinball_q90",
 ];
 
-fn read_outcomes(batches: &[RecordBatch], ds: i32) -> OpResult<Outcomes<'_>> {
+/// `per_group`: the outcomes a (code, horizon, model) can have in the read (one per trading
+/// day of it), so each group's vector is allocated once (up to 256: a `window` of thousands
+/// must not reserve that much for every group).
+fn read_outcomes(batches: &[RecordBatch], ds: i32, per_group: usize) -> OpResult<Outcomes<'_>> {
     // Grouped in a hash map (one lookup per row of up to ~10^6), ordered once at the end.
     let mut out: HashMap<(&str, i32, &str), Vec<Outcome>, foldhash::fast::RandomState> =
         HashMap::default();
@@ -349,7 +361,7 @@ fn read_outcomes(batches: &[RecordBatch], ds: i32) -> OpResult<Outcomes<'_>> {
                 continue;
             }
             out.entry((code.value(i), horizon.value(i), model.value(i)))
-                .or_default()
+                .or_insert_with(|| Vec::with_capacity(per_group.min(256)))
                 .push(Outcome {
                     target: target.value(i),
                     hit: hit.value(i),
@@ -377,7 +389,11 @@ impl ConfiguredOp for Configured {
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
         let ds = days(ctx.ds);
         let outcomes = match inputs.has("outcomes") {
-            true => read_outcomes(inputs.batches("outcomes")?, ds)?,
+            true => read_outcomes(
+                inputs.batches("outcomes")?,
+                ds,
+                self.outcome_days() as usize,
+            )?,
             false => Outcomes::new(),
         };
         if outcomes.is_empty() {
@@ -449,12 +465,10 @@ impl ConfiguredOp for Configured {
         _watermarks: &BTreeMap<String, NaiveDate>,
         calendar: &dyn Calendar,
     ) -> Option<NaiveDate> {
-        // One outcome per trading day and (code, horizon, member): the last `window` of them
-        // (and the performance window) lie within that many trading days, plus slack for halts.
         // The previous weights: the history that holds the set in force, as the ensemble reads.
         let days = match port {
             "weights" => book::HISTORY_DAYS,
-            _ => self.p.window.max(self.p.performance_days as usize) as i64 + 20,
+            _ => self.outcome_days(),
         };
         Some(calendar.add_trading_days(ds, -days))
     }
