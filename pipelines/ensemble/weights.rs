@@ -61,13 +61,6 @@ impl Columns<'_> {
     }
 }
 
-fn rejection(code: &str, h: u32, day: i32, why: &str) -> String {
-    format!(
-        "ensemble_weights ({code}, horizon {h}, as_of {}): {why}; not used",
-        date_of(day)
-    )
-}
-
 impl WeightBook {
     /// The latest valid set per (code, horizon) dated on or before `ds` in `batch` (rows of
     /// `ensemble_weights`; an empty batch gives an empty book).
@@ -142,22 +135,7 @@ impl WeightBook {
         let mut rejected: Vec<((&str, u32), i32, String)> = Vec::new();
         let mut pending = vec![false; keys.len()];
         for (g, weights) in sets.into_iter().enumerate() {
-            let ((code, h), day) = (keys[g], newest[g]);
-            match check(&weights) {
-                Ok(()) => {
-                    book.sets.insert(
-                        (code.to_string(), h),
-                        WeightSet {
-                            as_of: date_of(day),
-                            weights,
-                        },
-                    );
-                }
-                Err(why) => {
-                    rejected.push(((code, h), day, rejection(code, h, day, &why)));
-                    pending[g] = true;
-                }
-            }
+            pending[g] = !book.accept(&mut rejected, keys[g], newest[g], weights);
         }
         // A group whose newest set was rejected: its older days, newest first, until one is
         // valid (rows of those groups only; rare).
@@ -185,19 +163,8 @@ impl WeightBook {
                         (c.model.value(i).to_string(), c.weight_at(i))
                     })
                     .collect();
-                let (code, h) = keys[g as usize];
-                match check(&weights) {
-                    Ok(()) => {
-                        book.sets.insert(
-                            (code.to_string(), h),
-                            WeightSet {
-                                as_of: date_of(day),
-                                weights,
-                            },
-                        );
-                        settled = g;
-                    }
-                    Err(why) => rejected.push(((code, h), day, rejection(code, h, day, &why))),
+                if book.accept(&mut rejected, keys[g as usize], day, weights) {
+                    settled = g;
                 }
             }
         }
@@ -206,6 +173,33 @@ impl WeightBook {
         book.rejected = rejected.into_iter().map(|r| r.2).collect();
         Ok(book)
     }
+    /// Puts `(code, horizon)`'s set of `day` in the book when it is valid (`true`), else
+    /// records why it is not used.
+    fn accept<'a>(
+        &mut self,
+        rejected: &mut Vec<((&'a str, u32), i32, String)>,
+        (code, h): (&'a str, u32),
+        day: i32,
+        weights: BTreeMap<String, f64>,
+    ) -> bool {
+        match check(&weights) {
+            Ok(()) => {
+                let as_of = date_of(day);
+                self.sets
+                    .insert((code.to_string(), h), WeightSet { as_of, weights });
+                true
+            }
+            Err(why) => {
+                let message = format!(
+                    "ensemble_weights ({code}, horizon {h}, as_of {}): {why}; not used",
+                    date_of(day)
+                );
+                rejected.push(((code, h), day, message));
+                false
+            }
+        }
+    }
+
     pub fn get(&self, code: &str, horizon: u32) -> Option<&WeightSet> {
         self.sets.get(&(code.to_string(), horizon))
     }
