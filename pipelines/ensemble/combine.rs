@@ -467,7 +467,7 @@ impl ConfiguredOp for Configured {
         // before ds were known (a re-run of ds must not see the later update).
         let book = if inputs.has("weights") {
             let before = ctx.ds.pred_opt().unwrap_or(ctx.ds);
-            WeightBook::read_batches(inputs.batches("weights")?, before)?
+            WeightBook::read(inputs.batches("weights")?, before)?
         } else {
             WeightBook::default()
         };

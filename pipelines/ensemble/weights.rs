@@ -62,15 +62,10 @@ impl Columns<'_> {
 }
 
 impl WeightBook {
-    /// The latest valid set per (code, horizon) dated on or before `ds` in `batch` (rows of
-    /// `ensemble_weights`; an empty batch gives an empty book).
-    pub fn read(batch: &RecordBatch, ds: NaiveDate) -> OpResult<Self> {
-        Self::read_batches(std::slice::from_ref(batch), ds)
-    }
-
-    /// [`WeightBook::read`] over the batches of a read, without concatenating them. Within a
-    /// set (one (code, horizon, as_of)), a model's last row wins.
-    pub fn read_batches(batches: &[RecordBatch], ds: NaiveDate) -> OpResult<Self> {
+    /// The latest valid set per (code, horizon) dated on or before `ds` in `batches` (rows of
+    /// `ensemble_weights` as read, not concatenated; none gives an empty book). Within a set
+    /// (one (code, horizon, as_of)), a model's last row wins.
+    pub fn read(batches: &[RecordBatch], ds: NaiveDate) -> OpResult<Self> {
         let ds = days(ds);
         let mut cols = Vec::with_capacity(batches.len());
         for batch in batches.iter().filter(|b| b.num_rows() > 0) {
@@ -257,11 +252,11 @@ mod tests {
             ("A", 1, "lgbm", "2024-06-10", 0.6),
             ("A", 1, "ets", "2024-06-10", 0.4),
         ]);
-        let book = WeightBook::read(&b, d("2024-06-07")).unwrap();
+        let book = WeightBook::read(std::slice::from_ref(&b), d("2024-06-07")).unwrap();
         let set = book.get("A", 1).unwrap();
         assert_eq!(set.as_of, d("2024-06-03"));
         assert_eq!(set.weights["lgbm"], 0.3);
-        let book = WeightBook::read(&b, d("2024-06-10")).unwrap();
+        let book = WeightBook::read(std::slice::from_ref(&b), d("2024-06-10")).unwrap();
         assert_eq!(book.get("A", 1).unwrap().weights["lgbm"], 0.6);
         assert!(book.get("A", 3).is_none());
     }
@@ -284,8 +279,8 @@ mod tests {
             ("B", 1, "lgbm", "2024-06-04", 0.8),
             ("A", 1, "ets", "2024-06-11", 0.5),
         ];
-        let whole = WeightBook::read(&weights_batch(&rows), d("2024-06-10")).unwrap();
-        let split = WeightBook::read_batches(
+        let whole = WeightBook::read(&[weights_batch(&rows)], d("2024-06-10")).unwrap();
+        let split = WeightBook::read(
             &[
                 weights_batch(&rows[..4]),
                 weights_batch(&[]),
@@ -317,7 +312,7 @@ mod tests {
             ("B", 1, "lgbm", "2024-06-10", -0.2),
             ("B", 1, "ets", "2024-06-10", 1.2),
         ]);
-        let book = WeightBook::read(&b, d("2024-06-10")).unwrap();
+        let book = WeightBook::read(std::slice::from_ref(&b), d("2024-06-10")).unwrap();
         assert_eq!(book.get("A", 1).unwrap().as_of, d("2024-06-03"));
         assert!(book.get("B", 1).is_none());
         assert_eq!(book.rejected.len(), 2, "{:?}", book.rejected);

@@ -404,7 +404,7 @@ impl ConfiguredOp for Configured {
         }
         let previous = if inputs.has("weights") {
             let before = ctx.ds.pred_opt().unwrap_or(ctx.ds);
-            WeightBook::read_batches(inputs.batches("weights")?, before)?
+            WeightBook::read(inputs.batches("weights")?, before)?
         } else {
             WeightBook::default()
         };
