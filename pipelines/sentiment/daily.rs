@@ -102,6 +102,9 @@ struct Score {
 pub struct DayStats {
     pub n_articles: i64,
     pub n_scored: i64,
+    /// Each scored article's (id, score, source weight), summed in id order at the end so
+    /// that the sums do not depend on the order the rows were read in.
+    scored: Vec<(String, f64, f64)>,
     sum: f64,
     wsum: f64,
     wtot: f64,
@@ -210,15 +213,22 @@ pub fn aggregate_window(
                     .copied()
                     .unwrap_or(p.other_weight);
                 st.n_scored += 1;
-                st.sum += s.score;
-                st.wsum += w * s.score;
-                st.wtot += w;
+                st.scored.push((id.value(i).to_string(), s.score, w));
                 match s.label.as_str() {
                     "positive" | "pos" => st.pos += 1,
                     "negative" | "neg" => st.neg += 1,
                     _ => st.neu += 1,
                 }
             }
+        }
+    }
+    for st in stats.values_mut() {
+        st.scored
+            .sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        for (_, score, w) in &st.scored {
+            st.sum += score;
+            st.wsum += w * score;
+            st.wtot += w;
         }
     }
     let ratio = |n: i64, st: &DayStats| (st.n_scored > 0).then(|| n as f64 / st.n_scored as f64);
@@ -276,7 +286,7 @@ impl Operator for SentimentDaily {
         "sentiment.daily"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn description(&self) -> &'static str {
         "Daily news count and sentiment per code; news after the 15:30 KST close counts for the next trading day"

@@ -265,6 +265,152 @@ fn the_loop_replayed_over_a_range_equals_the_same_runs_one_by_one() {
     }
 }
 
+/// The tables upstream of the ensemble, which a range batch writes in one commit each.
+const UPSTREAM_TABLES: &[(&str, &str)] = &[
+    ("ohlcv_daily", "code, date"),
+    ("news", "id"),
+    ("news_scores", "id, model"),
+    ("sentiment_daily", "code, date"),
+    ("features_daily", "code, date"),
+];
+
+fn dump_upstream(lake: &Path) -> Vec<(String, String)> {
+    UPSTREAM_TABLES
+        .iter()
+        .map(|(t, order)| {
+            // news_scores' list columns do not print as CSV: its scalar columns do.
+            let cols = if *t == "news_scores" {
+                "id, model, score, label"
+            } else {
+                "*"
+            };
+            let q = format!("SELECT {cols} FROM {t} ORDER BY {order}");
+            (
+                t.to_string(),
+                ok(krxflow(lake, &["sql", &q, "--format", "csv"])),
+            )
+        })
+        .collect()
+}
+
+/// Task runs recorded per (dag, task, ds, state), sorted.
+fn task_runs(lake: &Path) -> String {
+    ok(krxflow(
+        lake,
+        &[
+            "sql",
+            "SELECT dag, task, ds, state, count(*) AS n FROM _krxflow.task_runs \
+             WHERE ds >= DATE '2024-01-08' GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+            "--format",
+            "csv",
+        ],
+    ))
+}
+
+#[test]
+fn a_range_batch_writes_what_the_loop_run_day_by_day_writes() {
+    // A lake with a sentiment model, a cold day and a Sunday's retrain, copied twice: the
+    // next two weeks of the loop replayed with the range batch and day by day.
+    let seeded = tempfile::tempdir().unwrap();
+    for (dag, ds) in [
+        ("sentiment_lexical", "2024-01-04"),
+        ("daily_batch", "2024-01-05"),
+        ("retrain_weekly", "2024-01-07"),
+    ] {
+        ok(krxflow(seeded.path(), &["run", dag, "--date", ds]));
+    }
+    let batched = tempfile::tempdir().unwrap();
+    let per_day = tempfile::tempdir().unwrap();
+    for to in [batched.path(), per_day.path()] {
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", seeded.path().display()))
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let replay = |lake: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "backfill",
+            "daily_batch",
+            "match_outcomes",
+            "--from",
+            "2024-01-08",
+            "--to",
+            "2024-01-19",
+        ];
+        args.extend_from_slice(extra);
+        let out = krxflow(lake, &args);
+        assert!(out.status.success(), "{}", text(&out));
+        text(&out)
+    };
+    let said = replay(batched.path(), &[]);
+    // The tasks upstream of the ensemble ran once; the loop itself (the ensemble reads the
+    // weights the day before wrote) day by day.
+    for task in [
+        "daily_batch.features",
+        "daily_batch.sentiment",
+        "daily_batch.predict_lgbm",
+    ] {
+        assert!(said.contains(task), "{task} was not batched:\n{said}");
+    }
+    assert!(!said.contains("daily_batch.ensemble"), "{said}");
+    let said_per_day = replay(per_day.path(), &["--per-day"]);
+    assert!(
+        !said_per_day.contains("once over the range"),
+        "{said_per_day}"
+    );
+
+    let (loop_tables, b) = (dump(batched.path()), dump(per_day.path()));
+    for ((table, x), (_, y)) in loop_tables.iter().zip(&b) {
+        assert!(x.lines().count() > 1, "{table} is empty");
+        assert_eq!(
+            x, y,
+            "{table} differs between the range batch and day by day"
+        );
+    }
+    let (a, b) = (dump_upstream(batched.path()), dump_upstream(per_day.path()));
+    for ((table, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x.lines().count() > 1, "{table} is empty");
+        assert_eq!(
+            x, y,
+            "{table} differs between the range batch and day by day"
+        );
+    }
+    // Every task has one succeeded (or skipped) attempt per day either way, under the day's
+    // run, so `runs` and lineage read the same.
+    let runs = task_runs(batched.path());
+    assert_eq!(runs, task_runs(per_day.path()));
+    assert!(
+        runs.contains("daily_batch,features,2024-01-19,succeeded,1"),
+        "{runs}"
+    );
+    assert_eq!(
+        count(
+            batched.path(),
+            "SELECT count(*) FROM _krxflow.task_runs t LEFT JOIN _krxflow.runs r ON t.run_id = r.run_id \
+             WHERE t.ds >= DATE '2024-01-08' AND r.run_id IS NULL"
+        ),
+        0,
+        "every batched attempt belongs to its day's run"
+    );
+    assert!(
+        count(
+            batched.path(),
+            "SELECT count(*) FROM _krxflow.lineage WHERE task = 'features' AND ds = DATE '2024-01-12'"
+        ) == 1
+    );
+    // The same command again runs what a day-by-day replay runs again (tasks downstream of
+    // the skipped Chronos member; nothing that is done and whose upstream is), and changes
+    // nothing.
+    let again = replay(batched.path(), &[]);
+    assert!(!again.contains("daily_batch.features"), "{again}");
+    replay(per_day.path(), &["--per-day"]);
+    assert_eq!(task_runs(batched.path()), task_runs(per_day.path()));
+    assert_eq!(dump(batched.path()), loop_tables);
+}
+
 /// A copy of three tickers' files in which every price after `d` is multiplied by 1.5.
 fn perturbed_after(dst: &Path, src: &Path, d: &str) {
     crate::krx30::subset(dst, src, None);

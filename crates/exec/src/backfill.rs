@@ -109,7 +109,7 @@ impl Executor {
 
     /// Partition states and, per partition, the fingerprints that already succeeded: two
     /// scans of the engine tables for the whole range (not two per partition).
-    async fn partition_scan(
+    pub(crate) async fn partition_scan(
         &self,
         dag: &ValidatedDag,
         days_: &[NaiveDate],

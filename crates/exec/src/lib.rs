@@ -9,6 +9,7 @@
 
 mod attempt;
 pub mod backfill;
+mod batch;
 pub mod error;
 mod faults;
 pub mod lineage;
@@ -22,8 +23,9 @@ pub use backfill::{
     BackfillOptions, BackfillProgress, BackfillReport, PartitionOutcome, PartitionStatus,
     PlannedPartition,
 };
+pub use batch::{BatchReport, ReplayRun, SettledTask};
 pub use error::{ExecError, ExecResult};
 pub use observe::{Fanout, MetricsObserver};
 pub use records::{AttemptRecord, LineageRecord, RunRecord, engine_tables};
-pub use runner::{Executor, Reprocess, RunObserver, RunOptions, RunReport, TaskReport};
+pub use runner::{Executor, Reprocess, RunObserver, RunOptions, RunReport, TaskReport, new_run_id};
 pub use state::{AttemptState, RunState, TaskState};

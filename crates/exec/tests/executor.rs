@@ -1006,3 +1006,127 @@ tasks:
         "{text}"
     );
 }
+
+/// `src` (test.source with `src_with`) -> `t_rows` -> `dbl` (test.double) -> `t_out`.
+fn chain(src_with: &str, dbl_extra: &str) -> Arc<ValidatedDag> {
+    load(&format!(
+        "dag: chain\ntasks:\n  src:\n    op: test.source\n    with: {{ {src_with} }}\n    outputs: {{ rows: t_rows }}\n  dbl:\n    op: test.double\n{dbl_extra}    inputs: {{ rows: t_rows }}\n    outputs: {{ out: t_out }}\n"
+    ))
+}
+
+fn week() -> Vec<chrono::NaiveDate> {
+    (9..=13)
+        .map(|d| chrono::NaiveDate::from_ymd_opt(2024, 12, d).unwrap())
+        .collect()
+}
+
+/// The DAG's runs over `days`, one after the other; with `batched`, after a range batch whose
+/// settled tasks they pass on. The runs' states, and what the batch ran and left to the days.
+async fn replay(
+    exec: &Executor,
+    dag: &Arc<ValidatedDag>,
+    days: &[chrono::NaiveDate],
+    batched: bool,
+) -> (Vec<RunState>, Vec<String>, Vec<(String, String)>) {
+    let runs: Vec<krxflow_exec::ReplayRun> = days
+        .iter()
+        .map(|d| krxflow_exec::ReplayRun {
+            dag: 0,
+            ds: *d,
+            run_id: krxflow_exec::new_run_id(&dag.spec.name, *d),
+        })
+        .collect();
+    let (mut settled, mut ran, mut left) = (vec![Default::default(); runs.len()], vec![], vec![]);
+    if batched {
+        let calendar: Arc<dyn krxflow_core::Calendar> = Arc::new(WeekdayCalendar::default());
+        let report = exec
+            .run_range_batch(&[(dag.clone(), calendar)], &runs, Reprocess::Missing)
+            .await
+            .unwrap();
+        (settled, ran, left) = (report.settled, report.batched, report.per_day);
+    }
+    let mut states = Vec::new();
+    for (run, done) in runs.iter().zip(settled) {
+        let mut o = RunOptions::new(run.ds);
+        o.run_id = Some(run.run_id.clone());
+        o.settled = done;
+        states.push(exec.run(dag.clone(), o).await.unwrap().state);
+    }
+    (states, ran, left)
+}
+
+#[tokio::test]
+async fn a_range_batch_runs_each_task_once_over_the_days_and_writes_what_daily_runs_write() {
+    let (_d1, batched) = setup();
+    let (_d2, daily) = setup();
+    let dag = chain("value: 10", "");
+    let (states, ran, left) = replay(&batched, &dag, &week(), true).await;
+    assert_eq!(ran, ["chain.src", "chain.dbl"]);
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        states.iter().all(|s| *s == RunState::Succeeded),
+        "{states:?}"
+    );
+    let (states, _, _) = replay(&daily, &dag, &week(), false).await;
+    assert!(
+        states.iter().all(|s| *s == RunState::Succeeded),
+        "{states:?}"
+    );
+    for table in ["t_rows", "t_out"] {
+        let v = values(&batched, table).await;
+        assert_eq!(v.len(), 10, "{table}: two rows a day");
+        assert_eq!(v, values(&daily, table).await, "{table}");
+    }
+    // One commit per table for the five days, against one a day.
+    assert_eq!(batched.lake().version("t_out").await.unwrap(), Some(0));
+    assert_eq!(daily.lake().version("t_out").await.unwrap(), Some(4));
+    // Each task has one succeeded attempt per day, recorded under that day's run.
+    let a = attempts(&batched).await;
+    assert_eq!(a.len(), 10, "{a:?}");
+    assert!(a.iter().all(|r| r.state == "succeeded" && r.attempt == 1));
+    for ds in week() {
+        let of_day: Vec<_> = a.iter().filter(|r| r.ds == ds).collect();
+        assert_eq!(of_day.len(), 2);
+        assert_eq!(of_day[0].run_id, of_day[1].run_id);
+        assert!(of_day[0].run_id.starts_with(&format!("chain-{ds}-")));
+    }
+}
+
+#[tokio::test]
+async fn a_task_failing_on_one_day_leaves_the_batch_and_fails_that_day_as_a_daily_run_would() {
+    let (_d1, batched) = setup();
+    let (_d2, daily) = setup();
+    let dag = chain("value: 10, fail_on: 2024-12-11", "");
+    let (states, ran, left) = replay(&batched, &dag, &week(), true).await;
+    assert!(ran.is_empty(), "{ran:?}");
+    assert!(
+        left.iter()
+            .any(|(t, why)| t == "chain.src" && why.contains("failed on 2024-12-11")),
+        "{left:?}"
+    );
+    assert!(left.iter().any(|(t, _)| t == "chain.dbl"), "{left:?}");
+    let (daily_states, _, _) = replay(&daily, &dag, &week(), false).await;
+    assert_eq!(states, daily_states);
+    assert_eq!(states[2], RunState::Failed);
+    assert_eq!(values(&batched, "t_out").await.len(), 8);
+    assert_eq!(
+        values(&batched, "t_out").await,
+        values(&daily, "t_out").await
+    );
+}
+
+#[tokio::test]
+async fn a_table_a_daily_task_reads_without_an_as_of_bound_is_written_day_by_day() {
+    // `dbl` depends on its past, so it runs day by day; it reads `t_rows` whole (undeclared:
+    // no date column), so a batch writing all of `t_rows` first would show it later days.
+    let (_d, exec) = setup();
+    let dag = chain("value: 10", "    depends_on_past: true\n");
+    let (states, ran, left) = replay(&exec, &dag, &week(), true).await;
+    assert!(ran.is_empty(), "{ran:?}");
+    assert!(
+        left.iter().any(|(t, why)| t == "chain.src"
+            && why.contains("reads `t_rows` without an as-of date bound")),
+        "{left:?}"
+    );
+    assert!(states.iter().all(|s| *s == RunState::Succeeded));
+}
