@@ -118,13 +118,22 @@ impl Executor {
     /// the scheduled `runs` (in replay order), and commits their outputs; the day-by-day runs
     /// then pass each run's [`BatchReport::settled`] in [`crate::RunOptions::settled`].
     /// `reprocess` as for the runs: with `missing`, a task already done for every run it has
-    /// (and whose upstream is too) is left to the runs, which find it up to date.
+    /// (and whose upstream is too) is left to the runs, which find it up to date. With at most
+    /// one run per DAG nothing is batched (there is nothing to save).
     pub async fn run_range_batch(
         &self,
         dags: &[(Arc<ValidatedDag>, Arc<dyn Calendar>)],
         runs: &[ReplayRun],
         reprocess: Reprocess,
     ) -> ExecResult<BatchReport> {
+        // One run per DAG: each task would read and commit once anyway.
+        let repeated = (0..dags.len()).any(|d| runs.iter().filter(|r| r.dag == d).count() > 1);
+        if !repeated {
+            return Ok(BatchReport {
+                settled: vec![BTreeMap::new(); runs.len()],
+                ..Default::default()
+            });
+        }
         let plain: Vec<&ValidatedDag> = dags.iter().map(|(d, _)| d.as_ref()).collect();
         let range = Arc::new(Range {
             exec: self.clone(),
