@@ -302,6 +302,17 @@ async fn replay(a: Args, from: NaiveDate, to: NaiveDate, ctx: &Ctx) -> anyhow::R
         for (at, i, ds) in &plan {
             println!("{at}  {}  {ds}", runners[*i].0.spec.name);
         }
+        if !a.per_day {
+            let dags: Vec<_> = runners
+                .iter()
+                .map(|(d, c, _)| (d.clone(), c.clone()))
+                .collect();
+            let (batched, per_day) = shared.plan_range_batch(&dags);
+            println!("once over the range: {}", batched.join(", "));
+            for (task, why) in per_day {
+                println!("day by day: {task} ({why})");
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let watcher = {
@@ -330,6 +341,9 @@ async fn replay(a: Args, from: NaiveDate, to: NaiveDate, ctx: &Ctx) -> anyhow::R
     let known = shared.succeeded_by_run(&dags, &runs).await?;
     let mut settled = vec![BTreeMap::new(); runs.len()];
     if !a.per_day {
+        if !ctx.json {
+            eprintln!("running the tasks that do not depend on the loop once over the range …");
+        }
         let started = std::time::Instant::now();
         let batch = shared.run_range_batch(&dags, &runs, reprocess).await?;
         tracing::info!(

@@ -310,6 +310,26 @@ impl Executor {
         Ok(report)
     }
 
+    /// Which tasks of `dags` a range batch would run once over a range (`dag.task`, in the
+    /// order they would run) and which day by day, with why; computes nothing. A task that
+    /// fails on a day, or whose table a day-by-day task would see differently, moves to the
+    /// second list when the batch runs.
+    pub fn plan_range_batch(
+        &self,
+        dags: &[(Arc<ValidatedDag>, Arc<dyn Calendar>)],
+    ) -> (Vec<String>, Vec<(String, String)>) {
+        let plain: Vec<&ValidatedDag> = dags.iter().map(|(d, _)| d.as_ref()).collect();
+        let tables = plan::Tables::of(&plain, self.lake().catalog());
+        let p = plan::plan(&plain, &tables, BTreeMap::new());
+        (
+            p.order.iter().map(|id| name(&plain, *id)).collect(),
+            p.per_day
+                .iter()
+                .map(|(id, why)| (name(&plain, *id), why.clone()))
+                .collect(),
+        )
+    }
+
     /// The fingerprints that already succeeded for each of `runs`, from two scans of the
     /// engine tables per DAG (a run reads them itself otherwise: a query per run).
     pub async fn succeeded_by_run(
