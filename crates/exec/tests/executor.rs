@@ -45,6 +45,10 @@ struct SourceParams {
     fail_on: Option<chrono::NaiveDate>,
     /// Report this many `bad_row` rejects on port `rows` (every attempt, before failing).
     rejects: u64,
+    /// Also re-send the rows of the previous `window_days` calendar days, an earlier day's at
+    /// `value + 1` (each day's row is revised once by the next day, then re-sent unchanged), as
+    /// an ingest with an overlap window does.
+    window_days: i64,
 }
 
 struct Source;
@@ -102,12 +106,21 @@ impl ConfiguredOp for ConfiguredSource {
         if n < self.p.fail_times {
             return Err(OpError::transient(format!("flaky #{}", n + 1)));
         }
+        let (mut codes, mut dates, mut values) = (vec![], vec![], vec![]);
+        for back in (0..=self.p.window_days).rev() {
+            let value = self.p.value + i64::from(back > 0);
+            for (code, v) in [("A", value), ("B", value + 1)] {
+                codes.push(code);
+                dates.push(day(ctx.ds) - back as i32);
+                values.push(v);
+            }
+        }
         let batch = RecordBatch::try_new(
             schema(),
             vec![
-                Arc::new(StringArray::from(vec!["A", "B"])),
-                Arc::new(Date32Array::from(vec![day(ctx.ds), day(ctx.ds)])),
-                Arc::new(Int64Array::from(vec![self.p.value, self.p.value + 1])),
+                Arc::new(StringArray::from(codes)),
+                Arc::new(Date32Array::from(dates)),
+                Arc::new(Int64Array::from(values)),
             ],
         )?;
         Ok(OutputBatches::new().with("rows", vec![batch]))
@@ -1112,6 +1125,76 @@ async fn a_task_failing_on_one_day_leaves_the_batch_and_fails_that_day_as_a_dail
     assert_eq!(
         values(&batched, "t_out").await,
         values(&daily, "t_out").await
+    );
+}
+
+/// Every row of `table`: (code, date, value), sorted.
+async fn rows(exec: &Executor, table: &str) -> Vec<(String, i32, i64)> {
+    let read = exec
+        .lake()
+        .read(table, ReadOptions::default())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for b in &read.batches {
+        let code = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        let date = b.column(1).as_any().downcast_ref::<Date32Array>().unwrap();
+        let value = b.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+        for i in 0..b.num_rows() {
+            out.push((code.value(i).to_string(), date.value(i), value.value(i)));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn a_writer_re_sending_its_window_each_day_keeps_only_changed_rows_and_reads_as_days_do() {
+    let (_d1, batched) = setup();
+    let (_d2, daily) = setup();
+    let dag = chain("value: 10, window_days: 3", "");
+    let (states, ran, left) = replay(&batched, &dag, &week(), true).await;
+    assert_eq!(ran, ["chain.src", "chain.dbl"], "{left:?}");
+    assert!(states.iter().all(|s| *s == RunState::Succeeded));
+    replay(&daily, &dag, &week(), false).await;
+    for table in ["t_rows", "t_out"] {
+        let (b, d) = (rows(&batched, table).await, rows(&daily, table).await);
+        assert_eq!(b.len(), 2 * 8, "{table}: Dec 6..13, two codes: {b:?}");
+        assert_eq!(b, d, "{table}");
+    }
+    // Each day re-sends two unchanged earlier days (from the third day on) of two codes, as
+    // the daily merge found them stored, and writes only the new and the revised day.
+    let counted = |a: &[krxflow_exec::AttemptRecord]| -> Vec<(chrono::NaiveDate, i64, i64)> {
+        let mut v: Vec<_> = a
+            .iter()
+            .filter(|r| r.task == "src")
+            .map(|r| {
+                let c: std::collections::BTreeMap<String, i64> = r
+                    .counters
+                    .as_deref()
+                    .map(|j| serde_json::from_str(j).unwrap())
+                    .unwrap_or_default();
+                (
+                    r.ds,
+                    c.get("unchanged_rows.t_rows").copied().unwrap_or(0),
+                    r.rows_out,
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let b = counted(&attempts(&batched).await);
+    assert_eq!(b, counted(&attempts(&daily).await));
+    assert_eq!(
+        b.iter().map(|c| c.1).collect::<Vec<_>>(),
+        [0, 4, 4, 4, 4],
+        "{b:?}"
+    );
+    assert_eq!(
+        b.iter().map(|c| c.2).collect::<Vec<_>>(),
+        [8, 4, 4, 4, 4],
+        "{b:?}"
     );
 }
 

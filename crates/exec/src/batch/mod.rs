@@ -18,6 +18,7 @@
 //! Each day of a batched task gets its own attempt record (same run id and fingerprint as a
 //! day's run, so a resumed backfill sees it done) and lineage rows pointing at the one commit.
 
+mod fresh;
 mod plan;
 mod task;
 mod timeline;

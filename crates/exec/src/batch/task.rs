@@ -15,6 +15,7 @@ use krxflow_core::{
 };
 use krxflow_lake::{LakeError, ReadOptions};
 
+use super::fresh::Fresh;
 use super::plan::TaskId;
 use super::timeline::{Timeline, Version, horizon, positions, stamp};
 use super::{Range, Written};
@@ -306,6 +307,26 @@ pub(crate) async fn compute(
         input.timeline = Some(timeline_of(input, &BTreeMap::new()).map_err(|e| e.to_string())?);
     }
 
+    // The tables only this task writes in the replay: their unchanged re-writes are dropped.
+    let mut fresh: BTreeMap<String, Fresh> = BTreeMap::new();
+    for port in task.op.outputs() {
+        let Some(table) = task.spec.outputs.get(port.name) else {
+            continue;
+        };
+        let writers = range
+            .dags
+            .iter()
+            .flat_map(|(d, _)| d.tasks.iter())
+            .filter(|t| t.spec.outputs.values().any(|o| o == table))
+            .count();
+        if writers == 1 {
+            let def = lake.catalog().def_for_output(table, &port);
+            fresh.insert(
+                table.clone(),
+                Fresh::new(&def.schema, &def.keys).map_err(|e| e.to_string())?,
+            );
+        }
+    }
     let artifacts = Arc::new(Mutex::new(Vec::new()));
     let mut days = Vec::with_capacity(ordinals.len());
     for &ordinal in &ordinals {
@@ -391,7 +412,7 @@ pub(crate) async fn compute(
             crate::faults::run(task.configured.as_ref(), &ctx, batches),
         )
         .await;
-        let counter_snapshot = counters.snapshot();
+        let mut counter_snapshot = counters.snapshot();
         let mut rec;
         let state;
         match ran {
@@ -415,6 +436,22 @@ pub(crate) async fn compute(
                         .map_err(|e| e.to_string())?;
                     let batch = arrow::compute::concat_batches(&def.schema, &parts)
                         .map_err(|e| e.to_string())?;
+                    // Counted as a day's merge counts the rows it finds stored exactly, and
+                    // left out of the rows written (against this writer's earlier days of the
+                    // range, not the lake's rows).
+                    let batch = match fresh.get_mut(table) {
+                        Some(f) => {
+                            let sent = batch.num_rows();
+                            let kept = f.keep(batch).map_err(|e| format!("{table}: {e}"))?;
+                            if kept.num_rows() < sent {
+                                *counter_snapshot
+                                    .entry(format!("unchanged_rows.{table}"))
+                                    .or_default() += (sent - kept.num_rows()) as i64;
+                            }
+                            kept
+                        }
+                        None => batch,
+                    };
                     rows_out += batch.num_rows() as i64;
                     if batch.num_rows() > 0 {
                         own.entry(table.clone()).or_default().push((ordinal, batch));
