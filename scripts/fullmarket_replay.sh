@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The full market replayed over months (benches/README.md, "The full market replayed"): a lake
+# seeded with a cold `daily_batch` (2019-03-04) and a `retrain_weekly` (2019-03-03), then
+# `backfill daily_batch match_outcomes` over the 134 trading days 2019-03-05..2019-09-16 (the
+# range batch, then the loop day by day), timed with its peak RSS, once per binary given, each
+# on a fresh copy of the one seed. With two or more binaries it then checks that every table of
+# their lakes is the same (md5 of sorted CSV dumps). The lakes stay under WORK for a look (the
+# last one is a mature lake for the daily bench's day 2019-09-17).
+#
+#   scripts/fullmarket_replay.sh [BIN ...]      # default: this checkout's release build
+#   WORK=/tmp/fm scripts/fullmarket_replay.sh ./krxflow-before ./krxflow-after
+#
+# Needs the full-market panel under KRXFLOW_DATA (default ../shared/data).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+export KRXFLOW_UNIVERSE=fullmarket KRXFLOW_DATA="${KRXFLOW_DATA:-../shared/data}"
+[ -d "$KRXFLOW_DATA/ohlcv/krx_fullmarket_2018_2019" ] || {
+  echo "skipped: no full-market panel under $KRXFLOW_DATA/ohlcv/krx_fullmarket_2018_2019" >&2
+  exit 0
+}
+if [ $# -eq 0 ]; then
+  cargo build --locked --release -p krxflow-cli
+  set -- "$CARGO_TARGET_DIR/release/krxflow"
+fi
+WORK="${WORK:-$(mktemp -d)}"
+mkdir -p "$WORK"
+rm -rf "$WORK/seed"
+KRXFLOW_LAKE="$WORK/seed" "$1" run daily_batch --date 2019-03-04 >/dev/null
+KRXFLOW_LAKE="$WORK/seed" "$1" run retrain_weekly --date 2019-03-03 >/dev/null
+dump() { # BIN LAKE: one line per table, its md5
+  for t in $(ls "$2" | grep -v '^_'); do
+    [ -d "$2/$t/_delta_log" ] || continue
+    printf '%s %s\n' "$t" "$(KRXFLOW_LAKE="$2" "$1" sql "SELECT * FROM $t" --format csv | sort | md5sum | cut -c1-16)"
+  done
+}
+i=0
+for bin in "$@"; do
+  lake="$WORK/lake$i"
+  rm -rf "$lake" && cp -a "$WORK/seed" "$lake"
+  echo "== $bin"
+  KRXFLOW_LAKE="$lake" /usr/bin/time -f "wall %e s  user %U s  sys %S s  peak RSS %M KB" \
+    "$bin" backfill daily_batch match_outcomes --from 2019-03-05 --to 2019-09-16 2>&1 |
+    grep -E 'once over the range in|^wall'
+  dump "$bin" "$lake" >"$WORK/tables$i.txt"
+  i=$((i + 1))
+done
+for ((j = 1; j < i; j++)); do
+  if diff -q "$WORK/tables0.txt" "$WORK/tables$j.txt" >/dev/null; then
+    echo "lake$j: all $(wc -l <"$WORK/tables0.txt") tables identical to lake0's"
+  else
+    echo "lake$j: tables differ from lake0's:" && diff "$WORK/tables0.txt" "$WORK/tables$j.txt"
+    exit 1
+  fi
+done
+echo "lakes under $WORK"
