@@ -247,6 +247,12 @@ struct Configured {
     p: CombineParams,
 }
 
+/// Each horizon's calibrations at ds (`None`: too few scores).
+type Issues = Vec<(u32, Option<conformal::Issued>)>;
+
+/// The blended rows, and the keys already flagged `user_triggered`.
+type Blended = (Vec<((String, u32), Combined)>, BTreeSet<(String, u32)>);
+
 /// (code, horizon) -> the members' validated forecasts.
 type Rows = BTreeMap<(String, u32), Vec<MemberForecast>>;
 
@@ -318,24 +324,38 @@ impl Configured {
         Ok(())
     }
 
+    /// Each horizon's calibrations at ds from the matured outcomes and the volatilities (the
+    /// replay of a year of outcomes: the heaviest part of the task on a mature lake).
+    fn issue(&self, outcomes: &[RecordBatch], vol: &VolMap<'_>, ds: NaiveDate) -> OpResult<Issues> {
+        let settings = Settings {
+            gamma: self.p.conformal_gamma,
+            ..Settings::default()
+        };
+        let matured = matured_by_horizon(outcomes, vol, ds)?;
+        Ok(self
+            .p
+            .horizons
+            .iter()
+            .map(|&h| {
+                let issued = matured
+                    .get(&h)
+                    .and_then(|m| conformal::calibrate(m, days(ds), &settings));
+                (h, issued)
+            })
+            .collect())
+    }
+
     /// Widens (or narrows) each row's band by its horizon's calibration at ds; rows without a
     /// volatility at ds, or horizons with too few scores, keep the raw band (counted).
     fn calibrate(
         &self,
         out: &mut [((String, u32), Combined)],
-        matured: &BTreeMap<u32, Vec<Matured>>,
+        issues: Issues,
         vol: &VolMap<'_>,
         ctx: &TaskContext,
     ) {
-        let settings = Settings {
-            gamma: self.p.conformal_gamma,
-            ..Settings::default()
-        };
         let ds = days(ctx.ds);
-        for &h in &self.p.horizons {
-            let issued = matured
-                .get(&h)
-                .and_then(|m| conformal::calibrate(m, ds, &settings));
+        for (h, issued) in issues {
             let Some(issued) = issued else {
                 ctx.counters.add(&format!("conformal.h{h}.cold_start"), 1);
                 continue;
@@ -418,6 +438,59 @@ impl Configured {
         ctx.counters.add("rank_tilt.untilted_rows", untilted);
     }
 
+    /// The members' rows blended at the learned weights (priors where none) and tilted by
+    /// their ranking skill; with the keys already flagged `user_triggered`.
+    fn blend(
+        &self,
+        inputs: &InputBatches,
+        mut rows: Rows,
+        groups: &BTreeSet<(String, u32)>,
+        outcomes: Option<&[RecordBatch]>,
+        ctx: &TaskContext,
+    ) -> OpResult<Blended> {
+        // Weights updated on ds are written at 16:30, after this 16:00 batch: only sets dated
+        // before ds were known (a re-run of ds must not see the later update).
+        let book = if inputs.has("weights") {
+            let before = ctx.ds.pred_opt().unwrap_or(ctx.ds);
+            WeightBook::read(inputs.batches("weights")?, before)?
+        } else {
+            WeightBook::default()
+        };
+        for why in &book.rejected {
+            tracing::error!("{why}");
+        }
+        ctx.counters
+            .add("rejected.bad_weights", book.rejected.len() as i64);
+        let previous = if inputs.has("previous") {
+            Some(inputs.concat("previous")?)
+        } else {
+            None
+        };
+        let flagged = Self::flagged(previous.as_ref(), ctx.ds)?;
+        let mut out: Vec<((String, u32), Combined)> = Vec::new();
+        for key in groups {
+            let present = rows.remove(key).unwrap_or_default();
+            let learned = book.get(&key.0, key.1).map(|s| &s.weights);
+            match combine(present, learned, &self.p.priors) {
+                Some(c) => out.push((key.clone(), c)),
+                None => ctx.counters.add("no_member", 1),
+            }
+        }
+        if out.is_empty() && groups.is_empty() {
+            return Err(OpError::skipped(format!(
+                "no member has a forecast for {}",
+                ctx.ds
+            )));
+        }
+        if self.p.rank_tilt {
+            match outcomes {
+                Some(o) => Self::tilt(&mut out, &scored_by_member(o)?, ctx),
+                None => ctx.counters.add("rank_tilt.no_outcomes", 1),
+            }
+        }
+        Ok((out, flagged))
+    }
+
     /// Keys of `previous` rows for ds already flagged `user_triggered`.
     fn flagged(previous: Option<&RecordBatch>, ds: NaiveDate) -> OpResult<BTreeSet<(String, u32)>> {
         let mut out = BTreeSet::new();
@@ -463,59 +536,39 @@ impl ConfiguredOp for Configured {
         for (name, b) in &members {
             self.read_member(name, b, ctx.ds, &mut rows, &mut groups, ctx)?;
         }
-        // Weights updated on ds are written at 16:30, after this 16:00 batch: only sets dated
-        // before ds were known (a re-run of ds must not see the later update).
-        let book = if inputs.has("weights") {
-            let before = ctx.ds.pred_opt().unwrap_or(ctx.ds);
-            WeightBook::read(inputs.batches("weights")?, before)?
-        } else {
-            WeightBook::default()
-        };
-        for why in &book.rejected {
-            tracing::error!("{why}");
-        }
-        ctx.counters
-            .add("rejected.bad_weights", book.rejected.len() as i64);
-        let previous = if inputs.has("previous") {
-            Some(inputs.concat("previous")?)
-        } else {
-            None
-        };
-        let flagged = Self::flagged(previous.as_ref(), ctx.ds)?;
-        let mut out: Vec<((String, u32), Combined)> = Vec::new();
-        for key in &groups {
-            let present = rows.remove(key).unwrap_or_default();
-            let learned = book.get(&key.0, key.1).map(|s| &s.weights);
-            match combine(present, learned, &self.p.priors) {
-                Some(c) => out.push((key.clone(), c)),
-                None => ctx.counters.add("no_member", 1),
-            }
-        }
-        if out.is_empty() && groups.is_empty() {
-            return Err(OpError::skipped(format!(
-                "no member has a forecast for {}",
-                ctx.ds
-            )));
-        }
         let outcomes = if inputs.has("outcomes") {
             Some(inputs.batches("outcomes")?)
         } else {
             None
         };
-        if self.p.rank_tilt {
-            match &outcomes {
-                Some(o) => Self::tilt(&mut out, &scored_by_member(o)?, ctx),
-                None => ctx.counters.add("rank_tilt.no_outcomes", 1),
-            }
-        }
-        if let (true, Some(outcomes), true) = (self.p.conformal, &outcomes, inputs.has("features"))
-        {
-            let features = inputs.concat("features")?;
-            let vol = vol_by_code_date(&features)?;
-            let matured = matured_by_horizon(outcomes, &vol, ctx.ds)?;
-            self.calibrate(&mut out, &matured, &vol, ctx);
-        } else if self.p.conformal {
-            ctx.counters.add("conformal.no_inputs", 1);
+        let features = match (self.p.conformal, outcomes, inputs.has("features")) {
+            (true, Some(_), true) => Some(inputs.concat("features")?),
+            _ => None,
+        };
+        // The calibrations on a second thread (the replay of a year of outcomes), while this
+        // one reads the weights, blends and tilts: they share nothing until the band is applied.
+        let (issues, blended) = std::thread::scope(|s| {
+            let issuing = s.spawn(|| -> OpResult<Option<(VolMap<'_>, Issues)>> {
+                let (Some(o), Some(f)) = (outcomes, features.as_ref()) else {
+                    return Ok(None);
+                };
+                let vol = vol_by_code_date(f)?;
+                let issues = self.issue(o, &vol, ctx.ds)?;
+                Ok(Some((vol, issues)))
+            });
+            let blended = self.blend(&inputs, rows, &groups, outcomes, ctx);
+            let issues = issuing.join().unwrap_or_else(|_| {
+                Err(OpError::permanent(
+                    "the conformal calibration panicked (a bug: please report it)",
+                ))
+            });
+            (issues, blended)
+        });
+        let (mut out, flagged) = blended?;
+        match issues? {
+            Some((vol, issues)) => self.calibrate(&mut out, issues, &vol, ctx),
+            None if self.p.conformal => ctx.counters.add("conformal.no_inputs", 1),
+            None => {}
         }
         let learned = out
             .iter()
