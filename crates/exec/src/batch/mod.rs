@@ -439,15 +439,7 @@ impl Executor {
                 Err(krxflow_lake::LakeError::NoSuchTable(_)) => Vec::new(),
                 Err(e) => return Err(e.into()),
             };
-            let vs = versions
-                .iter()
-                .map(|(_, o, b)| {
-                    krxflow_lake::schema::conform(b, &def.schema).map(|batch| Version {
-                        batch,
-                        stamp: stamp(*o, false),
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let vs = conformed(versions, &def.schema)?;
             let t = Timeline::new(
                 &def.schema,
                 &stored,
@@ -494,15 +486,7 @@ impl Executor {
                 continue;
             };
             let def = lake.catalog().def_for_output(table, &port);
-            let vs = versions
-                .iter()
-                .map(|(_, o, b)| {
-                    krxflow_lake::schema::conform(b, &def.schema).map(|batch| Version {
-                        batch,
-                        stamp: stamp(*o, false),
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let vs = conformed(versions, &def.schema)?;
             let latest =
                 Timeline::new(&def.schema, &[], vs, &def.keys, def.date_column.as_deref())?
                     .latest()?;
@@ -545,6 +529,23 @@ impl Executor {
         }
         Ok(out)
     }
+}
+
+/// A table's versions from the batch in its schema, stamped as a reader that is not their
+/// writer sees them.
+fn conformed(
+    versions: &[(TaskId, usize, RecordBatch)],
+    schema: &arrow::datatypes::SchemaRef,
+) -> Result<Vec<Version>, arrow::error::ArrowError> {
+    versions
+        .iter()
+        .map(|(_, o, b)| {
+            krxflow_lake::schema::conform(b, schema).map(|batch| Version {
+                batch,
+                stamp: stamp(*o, false),
+            })
+        })
+        .collect()
 }
 
 fn min_date(batch: &RecordBatch, col: &str) -> Option<NaiveDate> {
