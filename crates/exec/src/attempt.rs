@@ -29,6 +29,40 @@ pub fn fingerprint(dag: &str, task: &PlannedTask, ds: NaiveDate) -> String {
     hex_prefix(&Sha256::digest(s.as_bytes()))
 }
 
+impl AttemptRecord {
+    /// A record of `task`'s first attempt for (`dag`, `ds`) in run `run_id`: its identity
+    /// (operator, params, rerun fingerprint) and times; no state, rows, delay, error or
+    /// counters yet.
+    pub(crate) fn of_task(
+        run_id: &str,
+        dag: &str,
+        task: &PlannedTask,
+        ds: NaiveDate,
+        started: chrono::DateTime<Utc>,
+        ended: chrono::DateTime<Utc>,
+    ) -> Self {
+        Self {
+            run_id: run_id.to_string(),
+            dag: dag.to_string(),
+            task: task.spec.name.clone(),
+            ds,
+            attempt: 1,
+            state: String::new(),
+            started,
+            ended,
+            error: None,
+            rows_in: 0,
+            rows_out: 0,
+            delay_ms: 0,
+            op_kind: task.op.kind().to_string(),
+            op_version: task.op.version() as i32,
+            params_hash: task.params_hash.clone(),
+            fingerprint: fingerprint(dag, task, ds),
+            counters: None,
+        }
+    }
+}
+
 fn hex_prefix(d: &[u8]) -> String {
     d.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }

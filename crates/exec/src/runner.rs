@@ -480,23 +480,10 @@ impl Executor {
     ) -> ExecResult<()> {
         let now = Utc::now();
         let rec = AttemptRecord {
-            run_id: run_id.to_string(),
-            dag: dag.to_string(),
-            task: task.spec.name.clone(),
-            ds,
             attempt: 0,
             state: state.to_string(),
-            started: now,
-            ended: now,
             error: report.error.clone(),
-            rows_in: 0,
-            rows_out: 0,
-            delay_ms: 0,
-            op_kind: task.op.kind().to_string(),
-            op_version: task.op.version() as i32,
-            params_hash: task.params_hash.clone(),
-            fingerprint: fingerprint(dag, task, ds),
-            counters: None,
+            ..AttemptRecord::of_task(run_id, dag, task, ds, now, now)
         };
         self.records
             .append_engine(records::TASK_RUNS, records::task_runs_batch(&[rec])?)

@@ -19,7 +19,6 @@ use super::fresh::Fresh;
 use super::plan::TaskId;
 use super::timeline::{Timeline, Version, horizon, positions, stamp};
 use super::{Range, Written};
-use crate::attempt::fingerprint;
 use crate::records::{AttemptRecord, InputRead};
 use crate::state::TaskState;
 
@@ -93,23 +92,16 @@ pub(crate) async fn compute(
     let record = |ordinal: usize, started, state: TaskState, error: Option<String>| {
         let run = &range.runs[ordinal];
         AttemptRecord {
-            run_id: run.run_id.clone(),
-            dag: dag.spec.name.clone(),
-            task: task.spec.name.clone(),
-            ds: run.ds,
-            attempt: 1,
             state: state.to_string(),
-            started,
-            ended: Utc::now(),
             error,
-            rows_in: 0,
-            rows_out: 0,
-            delay_ms: 0,
-            op_kind: task.op.kind().to_string(),
-            op_version: task.op.version() as i32,
-            params_hash: task.params_hash.clone(),
-            fingerprint: fingerprint(&dag.spec.name, task, run.ds),
-            counters: None,
+            ..AttemptRecord::of_task(
+                &run.run_id,
+                &dag.spec.name,
+                task,
+                run.ds,
+                started,
+                Utc::now(),
+            )
         }
     };
     // Not ready (a model folder missing): every run skipped, nothing read, as a day would.
