@@ -62,7 +62,8 @@ if ! have_pin lightgbm 4.7.0; then
 fi
 
 # The interoperability test (tests/e2e/interop.rs) reads the lake with the readers users have:
-# the `deltalake` Python package and Polars. Only the test command needs them.
+# the `deltalake` Python package and Polars; the S3 tests (tests/e2e/s3.rs) run the lake on
+# moto's standalone S3-compatible server on loopback. Only the test command needs them.
 if [ "${1:-}" = "--tests" ]; then
   for pin in deltalake==1.6.6 polars==2.1.0; do
     if ! have_pin "${pin%%==*}" "${pin##*==}"; then
@@ -70,6 +71,11 @@ if [ "${1:-}" = "--tests" ]; then
       "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$pin"
     fi
   done
+  # The server needs moto's `server` extra (Flask and Werkzeug) beside moto itself.
+  if ! have_pin moto 5.2.5 || ! "$VENV/bin/python" -c 'import flask, werkzeug' >/dev/null 2>&1; then
+    echo "setup: installing moto[server]==5.2.5 into $VENV" >&2
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check 'moto[server]==5.2.5'
+  fi
 fi
 
 if ! have cargo; then

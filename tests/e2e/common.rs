@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests that drive the `krxflow` binary.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -9,9 +10,16 @@ pub fn repo_root() -> PathBuf {
 
 /// Runs the binary from the repository root against `lake`.
 pub fn krxflow(lake: &Path, args: &[&str]) -> Output {
+    krxflow_with(lake, &[], args)
+}
+
+/// Runs the binary from the repository root against `lake` (a folder or a URL such as
+/// `s3://bucket/prefix`) with `env` added (an object store's endpoint and keys).
+pub fn krxflow_with(lake: impl AsRef<OsStr>, env: &[(String, String)], args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_krxflow"))
         .current_dir(repo_root())
         .env("KRXFLOW_LAKE", lake)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .args(args)
         .output()
         .expect("krxflow binary runs")

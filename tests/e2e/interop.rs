@@ -3,9 +3,10 @@
 //! and per-column checksums. Both readers are installed from PyPI into the project's venv by
 //! `scripts/setup.sh --tests`.
 
+use std::ffi::OsStr;
 use std::process::Command;
 
-use crate::common::{krxflow, repo_root, text};
+use crate::common::{krxflow, krxflow_with, repo_root, text};
 
 fn python() -> std::path::PathBuf {
     repo_root().join(".venv/bin/python")
@@ -24,8 +25,15 @@ fn deltalake_and_polars_read_every_table_and_agree_with_krxflow_sql() {
         &["run", "dags/match_outcomes.yaml", "--date", "2024-12-16"],
     );
     assert!(o.status.success(), "{}", text(&o));
+    readers_agree_with_krxflow_sql(lake.as_os_str(), &[]);
+}
 
-    let listed = krxflow(&lake, &["--json", "tables"]);
+/// `deltalake` and Polars read every table of the lake at `lake` (a folder or a URL, with
+/// `env` for its store) and agree with `krxflow sql` on versions, row counts and per-column
+/// checksums.
+pub(crate) fn readers_agree_with_krxflow_sql(lake: &OsStr, env: &[(String, String)]) {
+    let krxflow = |args: &[&str]| krxflow_with(lake, env, args);
+    let listed = krxflow(&["--json", "tables"]);
     assert!(listed.status.success(), "{}", text(&listed));
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     let tables: Vec<(String, i64)> = listed
@@ -43,8 +51,9 @@ fn deltalake_and_polars_read_every_table_and_agree_with_krxflow_sql() {
 
     let py = Command::new(python())
         .arg(repo_root().join("tests/interop/read_lake.py"))
-        .arg(&lake)
+        .arg(lake)
         .args(tables.iter().map(|t| &t.0))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("the venv's python (scripts/setup.sh --tests) runs");
     assert!(py.status.success(), "{}", text(&py));
@@ -67,7 +76,7 @@ fn deltalake_and_polars_read_every_table_and_agree_with_krxflow_sql() {
             exprs.push(format!("{e} AS c{:03}", i + 1));
         }
         let sql = format!("SELECT {} FROM {sql_name}", exprs.join(", "));
-        let o = krxflow(&lake, &["sql", &sql, "--format", "json"]);
+        let o = krxflow(&["sql", &sql, "--format", "json"]);
         assert!(o.status.success(), "{sql}: {}", text(&o));
         let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let row = rows[0].as_object().unwrap();

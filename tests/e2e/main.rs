@@ -15,6 +15,7 @@ mod observability;
 mod onnx_ops;
 mod prediction_loop;
 mod reliability;
+mod s3;
 mod security;
 mod sentiment;
 mod serve;

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::common::{count, krxflow, text};
 
 /// Every table the loop writes, as sorted CSV.
-const LOOP_TABLES: &[(&str, &str)] = &[
+pub(crate) const LOOP_TABLES: &[(&str, &str)] = &[
     ("predictions", "code, base_date, horizon"),
     ("prediction_members", "code, base_date, horizon, model"),
     ("prediction_outcomes", "code, base_date, horizon, model"),
@@ -24,14 +24,25 @@ fn ok(o: std::process::Output) -> String {
 }
 
 fn dump(lake: &Path) -> Vec<(String, String)> {
-    LOOP_TABLES
+    dump_with(&|args| krxflow(lake, args), LOOP_TABLES)
+}
+
+/// Every row of `tables` (name, order) as CSV, read by `run` (`krxflow` against some lake).
+pub(crate) fn dump_with(
+    run: &dyn Fn(&[&str]) -> std::process::Output,
+    tables: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    tables
         .iter()
         .map(|(t, order)| {
-            let q = format!("SELECT * FROM {t} ORDER BY {order}");
-            (
-                t.to_string(),
-                ok(krxflow(lake, &["sql", &q, "--format", "csv"])),
-            )
+            // news_scores' list columns do not print as CSV: its scalar columns do.
+            let cols = if *t == "news_scores" {
+                "id, model, score, label"
+            } else {
+                "*"
+            };
+            let q = format!("SELECT {cols} FROM {t} ORDER BY {order}");
+            (t.to_string(), ok(run(&["sql", &q, "--format", "csv"])))
         })
         .collect()
 }
@@ -266,7 +277,7 @@ fn the_loop_replayed_over_a_range_equals_the_same_runs_one_by_one() {
 }
 
 /// The tables upstream of the ensemble, which a range batch writes in one commit each.
-const UPSTREAM_TABLES: &[(&str, &str)] = &[
+pub(crate) const UPSTREAM_TABLES: &[(&str, &str)] = &[
     ("ohlcv_daily", "code, date"),
     ("news", "id"),
     ("news_scores", "id, model"),
@@ -275,22 +286,7 @@ const UPSTREAM_TABLES: &[(&str, &str)] = &[
 ];
 
 fn dump_upstream(lake: &Path) -> Vec<(String, String)> {
-    UPSTREAM_TABLES
-        .iter()
-        .map(|(t, order)| {
-            // news_scores' list columns do not print as CSV: its scalar columns do.
-            let cols = if *t == "news_scores" {
-                "id, model, score, label"
-            } else {
-                "*"
-            };
-            let q = format!("SELECT {cols} FROM {t} ORDER BY {order}");
-            (
-                t.to_string(),
-                ok(krxflow(lake, &["sql", &q, "--format", "csv"])),
-            )
-        })
-        .collect()
+    dump_with(&|args| krxflow(lake, args), UPSTREAM_TABLES)
 }
 
 /// Task runs recorded per (dag, task, ds, state), sorted.

@@ -104,6 +104,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let lake = Lake::open(&cli.lake, wiring::catalog())
         .map_err(|e| usage(format!("cannot open lake `{}`: {e}", cli.lake)))?
         .with_file_cache(cli.lake_cache_mb.saturating_mul(1 << 20));
+    if let Err(e) = lake.probe().await {
+        // What to fix, not the store's whole answer (XML and all): that is at `--log debug`.
+        tracing::debug!(error = ?e, "lake probe");
+        anyhow::bail!("{e}");
+    }
     let ctx = Ctx {
         lake,
         json: cli.json,

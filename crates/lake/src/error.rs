@@ -20,6 +20,14 @@ pub enum LakeError {
     Parquet(#[from] deltalake::parquet::errors::ParquetError),
     #[error("object store: {0}")]
     ObjectStore(#[from] object_store::Error),
+    /// A remote lake that does not answer its first listing ([`crate::Lake::probe`]).
+    #[error("cannot reach the lake at `{location}`: {why}")]
+    Unreachable {
+        location: String,
+        why: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     #[error("sql: {0}")]

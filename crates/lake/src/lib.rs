@@ -9,8 +9,8 @@
 //!   or `merge` (upsert on keys). A failed write leaves the table at its previous version.
 //!
 //! One file per operation on a [`Lake`]: `table` (open, locations, snapshot cache), `read`,
-//! `write` (with `write/merge` and `write/append`), `compact`, `vacuum`, `rollback`, `log_cleanup`, `control`, `lease`, and
-//! `artifacts`; `files` and `dates` hold what several of them share, `scan` the direct Parquet
+//! `write` (with `write/merge` and `write/append`), `compact`, `vacuum`, `rollback`, `log_cleanup`, `control`, `lease`,
+//! `artifacts` and `probe` (a remote lake's first listing); `files` and `dates` hold what several of them share, `scan` the direct Parquet
 //! scan that reads and merge diffs use for plain tables (DataFusion serves the rest), `cache`
 //! the decoded files it keeps.
 
@@ -27,6 +27,7 @@ mod control;
 mod dates;
 mod files;
 mod log_cleanup;
+mod probe;
 mod read;
 mod rollback;
 mod scan;

@@ -71,7 +71,7 @@ impl Lake {
                 #[cfg(not(feature = "s3"))]
                 return Err(LakeError::BadLocation(
                     location.into(),
-                    "this krxflow was built without S3 support: rebuild with `--features s3`"
+                    "this krxflow was built without S3 support: rebuild with `cargo build --release -p krxflow-cli --features s3`"
                         .into(),
                 ));
             }
