@@ -24,6 +24,9 @@ ldconfig -p 2>/dev/null | grep -q 'libgomp\.so\.1 ' || need_apt+=(libgomp1)
 if [ "${1:-}" = "--tests" ]; then
   have chromium || need_apt+=(chromium)
   have chromedriver || need_apt+=(chromium-driver)
+  # The cluster test runs a Ray head in network and PID namespaces of its own.
+  have unshare || need_apt+=(util-linux)
+  have ip || need_apt+=(iproute2)
 fi
 # Python for the tool venv below.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
@@ -71,6 +74,12 @@ if [ "${1:-}" = "--tests" ]; then
       "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$pin"
     fi
   done
+  # The cluster test (tests/e2e/cluster.rs) submits backfill partitions to a real Ray head
+  # (`ray[default]`: the dashboard serves the Job Submission API); ~380 MB, ~25 s.
+  if ! have_pin ray 2.60.0 || ! "$VENV/bin/python" -c 'import aiohttp, ray.dashboard' >/dev/null 2>&1; then
+    echo "setup: installing ray[default]==2.60.0 into $VENV" >&2
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check 'ray[default]==2.60.0'
+  fi
   # The server needs moto's `server` extra (Flask and Werkzeug) beside moto itself.
   if ! have_pin moto 5.2.5 || ! "$VENV/bin/python" -c 'import flask, werkzeug' >/dev/null 2>&1; then
     echo "setup: installing moto[server]==5.2.5 into $VENV" >&2

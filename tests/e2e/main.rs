@@ -6,6 +6,7 @@ mod common;
 
 mod backfill;
 mod cli;
+mod cluster;
 mod eval;
 mod faults;
 mod interop;

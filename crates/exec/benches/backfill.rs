@@ -129,6 +129,7 @@ fn main() {
             let opts = BackfillOptions {
                 reprocess: Reprocess::Missing,
                 parallel,
+                runner: None,
             };
             let t = Instant::now();
             let report = exec

@@ -65,6 +65,8 @@ pub enum PartitionOutcome {
 pub struct BackfillOptions {
     pub reprocess: Reprocess,
     pub parallel: usize,
+    /// Where the partitions run: `None` here, in this process.
+    pub runner: Option<Arc<dyn crate::partition::PartitionRunner>>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -310,7 +312,14 @@ impl Executor {
             let dag = dag.clone();
             let exec = self.clone();
             let known = done_fps.get(&ds).cloned().unwrap_or_default();
+            let runner = opts.runner.clone();
             async move {
+                if let Some(runner) = runner {
+                    let outcome = runner
+                        .run_partition(&dag, ds, run_reprocess, &exec.cancel)
+                        .await;
+                    return (ds, outcome);
+                }
                 let mut o = RunOptions::new(ds);
                 o.reprocess = run_reprocess;
                 o.known_succeeded = Some(known);

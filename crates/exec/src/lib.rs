@@ -14,6 +14,7 @@ pub mod error;
 mod faults;
 pub mod lineage;
 pub mod observe;
+pub mod partition;
 pub mod records;
 pub mod runner;
 pub mod state;
@@ -26,6 +27,7 @@ pub use backfill::{
 pub use batch::{BatchReport, ReplayRun, SettledTask};
 pub use error::{ExecError, ExecResult};
 pub use observe::{Fanout, MetricsObserver};
+pub use partition::PartitionRunner;
 pub use records::{AttemptRecord, LineageRecord, RunRecord, engine_tables};
 pub use runner::{Executor, Reprocess, RunObserver, RunOptions, RunReport, TaskReport, new_run_id};
 pub use state::{AttemptState, RunState, TaskState};

@@ -853,6 +853,7 @@ async fn backfills_skip_done_partitions_rerun_failed_ones_and_block_after_a_past
     let opts = |reprocess, parallel| BackfillOptions {
         reprocess,
         parallel,
+        runner: None,
     };
     let progress = Counting(Default::default());
     let first = exec

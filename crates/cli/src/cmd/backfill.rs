@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use indicatif::{ProgressBar, ProgressStyle};
+use krxflow_cluster::{RayJobs, RayRunner};
 use krxflow_exec::{
-    BackfillOptions, BackfillProgress, Executor, MetricsObserver, PartitionOutcome, ReplayRun,
-    new_run_id,
+    BackfillOptions, BackfillProgress, Executor, MetricsObserver, PartitionOutcome,
+    PartitionRunner, ReplayRun, new_run_id,
 };
 use krxflow_metrics::Metrics;
 
@@ -43,6 +44,15 @@ pub struct Args {
     /// range batches); the outputs are the same.
     #[arg(long)]
     per_day: bool,
+    /// Run each partition as a job on this Ray cluster (its Job Submission API, e.g.
+    /// http://head:8265) instead of here. The workers need the krxflow binary, the DAG file
+    /// and this working folder at the same paths, and the lake (`s3://…`, or a folder every
+    /// node mounts); jobs get this shell's `AWS_*` and `KRXFLOW_*` variables. One DAG at a time.
+    #[arg(long, env = "KRXFLOW_RAY_ADDRESS")]
+    ray_address: Option<String>,
+    /// The krxflow binary on the Ray workers (default: this binary's path).
+    #[arg(long, requires = "ray_address")]
+    ray_krxflow: Option<String>,
 }
 
 impl Args {
@@ -57,6 +67,8 @@ impl Args {
             parallel: 2,
             dry_run: false,
             per_day: false,
+            ray_address: None,
+            ray_krxflow: None,
         }
     }
 }
@@ -114,6 +126,39 @@ impl BackfillProgress for Bar {
     }
 }
 
+/// The runner of partitions as jobs on the Ray cluster at `address`, after checking that it
+/// answers.
+fn ray_runner(
+    address: &str,
+    krxflow: Option<&str>,
+    dag_arg: &str,
+    ctx: &Ctx,
+) -> anyhow::Result<Arc<dyn PartitionRunner>> {
+    let jobs = RayJobs::new(address);
+    let version = jobs.version()?;
+    let dag = std::fs::canonicalize(wiring::resolve_dag_path(dag_arg))?;
+    let here = std::env::current_dir()?;
+    let binary = match krxflow {
+        Some(b) => b.to_string(),
+        None => std::env::current_exe()?.display().to_string(),
+    };
+    let env = std::env::vars().filter(|(k, _)| {
+        (k.starts_with("AWS_") || k.starts_with("KRXFLOW_"))
+            && !matches!(k.as_str(), "KRXFLOW_LAKE" | "KRXFLOW_RAY_ADDRESS")
+    });
+    eprintln!("backfill: partitions run as jobs on Ray {version} at {address}");
+    Ok(Arc::new(
+        RayRunner::new(
+            jobs,
+            &binary,
+            &here.display().to_string(),
+            ctx.lake.root().as_str(),
+            &dag.display().to_string(),
+        )
+        .with_env(env),
+    ))
+}
+
 pub async fn run(a: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let (lake, json, pushgateway) = (&ctx.lake, ctx.json, ctx.pushgateway.as_deref());
     let (from, to) = (parse_date(&a.from)?, parse_date(&a.to)?);
@@ -121,6 +166,12 @@ pub async fn run(a: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         return Err(usage(format!("--from {from} is after --to {to}")));
     }
     if a.dags.len() > 1 {
+        if a.ray_address.is_some() {
+            return Err(usage(
+                "--ray-address backfills one DAG at a time: the loop's DAGs read what each \
+                 other wrote the day before, so their replay runs here",
+            ));
+        }
         return replay(a, from, to, ctx).await;
     }
     let dag = load_valid(lake, &a.dags[0]).await?;
@@ -177,9 +228,19 @@ pub async fn run(a: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         metrics: metrics.clone(),
         dag: dag.spec.name.clone(),
     };
+    let runner = match &a.ray_address {
+        Some(address) => Some(ray_runner(
+            address,
+            a.ray_krxflow.as_deref(),
+            &a.dags[0],
+            ctx,
+        )?),
+        None => None,
+    };
     let opts = BackfillOptions {
         reprocess,
         parallel: a.parallel.max(1),
+        runner,
     };
     let report = exec.backfill(Arc::new(dag), &days, opts, &progress).await?;
     progress.bar.finish_and_clear();

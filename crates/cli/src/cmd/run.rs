@@ -25,6 +25,16 @@ pub struct Args {
     /// Tasks running at once (default: cores).
     #[arg(long)]
     max_parallel: Option<usize>,
+    /// What started the run, as recorded in `_krxflow.runs` (a cluster backfill's jobs say
+    /// `backfill`).
+    #[arg(long, value_enum, default_value_t = Trigger::Manual)]
+    trigger: Trigger,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Trigger {
+    Manual,
+    Backfill,
 }
 
 /// KRX's regular session closes at 15:30 KST.
@@ -53,6 +63,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         date,
         reprocess,
         max_parallel,
+        trigger,
     } = args;
     let (lake, json, pushgateway) = (&ctx.lake, ctx.json, ctx.pushgateway.as_deref());
     let dag = load_valid(lake, &dag).await?;
@@ -90,6 +101,11 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     });
     let mut opts = RunOptions::new(ds);
     opts.reprocess = reprocess_of(reprocess);
+    opts.trigger = match trigger {
+        Trigger::Manual => "manual",
+        Trigger::Backfill => "backfill",
+    }
+    .into();
     let report = exec.run(Arc::new(dag), opts).await?;
     watcher.abort();
     if let Some(url) = pushgateway {

@@ -1,0 +1,300 @@
+//! [`RayRunner`]: one backfill partition as one Ray job running `krxflow run` on a worker.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use krxflow_dag::ValidatedDag;
+use krxflow_exec::{PartitionOutcome, PartitionRunner, Reprocess};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{ClusterError, ClusterResult};
+use crate::ray::{JobInfo, JobSpec, JobStatus, RayJobs};
+use crate::shell::quote;
+
+/// Polls of a job's status in a row that may fail before the job is given up as lost.
+const LOST_AFTER_POLL_ERRORS: u32 = 20;
+
+/// Runs each partition as a Ray job: `cd WORKDIR && exec KRXFLOW --lake LAKE run DAG --date
+/// D --reprocess R --trigger backfill`, with the driver's `AWS_*` and `KRXFLOW_*` variables.
+/// The workers need the binary, the DAG file and the working folder at the same paths as the
+/// driver (as Airflow's workers need its DAG folder), and the lake (`s3://`, or a folder every
+/// node mounts).
+///
+/// A job whose run failed (`krxflow run` exits 1: its tasks were already retried by the DAG's
+/// policy on the worker; 2: the DAG or the date is invalid) fails its partition. A job that
+/// failed for any other reason (the command not found, a worker lost, the job stopped by
+/// someone else) is submitted again, up to `attempts` times in all.
+#[derive(Debug, Clone)]
+pub struct RayRunner {
+    jobs: RayJobs,
+    krxflow: String,
+    workdir: String,
+    lake: String,
+    dag_path: String,
+    env: BTreeMap<String, String>,
+    attempts: u32,
+    poll: Duration,
+}
+
+/// How one submission ended.
+enum Ended {
+    Succeeded,
+    Cancelled,
+    /// The run failed: submitting it again would fail the same way.
+    RunFailed(String),
+    /// The job failed around the run: worth another submission.
+    JobFailed(String),
+}
+
+impl RayRunner {
+    /// Jobs on `jobs`' cluster running `krxflow` (the binary's path on the workers) from
+    /// `workdir` against `lake` (a URL) for the DAG file at `dag_path`.
+    pub fn new(jobs: RayJobs, krxflow: &str, workdir: &str, lake: &str, dag_path: &str) -> Self {
+        Self {
+            jobs,
+            krxflow: krxflow.into(),
+            workdir: workdir.into(),
+            lake: lake.into(),
+            dag_path: dag_path.into(),
+            env: BTreeMap::new(),
+            attempts: 3,
+            poll: Duration::from_millis(500),
+        }
+    }
+
+    /// Environment variables every job gets (credentials of the lake's store, krxflow's own).
+    pub fn with_env(mut self, env: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.env.extend(env);
+        self
+    }
+
+    /// Submissions of one partition in all when its job fails around the run (default 3).
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// The shell command a job runs for `ds`.
+    pub fn entrypoint(&self, ds: NaiveDate, reprocess: Reprocess) -> String {
+        let reprocess = match reprocess {
+            Reprocess::All => "all",
+            Reprocess::Missing | Reprocess::Failed => "missing",
+        };
+        format!(
+            "cd {} && exec {} --lake {} run {} --date {ds} --reprocess {reprocess} --trigger backfill",
+            quote(&self.workdir),
+            quote(&self.krxflow),
+            quote(&self.lake),
+            quote(&self.dag_path),
+        )
+    }
+
+    /// Submits `job` and follows it to its end (or stops it when `cancel` fires).
+    async fn follow(&self, job: JobSpec, cancel: &CancellationToken) -> Ended {
+        let id = job.submission_id.clone();
+        let jobs = self.jobs.clone();
+        if let Err(e) = blocking(move || jobs.submit(&job)).await {
+            return Ended::JobFailed(format!("submitting job {id}: {e}"));
+        }
+        tracing::info!(job = %id, cluster = %self.jobs.address(), "ray job submitted");
+        let mut errors = 0;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    let (jobs, stop) = (self.jobs.clone(), id.clone());
+                    if let Err(e) = blocking(move || jobs.stop(&stop)).await {
+                        tracing::warn!(job = %id, error = %e, "could not stop the ray job");
+                    }
+                    return Ended::Cancelled;
+                }
+                _ = tokio::time::sleep(self.poll) => {}
+            }
+            let (jobs, asked) = (self.jobs.clone(), id.clone());
+            let info = match blocking(move || jobs.status(&asked)).await {
+                Ok(info) => info,
+                Err(e) => {
+                    errors += 1;
+                    if errors >= LOST_AFTER_POLL_ERRORS {
+                        return Ended::JobFailed(format!(
+                            "job {id}: its status is unreadable: {e}"
+                        ));
+                    }
+                    continue;
+                }
+            };
+            errors = 0;
+            match info.status {
+                JobStatus::Pending | JobStatus::Running => {}
+                JobStatus::Succeeded => return Ended::Succeeded,
+                JobStatus::Failed | JobStatus::Stopped => {
+                    let why = describe(&id, &info);
+                    return match info.driver_exit_code {
+                        Some(1 | 2) => Ended::RunFailed(why),
+                        _ => Ended::JobFailed(why),
+                    };
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl PartitionRunner for RayRunner {
+    async fn run_partition(
+        &self,
+        dag: &ValidatedDag,
+        ds: NaiveDate,
+        reprocess: Reprocess,
+        cancel: &CancellationToken,
+    ) -> PartitionOutcome {
+        self.run_named(&dag.spec.name, ds, reprocess, cancel).await
+    }
+}
+
+impl RayRunner {
+    /// The partition `ds` of the DAG `name` (the file is `dag_path`), submitted up to
+    /// `attempts` times.
+    async fn run_named(
+        &self,
+        name: &str,
+        ds: NaiveDate,
+        reprocess: Reprocess,
+        cancel: &CancellationToken,
+    ) -> PartitionOutcome {
+        for attempt in 1..=self.attempts {
+            let token = uuid::Uuid::new_v4().simple().to_string();
+            let job = JobSpec {
+                submission_id: format!("krxflow-{name}-{ds}-{}", &token[..8]),
+                entrypoint: self.entrypoint(ds, reprocess),
+                env: self.env.clone(),
+                metadata: BTreeMap::from([
+                    ("krxflow_dag".to_string(), name.to_string()),
+                    ("krxflow_ds".to_string(), ds.to_string()),
+                    ("krxflow_attempt".to_string(), attempt.to_string()),
+                ]),
+                num_cpus: 1.0,
+            };
+            match self.follow(job, cancel).await {
+                Ended::Succeeded => return PartitionOutcome::Succeeded,
+                Ended::Cancelled => return PartitionOutcome::Cancelled,
+                Ended::RunFailed(why) => {
+                    tracing::error!("{name} {ds}: the run failed on the cluster: {why}");
+                    return PartitionOutcome::Failed;
+                }
+                Ended::JobFailed(why) if attempt < self.attempts => {
+                    tracing::warn!(
+                        "{name} {ds}: attempt {attempt}/{} failed around the run, submitting again: {why}",
+                        self.attempts
+                    );
+                    tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                }
+                Ended::JobFailed(why) => {
+                    tracing::error!(
+                        "{name} {ds}: the job failed on all {} attempts; the last: {why}",
+                        self.attempts
+                    );
+                }
+            }
+        }
+        PartitionOutcome::Failed
+    }
+}
+
+/// `job ID STATUS (exit code N): <the last lines of Ray's message>`.
+fn describe(id: &str, info: &JobInfo) -> String {
+    let status = match info.status {
+        JobStatus::Stopped => "stopped",
+        _ => "failed",
+    };
+    let code = info
+        .driver_exit_code
+        .map(|c| format!(" (exit code {c})"))
+        .unwrap_or_default();
+    let message = info.message.as_deref().unwrap_or("").trim();
+    let lines: Vec<&str> = message.lines().collect();
+    let tail = lines[lines.len().saturating_sub(12)..].join("\n");
+    format!("job {id} {status}{code}:\n{tail}")
+}
+
+/// Runs a blocking client call on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ClusterResult<T> + Send + 'static,
+) -> ClusterResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(ClusterError::Client(e.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runner() -> RayRunner {
+        RayRunner::new(
+            RayJobs::new("http://127.0.0.1:1"),
+            "/opt/krx flow/krxflow",
+            "/srv/it's here",
+            "s3://bucket/lake",
+            "/srv/dags/daily_batch.yaml",
+        )
+    }
+
+    #[test]
+    fn the_entrypoint_runs_the_dag_for_the_day_from_the_working_folder() {
+        let ds = NaiveDate::from_ymd_opt(2024, 12, 16).unwrap();
+        assert_eq!(
+            runner().entrypoint(ds, Reprocess::Missing),
+            "cd '/srv/it'\\''s here' && exec '/opt/krx flow/krxflow' --lake 's3://bucket/lake' \
+             run '/srv/dags/daily_batch.yaml' --date 2024-12-16 --reprocess missing --trigger backfill"
+        );
+        assert!(
+            runner()
+                .entrypoint(ds, Reprocess::All)
+                .contains("--reprocess all")
+        );
+    }
+
+    #[test]
+    fn a_failure_is_told_with_the_tail_of_rays_message() {
+        let message: String = (1..=30).map(|i| format!("line {i}\n")).collect();
+        let info = JobInfo {
+            status: JobStatus::Failed,
+            message: Some(message),
+            error_type: None,
+            driver_exit_code: Some(1),
+        };
+        let d = describe("krxflow-x", &info);
+        assert!(
+            d.starts_with("job krxflow-x failed (exit code 1):\n"),
+            "{d}"
+        );
+        assert!(d.ends_with("line 30"), "{d}");
+        assert!(!d.contains("line 18\n"), "{d}");
+    }
+
+    #[tokio::test]
+    async fn a_cluster_that_never_answers_fails_the_partition_after_every_attempt() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let r = RayRunner::new(
+            RayJobs::new(&format!("http://127.0.0.1:{port}")),
+            "krxflow",
+            "/",
+            "s3://b/l",
+            "d.yaml",
+        )
+        .with_attempts(2);
+        let ds = NaiveDate::from_ymd_opt(2024, 12, 16).unwrap();
+        let t0 = std::time::Instant::now();
+        let outcome = r
+            .run_named("d", ds, Reprocess::Missing, &CancellationToken::new())
+            .await;
+        assert_eq!(outcome, PartitionOutcome::Failed);
+        // Two submissions with a pause of a second between them: tried again, not forever.
+        assert!(t0.elapsed() >= Duration::from_secs(1), "{:?}", t0.elapsed());
+    }
+}

@@ -1,0 +1,193 @@
+//! Scale-out on a real Ray cluster: `krxflow backfill --ray-address` submits each partition as
+//! a Ray job (its Job Submission REST API) that runs `krxflow run` over the same lake. The test
+//! starts a Ray head (the venv's `ray[default]`, installed by `scripts/setup.sh --tests`) with
+//! `tests/cluster/with_ray.sh`, in user, network and PID namespaces of its own (`unshare -r`,
+//! no root needed): the namespace keeps Ray's traffic on loopback, and every Ray process ends
+//! with the script.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::{count, krxflow, repo_root, text};
+
+const RAY: &str = "--ray-address http://127.0.0.1:8265";
+
+/// Runs `commands` (each with `bash -c`) while a Ray head runs; their exit codes and output.
+fn with_ray(commands: &[String]) -> Vec<(i32, String)> {
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::new("unshare")
+        .args(["-r", "-n", "-p", "-f", "--mount-proc", "bash"])
+        .arg(repo_root().join("tests/cluster/with_ray.sh"))
+        .arg(out.path())
+        .args(commands)
+        .current_dir(repo_root())
+        .output()
+        .expect("unshare runs (util-linux, scripts/setup.sh --tests)");
+    assert!(
+        o.status.success(),
+        "the Ray head did not start:\n{}",
+        text(&o)
+    );
+    (1..=commands.len())
+        .map(|n| {
+            let rc = std::fs::read_to_string(out.path().join(format!("{n}.rc"))).unwrap();
+            let log = std::fs::read_to_string(out.path().join(format!("{n}.log"))).unwrap();
+            (rc.trim().parse().unwrap(), log)
+        })
+        .collect()
+}
+
+fn dump(lake: &Path, table: &str, order: &str) -> String {
+    let o = krxflow(
+        lake,
+        &[
+            "sql",
+            &format!("SELECT * FROM {table} ORDER BY {order}"),
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+#[test]
+fn a_backfill_on_ray_writes_what_a_backfill_here_writes_and_says_why_partitions_fail() {
+    let bin = env!("CARGO_BIN_EXE_krxflow");
+    let here = tempfile::tempdir().unwrap();
+    let there = tempfile::tempdir().unwrap();
+    let (ok, faulty, unreachable) = (
+        there.path().join("ok"),
+        there.path().join("faulty"),
+        there.path().join("no-binary"),
+    );
+    // Both lakes start from the same first day, so that the incremental ingest of the
+    // partitions running two at a time writes the same rows in whatever order they finish.
+    for lake in [here.path(), ok.as_path()] {
+        let o = krxflow(lake, &["run", "demo", "--date", "2024-12-06"]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let o = krxflow(
+        here.path(),
+        &[
+            "backfill",
+            "demo",
+            "--from",
+            "2024-12-09",
+            "--to",
+            "2024-12-13",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+
+    let jobs_py = "import json, urllib.request; \
+        print(json.dumps(json.load(urllib.request.urlopen('http://127.0.0.1:8265/api/jobs/'))))";
+    let said = with_ray(&[
+        format!(
+            "{bin} --lake {} backfill demo --from 2024-12-09 --to 2024-12-13 {RAY}",
+            ok.display()
+        ),
+        // Every operator run fails (the fault switch reaches the jobs as a KRXFLOW_ variable):
+        // the run fails on the worker after the DAG's retries; submitting it again would not help.
+        format!(
+            "KRXFLOW_TEST_FAULTS=op=1 {bin} --lake {} backfill demo --from 2024-12-16 --to 2024-12-16 {RAY}",
+            faulty.display()
+        ),
+        // The workers have no binary at that path: the job fails around the run, and is
+        // submitted again, three times in all.
+        format!(
+            "{bin} --lake {} backfill demo --from 2024-12-16 --to 2024-12-16 {RAY} --ray-krxflow /nonexistent/krxflow",
+            unreachable.display()
+        ),
+        format!(
+            "{}/.venv/bin/python -c \"{jobs_py}\"",
+            repo_root().display()
+        ),
+    ]);
+
+    let (rc, log) = &said[0];
+    assert_eq!(*rc, 0, "{log}");
+    assert!(
+        log.contains("partitions run as jobs on Ray 2.60.0"),
+        "{log}"
+    );
+    for (table, order) in [
+        ("ohlcv_daily", "code, date"),
+        ("features_returns", "code, date"),
+    ] {
+        let (a, b) = (dump(here.path(), table, order), dump(&ok, table, order));
+        assert!(a.lines().count() > 100, "{table}: {a}");
+        let first = a.lines().zip(b.lines()).find(|(x, y)| x != y);
+        assert!(
+            a == b,
+            "{table} differs between the backfill here ({} lines) and on Ray ({}); first: {first:?}",
+            a.lines().count(),
+            b.lines().count()
+        );
+    }
+    assert_eq!(
+        count(
+            &ok,
+            "SELECT count(*) FROM _krxflow.runs WHERE trigger = 'backfill' AND state = 'succeeded'"
+        ),
+        5
+    );
+    assert_eq!(
+        count(
+            &ok,
+            "SELECT count(*) FROM _krxflow.backfills WHERE state = 'succeeded'"
+        ),
+        1
+    );
+
+    let (rc, log) = &said[1];
+    assert_eq!(*rc, 1, "{log}");
+    assert!(
+        log.contains("demo 2024-12-16: the run failed on the cluster"),
+        "{log}"
+    );
+    assert!(
+        log.contains("(exit code 1)") && log.contains("failed on purpose"),
+        "{log}"
+    );
+    assert!(!log.contains("submitting again"), "{log}");
+
+    let (rc, log) = &said[2];
+    assert_eq!(*rc, 1, "{log}");
+    assert!(
+        log.contains("attempt 1/3") && log.contains("attempt 2/3"),
+        "{log}"
+    );
+    assert!(log.contains("the job failed on all 3 attempts"), "{log}");
+    assert!(log.contains("(exit code 127)"), "{log}");
+
+    // What Ray saw: one job per partition here, one for the failed run, three for the binary
+    // it could not find; each named with its DAG and day.
+    let (rc, listed) = &said[3];
+    assert_eq!(*rc, 0, "{listed}");
+    let jobs: serde_json::Value = serde_json::from_str(listed.trim()).unwrap();
+    let mut seen: Vec<(String, String)> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["metadata"]["krxflow_ds"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                j["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let mut want: Vec<(String, String)> = ["09", "10", "11", "12", "13"]
+        .iter()
+        .map(|d| (format!("2024-12-{d}"), "SUCCEEDED".to_string()))
+        .collect();
+    want.extend(std::iter::repeat_n(
+        ("2024-12-16".to_string(), "FAILED".to_string()),
+        4,
+    ));
+    assert_eq!(seen, want);
+}
