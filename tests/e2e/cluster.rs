@@ -80,6 +80,16 @@ fn a_backfill_on_ray_writes_what_a_backfill_here_writes_and_says_why_partitions_
     );
     assert!(o.status.success(), "{}", text(&o));
 
+    // A run that would retry for minutes (every operator run fails, 30 s between tries),
+    // interrupted: the driver stops its job on the cluster.
+    let slow = there.path().join("slow.yaml");
+    std::fs::write(
+        &slow,
+        "dag: slow\ndefaults:\n  retries: { max: 5, backoff: fixed, base: 30s, jitter: none }\n\
+         tasks:\n  ingest:\n    op: ingest.synthetic\n    with: { tickers: 3, seed: 7, lookback_days: 10 }\n\
+         \x20   outputs: { bars: ohlcv_daily, news: news, universe: universe }\n",
+    )
+    .unwrap();
     let jobs_py = "import json, urllib.request; \
         print(json.dumps(json.load(urllib.request.urlopen('http://127.0.0.1:8265/api/jobs/'))))";
     let said = with_ray(&[
@@ -98,6 +108,12 @@ fn a_backfill_on_ray_writes_what_a_backfill_here_writes_and_says_why_partitions_
         format!(
             "{bin} --lake {} backfill demo --from 2024-12-16 --to 2024-12-16 {RAY} --ray-krxflow /nonexistent/krxflow",
             unreachable.display()
+        ),
+        format!(
+            "set -m; KRXFLOW_TEST_FAULTS=op=1 {bin} --lake {} backfill {} --from 2024-12-16 --to 2024-12-16 {RAY} & \
+             sleep 8; kill -INT %1; wait %1; echo \"exit $?\"",
+            there.path().join("slow-lake").display(),
+            slow.display()
         ),
         format!(
             "{}/.venv/bin/python -c \"{jobs_py}\"",
@@ -162,8 +178,16 @@ fn a_backfill_on_ray_writes_what_a_backfill_here_writes_and_says_why_partitions_
     assert!(log.contains("(exit code 127)"), "{log}");
 
     // What Ray saw: one job per partition here, one for the failed run, three for the binary
-    // it could not find; each named with its DAG and day.
-    let (rc, listed) = &said[3];
+    // it could not find, one stopped; each named with its DAG and day.
+    let (rc, log) = &said[3];
+    assert_eq!(*rc, 0, "{log}");
+    assert!(
+        log.contains("interrupt") && log.contains("cancelled"),
+        "{log}"
+    );
+    assert!(log.trim_end().ends_with("exit 1"), "{log}");
+
+    let (rc, listed) = &said[4];
     assert_eq!(*rc, 0, "{listed}");
     let jobs: serde_json::Value = serde_json::from_str(listed.trim()).unwrap();
     let mut seen: Vec<(String, String)> = jobs
@@ -189,5 +213,6 @@ fn a_backfill_on_ray_writes_what_a_backfill_here_writes_and_says_why_partitions_
         ("2024-12-16".to_string(), "FAILED".to_string()),
         4,
     ));
+    want.push(("2024-12-16".to_string(), "STOPPED".to_string()));
     assert_eq!(seen, want);
 }
