@@ -10,10 +10,10 @@ use std::process::Command;
 
 use crate::common::{count, krxflow, repo_root, text};
 
-const RAY: &str = "--ray-address http://127.0.0.1:8265";
+pub(crate) const RAY: &str = "--ray-address http://127.0.0.1:8265";
 
 /// Runs `commands` (each with `bash -c`) while a Ray head runs; their exit codes and output.
-fn with_ray(commands: &[String]) -> Vec<(i32, String)> {
+pub(crate) fn with_ray(commands: &[String]) -> Vec<(i32, String)> {
     let out = tempfile::tempdir().unwrap();
     let o = Command::new("unshare")
         .args(["-r", "-n", "-p", "-f", "--mount-proc", "bash"])

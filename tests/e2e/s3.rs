@@ -247,3 +247,49 @@ fn concurrent_runs_on_one_s3_lake_lose_no_commit() {
     let n = String::from_utf8_lossy(&o.stdout);
     assert_eq!(n.lines().nth(1), Some("10"), "5 runs of 2 tasks: {n}");
 }
+
+#[cfg(feature = "s3")]
+#[test]
+fn a_backfill_on_ray_writes_an_s3_lake_from_the_workers() {
+    // Scale-out as users run it: the driver and the Ray workers share no folder, only the
+    // bucket. The S3 server runs beside the Ray head inside the test's namespace; the jobs get
+    // the endpoint and keys from the driver's AWS_ variables.
+    use crate::cluster::{RAY, with_ray};
+
+    let bin = env!("CARGO_BIN_EXE_krxflow");
+    let moto = repo_root().join(".venv/bin/moto_server");
+    let python = repo_root().join(".venv/bin/python");
+    let env = "AWS_ENDPOINT_URL=http://127.0.0.1:9000 AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
+               AWS_ACCESS_KEY_ID=krxflow-test AWS_SECRET_ACCESS_KEY=krxflow-test-secret";
+    let lake = "--lake s3://krxflow-ray/lake";
+    let said = with_ray(&[
+        format!(
+            "({} -H 127.0.0.1 -p 9000 >/dev/null 2>&1 &) ; \
+             for i in $(seq 100); do {} -c \"import urllib.request as u; \
+             u.urlopen(u.Request('http://127.0.0.1:9000/krxflow-ray', method='PUT'))\" \
+             2>/dev/null && exit 0; sleep 0.2; done; exit 1",
+            moto.display(),
+            python.display()
+        ),
+        format!("{env} {bin} {lake} run demo --date 2024-12-06"),
+        format!("{env} {bin} {lake} backfill demo --from 2024-12-09 --to 2024-12-13 {RAY}"),
+        format!(
+            "{env} {bin} {lake} sql \"SELECT count(DISTINCT date) AS days FROM features_returns \
+             WHERE date >= DATE '2024-12-09'\" --format csv"
+        ),
+        format!(
+            "{env} {bin} {lake} sql \"SELECT count(*) AS runs FROM _krxflow.runs \
+             WHERE trigger = 'backfill' AND state = 'succeeded'\" --format csv"
+        ),
+    ]);
+    for (i, (rc, log)) in said.iter().enumerate() {
+        assert_eq!(*rc, 0, "command {}: {log}", i + 1);
+    }
+    assert!(
+        said[2].1.contains("partitions run as jobs on Ray"),
+        "{}",
+        said[2].1
+    );
+    assert_eq!(said[3].1.lines().nth(1), Some("5"), "{}", said[3].1);
+    assert_eq!(said[4].1.lines().nth(1), Some("5"), "{}", said[4].1);
+}
