@@ -97,6 +97,11 @@ fn a_backfill_on_ray_writes_what_a_backfill_here_writes_and_says_why_partitions_
             "{bin} --lake {} backfill demo --from 2024-12-09 --to 2024-12-13 {RAY}",
             ok.display()
         ),
+        // Again: the workers' records in the lake say every partition is done; no job.
+        format!(
+            "{bin} --lake {} backfill demo --from 2024-12-09 --to 2024-12-13 {RAY}",
+            ok.display()
+        ),
         // Every operator run fails (the fault switch reaches the jobs as a KRXFLOW_ variable):
         // the run fails on the worker after the DAG's retries; submitting it again would not help.
         format!(
@@ -153,10 +158,15 @@ fn a_backfill_on_ray_writes_what_a_backfill_here_writes_and_says_why_partitions_
             &ok,
             "SELECT count(*) FROM _krxflow.backfills WHERE state = 'succeeded'"
         ),
-        1
+        2,
+        "the backfill and its re-run, both recorded"
     );
 
     let (rc, log) = &said[1];
+    assert_eq!(*rc, 0, "{log}");
+    assert!(log.contains("skipped  5"), "{log}");
+
+    let (rc, log) = &said[2];
     assert_eq!(*rc, 1, "{log}");
     assert!(
         log.contains("demo 2024-12-16: the run failed on the cluster"),
@@ -168,7 +178,7 @@ fn a_backfill_on_ray_writes_what_a_backfill_here_writes_and_says_why_partitions_
     );
     assert!(!log.contains("submitting again"), "{log}");
 
-    let (rc, log) = &said[2];
+    let (rc, log) = &said[3];
     assert_eq!(*rc, 1, "{log}");
     assert!(
         log.contains("attempt 1/3") && log.contains("attempt 2/3"),
@@ -179,7 +189,7 @@ fn a_backfill_on_ray_writes_what_a_backfill_here_writes_and_says_why_partitions_
 
     // What Ray saw: one job per partition here, one for the failed run, three for the binary
     // it could not find, one stopped; each named with its DAG and day.
-    let (rc, log) = &said[3];
+    let (rc, log) = &said[4];
     assert_eq!(*rc, 0, "{log}");
     assert!(
         log.contains("interrupt") && log.contains("cancelled"),
@@ -187,7 +197,7 @@ fn a_backfill_on_ray_writes_what_a_backfill_here_writes_and_says_why_partitions_
     );
     assert!(log.trim_end().ends_with("exit 1"), "{log}");
 
-    let (rc, listed) = &said[4];
+    let (rc, listed) = &said[5];
     assert_eq!(*rc, 0, "{listed}");
     let jobs: serde_json::Value = serde_json::from_str(listed.trim()).unwrap();
     let mut seen: Vec<(String, String)> = jobs
