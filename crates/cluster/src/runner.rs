@@ -117,6 +117,10 @@ impl RayRunner {
                 Err(e) => {
                     errors += 1;
                     if errors >= LOST_AFTER_POLL_ERRORS {
+                        // Before the partition is submitted again, the job we lost sight of is
+                        // asked to stop (best effort), so two jobs do not run the same day.
+                        let (jobs, stop) = (self.jobs.clone(), id.clone());
+                        let _ = blocking(move || jobs.stop(&stop)).await;
                         return Ended::JobFailed(format!(
                             "job {id}: its status is unreadable: {e}"
                         ));
