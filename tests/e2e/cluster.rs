@@ -90,6 +90,13 @@ fn a_backfill_on_ray_writes_what_a_backfill_here_writes_and_says_why_partitions_
          \x20   outputs: { bars: ohlcv_daily, news: news, universe: universe }\n",
     )
     .unwrap();
+    let python = repo_root().join(".venv/bin/python");
+    let running_py = "import json, time, urllib.request\n\
+        for _ in range(600):\n\
+        \x20   jobs = json.load(urllib.request.urlopen('http://127.0.0.1:8265/api/jobs/'))\n\
+        \x20   if any(j['metadata'].get('krxflow_dag') == 'slow' and j['status'] == 'RUNNING' for j in jobs): break\n\
+        \x20   time.sleep(0.1)\n\
+        else: raise SystemExit('the job never ran')";
     let jobs_py = "import json, urllib.request; \
         print(json.dumps(json.load(urllib.request.urlopen('http://127.0.0.1:8265/api/jobs/'))))";
     let said = with_ray(&[
@@ -114,11 +121,13 @@ fn a_backfill_on_ray_writes_what_a_backfill_here_writes_and_says_why_partitions_
             "{bin} --lake {} backfill demo --from 2024-12-16 --to 2024-12-16 {RAY} --ray-krxflow /nonexistent/krxflow",
             unreachable.display()
         ),
+        // Interrupted once its job runs (Ray says so), however slow the machine is.
         format!(
             "set -m; KRXFLOW_TEST_FAULTS=op=1 {bin} --lake {} backfill {} --from 2024-12-16 --to 2024-12-16 {RAY} & \
-             sleep 8; kill -INT %1; wait %1; echo \"exit $?\"",
+             {} -c \"{running_py}\" && kill -INT %1; wait %1; echo \"exit $?\"",
             there.path().join("slow-lake").display(),
-            slow.display()
+            slow.display(),
+            python.display(),
         ),
         format!(
             "{}/.venv/bin/python -c \"{jobs_py}\"",

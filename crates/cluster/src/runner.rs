@@ -16,6 +16,9 @@ use crate::shell::quote;
 /// Polls of a job's status in a row that may fail before the job is given up as lost.
 const LOST_AFTER_POLL_ERRORS: u32 = 20;
 
+/// How long a stopped job may take to end before the driver goes on without it.
+const STOP_WAIT: Duration = Duration::from_secs(30);
+
 /// Runs each partition as a Ray job: `cd WORKDIR && exec KRXFLOW --lake LAKE run DAG --date
 /// D --reprocess R --trigger backfill`, with the driver's `AWS_*` and `KRXFLOW_*` variables.
 /// The workers need the binary, the DAG file and the working folder at the same paths as the
@@ -91,6 +94,27 @@ impl RayRunner {
         )
     }
 
+    /// Asks Ray to stop the job and waits (up to `STOP_WAIT`) until Ray says it ended, so a
+    /// cancelled backfill returns with its jobs stopped, not still stopping.
+    async fn stop(&self, id: &str) {
+        let (jobs, stop) = (self.jobs.clone(), id.to_string());
+        if let Err(e) = blocking(move || jobs.stop(&stop)).await {
+            tracing::warn!(job = %id, error = %e, "could not stop the ray job");
+            return;
+        }
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < STOP_WAIT {
+            let (jobs, asked) = (self.jobs.clone(), id.to_string());
+            if let Ok(info) = blocking(move || jobs.status(&asked)).await
+                && info.status.is_final()
+            {
+                return;
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+        tracing::warn!(job = %id, "the ray job was asked to stop and has not ended yet");
+    }
+
     /// Submits `job` and follows it to its end (or stops it when `cancel` fires).
     async fn follow(&self, job: JobSpec, cancel: &CancellationToken) -> Ended {
         let id = job.submission_id.clone();
@@ -103,10 +127,7 @@ impl RayRunner {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => {
-                    let (jobs, stop) = (self.jobs.clone(), id.clone());
-                    if let Err(e) = blocking(move || jobs.stop(&stop)).await {
-                        tracing::warn!(job = %id, error = %e, "could not stop the ray job");
-                    }
+                    self.stop(&id).await;
                     return Ended::Cancelled;
                 }
                 _ = tokio::time::sleep(self.poll) => {}
@@ -119,8 +140,7 @@ impl RayRunner {
                     if errors >= LOST_AFTER_POLL_ERRORS {
                         // Before the partition is submitted again, the job we lost sight of is
                         // asked to stop (best effort), so two jobs do not run the same day.
-                        let (jobs, stop) = (self.jobs.clone(), id.clone());
-                        let _ = blocking(move || jobs.stop(&stop)).await;
+                        self.stop(&id).await;
                         return Ended::JobFailed(format!(
                             "job {id}: its status is unreadable: {e}"
                         ));
