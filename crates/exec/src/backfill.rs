@@ -8,9 +8,10 @@
 //! * `missing` otherwise (never run, interrupted, or the DAG changed).
 //!
 //! `--reprocess missing` runs the partitions that are not done, `failed` only the failed ones,
-//! `all` every partition (as a full refresh). Partitions run up to `parallel` at a time, except
-//! when a task says `depends_on_past: true`: then strictly one after another in date order, and
-//! a failed partition stops the later ones (they would read a hole).
+//! `all` every partition (as a full refresh). The earliest partition to run runs alone, then the
+//! others up to `parallel` at a time (the earliest's cold start must not depend on timing),
+//! except when a task says `depends_on_past: true`: then strictly one after another in date
+//! order, and a failed partition stops the later ones (they would read a hole).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -335,9 +336,18 @@ impl Executor {
                 (ds, outcome)
             }
         };
-        let mut stream = futures::stream::iter(to_run.clone())
-            .map(run_one)
+        // The earliest partition runs alone, then the rest `parallel` at a time. It creates
+        // the tables and writes a cold start's history (an incremental ingest's lookback
+        // window); had a later day committed first, the earliest would have found that day's
+        // watermark and written only its overlap, so the lake's rows would depend on which
+        // partition happened to finish first.
+        let first = futures::stream::iter(to_run.first().copied())
+            .map(&run_one)
+            .buffered(1);
+        let rest = futures::stream::iter(to_run.iter().skip(1).copied())
+            .map(&run_one)
             .buffered(parallel);
+        let mut stream = first.chain(rest);
         let mut blocked = false;
         while let Some((ds, outcome)) = stream.next().await {
             outcomes.insert(ds, outcome);

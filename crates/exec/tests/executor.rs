@@ -835,6 +835,61 @@ impl krxflow_exec::BackfillProgress for Counting {
     }
 }
 
+/// A partition runner that records when each partition started and ended (the order a
+/// backfill hands partitions out in, whatever runs them).
+#[derive(Debug, Default)]
+struct Timeline(std::sync::Mutex<Vec<(chrono::NaiveDate, std::time::Instant, std::time::Instant)>>);
+
+#[async_trait]
+impl krxflow_exec::PartitionRunner for Timeline {
+    async fn run_partition(
+        &self,
+        _dag: &ValidatedDag,
+        ds: chrono::NaiveDate,
+        _reprocess: Reprocess,
+        _cancel: &tokio_util::sync::CancellationToken,
+    ) -> krxflow_exec::PartitionOutcome {
+        let start = std::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.0
+            .lock()
+            .unwrap()
+            .push((ds, start, std::time::Instant::now()));
+        krxflow_exec::PartitionOutcome::Succeeded
+    }
+}
+
+#[tokio::test]
+async fn a_backfill_runs_its_earliest_partition_alone_then_the_rest_in_parallel() {
+    use krxflow_core::Calendar;
+    let (_dir, exec) = setup();
+    let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    let days = WeekdayCalendar::default().trading_days(d("2024-12-09"), d("2024-12-13"));
+    let dag = load(
+        "dag: order\ntasks:\n  src:\n    op: test.source\n    with: { value: 1 }\n    outputs: { rows: t_order }\n",
+    );
+    let timeline = Arc::new(Timeline::default());
+    let opts = krxflow_exec::BackfillOptions {
+        reprocess: Reprocess::Missing,
+        parallel: 3,
+        runner: Some(timeline.clone()),
+    };
+    let report = exec.backfill(dag, &days, opts, &()).await.unwrap();
+    assert_eq!(report.count(krxflow_exec::PartitionOutcome::Succeeded), 5);
+    let mut seen = timeline.0.lock().unwrap().clone();
+    seen.sort_by_key(|(_, start, _)| *start);
+    let (first, _, first_end) = seen[0];
+    assert_eq!(first, days[0], "the earliest day starts first");
+    assert!(
+        seen[1..].iter().all(|(_, start, _)| *start >= first_end),
+        "a later day started before the earliest ended: {seen:?}"
+    );
+    // The others overlap: three at a time.
+    let (_, second_start, second_end) = seen[1];
+    assert!(seen[2].1 < second_end && seen[3].1 < second_end, "{seen:?}");
+    assert!(second_start >= first_end);
+}
+
 #[tokio::test]
 async fn backfills_skip_done_partitions_rerun_failed_ones_and_block_after_a_past_failure() {
     use krxflow_core::Calendar;
