@@ -315,6 +315,10 @@ impl Executor {
             let known = done_fps.get(&ds).cloned().unwrap_or_default();
             let runner = opts.runner.clone();
             async move {
+                // Cancelled before it started: it does not start.
+                if exec.cancel.is_cancelled() {
+                    return (ds, PartitionOutcome::Cancelled);
+                }
                 if let Some(runner) = runner {
                     let outcome = runner
                         .run_partition(&dag, ds, run_reprocess, &exec.cancel)
@@ -356,9 +360,9 @@ impl Executor {
                 blocked = true;
                 break;
             }
-            if self.cancel.is_cancelled() {
-                break;
-            }
+            // On cancel the stream is drained, not dropped: running partitions see the token
+            // and end as cancelled (a cluster's jobs are stopped and awaited), the rest return
+            // at once without starting.
         }
         drop(stream);
         for ds in &to_run {

@@ -890,6 +890,68 @@ async fn a_backfill_runs_its_earliest_partition_alone_then_the_rest_in_parallel(
     assert!(second_start >= first_end);
 }
 
+/// A partition runner whose days after the first run until cancelled, counting the
+/// partitions it started and those it saw to their end.
+#[derive(Debug, Default)]
+struct Stoppable {
+    started: AtomicU32,
+    ended: AtomicU32,
+}
+
+#[async_trait]
+impl krxflow_exec::PartitionRunner for Stoppable {
+    async fn run_partition(
+        &self,
+        _dag: &ValidatedDag,
+        ds: chrono::NaiveDate,
+        _reprocess: Reprocess,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> krxflow_exec::PartitionOutcome {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        if ds.format("%d").to_string() != "09" {
+            cancel.cancelled().await;
+            // Stopping a remote job takes a moment.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.ended.fetch_add(1, Ordering::SeqCst);
+            return krxflow_exec::PartitionOutcome::Cancelled;
+        }
+        self.ended.fetch_add(1, Ordering::SeqCst);
+        krxflow_exec::PartitionOutcome::Succeeded
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_backfill_sees_its_running_partitions_end_and_starts_no_other() {
+    use krxflow_core::Calendar;
+    use krxflow_exec::PartitionOutcome;
+    let (_dir, exec) = setup();
+    let token = tokio_util::sync::CancellationToken::new();
+    let exec = exec.with_cancel(token.clone());
+    let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    let days = WeekdayCalendar::default().trading_days(d("2024-12-09"), d("2024-12-13"));
+    let dag = load(
+        "dag: stop\ntasks:\n  src:\n    op: test.source\n    with: { value: 1 }\n    outputs: { rows: t_stop }\n",
+    );
+    let runner = Arc::new(Stoppable::default());
+    let opts = krxflow_exec::BackfillOptions {
+        reprocess: Reprocess::Missing,
+        parallel: 2,
+        runner: Some(runner.clone()),
+    };
+    let cancel_soon = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        token.cancel();
+    });
+    let report = exec.backfill(dag, &days, opts, &()).await.unwrap();
+    cancel_soon.await.unwrap();
+    // The first day ran; two were running when cancelled and were seen to their end; the
+    // last two never started.
+    assert_eq!(runner.started.load(Ordering::SeqCst), 3);
+    assert_eq!(runner.ended.load(Ordering::SeqCst), 3);
+    assert_eq!(report.count(PartitionOutcome::Succeeded), 1);
+    assert_eq!(report.count(PartitionOutcome::Cancelled), 4);
+}
+
 #[tokio::test]
 async fn backfills_skip_done_partitions_rerun_failed_ones_and_block_after_a_past_failure() {
     use krxflow_core::Calendar;
