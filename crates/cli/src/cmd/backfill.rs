@@ -53,6 +53,11 @@ pub struct Args {
     /// The krxflow binary on the Ray workers (default: this binary's path).
     #[arg(long, requires = "ray_address")]
     ray_krxflow: Option<String>,
+    /// The workers use their own AWS credentials (instance roles, their environment): this
+    /// shell's AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN are not sent
+    /// with the jobs (where anyone who can list the cluster's jobs could read them).
+    #[arg(long, requires = "ray_address")]
+    ray_own_credentials: bool,
 }
 
 impl Args {
@@ -69,6 +74,7 @@ impl Args {
             per_day: false,
             ray_address: None,
             ray_krxflow: None,
+            ray_own_credentials: false,
         }
     }
 }
@@ -131,6 +137,7 @@ impl BackfillProgress for Bar {
 fn ray_runner(
     address: &str,
     krxflow: Option<&str>,
+    own_credentials: bool,
     dag_arg: &str,
     ctx: &Ctx,
 ) -> anyhow::Result<Arc<dyn PartitionRunner>> {
@@ -142,10 +149,7 @@ fn ray_runner(
         Some(b) => b.to_string(),
         None => std::env::current_exe()?.display().to_string(),
     };
-    let env = std::env::vars().filter(|(k, _)| {
-        (k.starts_with("AWS_") || k.starts_with("KRXFLOW_"))
-            && !matches!(k.as_str(), "KRXFLOW_LAKE" | "KRXFLOW_RAY_ADDRESS")
-    });
+    let env = job_env(std::env::vars(), own_credentials);
     eprintln!("backfill: partitions run as jobs on Ray {version} at {address}");
     Ok(Arc::new(
         RayRunner::new(
@@ -157,6 +161,26 @@ fn ray_runner(
         )
         .with_env(env),
     ))
+}
+
+/// The variables a cluster job gets from this shell: the lake store's (`AWS_*`, less the keys
+/// when the workers have their own) and krxflow's (`KRXFLOW_*`, less the lake and the cluster,
+/// which the job's command line names).
+fn job_env(
+    vars: impl Iterator<Item = (String, String)>,
+    own_credentials: bool,
+) -> Vec<(String, String)> {
+    const KEYS: [&str; 3] = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ];
+    vars.filter(|(k, _)| {
+        (k.starts_with("AWS_") && !(own_credentials && KEYS.contains(&k.as_str())))
+            || (k.starts_with("KRXFLOW_")
+                && !matches!(k.as_str(), "KRXFLOW_LAKE" | "KRXFLOW_RAY_ADDRESS"))
+    })
+    .collect()
 }
 
 pub async fn run(a: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
@@ -232,6 +256,7 @@ pub async fn run(a: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Some(address) => Some(ray_runner(
             address,
             a.ray_krxflow.as_deref(),
+            a.ray_own_credentials,
             &a.dags[0],
             ctx,
         )?),
@@ -502,4 +527,47 @@ async fn replay(a: Args, from: NaiveDate, to: NaiveDate, ctx: &Ctx) -> anyhow::R
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::job_env;
+
+    fn vars() -> impl Iterator<Item = (String, String)> {
+        [
+            ("AWS_REGION", "ap-northeast-2"),
+            ("AWS_ACCESS_KEY_ID", "key"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "token"),
+            ("KRXFLOW_DATA", "/data"),
+            ("KRXFLOW_LAKE", "s3://b/l"),
+            ("KRXFLOW_RAY_ADDRESS", "http://head:8265"),
+            ("HOME", "/root"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+    }
+
+    fn names(env: Vec<(String, String)>) -> Vec<String> {
+        env.into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn jobs_get_the_stores_and_krxflows_variables_but_not_the_lake_or_the_cluster() {
+        assert_eq!(
+            names(job_env(vars(), false)),
+            [
+                "AWS_REGION",
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN",
+                "KRXFLOW_DATA"
+            ]
+        );
+    }
+
+    #[test]
+    fn workers_with_their_own_credentials_get_no_keys() {
+        assert_eq!(names(job_env(vars(), true)), ["AWS_REGION", "KRXFLOW_DATA"]);
+    }
 }
