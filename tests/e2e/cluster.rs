@@ -133,10 +133,7 @@ fn a_backfill_on_ray_writes_what_a_backfill_here_writes_and_says_why_partitions_
 
     let (rc, log) = &said[0];
     assert_eq!(*rc, 0, "{log}");
-    assert!(
-        log.contains("partitions run as jobs on Ray 2.60.0"),
-        "{log}"
-    );
+    assert!(log.contains("DAG runs go to Ray 2.60.0 at"), "{log}");
     for (table, order) in [
         ("ohlcv_daily", "code, date"),
         ("features_returns", "code, date"),
@@ -230,4 +227,61 @@ fn a_backfill_on_ray_writes_what_a_backfill_here_writes_and_says_why_partitions_
     ));
     want.push(("2024-12-16".to_string(), "STOPPED".to_string()));
     assert_eq!(seen, want);
+}
+
+#[test]
+fn the_scheduler_on_ray_runs_its_due_days_as_jobs() {
+    let bin = env!("CARGO_BIN_EXE_krxflow");
+    let dir = tempfile::tempdir().unwrap();
+    let dags = dir.path().join("dags");
+    std::fs::create_dir(&dags).unwrap();
+    std::fs::write(
+        dags.join("tiny.yaml"),
+        "dag: tiny\nschedule: { cron: \"0 0 16 * * Mon-Fri\", timezone: Asia/Seoul, calendar: krx }\n\
+         tasks:\n  ingest:\n    op: ingest.synthetic\n    with: { tickers: 3, seed: 7, lookback_days: 10 }\n\
+         \x20   outputs: { bars: ohlcv_daily, news: news, universe: universe }\n",
+    )
+    .unwrap();
+    let lake = dir.path().join("lake");
+    let succeeded = format!(
+        "{bin} --lake {} sql \"SELECT count(*) FROM _krxflow.runs WHERE dag = 'tiny' \
+         AND trigger = 'schedule' AND state = 'succeeded'\" --format csv 2>/dev/null | sed -n 2p",
+        lake.display()
+    );
+    let python = repo_root().join(".venv/bin/python");
+    let said = with_ray(&[
+        // On its first start the scheduler runs the latest due day; here, as a job on Ray.
+        format!(
+            "set -m; {bin} --lake {} serve --dags {} --listen 127.0.0.1:0 {RAY} & \
+             for i in $(seq 240); do [ \"$({succeeded})\" = 1 ] && break; sleep 0.5; done; \
+             kill -TERM %1; wait %1; echo \"exit $?\"",
+            lake.display(),
+            dags.display()
+        ),
+        format!(
+            "{} -c \"import json, urllib.request; print(json.dumps([(j['metadata'].get('krxflow_dag'), j['status']) \
+             for j in json.load(urllib.request.urlopen('http://127.0.0.1:8265/api/jobs/'))]))\"",
+            python.display()
+        ),
+    ]);
+    let (rc, log) = &said[0];
+    assert_eq!(*rc, 0, "{log}");
+    assert!(log.contains("DAG runs go to Ray 2.60.0 at"), "{log}");
+    assert!(
+        log.contains("serve: tiny ") && log.contains(": succeeded"),
+        "{log}"
+    );
+    assert!(log.trim_end().ends_with("exit 0"), "{log}");
+    assert_eq!(
+        count(
+            &lake,
+            "SELECT count(*) FROM _krxflow.runs WHERE dag = 'tiny' AND trigger = 'schedule' \
+             AND state = 'succeeded'"
+        ),
+        1
+    );
+    let (rc, listed) = &said[1];
+    assert_eq!(*rc, 0, "{listed}");
+    let jobs: serde_json::Value = serde_json::from_str(listed.trim()).unwrap();
+    assert_eq!(jobs, serde_json::json!([["tiny", "SUCCEEDED"]]), "{listed}");
 }

@@ -285,11 +285,7 @@ fn a_backfill_on_ray_writes_an_s3_lake_from_the_workers() {
     for (i, (rc, log)) in said.iter().enumerate() {
         assert_eq!(*rc, 0, "command {}: {log}", i + 1);
     }
-    assert!(
-        said[2].1.contains("partitions run as jobs on Ray"),
-        "{}",
-        said[2].1
-    );
+    assert!(said[2].1.contains("DAG runs go to Ray"), "{}", said[2].1);
     assert_eq!(said[3].1.lines().nth(1), Some("5"), "{}", said[3].1);
     assert_eq!(said[4].1.lines().nth(1), Some("5"), "{}", said[4].1);
 }

@@ -10,6 +10,7 @@
 
 mod cmd;
 mod output;
+mod ray;
 mod util;
 mod wiring;
 

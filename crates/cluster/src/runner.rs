@@ -79,18 +79,19 @@ impl RayRunner {
         self
     }
 
-    /// The shell command a job runs for `ds`.
-    pub fn entrypoint(&self, ds: NaiveDate, reprocess: Reprocess) -> String {
+    /// The shell command a job runs for `ds`, recorded with `trigger`.
+    pub fn entrypoint(&self, ds: NaiveDate, reprocess: Reprocess, trigger: &str) -> String {
         let reprocess = match reprocess {
             Reprocess::All => "all",
             Reprocess::Missing | Reprocess::Failed => "missing",
         };
         format!(
-            "cd {} && exec {} --lake {} run {} --date {ds} --reprocess {reprocess} --trigger backfill",
+            "cd {} && exec {} --lake {} run {} --date {ds} --reprocess {reprocess} --trigger {}",
             quote(&self.workdir),
             quote(&self.krxflow),
             quote(&self.lake),
             quote(&self.dag_path),
+            quote(trigger),
         )
     }
 
@@ -171,9 +172,11 @@ impl PartitionRunner for RayRunner {
         dag: &ValidatedDag,
         ds: NaiveDate,
         reprocess: Reprocess,
+        trigger: &str,
         cancel: &CancellationToken,
     ) -> PartitionOutcome {
-        self.run_named(&dag.spec.name, ds, reprocess, cancel).await
+        self.run_named(&dag.spec.name, ds, reprocess, trigger, cancel)
+            .await
     }
 }
 
@@ -185,13 +188,14 @@ impl RayRunner {
         name: &str,
         ds: NaiveDate,
         reprocess: Reprocess,
+        trigger: &str,
         cancel: &CancellationToken,
     ) -> PartitionOutcome {
         for attempt in 1..=self.attempts {
             let token = uuid::Uuid::new_v4().simple().to_string();
             let job = JobSpec {
                 submission_id: format!("krxflow-{name}-{ds}-{}", &token[..8]),
-                entrypoint: self.entrypoint(ds, reprocess),
+                entrypoint: self.entrypoint(ds, reprocess, trigger),
                 env: self.env.clone(),
                 metadata: BTreeMap::from([
                     ("krxflow_dag".to_string(), name.to_string()),
@@ -269,14 +273,14 @@ mod tests {
     fn the_entrypoint_runs_the_dag_for_the_day_from_the_working_folder() {
         let ds = NaiveDate::from_ymd_opt(2024, 12, 16).unwrap();
         assert_eq!(
-            runner().entrypoint(ds, Reprocess::Missing),
+            runner().entrypoint(ds, Reprocess::Missing, "backfill"),
             "cd '/srv/it'\\''s here' && exec '/opt/krx flow/krxflow' --lake 's3://bucket/lake' \
-             run '/srv/dags/daily_batch.yaml' --date 2024-12-16 --reprocess missing --trigger backfill"
+             run '/srv/dags/daily_batch.yaml' --date 2024-12-16 --reprocess missing --trigger 'backfill'"
         );
         assert!(
             runner()
-                .entrypoint(ds, Reprocess::All)
-                .contains("--reprocess all")
+                .entrypoint(ds, Reprocess::All, "schedule")
+                .contains("--reprocess all --trigger 'schedule'")
         );
     }
 
@@ -315,7 +319,13 @@ mod tests {
         let ds = NaiveDate::from_ymd_opt(2024, 12, 16).unwrap();
         let t0 = std::time::Instant::now();
         let outcome = r
-            .run_named("d", ds, Reprocess::Missing, &CancellationToken::new())
+            .run_named(
+                "d",
+                ds,
+                Reprocess::Missing,
+                "backfill",
+                &CancellationToken::new(),
+            )
             .await;
         assert_eq!(outcome, PartitionOutcome::Failed);
         // Two submissions with a pause of a second between them: tried again, not forever.

@@ -1,13 +1,16 @@
 //! The scheduling loop: lease, due ticks, run launching, reloads, graceful shutdown.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
-use krxflow_exec::{Executor, Fanout, MetricsObserver, RunOptions, RunState, observe::ds_unix};
+use krxflow_exec::{
+    Executor, Fanout, MetricsObserver, PartitionOutcome, PartitionRunner, Reprocess, RunOptions,
+    RunState, observe::ds_unix,
+};
 use krxflow_lake::{Claim, Lake, Lease};
 use krxflow_metrics::Metrics;
 use krxflow_schedule::Catchup;
@@ -42,7 +45,13 @@ pub struct Config {
     pub vacuum_every: Option<Duration>,
     /// Time travel the vacuum keeps.
     pub vacuum_retain: Duration,
+    /// Where runs go: `None` here; else, per DAG file, a runner of its runs elsewhere (jobs on
+    /// a cluster engine, `krxflow-cluster`).
+    pub runner_for: Option<RunnerFor>,
 }
+
+/// A DAG file's runner of runs outside this process.
+pub type RunnerFor = Arc<dyn Fn(&Path) -> Arc<dyn PartitionRunner> + Send + Sync>;
 
 /// How the daemon stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +156,7 @@ pub async fn serve(
         .with_max_parallel(a.max_parallel.max(1));
 
     let mut files = scan(&a.dags);
-    let mut dags = load_all(&a.dags, &files, lake, source, &base, &shared).await;
+    let mut dags = load_all(&a, &files, lake, source, &base, &shared).await;
     seed_from_runs(lake, &shared).await;
     let mut states = match lake.read_control(STATE).await {
         Ok(Some(v)) => states_from_json(&v),
@@ -200,7 +209,7 @@ pub async fn serve(
             tracing::info!("reloading DAG files from {}", a.dags.display());
             let before: BTreeSet<String> = dags.keys().cloned().collect();
             files = current;
-            dags = load_all(&a.dags, &files, lake, source, &base, &shared).await;
+            dags = load_all(&a, &files, lake, source, &base, &shared).await;
             for gone in before.iter().filter(|n| !dags.contains_key(*n)) {
                 metrics.forget_dag(gone);
             }
@@ -271,14 +280,28 @@ pub async fn serve(
                 );
                 let (exec, dag, tx, name) =
                     (l.exec.clone(), l.dag.clone(), done_tx.clone(), name.clone());
+                let (runner, cancel) = (l.runner.clone(), cancel.clone());
                 tokio::spawn(async move {
-                    let mut opts = RunOptions::new(ds);
-                    opts.trigger = "schedule".into();
-                    let res = exec
-                        .run(dag, opts)
-                        .await
-                        .map(|r| r.state)
-                        .map_err(|e| e.to_string());
+                    let res = match runner {
+                        Some(runner) => Ok(
+                            match runner
+                                .run_partition(&dag, ds, Reprocess::Missing, "schedule", &cancel)
+                                .await
+                            {
+                                PartitionOutcome::Succeeded => RunState::Succeeded,
+                                PartitionOutcome::Cancelled => RunState::Cancelled,
+                                _ => RunState::Failed,
+                            },
+                        ),
+                        None => {
+                            let mut opts = RunOptions::new(ds);
+                            opts.trigger = "schedule".into();
+                            exec.run(dag, opts)
+                                .await
+                                .map(|r| r.state)
+                                .map_err(|e| e.to_string())
+                        }
+                    };
                     let _ = tx.send((name, ds, res));
                 });
             }

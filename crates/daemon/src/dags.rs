@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use krxflow_dag::ValidatedDag;
-use krxflow_exec::Executor;
+use krxflow_exec::{Executor, PartitionRunner};
 use krxflow_lake::Lake;
 use krxflow_schedule::{Catchup, Ticker};
 use serde_json::json;
 
+use crate::daemon::Config;
 use crate::source::DagSource;
 use crate::status::{Shared, lock};
 
@@ -19,6 +20,8 @@ pub(crate) struct Loaded {
     pub(crate) dag: Arc<ValidatedDag>,
     pub(crate) ticker: Option<(Ticker, Catchup)>,
     pub(crate) exec: Executor,
+    /// Where its runs go when not here (jobs on a cluster).
+    pub(crate) runner: Option<Arc<dyn PartitionRunner>>,
 }
 
 pub(crate) type Stamp = BTreeMap<PathBuf, (Option<SystemTime>, u64)>;
@@ -51,13 +54,14 @@ fn catchup_of(c: krxflow_dag::Catchup) -> Catchup {
 
 /// (Re)loads every DAG file; returns the valid DAGs by name.
 pub(crate) async fn load_all(
-    dir: &Path,
+    config: &Config,
     files: &Stamp,
     lake: &Lake,
     source: &impl DagSource,
     base: &Executor,
     shared: &Shared,
 ) -> BTreeMap<String, Loaded> {
+    let dir = config.dags.as_path();
     let validate = source.validator(lake).await;
     let mut out: BTreeMap<String, Loaded> = BTreeMap::new();
     let mut invalid = Vec::new();
@@ -109,12 +113,16 @@ pub(crate) async fn load_all(
             },
         };
         let exec = base.clone().with_calendar(calendar);
+        let runner = config.runner_for.as_ref().map(|runner_for| {
+            runner_for(&std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()))
+        });
         out.insert(
             name,
             Loaded {
                 dag: Arc::new(dag),
                 ticker,
                 exec,
+                runner,
             },
         );
     }

@@ -30,6 +30,6 @@ mod state;
 mod status;
 mod vacuum;
 
-pub use daemon::{Config, LEASE, Stopped, serve};
+pub use daemon::{Config, LEASE, RunnerFor, Stopped, serve};
 pub use error::DaemonError;
 pub use source::{DagSource, Validate};

@@ -321,7 +321,7 @@ impl Executor {
                 }
                 if let Some(runner) = runner {
                     let outcome = runner
-                        .run_partition(&dag, ds, run_reprocess, &exec.cancel)
+                        .run_partition(&dag, ds, run_reprocess, "backfill", &exec.cancel)
                         .await;
                     return (ds, outcome);
                 }

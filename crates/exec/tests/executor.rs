@@ -847,6 +847,7 @@ impl krxflow_exec::PartitionRunner for Timeline {
         _dag: &ValidatedDag,
         ds: chrono::NaiveDate,
         _reprocess: Reprocess,
+        _trigger: &str,
         _cancel: &tokio_util::sync::CancellationToken,
     ) -> krxflow_exec::PartitionOutcome {
         let start = std::time::Instant::now();
@@ -905,6 +906,7 @@ impl krxflow_exec::PartitionRunner for Stoppable {
         _dag: &ValidatedDag,
         ds: chrono::NaiveDate,
         _reprocess: Reprocess,
+        _trigger: &str,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> krxflow_exec::PartitionOutcome {
         self.started.fetch_add(1, Ordering::SeqCst);

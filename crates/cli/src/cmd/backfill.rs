@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use indicatif::{ProgressBar, ProgressStyle};
-use krxflow_cluster::{RayJobs, RayRunner};
 use krxflow_exec::{
-    BackfillOptions, BackfillProgress, Executor, MetricsObserver, PartitionOutcome,
-    PartitionRunner, ReplayRun, new_run_id,
+    BackfillOptions, BackfillProgress, Executor, MetricsObserver, PartitionOutcome, ReplayRun,
+    new_run_id,
 };
 use krxflow_metrics::Metrics;
 
+use crate::ray::RayArgs;
 use crate::util::{Ctx, ReprocessArg, load_valid, parse_date, push_metrics, reprocess_of, usage};
 use crate::{output, wiring};
 
@@ -44,20 +44,9 @@ pub struct Args {
     /// range batches); the outputs are the same.
     #[arg(long)]
     per_day: bool,
-    /// Run each partition as a job on this Ray cluster (its Job Submission API, e.g.
-    /// http://head:8265) instead of here. The workers need the krxflow binary, the DAG file
-    /// and this working folder at the same paths, and the lake (`s3://…`, or a folder every
-    /// node mounts); jobs get this shell's `AWS_*` and `KRXFLOW_*` variables. One DAG at a time.
-    #[arg(long, env = "KRXFLOW_RAY_ADDRESS")]
-    ray_address: Option<String>,
-    /// The krxflow binary on the Ray workers (default: this binary's path).
-    #[arg(long, requires = "ray_address")]
-    ray_krxflow: Option<String>,
-    /// The workers use their own AWS credentials (instance roles, their environment): this
-    /// shell's AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN are not sent
-    /// with the jobs (where anyone who can list the cluster's jobs could read them).
-    #[arg(long, requires = "ray_address")]
-    ray_own_credentials: bool,
+    /// Run each partition as a job on a Ray cluster instead of here (one DAG at a time).
+    #[command(flatten)]
+    ray: RayArgs,
 }
 
 impl Args {
@@ -72,9 +61,7 @@ impl Args {
             parallel: 2,
             dry_run: false,
             per_day: false,
-            ray_address: None,
-            ray_krxflow: None,
-            ray_own_credentials: false,
+            ray: RayArgs::default(),
         }
     }
 }
@@ -132,57 +119,6 @@ impl BackfillProgress for Bar {
     }
 }
 
-/// The runner of partitions as jobs on the Ray cluster at `address`, after checking that it
-/// answers.
-fn ray_runner(
-    address: &str,
-    krxflow: Option<&str>,
-    own_credentials: bool,
-    dag_arg: &str,
-    ctx: &Ctx,
-) -> anyhow::Result<Arc<dyn PartitionRunner>> {
-    let jobs = RayJobs::new(address);
-    let version = jobs.version()?;
-    let dag = std::fs::canonicalize(wiring::resolve_dag_path(dag_arg))?;
-    let here = std::env::current_dir()?;
-    let binary = match krxflow {
-        Some(b) => b.to_string(),
-        None => std::env::current_exe()?.display().to_string(),
-    };
-    let env = job_env(std::env::vars(), own_credentials);
-    eprintln!("backfill: partitions run as jobs on Ray {version} at {address}");
-    Ok(Arc::new(
-        RayRunner::new(
-            jobs,
-            &binary,
-            &here.display().to_string(),
-            ctx.lake.root().as_str(),
-            &dag.display().to_string(),
-        )
-        .with_env(env),
-    ))
-}
-
-/// The variables a cluster job gets from this shell: the lake store's (`AWS_*`, less the keys
-/// when the workers have their own) and krxflow's (`KRXFLOW_*`, less the lake and the cluster,
-/// which the job's command line names).
-fn job_env(
-    vars: impl Iterator<Item = (String, String)>,
-    own_credentials: bool,
-) -> Vec<(String, String)> {
-    const KEYS: [&str; 3] = [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-    ];
-    vars.filter(|(k, _)| {
-        (k.starts_with("AWS_") && !(own_credentials && KEYS.contains(&k.as_str())))
-            || (k.starts_with("KRXFLOW_")
-                && !matches!(k.as_str(), "KRXFLOW_LAKE" | "KRXFLOW_RAY_ADDRESS"))
-    })
-    .collect()
-}
-
 pub async fn run(a: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let (lake, json, pushgateway) = (&ctx.lake, ctx.json, ctx.pushgateway.as_deref());
     let (from, to) = (parse_date(&a.from)?, parse_date(&a.to)?);
@@ -190,7 +126,7 @@ pub async fn run(a: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         return Err(usage(format!("--from {from} is after --to {to}")));
     }
     if a.dags.len() > 1 {
-        if a.ray_address.is_some() {
+        if a.ray.is_set() {
             return Err(usage(
                 "--ray-address backfills one DAG at a time: the loop's DAGs read what each \
                  other wrote the day before, so their replay runs here",
@@ -252,14 +188,11 @@ pub async fn run(a: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         metrics: metrics.clone(),
         dag: dag.spec.name.clone(),
     };
-    let runner = match &a.ray_address {
-        Some(address) => Some(ray_runner(
-            address,
-            a.ray_krxflow.as_deref(),
-            a.ray_own_credentials,
-            &a.dags[0],
-            ctx,
-        )?),
+    let runner = match a.ray.runner_for(ctx)? {
+        Some(runner_for) => {
+            let dag_file = std::fs::canonicalize(wiring::resolve_dag_path(&a.dags[0]))?;
+            Some(runner_for(&dag_file))
+        }
         None => None,
     };
     let opts = BackfillOptions {
@@ -527,47 +460,4 @@ async fn replay(a: Args, from: NaiveDate, to: NaiveDate, ctx: &Ctx) -> anyhow::R
     } else {
         ExitCode::from(1)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::job_env;
-
-    fn vars() -> impl Iterator<Item = (String, String)> {
-        [
-            ("AWS_REGION", "ap-northeast-2"),
-            ("AWS_ACCESS_KEY_ID", "key"),
-            ("AWS_SECRET_ACCESS_KEY", "secret"),
-            ("AWS_SESSION_TOKEN", "token"),
-            ("KRXFLOW_DATA", "/data"),
-            ("KRXFLOW_LAKE", "s3://b/l"),
-            ("KRXFLOW_RAY_ADDRESS", "http://head:8265"),
-            ("HOME", "/root"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-    }
-
-    fn names(env: Vec<(String, String)>) -> Vec<String> {
-        env.into_iter().map(|(k, _)| k).collect()
-    }
-
-    #[test]
-    fn jobs_get_the_stores_and_krxflows_variables_but_not_the_lake_or_the_cluster() {
-        assert_eq!(
-            names(job_env(vars(), false)),
-            [
-                "AWS_REGION",
-                "AWS_ACCESS_KEY_ID",
-                "AWS_SECRET_ACCESS_KEY",
-                "AWS_SESSION_TOKEN",
-                "KRXFLOW_DATA"
-            ]
-        );
-    }
-
-    #[test]
-    fn workers_with_their_own_credentials_get_no_keys() {
-        assert_eq!(names(job_env(vars(), true)), ["AWS_REGION", "KRXFLOW_DATA"]);
-    }
 }

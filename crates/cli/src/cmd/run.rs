@@ -25,8 +25,8 @@ pub struct Args {
     /// Tasks running at once (default: cores).
     #[arg(long)]
     max_parallel: Option<usize>,
-    /// What started the run, as recorded in `_krxflow.runs` (a cluster backfill's jobs say
-    /// `backfill`).
+    /// What started the run, as recorded in `_krxflow.runs` (the jobs of a backfill or of a
+    /// scheduler on a cluster say `backfill` or `schedule`).
     #[arg(long, value_enum, default_value_t = Trigger::Manual)]
     trigger: Trigger,
 }
@@ -35,6 +35,7 @@ pub struct Args {
 enum Trigger {
     Manual,
     Backfill,
+    Schedule,
 }
 
 /// KRX's regular session closes at 15:30 KST.
@@ -104,6 +105,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     opts.trigger = match trigger {
         Trigger::Manual => "manual",
         Trigger::Backfill => "backfill",
+        Trigger::Schedule => "schedule",
     }
     .into();
     let report = exec.run(Arc::new(dag), opts).await?;

@@ -10,6 +10,7 @@ use krxflow_lake::Lake;
 use krxflow_metrics::Metrics;
 use krxflow_schedule::ScheduleError;
 
+use crate::ray::RayArgs;
 use crate::util::{Ctx, usage};
 use crate::wiring;
 
@@ -42,6 +43,9 @@ pub struct Args {
     /// Time travel the vacuum keeps: files any version younger than this needs stay.
     #[arg(long, default_value = "7d", value_parser = krxflow_dag::parse_duration)]
     vacuum_retain: std::time::Duration,
+    /// Run each scheduled DAG run as a job on a Ray cluster instead of here.
+    #[command(flatten)]
+    ray: RayArgs,
 }
 
 /// DAG files are validated against this binary's operator registry and catalog.
@@ -73,6 +77,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         lease_ttl: args.lease_ttl,
         vacuum_every: (!args.vacuum_every.is_zero()).then_some(args.vacuum_every),
         vacuum_retain: args.vacuum_retain,
+        runner_for: args.ray.runner_for(ctx)?,
     };
     let metrics = Arc::new(Metrics::new());
     match krxflow_daemon::serve(&ctx.lake, config, &Wiring, metrics).await {
