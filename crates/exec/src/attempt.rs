@@ -108,7 +108,6 @@ impl AttemptEnv {
         let task = self.task();
         let policy = &task.spec.retries;
         let dag_name = &self.dag.spec.name;
-        let fp = fingerprint(dag_name, task, self.ds);
         let t0 = Instant::now();
         let mut attempts = Vec::new();
         let mut delay = Duration::ZERO;
@@ -132,23 +131,10 @@ impl AttemptEnv {
             let counters_json = (!counter_snapshot.is_empty())
                 .then(|| serde_json::to_string(&counter_snapshot).unwrap_or_default());
             let mut record = AttemptRecord {
-                run_id: self.run_id.clone(),
-                dag: dag_name.clone(),
-                task: task.spec.name.clone(),
-                ds: self.ds,
                 attempt: attempt as i32,
-                state: String::new(),
-                started,
-                ended,
-                error: None,
-                rows_in: 0,
-                rows_out: 0,
                 delay_ms: delay.as_millis() as i64,
-                op_kind: task.op.kind().to_string(),
-                op_version: task.op.version() as i32,
-                params_hash: task.params_hash.clone(),
-                fingerprint: fp.clone(),
                 counters: counters_json,
+                ..AttemptRecord::of_task(&self.run_id, dag_name, task, self.ds, started, ended)
             };
             let (state, retryable) = match &result {
                 Ok(ok) => {
