@@ -21,10 +21,7 @@ struct S3Server {
 #[cfg(feature = "s3")]
 impl S3Server {
     fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
+        let port = crate::observability::free_port();
         let bin = repo_root().join(".venv/bin/moto_server");
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
