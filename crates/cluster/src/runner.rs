@@ -95,18 +95,33 @@ impl RayRunner {
         )
     }
 
+    /// Runs a call of the (blocking) client on tokio's blocking pool.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&RayJobs) -> ClusterResult<T> + Send + 'static,
+    ) -> ClusterResult<T> {
+        let jobs = self.jobs.clone();
+        tokio::task::spawn_blocking(move || f(&jobs))
+            .await
+            .unwrap_or_else(|e| Err(ClusterError::Client(e.to_string())))
+    }
+
+    async fn status(&self, id: &str) -> ClusterResult<JobInfo> {
+        let id = id.to_string();
+        self.call(move |jobs| jobs.status(&id)).await
+    }
+
     /// Asks Ray to stop the job and waits (up to `STOP_WAIT`) until Ray says it ended, so a
     /// cancelled backfill returns with its jobs stopped, not still stopping.
     async fn stop(&self, id: &str) {
-        let (jobs, stop) = (self.jobs.clone(), id.to_string());
-        if let Err(e) = blocking(move || jobs.stop(&stop)).await {
+        let stop = id.to_string();
+        if let Err(e) = self.call(move |jobs| jobs.stop(&stop)).await {
             tracing::warn!(job = %id, error = %e, "could not stop the ray job");
             return;
         }
         let t0 = std::time::Instant::now();
         while t0.elapsed() < STOP_WAIT {
-            let (jobs, asked) = (self.jobs.clone(), id.to_string());
-            if let Ok(info) = blocking(move || jobs.status(&asked)).await
+            if let Ok(info) = self.status(id).await
                 && info.status.is_final()
             {
                 return;
@@ -119,8 +134,7 @@ impl RayRunner {
     /// Submits `job` and follows it to its end (or stops it when `cancel` fires).
     async fn follow(&self, job: JobSpec, cancel: &CancellationToken) -> Ended {
         let id = job.submission_id.clone();
-        let jobs = self.jobs.clone();
-        if let Err(e) = blocking(move || jobs.submit(&job)).await {
+        if let Err(e) = self.call(move |jobs| jobs.submit(&job)).await {
             return Ended::JobFailed(format!("submitting job {id}: {e}"));
         }
         tracing::info!(job = %id, cluster = %self.jobs.address(), "ray job submitted");
@@ -133,8 +147,7 @@ impl RayRunner {
                 }
                 _ = tokio::time::sleep(self.poll) => {}
             }
-            let (jobs, asked) = (self.jobs.clone(), id.clone());
-            let info = match blocking(move || jobs.status(&asked)).await {
+            let info = match self.status(&id).await {
                 Ok(info) => info,
                 Err(e) => {
                     errors += 1;
@@ -244,15 +257,6 @@ fn describe(id: &str, info: &JobInfo) -> String {
     let lines: Vec<&str> = message.lines().collect();
     let tail = lines[lines.len().saturating_sub(12)..].join("\n");
     format!("job {id} {status}{code}:\n{tail}")
-}
-
-/// Runs a blocking client call on tokio's blocking pool.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> ClusterResult<T> + Send + 'static,
-) -> ClusterResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(ClusterError::Client(e.to_string())))
 }
 
 #[cfg(test)]
