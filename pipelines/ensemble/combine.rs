@@ -21,7 +21,7 @@
 //! * `user_triggered` accumulates with OR: a row once stored by `krxflow predict` stays
 //!   flagged when the daily run rewrites it (the `previous` input is this table).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -37,7 +37,8 @@ use krxflow_core::{
 use serde::Deserialize;
 
 use super::blend::{Combined, MemberForecast, Weighted, combine, member_forecast};
-use super::conformal::{self, Matured, Settings};
+use super::conformal::{self, Settings};
+use super::matured::{VolGrid, matured_by_horizon, scored_by_member};
 use super::rank_skill::{self, Scored};
 use super::weights::{self, WeightBook};
 use crate::cols::{date_col, f64_col, str_col, typed};
@@ -326,23 +327,41 @@ impl Configured {
 
     /// Each horizon's calibrations at ds from the matured outcomes and the volatilities (the
     /// replay of a year of outcomes: the heaviest part of the task on a mature lake).
-    fn issue(&self, outcomes: &[RecordBatch], vol: &VolMap<'_>, ds: NaiveDate) -> OpResult<Issues> {
+    fn issue(
+        &self,
+        outcomes: &[RecordBatch],
+        vol: &VolGrid<'_>,
+        ds: NaiveDate,
+    ) -> OpResult<Issues> {
         let settings = Settings {
             gamma: self.p.conformal_gamma,
             ..Settings::default()
         };
-        let matured = matured_by_horizon(outcomes, vol, ds)?;
-        Ok(self
-            .p
-            .horizons
-            .iter()
-            .map(|&h| {
-                let issued = matured
-                    .get(&h)
-                    .and_then(|m| conformal::calibrate(m, days(ds), &settings));
-                (h, issued)
-            })
-            .collect())
+        let matured = matured_by_horizon(outcomes, vol, &self.p.horizons, days(ds))?;
+        // One replay per horizon, each on a thread of its own (they share nothing).
+        std::thread::scope(|s| {
+            let replays: Vec<_> = self
+                .p
+                .horizons
+                .iter()
+                .map(|&h| {
+                    let (matured, settings) = (matured.get(&h), &settings);
+                    s.spawn(move || {
+                        let issued =
+                            matured.and_then(|m| conformal::calibrate(m, days(ds), settings));
+                        (h, issued)
+                    })
+                })
+                .collect();
+            replays
+                .into_iter()
+                .map(|r| {
+                    r.join().map_err(|_| {
+                        OpError::permanent("a conformal replay panicked (a bug: please report it)")
+                    })
+                })
+                .collect()
+        })
     }
 
     /// Widens (or narrows) each row's band by its horizon's calibration at ds; rows without a
@@ -351,7 +370,7 @@ impl Configured {
         &self,
         out: &mut [((String, u32), Combined)],
         issues: Issues,
-        vol: &VolMap<'_>,
+        vol: &VolGrid<'_>,
         ctx: &TaskContext,
     ) {
         let ds = days(ctx.ds);
@@ -381,7 +400,7 @@ impl Configured {
                 if *hh != h {
                     continue;
                 }
-                let Some(&v) = vol.get(&(code.as_str(), ds)) else {
+                let Some(v) = vol.get(code, ds) else {
                     ctx.counters.add("conformal.no_vol", 1);
                     continue;
                 };
@@ -450,6 +469,7 @@ impl Configured {
     ) -> OpResult<Blended> {
         // Weights updated on ds are written at 16:30, after this 16:00 batch: only sets dated
         // before ds were known (a re-run of ds must not see the later update).
+        let t = std::time::Instant::now();
         let book = if inputs.has("weights") {
             let before = ctx.ds.pred_opt().unwrap_or(ctx.ds);
             WeightBook::read(inputs.batches("weights")?, before)?
@@ -488,6 +508,8 @@ impl Configured {
                 None => ctx.counters.add("rank_tilt.no_outcomes", 1),
             }
         }
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        tracing::debug!(ms, "ensemble: blended and tilted");
         Ok((out, flagged))
     }
 
@@ -548,12 +570,15 @@ impl ConfiguredOp for Configured {
         // The calibrations on a second thread (the replay of a year of outcomes), while this
         // one reads the weights, blends and tilts: they share nothing until the band is applied.
         let (issues, blended) = std::thread::scope(|s| {
-            let issuing = s.spawn(|| -> OpResult<Option<(VolMap<'_>, Issues)>> {
+            let issuing = s.spawn(|| -> OpResult<Option<(VolGrid<'_>, Issues)>> {
                 let (Some(o), Some(f)) = (outcomes, features.as_ref()) else {
                     return Ok(None);
                 };
-                let vol = vol_by_code_date(f)?;
+                let t = std::time::Instant::now();
+                let vol = VolGrid::of(f)?;
                 let issues = self.issue(o, &vol, ctx.ds)?;
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                tracing::debug!(ms, "ensemble: calibrations replayed");
                 Ok(Some((vol, issues)))
             });
             let blended = self.blend(&inputs, rows, &groups, outcomes, ctx);
@@ -599,179 +624,6 @@ impl ConfiguredOp for Configured {
             _ => ds,
         })
     }
-}
-
-/// `vol_20d` by (code, date in days), hashed with foldhash (the keys come from the lake, not
-/// from an adversary; SipHash was 2% of a full-market day's CPU).
-type VolMap<'a> = HashMap<(&'a str, i32), f64, foldhash::fast::RandomState>;
-
-/// `vol_20d` by (code, date in days); missing and non-positive values left out. Keys borrow
-/// the batch's strings (a year of the full market is ~450,000 rows).
-fn vol_by_code_date(b: &RecordBatch) -> OpResult<VolMap<'_>> {
-    let mut out = VolMap::with_capacity_and_hasher(b.num_rows(), Default::default());
-    if b.num_rows() == 0 {
-        return Ok(out);
-    }
-    let (code, date, vol) = (
-        str_col(b, "code")?,
-        date_col(b, "date")?,
-        f64_col(b, "vol_20d")?,
-    );
-    for i in 0..b.num_rows() {
-        if code.is_null(i) || date.is_null(i) || vol.is_null(i) {
-            continue;
-        }
-        let v = vol.value(i);
-        if v.is_finite() && v > 0.0 {
-            out.insert((code.value(i), date.value(i)), v);
-        }
-    }
-    Ok(out)
-}
-
-/// Each member's matured forecasts as predicted and realised returns (the ensemble's own rows
-/// and rows with a missing or non-positive price left out; `rank_skill` keeps only those
-/// matured before ds).
-fn scored_by_member(batches: &[RecordBatch]) -> OpResult<BTreeMap<String, Vec<Scored>>> {
-    let mut out: BTreeMap<String, Vec<Scored>> = BTreeMap::new();
-    for b in batches.iter().filter(|b| b.num_rows() > 0) {
-        let (base, target) = (date_col(b, "base_date")?, date_col(b, "target_date")?);
-        let horizon = typed::<Int32Array>(b, "horizon", "Int32")?;
-        let model = str_col(b, "model")?;
-        let (close, point, actual) = (
-            f64_col(b, "base_close")?,
-            f64_col(b, "point")?,
-            f64_col(b, "actual_close")?,
-        );
-        for i in 0..b.num_rows() {
-            let nulls = [
-                base.is_null(i),
-                target.is_null(i),
-                horizon.is_null(i),
-                model.is_null(i),
-                close.is_null(i),
-                point.is_null(i),
-                actual.is_null(i),
-            ];
-            if nulls.into_iter().any(|n| n) || model.value(i) == "ensemble" {
-                continue;
-            }
-            let (c, p, y) = (close.value(i), point.value(i), actual.value(i));
-            let Ok(h) = u32::try_from(horizon.value(i)) else {
-                continue;
-            };
-            if !(c > 0.0 && p > 0.0 && y > 0.0) {
-                continue;
-            }
-            let row = Scored {
-                base: base.value(i),
-                target: target.value(i),
-                horizon: h,
-                predicted: p / c - 1.0,
-                actual: y / c - 1.0,
-            };
-            match out.get_mut(model.value(i)) {
-                Some(v) => v.push(row),
-                None => {
-                    out.insert(model.value(i).to_string(), vec![row]);
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The ensemble's matured forecasts with target date before `ds`, per horizon: the raw band
-/// rebuilt from the member rows at their weights (the stored ensemble band is the calibrated
-/// one), the realised close, and the volatility scale at the base date.
-fn matured_by_horizon(
-    batches: &[RecordBatch],
-    vol: &VolMap<'_>,
-    ds: NaiveDate,
-) -> OpResult<BTreeMap<u32, Vec<Matured>>> {
-    // (code, base, horizon) -> (target, actual, Σw, Σw·q10, Σw·q90), summed in read order. A
-    // year of the full market is millions of member rows; a prediction's members are usually
-    // adjacent, so a row with the previous row's key skips the lookup.
-    type Key<'a> = (&'a str, i32, u32);
-    type Blend = (i32, f64, f64, f64, f64);
-    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut slot: HashMap<Key<'_>, usize, foldhash::fast::RandomState> =
-        HashMap::with_capacity_and_hasher(total / 2, Default::default());
-    let mut acc: Vec<(Key<'_>, Blend)> = Vec::with_capacity(total / 2);
-    let mut last: Option<(Key<'_>, usize)> = None;
-    let ds = days(ds);
-    for b in batches.iter().filter(|b| b.num_rows() > 0) {
-        let (code, base, target) = (
-            str_col(b, "code")?,
-            date_col(b, "base_date")?,
-            date_col(b, "target_date")?,
-        );
-        let horizon = typed::<Int32Array>(b, "horizon", "Int32")?;
-        let model = str_col(b, "model")?;
-        let (q10, q90, actual, weight) = (
-            f64_col(b, "q10")?,
-            f64_col(b, "q90")?,
-            f64_col(b, "actual_close")?,
-            f64_col(b, "weight")?,
-        );
-        for i in 0..b.num_rows() {
-            if [
-                code.is_null(i),
-                base.is_null(i),
-                target.is_null(i),
-                horizon.is_null(i),
-            ]
-            .into_iter()
-            .any(|n| n)
-                || model.is_null(i)
-                || model.value(i) == "ensemble"
-                || target.value(i) >= ds
-                || weight.is_null(i)
-            {
-                continue;
-            }
-            let (w, lo, hi, y) = (weight.value(i), q10.value(i), q90.value(i), actual.value(i));
-            if !(w > 0.0 && lo > 0.0 && hi > 0.0 && y > 0.0 && w.is_finite()) {
-                continue;
-            }
-            let key = (
-                code.value(i),
-                base.value(i),
-                u32::try_from(horizon.value(i)).unwrap_or(0),
-            );
-            let at = match last {
-                Some((k, at)) if k == key => at,
-                _ => {
-                    let at = *slot.entry(key).or_insert_with(|| {
-                        acc.push((key, (target.value(i), y, 0.0, 0.0, 0.0)));
-                        acc.len() - 1
-                    });
-                    last = Some((key, at));
-                    at
-                }
-            };
-            let e = &mut acc[at].1;
-            e.2 += w;
-            e.3 += w * lo;
-            e.4 += w * hi;
-        }
-    }
-    // In read order (the replay's calibrations do not depend on the order).
-    let mut out: BTreeMap<u32, Vec<Matured>> = BTreeMap::new();
-    for ((c, b, h), (t, y, w, lo, hi)) in acc {
-        let Some(&v) = vol.get(&(c, b)) else {
-            continue;
-        };
-        out.entry(h).or_default().push(Matured {
-            base: b,
-            target: t,
-            q10: lo / w,
-            q90: hi / w,
-            actual: y,
-            scale: v * f64::from(h).sqrt(),
-        });
-    }
-    Ok(out)
 }
 
 fn head(

@@ -4,6 +4,7 @@
 pub mod blend;
 pub mod combine;
 pub mod conformal;
+mod matured;
 mod order_stats;
 pub mod rank_skill;
 pub mod weights;

@@ -30,6 +30,9 @@ pub enum LakeError {
     },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// A task a read ran on panicked or was cancelled (a bug, or the process stopping).
+    #[error("a read's task did not finish: {0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error("sql: {0}")]
     Sql(String),
     #[error("configuration: {0}")]

@@ -25,7 +25,7 @@ use deltalake::parquet::file::metadata::{
 };
 use deltalake::parquet::file::statistics::Statistics;
 use futures::future::BoxFuture;
-use futures::{FutureExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -53,12 +53,17 @@ impl DateRange<'_> {
     }
 }
 
+/// Data files read at once by a scan: each is decoded on a task of its own, so a read that
+/// decodes many files (a year of outcomes on a new process) uses every core, and a remote
+/// store's requests overlap.
+const FILES_IN_FLIGHT: usize = 8;
+
 /// The rows of `table` (as loaded) within `range`, with only `columns` (all when `None`; a
 /// name the table does not have is left out, as the caller checks names), in the files'
-/// stored types. `None` when the table is not plain (see the module doc): read it through
-/// DataFusion instead.
+/// stored types, in the order of the table's files. `None` when the table is not plain (see
+/// the module doc): read it through DataFusion instead.
 pub(crate) async fn scan(
-    cache: &FileCache,
+    cache: &Arc<FileCache>,
     table: &DeltaTable,
     range: Option<DateRange<'_>>,
     columns: Option<&[String]>,
@@ -89,84 +94,143 @@ pub(crate) async fn scan(
                 continue;
             }
         }
-        files.push((file.object_store_path(), file.size()));
-    }
-    let store = table.object_store();
-    let mut out = Vec::new();
-    for (path, size) in files {
-        let Ok(size) = u64::try_from(size) else {
+        let Ok(size) = u64::try_from(file.size()) else {
             return Ok(None);
         };
-        let key = file_key(table.table_url().as_str(), path.as_ref(), size);
+        files.push((file.object_store_path(), size));
+    }
+    let want = Arc::new(Want {
+        range: range.map(|r| (r.column.to_string(), r.from, r.to)),
+        columns: columns.map(<[String]>::to_vec),
+    });
+    let store = table.object_store();
+    let url = table.table_url().to_string();
+    let reads = files.into_iter().map(|(path, size)| {
+        let key = file_key(&url, path.as_ref(), size);
         let reader = FileReader {
             store: store.clone(),
             path,
             size,
         };
-        let meta = match cache.metadata(&key) {
-            Some(meta) => meta,
-            None => {
-                let meta = ArrowReaderMetadata::load_async(&mut reader.clone(), Default::default())
-                    .await?;
-                cache.put_metadata(&key, meta.clone());
-                meta
-            }
-        };
-        let schema = meta.schema().clone();
-        if let Some(r) = range {
-            match schema.field_with_name(r.column).map(|f| f.data_type()) {
-                Ok(arrow::datatypes::DataType::Date32) => {}
-                // A file written before the column existed: its rows' dates are null, and a
-                // null date is outside any range.
-                Err(_) => continue,
-                Ok(_) => return Ok(None),
-            }
+        let (cache, want) = (cache.clone(), want.clone());
+        async move { read_file(&cache, &key, reader, &want).await }
+    });
+    // On a task each where there is a runtime to spawn on (the binary's, the tests'); in
+    // turn otherwise.
+    let per_file: Vec<Option<Vec<RecordBatch>>> = match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            futures::stream::iter(reads.map(|read| rt.spawn(read)))
+                .buffered(FILES_IN_FLIGHT)
+                .map(|joined| joined?)
+                .try_collect()
+                .await?
         }
-        let parquet_schema = meta.parquet_schema();
-        let wanted = |name: &str| {
-            columns.is_none_or(|cols| cols.iter().any(|c| c == name))
-                || range.is_some_and(|r| r.column == name)
-        };
-        let roots: Vec<usize> = schema
-            .fields()
+        Err(_) => {
+            futures::stream::iter(reads)
+                .buffered(1)
+                .try_collect()
+                .await?
+        }
+    };
+    let mut out = Vec::new();
+    for batches in per_file {
+        match batches {
+            Some(b) => out.extend(b),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// What a scan keeps, owned (each file is read on a task of its own): the range as
+/// (column, from, to) and the columns.
+struct Want {
+    range: Option<(String, Option<i32>, Option<i32>)>,
+    columns: Option<Vec<String>>,
+}
+
+impl Want {
+    fn range(&self) -> Option<DateRange<'_>> {
+        self.range.as_ref().map(|(column, from, to)| DateRange {
+            column,
+            from: *from,
+            to: *to,
+        })
+    }
+}
+
+/// The rows of one data file that `want` keeps; `None` when its range column is not a date
+/// (the table is not one this lake wrote: read it through DataFusion).
+async fn read_file(
+    cache: &FileCache,
+    key: &str,
+    mut reader: FileReader,
+    want: &Want,
+) -> LakeResult<Option<Vec<RecordBatch>>> {
+    let (range, columns) = (want.range(), want.columns.as_deref());
+    let meta = match cache.metadata(key) {
+        Some(meta) => meta,
+        None => {
+            let meta = ArrowReaderMetadata::load_async(&mut reader, Default::default()).await?;
+            cache.put_metadata(key, meta.clone());
+            meta
+        }
+    };
+    let schema = meta.schema().clone();
+    if let Some(r) = range {
+        match schema.field_with_name(r.column).map(|f| f.data_type()) {
+            Ok(arrow::datatypes::DataType::Date32) => {}
+            // A file written before the column existed: its rows' dates are null, and a
+            // null date is outside any range.
+            Err(_) => return Ok(Some(Vec::new())),
+            Ok(_) => return Ok(None),
+        }
+    }
+    let parquet_schema = meta.parquet_schema();
+    let wanted = |name: &str| {
+        columns.is_none_or(|cols| cols.iter().any(|c| c == name))
+            || range.is_some_and(|r| r.column == name)
+    };
+    let roots: Vec<usize> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| wanted(f.name()))
+        .map(|(i, _)| i)
+        .collect();
+    let projected = Arc::new(schema.project(&roots)?);
+    let leaf = range.and_then(|r| {
+        parquet_schema
+            .columns()
             .iter()
-            .enumerate()
-            .filter(|(_, f)| wanted(f.name()))
-            .map(|(i, _)| i)
-            .collect();
-        let projected = Arc::new(schema.project(&roots)?);
-        let leaf = range.and_then(|r| {
-            parquet_schema
-                .columns()
-                .iter()
-                .position(|c| c.path().string() == r.column)
-        });
-        let groups = meta.metadata().row_groups();
-        for (g, group) in groups.iter().enumerate() {
-            if group.num_rows() == 0
-                || range.is_some_and(|r| {
-                    leaf.and_then(|l| row_group_bounds(group, l))
-                        .is_some_and(|(lo, hi)| !r.overlaps(lo, hi))
-                })
-            {
-                continue;
-            }
-            let chunks = decoded(cache, &key, &reader, &meta, g, &roots).await?;
-            let rows = usize::try_from(group.num_rows()).unwrap_or(0);
-            let b = RecordBatch::try_new_with_options(
-                projected.clone(),
-                chunks,
-                &RecordBatchOptions::new().with_row_count(Some(rows)),
-            )?;
-            let b = match range {
-                Some(r) => keep_range(&b, r)?,
-                None => b,
-            };
-            if b.num_rows() == 0 {
-                continue;
-            }
-            out.push(project(b, columns)?);
+            .position(|c| c.path().string() == r.column)
+    });
+    let mut out = Vec::new();
+    let groups = meta.metadata().row_groups();
+    for (g, group) in groups.iter().enumerate() {
+        if group.num_rows() == 0
+            || range.is_some_and(|r| {
+                leaf.and_then(|l| row_group_bounds(group, l))
+                    .is_some_and(|(lo, hi)| !r.overlaps(lo, hi))
+            })
+        {
+            continue;
         }
+        let chunks = decoded(cache, key, &reader, &meta, g, &roots).await?;
+        let rows = usize::try_from(group.num_rows()).unwrap_or(0);
+        let b = RecordBatch::try_new_with_options(
+            projected.clone(),
+            chunks,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )?;
+        let b = match range {
+            Some(r) => keep_range(&b, r)?,
+            None => b,
+        };
+        if b.num_rows() == 0 {
+            continue;
+        }
+        out.push(project(b, columns)?);
     }
     Ok(Some(out))
 }

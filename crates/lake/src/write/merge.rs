@@ -2,6 +2,7 @@
 //! Delta's merge for the rows that update held keys.
 
 use arrow::array::{Array, Date32Array, RecordBatch};
+use arrow::datatypes::DataType;
 use arrow::row::{RowConverter, SortField};
 use datafusion::prelude::{col, lit};
 use datafusion::scalar::ScalarValue;
@@ -42,9 +43,21 @@ impl Lake {
         batches: Vec<RecordBatch>,
     ) -> LakeResult<Changes> {
         let physical = physical_schema(&def.schema);
-        let range = def
-            .date_column
-            .as_ref()
+        // The stored rows are read by a date column of the key where there is one (the
+        // table's date column first): every stored row with a key being written then lies in
+        // the written rows' range of that column, so the diff sees every held key, and files
+        // outside the range are skipped by their statistics. (`prediction_outcomes` is dated
+        // by its target date but keyed by its base date: read by the target date, every
+        // stored key of the table had to be read besides.) Otherwise by the table's date
+        // column, and a held key outside its range is looked for among all the keys (below).
+        let key_date = def.date_column.iter().chain(&def.keys).find(|c| {
+            def.keys.contains(c)
+                && physical
+                    .field_with_name(c)
+                    .is_ok_and(|f| f.data_type() == &DataType::Date32)
+        });
+        let range = key_date
+            .or(def.date_column.as_ref())
             .and_then(|c| Some((c, date_range(&batches, c)?)));
         let direct = range.map(|(column, (lo, hi))| DateRange {
             column,
@@ -270,6 +283,14 @@ mod tests {
 
     /// The operation of the newest commit in the table's log.
     fn last_operation(dir: &std::path::Path) -> String {
+        last_commit(dir)["operation"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_default()
+    }
+
+    /// The `commitInfo` of the newest commit in the table's log.
+    fn last_commit(dir: &std::path::Path) -> serde_json::Value {
         let log = dir.join("articles/_delta_log");
         let mut commits: Vec<_> = std::fs::read_dir(&log)
             .unwrap()
@@ -280,7 +301,7 @@ mod tests {
         let text = std::fs::read_to_string(commits.last().unwrap()).unwrap();
         text.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find_map(|v| v["commitInfo"]["operation"].as_str().map(String::from))
+            .find_map(|v| v.get("commitInfo").cloned())
             .unwrap_or_default()
     }
 
@@ -306,6 +327,87 @@ mod tests {
         assert_eq!(last_operation(dir.path()), "MERGE");
         let read = lake.read("articles", ReadOptions::default()).await.unwrap();
         assert_eq!(read.num_rows(), 4, "a, b, c, d once each");
+    }
+
+    /// Keyed by `id` and `base`, dated by `target` (as `prediction_outcomes`).
+    fn outcomes() -> TableDef {
+        TableDef::new(
+            "articles",
+            Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Utf8, false),
+                Field::new("target", DataType::Date32, false),
+                Field::new("score", DataType::Float64, true),
+                Field::new("base", DataType::Date32, false),
+            ])),
+        )
+        .keys(&["id", "base"])
+        .date_column("target")
+    }
+
+    fn outcome_rows(rows: &[(&str, i32, f64, i32)]) -> Vec<RecordBatch> {
+        vec![
+            RecordBatch::try_new(
+                outcomes().schema.clone(),
+                vec![
+                    Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                    Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.1))),
+                    Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+                    Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.3))),
+                ],
+            )
+            .unwrap(),
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_table_dated_outside_its_key_is_diffed_by_the_key_date_and_never_holds_a_key_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = outcomes();
+        let lake = Lake::open(
+            dir.path().to_str().unwrap(),
+            Catalog::with_tables([d.clone()]),
+        )
+        .unwrap();
+        let merge =
+            |r: Vec<RecordBatch>| lake.write(&d, r, WriteMode::Merge, None, BTreeMap::new());
+        merge(outcome_rows(&[("a", 105, 1.0, 100), ("b", 110, 2.0, 100)]))
+            .await
+            .unwrap();
+        // The same rows again: all unchanged, nothing written.
+        let w = merge(outcome_rows(&[("a", 105, 1.0, 100), ("b", 110, 2.0, 100)]))
+            .await
+            .unwrap();
+        assert_eq!((w.rows, w.unchanged), (0, 2));
+        // A new base date: appended under a predicate on the key's date, not the target's.
+        let w = merge(outcome_rows(&[("a", 106, 3.0, 101)])).await.unwrap();
+        assert_eq!((w.rows, w.unchanged), (1, 0));
+        let commit = last_commit(dir.path());
+        assert_eq!(commit["operation"], "WRITE");
+        let predicate = commit["operationParameters"]["predicate"]
+            .as_str()
+            .unwrap_or("");
+        assert!(
+            predicate.contains("\"base\""),
+            "checked on the key's date, not on every key: {predicate}"
+        );
+        // `b` of base 100 with another target date, outside the written target range of any
+        // earlier write: its stored row is found by its base date and updated in place.
+        let w = merge(outcome_rows(&[("b", 120, 9.0, 100), ("a", 106, 3.0, 101)]))
+            .await
+            .unwrap();
+        assert_eq!((w.rows, w.unchanged), (1, 1));
+        assert_eq!(last_operation(dir.path()), "MERGE");
+        let read = lake.read("articles", ReadOptions::default()).await.unwrap();
+        assert_eq!(read.num_rows(), 3, "(a, 100), (a, 101), (b, 100) once each");
+        let scores: f64 = read
+            .batches
+            .iter()
+            .map(|b| {
+                let s = b.column_by_name("score").unwrap().as_any();
+                arrow::compute::sum(s.downcast_ref::<Float64Array>().unwrap()).unwrap_or(0.0)
+            })
+            .sum();
+        assert_eq!(scores, 1.0 + 3.0 + 9.0);
     }
 
     #[tokio::test]
