@@ -5,7 +5,9 @@
 # range batch, then the loop day by day), timed with its peak RSS, once per binary given, each
 # on a fresh copy of the one seed. With two or more binaries it then checks that every table of
 # their lakes is the same (md5 of sorted CSV dumps). The lakes stay under WORK for a look (the
-# last one is a mature lake for the daily bench's day 2019-09-17).
+# last one is a mature lake for the daily bench's day 2019-09-17). Then, DAY_RUNS times (default
+# 3; 0 skips it), each binary runs that next day, 2019-09-17, on a fresh copy of its own lake,
+# the binaries alternating (this machine's speed drifts within minutes: compare pairs).
 #
 #   scripts/fullmarket_replay.sh [BIN ...]      # default: this checkout's release build
 #   WORK=/tmp/fm scripts/fullmarket_replay.sh ./krxflow-before ./krxflow-after
@@ -45,6 +47,19 @@ for bin in "$@"; do
   dump "$bin" "$lake" >"$WORK/tables$i.txt"
   i=$((i + 1))
 done
+# The mature lake's next day: the daily job of a user with half a year of outcomes.
+for ((r = 1; r <= ${DAY_RUNS:-3}; r++)); do
+  i=0
+  for bin in "$@"; do
+    rm -rf "$WORK/day" && cp -a "$WORK/lake$i" "$WORK/day"
+    printf 'day 2019-09-17, run %d, %s: ' "$r" "$bin"
+    KRXFLOW_LAKE="$WORK/day" /usr/bin/time -f "wall %e s  user %U s  sys %S s  peak RSS %M KB" \
+      "$bin" backfill daily_batch match_outcomes --from 2019-09-17 --to 2019-09-17 2>&1 |
+      grep -E '^wall'
+    i=$((i + 1))
+  done
+done
+rm -rf "$WORK/day"
 for ((j = 1; j < i; j++)); do
   if diff -q "$WORK/tables0.txt" "$WORK/tables$j.txt" >/dev/null; then
     echo "lake$j: all $(wc -l <"$WORK/tables0.txt") tables identical to lake0's"

@@ -331,16 +331,28 @@ fn conflict_backoff(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_millis(base + nanos % base.max(1))
 }
 
-/// `batches` as one batch sorted by `date_col` (stable), when there are several rows.
+/// `batches` as one batch sorted by `date_col`, rows of one date in the order written: the
+/// order an operator gives its rows (by code, a prediction's members together) is the order
+/// readers meet them in, which keeps their grouping cheap. (Arrow's `sort_to_indices` is not
+/// stable: a day's rows, all of one date, came out scattered.) A null date sorts first.
 fn in_date_order(batches: Vec<RecordBatch>, date_col: &str) -> LakeResult<Vec<RecordBatch>> {
     let Some(first) = batches.first() else {
         return Ok(batches);
     };
     let all = arrow::compute::concat_batches(&first.schema(), &batches)?;
-    let Some(dates) = all.column_by_name(date_col) else {
+    let Some(dates) = all
+        .column_by_name(date_col)
+        .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
+    else {
         return Ok(vec![all]);
     };
-    let order = arrow::compute::sort_to_indices(dates, None, None)?;
+    let key = |i: u32| dates.is_valid(i as usize).then(|| dates.value(i as usize));
+    let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
+    if order.windows(2).all(|w| key(w[0]) <= key(w[1])) {
+        return Ok(vec![all]);
+    }
+    order.sort_by_key(|&i| key(i));
+    let order = arrow::array::UInt32Array::from(order);
     Ok(vec![arrow::compute::take_record_batch(&all, &order)?])
 }
 
@@ -452,5 +464,62 @@ impl<'a> WriteTiming<'a> {
 
     fn done(&self, path: &str, rows: usize, unchanged: usize) {
         tracing::debug!(table = self.table, path, rows, unchanged, laps = ?self.laps, "write phases");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::StringArray;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn batch(rows: &[(&str, Option<i32>)]) -> RecordBatch {
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("code", DataType::Utf8, false),
+                Field::new("date", DataType::Date32, true),
+            ])),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Date32Array::from_iter(rows.iter().map(|r| r.1))),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn codes(b: &[RecordBatch]) -> Vec<String> {
+        b.iter()
+            .flat_map(|b| {
+                let c = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+                c.iter().flatten().map(String::from).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_are_put_in_date_order_keeping_the_written_order_within_a_date() {
+        // One date, many rows: exactly the order written (an unstable sort scattered them).
+        let one_day: Vec<(String, Option<i32>)> =
+            (0..500).map(|i| (format!("{i:06}"), Some(7))).collect();
+        let rows: Vec<(&str, Option<i32>)> =
+            one_day.iter().map(|(c, d)| (c.as_str(), *d)).collect();
+        let sorted = in_date_order(vec![batch(&rows[..200]), batch(&rows[200..])], "date").unwrap();
+        assert_eq!(
+            codes(&sorted),
+            one_day.iter().map(|r| r.0.clone()).collect::<Vec<_>>()
+        );
+        // Several dates: by date, a null first, ties in written order.
+        let mixed = batch(&[
+            ("a", Some(3)),
+            ("b", Some(1)),
+            ("c", None),
+            ("d", Some(3)),
+            ("e", Some(1)),
+        ]);
+        let sorted = in_date_order(vec![mixed], "date").unwrap();
+        assert_eq!(codes(&sorted), ["c", "b", "e", "a", "d"]);
     }
 }
