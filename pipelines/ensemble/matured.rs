@@ -107,8 +107,8 @@ pub fn matured_by_horizon(
     ds: i32,
 ) -> OpResult<BTreeMap<u32, Vec<Matured>>> {
     // A slot per (code, base day, horizon) of the grid holds the index of its sums in `acc`
-    // (first seen first): (code id, base, horizon, target, actual, Σw, Σw·q10, Σw·q90).
-    type Acc = (u32, i32, u32, i32, f64, f64, f64, f64);
+    // (first seen first): (base, horizon, target, actual, vol at base, Σw, Σw·q10, Σw·q90).
+    type Acc = (i32, u32, i32, f64, f64, f64, f64, f64);
     let cells = vol.ids.len() * vol.width * horizons.len();
     let mut slot = vec![u32::MAX; cells];
     let mut acc: Vec<Acc> = Vec::new();
@@ -156,19 +156,19 @@ pub fn matured_by_horizon(
             let (Some(id), Some(day)) = (ids.get(code, i), vol.column(base.value(i))) else {
                 continue;
             };
-            if vol.at(id, base.value(i)).is_none() {
+            let Some(v) = vol.at(id, base.value(i)) else {
                 continue;
-            }
+            };
             let cell = (id as usize * vol.width + day) * horizons.len() + hx;
             let at = match slot[cell] {
                 u32::MAX => {
                     slot[cell] = acc.len() as u32;
                     acc.push((
-                        id,
                         base.value(i),
                         horizons[hx],
                         target.value(i),
                         y,
+                        v,
                         0.0,
                         0.0,
                         0.0,
@@ -185,10 +185,7 @@ pub fn matured_by_horizon(
     }
     // In first-seen order (the replay's calibrations do not depend on the order).
     let mut out: BTreeMap<u32, Vec<Matured>> = BTreeMap::new();
-    for (id, b, h, t, y, w, lo, hi) in acc {
-        let Some(v) = vol.at(id, b) else {
-            continue;
-        };
+    for (b, h, t, y, v, w, lo, hi) in acc {
         out.entry(h).or_default().push(Matured {
             base: b,
             target: t,
@@ -284,11 +281,11 @@ pub fn scored_by_member(batches: &[RecordBatch]) -> OpResult<BTreeMap<String, Ve
             });
         }
     }
-    let mut out: BTreeMap<String, Vec<Scored>> = BTreeMap::new();
-    for (m, rows) in members {
-        out.entry(m.to_string()).or_default().extend(rows);
-    }
-    Ok(out)
+    // Each member appears once in `members`.
+    Ok(members
+        .into_iter()
+        .map(|(m, rows)| (m.to_string(), rows))
+        .collect())
 }
 
 #[cfg(test)]
