@@ -8,6 +8,10 @@
 # last one is a mature lake for the daily bench's day 2019-09-17). Then, DAY_RUNS times (default
 # 3; 0 skips it), each binary runs that next day, 2019-09-17, on a fresh copy of its own lake,
 # the binaries alternating (this machine's speed drifts within minutes: compare pairs).
+# With PEER_RUNS=N (default 0), the Polars peer (benches/peer/daily_polars.py, set up by
+# `benches/peer/setup.sh daily`) then runs the same day N times on the first binary's lake and
+# checks its results against a copy where that binary ran the day. REPLAY=0 reuses the lakes a
+# previous run left under WORK (no seed, no replay, no table comparison).
 #
 #   scripts/fullmarket_replay.sh [BIN ...]      # default: this checkout's release build
 #   WORK=/tmp/fm scripts/fullmarket_replay.sh ./krxflow-before ./krxflow-after
@@ -16,6 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+ROOT_PY="$(pwd)/.venv-peer-daily/bin/python"
 export KRXFLOW_UNIVERSE=fullmarket KRXFLOW_DATA="${KRXFLOW_DATA:-../shared/data}"
 [ -d "$KRXFLOW_DATA/ohlcv/krx_fullmarket_2018_2019" ] || {
   echo "skipped: no full-market panel under $KRXFLOW_DATA/ohlcv/krx_fullmarket_2018_2019" >&2
@@ -27,26 +32,32 @@ if [ $# -eq 0 ]; then
 fi
 WORK="${WORK:-$(mktemp -d)}"
 mkdir -p "$WORK"
-rm -rf "$WORK/seed"
-KRXFLOW_LAKE="$WORK/seed" "$1" run daily_batch --date 2019-03-04 >/dev/null
-KRXFLOW_LAKE="$WORK/seed" "$1" run retrain_weekly --date 2019-03-03 >/dev/null
-dump() { # BIN LAKE: one line per table, its md5
-  for t in $(ls "$2" | grep -v '^_'); do
-    [ -d "$2/$t/_delta_log" ] || continue
-    printf '%s %s\n' "$t" "$(KRXFLOW_LAKE="$2" "$1" sql "SELECT * FROM $t" --format csv | sort | md5sum | cut -c1-16)"
+if [ "${REPLAY:-1}" = 0 ]; then
+  for ((i = 0; i < $#; i++)); do
+    [ -d "$WORK/lake$i" ] || { echo "REPLAY=0: no $WORK/lake$i to reuse" >&2; exit 2; }
   done
-}
-i=0
-for bin in "$@"; do
-  lake="$WORK/lake$i"
-  rm -rf "$lake" && cp -a "$WORK/seed" "$lake"
-  echo "== $bin"
-  KRXFLOW_LAKE="$lake" /usr/bin/time -f "wall %e s  user %U s  sys %S s  peak RSS %M KB" \
-    "$bin" backfill daily_batch match_outcomes --from 2019-03-05 --to 2019-09-16 2>&1 |
-    grep -E 'once over the range in|^wall'
-  dump "$bin" "$lake" >"$WORK/tables$i.txt"
-  i=$((i + 1))
-done
+else
+  rm -rf "$WORK/seed"
+  KRXFLOW_LAKE="$WORK/seed" "$1" run daily_batch --date 2019-03-04 >/dev/null
+  KRXFLOW_LAKE="$WORK/seed" "$1" run retrain_weekly --date 2019-03-03 >/dev/null
+  dump() { # BIN LAKE: one line per table, its md5
+    for t in $(ls "$2" | grep -v '^_'); do
+      [ -d "$2/$t/_delta_log" ] || continue
+      printf '%s %s\n' "$t" "$(KRXFLOW_LAKE="$2" "$1" sql "SELECT * FROM $t" --format csv | sort | md5sum | cut -c1-16)"
+    done
+  }
+  i=0
+  for bin in "$@"; do
+    lake="$WORK/lake$i"
+    rm -rf "$lake" && cp -a "$WORK/seed" "$lake"
+    echo "== $bin"
+    KRXFLOW_LAKE="$lake" /usr/bin/time -f "wall %e s  user %U s  sys %S s  peak RSS %M KB" \
+      "$bin" backfill daily_batch match_outcomes --from 2019-03-05 --to 2019-09-16 2>&1 |
+      grep -E 'once over the range in|^wall'
+    dump "$bin" "$lake" >"$WORK/tables$i.txt"
+    i=$((i + 1))
+  done
+fi
 # The mature lake's next day: the daily job of a user with half a year of outcomes.
 for ((r = 1; r <= ${DAY_RUNS:-3}; r++)); do
   i=0
@@ -60,7 +71,32 @@ for ((r = 1; r <= ${DAY_RUNS:-3}; r++)); do
   done
 done
 rm -rf "$WORK/day"
-for ((j = 1; j < i; j++)); do
+if [ "${PEER_RUNS:-0}" -gt 0 ]; then
+  bash benches/peer/setup.sh daily
+  data="$(cd "$KRXFLOW_DATA" && pwd)"
+  rm -rf "$WORK/peer-check" "$WORK/peer-out" && cp -a "$WORK/lake0" "$WORK/peer-check"
+  KRXFLOW_LAKE="$WORK/peer-check" "$1" backfill daily_batch match_outcomes \
+    --from 2019-09-17 --to 2019-09-17 >/dev/null
+  (cd benches/peer && ../../.venv-peer-daily/bin/python daily_polars.py "$WORK/lake0" 2019-09-17 \
+    "$data/ohlcv/krx_fullmarket_2018_2019/kr_fullmarket_daily_20181126_20190918.csv.gz" \
+    "$data/ohlcv/kospi_index/KS11_yahoo_espark11.csv" "$WORK/peer-out" \
+    "$PEER_RUNS" "$WORK/peer-check") >"$WORK/peer.json"
+  "$ROOT_PY" - "$WORK/peer.json" <<'PY'
+import json, statistics, sys
+r = json.load(open(sys.argv[1]))
+w = r["wall_s"]
+print(f"Polars peer, day 2019-09-17 on lake0, {len(w)} runs in one process: "
+      f"min {min(w):.2f} / median {statistics.median(w):.2f} / max {max(w):.2f} s, "
+      f"peak RSS {r['peak_rss_mib']:.0f} MiB (ETS workers {r['peak_rss_children_mib']:.0f} MiB)")
+print("  steps, last run (s):", {k: round(v, 3) for k, v in r["steps_s"][-1].items()})
+print("  rows:", r["rows"])
+print("  agreement:", json.dumps(r["agreement"]))
+d = r["agreement"]["disagreements"]
+print("  the same results as krxflow's" if not d else f"  DISAGREES: {d}")
+sys.exit(1 if d else 0)
+PY
+fi
+for ((j = 1; j < i && ${REPLAY:-1} != 0; j++)); do
   if diff -q "$WORK/tables0.txt" "$WORK/tables$j.txt" >/dev/null; then
     echo "lake$j: all $(wc -l <"$WORK/tables0.txt") tables identical to lake0's"
   else

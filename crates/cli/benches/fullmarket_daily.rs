@@ -15,8 +15,17 @@
 //!    `krxflow backfill daily_batch match_outcomes` for the measured day: wall time and the
 //!    process's peak resident memory.
 //!
+//! 3. the Polars peer (`benches/peer/daily_polars.py`, installed into `.venv-peer-daily` by
+//!    `benches/peer/setup.sh daily`), `RUNS` times in one process on the warm lake (read
+//!    only): the same day from the same state — ingest, features, pooled LightGBM from the same
+//!    registered models, statsforecast's AutoETS, the ensemble with its calibration, outcomes,
+//!    weights — then its results checked against the lake krxflow wrote (features within 1e-9,
+//!    LightGBM and the ensemble recomputed on krxflow's member forecasts within 1e-6, outcomes
+//!    and weights within 1e-9, the same row counts, directions and hits).
+//!
 //! Reported: min / median / max wall and peak RSS against the targets (1.5 s, 1 GiB), the rows
-//! written that day, and each task's time in the last run (from `_krxflow.task_runs`).
+//! written that day, each task's time in the last run (from `_krxflow.task_runs`), the peer's
+//! wall and steps, and the ratio of the medians.
 //!
 //!     cargo bench -p krxflow-cli --bench fullmarket_daily
 //!     KRXFLOW_BENCH_WARM_DAYS=135 cargo bench -p krxflow-cli --bench fullmarket_daily
@@ -32,7 +41,7 @@
 use std::time::Duration;
 
 mod common;
-use common::{Krxflow, copy_dir, min_median_max, root, shared_data};
+use common::{Krxflow, copy_dir, min_median_max, peer, root, shared_data};
 
 const RUNS: usize = 5;
 /// The panel's last full day (2019-09-18 is an intraday snapshot, quarantined `provisional`).
@@ -100,10 +109,12 @@ fn main() {
     ]);
 
     let (mut walls, mut rss) = (Vec::new(), Vec::new());
+    let mut last_lake = warm.clone();
     for i in 0..RUNS {
         let lake = tmp.path().join(format!("run{i}"));
         copy_dir(&warm, &lake);
-        k.lake = lake;
+        k.lake = lake.clone();
+        last_lake = lake;
         let (wall, peak, _) = k.run_measured(&[
             "backfill",
             "daily_batch",
@@ -187,4 +198,74 @@ fn main() {
     assert!(lgbm > 0, "pooled LightGBM predicted the market");
     assert_eq!(predictions, 3 * codes, "three horizons per predicted code");
     assert!(outcomes > 0, "outcomes were matched");
+    polars_peer(&k.root, &data, &warm, &last_lake, w1);
+}
+
+/// Runs the Polars peer on the warm lake, checks its day against krxflow's (`checked`: a lake
+/// after krxflow's run) and prints its times and the ratio to krxflow's median `krx_median`.
+/// Without the peer's packages (no network for the set-up) it says why and returns.
+fn polars_peer(
+    root: &std::path::Path,
+    data: &std::path::Path,
+    warm: &std::path::Path,
+    checked: &std::path::Path,
+    krx_median: f64,
+) {
+    let python = match peer::setup_daily(root) {
+        Ok(p) => p,
+        Err(why) => {
+            println!("Polars peer: skipped: {why}");
+            return;
+        }
+    };
+    let panel =
+        data.join("ohlcv/krx_fullmarket_2018_2019/kr_fullmarket_daily_20181126_20190918.csv.gz");
+    let index = data.join("ohlcv/kospi_index/KS11_yahoo_espark11.csv");
+    let out = tempfile::tempdir().expect("peer output dir");
+    let s = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let runs = RUNS.to_string();
+    let report = peer::run(
+        root,
+        &python,
+        "daily_polars.py",
+        &[
+            &s(warm),
+            DAY,
+            &s(&panel),
+            &s(&index),
+            &s(out.path()),
+            &runs,
+            &s(checked),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("the Polars peer failed: {e}"));
+    let mut walls = peer::numbers(&report, "wall_s");
+    assert_eq!(walls.len(), RUNS, "{report}");
+    let (p0, p1, p2) = min_median_max(&mut walls);
+    println!(
+        "Polars peer (benches/peer/daily_polars.py: Polars {} threads, AutoETS on {} processes), \
+         the same day on the same warm lake, in one process (imports {:.1} s, not timed):",
+        report["threads"],
+        report["ets_jobs"],
+        report["import_s"].as_f64().unwrap_or(f64::NAN)
+    );
+    println!(
+        "  wall over {RUNS} runs:     min {p0:.2} s  median {p1:.2} s  max {p2:.2} s;  \
+         peak RSS {:.0} MiB (ETS workers {:.0} MiB)",
+        report["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+        report["peak_rss_children_mib"].as_f64().unwrap_or(f64::NAN)
+    );
+    println!("  steps, last run (s): {}", report["steps_s"][RUNS - 1]);
+    println!("  rows: {}", report["rows"]);
+    println!("  agreement with krxflow's tables: {}", report["agreement"]);
+    println!(
+        "  krxflow median {krx_median:.2} s vs Polars median {p1:.2} s: krxflow {:.1}x faster \
+         end to end",
+        p1 / krx_median
+    );
+    let wrong = peer::disagreements(&report);
+    assert!(
+        wrong.is_empty(),
+        "the peer's day differs from krxflow's: {wrong:#?}"
+    );
 }

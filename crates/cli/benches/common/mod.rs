@@ -2,6 +2,8 @@
 //! data, the trading days a dry-run backfill lists, and one-number SQL answers.
 #![allow(dead_code)]
 
+pub mod peer;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
