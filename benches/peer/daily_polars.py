@@ -684,7 +684,7 @@ def run_day(lake: str, day: date, panel: str, index_csv: str, out: str, jobs: in
     frm = cal.add(day, -9)
     old = read(lake, "predictions", frm - timedelta(days=15), "base_date")
     old_m = read(lake, "prediction_members", frm - timedelta(days=15), "base_date")
-    matched = match(old, old_m, pl.concat([hist.filter(pl.col("date") >= frm)]), frm, day)
+    matched = match(old, old_m, hist.filter(pl.col("date") >= frm), frm, day)
     lap("match")
     key = ["code", "base_date", "horizon", "model"]
     # The record the weights learn from: the last 80 trading days of outcomes (krxflow's read).
