@@ -8,9 +8,10 @@
 # last one is a mature lake for the daily bench's day 2019-09-17). Then, DAY_RUNS times (default
 # 3; 0 skips it), each binary runs that next day, 2019-09-17, on a fresh copy of its own lake,
 # the binaries alternating (this machine's speed drifts within minutes: compare pairs).
-# With PEER_RUNS=N (default 0), the Polars peer (benches/peer/daily_polars.py, set up by
-# `benches/peer/setup.sh daily`) then runs the same day N times on the first binary's lake and
-# checks its results against a copy where that binary ran the day. REPLAY=0 reuses the lakes a
+# With PEER_RUNS=N (default 0), the Python peers (benches/peer/daily_polars.py and
+# daily_pandas.py, set up by `benches/peer/setup.sh daily`; PEERS="polars pandas" picks them) then
+# run the same day N times each on the first binary's lake and check their results against a
+# copy where that binary ran the day. REPLAY=0 reuses the lakes a
 # previous run left under WORK (no seed, no replay, no table comparison).
 #
 #   scripts/fullmarket_replay.sh [BIN ...]      # default: this checkout's release build
@@ -74,18 +75,20 @@ rm -rf "$WORK/day"
 if [ "${PEER_RUNS:-0}" -gt 0 ]; then
   bash benches/peer/setup.sh daily
   data="$(cd "$KRXFLOW_DATA" && pwd)"
-  rm -rf "$WORK/peer-check" "$WORK/peer-out" && cp -a "$WORK/lake0" "$WORK/peer-check"
+  rm -rf "$WORK/peer-check" "$WORK/peer-out"* && cp -a "$WORK/lake0" "$WORK/peer-check"
   KRXFLOW_LAKE="$WORK/peer-check" "$1" backfill daily_batch match_outcomes \
     --from 2019-09-17 --to 2019-09-17 >/dev/null
-  (cd benches/peer && ../../.venv-peer-daily/bin/python daily_polars.py "$WORK/lake0" 2019-09-17 \
-    "$data/ohlcv/krx_fullmarket_2018_2019/kr_fullmarket_daily_20181126_20190918.csv.gz" \
-    "$data/ohlcv/kospi_index/KS11_yahoo_espark11.csv" "$WORK/peer-out" \
-    "$PEER_RUNS" "$WORK/peer-check") >"$WORK/peer.json"
-  "$ROOT_PY" - "$WORK/peer.json" <<'PY'
+  for engine in ${PEERS:-polars pandas}; do
+    (cd benches/peer && ../../.venv-peer-daily/bin/python "daily_$engine.py" "$WORK/lake0" \
+      2019-09-17 \
+      "$data/ohlcv/krx_fullmarket_2018_2019/kr_fullmarket_daily_20181126_20190918.csv.gz" \
+      "$data/ohlcv/kospi_index/KS11_yahoo_espark11.csv" "$WORK/peer-out-$engine" \
+      "$PEER_RUNS" "$WORK/peer-check") >"$WORK/peer-$engine.json"
+    "$ROOT_PY" - "$WORK/peer-$engine.json" <<'PY'
 import json, statistics, sys
 r = json.load(open(sys.argv[1]))
 w = r["wall_s"]
-print(f"Polars peer, day 2019-09-17 on lake0, {len(w)} runs in one process: "
+print(f"{r['engine']} peer, day 2019-09-17 on lake0, {len(w)} runs in one process: "
       f"min {min(w):.2f} / median {statistics.median(w):.2f} / max {max(w):.2f} s, "
       f"peak RSS {r['peak_rss_mib']:.0f} MiB (ETS workers {r['peak_rss_children_mib']:.0f} MiB)")
 print("  steps, last run (s):", {k: round(v, 3) for k, v in r["steps_s"][-1].items()})
@@ -95,6 +98,7 @@ d = r["agreement"]["disagreements"]
 print("  the same results as krxflow's" if not d else f"  DISAGREES: {d}")
 sys.exit(1 if d else 0)
 PY
+  done
 fi
 for ((j = 1; j < i && ${REPLAY:-1} != 0; j++)); do
   if diff -q "$WORK/tables0.txt" "$WORK/tables$j.txt" >/dev/null; then

@@ -15,8 +15,9 @@
 //!    `krxflow backfill daily_batch match_outcomes` for the measured day: wall time and the
 //!    process's peak resident memory.
 //!
-//! 3. the Polars peer (`benches/peer/daily_polars.py`, installed into `.venv-peer-daily` by
-//!    `benches/peer/setup.sh daily`), `RUNS` times in one process on the warm lake (read
+//! 3. the two Python peers, the Polars one (`benches/peer/daily_polars.py`) and the pandas one
+//!    (`benches/peer/daily_pandas.py`), installed into `.venv-peer-daily` by
+//!    `benches/peer/setup.sh daily`, each `RUNS` times in one process on the warm lake (read
 //!    only): the same day from the same state — ingest, features, pooled LightGBM from the same
 //!    registered models, statsforecast's AutoETS, the ensemble with its calibration, outcomes,
 //!    weights — then its results checked against the lake krxflow wrote (features within 1e-9,
@@ -24,8 +25,8 @@
 //!    and weights within 1e-9, the same row counts, directions and hits).
 //!
 //! Reported: min / median / max wall and peak RSS against the targets (1.5 s, 1 GiB), the rows
-//! written that day, each task's time in the last run (from `_krxflow.task_runs`), the peer's
-//! wall and steps, and the ratio of the medians.
+//! written that day, each task's time in the last run (from `_krxflow.task_runs`), each peer's
+//! wall and steps, and the ratios of the medians.
 //!
 //!     cargo bench -p krxflow-cli --bench fullmarket_daily
 //!     KRXFLOW_BENCH_WARM_DAYS=135 cargo bench -p krxflow-cli --bench fullmarket_daily
@@ -198,26 +199,38 @@ fn main() {
     assert!(lgbm > 0, "pooled LightGBM predicted the market");
     assert_eq!(predictions, 3 * codes, "three horizons per predicted code");
     assert!(outcomes > 0, "outcomes were matched");
-    polars_peer(&k.root, &data, &warm, &last_lake, w1);
+    let python = match peer::setup_daily(&k.root) {
+        Ok(p) => p,
+        Err(why) => {
+            println!("Python peers: skipped: {why}");
+            return;
+        }
+    };
+    for (name, script) in [("Polars", "daily_polars.py"), ("pandas", "daily_pandas.py")] {
+        python_peer(
+            &k.root,
+            &python,
+            (name, script),
+            &data,
+            &warm,
+            &last_lake,
+            w1,
+        );
+    }
 }
 
-/// Runs the Polars peer on the warm lake, checks its day against krxflow's (`checked`: a lake
-/// after krxflow's run) and prints its times and the ratio to krxflow's median `krx_median`.
-/// Without the peer's packages (no network for the set-up) it says why and returns.
-fn polars_peer(
+/// Runs the peer `(name, script)` on the warm lake, checks its day against krxflow's
+/// (`checked`: a lake after krxflow's run) and prints its times and the ratio to krxflow's
+/// median `krx_median`.
+fn python_peer(
     root: &std::path::Path,
+    python: &std::path::Path,
+    (name, script): (&str, &str),
     data: &std::path::Path,
     warm: &std::path::Path,
     checked: &std::path::Path,
     krx_median: f64,
 ) {
-    let python = match peer::setup_daily(root) {
-        Ok(p) => p,
-        Err(why) => {
-            println!("Polars peer: skipped: {why}");
-            return;
-        }
-    };
     let panel =
         data.join("ohlcv/krx_fullmarket_2018_2019/kr_fullmarket_daily_20181126_20190918.csv.gz");
     let index = data.join("ohlcv/kospi_index/KS11_yahoo_espark11.csv");
@@ -226,8 +239,8 @@ fn polars_peer(
     let runs = RUNS.to_string();
     let report = peer::run(
         root,
-        &python,
-        "daily_polars.py",
+        python,
+        script,
         &[
             &s(warm),
             DAY,
@@ -238,13 +251,14 @@ fn polars_peer(
             &s(checked),
         ],
     )
-    .unwrap_or_else(|e| panic!("the Polars peer failed: {e}"));
+    .unwrap_or_else(|e| panic!("the {name} peer failed: {e}"));
     let mut walls = peer::numbers(&report, "wall_s");
     assert_eq!(walls.len(), RUNS, "{report}");
     let (p0, p1, p2) = min_median_max(&mut walls);
     println!(
-        "Polars peer (benches/peer/daily_polars.py: Polars {} threads, AutoETS on {} processes), \
+        "{name} peer (benches/peer/{script}: {}, threads: {}, AutoETS processes: {}), \
          the same day on the same warm lake, in one process (imports {:.1} s, not timed):",
+        report["engine"].as_str().unwrap_or("?"),
         report["threads"],
         report["ets_jobs"],
         report["import_s"].as_f64().unwrap_or(f64::NAN)
@@ -259,13 +273,13 @@ fn polars_peer(
     println!("  rows: {}", report["rows"]);
     println!("  agreement with krxflow's tables: {}", report["agreement"]);
     println!(
-        "  krxflow median {krx_median:.2} s vs Polars median {p1:.2} s: krxflow {:.1}x faster \
+        "  krxflow median {krx_median:.2} s vs {name} median {p1:.2} s: krxflow {:.1}x faster \
          end to end",
         p1 / krx_median
     );
     let wrong = peer::disagreements(&report);
     assert!(
         wrong.is_empty(),
-        "the peer's day differs from krxflow's: {wrong:#?}"
+        "the {name} peer's day differs from krxflow's: {wrong:#?}"
     );
 }

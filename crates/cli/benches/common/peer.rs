@@ -1,5 +1,6 @@
-//! The Python peer of the full-market daily batch (`benches/peer/daily_polars.py`): its set-up,
-//! its run and the agreement of its results with krxflow's tables.
+//! The Python peers of the full-market daily batch (`benches/peer/daily_polars.py`,
+//! `daily_pandas.py`): their set-up, their runs and the agreement of their results with krxflow's
+//! tables.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
