@@ -39,10 +39,19 @@ CONTEXT, MIN_CONTEXT = 250, 60
 WINDOW_DAYS, MIN_SCORES, GROUPS, GAMMA, TARGET = 365, 50, 3, 0.005, 0.2
 
 
-def read(lake: str, table: str, since: date | None = None, col: str = "date") -> pl.DataFrame:
+# The columns of `prediction_outcomes` the day reads (the skills, the calibration, the weights'
+# record), as krxflow projects its reads.
+OUTCOME_COLUMNS = ["code", "base_date", "horizon", "target_date", "model", "base_close", "point",
+                   "q10", "q90", "actual_close", "weight", "direction_hit"]
+
+
+def read(lake: str, table: str, since: date | None = None, col: str = "date",
+         columns: list[str] | None = None) -> pl.DataFrame:
     lf = pl.scan_delta(os.path.join(lake, table))
     if since is not None:
         lf = lf.filter(pl.col(col) >= since)
+    if columns is not None:
+        lf = lf.select(columns)
     return lf.collect()
 
 

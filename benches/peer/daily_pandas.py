@@ -468,7 +468,7 @@ def run_day(lake: str, day: date, panel: str, index_csv: str, out: str, jobs: in
     ets = ets_forecast(hist, d, cal, jobs)
     lap("ets")
     since = day - timedelta(days=400)
-    outcomes = read(lake, "prediction_outcomes", since, "target_date")
+    outcomes = read(lake, "prediction_outcomes", since, "target_date", common.OUTCOME_COLUMNS)
     weights = read(lake, "ensemble_weights", day - timedelta(days=100), "as_of")
     vol = read(lake, "features_daily", since, columns=["code", "date", "vol_20d"])
     vol = pd.concat([vol[vol["date"] < d], feats[["code", "date", "vol_20d"]]],

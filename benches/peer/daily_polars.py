@@ -526,8 +526,9 @@ def run_day(lake: str, day: date, panel: str, index_csv: str, out: str, jobs: in
 
     bars_today, index, rejects, panel_days = ingest(panel, index_csv, day)
     cal = Calendar([d for d in panel_days if d <= day])
-    hist = read(lake, "ohlcv_daily", day - timedelta(days=400)).filter(pl.col("date") < day)
-    hist = pl.concat([hist.select(bars_today.columns), bars_today])
+    hist = read(lake, "ohlcv_daily", day - timedelta(days=400),
+                columns=bars_today.columns).filter(pl.col("date") < day)
+    hist = pl.concat([hist, bars_today])
     lap("ingest")
     try:
         sent = read(lake, "sentiment_daily", day - timedelta(days=10)).filter(
@@ -541,9 +542,9 @@ def run_day(lake: str, day: date, panel: str, index_csv: str, out: str, jobs: in
     ets = ets_forecast(hist, day, cal, jobs)
     lap("ets")
     since = day - timedelta(days=400)
-    outcomes = read(lake, "prediction_outcomes", since, "target_date")
+    outcomes = read(lake, "prediction_outcomes", since, "target_date", common.OUTCOME_COLUMNS)
     weights = read(lake, "ensemble_weights", day - timedelta(days=100), "as_of")
-    vol = read(lake, "features_daily", since).select("code", "date", "vol_20d")
+    vol = read(lake, "features_daily", since, columns=["code", "date", "vol_20d"])
     vol = pl.concat([vol.filter(pl.col("date") < day), feats.select("code", "date", "vol_20d")])
     vol = vol.filter(pl.col("vol_20d").is_finite() & (pl.col("vol_20d") > 0))
     members = {"ets": ets} | ({"lgbm": lg} if lg is not None else {})
