@@ -55,6 +55,37 @@ def read(lake: str, table: str, since: date | None = None, col: str = "date",
     return lf.collect()
 
 
+# --- a day's run ---------------------------------------------------------------------------
+
+
+class Laps:
+    """Step times of one run: `lap(name)` ends the step begun at the previous lap."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self.clock = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.times[name] = now - self.clock
+        self.clock = now
+
+
+# The day's tables each peer writes (as Parquet, one file each) and the frames they hold.
+OUTPUT_TABLES = [("ohlcv_daily", "bars"), ("features_daily", "features"),
+                 ("lgbm_predictions", "lgbm"), ("ets_forecasts", "ets"),
+                 ("predictions", "predictions"), ("prediction_members", "members"),
+                 ("prediction_outcomes", "outcomes"), ("ensemble_weights", "weights")]
+
+
+def write_tables(out: str, frames: dict, save: Callable) -> None:
+    """`save(frame, path)` for each of the day's tables (a member that did not run has none)."""
+    os.makedirs(out, exist_ok=True)
+    for table, key in OUTPUT_TABLES:
+        if frames[key] is not None:
+            save(frames[key], os.path.join(out, f"{table}.parquet"))
+
+
 # --- calendar ------------------------------------------------------------------------------
 
 

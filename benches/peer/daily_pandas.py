@@ -440,15 +440,7 @@ def update_weights(outcomes: pd.DataFrame, previous: pd.DataFrame,
 
 
 def run_day(lake: str, day: date, panel: str, index_csv: str, out: str, jobs: int):
-    t: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        t[name] = now - clock
-        clock = now
-
+    lap = common.Laps()
     d = pd.Timestamp(day)
     bars_today, index, rejects, panel_days = ingest(panel, index_csv, d)
     cal = Calendar([x for x in panel_days if x <= day])
@@ -493,19 +485,13 @@ def run_day(lake: str, day: date, panel: str, index_csv: str, out: str, jobs: in
                         matched[[*key, "target_date", "direction_hit"]]], ignore_index=True)
     new_w = update_weights(record, weights, d)
     lap("weights")
-    os.makedirs(out, exist_ok=True)
-    for name, frame in [("ohlcv_daily", bars_today), ("features_daily", feats),
-                        ("lgbm_predictions", lg), ("ets_forecasts", ets),
-                        ("predictions", preds), ("prediction_members", parts),
-                        ("prediction_outcomes", matched), ("ensemble_weights", new_w)]:
-        if frame is not None:
-            frame.to_parquet(os.path.join(out, f"{name}.parquet"), index=False)
-    lap("write")
     frames = {"bars": bars_today, "rejects": rejects, "features": feats, "lgbm": lg,
               "ets": ets, "predictions": preds, "members": parts, "outcomes": matched,
               "weights": new_w, "cal": cal, "vol": vol, "outcome_history": outcomes,
               "weight_history": weights}
-    return t, frames
+    common.write_tables(out, frames, lambda f, p: f.to_parquet(p, index=False))
+    lap("write")
+    return lap.times, frames
 
 
 # --- the check (not timed) -----------------------------------------------------------------

@@ -515,15 +515,7 @@ def update_weights(outcomes: pl.DataFrame, previous: pl.DataFrame, day: date) ->
 
 
 def run_day(lake: str, day: date, panel: str, index_csv: str, out: str, jobs: int):
-    t: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        t[name] = now - clock
-        clock = now
-
+    lap = common.Laps()
     bars_today, index, rejects, panel_days = ingest(panel, index_csv, day)
     cal = Calendar([d for d in panel_days if d <= day])
     hist = read(lake, "ohlcv_daily", day - timedelta(days=400),
@@ -565,19 +557,13 @@ def run_day(lake: str, day: date, panel: str, index_csv: str, out: str, jobs: in
     ])
     new_w = update_weights(record, weights, day)
     lap("weights")
-    os.makedirs(out, exist_ok=True)
-    for name, frame in [("ohlcv_daily", bars_today), ("features_daily", feats),
-                        ("lgbm_predictions", lg), ("ets_forecasts", ets),
-                        ("predictions", preds), ("prediction_members", parts),
-                        ("prediction_outcomes", matched), ("ensemble_weights", new_w)]:
-        if frame is not None:
-            frame.write_parquet(os.path.join(out, f"{name}.parquet"))
-    lap("write")
     frames = {"bars": bars_today, "rejects": rejects, "features": feats, "lgbm": lg,
               "ets": ets, "predictions": preds, "members": parts, "outcomes": matched,
               "weights": new_w, "cal": cal, "vol": vol, "outcome_history": outcomes,
               "weight_history": weights}
-    return t, frames
+    common.write_tables(out, frames, lambda f, p: f.write_parquet(p))
+    lap("write")
+    return lap.times, frames
 
 
 def to_check(frames: dict, day: date) -> tuple[dict, common.Recompute]:
