@@ -147,11 +147,14 @@ struct Band {
 
 /// The calibrations issued at every base date of `matured` and at `ds` (see [`calibrate`]).
 pub fn replay(matured: &[Matured], ds: i32, s: &Settings) -> BTreeMap<i32, Issued> {
-    let mut rows: Vec<(&Matured, f64)> = matured
-        .iter()
-        .filter(|m| m.target < ds && m.base < m.target)
-        .filter_map(|m| m.score().map(|sc| (m, sc)))
-        .collect();
+    // Reserved for every row (a filter's collect would grow by copying).
+    let mut rows: Vec<(&Matured, f64)> = Vec::with_capacity(matured.len());
+    rows.extend(
+        matured
+            .iter()
+            .filter(|m| m.target < ds && m.base < m.target)
+            .filter_map(|m| m.score().map(|sc| (m, sc))),
+    );
     // Only the target days need an order: a day's rows enter the sets together and leave
     // them together, and ACI steps once per day on their counts, so the order of the rows
     // within a day changes nothing.
@@ -178,7 +181,8 @@ pub fn replay(matured: &[Matured], ds: i32, s: &Settings) -> BTreeMap<i32, Issue
     // The calibration set in target order (to evict): (target, row, band), and every σ in it
     // (for the cut points). A row issued before there were cut points is in no band: its σ
     // counts towards the cut points, its score towards no band's set.
-    let mut window: VecDeque<(i32, usize, Option<usize>)> = VecDeque::new();
+    // It holds at most every row: reserved, not grown by copying.
+    let mut window: VecDeque<(i32, usize, Option<usize>)> = VecDeque::with_capacity(rows.len());
     let mut scales = RankSet::new(scale_values.len());
     let mut next = 0; // rows absorbed so far
     for &b in &bases {

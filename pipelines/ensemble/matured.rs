@@ -111,7 +111,10 @@ pub fn matured_by_horizon(
     type Acc = (i32, u32, i32, f64, f64, f64, f64, f64);
     let cells = vol.ids.len() * vol.width * horizons.len();
     let mut slot = vec![u32::MAX; cells];
-    let mut acc: Vec<Acc> = Vec::new();
+    // At most a prediction per row, reserved (untouched until written): grown by doubling, a
+    // year of the market was copied into fresh pages at each step (a tenth of a mature day's
+    // samples were such growth).
+    let mut acc: Vec<Acc> = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
     for b in batches.iter().filter(|b| b.num_rows() > 0) {
         let (code, base, target) = (
             str_col(b, "code")?,
@@ -183,8 +186,16 @@ pub fn matured_by_horizon(
             e.7 += w * hi;
         }
     }
-    // In first-seen order (the replay's calibrations do not depend on the order).
-    let mut out: BTreeMap<u32, Vec<Matured>> = BTreeMap::new();
+    // In first-seen order (the replay's calibrations do not depend on the order), each
+    // horizon's rows allocated once.
+    let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
+    for e in &acc {
+        *counts.entry(e.1).or_default() += 1;
+    }
+    let mut out: BTreeMap<u32, Vec<Matured>> = counts
+        .into_iter()
+        .map(|(h, n)| (h, Vec::with_capacity(n)))
+        .collect();
     for (b, h, t, y, v, w, lo, hi) in acc {
         out.entry(h).or_default().push(Matured {
             base: b,
@@ -225,6 +236,9 @@ impl<'g, 'a> CodeIds<'g, 'a> {
 /// ensemble's own rows and rows with a missing or non-positive price left out; `rank_skill`
 /// keeps only those matured before ds).
 pub fn scored_by_member(batches: &[RecordBatch]) -> OpResult<BTreeMap<String, Vec<Scored>>> {
+    // A member has at most every row: its rows reserved for that (untouched until written),
+    // not grown by copying (as in `matured_by_horizon`).
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let mut members: Vec<(&str, Vec<Scored>)> = Vec::new();
     for b in batches.iter().filter(|b| b.num_rows() > 0) {
         let (base, target) = (date_col(b, "base_date")?, date_col(b, "target_date")?);
@@ -264,7 +278,7 @@ pub fn scored_by_member(batches: &[RecordBatch]) -> OpResult<BTreeMap<String, Ve
                     let k = match members.iter().position(|(n, _)| *n == m) {
                         Some(k) => k,
                         None => {
-                            members.push((m, Vec::new()));
+                            members.push((m, Vec::with_capacity(rows)));
                             members.len() - 1
                         }
                     };

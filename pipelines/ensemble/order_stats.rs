@@ -24,7 +24,8 @@ impl Universe {
             .map(|(i, x)| (key(*x), i as u32))
             .collect();
         order.sort_unstable();
-        let mut values: Vec<f64> = Vec::new();
+        // At most every item is distinct: reserved, not grown by copying.
+        let mut values: Vec<f64> = Vec::with_capacity(all.len());
         let mut rank = vec![0u32; all.len()];
         let mut last = None;
         for (k, i) in order {

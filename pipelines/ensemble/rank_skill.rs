@@ -87,16 +87,18 @@ pub fn skills(
         // The member's usable rows by (horizon, base), each date's pairs in read order (a
         // stable sort: the correlation's sums follow the pairs' order). A year of the full
         // market is ~900,000 rows per member: sorted keys, not a tree node per row.
-        let mut keyed: Vec<(u32, i32, f64, f64)> = rows
-            .iter()
-            .filter(|r| {
-                r.target < ds
-                    && r.base < r.target
-                    && r.predicted.is_finite()
-                    && r.actual.is_finite()
-            })
-            .map(|r| (r.horizon, r.base, r.predicted, r.actual))
-            .collect();
+        // Reserved for every row (a filter's collect would grow by copying).
+        let mut keyed: Vec<(u32, i32, f64, f64)> = Vec::with_capacity(rows.len());
+        keyed.extend(
+            rows.iter()
+                .filter(|r| {
+                    r.target < ds
+                        && r.base < r.target
+                        && r.predicted.is_finite()
+                        && r.actual.is_finite()
+                })
+                .map(|r| (r.horizon, r.base, r.predicted, r.actual)),
+        );
         keyed.sort_by_key(|r| (r.0, r.1));
         for by_horizon in keyed.chunk_by(|a, b| a.0 == b.0) {
             // The latest `window` dates with a correlation, newest first.
