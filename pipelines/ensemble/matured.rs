@@ -112,8 +112,8 @@ pub fn matured_by_horizon(
     let cells = vol.ids.len() * vol.width * horizons.len();
     let mut slot = vec![u32::MAX; cells];
     // At most a prediction per row, reserved (untouched until written): grown by doubling, a
-    // year of the market was copied into fresh pages at each step (a tenth of a mature day's
-    // samples were such growth).
+    // year of the market was copied into fresh pages at each step (7% of a mature full-market
+    // day's profile samples were this vector's growth).
     let mut acc: Vec<Acc> = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
     for b in batches.iter().filter(|b| b.num_rows() > 0) {
         let (code, base, target) = (
