@@ -88,7 +88,7 @@ if [ "${PEER_RUNS:-0}" -gt 0 ]; then
 import json, statistics, sys
 r = json.load(open(sys.argv[1]))
 w = r["wall_s"]
-print(f"{r['engine']} peer, day 2019-09-17 on lake0, {len(w)} runs in one process: "
+print(f"{r['engine']} peer, day 2019-09-17 on lake0, {len(w)} runs, a process {r['process']}: "
       f"min {min(w):.2f} / median {statistics.median(w):.2f} / max {max(w):.2f} s, "
       f"peak RSS {r['peak_rss_mib']:.0f} MiB (ETS workers {r['peak_rss_children_mib']:.0f} MiB)")
 print("  steps, last run (s):", {k: round(v, 3) for k, v in r["steps_s"][-1].items()})

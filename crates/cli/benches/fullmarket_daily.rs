@@ -17,8 +17,9 @@
 //!
 //! 3. the two Python peers, the Polars one (`benches/peer/daily_polars.py`) and the pandas one
 //!    (`benches/peer/daily_pandas.py`), installed into `.venv-peer-daily` by
-//!    `benches/peer/setup.sh daily`, each `RUNS` times in one process on the warm lake (read
-//!    only): the same day from the same state — ingest, features, pooled LightGBM from the same
+//!    `benches/peer/setup.sh daily`, each `RUNS` times on the warm lake (read only), each run a
+//!    Python process of its own as each of krxflow's is (imports not timed): the same day from
+//!    the same state — ingest, features, pooled LightGBM from the same
 //!    registered models, statsforecast's AutoETS, the ensemble with its calibration, outcomes,
 //!    weights — then its results checked against the lake krxflow wrote (features within 1e-9,
 //!    LightGBM and the ensemble recomputed on krxflow's member forecasts within 1e-6, outcomes
@@ -257,10 +258,12 @@ fn python_peer(
     let (p0, p1, p2) = min_median_max(&mut walls);
     println!(
         "{name} peer (benches/peer/{script}: {}, threads: {}, AutoETS processes: {}), \
-         the same day on the same warm lake, in one process (imports {:.1} s, not timed):",
+         the same day on the same warm lake, a process {} as krxflow's (imports {:.1} s, not \
+         timed):",
         report["engine"].as_str().unwrap_or("?"),
         report["threads"],
         report["ets_jobs"],
+        report["process"].as_str().unwrap_or("?"),
         report["import_s"].as_f64().unwrap_or(f64::NAN)
     );
     println!(
@@ -269,7 +272,11 @@ fn python_peer(
         report["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
         report["peak_rss_children_mib"].as_f64().unwrap_or(f64::NAN)
     );
-    println!("  steps, last run (s): {}", report["steps_s"][RUNS - 1]);
+    let steps = report["steps_s"].as_array().and_then(|s| s.last());
+    println!(
+        "  steps, last run (s): {}",
+        steps.unwrap_or(&serde_json::Value::Null)
+    );
     println!("  rows: {}", report["rows"]);
     println!("  agreement with krxflow's tables: {}", report["agreement"]);
     println!(
