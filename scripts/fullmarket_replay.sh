@@ -91,7 +91,7 @@ w = r["wall_s"]
 print(f"{r['engine']} peer, day 2019-09-17 on lake0, {len(w)} runs, a process {r['process']}: "
       f"min {min(w):.2f} / median {statistics.median(w):.2f} / max {max(w):.2f} s, "
       f"peak RSS {r['peak_rss_mib']:.0f} MiB (ETS workers {r['peak_rss_children_mib']:.0f} MiB)")
-print("  steps, last run (s):", {k: round(v, 3) for k, v in r["steps_s"][-1].items()})
+print("  steps, the checked run (s):", {k: round(v, 3) for k, v in r["steps_s"][-1].items()})
 print("  rows:", r["rows"])
 print("  agreement:", json.dumps(r["agreement"]))
 d = r["agreement"]["disagreements"]

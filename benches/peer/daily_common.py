@@ -327,44 +327,41 @@ def main(engine: str, threads: int, import_s: float, run_day: Callable,
          to_check: Callable) -> None:
     """Runs the peer's day RUNS times and prints its report (one JSON line). `run_day(lake, day,
     panel, index_csv, out, jobs)` returns (step times, frames); `to_check(frames, day)` turns
-    the last run's frames into what `check` reads: (Polars frames, recompute).
+    the checked run's frames (see below) into what `check` reads: (Polars frames, recompute).
 
     Each run is a process of its own, as krxflow's are (a daily job starts afresh): the first
-    RUNS - 1 in child processes of this script, the last in this one, whose frames are checked.
+    in this one, whose frames are checked, then RUNS - 1 in child processes of this script.
     Imports are not timed in any of them. With KRXFLOW_PEER_IN_PROCESS=1 every run is in this
     process instead, so runs after the first reuse what the first touched (its memory, lazy
-    initialisation): the earlier protocol, kept to compare with."""
+    initialisation), and the last is checked: the earlier protocol, kept to compare with."""
     lake, day, panel, index_csv, out, runs = sys.argv[1:7]
     check_lake = sys.argv[7] if len(sys.argv) > 7 else None
     runs = int(runs)
     in_process = os.environ.get("KRXFLOW_PEER_IN_PROCESS") == "1"
-    walls, imports, peaks, child_peaks = [], [], [], []
-    if not in_process:
-        for _ in range(runs - 1):
-            child = subprocess.run(
-                [sys.executable, sys.argv[0], lake, day, panel, index_csv, out, "1"],
-                check=True, stdout=subprocess.PIPE, text=True,  # its errors on our stderr
-                env={**os.environ, "KRXFLOW_PEER_IN_PROCESS": "1"})
-            r = json.loads(child.stdout.strip().splitlines()[-1])
-            walls += r["wall_s"]
-            imports.append(r["import_s"])
-            peaks.append(r["peak_rss_mib"])
-            child_peaks.append(r["peak_rss_children_mib"])
-    own_runs = runs if in_process else 1
-    day = date.fromisoformat(day)
-    jobs = os.cpu_count() or 1
-    steps, frames = [], None
-    for _ in range(own_runs):
+    jobs, d = os.cpu_count() or 1, date.fromisoformat(day)
+    walls, steps, frames = [], [], None
+    for _ in range(runs if in_process else 1):
         start = time.perf_counter()
-        t, frames = run_day(lake, day, panel, index_csv, out, jobs)
+        t, frames = run_day(lake, d, panel, index_csv, out, jobs)
         walls.append(time.perf_counter() - start)
         steps.append(t)
-    lgbm = frames["lgbm"]
-    imports.append(import_s)
     # Peak resident memory of each run's process and of its largest child (the ETS workers),
-    # read before the check: the largest over the runs.
-    peaks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    child_peaks.append(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    # read before any run's process is started from here (it would count as a child): the
+    # largest over the runs.
+    imports = [import_s]
+    peaks = [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]
+    child_peaks = [resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024]
+    for _ in range(0 if in_process else runs - 1):
+        child = subprocess.run(
+            [sys.executable, sys.argv[0], lake, day, panel, index_csv, out, "1"],
+            check=True, stdout=subprocess.PIPE, text=True,  # its errors on our stderr
+            env={**os.environ, "KRXFLOW_PEER_IN_PROCESS": "1"})
+        r = json.loads(child.stdout.strip().splitlines()[-1])
+        walls += r["wall_s"]
+        imports.append(r["import_s"])
+        peaks.append(r["peak_rss_mib"])
+        child_peaks.append(r["peak_rss_children_mib"])
+    lgbm = frames["lgbm"]
     report = {
         "engine": engine,
         "threads": threads,
@@ -383,6 +380,6 @@ def main(engine: str, threads: int, import_s: float, run_day: Callable,
                  "outcomes": len(frames["outcomes"]), "weights": len(frames["weights"])},
     }
     if check_lake:
-        tables, recompute = to_check(frames, day)
-        report["agreement"] = check(check_lake, day, tables, recompute)
+        tables, recompute = to_check(frames, d)
+        report["agreement"] = check(check_lake, d, tables, recompute)
     print(json.dumps(report))

@@ -274,7 +274,7 @@ fn python_peer(
     );
     let steps = report["steps_s"].as_array().and_then(|s| s.last());
     println!(
-        "  steps, last run (s): {}",
+        "  steps, the checked run (s): {}",
         steps.unwrap_or(&serde_json::Value::Null)
     );
     println!("  rows: {}", report["rows"]);
