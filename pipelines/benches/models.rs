@@ -40,6 +40,7 @@ use krxflow_models::onnx::{self, Device};
 use krxflow_pipelines::common::dates::days;
 use krxflow_pipelines::common::direction::Direction;
 use krxflow_pipelines::features::build::build_features;
+use krxflow_pipelines::lgbm::target::Labels;
 use krxflow_pipelines::lgbm::train::{TrainParams, labels_for, plan};
 use krxflow_pipelines::lgbm::{Closes, FeatureRows, Scope, default_features};
 use krxflow_pipelines::tables;
@@ -103,7 +104,7 @@ fn bench_lgbm(rt: &tokio::runtime::Runtime, data: &Path) {
     let names = default_features();
     let closes = Closes::from_bars(&bars).expect("closes");
     let rows = FeatureRows::from_batch(&features, &names, |_, _| true).expect("rows");
-    let labels = labels_for(&rows, &closes, &p.horizons);
+    let labels = Labels::new(p.target, &rows, labels_for(&rows, &closes, &p.horizons));
     let jobs = plan(&p, Scope::PerTicker, &rows, &labels, &mut BTreeMap::new());
     let mut threads = serde_json::Map::new();
     threads.insert("num_threads".into(), 1.into());
@@ -113,7 +114,7 @@ fn bench_lgbm(rt: &tokio::runtime::Runtime, data: &Path) {
     let mats: Vec<_> = jobs
         .iter()
         .map(|j| {
-            let lab = &labels[&j.horizon];
+            let lab = &labels.regression[&j.horizon];
             let take = |idx: &[usize]| {
                 let mut x = Vec::new();
                 let mut y = Vec::new();
@@ -127,7 +128,8 @@ fn bench_lgbm(rt: &tokio::runtime::Runtime, data: &Path) {
                     .collect();
                 (x, y, c)
             };
-            (take(&j.train), take(&j.valid))
+            // Both models share one split here: no per-model lookback in this bench.
+            (take(&j.regression.train), take(&j.regression.valid))
         })
         .collect();
     let bare_once = || {

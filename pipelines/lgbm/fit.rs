@@ -6,20 +6,27 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use krxflow_models::lgbm::{self as gbm, GbmTask, Matrix};
 use serde_json::Value;
 
-use super::target::Labels;
+use super::target::{Labels, ReturnMap, Target};
 use super::{FeatureRows, Scope, model_name};
 use crate::common::direction::Direction;
 
-/// One model pair to fit: its rows (indices into the feature rows) in (date, code) order.
+/// One model's rows (indices into the feature rows) in (date, code) order.
+#[derive(Debug, Clone)]
+pub struct Split {
+    pub train: Vec<usize>,
+    pub valid: Vec<usize>,
+    pub train_from: i32,
+    pub valid_from: i32,
+}
+
+/// One model pair to fit: each model's own split (their lookbacks may differ).
 #[derive(Debug, Clone)]
 pub struct Job {
     pub scope: Scope,
     pub code: String,
     pub horizon: u32,
-    pub train: Vec<usize>,
-    pub valid: Vec<usize>,
-    pub train_from: i32,
-    pub valid_from: i32,
+    pub regression: Split,
+    pub direction: Split,
 }
 
 /// A fitted pair, before it is stored.
@@ -28,6 +35,8 @@ pub struct Fitted {
     pub regression: gbm::GbmFit,
     pub direction: gbm::GbmFit,
     pub majority_accuracy: f64,
+    /// `target: rank`: how the regression's score becomes a return.
+    pub return_map: Option<ReturnMap>,
 }
 
 fn gather(rows: &FeatureRows, idx: &[usize], lab: &[Option<f64>]) -> (Vec<f64>, Vec<f32>) {
@@ -44,27 +53,29 @@ fn column(idx: &[usize], lab: &[Option<f64>]) -> Vec<f32> {
         .collect()
 }
 
-/// Fits one job's two models (blocking; call from a worker thread): the regression on `reg`,
-/// the direction classifier on the classes of the raw returns `raw`.
+/// Fits one job's two models (blocking; call from a worker thread): the regression on `reg`
+/// (labels of `cfg.target`), the direction classifier on the classes of the raw returns `raw`.
 pub fn fit_job(
     job: Job,
     rows: &FeatureRows,
     (reg, raw): (&[Option<f64>], &[Option<f64>]),
-    reg_params: &Value,
-    dir_params: &Value,
-    flat_band: f64,
+    cfg: &FitConfig,
 ) -> Result<Fitted, String> {
+    let (reg_params, dir_params, flat_band) = (&cfg.reg_params, &cfg.dir_params, cfg.flat_band);
     let nf = rows.n_features;
-    let (xt, yt) = gather(rows, &job.train, reg);
-    let (xv, yv) = gather(rows, &job.valid, reg);
+    let (xt, yt) = gather(rows, &job.regression.train, reg);
+    let (xv, yv) = gather(rows, &job.regression.valid, reg);
     let cls = |idx: &[usize]| -> Vec<f32> {
         column(idx, raw)
             .iter()
             .map(|r| f32::from(Direction::classify(f64::from(*r), flat_band).class()))
             .collect()
     };
-    let (ct, cv) = (cls(&job.train), cls(&job.valid));
-    let regression = gbm::train(
+    let (d_train, d_valid) = (&job.direction.train, &job.direction.valid);
+    let (xdt, _) = gather(rows, d_train, raw);
+    let (xdv, _) = gather(rows, d_valid, raw);
+    let (ct, cv) = (cls(d_train), cls(d_valid));
+    let mut regression = gbm::train(
         GbmTask::Regression,
         Matrix {
             x: &xt,
@@ -83,12 +94,12 @@ pub fn fit_job(
     let direction = gbm::train(
         GbmTask::Direction,
         Matrix {
-            x: &xt,
+            x: &xdt,
             y: &ct,
             n_features: nf,
         },
         Matrix {
-            x: &xv,
+            x: &xdv,
             y: &cv,
             n_features: nf,
         },
@@ -103,12 +114,51 @@ pub fn fit_job(
     let majority = (0..3).max_by_key(|&k| counts[k]).unwrap_or(1) as f32;
     let majority_accuracy =
         cv.iter().filter(|&&c| c == majority).count() as f64 / cv.len().max(1) as f64;
+    let return_map = match cfg.target {
+        Target::Rank => {
+            let returns: Vec<f64> = column(&job.regression.valid, raw)
+                .iter()
+                .map(|&r| f64::from(r))
+                .collect();
+            let map = ReturnMap::fit(&regression.valid_predictions, &returns)
+                .ok_or("too few finite validation scores to map the rank score to a return")?;
+            in_return_space(&mut regression, map, &returns, flat_band);
+            Some(map)
+        }
+        Target::Raw | Target::Excess => None,
+    };
     Ok(Fitted {
         job,
         regression,
         direction,
         majority_accuracy,
+        return_map,
     })
+}
+
+/// A rank model's validation metrics restated for the returns it forecasts through `map`:
+/// MAE, the residual quantiles the interval is built from, and the direction accuracy.
+fn in_return_space(fit: &mut gbm::GbmFit, map: ReturnMap, returns: &[f64], flat_band: f64) {
+    let preds: Vec<f64> = fit
+        .valid_predictions
+        .iter()
+        .map(|&s| map.apply(s))
+        .collect();
+    let mut residuals: Vec<f64> = returns.iter().zip(&preds).map(|(r, p)| r - p).collect();
+    let n = residuals.len().max(1) as f64;
+    fit.valid_mae = Some(residuals.iter().map(|r| r.abs()).sum::<f64>() / n);
+    let hits = returns
+        .iter()
+        .zip(&preds)
+        .filter(|(r, p)| {
+            gbm::direction_class(**r, flat_band) == gbm::direction_class(**p, flat_band)
+        })
+        .count();
+    fit.valid_direction_accuracy = hits as f64 / n;
+    residuals.sort_by(f64::total_cmp);
+    fit.residual_q10 = Some(gbm::quantile_sorted(&residuals, 0.1));
+    fit.residual_q90 = Some(gbm::quantile_sorted(&residuals, 0.9));
+    fit.valid_predictions = preds;
 }
 
 /// How every job is fitted.
@@ -118,6 +168,8 @@ pub struct FitConfig {
     pub flat_band: f64,
     /// Jobs fitted at once.
     pub workers: usize,
+    /// What the regression learns.
+    pub target: Target,
 }
 
 /// A job's result: the fitted pair, or (model, error).
@@ -131,8 +183,7 @@ pub fn fit_all(
     cfg: &FitConfig,
     cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Vec<FitOutcome> {
-    let (reg_params, dir_params, flat_band, workers) =
-        (&cfg.reg_params, &cfg.dir_params, cfg.flat_band, cfg.workers);
+    let workers = cfg.workers;
     let next = AtomicUsize::new(0);
     let slots: Vec<std::sync::Mutex<Option<FitOutcome>>> =
         jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
@@ -148,15 +199,9 @@ pub fn fit_all(
                     } else {
                         let h = job.horizon;
                         match (labels.regression.get(&h), labels.direction.get(&h)) {
-                            (Some(reg), Some(raw)) => fit_job(
-                                job.clone(),
-                                rows,
-                                (reg, raw),
-                                reg_params,
-                                dir_params,
-                                flat_band,
-                            )
-                            .map_err(|e| (name, e)),
+                            (Some(reg), Some(raw)) => {
+                                fit_job(job.clone(), rows, (reg, raw), cfg).map_err(|e| (name, e))
+                            }
                             _ => Err((name, "no labels for this horizon".into())),
                         }
                     };

@@ -223,8 +223,14 @@ pub struct ModelCard {
     pub features: Vec<String>,
     pub feature_hash: String,
     pub flat_band: f64,
+    /// The regression's first training and validation dates.
     pub train_from: NaiveDate,
     pub valid_from: NaiveDate,
+    /// The classifier's (its lookback may differ; cards written before: the regression's).
+    #[serde(default)]
+    pub direction_train_from: Option<NaiveDate>,
+    #[serde(default)]
+    pub direction_valid_from: Option<NaiveDate>,
     pub regression: krxflow_models::lgbm::GbmFit,
     pub direction: krxflow_models::lgbm::GbmFit,
     /// Accuracy on validation of always answering the training set's most frequent direction.
@@ -233,6 +239,9 @@ pub struct ModelCard {
     /// What the regression learned (cards written before targets existed: raw).
     #[serde(default)]
     pub target: target::Target,
+    /// `target: rank`: the line from the regression's score to a return.
+    #[serde(default)]
+    pub return_map: Option<target::ReturnMap>,
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use krxflow_models::lgbm::Gbm;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::target::Target;
 use super::{
     Closes, FeatureRows, ModelCard, POOLED_CODE, Scope, default_features, feature_hash, model_name,
     validate_features,
@@ -224,6 +225,13 @@ async fn load_pair(
             want_hash
         )));
     }
+    if card.target == Target::Rank && card.return_map.is_none() {
+        return Err(OpError::permanent(format!(
+            "{} {} learned ranks (target: rank) but its metrics.json has no return_map to turn \
+             its scores into returns; retrain it with lgbm.train",
+            r.model, r.version
+        )));
+    }
     Ok((pair, hit))
 }
 
@@ -393,7 +401,10 @@ impl ConfiguredOp for Configured {
                     pair.card.regression.residual_q10.unwrap_or(0.0),
                     pair.card.regression.residual_q90.unwrap_or(0.0),
                 );
+                let map = pair.card.return_map;
                 for (k, (i, h)) in targets.iter().enumerate() {
+                    // A `target: rank` model scores; its card's line makes the score a return.
+                    let ret = map.map_or(r[k], |m| m.apply(r[k]));
                     out.push((
                         *i,
                         Forecast {
@@ -403,9 +414,9 @@ impl ConfiguredOp for Configured {
                             // A `target: excess` model's return is relative to the day's
                             // median move, which is taken as zero: its point forecast has no
                             // market drift, its ranking across codes is what it offers.
-                            ret: r[k],
-                            q10: r[k] + lo,
-                            q90: r[k] + hi,
+                            ret,
+                            q10: ret + lo,
+                            q90: ret + hi,
                             probs: [d[3 * k], d[3 * k + 1], d[3 * k + 2]],
                             version: pair.card.version.clone(),
                         },

@@ -1,13 +1,17 @@
-//! What `lgbm.train`'s models learn: the h-day return itself (`target: raw`) or its excess over
-//! the day's cross-sectional median (`target: excess`), and the direction classes, which always
-//! come from the raw return (the ±0.3% flat band is about the stock's own move).
+//! What `lgbm.train`'s models learn: the h-day return itself (`target: raw`), its excess over
+//! the day's cross-sectional median (`target: excess`) or its rank among the day's codes
+//! (`target: rank`), and the direction classes, which always come from the raw return (the
+//! ±0.3% flat band is about the stock's own move).
 //!
 //! The excess target removes the part of a day's returns that every code shares (the market's
 //! move), which a ranking across codes cannot use and which dominates a pooled regression's
 //! squared error. The median of a date is taken over the codes of the training rows that have
 //! a label on that date; it is defined only with at least [`MIN_CODES_FOR_EXCESS`] of them.
 //! Labels for a date `t` only exist once `t + h` has closed, so the median of `t` uses no close
-//! after `t + h`: the same bound the raw label has.
+//! after `t + h`: the same bound the raw label has. The rank target goes further: a pooled
+//! squared error on raw or excess returns is ruled by the few largest moves, so the trees
+//! chase them (on the 30 real tickers such models ordered the codes no better than chance);
+//! ranks weigh every code's day alike.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -27,6 +31,10 @@ pub enum Target {
     Raw,
     /// The raw return minus the median raw return of the codes labelled on the same date.
     Excess,
+    /// The raw return's centred rank among the codes labelled on the same date, in (−½, ½)
+    /// (Qlib's `CSRankNorm` label): what a ranking across codes needs, free of the market's
+    /// move and of fat tails. The model's score is mapped back to a return by [`ReturnMap`].
+    Rank,
 }
 
 impl Target {
@@ -34,6 +42,7 @@ impl Target {
         match self {
             Target::Raw => "raw",
             Target::Excess => "excess",
+            Target::Rank => "rank",
         }
     }
 }
@@ -56,6 +65,10 @@ impl Labels {
                 .iter()
                 .map(|(&h, lab)| (h, excess(&rows.dates, lab)))
                 .collect(),
+            Target::Rank => raw
+                .iter()
+                .map(|(&h, lab)| (h, centred_rank(&rows.dates, lab)))
+                .collect(),
         };
         Self {
             regression,
@@ -64,19 +77,94 @@ impl Labels {
     }
 }
 
+/// Finite labels grouped by date: (date, [(row, label)]).
+fn by_date(dates: &[i32], labels: &[Option<f64>]) -> HashMap<i32, Vec<(usize, f64)>> {
+    let mut out: HashMap<i32, Vec<(usize, f64)>> = HashMap::new();
+    for (i, (d, l)) in dates.iter().zip(labels).enumerate() {
+        if let Some(v) = l.filter(|v| v.is_finite()) {
+            out.entry(*d).or_default().push((i, v));
+        }
+    }
+    out
+}
+
+/// Each label's centred rank among its date's labels: `(rank − ½) / n − ½` with 1-based
+/// ranks and ties sharing their mean rank (`None` where the date has fewer than
+/// [`MIN_CODES_FOR_EXCESS`] labels).
+pub fn centred_rank(dates: &[i32], labels: &[Option<f64>]) -> Vec<Option<f64>> {
+    let mut out = vec![None; labels.len()];
+    for (_, mut group) in by_date(dates, labels) {
+        let n = group.len();
+        if n < MIN_CODES_FOR_EXCESS {
+            continue;
+        }
+        group.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let mut start = 0;
+        while start < n {
+            let mut end = start + 1;
+            while end < n && group[end].1 == group[start].1 {
+                end += 1;
+            }
+            // Ranks start + 1 ..= end share their mean.
+            let rank = (start + 1 + end) as f64 / 2.0;
+            for &(row, _) in &group[start..end] {
+                out[row] = Some((rank - 0.5) / n as f64 - 0.5);
+            }
+            start = end;
+        }
+    }
+    out
+}
+
+/// How a `target: rank` model's score becomes a return: `intercept + slope × score`, the least
+/// squares line of the raw returns on the scores over the validation rows, with the slope
+/// floored at 0 (a model whose scores did not order the validation returns forecasts their
+/// mean for every code: it claims no ranking).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ReturnMap {
+    pub intercept: f64,
+    pub slope: f64,
+}
+
+impl ReturnMap {
+    /// Fits the line on finite (score, return) pairs; `None` with fewer than two of them.
+    pub fn fit(scores: &[f64], returns: &[f64]) -> Option<Self> {
+        let pairs: Vec<(f64, f64)> = scores
+            .iter()
+            .zip(returns)
+            .map(|(&s, &r)| (s, r))
+            .filter(|(s, r)| s.is_finite() && r.is_finite())
+            .collect();
+        if pairs.len() < 2 {
+            return None;
+        }
+        let n = pairs.len() as f64;
+        let (ms, mr) = pairs
+            .iter()
+            .fold((0.0, 0.0), |(a, b), (s, r)| (a + s / n, b + r / n));
+        let (sxy, sxx) = pairs.iter().fold((0.0, 0.0), |(xy, xx), (s, r)| {
+            (xy + (s - ms) * (r - mr), xx + (s - ms) * (s - ms))
+        });
+        let slope = if sxx > 0.0 { (sxy / sxx).max(0.0) } else { 0.0 };
+        Some(Self {
+            intercept: mr - slope * ms,
+            slope,
+        })
+    }
+
+    pub fn apply(&self, score: f64) -> f64 {
+        self.intercept + self.slope * score
+    }
+}
+
 /// Each label minus the median label of its date (`None` where the date has fewer than
 /// [`MIN_CODES_FOR_EXCESS`] labels).
 pub fn excess(dates: &[i32], labels: &[Option<f64>]) -> Vec<Option<f64>> {
-    let mut by_date: HashMap<i32, Vec<f64>> = HashMap::new();
-    for (d, l) in dates.iter().zip(labels) {
-        if let Some(v) = l.filter(|v| v.is_finite()) {
-            by_date.entry(*d).or_default().push(v);
-        }
-    }
-    let medians: HashMap<i32, f64> = by_date
+    let medians: HashMap<i32, f64> = by_date(dates, labels)
         .into_iter()
         .filter(|(_, v)| v.len() >= MIN_CODES_FOR_EXCESS)
-        .map(|(d, mut v)| {
+        .map(|(d, g)| {
+            let mut v: Vec<f64> = g.into_iter().map(|(_, v)| v).collect();
             v.sort_by(f64::total_cmp);
             let n = v.len();
             let m = if n % 2 == 1 {
@@ -161,5 +249,42 @@ mod tests {
         let r = &l.regression[&1];
         assert!((r[0].expect("labelled") + 0.02).abs() < 1e-12);
         assert_eq!(Labels::new(Target::Raw, &rows, raw.clone()).regression, raw);
+    }
+
+    #[test]
+    fn rank_labels_are_centred_per_date_with_ties_sharing_their_rank() {
+        // Date 1: five codes, two tied; date 2: four codes (too few: no labels).
+        let dates = [1, 1, 1, 1, 1, 2, 2, 2, 2];
+        let labels = [0.05, -0.01, 0.02, 0.02, 0.30, 0.1, 0.2, 0.3, 0.4].map(Some);
+        let r = centred_rank(&dates, &labels);
+        // Ranks 4, 1, 2.5, 2.5, 5 of 5: (rank - 0.5) / 5 - 0.5.
+        let want = [0.2, -0.4, -0.1, -0.1, 0.4];
+        for (got, want) in r.iter().zip(want) {
+            assert!(
+                (got.expect("ranked") - want).abs() < 1e-12,
+                "{got:?} vs {want}"
+            );
+        }
+        assert!(r[5..].iter().all(Option::is_none));
+        // A missing or NaN label is neither ranked nor counted.
+        let mut gaps = labels;
+        gaps[0] = None;
+        gaps[1] = Some(f64::NAN);
+        assert!(centred_rank(&dates, &gaps).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn the_return_map_is_the_least_squares_line_with_a_slope_floored_at_zero() {
+        let scores = [-0.4, -0.2, 0.0, 0.2, 0.4, f64::NAN];
+        let returns: Vec<f64> = scores.iter().map(|s| 0.001 + 0.01 * s).collect();
+        let m = ReturnMap::fit(&scores, &returns).expect("fitted");
+        assert!((m.slope - 0.01).abs() < 1e-12 && (m.intercept - 0.001).abs() < 1e-12);
+        assert!((m.apply(0.3) - 0.004).abs() < 1e-12);
+        // Scores that order the returns backwards: no ranking claimed, the mean for every code.
+        let backwards: Vec<f64> = scores.iter().map(|s| 0.002 - 0.01 * s).collect();
+        let m = ReturnMap::fit(&scores, &backwards).expect("fitted");
+        assert_eq!(m.slope, 0.0);
+        assert!((m.apply(-0.4) - 0.002).abs() < 1e-12 && (m.apply(0.4) - 0.002).abs() < 1e-12);
+        assert!(ReturnMap::fit(&[0.1], &[0.2]).is_none());
     }
 }

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 // Fitting lives in `fit.rs`; re-exported at its old paths.
-pub use super::fit::{FitConfig, FitOutcome, Fitted, Job, fit_all, fit_job};
+pub use super::fit::{FitConfig, FitOutcome, Fitted, Job, Split, fit_all, fit_job};
 use super::target::{Labels, Target};
 use super::train_rows::{MetricRows, RegistryRows};
 use super::{
@@ -53,18 +53,37 @@ pub struct TrainParams {
     pub min_train_rows: usize,
     #[serde(default = "default_min_valid")]
     pub min_valid_rows: usize,
-    /// Only the last N trading days of history (default: all).
+    /// Only the last N dates of the feature table (its trading days; default: all).
     #[serde(default)]
     pub lookback_days: Option<u32>,
     /// LightGBM parameters overriding the defaults (both models).
     #[serde(default)]
     pub params: Map<String, Value>,
+    /// The return regression's own `lookback_days` and `params` (over the shared ones).
+    #[serde(default)]
+    pub regression: ModelOverrides,
+    /// The direction classifier's own `lookback_days` and `params` (over the shared ones).
+    #[serde(default)]
+    pub direction: ModelOverrides,
     /// Models trained at once (per-ticker: each single-threaded); default: the cores.
     #[serde(default)]
     pub workers: Option<usize>,
-    /// What the regression learns: `raw` returns or their `excess` over the day's median.
+    /// What the regression learns: `raw` returns, their `excess` over the day's median, or
+    /// their `rank` among the day's codes.
     #[serde(default)]
     pub target: Target,
+}
+
+/// What one of the two models does differently from the shared settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelOverrides {
+    /// Only the last N dates of the feature table (instead of the shared `lookback_days`).
+    #[serde(default)]
+    pub lookback_days: Option<u32>,
+    /// LightGBM parameters over the shared `params`.
+    #[serde(default)]
+    pub params: Map<String, Value>,
 }
 
 fn default_scope() -> Vec<Scope> {
@@ -105,6 +124,25 @@ impl TrainParams {
         self.features.clone().unwrap_or_else(default_features)
     }
 
+    fn overrides(&self, task: GbmTask) -> &ModelOverrides {
+        match task {
+            GbmTask::Regression => &self.regression,
+            GbmTask::Direction => &self.direction,
+        }
+    }
+
+    /// The trading days of history `task` learns from (`None`: all).
+    pub fn lookback(&self, task: GbmTask) -> Option<u32> {
+        self.overrides(task).lookback_days.or(self.lookback_days)
+    }
+
+    /// The LightGBM parameters of `task`: the shared ones, then the model's own.
+    pub fn params_for(&self, task: GbmTask) -> Map<String, Value> {
+        let mut m = self.params.clone();
+        m.extend(self.overrides(task).params.clone());
+        m
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.horizons.is_empty() || self.horizons.iter().any(|h| !(1..=60).contains(h)) {
             return Err(ConfigError::new(
@@ -128,9 +166,24 @@ impl TrainParams {
                 "need min_train_rows >= 10 and min_valid_rows >= 5",
             ));
         }
-        for task in [GbmTask::Regression, GbmTask::Direction] {
-            gbm::merged_params(task, &self.params, self.early_stopping_rounds)
-                .map_err(|e| ConfigError::new("params", e.to_string()))?;
+        for (task, field) in [
+            (GbmTask::Regression, "regression"),
+            (GbmTask::Direction, "direction"),
+        ] {
+            gbm::merged_params(task, &self.params_for(task), self.early_stopping_rounds)
+                .map_err(|e| ConfigError::new("params", format!("{field}: {e}")))?;
+            if self.overrides(task).lookback_days == Some(0) {
+                return Err(ConfigError::new(
+                    "lookback_days",
+                    format!("{field}.lookback_days must be >= 1 (leave it out for the shared one)"),
+                ));
+            }
+        }
+        if self.lookback_days == Some(0) {
+            return Err(ConfigError::new(
+                "lookback_days",
+                "must be >= 1 (leave it out for all)",
+            ));
         }
         if self.workers == Some(0) {
             return Err(ConfigError::new("workers", "must be >= 1"));
@@ -179,12 +232,57 @@ pub fn split(
     Some((train, valid))
 }
 
-/// Builds the jobs: labelled rows grouped by code (or pooled), split per horizon.
+/// The first of the last `n` distinct `dates` (`None`: there are no more than `n`, or no
+/// lookback). Counted on the data's own dates, not on the DAG's calendar: the weekly retrain
+/// runs on a daily one.
+pub fn lookback_start(dates: &[i32], n: Option<u32>) -> Option<i32> {
+    let n = n? as usize;
+    let distinct: BTreeSet<i32> = dates.iter().copied().collect();
+    (distinct.len() > n)
+        .then(|| distinct.iter().rev().nth(n.saturating_sub(1)).copied())
+        .flatten()
+}
+
+/// One model's labelled rows of a group, split: `None` when either side is too small (the
+/// reason counted in `skipped`).
+fn split_rows(
+    p: &TrainParams,
+    members: &[usize],
+    rows: &FeatureRows,
+    (lab, from): (&[Option<f64>], Option<i32>),
+    h: u32,
+    skipped: &mut BTreeMap<String, usize>,
+) -> Option<Split> {
+    let mut labelled: Vec<usize> = members
+        .iter()
+        .copied()
+        .filter(|&i| lab[i].is_some() && from.is_none_or(|f| rows.dates[i] >= f))
+        .collect();
+    let Some((train, valid)) = split(&mut labelled, &rows.dates, &rows.codes, h, p.valid_fraction)
+    else {
+        *skipped.entry("too_few_dates".into()).or_default() += 1;
+        return None;
+    };
+    if train.len() < p.min_train_rows || valid.len() < p.min_valid_rows {
+        *skipped.entry("too_few_rows".into()).or_default() += 1;
+        return None;
+    }
+    let (train_from, valid_from) = (rows.dates[train[0]], rows.dates[valid[0]]);
+    Some(Split {
+        train,
+        valid,
+        train_from,
+        valid_from,
+    })
+}
+
+/// Builds the jobs: labelled rows grouped by code (or pooled), split per horizon and model
+/// (each model over its own lookback).
 pub fn plan(
     p: &TrainParams,
     scope: Scope,
     rows: &FeatureRows,
-    labels: &BTreeMap<u32, Vec<Option<f64>>>,
+    labels: &Labels,
     skipped: &mut BTreeMap<String, usize>,
 ) -> Vec<Job> {
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -195,34 +293,27 @@ pub fn plan(
         };
         groups.entry(key).or_default().push(i);
     }
+    let reg_from = lookback_start(&rows.dates, p.lookback(GbmTask::Regression));
+    let dir_from = lookback_start(&rows.dates, p.lookback(GbmTask::Direction));
     let mut jobs = Vec::new();
     for (code, members) in &groups {
         for &h in &p.horizons {
-            let Some(lab) = labels.get(&h) else { continue };
-            let mut labelled: Vec<usize> = members
-                .iter()
-                .copied()
-                .filter(|&i| lab[i].is_some())
-                .collect();
-            let Some((train, valid)) =
-                split(&mut labelled, &rows.dates, &rows.codes, h, p.valid_fraction)
+            let (Some(reg), Some(raw)) = (labels.regression.get(&h), labels.direction.get(&h))
             else {
-                *skipped.entry("too_few_dates".into()).or_default() += 1;
                 continue;
             };
-            if train.len() < p.min_train_rows || valid.len() < p.min_valid_rows {
-                *skipped.entry("too_few_rows".into()).or_default() += 1;
+            let Some(regression) = split_rows(p, members, rows, (reg, reg_from), h, skipped) else {
                 continue;
-            }
-            let (train_from, valid_from) = (rows.dates[train[0]], rows.dates[valid[0]]);
+            };
+            let Some(direction) = split_rows(p, members, rows, (raw, dir_from), h, skipped) else {
+                continue;
+            };
             jobs.push(Job {
                 scope,
                 code: code.clone(),
                 horizon: h,
-                train,
-                valid,
-                train_from,
-                valid_from,
+                regression,
+                direction,
             });
         }
     }
@@ -296,7 +387,7 @@ impl Operator for LgbmTrain {
                 "lookback_days",
                 "u32",
                 "all",
-                "trading days of history used",
+                "the feature table's last N dates used (its trading days)",
             ),
             ParamSpec::optional(
                 "params",
@@ -304,12 +395,24 @@ impl Operator for LgbmTrain {
                 "{}",
                 "LightGBM parameters over the defaults (learning_rate 0.05, num_leaves 15, num_iterations 500, ...)",
             ),
+            ParamSpec::optional(
+                "regression",
+                "{lookback_days, params}",
+                "{}",
+                "the return regression's own lookback and LightGBM parameters",
+            ),
+            ParamSpec::optional(
+                "direction",
+                "{lookback_days, params}",
+                "{}",
+                "the direction classifier's own lookback and LightGBM parameters",
+            ),
             ParamSpec::optional("workers", "usize", "cores", "models fitted at once"),
             ParamSpec::optional(
                 "target",
-                "raw|excess",
+                "raw|excess|rank",
                 "raw",
-                "regression label: the h-day return, or its excess over the day's cross-sectional median",
+                "regression label: the h-day return, its excess over the day's cross-sectional median, or its rank among the day's codes",
             ),
         ]
     }
@@ -377,18 +480,18 @@ impl ConfiguredOp for Configured {
         let bars = inputs.concat("bars")?;
         let names = p.feature_list();
         let fhash = feature_hash(&names);
-        let from = p
-            .lookback_days
-            .map(|n| days(ctx.calendar.add_trading_days(ctx.ds, -i64::from(n))));
         let codes: BTreeSet<String> = p.codes.iter().cloned().collect();
         let cancel = ctx.cancel.clone();
         let flat_band = FLAT_BAND;
         let mut configs = Vec::new();
         for &scope in &p.scope {
-            let threads = with_threads(&p, scope);
             let merged = |task| {
-                gbm::merged_params(task, &threads, p.early_stopping_rounds)
-                    .map_err(|e| OpError::permanent(e.to_string()))
+                gbm::merged_params(
+                    task,
+                    &with_threads(&p, task, scope),
+                    p.early_stopping_rounds,
+                )
+                .map_err(|e| OpError::permanent(e.to_string()))
             };
             let workers = match scope {
                 Scope::PerTicker => p.workers.unwrap_or_else(cores),
@@ -401,21 +504,22 @@ impl ConfiguredOp for Configured {
                     dir_params: merged(GbmTask::Direction)?,
                     flat_band,
                     workers,
+                    target: p.target,
                 },
             ));
         }
         let p2 = p.clone();
         let (fitted, n_rows, skipped) = tokio::task::spawn_blocking(move || -> OpResult<_> {
             let closes = Closes::from_bars(&bars)?;
-            let rows = FeatureRows::from_batch(&features, &names, |code, date| {
-                (codes.is_empty() || codes.contains(code)) && from.is_none_or(|f| date > f)
+            let rows = FeatureRows::from_batch(&features, &names, |code, _| {
+                codes.is_empty() || codes.contains(code)
             })?;
             let labels = Labels::new(p2.target, &rows, labels_for(&rows, &closes, &p2.horizons));
             let mut skipped = BTreeMap::new();
             let cancelled = || cancel.is_cancelled();
             let mut fitted = Vec::new();
             for (scope, cfg) in &configs {
-                let jobs = plan(&p2, *scope, &rows, &labels.regression, &mut skipped);
+                let jobs = plan(&p2, *scope, &rows, &labels, &mut skipped);
                 fitted.extend(fit_all(jobs, &rows, &labels, cfg, &cancelled));
             }
             Ok((fitted, rows.len(), skipped))
@@ -478,13 +582,16 @@ impl ConfiguredOp for Configured {
                 features: p.feature_list(),
                 feature_hash: fhash.clone(),
                 flat_band,
-                train_from: date_of(f.job.train_from),
-                valid_from: date_of(f.job.valid_from),
+                train_from: date_of(f.job.regression.train_from),
+                valid_from: date_of(f.job.regression.valid_from),
+                direction_train_from: Some(date_of(f.job.direction.train_from)),
+                direction_valid_from: Some(date_of(f.job.direction.valid_from)),
                 regression: f.regression.clone(),
                 direction: f.direction.clone(),
                 valid_majority_accuracy: f.majority_accuracy,
                 params: Value::Object(p.params.clone()),
                 target: p.target,
+                return_map: f.return_map,
             };
             let card_json = serde_json::to_vec_pretty(&card)
                 .map_err(|e| OpError::permanent(format!("model card: {e}")))?;
@@ -538,8 +645,8 @@ fn cores() -> usize {
 
 /// Per-ticker models are small: each trains single-threaded and the workers run in parallel.
 /// Pooled models use every core. An explicit `num_threads` in `params` wins.
-fn with_threads(p: &TrainParams, scope: Scope) -> Map<String, Value> {
-    let mut m = p.params.clone();
+fn with_threads(p: &TrainParams, task: GbmTask, scope: Scope) -> Map<String, Value> {
+    let mut m = p.params_for(task);
     if !m.contains_key("num_threads") {
         let n = match scope {
             Scope::PerTicker => 1,
@@ -606,5 +713,67 @@ mod tests {
                 .is_ok()
         );
         assert!(op.configure(&serde_json::json!({"scope": []})).is_err());
+    }
+
+    #[test]
+    fn the_lookback_counts_the_datas_own_dates() {
+        // Dates 10, 11, 14, 15 (a weekend gap) for two codes: the last 3 dates start at 11.
+        let dates = [10, 10, 11, 11, 14, 15, 15];
+        assert_eq!(lookback_start(&dates, Some(3)), Some(11));
+        assert_eq!(lookback_start(&dates, Some(1)), Some(15));
+        assert_eq!(
+            lookback_start(&dates, Some(4)),
+            None,
+            "no more than 4 dates"
+        );
+        assert_eq!(lookback_start(&dates, Some(9)), None);
+        assert_eq!(lookback_start(&dates, None), None);
+    }
+
+    #[test]
+    fn each_model_learns_from_its_own_lookback_and_params() {
+        let p: TrainParams = serde_json::from_value(serde_json::json!({
+            "scope": "pooled", "horizons": [1], "min_train_rows": 10, "min_valid_rows": 5,
+            "params": {"num_leaves": 7},
+            "regression": {"lookback_days": 20, "params": {"learning_rate": 0.02}},
+        }))
+        .expect("params");
+        p.validate().expect("valid");
+        assert_eq!(p.lookback(GbmTask::Regression), Some(20));
+        assert_eq!(p.lookback(GbmTask::Direction), None);
+        assert_eq!(p.params_for(GbmTask::Regression)["learning_rate"], 0.02);
+        assert_eq!(p.params_for(GbmTask::Regression)["num_leaves"], 7);
+        assert!(
+            !p.params_for(GbmTask::Direction)
+                .contains_key("learning_rate")
+        );
+        // 50 dates x 3 codes, every row labelled.
+        let rows = FeatureRows {
+            codes: (0..150).map(|i| format!("C{}", i % 3)).collect(),
+            dates: (0..150).map(|i| 100 + i / 3).collect(),
+            x: vec![0.0; 150],
+            n_features: 1,
+        };
+        let lab: BTreeMap<u32, Vec<Option<f64>>> = [(1, vec![Some(0.01); 150])].into();
+        let labels = Labels::new(Target::Raw, &rows, lab);
+        let jobs = plan(&p, Scope::Pooled, &rows, &labels, &mut BTreeMap::new());
+        let job = jobs.first().expect("one job");
+        // The regression: the last 20 dates (130..=149), 4 of them valid after a 1-date purge.
+        assert_eq!(job.regression.train_from, 130);
+        assert_eq!(job.regression.valid_from, 146);
+        assert!(job.regression.train.iter().all(|&i| rows.dates[i] < 145));
+        // The classifier: every date.
+        assert_eq!(job.direction.train_from, 100);
+        assert_eq!(job.direction.valid_from, 140);
+        let err = TrainParams {
+            direction: ModelOverrides {
+                lookback_days: Some(0),
+                ..ModelOverrides::default()
+            },
+            ..p.clone()
+        }
+        .validate()
+        .expect_err("zero lookback");
+        assert!(err.to_string().contains("direction.lookback_days"), "{err}");
     }
 }

@@ -198,3 +198,97 @@ fn an_excess_target_is_recorded_with_the_model_and_still_forecasts_every_code() 
         6
     );
 }
+
+#[test]
+fn a_rank_target_forecasts_returns_through_the_line_on_its_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let file = dir.path().join("lgbm_rank.yaml");
+    std::fs::write(
+        &file,
+        dag_with(
+            "tickers: 8, seed: 5",
+            "scope: pooled, target: rank, horizons: [1], regression: { lookback_days: 400 }, \
+             params: { num_iterations: 40 }",
+            "scope: pooled, horizons: [1]",
+        ),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    for day in ["2024-12-13", "2024-12-16"] {
+        let o = krxflow(&lake, &["run", f, "--date", day]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let reg = csv(
+        &lake,
+        "SELECT path FROM model_registry WHERE model = 'lgbm/pooled/_all/h1' \
+         AND trained_through = DATE '2024-12-13'",
+    );
+    let path = reg.lines().nth(1).expect("Friday's model");
+    let card: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(lake.join(path).join("metrics.json")).expect("model card"),
+    )
+    .expect("card json");
+    assert_eq!(card["target"], "rank");
+    // The regression: 400 of the feature table's dates, not of a calendar; the classifier,
+    // without a lookback of its own, every date.
+    let first_date = csv(
+        &lake,
+        "SELECT min(date) FROM (SELECT DISTINCT date FROM features_daily \
+         WHERE date <= DATE '2024-12-13' ORDER BY date DESC LIMIT 400)",
+    );
+    assert_eq!(
+        card["train_from"].as_str(),
+        first_date.lines().nth(1),
+        "{card}"
+    );
+    let from = |k: &str| {
+        card[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("{k}: {card}"))
+            .to_string()
+    };
+    assert!(from("direction_train_from") < from("train_from"), "{card}");
+    let (a, b) = (
+        card["return_map"]["intercept"].as_f64().expect("intercept"),
+        card["return_map"]["slope"].as_f64().expect("slope"),
+    );
+    assert!(a.is_finite() && b.is_finite() && b >= 0.0, "{card}");
+    let hi = card["regression"]["residual_q90"].as_f64().expect("q90");
+    // Monday's forecasts: the scores of ranks in (-1/2, 1/2) put every return on the card's
+    // line within half its slope of the intercept, and the interval (prices) is centred on that return.
+    let rows = csv(
+        &lake,
+        "SELECT predicted_return AS r, q90 / base_close - 1 - predicted_return AS w \
+         FROM lgbm_predictions \
+         WHERE base_date = DATE '2024-12-16' ORDER BY code",
+    );
+    let rows: Vec<(f64, f64)> = rows
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (r, w) = l
+                .split_once(',')
+                .unwrap_or_else(|| panic!("two columns: {l:?}"));
+            (r.parse().expect("return"), w.parse().expect("width"))
+        })
+        .collect();
+    assert_eq!(rows.len(), 8, "every code forecast");
+    for (ret, up) in &rows {
+        assert!(
+            (ret - a).abs() <= 0.5 * b + 1e-12,
+            "{ret} off the line {a} + {b} s"
+        );
+        assert!(
+            (up - hi).abs() < 1e-9,
+            "{up} vs the card's residual q90 {hi}"
+        );
+    }
+    if b > 0.0 {
+        assert!(
+            rows.iter().any(|r| (r.0 - rows[0].0).abs() > 1e-12),
+            "a positive slope orders the codes: {rows:?}"
+        );
+    }
+}
