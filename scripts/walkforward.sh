@@ -22,21 +22,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -n "${KRXFLOW_SKIP_SETUP:-}" ] || scripts/setup.sh
-source scripts/env.sh
-if [ -z "${KRXFLOW_BIN:-}" ]; then
-  cargo build --locked --release -p krxflow-cli
-  KRXFLOW_BIN="$CARGO_TARGET_DIR/release/krxflow"
-fi
-export KRXFLOW_UNIVERSE=krx30
-export KRXFLOW_DATA="${KRXFLOW_DATA:-../shared/data}"
+source scripts/krx30.sh
 export KRXFLOW_LAKE="${KRXFLOW_LAKE:-./storage/walkforward}"
 FROM="${KRXFLOW_FROM:-2019-01-02}"
 TO="${KRXFLOW_TO:-2024-12-16}"
 OUT="${KRXFLOW_REPORT:-./storage/walkforward-report}"
-if [ ! -d "$KRXFLOW_DATA/ohlcv/krx_daily_30" ]; then
-  echo "skipped: the real data is absent ($KRXFLOW_DATA/ohlcv/krx_daily_30); set KRXFLOW_DATA" >&2
-  exit 2
-fi
 kx() { echo "\$ krxflow $*"; "$KRXFLOW_BIN" "$@"; echo; }
 
 # The trading day before FROM and the Sunday on or before it.
