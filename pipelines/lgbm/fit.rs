@@ -39,12 +39,12 @@ pub struct Fitted {
     pub return_map: Option<ReturnMap>,
 }
 
-fn gather(rows: &FeatureRows, idx: &[usize], lab: &[Option<f64>]) -> (Vec<f64>, Vec<f32>) {
+fn matrix(rows: &FeatureRows, idx: &[usize]) -> Vec<f64> {
     let mut x = Vec::with_capacity(idx.len() * rows.n_features);
     for &i in idx {
         x.extend_from_slice(rows.row(i));
     }
-    (x, column(idx, lab))
+    x
 }
 
 fn column(idx: &[usize], lab: &[Option<f64>]) -> Vec<f32> {
@@ -63,8 +63,9 @@ pub fn fit_job(
 ) -> Result<Fitted, String> {
     let (reg_params, dir_params, flat_band) = (&cfg.reg_params, &cfg.dir_params, cfg.flat_band);
     let nf = rows.n_features;
-    let (xt, yt) = gather(rows, &job.regression.train, reg);
-    let (xv, yv) = gather(rows, &job.regression.valid, reg);
+    let (r_train, r_valid) = (&job.regression.train, &job.regression.valid);
+    let (xt, yt) = (matrix(rows, r_train), column(r_train, reg));
+    let (xv, yv) = (matrix(rows, r_valid), column(r_valid, reg));
     let cls = |idx: &[usize]| -> Vec<f32> {
         column(idx, raw)
             .iter()
@@ -72,8 +73,13 @@ pub fn fit_job(
             .collect()
     };
     let (d_train, d_valid) = (&job.direction.train, &job.direction.valid);
-    let (xdt, _) = gather(rows, d_train, raw);
-    let (xdv, _) = gather(rows, d_valid, raw);
+    // The classifier's rows are usually the regression's: gather them only when they differ.
+    let own = |idx: &Vec<usize>, same: &Vec<usize>| (idx != same).then(|| matrix(rows, idx));
+    let (xdt_own, xdv_own) = (own(d_train, r_train), own(d_valid, r_valid));
+    let (xdt, xdv) = (
+        xdt_own.as_deref().unwrap_or(&xt),
+        xdv_own.as_deref().unwrap_or(&xv),
+    );
     let (ct, cv) = (cls(d_train), cls(d_valid));
     let mut regression = gbm::train(
         GbmTask::Regression,
@@ -94,12 +100,12 @@ pub fn fit_job(
     let direction = gbm::train(
         GbmTask::Direction,
         Matrix {
-            x: &xdt,
+            x: xdt,
             y: &ct,
             n_features: nf,
         },
         Matrix {
-            x: &xdv,
+            x: xdv,
             y: &cv,
             n_features: nf,
         },
@@ -116,10 +122,7 @@ pub fn fit_job(
         cv.iter().filter(|&&c| c == majority).count() as f64 / cv.len().max(1) as f64;
     let return_map = match cfg.target {
         Target::Rank => {
-            let returns: Vec<f64> = column(&job.regression.valid, raw)
-                .iter()
-                .map(|&r| f64::from(r))
-                .collect();
+            let returns: Vec<f64> = column(r_valid, raw).iter().map(|&r| f64::from(r)).collect();
             let map = ReturnMap::fit(&regression.valid_predictions, &returns)
                 .ok_or("too few finite validation scores to map the rank score to a return")?;
             in_return_space(&mut regression, map, &returns, flat_band);
@@ -136,28 +139,14 @@ pub fn fit_job(
     })
 }
 
-/// A rank model's validation metrics restated for the returns it forecasts through `map`:
-/// MAE, the residual quantiles the interval is built from, and the direction accuracy.
+/// A rank model's validation metrics restated for the returns it forecasts through `map`.
 fn in_return_space(fit: &mut gbm::GbmFit, map: ReturnMap, returns: &[f64], flat_band: f64) {
     let preds: Vec<f64> = fit
         .valid_predictions
         .iter()
         .map(|&s| map.apply(s))
         .collect();
-    let mut residuals: Vec<f64> = returns.iter().zip(&preds).map(|(r, p)| r - p).collect();
-    let n = residuals.len().max(1) as f64;
-    fit.valid_mae = Some(residuals.iter().map(|r| r.abs()).sum::<f64>() / n);
-    let hits = returns
-        .iter()
-        .zip(&preds)
-        .filter(|(r, p)| {
-            gbm::direction_class(**r, flat_band) == gbm::direction_class(**p, flat_band)
-        })
-        .count();
-    fit.valid_direction_accuracy = hits as f64 / n;
-    residuals.sort_by(f64::total_cmp);
-    fit.residual_q10 = Some(gbm::quantile_sorted(&residuals, 0.1));
-    fit.residual_q90 = Some(gbm::quantile_sorted(&residuals, 0.9));
+    fit.set_regression_metrics(returns, &preds, flat_band);
     fit.valid_predictions = preds;
 }
 

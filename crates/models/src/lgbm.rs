@@ -153,6 +153,26 @@ pub struct GbmFit {
     pub valid_predictions: Vec<f64>,
 }
 
+impl GbmFit {
+    /// A regression's validation metrics from its actual and predicted returns: MAE, the
+    /// direction accuracy with the flat band, and the residual (actual − predicted) quantiles
+    /// its interval is built from.
+    pub fn set_regression_metrics(&mut self, actual: &[f64], preds: &[f64], flat_band: f64) {
+        let n = actual.len().max(1) as f64;
+        let mut residuals: Vec<f64> = actual.iter().zip(preds).map(|(y, p)| y - p).collect();
+        self.valid_mae = Some(residuals.iter().map(|r| r.abs()).sum::<f64>() / n);
+        let hits = actual
+            .iter()
+            .zip(preds)
+            .filter(|(y, p)| direction_class(**y, flat_band) == direction_class(**p, flat_band))
+            .count();
+        self.valid_direction_accuracy = hits as f64 / n;
+        residuals.sort_by(f64::total_cmp);
+        self.residual_q10 = Some(quantile_sorted(&residuals, 0.1));
+        self.residual_q90 = Some(quantile_sorted(&residuals, 0.9));
+    }
+}
+
 /// Returns within this of the band's edge count as on the edge (flat): a move of exactly
 /// 0.3% computed from prices (10,000 -> 10,030) is 0.0030000000000000027 in floating point.
 pub const BAND_EDGE_TOLERANCE: f64 = 1e-9;
@@ -209,25 +229,8 @@ pub fn train(
     let n = valid.rows() as f64;
     match task {
         GbmTask::Regression => {
-            let mut residuals: Vec<f64> = valid
-                .y
-                .iter()
-                .zip(&preds)
-                .map(|(&y, &p)| f64::from(y) - p)
-                .collect();
-            fit.valid_mae = Some(residuals.iter().map(|r| r.abs()).sum::<f64>() / n);
-            let hits = valid
-                .y
-                .iter()
-                .zip(&preds)
-                .filter(|(y, p)| {
-                    direction_class(f64::from(**y), flat_band) == direction_class(**p, flat_band)
-                })
-                .count();
-            fit.valid_direction_accuracy = hits as f64 / n;
-            residuals.sort_by(f64::total_cmp);
-            fit.residual_q10 = Some(quantile_sorted(&residuals, 0.1));
-            fit.residual_q90 = Some(quantile_sorted(&residuals, 0.9));
+            let actual: Vec<f64> = valid.y.iter().map(|&y| f64::from(y)).collect();
+            fit.set_regression_metrics(&actual, &preds, flat_band);
         }
         GbmTask::Direction => {
             let mut hits = 0usize;
