@@ -30,11 +30,12 @@ CORE = [
     "bb_pctb", "atr14_norm", "vol_20d", "volume_z20", "turnover_chg", "hl_range", "gap_open",
 ]
 FEATURES = CORE[:22] + [
-    "dist_52w_high", "dist_52w_low", "dow", "mkt_ret_1d", "mkt_ret_5d", "beta_60d",
+    "close_loc", "dist_52w_high", "dist_52w_low", "dow", "mkt_ret_1d", "mkt_ret_5d", "beta_60d",
     "rel_strength_20d", "sent_n_articles", "sent_mean", "sent_weighted", "sent_pos_ratio",
     "sent_neg_ratio", "sent_decay3",
 ]
-# A row is warm-up when a feature that needs history is null (the optional ones excepted).
+# A row is warm-up when a feature that needs history is null (the optional ones excepted:
+# close_loc is null on a day without a range).
 HISTORY = CORE + ["dow"]
 CONTEXT, MIN_CONTEXT = 250, 60
 WINDOW_DAYS, MIN_SCORES, GROUPS, GAMMA, TARGET = 365, 50, 3, 0.005, 0.2

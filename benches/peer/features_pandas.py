@@ -83,6 +83,7 @@ def compute(bars: pd.DataFrame) -> pd.DataFrame:
     out["turnover_chg"] = helpers["turnover"] / prev_turnover.where(prev_turnover != 0) - 1
     out["hl_range"] = (h - l) / c
     out["gap_open"] = o / prev - 1
+    out["close_loc"] = (c - l) / (h - l).where(h > l)
     out["dist_52w_high"] = c / flat(rolling("high", 250).max()) - 1
     out["dist_52w_low"] = c / flat(rolling("low", 250).min()) - 1
     out["dow"] = ((df["date"].dt.dayofweek + 1) % 7).astype("float64")

@@ -78,6 +78,7 @@ def compute(bars: pl.DataFrame) -> pl.DataFrame:
         turnover_chg=pl.col("_turnover") / pl.when(prev_turnover != 0).then(prev_turnover) - 1,
         hl_range=(h - l) / c,
         gap_open=o / pl.col("_prev") - 1,
+        close_loc=pl.when(h > l).then((c - l) / (h - l)),
         dist_52w_high=c / by_code(h.rolling_max(250)) - 1,
         dist_52w_low=c / by_code(l.rolling_min(250)) - 1,
         dow=(pl.col("date").dt.weekday() % 7).cast(pl.Float64),
@@ -90,7 +91,7 @@ def compute(bars: pl.DataFrame) -> pl.DataFrame:
     ]
     rest = [
         "bb_pctb", "atr14_norm", "vol_20d", "volume_z20", "turnover_chg", "hl_range",
-        "gap_open", "dist_52w_high", "dist_52w_low", "dow",
+        "gap_open", "close_loc", "dist_52w_high", "dist_52w_low", "dow",
     ]
     return feats.select(
         "code",

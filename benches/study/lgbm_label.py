@@ -26,7 +26,7 @@ from deltalake import DeltaTable
 FEATURES = (
     "ret_1d ret_3d ret_5d ret_10d ret_20d logret_1d logret_5d logret_20d ma5_ratio ma20_ratio "
     "ma60_ratio rsi14 macd macd_signal macd_hist bb_pctb atr14_norm vol_20d volume_z20 "
-    "turnover_chg hl_range gap_open dist_52w_high dist_52w_low dow mkt_ret_1d mkt_ret_5d "
+    "turnover_chg hl_range gap_open close_loc dist_52w_high dist_52w_low dow mkt_ret_1d mkt_ret_5d "
     "beta_60d rel_strength_20d sent_n_articles sent_mean sent_weighted sent_pos_ratio "
     "sent_neg_ratio sent_decay3"
 ).split()
@@ -49,12 +49,21 @@ VARIANTS = {
     "rank-750d-slow": dict(target="rank", lookback=750, params=SLOW),
     "rank-1250d-slow": dict(target="rank", lookback=1250, params=SLOW),
     "raw-750d-slow": dict(target="raw", lookback=750, params=SLOW),
+    "rank-500d-slow": dict(target="rank", lookback=500, params=SLOW),
+    # The label of a longer horizon (its smoother ranks) for this horizon's forecasts.
+    "rank3-750d-slow": dict(target="rank", lookback=750, params=SLOW, label_h=3),
+    "rank5-750d-slow": dict(target="rank", lookback=750, params=SLOW, label_h=5),
+    # Each feature's rank among the day's codes beside its value.
+    "rank-750d-slow-cs": dict(target="rank", lookback=750, params=SLOW, cs=True),
+    # Without the close's location in the day's range (the features before it was added).
+    "rank-750d-slow-noloc": dict(target="rank", lookback=750, params=SLOW, drop=["close_loc"]),
+    "raw-noloc": dict(target="raw", drop=["close_loc"]),
 }
 MIN_CODES = 5  # target.rs's MIN_CODES_FOR_EXCESS
 STEP = 20
 
 
-def panel(lake, h):
+def panel(lake, h, lh):
     feats = pl.from_arrow(DeltaTable(f"{lake}/features_daily").to_pyarrow_table())
     feats = feats.filter(~pl.col("warmup").fill_null(False)).select(["code", "date", *FEATURES])
     bars = pl.from_arrow(DeltaTable(f"{lake}/ohlcv_daily").to_pyarrow_table())
@@ -66,6 +75,8 @@ def panel(lake, h):
         .with_columns(
             (pl.col("close").shift(-h).over("code") / pl.col("close") - 1).alias("y"),
             pl.col("date").shift(-h).over("code").alias("matures"),
+            (pl.col("close").shift(-lh).over("code") / pl.col("close") - 1).alias("y_label"),
+            pl.col("date").shift(-lh).over("code").alias("label_matures"),
         )
     )
     return feats.join(bars, on=["code", "date"], how="inner").sort(["date", "code"])
@@ -97,10 +108,21 @@ def daily_rank_ic(dates, pred, y):
 
 def run(df, h, lo, hi, v):
     dates = df["date"].to_numpy()
-    matures = df["matures"].to_numpy()
+    matures = df["label_matures"].to_numpy()
     y = df["y"].to_numpy()
-    tgt = y if v["target"] == "raw" else per_date(df, "y", v["target"])
-    x = df.select(FEATURES).to_numpy().astype(float)
+    yl = df["y_label"].to_numpy()
+    tgt = yl if v["target"] == "raw" else per_date(df, "y_label", v["target"])
+    h = v.get("label_h", h)  # the purge between training and validation
+    cols = [f for f in FEATURES if f not in v.get("drop", [])]
+    if v.get("cs"):
+        coded = [f for f in cols if f not in ("dow", "mkt_ret_1d", "mkt_ret_5d")]
+        df = df.with_columns(
+            ((pl.col(f).rank("average").over("date") - 0.5) / pl.col(f).count().over("date") - 0.5)
+            .alias(f"cs_{f}")
+            for f in coded
+        )
+        cols = cols + [f"cs_{f}" for f in coded]
+    x = df.select(cols).to_numpy().astype(float)
     params = {**DEFAULTS, **v.get("params", {})}
     all_dates = np.unique(dates)
     days = all_dates[(all_dates >= lo) & (all_dates <= hi)]
@@ -129,8 +151,8 @@ def run(df, h, lo, hi, v):
 
 def main():
     lake, lo, hi, h = sys.argv[1], np.datetime64(sys.argv[2]), np.datetime64(sys.argv[3]), int(sys.argv[4])
-    df = panel(lake, h)
     for name in sys.argv[5:]:
+        df = panel(lake, h, VARIANTS[name].get("label_h", h))
         t0 = time.time()
         ic, t, n, it = run(df, h, lo, hi, VARIANTS[name])
         print(f"| {sys.argv[2]}..{sys.argv[3]} | {h} | {name} | {ic:+.4f} | {t:.1f} | {n} | {it} | {time.time() - t0:.0f} s |", flush=True)

@@ -24,8 +24,10 @@ use crate::tables::{self, FEATURES};
 /// Features that may be null without the row being warm-up: external inputs may be absent,
 /// and the 52-week distances need a year of bars, which a code listed under a year ago (or a
 /// panel shorter than a year, such as the full-market one) lacks; LightGBM takes their missing
-/// value as such, so such a row is predictable once its 60-day windows are full.
+/// value as such, so such a row is predictable once its 60-day windows are full. A day without
+/// a range (high = low: a halt, a locked limit move) has no close location.
 const OPTIONAL_FEATURES: &[&str] = &[
+    "close_loc",
     "dist_52w_high",
     "dist_52w_low",
     "mkt_ret_1d",
@@ -524,6 +526,7 @@ fn nulls(valid: Vec<bool>) -> Option<NullBuffer> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cols::f64_col;
     use crate::common::direction::FLAT_BAND;
     use crate::features::window::mean;
     use crate::testutil::d;
@@ -755,6 +758,11 @@ mod tests {
             "hl_range",
         );
         near(
+            value(&f, "close_loc", t),
+            (close(t) - l[t]) / (h[t] - l[t]),
+            "close_loc",
+        );
+        near(
             value(&f, "rsi14", t),
             rsi_wilder(&c, 14)[t].unwrap(),
             "rsi14 in the table = the Wilder recursion",
@@ -826,6 +834,35 @@ mod tests {
         };
         assert_eq!(y.value(t), want);
         assert_eq!(f.num_rows(), 69, "the last row's 1-day target is unknown");
+    }
+
+    #[tokio::test]
+    async fn a_day_without_a_range_has_no_close_location_and_is_still_predictable() {
+        let (bars, index, sent) = fixture(&["000001"], 70);
+        // Row 65 locked at one price (a halt, a limit move held all day): high = low = close.
+        let close = f64_col(&bars, "close").unwrap().clone();
+        let flat = |name: &str| -> ArrayRef {
+            let c = f64_col(&bars, name).unwrap();
+            Arc::new(Float64Array::from_iter_values(
+                (0..c.len()).map(|i| if i == 65 { close.value(i) } else { c.value(i) }),
+            ))
+        };
+        let mut cols = bars.columns().to_vec();
+        for name in ["open", "high", "low"] {
+            cols[bars.schema().index_of(name).unwrap()] = flat(name);
+        }
+        let bars = RecordBatch::try_new(bars.schema(), cols).unwrap();
+        let f = build_features(&bars, Some(&index), Some(&sent), "KS11", false)
+            .await
+            .unwrap();
+        assert_eq!(value(&f, "close_loc", 65), None);
+        assert!(value(&f, "close_loc", 64).is_some_and(|v| (0.0..=1.0).contains(&v)));
+        let warm = f.column_by_name("warmup").unwrap();
+        let warm = warm.as_any().downcast_ref::<BooleanArray>().unwrap();
+        assert!(
+            !warm.value(65),
+            "a null close location does not make the row warm-up"
+        );
     }
 
     #[test]

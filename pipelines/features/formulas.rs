@@ -25,6 +25,7 @@ pub(super) enum Feature {
     TurnoverChg,
     HlRange,
     GapOpen,
+    CloseLoc,
     High52w,
     Low52w,
     Dow,
@@ -65,6 +66,7 @@ impl Feature {
             "turnover_chg" => TurnoverChg,
             "hl_range" => HlRange,
             "gap_open" => GapOpen,
+            "close_loc" => CloseLoc,
             "dist_52w_high" => High52w,
             "dist_52w_low" => Low52w,
             "dow" => Dow,
@@ -255,6 +257,10 @@ impl CodeBars<'_> {
             Feature::GapOpen => {
                 out.each(rows, |t| Some(self.open[t] / self.lag_close(t, 1)? - 1.0))
             }
+            Feature::CloseLoc => out.each(rows, |t| {
+                let range = self.high[t] - self.low[t];
+                (range > 0.0).then(|| (c[t] - self.low[t]) / range)
+            }),
             Feature::High52w | Feature::Low52w => {
                 let max = matches!(f, Feature::High52w);
                 let x = if max { self.high } else { self.low };

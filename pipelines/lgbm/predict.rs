@@ -1,10 +1,12 @@
 //! `lgbm.predict`: forecasts for day D from the newest model pair per (code, horizon) that was
 //! **trained through a date before D** (point-in-time), written to `lgbm_predictions`.
 //!
-//! A model whose feature-list hash differs from the current feature list is refused with an
-//! error naming both (retrain after changing features); an artifact whose bytes do not match
-//! its registered hash is refused too. No registered model at all is `skipped`, so the
-//! ensemble falls back to the other forecasters.
+//! A model whose feature-list hash differs from the DAG's `features` is refused with an error
+//! naming both (a configuration error); one trained before the default list changed (a
+//! feature added to krxflow since) is `skipped` with the same detail until the next retrain,
+//! so an upgrade does not stop the daily predictions. An artifact whose bytes do not match its
+//! registered hash is refused. No registered model at all is `skipped`, so the ensemble falls
+//! back to the other forecasters.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -192,10 +194,17 @@ type LoadedPairs = HashMap<(String, String), Arc<LoadedPair>>;
 /// Entries kept at most (a few hundred pairs per universe); cleared when full.
 const MAX_LOADED: usize = 4096;
 
+/// The feature list models must have been trained on, and whether the DAG named it (`false`:
+/// the default list, which a newer krxflow may have extended since a model was trained).
+struct WantFeatures {
+    hash: String,
+    explicit: bool,
+}
+
 async fn load_pair(
     ctx: &TaskContext,
     r: &Registered,
-    want_hash: &str,
+    want: &WantFeatures,
 ) -> OpResult<(Arc<LoadedPair>, bool)> {
     let key = (r.path.clone(), r.hash.clone());
     let cached = LOADED.lock().ok().and_then(|m| m.get(&key).cloned());
@@ -213,17 +222,22 @@ async fn load_pair(
         }
     };
     let card = &pair.card;
-    if card.feature_hash != want_hash {
-        return Err(OpError::permanent(format!(
+    if card.feature_hash != want.hash {
+        let why = format!(
             "{} {} was trained on feature list {} ({} features: {}) but the current list is {}; \
-             retrain with lgbm.train or set `features` to the model's list",
+             retrain with lgbm.train (retrain_weekly) or set `features` to the model's list",
             r.model,
             r.version,
             card.feature_hash,
             card.features.len(),
             card.features.join(","),
-            want_hash
-        )));
+            want.hash
+        );
+        return Err(if want.explicit {
+            OpError::permanent(why)
+        } else {
+            OpError::skipped(why)
+        });
     }
     if card.target == Target::Rank && card.return_map.is_none() {
         return Err(OpError::permanent(format!(
@@ -322,7 +336,10 @@ impl ConfiguredOp for Configured {
         let p = &self.p;
         let ds = days(ctx.ds);
         let names = p.features.clone().unwrap_or_else(default_features);
-        let want_hash = feature_hash(&names);
+        let want = WantFeatures {
+            hash: feature_hash(&names),
+            explicit: p.features.is_some(),
+        };
         let registry = if inputs.has("registry") {
             inputs.concat("registry")?
         } else {
@@ -373,7 +390,7 @@ impl ConfiguredOp for Configured {
         let mut cache_hits = 0;
         for (name, targets) in wanted {
             let r = &models[&name];
-            let (pair, hit) = load_pair(ctx, r, &want_hash).await?;
+            let (pair, hit) = load_pair(ctx, r, &want).await?;
             cache_hits += i64::from(hit);
             ctx.record_artifact(format!("{name}:{}", r.hash));
             pairs.push((pair, targets));

@@ -47,6 +47,10 @@ pub const FEATURES: &[(&str, &str)] = &[
     ("turnover_chg", "(close*volume) / (close*volume)[t-1] - 1"),
     ("hl_range", "(high - low) / close"),
     ("gap_open", "open[t] / close[t-1] - 1"),
+    (
+        "close_loc",
+        "(close - low) / (high - low): 0 closed at the low, 1 at the high; null when high = low",
+    ),
     ("dist_52w_high", "close / max(high, 250) - 1"),
     ("dist_52w_low", "close / min(low, 250) - 1"),
     (

@@ -5,7 +5,9 @@
 //! * Idempotent: re-running a day rewrites its predictions and registry rows, never duplicates.
 //! * No look-ahead: after later days are ingested (future bars, features and newer models in
 //!   the lake), re-running D+1 gives byte-identical predictions.
-//! * A model trained on another feature list is refused with an error naming both lists.
+//! * A model trained on another feature list than the DAG's is refused with an error naming
+//!   both lists; one trained on another list than the default (an upgrade added a feature) is
+//!   skipped with the same detail, so the day still succeeds.
 
 use std::path::Path;
 
@@ -147,6 +149,32 @@ fn predictions_use_only_models_trained_before_the_day_and_are_idempotent_and_poi
         text(&o).contains("was trained on feature list"),
         "{}",
         text(&o)
+    );
+
+    // Models trained on a list other than the default one (as after an upgrade that added a
+    // feature) are skipped, naming both lists, until a retrain: the day still succeeds.
+    let trained_on_two = dag_with(
+        "tickers: 4, seed: 7",
+        "horizons: [1, 5], min_train_rows: 100, params: { num_iterations: 40 }, \
+         features: [ret_1d, rsi14]",
+        "horizons: [1, 5]",
+    );
+    std::fs::write(&file, trained_on_two).unwrap();
+    let o = krxflow(&lake, &["run", f, "--date", "2024-12-17"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = krxflow(&lake, &["run", f, "--date", "2024-12-18"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("skipped") && text(&o).contains("was trained on feature list"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        count(
+            &lake,
+            "SELECT count(*) FROM lgbm_predictions WHERE base_date = DATE '2024-12-18'"
+        ),
+        0
     );
 }
 

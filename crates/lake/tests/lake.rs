@@ -577,3 +577,125 @@ async fn a_projected_read_returns_only_the_named_columns_still_filtered_by_date(
         .to_string();
     assert!(err.contains("prices") && err.contains("`volume`"), "{err}");
 }
+
+/// `quotes` (code, date, close) as first declared, and as declared later with `extra` columns.
+fn quotes(extra: &[Field]) -> TableDef {
+    let mut fields: Vec<Field> = schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.extend_from_slice(extra);
+    TableDef::new("quotes", Arc::new(Schema::new(fields)))
+        .keys(&["code", "date"])
+        .date_column("date")
+}
+
+#[tokio::test]
+async fn a_column_declared_after_the_table_was_written_is_added_and_old_rows_read_it_as_null() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = dir.path().to_str().unwrap();
+    let old = quotes(&[]);
+    let old_lake = Lake::open(at, Catalog::with_tables([old.clone()])).unwrap();
+    old_lake
+        .write(
+            &old,
+            vec![batch(&[
+                ("005930", "2024-12-13", 1.0),
+                ("005930", "2024-12-16", 2.0),
+            ])],
+            WriteMode::Merge,
+            None,
+            BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+
+    // The catalog gains a nullable column: the next write adds it to the stored table.
+    let new = quotes(&[Field::new("volume", DataType::Float64, true)]);
+    let lake = Lake::open(at, Catalog::with_tables([new.clone()])).unwrap();
+    let rows = RecordBatch::try_new(
+        new.schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["005930", "005930"])),
+            Arc::new(Date32Array::from(vec![
+                days("2024-12-16"),
+                days("2024-12-17"),
+            ])),
+            Arc::new(Float64Array::from(vec![2.0, 3.0])),
+            Arc::new(Float64Array::from(vec![10.0, 11.0])),
+        ],
+    )
+    .unwrap();
+    let wrote = lake
+        .write(&new, vec![rows], WriteMode::Merge, None, BTreeMap::new())
+        .await
+        .unwrap();
+    assert!(wrote.committed);
+    let all = ReadOptions {
+        as_of: None,
+        since: None,
+        version: None,
+        columns: None,
+    };
+    let read = lake.read("quotes", all.clone()).await.unwrap();
+    let mut got: Vec<(i32, Option<f64>)> = Vec::new();
+    for b in &read.batches {
+        let date = b.column_by_name("date").unwrap();
+        let date = date.as_any().downcast_ref::<Date32Array>().unwrap();
+        let vol = b.column_by_name("volume").unwrap();
+        let vol = vol.as_any().downcast_ref::<Float64Array>().unwrap();
+        got.extend(
+            (0..b.num_rows()).map(|i| (date.value(i), (!vol.is_null(i)).then(|| vol.value(i)))),
+        );
+    }
+    got.sort_by_key(|r| r.0);
+    assert_eq!(
+        got,
+        vec![
+            (days("2024-12-13"), None),
+            (days("2024-12-16"), Some(10.0)),
+            (days("2024-12-17"), Some(11.0)),
+        ],
+        "the old row reads null, the rewritten and new rows their values"
+    );
+    let (_, sql) = krxflow_lake::sql::query(
+        &lake,
+        "SELECT count(*) AS n FROM quotes WHERE volume IS NULL",
+    )
+    .await
+    .unwrap();
+    let n = sql[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap();
+    assert_eq!(n.value(0), 1, "SQL sees the added column too");
+
+    // A lacking column that is not nullable cannot be added: the write names it.
+    let strict = quotes(&[
+        Field::new("volume", DataType::Float64, true),
+        Field::new("venue", DataType::Utf8, false),
+    ]);
+    let lake = Lake::open(at, Catalog::with_tables([strict.clone()])).unwrap();
+    let rows = RecordBatch::try_new(
+        strict.schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["005930"])),
+            Arc::new(Date32Array::from(vec![days("2024-12-18")])),
+            Arc::new(Float64Array::from(vec![4.0])),
+            Arc::new(Float64Array::from(vec![12.0])),
+            Arc::new(StringArray::from(vec!["KRX"])),
+        ],
+    )
+    .unwrap();
+    let err = lake
+        .write(&strict, vec![rows], WriteMode::Merge, None, BTreeMap::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`venue`") && err.contains("not nullable"),
+        "{err}"
+    );
+}

@@ -4,6 +4,7 @@
 
 mod append;
 mod diff;
+mod evolve;
 mod merge;
 mod rowset;
 
@@ -184,6 +185,11 @@ impl Lake {
         timing.lap("load");
         let exists = table.version().is_some();
         let previous = exists.then(|| version_of(&table));
+        let table = if exists {
+            evolve::add_declared_columns(def, table, &physical).await?
+        } else {
+            table
+        };
         let commit = commit_properties().with_metadata(
             meta.into_iter()
                 .map(|(k, v)| (k, serde_json::Value::String(v))),
