@@ -16,7 +16,13 @@ benches/peer/setup.sh daily
 source scripts/krx30.sh
 LAKE="${STUDY_LAKE:-./storage/lgbm-study}"
 H="${H:-1}"
-VARIANTS="${VARIANTS:-raw rank rank-750d rank-1250d rank-750d-slow raw-750d-slow}"
+VARIANTS="${VARIANTS:-raw-noloc raw rank rank-750d rank-1250d rank-750d-slow-noloc rank-750d-slow raw-750d-slow}"
+# A lake built before close_loc existed is built again (its features lack the column).
+if [ -d "$LAKE/features_daily" ] && ! .venv-peer-daily/bin/python -c "import sys; from deltalake \
+    import DeltaTable; sys.exit('close_loc' not in [f.name for f in DeltaTable(sys.argv[1]).schema().fields])" \
+    "$LAKE/features_daily"; then
+  rm -rf "$LAKE"
+fi
 if [ ! -d "$LAKE/features_daily" ]; then
   "$KRXFLOW_BIN" run sentiment_lexical --date 2024-12-16 --lake "$LAKE" >/dev/null
   "$KRXFLOW_BIN" run daily_batch --date 2024-12-16 --lake "$LAKE" >/dev/null
