@@ -116,6 +116,13 @@ class Calendar:
 LEVELS = np.arange(1, 10) / 10.0
 
 
+def lgbm_returns(card: dict, scores: np.ndarray) -> np.ndarray:
+    """The regression's forecasts as returns: a `target: rank` model scores ranks, which its
+    card's `return_map` line (lgbm/target.rs) turns into returns; other models predict returns."""
+    m = card.get("return_map")
+    return m["intercept"] + m["slope"] * scores if m else scores
+
+
 def quantile_cdf(q: np.ndarray, x: np.ndarray) -> np.ndarray:
     """krxflow's piecewise-linear CDF through nine sorted quantiles (rows), extrapolated by
     the end segments and clamped to [0, 1]."""

@@ -157,9 +157,7 @@ def lgbm_predict(lake: str, feats: pd.DataFrame, bars: pd.DataFrame, day: pd.Tim
             x, num_threads=1)
         probs = lgb.Booster(model_file=os.path.join(base, "direction.txt")).predict(
             x, num_threads=1)
-        # A `target: rank` model scores ranks; its card's line makes a score a return.
-        if card.get("return_map"):
-            ret = card["return_map"]["intercept"] + card["return_map"]["slope"] * ret
+        ret = common.lgbm_returns(card, ret)
         lo = card["regression"].get("residual_q10") or 0.0
         hi = card["regression"].get("residual_q90") or 0.0
         out.append(pd.DataFrame({

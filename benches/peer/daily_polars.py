@@ -178,9 +178,7 @@ def lgbm_predict(lake: str, feats: pl.DataFrame, bars: pl.DataFrame, day: date, 
             x, num_threads=1)
         probs = lgb.Booster(model_file=os.path.join(base, "direction.txt")).predict(
             x, num_threads=1)
-        # A `target: rank` model scores ranks; its card's line makes a score a return.
-        if card.get("return_map"):
-            ret = card["return_map"]["intercept"] + card["return_map"]["slope"] * ret
+        ret = common.lgbm_returns(card, ret)
         lo = card["regression"].get("residual_q10") or 0.0
         hi = card["regression"].get("residual_q90") or 0.0
         close = rows.get_column("close").to_numpy()

@@ -632,13 +632,7 @@ async fn a_column_declared_after_the_table_was_written_is_added_and_old_rows_rea
         .await
         .unwrap();
     assert!(wrote.committed);
-    let all = ReadOptions {
-        as_of: None,
-        since: None,
-        version: None,
-        columns: None,
-    };
-    let read = lake.read("quotes", all.clone()).await.unwrap();
+    let read = lake.read("quotes", ReadOptions::default()).await.unwrap();
     let mut got: Vec<(i32, Option<f64>)> = Vec::new();
     for b in &read.batches {
         let date = b.column_by_name("date").unwrap();
