@@ -154,17 +154,30 @@ fn window_start(ds: NaiveDate, lookback: u32, calendar: &dyn Calendar) -> NaiveD
 }
 
 impl Configured {
-    /// The ensemble rows in the window, and which keys a user asked for.
+    /// The ensemble rows in the window, and which keys a user asked for, in a vector with
+    /// room for `capacity` rows.
     fn predictions<'a>(
+        &self,
+        batches: &'a [RecordBatch],
+        from: i32,
+        to: i32,
+        capacity: usize,
+    ) -> OpResult<Vec<Pending<'a>>> {
+        let mut out = Vec::with_capacity(capacity);
+        for b in batches.iter().filter(|b| b.num_rows() > 0) {
+            self.push_predictions(b, from, to, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// [`Self::predictions`] of one batch, onto `out`.
+    fn push_predictions<'a>(
         &self,
         b: &'a RecordBatch,
         from: i32,
         to: i32,
-    ) -> OpResult<Vec<Pending<'a>>> {
-        let mut out = Vec::with_capacity(b.num_rows());
-        if b.num_rows() == 0 {
-            return Ok(out);
-        }
+        out: &mut Vec<Pending<'a>>,
+    ) -> OpResult<()> {
         let code = str_col(b, "code")?;
         let base = date_col(b, "base_date")?;
         let horizon = typed::<Int32Array>(b, "horizon", "Int32")?;
@@ -203,18 +216,28 @@ impl Configured {
                 user_triggered: user,
             });
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// Member rows of the predictions in `wanted` (key -> (target, user_triggered)).
+    /// Member rows of the predictions in `wanted` (key -> (target, user_triggered)), onto
+    /// `out`.
     fn members<'a>(
+        batches: &'a [RecordBatch],
+        wanted: &FastMap<Key<'_>, (i32, bool)>,
+        out: &mut Vec<Pending<'a>>,
+    ) -> OpResult<()> {
+        for b in batches.iter().filter(|b| b.num_rows() > 0) {
+            Self::push_members(b, wanted, out)?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::members`] of one batch.
+    fn push_members<'a>(
         b: &'a RecordBatch,
         wanted: &FastMap<Key<'_>, (i32, bool)>,
-    ) -> OpResult<Vec<Pending<'a>>> {
-        let mut out = Vec::with_capacity(b.num_rows());
-        if b.num_rows() == 0 {
-            return Ok(out);
-        }
+        out: &mut Vec<Pending<'a>>,
+    ) -> OpResult<()> {
         let code = str_col(b, "code")?;
         let base = date_col(b, "base_date")?;
         let horizon = typed::<Int32Array>(b, "horizon", "Int32")?;
@@ -247,24 +270,28 @@ impl Configured {
                 user_triggered: user,
             });
         }
-        Ok(out)
+        Ok(())
     }
 }
 
+/// Rows over `batches`.
+fn rows(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}
+
 /// (code, date) -> close.
-fn closes(bars: &RecordBatch, from: i32) -> OpResult<FastMap<(&str, i32), f64>> {
+fn closes(batches: &[RecordBatch], from: i32) -> OpResult<FastMap<(&str, i32), f64>> {
     let mut out = FastMap::default();
-    if bars.num_rows() == 0 {
-        return Ok(out);
-    }
-    let (code, date, close) = (
-        str_col(bars, "code")?,
-        date_col(bars, "date")?,
-        f64_col(bars, "close")?,
-    );
-    for i in 0..bars.num_rows() {
-        if date.value(i) >= from && close.value(i).is_finite() && close.value(i) > 0.0 {
-            out.insert((code.value(i), date.value(i)), close.value(i));
+    for bars in batches.iter().filter(|b| b.num_rows() > 0) {
+        let (code, date, close) = (
+            str_col(bars, "code")?,
+            date_col(bars, "date")?,
+            f64_col(bars, "close")?,
+        );
+        for i in 0..bars.num_rows() {
+            if date.value(i) >= from && close.value(i).is_finite() && close.value(i) > 0.0 {
+                out.insert((code.value(i), date.value(i)), close.value(i));
+            }
         }
     }
     Ok(out)
@@ -281,22 +308,25 @@ impl ConfiguredOp for Configured {
             )),
             days(ctx.ds),
         );
-        let predictions = inputs.concat("predictions")?;
+        // The inputs' batches as read (one per data file), never concatenated: a copy of
+        // every row read, in fresh pages, was most of this task's time on a full market.
         let members = match inputs.has("members") {
-            true => Some(inputs.concat("members")?),
+            true => Some(inputs.batches("members")?),
             false => None,
         };
-        let bars = inputs.concat("bars")?;
-        let preds = self.predictions(&predictions, from, to)?;
-        let wanted: FastMap<Key<'_>, (i32, bool)> = preds
+        let predictions = inputs.batches("predictions")?;
+        // Room for every row read (reserved, untouched until written): the members are
+        // appended without moving what is there.
+        let capacity = rows(predictions) + members.map_or(0, rows);
+        let mut pending = self.predictions(predictions, from, to, capacity)?;
+        let wanted: FastMap<Key<'_>, (i32, bool)> = pending
             .iter()
             .map(|p| (p.key, (p.target, p.user_triggered)))
             .collect();
-        let mut pending = preds;
-        if let Some(members) = &members {
-            pending.extend(Self::members(members, &wanted)?);
+        if let Some(members) = members {
+            Self::members(members, &wanted, &mut pending)?;
         }
-        let closes = closes(&bars, from)?;
+        let closes = closes(inputs.batches("bars")?, from)?;
         let mut scored: Vec<(Pending<'_>, f64, Score)> = Vec::with_capacity(pending.len());
         let mut unmatched = 0i64;
         for p in pending {
