@@ -84,42 +84,159 @@ pub fn skills(
     // horizon -> member -> skill
     let mut out: BTreeMap<u32, BTreeMap<String, f64>> = BTreeMap::new();
     for (member, rows) in by_member {
-        // The member's usable rows by (horizon, base), each date's pairs in read order (a
-        // stable sort: the correlation's sums follow the pairs' order). A year of the full
-        // market is ~900,000 rows per member: sorted keys, not a tree node per row.
-        // Reserved for every row (a filter's collect would grow by copying).
-        let mut keyed: Vec<(u32, i32, f64, f64)> = Vec::with_capacity(rows.len());
-        keyed.extend(
-            rows.iter()
-                .filter(|r| {
-                    r.target < ds
-                        && r.base < r.target
-                        && r.predicted.is_finite()
-                        && r.actual.is_finite()
-                })
-                .map(|r| (r.horizon, r.base, r.predicted, r.actual)),
-        );
-        keyed.sort_by_key(|r| (r.0, r.1));
-        for by_horizon in keyed.chunk_by(|a, b| a.0 == b.0) {
-            // The latest `window` dates with a correlation, newest first.
-            let ics: Vec<f64> = by_horizon
-                .chunk_by(|a, b| a.1 == b.1)
-                .rev()
-                .filter(|day| day.len() >= s.min_codes)
-                .filter_map(|day| {
-                    let pairs: Vec<(f64, f64)> = day.iter().map(|r| (r.2, r.3)).collect();
-                    spearman(&pairs)
-                })
-                .take(s.window)
-                .collect();
+        let Some(days) = Days::count(rows, ds) else {
+            continue;
+        };
+        // Only the latest dates can be among the `window` used: rows before each horizon's
+        // cutoff are not placed (a year of the full market is ~900,000 rows per member; the
+        // window is a fifth of it). Should the dates after it not give `window`
+        // correlations while older dates exist (a member constant across the codes on
+        // some days has none), the horizon is done again from all its dates.
+        let cutoffs: Vec<usize> = (0..days.horizons.len())
+            .map(|k| days.cutoff(k, s.min_codes, s.window + CUTOFF_SLACK))
+            .collect();
+        let placed = Placed::of(rows, ds, &days, &cutoffs);
+        for (k, &h) in days.horizons.iter().enumerate() {
+            let mut ics = placed.ics(k, &days, s);
+            if ics.len() < s.window && days.older_than(k, cutoffs[k], s.min_codes) {
+                let all: Vec<usize> = (0..days.horizons.len())
+                    .map(|j| if j == k { 0 } else { days.width })
+                    .collect();
+                ics = Placed::of(rows, ds, &days, &all).ics(k, &days, s);
+            }
             if ics.len() >= s.min_days {
-                out.entry(by_horizon[0].0)
+                out.entry(h)
                     .or_default()
                     .insert(member.clone(), ics.iter().sum::<f64>() / ics.len() as f64);
             }
         }
     }
     out.into_iter().map(|(h, m)| (h, Skills(m))).collect()
+}
+
+/// Dates with enough codes kept beyond the `window` newest when placing a member's rows.
+const CUTOFF_SLACK: usize = 10;
+
+/// Whether a member's row counts: matured before ds, a base before its target, finite.
+fn usable(r: &Scored, ds: i32) -> bool {
+    r.target < ds && r.base < r.target && r.predicted.is_finite() && r.actual.is_finite()
+}
+
+/// A member's usable rows counted by (horizon, base date): a row per horizon, a column per
+/// day from the first base date.
+struct Days {
+    horizons: Vec<u32>,
+    first: i32,
+    width: usize,
+    counts: Vec<usize>,
+}
+
+impl Days {
+    /// `None` when the member has no usable row.
+    fn count(rows: &[Scored], ds: i32) -> Option<Self> {
+        let mut horizons: Vec<u32> = Vec::new();
+        let (mut first, mut last) = (i32::MAX, i32::MIN);
+        for r in rows.iter().filter(|r| usable(r, ds)) {
+            if !horizons.contains(&r.horizon) {
+                horizons.push(r.horizon);
+            }
+            first = first.min(r.base);
+            last = last.max(r.base);
+        }
+        if horizons.is_empty() {
+            return None;
+        }
+        horizons.sort_unstable();
+        let width = (i64::from(last) - i64::from(first) + 1) as usize;
+        let mut days = Self {
+            horizons,
+            first,
+            width,
+            counts: Vec::new(),
+        };
+        days.counts = vec![0; days.horizons.len() * width];
+        for r in rows.iter().filter(|r| usable(r, ds)) {
+            let cell = days.cell(r);
+            days.counts[cell] += 1;
+        }
+        Some(days)
+    }
+
+    /// The (horizon, day) cell of a usable row.
+    fn cell(&self, r: &Scored) -> usize {
+        let k = self.horizons.partition_point(|h| *h < r.horizon);
+        k * self.width + (r.base - self.first) as usize
+    }
+
+    /// Rows of horizon `k` per day.
+    fn of(&self, k: usize) -> &[usize] {
+        &self.counts[k * self.width..(k + 1) * self.width]
+    }
+
+    /// The first day (column) of the `keep` newest with at least `min_codes` rows at horizon
+    /// `k` (0 when there are fewer).
+    fn cutoff(&self, k: usize, min_codes: usize, keep: usize) -> usize {
+        let n = self.of(k);
+        (0..self.width)
+            .rev()
+            .filter(|&d| n[d] > 0 && n[d] >= min_codes)
+            .nth(keep.saturating_sub(1))
+            .unwrap_or(0)
+    }
+
+    /// Whether horizon `k` has a day with enough rows before column `cutoff`.
+    fn older_than(&self, k: usize, cutoff: usize, min_codes: usize) -> bool {
+        self.of(k)[..cutoff]
+            .iter()
+            .any(|&n| n > 0 && n >= min_codes)
+    }
+}
+
+/// A member's (predicted, actual) pairs placed by (horizon, day), each day's in read order
+/// (the correlation's sums follow the pairs' order), from each horizon's cutoff day on.
+struct Placed {
+    /// Each cell's first pair.
+    start: Vec<usize>,
+    pairs: Vec<(f64, f64)>,
+}
+
+impl Placed {
+    fn of(rows: &[Scored], ds: i32, days: &Days, cutoffs: &[usize]) -> Self {
+        let kept = |cell: usize| cell % days.width >= cutoffs[cell / days.width];
+        let mut start = Vec::with_capacity(days.counts.len() + 1);
+        let mut at = 0;
+        for (cell, &n) in days.counts.iter().enumerate() {
+            start.push(at);
+            if kept(cell) {
+                at += n;
+            }
+        }
+        start.push(at);
+        let mut next = start.clone();
+        let mut pairs = vec![(0.0, 0.0); at];
+        for r in rows.iter().filter(|r| usable(r, ds)) {
+            let cell = days.cell(r);
+            if kept(cell) {
+                pairs[next[cell]] = (r.predicted, r.actual);
+                next[cell] += 1;
+            }
+        }
+        Self { start, pairs }
+    }
+
+    /// Horizon `k`'s correlations of the latest `window` placed days with one, newest first.
+    fn ics(&self, k: usize, days: &Days, s: &Settings) -> Vec<f64> {
+        let n = days.of(k);
+        (0..days.width)
+            .rev()
+            .filter(|&d| n[d] > 0 && n[d] >= s.min_codes)
+            .map(|d| k * days.width + d)
+            .map(|cell| &self.pairs[self.start[cell]..self.start[cell + 1]])
+            .filter(|day| !day.is_empty())
+            .filter_map(spearman)
+            .take(s.window)
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -200,6 +317,96 @@ mod tests {
         }
         assert_eq!(skills(&later, 40, &Settings::default()), before);
         assert!(before.contains_key(&1));
+    }
+
+    /// The skills as first written: every usable row sorted by (horizon, base), stably.
+    fn skills_by_sorting(
+        by_member: &BTreeMap<String, Vec<Scored>>,
+        ds: i32,
+        s: &Settings,
+    ) -> BTreeMap<u32, Skills> {
+        let mut out: BTreeMap<u32, BTreeMap<String, f64>> = BTreeMap::new();
+        for (member, rows) in by_member {
+            let mut keyed: Vec<(u32, i32, f64, f64)> = rows
+                .iter()
+                .filter(|r| usable(r, ds))
+                .map(|r| (r.horizon, r.base, r.predicted, r.actual))
+                .collect();
+            keyed.sort_by_key(|r| (r.0, r.1));
+            for by_horizon in keyed.chunk_by(|a, b| a.0 == b.0) {
+                let ics: Vec<f64> = by_horizon
+                    .chunk_by(|a, b| a.1 == b.1)
+                    .rev()
+                    .filter(|day| day.len() >= s.min_codes)
+                    .filter_map(|day| spearman(&day.iter().map(|r| (r.2, r.3)).collect::<Vec<_>>()))
+                    .take(s.window)
+                    .collect();
+                if ics.len() >= s.min_days {
+                    out.entry(by_horizon[0].0)
+                        .or_default()
+                        .insert(member.clone(), ics.iter().sum::<f64>() / ics.len() as f64);
+                }
+            }
+        }
+        out.into_iter().map(|(h, m)| (h, Skills(m))).collect()
+    }
+
+    #[test]
+    fn only_the_latest_dates_are_placed_and_the_skills_are_those_of_every_date() {
+        // Three horizons, 200 base dates, codes in a scrambled order, a few days with too few
+        // codes; for "flat" the newest 75 days are constant across codes (no correlation), so
+        // its window reaches past the cutoff and is done again from every date.
+        let mut by: BTreeMap<String, Vec<Scored>> = BTreeMap::new();
+        for (m, member) in ["ranker", "flat"].into_iter().enumerate() {
+            let mut rows = Vec::new();
+            for d in 0..200 {
+                let codes = if d % 17 == 3 { 4 } else { 12 };
+                for h in [5u32, 1, 3] {
+                    for k in 0..codes {
+                        let x = f64::from((d * 7 + k * 13 + h as i32 * 3 + m as i32) % 23);
+                        let predicted = if member == "flat" && d >= 125 {
+                            0.5
+                        } else {
+                            x.sin()
+                        };
+                        rows.push(Scored {
+                            base: 1000 + d,
+                            target: 1000 + d + h as i32,
+                            horizon: h,
+                            predicted,
+                            actual: (x * 1.7).cos(),
+                        });
+                    }
+                }
+            }
+            // Read order is not date order.
+            rows.reverse();
+            rows.rotate_left(1234);
+            by.insert(member.to_string(), rows);
+        }
+        for ds in [1100, 1150, 1205, 1300] {
+            for s in [
+                Settings::default(),
+                Settings {
+                    window: 20,
+                    min_days: 5,
+                    min_codes: 5,
+                },
+                Settings {
+                    window: 500,
+                    min_days: 20,
+                    min_codes: 13,
+                },
+            ] {
+                assert_eq!(
+                    skills(&by, ds, &s),
+                    skills_by_sorting(&by, ds, &s),
+                    "ds {ds} {s:?}"
+                );
+            }
+        }
+        let all = skills(&by, 1300, &Settings::default());
+        assert!(all[&1].0.contains_key("flat") && all[&1].0.contains_key("ranker"));
     }
 
     #[test]
