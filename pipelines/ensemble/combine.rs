@@ -564,14 +564,14 @@ impl ConfiguredOp for Configured {
             None
         };
         let features = match (self.p.conformal, outcomes, inputs.has("features")) {
-            (true, Some(_), true) => Some(inputs.concat("features")?),
+            (true, Some(_), true) => Some(inputs.batches("features")?),
             _ => None,
         };
         // The calibrations on a second thread (the replay of a year of outcomes), while this
         // one reads the weights, blends and tilts: they share nothing until the band is applied.
         let (issues, blended) = std::thread::scope(|s| {
             let issuing = s.spawn(|| -> OpResult<Option<(VolGrid<'_>, Issues)>> {
-                let (Some(o), Some(f)) = (outcomes, features.as_ref()) else {
+                let (Some(o), Some(f)) = (outcomes, features) else {
                     return Ok(None);
                 };
                 let t = std::time::Instant::now();

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use arrow::array::{Array, Int32Array, RecordBatch, StringArray};
+use arrow::array::{Array, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray};
 use krxflow_core::OpResult;
 
 use super::conformal::Matured;
@@ -26,33 +26,31 @@ pub struct VolGrid<'a> {
 }
 
 impl<'a> VolGrid<'a> {
-    /// The grid of `b`'s `code`, `date`, `vol_20d` (a `features_daily` read).
-    pub fn of(b: &'a RecordBatch) -> OpResult<Self> {
+    /// The grid of the batches' `code`, `date`, `vol_20d` (a `features_daily` read, its
+    /// batches as read: a year of the market is not copied into one).
+    pub fn of(batches: &'a [RecordBatch]) -> OpResult<Self> {
         let mut ids: HashMap<&'a str, u32, Fast> = HashMap::default();
-        if b.num_rows() == 0 {
-            return Ok(Self {
-                ids,
-                first: 0,
-                width: 0,
-                vol: Vec::new(),
-            });
+        let mut cols = Vec::with_capacity(batches.len());
+        for b in batches.iter().filter(|b| b.num_rows() > 0) {
+            cols.push((
+                str_col(b, "code")?,
+                date_col(b, "date")?,
+                f64_col(b, "vol_20d")?,
+            ));
         }
-        let (code, date, vol) = (
-            str_col(b, "code")?,
-            date_col(b, "date")?,
-            f64_col(b, "vol_20d")?,
-        );
-        let usable = |i: usize| {
+        let usable = |(code, date, vol): &(&StringArray, &Date32Array, &Float64Array), i: usize| {
             !(code.is_null(i) || date.is_null(i) || vol.is_null(i))
                 && vol.value(i).is_finite()
                 && vol.value(i) > 0.0
         };
         let (mut first, mut last) = (i32::MAX, i32::MIN);
-        for i in (0..b.num_rows()).filter(|&i| usable(i)) {
-            first = first.min(date.value(i));
-            last = last.max(date.value(i));
-            let next = ids.len() as u32;
-            ids.entry(code.value(i)).or_insert(next);
+        for c in &cols {
+            for i in (0..c.0.len()).filter(|&i| usable(c, i)) {
+                first = first.min(c.1.value(i));
+                last = last.max(c.1.value(i));
+                let next = ids.len() as u32;
+                ids.entry(c.0.value(i)).or_insert(next);
+            }
         }
         let width = if ids.is_empty() {
             0
@@ -60,13 +58,15 @@ impl<'a> VolGrid<'a> {
             (i64::from(last) - i64::from(first) + 1) as usize
         };
         let mut grid = vec![f64::NAN; ids.len() * width];
-        for i in (0..b.num_rows()).filter(|&i| usable(i)) {
-            let row = ids[code.value(i)] as usize;
-            grid[row * width + (date.value(i) - first) as usize] = vol.value(i);
+        for c in &cols {
+            for i in (0..c.0.len()).filter(|&i| usable(c, i)) {
+                let row = ids[c.0.value(i)] as usize;
+                grid[row * width + (c.1.value(i) - first) as usize] = c.2.value(i);
+            }
         }
         Ok(Self {
             ids,
-            first,
+            first: if width == 0 { 0 } else { first },
             width,
             vol: grid,
         })
@@ -106,15 +106,21 @@ pub fn matured_by_horizon(
     horizons: &[u32],
     ds: i32,
 ) -> OpResult<BTreeMap<u32, Vec<Matured>>> {
-    // A slot per (code, base day, horizon) of the grid holds the index of its sums in `acc`
-    // (first seen first): (base, horizon, target, actual, vol at base, Σw, Σw·q10, Σw·q90).
-    type Acc = (i32, u32, i32, f64, f64, f64, f64, f64);
+    // Each horizon's forecasts in first-seen order, built in place: a `Matured` holds its
+    // Σw·q10 and Σw·q90 (and `weights` its Σw) until every row is read, then the band is
+    // divided out. A slot per (code, base day, horizon) of the grid holds the forecast's
+    // index in its horizon's vector. (A vector of sums copied into these afterwards was a
+    // year of forecasts in fresh pages twice.)
     let cells = vol.ids.len() * vol.width * horizons.len();
     let mut slot = vec![u32::MAX; cells];
-    // At most a prediction per row, reserved (untouched until written): grown by doubling, a
-    // year of the market was copied into fresh pages at each step (7% of a mature full-market
-    // day's profile samples were this vector's growth).
-    let mut acc: Vec<Acc> = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    // At most a forecast per (code, day) of the grid and per row: reserved (untouched until
+    // written), never grown by copying.
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let cap = rows.min(vol.ids.len() * vol.width);
+    let mut per: Vec<(Vec<Matured>, Vec<f64>)> = horizons
+        .iter()
+        .map(|_| (Vec::with_capacity(cap), Vec::with_capacity(cap)))
+        .collect();
     for b in batches.iter().filter(|b| b.num_rows() > 0) {
         let (code, base, target) = (
             str_col(b, "code")?,
@@ -163,48 +169,38 @@ pub fn matured_by_horizon(
                 continue;
             };
             let cell = (id as usize * vol.width + day) * horizons.len() + hx;
+            let (forecasts, weights) = &mut per[hx];
             let at = match slot[cell] {
                 u32::MAX => {
-                    slot[cell] = acc.len() as u32;
-                    acc.push((
-                        base.value(i),
-                        horizons[hx],
-                        target.value(i),
-                        y,
-                        v,
-                        0.0,
-                        0.0,
-                        0.0,
-                    ));
-                    acc.len() - 1
+                    slot[cell] = forecasts.len() as u32;
+                    forecasts.push(Matured {
+                        base: base.value(i),
+                        target: target.value(i),
+                        q10: 0.0,
+                        q90: 0.0,
+                        actual: y,
+                        scale: v * f64::from(horizons[hx]).sqrt(),
+                    });
+                    weights.push(0.0);
+                    forecasts.len() - 1
                 }
                 at => at as usize,
             };
-            let e = &mut acc[at];
-            e.5 += w;
-            e.6 += w * lo;
-            e.7 += w * hi;
+            weights[at] += w;
+            forecasts[at].q10 += w * lo;
+            forecasts[at].q90 += w * hi;
         }
     }
-    // In first-seen order (the replay's calibrations do not depend on the order), each
-    // horizon's rows allocated once.
-    let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
-    for e in &acc {
-        *counts.entry(e.1).or_default() += 1;
-    }
-    let mut out: BTreeMap<u32, Vec<Matured>> = counts
-        .into_iter()
-        .map(|(h, n)| (h, Vec::with_capacity(n)))
-        .collect();
-    for (b, h, t, y, v, w, lo, hi) in acc {
-        out.entry(h).or_default().push(Matured {
-            base: b,
-            target: t,
-            q10: lo / w,
-            q90: hi / w,
-            actual: y,
-            scale: v * f64::from(h).sqrt(),
-        });
+    let mut out = BTreeMap::new();
+    for (&h, (mut forecasts, weights)) in horizons.iter().zip(per) {
+        if forecasts.is_empty() {
+            continue;
+        }
+        for (m, w) in forecasts.iter_mut().zip(&weights) {
+            m.q10 /= w;
+            m.q90 /= w;
+        }
+        out.insert(h, forecasts);
     }
     Ok(out)
 }
@@ -378,7 +374,7 @@ mod tests {
             ("B", 11, 0.0),
             ("C", 11, f64::NAN),
         ]);
-        let g = VolGrid::of(&b).unwrap();
+        let g = VolGrid::of(std::slice::from_ref(&b)).unwrap();
         assert_eq!(g.get("A", 10), Some(0.02));
         assert_eq!(g.get("A", 12), Some(0.03));
         assert_eq!(g.get("A", 11), None, "a day without a row");
@@ -394,13 +390,31 @@ mod tests {
         );
         assert_eq!(g.get("D", 10), None);
         let none = vol(&[]);
-        assert_eq!(VolGrid::of(&none).unwrap().get("A", 10), None);
+        assert_eq!(
+            VolGrid::of(std::slice::from_ref(&none))
+                .unwrap()
+                .get("A", 10),
+            None
+        );
+        // Batches as read (one per data file), an empty one among them: the same grid.
+        let parts = [b.slice(0, 1), none, b.slice(1, 3)];
+        let split = VolGrid::of(&parts).unwrap();
+        for (code, day) in [
+            ("A", 10),
+            ("A", 11),
+            ("A", 12),
+            ("B", 11),
+            ("C", 11),
+            ("D", 10),
+        ] {
+            assert_eq!(split.get(code, day), g.get(code, day), "{code} {day}");
+        }
     }
 
     #[test]
     fn the_raw_band_is_the_members_weighted_band_of_matured_rows_the_replay_can_scale() {
         let grid = vol(&[("A", 10, 0.02), ("A", 11, 0.04)]);
-        let g = VolGrid::of(&grid).unwrap();
+        let g = VolGrid::of(std::slice::from_ref(&grid)).unwrap();
         // Members of one prediction apart from each other, as the lake returns them.
         let b = outcomes(&[
             ("A", 10, 1, 11, "ets", 101.0, 90.0, 110.0, 104.0, 0.6),
