@@ -35,7 +35,7 @@ fn main() {
     let ds = NaiveDate::from_ymd_opt(2019, 9, 17).expect("date");
     let collected = read_panel(&panel).expect("the panel parses");
     let bars = bars_batch(&collected.bars, "panel").expect("bars batch");
-    let series: Vec<Vec<f64>> = closes_as_of(&bars, ds, &[])
+    let series: Vec<Vec<f64>> = closes_as_of(std::slice::from_ref(&bars), ds, &[])
         .expect("closes")
         .into_values()
         .filter(|v| v.len() >= 60)

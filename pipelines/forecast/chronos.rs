@@ -153,8 +153,8 @@ impl ConfiguredOp for Configured {
         self.ready()?;
         let p = self.p.clone();
         let dir = PathBuf::from(&p.model);
-        let bars = inputs.concat("bars")?;
-        let series = closes_as_of(&bars, ctx.ds, &p.codes)?;
+        let bars = inputs.batches("bars")?;
+        let series = closes_as_of(bars, ctx.ds, &p.codes)?;
         let mut ctxs: Vec<(String, f64, Vec<f32>)> = Vec::new();
         let mut short = 0i64;
         for (code, v) in series {

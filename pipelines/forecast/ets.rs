@@ -339,7 +339,7 @@ type StoredModels = HashMap<String, (i32, Model, usize)>;
 #[async_trait]
 impl ConfiguredOp for Configured {
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
-        let bars = inputs.concat("bars")?;
+        let bars = inputs.batches("bars")?;
         let p = self.p.clone();
         let models = match (p.refit, inputs.has("models")) {
             (Refit::Weekly, true) => {
@@ -352,7 +352,7 @@ impl ConfiguredOp for Configured {
         };
         let mut series: Vec<Series> = Vec::new();
         let mut short = 0i64;
-        for (code, v) in closes_as_of(&bars, ctx.ds, &p.codes)? {
+        for (code, v) in closes_as_of(bars, ctx.ds, &p.codes)? {
             let Some(&(_, close)) = v.last() else {
                 continue;
             };
@@ -547,7 +547,7 @@ mod tests {
             (2, 0)
         );
         // What the model gives after the five closes that followed its fit.
-        let series = closes_as_of(&all, ds, &[]).expect("closes");
+        let series = closes_as_of(std::slice::from_ref(&all), ds, &[]).expect("closes");
         let closes: Vec<f64> = series["000001"].iter().map(|r| r.1).collect();
         let (stored, unusable) = stored_models(&models, ds, 10).expect("models");
         assert_eq!(unusable, 0);

@@ -79,9 +79,9 @@ type Row = (String, i32, usize, Model);
 #[async_trait]
 impl ConfiguredOp for Configured {
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
-        let bars = inputs.concat("bars")?;
+        let bars = inputs.batches("bars")?;
         let p = self.p.clone();
-        let series = closes_through(&bars, ctx.ds, &p.codes)?;
+        let series = closes_through(bars, ctx.ds, &p.codes)?;
         let Some(latest) = series.values().filter_map(|v| v.last()).map(|r| r.0).max() else {
             return Err(OpError::skipped(format!(
                 "no close on or before {} to fit",

@@ -94,7 +94,7 @@ pub struct QuantileRow {
 /// with a positive finite close (`codes` empty = every code). Rows dated after `ds` are
 /// ignored even if present: no look-ahead.
 pub fn closes_as_of(
-    bars: &RecordBatch,
+    bars: &[RecordBatch],
     ds: NaiveDate,
     codes: &[String],
 ) -> OpResult<BTreeMap<String, Vec<(i32, f64)>>> {
@@ -108,49 +108,65 @@ pub fn closes_as_of(
 }
 
 /// Each code's (date, close) up to `ds`, in date order (`codes` empty = every code); rows
-/// dated after `ds` are ignored.
+/// dated after `ds` are ignored. `bars`: the batches as read (one per data file), not
+/// concatenated.
 pub fn closes_through(
-    bars: &RecordBatch,
+    bars: &[RecordBatch],
     ds: NaiveDate,
     codes: &[String],
 ) -> OpResult<BTreeMap<String, Vec<(i32, f64)>>> {
     let ds = days(ds);
-    let mut series: BTreeMap<String, Vec<(i32, f64)>> = BTreeMap::new();
-    if bars.num_rows() == 0 {
-        return Ok(series);
+    let mut cols = Vec::with_capacity(bars.len());
+    for b in bars.iter().filter(|b| b.num_rows() > 0) {
+        cols.push((
+            str_col(b, "code")?,
+            date_col(b, "date")?,
+            f64_col(b, "close")?,
+        ));
     }
-    let (code, date, close) = (
-        str_col(bars, "code")?,
-        date_col(bars, "date")?,
-        f64_col(bars, "close")?,
-    );
     // One vector per code, found through a hash map only when the code changes from the
-    // previous row's: the rows of a compacted file come grouped by code, a day's file by date.
+    // previous row's (the rows of a compacted file come grouped by code, a day's file by
+    // date). Two passes: the first counts each code's rows, the second fills vectors of that
+    // size (grown by doubling, a year of the market moved into fresh pages several times).
     let mut slots: HashMap<&str, Option<usize>, foldhash::fast::RandomState> = HashMap::default();
     let mut gathered: Vec<(&str, Vec<(i32, f64)>)> = Vec::new();
-    let mut last: Option<(&str, Option<usize>)> = None;
-    for i in 0..bars.num_rows() {
-        if code.is_null(i) || date.is_null(i) || close.is_null(i) || date.value(i) > ds {
-            continue;
-        }
-        let c = code.value(i);
-        let slot = match last {
-            Some((k, slot)) if k == c => slot,
-            _ => {
-                let slot = *slots.entry(c).or_insert_with(|| {
-                    (codes.is_empty() || codes.iter().any(|x| x == c)).then(|| {
-                        gathered.push((c, Vec::new()));
-                        gathered.len() - 1
-                    })
-                });
-                last = Some((c, slot));
-                slot
+    let mut counts: Vec<usize> = Vec::new();
+    for pass in 0..2 {
+        let mut last: Option<(&str, Option<usize>)> = None;
+        for (code, date, close) in &cols {
+            for i in 0..code.len() {
+                if code.is_null(i) || date.is_null(i) || close.is_null(i) || date.value(i) > ds {
+                    continue;
+                }
+                let c = code.value(i);
+                let slot = match last {
+                    Some((k, slot)) if k == c => slot,
+                    _ => {
+                        let slot = *slots.entry(c).or_insert_with(|| {
+                            (codes.is_empty() || codes.iter().any(|x| x == c)).then(|| {
+                                counts.push(0);
+                                gathered.push((c, Vec::new()));
+                                gathered.len() - 1
+                            })
+                        });
+                        last = Some((c, slot));
+                        slot
+                    }
+                };
+                match (pass, slot) {
+                    (0, Some(s)) => counts[s] += 1,
+                    (_, Some(s)) => gathered[s].1.push((date.value(i), close.value(i))),
+                    (_, None) => {}
+                }
             }
-        };
-        if let Some(s) = slot {
-            gathered[s].1.push((date.value(i), close.value(i)));
+        }
+        if pass == 0 {
+            for (g, n) in gathered.iter_mut().zip(&counts) {
+                g.1.reserve_exact(*n);
+            }
         }
     }
+    let mut series: BTreeMap<String, Vec<(i32, f64)>> = BTreeMap::new();
     for (c, run) in gathered {
         series.insert(c.to_string(), run);
     }
@@ -249,14 +265,20 @@ mod tests {
         )
         .unwrap();
         let day = date_of(3);
-        let series = closes_through(&bars, day, &[]).unwrap();
+        let series = closes_through(std::slice::from_ref(&bars), day, &[]).unwrap();
         assert_eq!(series["a"], vec![(1, 1.0), (2, 2.0), (3, 3.0)]);
         assert_eq!(series["b"], vec![(2, 20.0)]);
-        let only_b = closes_through(&bars, day, &["b".to_string()]).unwrap();
+        let only_b = closes_through(std::slice::from_ref(&bars), day, &["b".to_string()]).unwrap();
         assert_eq!(only_b.keys().collect::<Vec<_>>(), vec!["b"]);
         // As of the day: only codes with a close on it.
-        let as_of = closes_as_of(&bars, day, &[]).unwrap();
+        let as_of = closes_as_of(std::slice::from_ref(&bars), day, &[]).unwrap();
         assert_eq!(as_of.keys().collect::<Vec<_>>(), vec!["a"]);
+        // The batches as read (a code's rows across files, an empty file among them): the
+        // same series.
+        let n = bars.num_rows();
+        let parts = [bars.slice(0, 2), bars.slice(2, 0), bars.slice(2, n - 2)];
+        assert_eq!(closes_through(&parts, day, &[]).unwrap(), series);
+        assert_eq!(closes_as_of(&parts, day, &[]).unwrap(), as_of);
     }
 
     #[test]
