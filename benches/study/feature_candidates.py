@@ -30,16 +30,21 @@ spec.loader.exec_module(L)
 BEFORE = [f for f in L.FEATURES if f != "close_loc"]
 
 
-def candidates(lake):
-    c = pl.col
-    ret = c("close").pct_change().over("code")
-    bars = (
+def daily_bars(lake):
+    """The lake's bars with a positive close, one per (code, date), in date order per code."""
+    return (
         pl.from_arrow(DeltaTable(f"{lake}/ohlcv_daily").to_pyarrow_table())
         .select(["code", "date", "open", "high", "low", "close", "volume"])
-        .filter(c("close") > 0)
+        .filter(pl.col("close") > 0)
         .unique(["code", "date"])
         .sort(["code", "date"])
     )
+
+
+def candidates(lake):
+    c = pl.col
+    ret = c("close").pct_change().over("code")
+    bars = daily_bars(lake)
     return bars.with_columns(
         # the day's return from its open
         (c("close") / c("open") - 1).alias("x_intraday"),
@@ -59,13 +64,7 @@ def round2(lake):
     c = pl.col
     ret = c("close").pct_change().over("code")
     lv = (c("volume") + 1).log()
-    bars = (
-        pl.from_arrow(DeltaTable(f"{lake}/ohlcv_daily").to_pyarrow_table())
-        .select(["code", "date", "open", "high", "low", "close", "volume"])
-        .filter(c("close") > 0)
-        .unique(["code", "date"])
-        .sort(["code", "date"])
-    )
+    bars = daily_bars(lake)
     clv = pl.when(c("high") > c("low")).then((c("close") - c("low")) / (c("high") - c("low")))
     bars = bars.with_columns(clv.alias("x_clv"), ret.alias("_ret"),
                              lv.alias("_lv"), (lv - lv.shift(1).over("code")).alias("_dlv"))
