@@ -7,6 +7,11 @@ use arrow::array::{Array, Date32Array, Float64Array, StringArray, TimestampMilli
 use arrow::record_batch::RecordBatch;
 use krxflow_core::{OpError, OpResult};
 
+/// Rows over an input's batches (one per data file, as read).
+pub fn rows(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}
+
 /// Column `name` of `b` downcast to `T`; `what` names the expected type in the error.
 pub fn typed<'a, T: Array + 'static>(
     b: &'a RecordBatch,

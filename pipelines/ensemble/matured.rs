@@ -10,7 +10,7 @@ use krxflow_core::OpResult;
 
 use super::conformal::Matured;
 use super::rank_skill::Scored;
-use crate::cols::{date_col, f64_col, str_col, typed};
+use crate::cols::{date_col, f64_col, rows, str_col, typed};
 
 type Fast = foldhash::fast::RandomState;
 
@@ -115,8 +115,7 @@ pub fn matured_by_horizon(
     let mut slot = vec![u32::MAX; cells];
     // At most a forecast per (code, day) of the grid and per row: reserved (untouched until
     // written), never grown by copying.
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let cap = rows.min(vol.ids.len() * vol.width);
+    let cap = rows(batches).min(vol.ids.len() * vol.width);
     let mut per: Vec<(Vec<Matured>, Vec<f64>)> = horizons
         .iter()
         .map(|_| (Vec::with_capacity(cap), Vec::with_capacity(cap)))
@@ -234,7 +233,7 @@ impl<'g, 'a> CodeIds<'g, 'a> {
 pub fn scored_by_member(batches: &[RecordBatch]) -> OpResult<BTreeMap<String, Vec<Scored>>> {
     // A member has at most every row: its rows reserved for that (untouched until written),
     // not grown by copying (as in `matured_by_horizon`).
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let all = rows(batches);
     let mut members: Vec<(&str, Vec<Scored>)> = Vec::new();
     for b in batches.iter().filter(|b| b.num_rows() > 0) {
         let (base, target) = (date_col(b, "base_date")?, date_col(b, "target_date")?);
@@ -274,7 +273,7 @@ pub fn scored_by_member(batches: &[RecordBatch]) -> OpResult<BTreeMap<String, Ve
                     let k = match members.iter().position(|(n, _)| *n == m) {
                         Some(k) => k,
                         None => {
-                            members.push((m, Vec::with_capacity(rows)));
+                            members.push((m, Vec::with_capacity(all)));
                             members.len() - 1
                         }
                     };

@@ -173,22 +173,27 @@ impl Days {
         &self.counts[k * self.width..(k + 1) * self.width]
     }
 
-    /// The first day (column) of the `keep` newest with at least `min_codes` rows at horizon
-    /// `k` (0 when there are fewer).
-    fn cutoff(&self, k: usize, min_codes: usize, keep: usize) -> usize {
+    /// The days (columns) of horizon `k` with a row and at least `min_codes` rows, oldest
+    /// first: those that can have a correlation.
+    fn eligible(&self, k: usize, min_codes: usize) -> impl DoubleEndedIterator<Item = usize> + '_ {
         let n = self.of(k);
-        (0..self.width)
+        (0..self.width).filter(move |&d| n[d] > 0 && n[d] >= min_codes)
+    }
+
+    /// The first day (column) of the `keep` newest eligible at horizon `k` (0 when there are
+    /// fewer).
+    fn cutoff(&self, k: usize, min_codes: usize, keep: usize) -> usize {
+        self.eligible(k, min_codes)
             .rev()
-            .filter(|&d| n[d] > 0 && n[d] >= min_codes)
             .nth(keep.saturating_sub(1))
             .unwrap_or(0)
     }
 
-    /// Whether horizon `k` has a day with enough rows before column `cutoff`.
+    /// Whether horizon `k` has an eligible day before column `cutoff`.
     fn older_than(&self, k: usize, cutoff: usize, min_codes: usize) -> bool {
-        self.of(k)[..cutoff]
-            .iter()
-            .any(|&n| n > 0 && n >= min_codes)
+        self.eligible(k, min_codes)
+            .next()
+            .is_some_and(|d| d < cutoff)
     }
 }
 
@@ -226,10 +231,8 @@ impl Placed {
 
     /// Horizon `k`'s correlations of the latest `window` placed days with one, newest first.
     fn ics(&self, k: usize, days: &Days, s: &Settings) -> Vec<f64> {
-        let n = days.of(k);
-        (0..days.width)
+        days.eligible(k, s.min_codes)
             .rev()
-            .filter(|&d| n[d] > 0 && n[d] >= s.min_codes)
             .map(|d| k * days.width + d)
             .map(|cell| &self.pairs[self.start[cell]..self.start[cell + 1]])
             .filter(|day| !day.is_empty())

@@ -27,7 +27,7 @@ use krxflow_core::{
 use serde::Deserialize;
 
 use super::score::{Forecast, Score, score};
-use crate::cols::{date_col, f64_col, str_col, typed};
+use crate::cols::{date_col, f64_col, rows, str_col, typed};
 use crate::common::dates::days;
 use crate::common::direction::Direction;
 use crate::tables;
@@ -272,11 +272,6 @@ impl Configured {
         }
         Ok(())
     }
-}
-
-/// Rows over `batches`.
-fn rows(batches: &[RecordBatch]) -> usize {
-    batches.iter().map(RecordBatch::num_rows).sum()
 }
 
 /// (code, date) -> close.

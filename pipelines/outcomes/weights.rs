@@ -29,7 +29,7 @@ use krxflow_core::{
 };
 use serde::Deserialize;
 
-use crate::cols::{date_col, f64_col, str_col, typed};
+use crate::cols::{date_col, f64_col, rows, str_col, typed};
 use crate::common::dates::days;
 use crate::ensemble::combine::default_priors;
 use crate::ensemble::weights::{self as book, WeightBook};
@@ -362,8 +362,7 @@ fn read_outcomes(batches: &[RecordBatch], ds: i32) -> OpResult<Outcomes<'_>> {
     const SKIP: u32 = u32::MAX;
     let mut ids: HashMap<(&str, i32, &str), u32, foldhash::fast::RandomState> = HashMap::default();
     let mut counts: Vec<usize> = Vec::new();
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut group_of: Vec<u32> = Vec::with_capacity(rows);
+    let mut group_of: Vec<u32> = Vec::with_capacity(rows(batches));
     for b in batches.iter().filter(|b| b.num_rows() > 0) {
         let code = str_col(b, "code")?;
         let horizon = typed::<Int32Array>(b, "horizon", "Int32")?;
