@@ -108,7 +108,16 @@ fn bench_case(root: &Path, python: Option<&Path>, bars: &RecordBatch) -> Stats {
     let n = bars.num_rows();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let build = |threads: usize| {
-        compute_features_on(bars, None, None, "KS11", false, None, threads).expect("features")
+        compute_features_on(
+            std::slice::from_ref(bars),
+            None,
+            None,
+            "KS11",
+            false,
+            None,
+            threads,
+        )
+        .expect("features")
     };
     let ours = build(cores);
     let all_cores = time(|| drop(build(cores)));

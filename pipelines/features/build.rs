@@ -200,7 +200,7 @@ impl ConfiguredOp for Configured {
     }
 
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
-        let bars = inputs.concat("bars")?;
+        let bars = inputs.batches("bars")?;
         let index = if inputs.has("index") {
             Some(inputs.concat("index")?)
         } else {
@@ -217,7 +217,7 @@ impl ConfiguredOp for Configured {
             ctx.calendar.as_ref(),
         );
         let out = compute_features(
-            &bars,
+            bars,
             index.as_ref(),
             sentiment.as_ref(),
             &self.p.index_code,

@@ -114,46 +114,90 @@ fn f64_col(b: &RecordBatch, name: &str) -> OpResult<Float64Array> {
 /// The columns of `ohlcv_daily` the features are computed from (the operator reads only these).
 pub const BAR_COLUMNS: [&str; 7] = ["code", "date", "open", "high", "low", "close", "volume"];
 
-/// Bars sorted by (code, date), only [`BAR_COLUMNS`]: the batch itself when it already is (a
-/// lake read of one code, a panel written in that order), else one sort of packed (code rank,
-/// date, row) keys.
-fn sorted_bars(bars: &RecordBatch) -> OpResult<RecordBatch> {
-    let wanted = BAR_COLUMNS
+/// Bars sorted by (code, date), only [`BAR_COLUMNS`], from the batches as read (one per data
+/// file: a day's rows after the compacted history): the batch itself when there is one and it
+/// already is sorted (a lake read of one code, a panel written in that order), their
+/// concatenation when that is, else one sort of packed (code rank, date, row) keys and the rows
+/// gathered from the batches in that order (one copy, not a concatenation and a sorted copy of
+/// it).
+fn sorted_bars(batches: &[RecordBatch]) -> OpResult<RecordBatch> {
+    let parts = batches
         .iter()
-        .map(|c| {
-            bars.schema()
-                .index_of(c)
-                .map_err(|_| OpError::permanent(format!("column `{c}` missing")))
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| {
+            let wanted = BAR_COLUMNS
+                .iter()
+                .map(|c| {
+                    b.schema()
+                        .index_of(c)
+                        .map_err(|_| OpError::permanent(format!("column `{c}` missing")))
+                })
+                .collect::<OpResult<Vec<usize>>>()?;
+            Ok(b.project(&wanted)?)
         })
-        .collect::<OpResult<Vec<usize>>>()?;
-    let bars = &bars.project(&wanted)?;
-    let code = str_col(bars, "code")?;
-    let date = date_col(bars, "date")?;
-    if code.null_count() > 0 || date.null_count() > 0 {
-        return Err(OpError::permanent("bars.code or bars.date has nulls"));
+        .collect::<OpResult<Vec<RecordBatch>>>()?;
+    let Some(first) = parts.first() else {
+        return Err(OpError::permanent("no bars"));
+    };
+    let mut keys_of = Vec::with_capacity(parts.len());
+    for b in &parts {
+        let (code, date) = (str_col(b, "code")?, date_col(b, "date")?);
+        if code.null_count() > 0 || date.null_count() > 0 {
+            return Err(OpError::permanent("bars.code or bars.date has nulls"));
+        }
+        keys_of.push((code, date));
     }
-    let n = bars.num_rows();
-    let ordered = (1..n).all(|i| {
-        let (a, b) = (code.value(i - 1), code.value(i));
-        a < b || (a == b && date.value(i - 1) <= date.value(i))
-    });
+    // Every row in the order of the concatenation: (part, row).
+    let rows = || {
+        keys_of
+            .iter()
+            .enumerate()
+            .flat_map(|(p, (code, _))| (0..code.len()).map(move |i| (p, i)))
+    };
+    let key = |(p, i): (usize, usize)| (keys_of[p].0.value(i), keys_of[p].1.value(i));
+    let ordered = rows().zip(rows().skip(1)).all(|(a, b)| key(a) <= key(b));
     if ordered {
-        return Ok(bars.clone());
+        return Ok(match parts.as_slice() {
+            [one] => one.clone(),
+            _ => arrow::compute::concat_batches(&first.schema(), &parts)?,
+        });
     }
-    let mut names: Vec<&str> = code.iter().flatten().collect();
+    let mut names: Vec<&str> = keys_of
+        .iter()
+        .flat_map(|(c, _)| c.iter().flatten())
+        .collect();
     names.sort_unstable();
     names.dedup();
     let rank: HashMap<&str, u64> = names.iter().zip(0u64..).map(|(c, r)| (*c, r)).collect();
-    let mut keys: Vec<(u64, u32)> = (0..n)
-        .map(|i| {
+    let mut keys: Vec<(u64, u32)> = rows()
+        .zip(0u32..)
+        .map(|((p, i), at)| {
+            let (code, date) = key((p, i));
             // Dates as offset-binary, so the unsigned order is the date order.
-            let d = u64::from((date.value(i) as u32) ^ 0x8000_0000);
-            ((rank[code.value(i)] << 32) | d, i as u32)
+            let d = u64::from((date as u32) ^ 0x8000_0000);
+            ((rank[code] << 32) | d, at)
         })
         .collect();
     keys.sort_unstable();
-    let idx = arrow::array::UInt32Array::from_iter_values(keys.into_iter().map(|(_, i)| i));
-    Ok(arrow::compute::take_record_batch(bars, &idx)?)
+    // Each part's first row in the concatenation.
+    let starts: Vec<usize> = parts
+        .iter()
+        .scan(0, |at, b| {
+            let s = *at;
+            *at += b.num_rows();
+            Some(s)
+        })
+        .collect();
+    let order: Vec<(usize, usize)> = keys
+        .iter()
+        .map(|&(_, at)| {
+            let at = at as usize;
+            let p = starts.partition_point(|&s| s <= at) - 1;
+            (p, at - starts[p])
+        })
+        .collect();
+    let refs: Vec<&RecordBatch> = parts.iter().collect();
+    Ok(arrow::compute::interleave_record_batch(&refs, &order)?)
 }
 
 /// One code's rows in the sorted bars: `start..end`, of which rows `first..last` (relative to
@@ -332,7 +376,14 @@ pub async fn build_features(
     index_code: &str,
     targets: bool,
 ) -> OpResult<RecordBatch> {
-    compute_features(bars, index, sentiment, index_code, targets, None)
+    compute_features(
+        std::slice::from_ref(bars),
+        index,
+        sentiment,
+        index_code,
+        targets,
+        None,
+    )
 }
 
 /// [`build_features`] for the rows dated on or after `from` only (all when `None`). Every
@@ -342,7 +393,7 @@ pub async fn build_features(
 /// [`INCREMENTAL_HISTORY_DAYS`](super::build::INCREMENTAL_HISTORY_DAYS)). Codes are shared
 /// out to the machine's cores; the result does not depend on how many.
 pub fn compute_features(
-    bars: &RecordBatch,
+    bars: &[RecordBatch],
     index: Option<&RecordBatch>,
     sentiment: Option<&RecordBatch>,
     index_code: &str,
@@ -355,7 +406,7 @@ pub fn compute_features(
 
 /// [`compute_features`] on at most `threads` threads.
 pub fn compute_features_on(
-    bars: &RecordBatch,
+    bars: &[RecordBatch],
     index: Option<&RecordBatch>,
     sentiment: Option<&RecordBatch>,
     index_code: &str,
@@ -364,7 +415,7 @@ pub fn compute_features_on(
     threads: usize,
 ) -> OpResult<RecordBatch> {
     let schema = tables::features_daily().schema;
-    if bars.num_rows() == 0 {
+    if bars.iter().all(|b| b.num_rows() == 0) {
         return Ok(RecordBatch::new_empty(schema));
     }
     let features: Vec<Feature> = FEATURES
@@ -873,19 +924,49 @@ mod tests {
         let from = Some(crate::common::dates::date_of(
             date_col(&bars, "date").unwrap().value(300),
         ));
-        let one =
-            compute_features_on(&bars, Some(&index), Some(&sent), "KS11", true, from, 1).unwrap();
+        let on = |bars: &[RecordBatch], threads| {
+            compute_features_on(bars, Some(&index), Some(&sent), "KS11", true, from, threads)
+                .unwrap()
+        };
+        let one = on(std::slice::from_ref(&bars), 1);
         // 53,955 written rows: two parts of at least MIN_ROWS_PER_THREAD.
-        let three =
-            compute_features_on(&bars, Some(&index), Some(&sent), "KS11", true, from, 3).unwrap();
+        let three = on(std::slice::from_ref(&bars), 3);
         assert_eq!(one, three, "the result depends on the thread count");
         // The same rows in reverse order take the sorting path.
         let rev = arrow::array::UInt32Array::from_iter_values((0..bars.num_rows() as u32).rev());
         let reversed = arrow::compute::take_record_batch(&bars, &rev).unwrap();
-        let from_reversed =
-            compute_features_on(&reversed, Some(&index), Some(&sent), "KS11", true, from, 3)
-                .unwrap();
+        let from_reversed = on(std::slice::from_ref(&reversed), 3);
         assert_eq!(one, from_reversed, "the result depends on the input order");
+        // As read from a lake, in parts (one per data file, an empty one among them): in
+        // order, and with the newest day's rows in a part after the rest (the sorting path).
+        let n = bars.num_rows();
+        let in_order = [
+            bars.slice(0, n / 3),
+            bars.slice(0, 0),
+            bars.slice(n / 3, n - n / 3),
+        ];
+        assert_eq!(one, on(&in_order, 3), "parts in order");
+        let last_day = date_col(&bars, "date")
+            .unwrap()
+            .values()
+            .iter()
+            .max()
+            .copied();
+        let is_last = arrow::compute::kernels::cmp::eq(
+            date_col(&bars, "date").unwrap(),
+            &arrow::array::Date32Array::new_scalar(last_day.unwrap()),
+        )
+        .unwrap();
+        let before =
+            arrow::compute::filter_record_batch(&bars, &arrow::compute::not(&is_last).unwrap())
+                .unwrap();
+        let day = arrow::compute::filter_record_batch(&bars, &is_last).unwrap();
+        assert!(day.num_rows() == 45 && before.num_rows() == n - 45);
+        assert_eq!(
+            one,
+            on(&[before, day], 3),
+            "the day's part after the history"
+        );
         assert_eq!(one.num_rows(), 45 * (1_500 - 300 - 1));
     }
 
@@ -897,7 +978,15 @@ mod tests {
     #[test]
     fn a_build_from_a_date_on_a_trailing_window_writes_the_bits_of_a_full_build() {
         let (bars, index, sent) = fixture(&["000001", "000002"], 1300);
-        let full = compute_features(&bars, Some(&index), Some(&sent), "KS11", false, None).unwrap();
+        let full = compute_features(
+            std::slice::from_ref(&bars),
+            Some(&index),
+            Some(&sent),
+            "KS11",
+            false,
+            None,
+        )
+        .unwrap();
         let date = |i: usize| {
             bars.column_by_name("date")
                 .unwrap()
@@ -909,7 +998,7 @@ mod tests {
         // What a daily run reads and writes: the last 1,000 rows, the last 10 days written.
         let (read_from, write_from) = (date(300), date(1290));
         let part = compute_features(
-            &since(&bars, read_from),
+            &[since(&bars, read_from)],
             Some(&since(&index, read_from)),
             Some(&since(&sent, read_from)),
             "KS11",

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, BooleanArray, Date32Array, RecordBatch, RecordBatchOptions};
 use arrow::compute::kernels::cmp::{gt_eq, lt_eq};
 use arrow::compute::{and, filter_record_batch};
+use arrow::datatypes::{DataType, Field, Schema};
 use deltalake::DeltaTable;
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
@@ -173,6 +174,7 @@ async fn read_file(
         Some(meta) => meta,
         None => {
             let meta = ArrowReaderMetadata::load_async(&mut reader, Default::default()).await?;
+            let meta = without_views(meta)?;
             cache.put_metadata(key, meta.clone());
             meta
         }
@@ -234,6 +236,32 @@ async fn read_file(
         out.push(project(b, columns)?);
     }
     Ok(Some(out))
+}
+
+/// `meta` with the strings and binaries that its file's writer stored as views (Delta's
+/// OPTIMIZE writes DataFusion's `Utf8View`) decoded as plain arrays, the types tables declare:
+/// decoded as views, every read of a compacted file had them cast into a second copy.
+fn without_views(meta: ArrowReaderMetadata) -> LakeResult<ArrowReaderMetadata> {
+    let schema = meta.schema();
+    let plain = |t: &DataType| match t {
+        DataType::Utf8View => Some(DataType::Utf8),
+        DataType::BinaryView => Some(DataType::Binary),
+        _ => None,
+    };
+    if !schema.fields().iter().any(|f| plain(f.data_type()).is_some()) {
+        return Ok(meta);
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match plain(f.data_type()) {
+            Some(t) => f.as_ref().clone().with_data_type(t),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    let hint = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    let options = ArrowReaderOptions::new().with_schema(hint);
+    Ok(ArrowReaderMetadata::try_new(meta.metadata().clone(), options)?)
 }
 
 /// The decoded chunks of root columns `roots` in row group `group` of the file `key`: those
@@ -547,6 +575,37 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn a_compacted_file_is_decoded_in_the_declared_types_not_as_views() {
+        let (_dir, lake) = prices_lake();
+        let def = prices();
+        for d in 0..3 {
+            let rows = price_rows(&[("a", d, f64::from(d)), ("b", d, -f64::from(d))]);
+            let w = lake.write(&def, rows, WriteMode::Merge, None, BTreeMap::new());
+            w.await.unwrap();
+        }
+        lake.compact("prices", 2).await.unwrap().unwrap();
+        let table = lake.load("prices", None).await.unwrap().unwrap();
+        let batches = super::scan(&lake.files, &table, None, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 6);
+        for b in &batches {
+            for f in b.schema().fields() {
+                assert!(
+                    !matches!(
+                        f.data_type(),
+                        arrow::datatypes::DataType::Utf8View | arrow::datatypes::DataType::BinaryView
+                    ),
+                    "{} decoded as {}",
+                    f.name(),
+                    f.data_type()
+                );
+            }
+        }
     }
 
     fn day(d: i32) -> chrono::NaiveDate {
