@@ -353,12 +353,14 @@ const OUTCOME_COLUMNS: [&str; 11] = [
     "pinball_q90",
 ];
 
-/// The outcomes with a target date on or before `ds`, grouped. Two passes, no vector per
-/// group: the first gives each row its group (one hash lookup per row of ~10^6) and counts
-/// the groups, the second writes each row at its group's next place in one buffer of the
-/// exact size. (Growing a vector per group cost a mature full-market day ~7% of its samples,
-/// most of them the kernel zeroing the pages the grown vectors moved to.)
-fn read_outcomes(batches: &[RecordBatch], ds: i32) -> OpResult<Outcomes<'_>> {
+/// The outcomes with a target date on or before `ds`, grouped; the ensemble's own only from
+/// `ensemble_from` on (they count only towards the performance window, the weights being the
+/// members'). Two passes, no vector per group: the first gives each row its group (one hash
+/// lookup per row of ~10^6) and counts the groups, the second writes each row at its group's
+/// next place in one buffer of the exact size. (Growing a vector per group cost a mature
+/// full-market day ~7% of its samples, most of them the kernel zeroing the pages the grown
+/// vectors moved to.)
+fn read_outcomes(batches: &[RecordBatch], ds: i32, ensemble_from: i32) -> OpResult<Outcomes<'_>> {
     const SKIP: u32 = u32::MAX;
     let mut ids: HashMap<(&str, i32, &str), u32, foldhash::fast::RandomState> = HashMap::default();
     let mut counts: Vec<usize> = Vec::new();
@@ -369,7 +371,8 @@ fn read_outcomes(batches: &[RecordBatch], ds: i32) -> OpResult<Outcomes<'_>> {
         let model = str_col(b, "model")?;
         let target = date_col(b, "target_date")?;
         group_of.extend((0..b.num_rows()).map(|i| {
-            if target.value(i) > ds {
+            let t = target.value(i);
+            if t > ds || (t < ensemble_from && model.value(i) == "ensemble") {
                 return SKIP;
             }
             let next = ids.len() as u32;
@@ -443,8 +446,12 @@ fn mean(v: impl Iterator<Item = f64>) -> f64 {
 impl ConfiguredOp for Configured {
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
         let ds = days(ctx.ds);
+        let performance_from = days(
+            ctx.calendar
+                .add_trading_days(ctx.ds, -(i64::from(self.p.performance_days) - 1)),
+        );
         let outcomes = match inputs.has("outcomes") {
-            true => read_outcomes(inputs.batches("outcomes")?, ds)?,
+            true => read_outcomes(inputs.batches("outcomes")?, ds, performance_from)?,
             false => Outcomes::default(),
         };
         if outcomes.is_empty() {
@@ -502,7 +509,7 @@ impl ConfiguredOp for Configured {
             }
         }
         let weights = weights_batch(&rows, ds, self.p.method)?;
-        let perf = performance_batch(&outcomes, ctx, self.p.performance_days)?;
+        let perf = performance_batch(&outcomes, ctx, performance_from, self.p.performance_days)?;
         ctx.counters.add("performance", perf.num_rows() as i64);
         Ok(OutputBatches::new()
             .with("weights", vec![weights])
@@ -565,15 +572,14 @@ fn weights_batch(
     )?)
 }
 
+/// Each model's means over the outcomes with a target date from `from` (the first of the
+/// `window` trading days ending at ds).
 fn performance_batch(
     outcomes: &Outcomes<'_>,
     ctx: &TaskContext,
+    from: i32,
     window: u32,
 ) -> OpResult<RecordBatch> {
-    let from = days(
-        ctx.calendar
-            .add_trading_days(ctx.ds, -(i64::from(window) - 1)),
-    );
     // Sums per (model, horizon), added in the groups' order (the means as a mean over a
     // collected list would add them).
     #[derive(Default)]
@@ -704,5 +710,108 @@ mod tests {
         b.mape = 0.03;
         let w = learn(vec![a, b], &priors, &p);
         assert!((w[0].weight - 0.75).abs() < 1e-12, "{w:?}");
+    }
+
+    /// `prediction_outcomes` rows (code, model, target day) over `days` weekdays ending on
+    /// 2024-06-28, one horizon, values varying with all three.
+    fn outcomes(codes: &[&str], models: &[&str], days: i32) -> RecordBatch {
+        use arrow::array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array};
+        let cal = krxflow_core::WeekdayCalendar::default();
+        let ds = chrono::NaiveDate::from_ymd_opt(2024, 6, 28).expect("date");
+        let mut rows = Vec::new();
+        for back in 0..days {
+            let day = days_of(cal.add_trading_days(ds, -i64::from(back)));
+            for (c, code) in codes.iter().enumerate() {
+                for (m, model) in models.iter().enumerate() {
+                    let k = f64::from(back) + 7.0 * c as f64 + 3.0 * m as f64;
+                    rows.push((*code, *model, day, k));
+                }
+            }
+        }
+        let f = |g: fn(f64) -> f64| -> ArrayRef {
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| g(r.3))))
+        };
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(Int32Array::from(vec![1; rows.len()])),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.2))),
+            Arc::new(BooleanArray::from_iter(
+                rows.iter().map(|r| Some((r.3 as i64) % 3 != 0)),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                rows.iter().map(|r| Some((r.3 as i64) % 5 != 0)),
+            )),
+            f(|k| 10.0 + (k * 1.3).sin()),
+            f(|k| 0.01 + 0.005 * (k * 0.7).cos()),
+            f(|k| 0.002 + 0.001 * (k * 0.3).sin()),
+            f(|k| 0.004 + 0.001 * (k * 0.9).cos()),
+            f(|k| 0.003 + 0.001 * (k * 0.5).sin()),
+        ];
+        // In the table's column order.
+        let schema = tables::subset(&tables::prediction_outcomes(), &OUTCOME_COLUMNS);
+        let by_name: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let at = OUTCOME_COLUMNS.iter().position(|c| c == f.name());
+                cols[at.expect("an outcome column")].clone()
+            })
+            .collect();
+        RecordBatch::try_new(schema, by_name).expect("outcomes")
+    }
+
+    fn days_of(d: chrono::NaiveDate) -> i32 {
+        days(d)
+    }
+
+    async fn update(outcomes: RecordBatch) -> (RecordBatch, RecordBatch) {
+        let op = WeightsUpdate
+            .configure(&serde_json::json!({"priors": {"ets": 0.4, "lgbm": 0.4}}))
+            .expect("params");
+        let mut inputs = InputBatches::default();
+        inputs.insert(
+            "outcomes",
+            "prediction_outcomes",
+            outcomes.schema(),
+            vec![outcomes],
+        );
+        let ds = chrono::NaiveDate::from_ymd_opt(2024, 6, 28).expect("date");
+        let out = op
+            .run(&crate::testutil::ctx(ds), inputs)
+            .await
+            .expect("update");
+        let one = |port: &str| out.batches(port).expect("port")[0].clone();
+        (one("weights"), one("performance"))
+    }
+
+    #[tokio::test]
+    async fn the_ensembles_outcomes_count_only_in_the_performance_window() {
+        let models = ["ensemble", "ets", "lgbm"];
+        let all = outcomes(&["000001", "000002"], &models, 85);
+        let (weights, perf) = update(all.clone()).await;
+        // The members' weights from their newest 60 outcomes; the ensemble has none.
+        assert_eq!(weights.num_rows(), 2 * 2);
+        let n = perf.column_by_name("n").expect("n");
+        let n = n.as_any().downcast_ref::<Int64Array>().expect("Int64");
+        assert_eq!(
+            n.values().to_vec(),
+            vec![2 * 30; 3],
+            "30 trading days of each model"
+        );
+        // Without the ensemble's rows older than the window: the same tables, bit for bit.
+        let target = date_col(&all, "target_date").expect("dates");
+        let from = days_of(krxflow_core::WeekdayCalendar::default().add_trading_days(
+            chrono::NaiveDate::from_ymd_opt(2024, 6, 28).expect("date"),
+            -29,
+        ));
+        let model = str_col(&all, "model").expect("models");
+        let keep = BooleanArray::from_iter(
+            (0..all.num_rows())
+                .map(|i| Some(model.value(i) != "ensemble" || target.value(i) >= from)),
+        );
+        let fewer = arrow::compute::filter_record_batch(&all, &keep).expect("filter");
+        assert!(fewer.num_rows() < all.num_rows());
+        assert_eq!(update(fewer).await, (weights, perf));
     }
 }
