@@ -115,10 +115,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         json: cli.json,
         pushgateway: cli.pushgateway,
     };
-    cli.command.run(&ctx).await
+    let code = cli.command.run(&ctx).await;
+    // The process ends next: its memory goes back with it (see `main`).
+    std::mem::forget(ctx);
+    code
 }
 
-fn main() -> ExitCode {
+fn main() {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -133,10 +136,10 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            std::process::exit(1);
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    let code = match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -145,5 +148,29 @@ fn main() -> ExitCode {
                 None => 1,
             })
         }
-    }
+    };
+    // Exit without tearing down: every write is committed and awaited by now (and every
+    // command's own state dropped), so what is left is memory the operating system takes
+    // back at once, where freeing it piece by piece (the lake's cache, the runtime's threads,
+    // the allocator returning each free page at exit: ~340 `madvise` calls) took 55-75 ms
+    // of a 1.4 s full-market day. (`runtime` and the rest of `main` are never dropped.)
+    exit_now(status(code))
+}
+
+/// Flushes what the process printed and ends it without running exit handlers.
+fn exit_now(status: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` only ends the process; nothing of Rust's runs after it, and the exit
+    // handlers it skips (the allocator's final purge, C++ static destructors of the model
+    // runtimes) release nothing the process's end does not.
+    unsafe { libc::_exit(status) }
+}
+
+/// The status `code` stands for (an `ExitCode` is opaque: found among the byte-sized ones).
+fn status(code: ExitCode) -> i32 {
+    (0..=u8::MAX)
+        .find(|&c| ExitCode::from(c) == code)
+        .map_or(1, i32::from)
 }
