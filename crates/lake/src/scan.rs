@@ -248,7 +248,11 @@ fn without_views(meta: ArrowReaderMetadata) -> LakeResult<ArrowReaderMetadata> {
         DataType::BinaryView => Some(DataType::Binary),
         _ => None,
     };
-    if !schema.fields().iter().any(|f| plain(f.data_type()).is_some()) {
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| plain(f.data_type()).is_some())
+    {
         return Ok(meta);
     }
     let fields: Vec<Field> = schema
@@ -261,7 +265,10 @@ fn without_views(meta: ArrowReaderMetadata) -> LakeResult<ArrowReaderMetadata> {
         .collect();
     let hint = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
     let options = ArrowReaderOptions::new().with_schema(hint);
-    Ok(ArrowReaderMetadata::try_new(meta.metadata().clone(), options)?)
+    Ok(ArrowReaderMetadata::try_new(
+        meta.metadata().clone(),
+        options,
+    )?)
 }
 
 /// The decoded chunks of root columns `roots` in row group `group` of the file `key`: those
@@ -598,7 +605,8 @@ mod tests {
                 assert!(
                     !matches!(
                         f.data_type(),
-                        arrow::datatypes::DataType::Utf8View | arrow::datatypes::DataType::BinaryView
+                        arrow::datatypes::DataType::Utf8View
+                            | arrow::datatypes::DataType::BinaryView
                     ),
                     "{} decoded as {}",
                     f.name(),
