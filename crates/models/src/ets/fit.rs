@@ -461,6 +461,24 @@ mod tests {
             assert_eq!(lanes[l].0.to_bits(), sse.to_bits(), "lane {l}");
             assert_eq!(lanes[l].1, s, "lane {l}");
         }
+        // Steps in lockstep (the shortest series has 119 before its last), in pairs and with
+        // an odd lane alone.
+        let long: [&[f64]; 4] = [&y, &y[..120], &y[7..], &y[50..250]];
+        let lanes = filter_lanes(long, params, [init; 4]);
+        let three = filter_lanes(
+            [long[0], long[1], long[2]],
+            [params[0], params[1], params[2]],
+            [init; 3],
+        );
+        for l in 0..4 {
+            let (sse, s) = filter(long[l], params[l], init);
+            assert_eq!(lanes[l].0.to_bits(), sse.to_bits(), "lane {l} of 4");
+            assert_eq!(lanes[l].1, s, "lane {l} of 4");
+            if l < 3 {
+                assert_eq!(three[l].0.to_bits(), sse.to_bits(), "lane {l} of 3");
+                assert_eq!(three[l].1, s, "lane {l} of 3");
+            }
+        }
         // An empty series: its lane returns the initial state, the others are unaffected.
         let out = filter_lanes([&y[..], &[]], [params[0], params[1]], [init; 2]);
         assert_eq!(out[1], (0.0, init));

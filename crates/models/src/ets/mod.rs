@@ -15,6 +15,7 @@
 pub mod fit;
 pub mod model;
 pub mod nelder_mead;
+mod pair;
 
 use thiserror::Error;
 

@@ -11,6 +11,8 @@
 //! `ANN` is β = 0, b = 0 (simple exponential smoothing), `AAN` is φ = 1 (Holt's linear trend),
 //! `AAdN` has 0 < φ < 1 (damped trend).
 
+use super::pair::Pair;
+
 /// The trend component of a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trend {
@@ -100,15 +102,48 @@ pub fn filter_lanes<const L: usize>(
         // An empty series: nothing to interleave.
         return std::array::from_fn(|l| filter(ys[l], p[l], init[l]));
     };
-    let mut r: [Recursion; L] = std::array::from_fn(|l| Recursion::start(p[l], init[l]));
+    let r: [Recursion; L] = std::array::from_fn(|l| Recursion::start(p[l], init[l]));
     let heads: [&[f64]; L] = std::array::from_fn(|l| &ys[l][..common]);
+    // Lanes 2k and 2k+1 as one pair per quantity, so that each operation of a step is one
+    // instruction for two lanes ([`Pair`]: the same bits as `Recursion::step`); an odd last
+    // lane steps alone. (Only the first L/2 slots of each array are used.)
+    let pairs = L / 2;
+    let two = |f: fn(&Recursion) -> f64| -> [Pair; L] {
+        std::array::from_fn(|k| match k < pairs {
+            true => Pair::new(f(&r[2 * k]), f(&r[2 * k + 1])),
+            false => Pair::zero(),
+        })
+    };
+    let (keep, gain, phi2) = (two(|r| r.keep), two(|r| r.gain), two(|r| r.phi2));
+    let (phi, beta) = (two(|r| r.p.phi), two(|r| r.p.beta));
+    let (mut fitted, mut b, mut sse) = (two(|r| r.fitted), two(|r| r.b), two(|r| r.sse));
+    let mut odd = (L % 2 == 1).then(|| r[L - 1]);
     for t in 0..common {
-        for (r, head) in r.iter_mut().zip(&heads) {
-            r.step(head[t]);
+        for k in 0..pairs {
+            let obs = Pair::new(heads[2 * k][t], heads[2 * k + 1][t]);
+            let e = obs.sub(fitted[k]);
+            sse[k] = sse[k].add(e.mul(e));
+            let next = keep[k]
+                .mul(fitted[k])
+                .add(gain[k].mul(obs).add(phi2[k].mul(b[k])));
+            b[k] = phi[k].mul(b[k]).add(beta[k].mul(e));
+            fitted[k] = next;
+        }
+        if let Some(r) = odd.as_mut() {
+            r.step(heads[L - 1][t]);
         }
     }
     std::array::from_fn(|l| {
-        let mut r = r[l];
+        let mut r = match (l / 2 < pairs, odd) {
+            (true, _) => Recursion {
+                fitted: fitted[l / 2].lane(l % 2),
+                b: b[l / 2].lane(l % 2),
+                sse: sse[l / 2].lane(l % 2),
+                ..r[l]
+            },
+            (false, Some(odd)) => odd,
+            (false, None) => r[l],
+        };
         let (head, last) = (&ys[l][common..ys[l].len() - 1], ys[l][ys[l].len() - 1]);
         for &obs in head {
             r.step(obs);
