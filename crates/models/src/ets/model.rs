@@ -118,6 +118,8 @@ pub fn filter_lanes<const L: usize>(
     let (phi, beta) = (two(|r| r.p.phi), two(|r| r.p.beta));
     let (mut fitted, mut b, mut sse) = (two(|r| r.fitted), two(|r| r.b), two(|r| r.sse));
     let mut odd = (L % 2 == 1).then(|| r[L - 1]);
+    // `t` indexes every lane's series (clippy sees one array of them).
+    #[allow(clippy::needless_range_loop)]
     for t in 0..common {
         for k in 0..pairs {
             let obs = Pair::new(heads[2 * k][t], heads[2 * k + 1][t]);
