@@ -9,6 +9,7 @@
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use arrow::buffer::BooleanBuffer;
+use arrow::datatypes::DataType;
 use arrow::row::{RowConverter, SortField};
 use std::collections::HashMap;
 
@@ -61,7 +62,10 @@ pub(super) fn diff(
     for batch in batches {
         let rows = keys.convert_columns(&key_cols(&batch))?;
         // The rows with a held key, and where that key is held.
-        let (mut at, mut stored_at) = (Vec::new(), Vec::new());
+        let (mut at, mut stored_at) = (
+            Vec::with_capacity(batch.num_rows()),
+            Vec::with_capacity(batch.num_rows()),
+        );
         for (i, row) in rows.iter().enumerate() {
             if let Some(&loc) = held.get(row.data()) {
                 at.push(i as u32);
@@ -90,7 +94,10 @@ pub(super) fn diff(
 }
 
 /// For each pair (row `at[j]` of `batch`, stored row `stored_at[j]`), whether every column
-/// other than the keys (equal by construction) holds the same value.
+/// other than the keys (equal by construction) holds the same value. Columns of plain
+/// numbers, dates, booleans and strings are compared pair by pair where they lie
+/// ([`same_in_place`]); the others (nested values) are gathered into the order of the rows to
+/// write and compared whole.
 fn same_values(
     stored: &[RecordBatch],
     batch: &RecordBatch,
@@ -98,20 +105,102 @@ fn same_values(
     at: &UInt32Array,
     stored_at: &[(usize, usize)],
 ) -> LakeResult<BooleanBuffer> {
-    let mut same = BooleanBuffer::new_set(at.len());
+    let mut same = vec![true; at.len()];
     if at.is_empty() {
-        return Ok(same);
+        return Ok(BooleanBuffer::from(same));
     }
     for c in (0..batch.num_columns()).filter(|c| !key_idx.contains(c)) {
         let columns: Vec<&dyn Array> = stored.iter().map(|b| b.column(c).as_ref()).collect();
-        let held = arrow::compute::interleave(&columns, stored_at)?;
-        let new = arrow::compute::take(batch.column(c), at, None)?;
-        same = &same & &equal(&new, &held)?;
-        if same.count_set_bits() == 0 {
+        let new = batch.column(c).as_ref();
+        if !same_in_place(new, &columns, at.values(), stored_at, &mut same) {
+            let held = arrow::compute::interleave(&columns, stored_at)?;
+            let new = arrow::compute::take(new, at, None)?;
+            for (s, eq) in same.iter_mut().zip(equal(&new, &held)?.iter()) {
+                *s &= eq;
+            }
+        }
+        if !same.contains(&true) {
             break;
         }
     }
-    Ok(same)
+    Ok(BooleanBuffer::from(same))
+}
+
+/// [`same_values`] for one column without copying it: `same[j] &=` whether row `at[j]` of
+/// `new` equals row `stored_at[j]` of `stored` (nulls equal nulls, floats bit for bit, as
+/// `not_distinct`). `false` when the column's type is not one compared here.
+fn same_in_place(
+    new: &dyn Array,
+    stored: &[&dyn Array],
+    at: &[u32],
+    stored_at: &[(usize, usize)],
+    same: &mut [bool],
+) -> bool {
+    fn pairs<A: Array + ?Sized>(
+        new: &A,
+        stored: &[&A],
+        at: &[u32],
+        stored_at: &[(usize, usize)],
+        same: &mut [bool],
+        eq: impl Fn(&A, usize, &A, usize) -> bool,
+    ) {
+        for ((s, &i), &(b, r)) in same.iter_mut().zip(at).zip(stored_at) {
+            if !*s {
+                continue;
+            }
+            let (i, held) = (i as usize, stored[b]);
+            *s = match (new.is_valid(i), held.is_valid(r)) {
+                (true, true) => eq(new, i, held, r),
+                (valid, held_valid) => valid == held_valid,
+            };
+        }
+    }
+    // `typed!(cast)`: the arrays as the type `cast` gives, their values compared with `==`
+    // (or with the closure given).
+    macro_rules! typed {
+        ($cast:ident $(::<$t:ty>)?) => {
+            typed!($cast$(::<$t>)?, |a, i, b, r| a.value(i) == b.value(r))
+        };
+        ($cast:ident $(::<$t:ty>)?, $eq:expr) => {{
+            let (Some(new), Some(stored)) = (
+                new.$cast$(::<$t>)?(),
+                stored
+                    .iter()
+                    .map(|a| a.$cast$(::<$t>)?())
+                    .collect::<Option<Vec<_>>>(),
+            ) else {
+                return false;
+            };
+            pairs(new, &stored, at, stored_at, same, $eq);
+            true
+        }};
+    }
+    use arrow::array::AsArray;
+    use arrow::datatypes::{
+        Date32Type, Date64Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
+        Int64Type, TimeUnit, TimestampMicrosecondType,
+    };
+    match new.data_type() {
+        // Floats by their bits: -0.0 is not 0.0, a NaN is the NaN it was.
+        DataType::Float64 => typed!(as_primitive_opt::<Float64Type>, |a, i, b, r| {
+            a.value(i).to_bits() == b.value(r).to_bits()
+        }),
+        DataType::Float32 => typed!(as_primitive_opt::<Float32Type>, |a, i, b, r| {
+            a.value(i).to_bits() == b.value(r).to_bits()
+        }),
+        DataType::Int64 => typed!(as_primitive_opt::<Int64Type>),
+        DataType::Int32 => typed!(as_primitive_opt::<Int32Type>),
+        DataType::Int16 => typed!(as_primitive_opt::<Int16Type>),
+        DataType::Int8 => typed!(as_primitive_opt::<Int8Type>),
+        DataType::Date32 => typed!(as_primitive_opt::<Date32Type>),
+        DataType::Date64 => typed!(as_primitive_opt::<Date64Type>),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            typed!(as_primitive_opt::<TimestampMicrosecondType>)
+        }
+        DataType::Boolean => typed!(as_boolean_opt),
+        DataType::Utf8 => typed!(as_string_opt::<i32>),
+        _ => false,
+    }
 }
 
 /// Row-wise equality of two arrays of one type: nulls equal nulls, floats compared bit for bit
@@ -242,5 +331,54 @@ mod tests {
         assert_eq!(summary(d), (vec!["a".to_string()], 0, false));
         let d = diff(&stored, one("a"), &[0, 1], &keys()).unwrap();
         assert_eq!(summary(d), (Vec::<String>::new(), 1, false));
+    }
+
+    #[test]
+    fn strings_booleans_dates_and_integers_are_compared_pair_by_pair_in_place() {
+        use arrow::array::{BooleanArray, Date32Array, Int64Array};
+        type R<'a> = (&'a str, Option<&'a str>, Option<bool>, i32, i64);
+        let batch = |rows: &[R<'_>]| {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Utf8, false),
+                Field::new("s", DataType::Utf8, true),
+                Field::new("f", DataType::Boolean, true),
+                Field::new("d", DataType::Date32, false),
+                Field::new("n", DataType::Int64, false),
+            ]));
+            RecordBatch::try_new(
+                schema,
+                vec![
+                    Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                    Arc::new(StringArray::from_iter(rows.iter().map(|r| r.1))),
+                    Arc::new(BooleanArray::from_iter(rows.iter().map(|r| r.2))),
+                    Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.3))),
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.4))),
+                ],
+            )
+            .unwrap()
+        };
+        let base: R<'_> = ("same", Some("x"), Some(true), 10, 7);
+        let stored = [
+            batch(&[base, ("s", Some("x"), Some(true), 10, 7)]),
+            batch(&[
+                ("empty", Some(""), Some(true), 10, 7),
+                ("f", Some("x"), None, 10, 7),
+                ("d", Some("x"), Some(true), 10, 7),
+                ("n", Some("x"), Some(true), 10, 7),
+            ]),
+        ];
+        let to_write = vec![batch(&[
+            ("n", Some("x"), Some(true), 10, 8),
+            ("d", Some("x"), Some(true), 11, 7),
+            ("f", Some("x"), Some(false), 10, 7),
+            ("empty", None, Some(true), 10, 7),
+            ("s", Some("y"), Some(true), 10, 7),
+            base,
+        ])];
+        let keys = RowConverter::new(vec![SortField::new(DataType::Utf8)]).unwrap();
+        let d = diff(&stored, to_write, &[0], &keys).unwrap();
+        // An empty string is not a null, a null flag not `false`.
+        assert_eq!(ids(&d), ["n", "d", "f", "empty", "s"]);
+        assert_eq!(d.unchanged, 1);
     }
 }
