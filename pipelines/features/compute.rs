@@ -117,9 +117,10 @@ pub const BAR_COLUMNS: [&str; 7] = ["code", "date", "open", "high", "low", "clos
 /// Bars sorted by (code, date), only [`BAR_COLUMNS`], from the batches as read (one per data
 /// file: a day's rows after the compacted history): the batch itself when there is one and it
 /// already is sorted (a lake read of one code, a panel written in that order), their
-/// concatenation when that is, else one sort of packed (code rank, date, row) keys and the rows
-/// gathered from the batches in that order (one copy, not a concatenation and a sorted copy of
-/// it).
+/// concatenation when that is, else the rows bucketed by code (a counting sort over the codes'
+/// ranks; a lake's files are in date order), each code's rows by date, and gathered from the
+/// batches in that order (one copy, not a concatenation and a sorted copy of it). Rows of one
+/// code and date keep their order in the concatenation.
 fn sorted_bars(batches: &[RecordBatch]) -> OpResult<RecordBatch> {
     let parts = batches
         .iter()
@@ -162,40 +163,41 @@ fn sorted_bars(batches: &[RecordBatch]) -> OpResult<RecordBatch> {
             _ => arrow::compute::concat_batches(&first.schema(), &parts)?,
         });
     }
-    let mut names: Vec<&str> = keys_of
-        .iter()
-        .flat_map(|(c, _)| c.iter().flatten())
-        .collect();
+    // Each row's code as its rank among the codes (the distinct names sorted: a few thousand,
+    // where sorting every row's name compared strings n·log n times).
+    let mut rank: HashMap<&str, u32> = HashMap::new();
+    for r in rows() {
+        let next = rank.len() as u32;
+        rank.entry(key(r).0).or_insert(next);
+    }
+    let mut names: Vec<&str> = rank.keys().copied().collect();
     names.sort_unstable();
-    names.dedup();
-    let rank: HashMap<&str, u64> = names.iter().zip(0u64..).map(|(c, r)| (*c, r)).collect();
-    let mut keys: Vec<(u64, u32)> = rows()
-        .zip(0u32..)
-        .map(|((p, i), at)| {
-            let (code, date) = key((p, i));
-            // Dates as offset-binary, so the unsigned order is the date order.
-            let d = u64::from((date as u32) ^ 0x8000_0000);
-            ((rank[code] << 32) | d, at)
-        })
-        .collect();
-    keys.sort_unstable();
-    // Each part's first row in the concatenation.
-    let starts: Vec<usize> = parts
-        .iter()
-        .scan(0, |at, b| {
-            let s = *at;
-            *at += b.num_rows();
-            Some(s)
-        })
-        .collect();
-    let order: Vec<(usize, usize)> = keys
-        .iter()
-        .map(|&(_, at)| {
-            let at = at as usize;
-            let p = starts.partition_point(|&s| s <= at) - 1;
-            (p, at - starts[p])
-        })
-        .collect();
+    for (r, name) in names.iter().enumerate() {
+        rank.insert(name, r as u32);
+    }
+    // A stable counting sort by code rank (rows of a code keep their order in the
+    // concatenation), then each code's rows by date, stably: the order of sorting by (code,
+    // date, place in the concatenation).
+    let row_rank: Vec<u32> = rows().map(|r| rank[key(r).0]).collect();
+    let mut first = vec![0usize; names.len() + 1];
+    for &r in &row_rank {
+        first[r as usize + 1] += 1;
+    }
+    for r in 0..names.len() {
+        first[r + 1] += first[r];
+    }
+    let mut order = vec![(0usize, 0usize); row_rank.len()];
+    let mut next = first.clone();
+    for (&r, at) in row_rank.iter().zip(rows()) {
+        order[next[r as usize]] = at;
+        next[r as usize] += 1;
+    }
+    for code in first.windows(2) {
+        let rows = &mut order[code[0]..code[1]];
+        if !rows.windows(2).all(|w| key(w[0]).1 <= key(w[1]).1) {
+            rows.sort_by_key(|&r| key(r).1);
+        }
+    }
     let refs: Vec<&RecordBatch> = parts.iter().collect();
     Ok(arrow::compute::interleave_record_batch(&refs, &order)?)
 }
