@@ -165,7 +165,7 @@ fn sorted_bars(batches: &[RecordBatch]) -> OpResult<RecordBatch> {
     }
     // Each row's code as its rank among the codes (the distinct names sorted: a few thousand,
     // where sorting every row's name compared strings n·log n times).
-    let mut rank: HashMap<&str, u32> = HashMap::new();
+    let mut rank: HashMap<&str, u32, foldhash::fast::RandomState> = HashMap::default();
     for r in rows() {
         let next = rank.len() as u32;
         rank.entry(key(r).0).or_insert(next);
@@ -179,20 +179,21 @@ fn sorted_bars(batches: &[RecordBatch]) -> OpResult<RecordBatch> {
     // concatenation), then each code's rows by date, stably: the order of sorting by (code,
     // date, place in the concatenation).
     let row_rank: Vec<u32> = rows().map(|r| rank[key(r).0]).collect();
-    let mut first = vec![0usize; names.len() + 1];
+    // Each code's first place in the order.
+    let mut starts = vec![0usize; names.len() + 1];
     for &r in &row_rank {
-        first[r as usize + 1] += 1;
+        starts[r as usize + 1] += 1;
     }
     for r in 0..names.len() {
-        first[r + 1] += first[r];
+        starts[r + 1] += starts[r];
     }
     let mut order = vec![(0usize, 0usize); row_rank.len()];
-    let mut next = first.clone();
+    let mut next = starts.clone();
     for (&r, at) in row_rank.iter().zip(rows()) {
         order[next[r as usize]] = at;
         next[r as usize] += 1;
     }
-    for code in first.windows(2) {
+    for code in starts.windows(2) {
         let rows = &mut order[code[0]..code[1]];
         if !rows.windows(2).all(|w| key(w[0]).1 <= key(w[1]).1) {
             rows.sort_by_key(|&r| key(r).1);
