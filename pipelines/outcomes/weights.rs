@@ -712,15 +712,15 @@ mod tests {
         assert!((w[0].weight - 0.75).abs() < 1e-12, "{w:?}");
     }
 
-    /// `prediction_outcomes` rows (code, model, target day) over `days` weekdays ending on
+    /// `prediction_outcomes` rows (code, model, target day) over `n_days` weekdays ending on
     /// 2024-06-28, one horizon, values varying with all three.
-    fn outcomes(codes: &[&str], models: &[&str], days: i32) -> RecordBatch {
+    fn outcomes(codes: &[&str], models: &[&str], n_days: i32) -> RecordBatch {
         use arrow::array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array};
         let cal = krxflow_core::WeekdayCalendar::default();
-        let ds = chrono::NaiveDate::from_ymd_opt(2024, 6, 28).expect("date");
+        let ds = crate::testutil::d("2024-06-28");
         let mut rows = Vec::new();
-        for back in 0..days {
-            let day = days_of(cal.add_trading_days(ds, -i64::from(back)));
+        for back in 0..n_days {
+            let day = days(cal.add_trading_days(ds, -i64::from(back)));
             for (c, code) in codes.iter().enumerate() {
                 for (m, model) in models.iter().enumerate() {
                     let k = f64::from(back) + 7.0 * c as f64 + 3.0 * m as f64;
@@ -761,10 +761,6 @@ mod tests {
         RecordBatch::try_new(schema, by_name).expect("outcomes")
     }
 
-    fn days_of(d: chrono::NaiveDate) -> i32 {
-        days(d)
-    }
-
     async fn update(outcomes: RecordBatch) -> (RecordBatch, RecordBatch) {
         let op = WeightsUpdate
             .configure(&serde_json::json!({"priors": {"ets": 0.4, "lgbm": 0.4}}))
@@ -776,7 +772,7 @@ mod tests {
             outcomes.schema(),
             vec![outcomes],
         );
-        let ds = chrono::NaiveDate::from_ymd_opt(2024, 6, 28).expect("date");
+        let ds = crate::testutil::d("2024-06-28");
         let out = op
             .run(&crate::testutil::ctx(ds), inputs)
             .await
@@ -801,10 +797,10 @@ mod tests {
         );
         // Without the ensemble's rows older than the window: the same tables, bit for bit.
         let target = date_col(&all, "target_date").expect("dates");
-        let from = days_of(krxflow_core::WeekdayCalendar::default().add_trading_days(
-            chrono::NaiveDate::from_ymd_opt(2024, 6, 28).expect("date"),
-            -29,
-        ));
+        let from = days(
+            krxflow_core::WeekdayCalendar::default()
+                .add_trading_days(crate::testutil::d("2024-06-28"), -29),
+        );
         let model = str_col(&all, "model").expect("models");
         let keep = BooleanArray::from_iter(
             (0..all.num_rows())

@@ -96,8 +96,8 @@ pub(super) fn diff(
 /// For each pair (row `at[j]` of `batch`, stored row `stored_at[j]`), whether every column
 /// other than the keys (equal by construction) holds the same value. Columns of plain
 /// numbers, dates, booleans and strings are compared pair by pair where they lie
-/// ([`same_in_place`]); the others (nested values) are gathered into the order of the rows to
-/// write and compared whole.
+/// ([`same_in_place`]); the others (nested values, and types it does not list) are gathered
+/// into the order of the rows to write and compared whole ([`equal`]).
 fn same_values(
     stored: &[RecordBatch],
     batch: &RecordBatch,
