@@ -33,8 +33,9 @@ echo "The latest predictions (point close, q10–q90, up/flat/down, the members 
 kx sql "SELECT code, horizon AS h, base_date, target_date, round(base_close) AS close, round(point) AS point, round(q10) AS q10, round(q90) AS q90, round(prob_up, 2) AS up, round(prob_flat, 2) AS flat, round(prob_down, 2) AS down, direction, sources_used FROM predictions WHERE base_date = (SELECT max(base_date) FROM predictions) ORDER BY code, horizon LIMIT 15"
 echo "Hit rate (direction, ±0.3% flat band), MAPE and q10–q90 coverage of every model over the last 30 trading days:"
 kx sql "SELECT model, horizon AS h, n, round(hit_rate, 3) AS hit_rate, round(mape * 100, 2) AS mape_pct, round(coverage, 3) AS coverage FROM model_performance WHERE as_of = (SELECT max(as_of) FROM model_performance) ORDER BY horizon, model"
-echo "The whole replay judged against naive baselines (always up / flat, momentum, random walk), with 95% block-bootstrap intervals; the report with its charts goes to storage/report/:"
-kx eval --from "$FROM" --to "$TO" --out "${KRXFLOW_REPORT:-./storage/report}"
+REPORT="${KRXFLOW_REPORT:-./storage/report}"
+echo "The whole replay judged against naive baselines (always up / flat, momentum, random walk), with 95% block-bootstrap intervals; the report with its charts goes to $REPORT/:"
+kx eval --from "$FROM" --to "$TO" --out "$REPORT"
 echo "The planted signal: a day's headline sentiment moves the next day's return. 1-day hit rate on days whose features carry scored news against days without (LightGBM reads the sentiment features; ETS sees prices only):"
 kx sql "SELECT o.model, CASE WHEN coalesce(f.sent_weighted, 0) <> 0 THEN 'news' ELSE 'no news' END AS base_day, count(*) AS n, round(avg(CASE WHEN o.direction_hit THEN 1.0 ELSE 0.0 END), 3) AS hit_rate FROM prediction_outcomes o JOIN features_daily f ON f.code = o.code AND f.date = o.base_date WHERE o.horizon = 1 GROUP BY 1, 2 ORDER BY 1, 2"
 echo "How the weights moved as outcomes matured (mean over codes, 1-day horizon, by month):"
@@ -44,9 +45,9 @@ kx sql "SELECT model, horizon AS h, count(*) AS codes, round(avg(weight), 3) AS 
 CODE=$("$KRXFLOW_BIN" sql "SELECT min(code) AS c FROM predictions" --format csv | sed -n 2p)
 cat <<NEXT
 Where to look next:
-  ${KRXFLOW_REPORT:-./storage/report}/report.html    # the evaluation: tables and charts (metrics.json, CSVs beside it)
+  $REPORT/report.html    # the evaluation: tables and charts (metrics.json, CSVs beside it)
   krxflow sql "SELECT * FROM prediction_members WHERE code = '$CODE' ORDER BY base_date DESC LIMIT 6"
   krxflow lineage predictions --key $CODE          # member forecasts, models, features, raw bars
-  krxflow runs --limit 5                           # task states, rows, skipped reasons
+  krxflow runs --limit 5                           # task states, why one was skipped (--json: rows, counters)
   krxflow tables                                   # every table, its version and rows
 NEXT

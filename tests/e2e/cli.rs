@@ -107,6 +107,50 @@ fn readme_main_command_fills_the_lake_and_reruns_idempotently() {
     );
     let cached = krxflow(lake.path(), &["run", "daily_batch", "--date", "2024-12-06"]);
     assert!(text(&cached).contains("up_to_date"), "{}", text(&cached));
+    // `krxflow runs` says how many tasks were up to date, and why a task was skipped.
+    let runs = text(&krxflow(lake.path(), &["runs", "--limit", "1"]));
+    assert!(runs.contains(" up_to_date"), "{runs}");
+    let runs = text(&krxflow(
+        lake.path(),
+        &["runs", "--dag", "daily_batch", "--limit", "30"],
+    ));
+    assert!(
+        runs.lines()
+            .any(|l| l.contains("  forecast_chronos  skipped: model folder")),
+        "{runs}"
+    );
+    let listed = krxflow(
+        lake.path(),
+        &["--json", "runs", "--dag", "daily_batch", "--limit", "50"],
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    // The second command's runs found the tasks before the ensemble up to date (no record);
+    // the first command's ran every task.
+    let ran = listed
+        .as_array()
+        .and_then(|runs| runs.iter().find(|r| r["tasks_up_to_date"] == 0))
+        .unwrap_or_else(|| panic!("no run that ran its tasks: {listed}"));
+    let chronos = &ran["tasks"]["forecast_chronos"];
+    assert!(
+        chronos["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("skipped: ")),
+        "{ran}"
+    );
+    assert!(
+        ran["tasks"]["features"]["rows_out"].as_i64() > Some(0),
+        "{ran}"
+    );
+    // A query without rows still prints its columns.
+    let none = krxflow(
+        lake.path(),
+        &["sql", "SELECT code, close FROM ohlcv_daily WHERE close < 0"],
+    );
+    assert!(
+        none.status.success() && text(&none).contains("| code | close |"),
+        "{}",
+        text(&none)
+    );
 
     // Compaction packs each table's files (engine tables included) and changes no row.
     let runs = count(lake.path(), "SELECT count(*) FROM _krxflow.task_runs");
@@ -265,6 +309,13 @@ fn a_failed_run_exits_1_and_names_the_failure() {
     assert!(
         out.contains("failed") && out.contains("/nonexistent/krxflow"),
         "{out}"
+    );
+    // `krxflow runs` lists the run and, under it, why the task failed.
+    let runs = text(&krxflow(dir.path(), &["runs"]));
+    assert!(
+        runs.lines()
+            .any(|l| l.contains("  ingest  failed: ") && l.contains("/nonexistent/krxflow")),
+        "{runs}"
     );
 }
 

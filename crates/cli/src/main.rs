@@ -123,11 +123,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn main() {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // A closed stdout (`krxflow runs | head`) ends the process quietly, as it does any
+        // Unix tool, instead of a panic on the next print. Sockets are unaffected (Rust writes
+        // to them with MSG_NOSIGNAL), and an interrupted command is as safe as a killed one:
+        // each commit is atomic and a re-run rewrites. `serve` keeps ignoring the signal.
+        // SAFETY: called before any thread starts; restores the default disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Colours only on a terminal: a log piped to a file or another program stays plain text.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

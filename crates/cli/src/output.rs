@@ -1,6 +1,7 @@
 //! Human and machine output.
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use clap::ValueEnum;
 
 /// How `krxflow sql` (and `backfills`) print record batches.
@@ -44,8 +45,20 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Record batches as a table, CSV or JSON (an array of objects).
-pub fn batches(batches: &[RecordBatch], format: Format) -> anyhow::Result<String> {
+/// Record batches of `schema` as a table, CSV or JSON (an array of objects). A result without
+/// rows still prints its columns (a table's header, a CSV's header line; JSON `[]`).
+pub fn batches(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    format: Format,
+) -> anyhow::Result<String> {
+    let empty;
+    let batches = if batches.iter().all(|b| b.num_rows() == 0) {
+        empty = [RecordBatch::new_empty(schema.clone())];
+        &empty[..]
+    } else {
+        batches
+    };
     match format {
         Format::Table => Ok(arrow::util::pretty::pretty_format_batches(batches)?.to_string()),
         Format::Csv => {

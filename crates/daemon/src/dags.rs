@@ -67,7 +67,6 @@ pub(crate) async fn load_all(
     let mut invalid = Vec::new();
     let mut report = |path: &Path, problems: Vec<String>| {
         for p in &problems {
-            tracing::error!("{p}");
             eprintln!("serve: {p}");
         }
         invalid.push(json!({"file": path.display().to_string(), "problems": problems}));

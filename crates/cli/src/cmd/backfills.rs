@@ -24,7 +24,7 @@ pub async fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let (_, batches) = krxflow_lake::sql::query(
+    let (schema, batches) = krxflow_lake::sql::query(
         lake,
         "SELECT backfill_id, dag, \"from\", \"to\", reprocess, parallel, state, total, succeeded, failed, skipped, updated \
          FROM (SELECT *, row_number() OVER (PARTITION BY backfill_id ORDER BY updated DESC) AS rn FROM _krxflow.backfills) \
@@ -32,6 +32,6 @@ pub async fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let fmt = if json { Format::Json } else { Format::Table };
-    println!("{}", output::batches(&batches, fmt)?);
+    println!("{}", output::batches(&schema, &batches, fmt)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -189,7 +189,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
          WHERE p.base_date = DATE '{ds}' AND p.code IN ({codes}) AND p.horizon IN ({hs}) \
          GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 ORDER BY 1, 2"
     );
-    let (_schema, batches) = krxflow_lake::sql::query(lake, &q)
+    let (schema, batches) = krxflow_lake::sql::query(lake, &q)
         .await
         .map_err(|e| usage(format!("reading the predictions: {e}")))?;
     let format = if ctx.json {
@@ -201,7 +201,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         eprintln!("no prediction was made for {ds}: every member was skipped (see above)");
         return Ok(ExitCode::from(1));
     }
-    println!("{}", output::batches(&batches, format)?);
+    println!("{}", output::batches(&schema, &batches, format)?);
     if !ctx.json {
         println!(
             "base date {ds}, run {} in {:.1} s; stored with user_triggered = true",

@@ -1,4 +1,4 @@
-//! `krxflow runs`: recent DAG runs and their task states.
+//! `krxflow runs`: recent DAG runs, their task states, and why a task was skipped or failed.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -9,7 +9,7 @@ use krxflow_lake::ReadOptions;
 use crate::output;
 use crate::util::Ctx;
 
-/// Recent DAG runs and their task states.
+/// Recent DAG runs, their task states, and why a task was skipped or failed.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[arg(long)]
@@ -46,31 +46,47 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Err(krxflow_lake::LakeError::NoSuchTable(_)) => Vec::new(),
         Err(e) => return Err(e.into()),
     };
-    let mut out = Vec::new();
+    // Each task's latest attempt. A task found up to date records no attempt: the run's
+    // task count tells how many were.
+    let mut out: Vec<(&records::RunRecord, BTreeMap<&str, &records::AttemptRecord>)> = Vec::new();
     for r in &list {
-        let mut tasks: BTreeMap<String, (String, i32)> = BTreeMap::new();
+        let mut tasks: BTreeMap<&str, &records::AttemptRecord> = BTreeMap::new();
         for a in attempts.iter().filter(|a| a.run_id == r.run_id) {
-            let e = tasks
-                .entry(a.task.clone())
-                .or_insert((a.state.clone(), a.attempt));
-            if a.attempt >= e.1 {
-                *e = (a.state.clone(), a.attempt);
+            let e = tasks.entry(a.task.as_str()).or_insert(a);
+            if a.attempt >= e.attempt {
+                *e = a;
             }
         }
         out.push((r, tasks));
     }
+    let up_to_date = |r: &records::RunRecord, recorded: usize| {
+        usize::try_from(r.tasks_total).map_or(0, |n| n.saturating_sub(recorded))
+    };
     if json {
-        let v: Vec<_> = out
-            .iter()
-            .map(|(r, t)| {
-                serde_json::json!({
-                    "run_id": r.run_id, "dag": r.dag, "ds": r.ds.to_string(), "state": r.state,
-                    "trigger": r.trigger, "started": r.started.to_rfc3339(),
-                    "ended": r.ended.map(|e| e.to_rfc3339()),
-                    "tasks": t.iter().map(|(k, (s, a))| (k.clone(), serde_json::json!({"state": s, "attempts": a}))).collect::<serde_json::Map<_, _>>(),
+        let v: Vec<_> =
+            out.iter()
+                .map(|(r, t)| {
+                    let tasks: serde_json::Map<_, _> =
+                        t.iter()
+                            .map(|(k, a)| {
+                                let counters = a.counters.as_deref().and_then(|c| {
+                                    serde_json::from_str::<serde_json::Value>(c).ok()
+                                });
+                                let v = serde_json::json!({
+                                    "state": a.state, "attempts": a.attempt, "rows_in": a.rows_in,
+                                    "rows_out": a.rows_out, "error": a.error, "counters": counters,
+                                });
+                                (k.to_string(), v)
+                            })
+                            .collect();
+                    serde_json::json!({
+                        "run_id": r.run_id, "dag": r.dag, "ds": r.ds.to_string(), "state": r.state,
+                        "trigger": r.trigger, "started": r.started.to_rfc3339(),
+                        "ended": r.ended.map(|e| e.to_rfc3339()),
+                        "tasks": tasks, "tasks_up_to_date": up_to_date(r, t.len()),
+                    })
                 })
-            })
-            .collect();
+                .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else if out.is_empty() {
         println!("no runs yet");
@@ -81,6 +97,13 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 let secs = r
                     .ended
                     .map(|e| (e - r.started).num_milliseconds() as f64 / 1000.0);
+                let mut tasks: Vec<String> =
+                    t.iter().map(|(k, a)| format!("{k}={}", a.state)).collect();
+                match up_to_date(r, t.len()) {
+                    0 => {}
+                    n if t.is_empty() => tasks.push(format!("all {n} up_to_date")),
+                    n => tasks.push(format!("+{n} up_to_date")),
+                }
                 vec![
                     r.run_id.clone(),
                     r.dag.clone(),
@@ -90,10 +113,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                     r.started.format("%Y-%m-%d %H:%M:%S").to_string(),
                     secs.map(|s| format!("{s:.1}s"))
                         .unwrap_or_else(|| "-".into()),
-                    t.iter()
-                        .map(|(k, (s, _))| format!("{k}={s}"))
-                        .collect::<Vec<_>>()
-                        .join(" "),
+                    tasks.join(" "),
                 ]
             })
             .collect();
@@ -113,6 +133,25 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 &rows
             )
         );
+        // Why a task was skipped, failed or did not run, under the table.
+        let reasons: Vec<String> = out
+            .iter()
+            .flat_map(|(r, t)| {
+                t.iter().filter_map(|(k, a)| {
+                    let why = a.error.as_deref().filter(|e| !e.is_empty())?;
+                    // A skip's reason already reads "skipped: ...", a cancellation "cancelled".
+                    let why = if why.starts_with(a.state.as_str()) {
+                        why.to_string()
+                    } else {
+                        format!("{}: {why}", a.state)
+                    };
+                    Some(format!("{}  {k}  {why}", r.run_id))
+                })
+            })
+            .collect();
+        if !reasons.is_empty() {
+            println!("\n{}", reasons.join("\n"));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

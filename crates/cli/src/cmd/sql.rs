@@ -17,12 +17,12 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let lake = &ctx.lake;
     let query = args.query.as_str();
     let format = if ctx.json { Format::Json } else { args.format };
-    let (_schema, batches) = krxflow_lake::sql::query(lake, query)
+    let (schema, batches) = krxflow_lake::sql::query(lake, query)
         .await
         .map_err(|e| match e {
             krxflow_lake::LakeError::Sql(m) => usage(m),
             other => other.into(),
         })?;
-    println!("{}", output::batches(&batches, format)?);
+    println!("{}", output::batches(&schema, &batches, format)?);
     Ok(ExitCode::SUCCESS)
 }

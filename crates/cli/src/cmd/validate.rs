@@ -23,11 +23,12 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         match wiring::load(&path, &registry, &known) {
             Ok(dag) => {
                 if !json {
+                    let n = dag.tasks.len();
                     println!(
-                        "ok  {} (dag `{}`, {} tasks)",
+                        "ok  {} (dag `{}`, {n} task{})",
                         path.display(),
                         dag.spec.name,
-                        dag.tasks.len()
+                        if n == 1 { "" } else { "s" }
                     );
                 }
                 report.push(serde_json::json!({"file": path.display().to_string(), "valid": true, "errors": []}));
