@@ -3,7 +3,7 @@
 # history"): benches/study/lgbm_label.py replays a monthly retrain of the pooled model over a
 # range of days and prints each variant's mean daily Rank IC on the 30 real tickers. The
 # variants are judged on 2013-2018 (chosen there), then shown on 2019-2024 (the walk-forward's
-# years). About 8 minutes on 2 cores; run it on an idle machine (LightGBM's threads spin).
+# years). About 12 minutes on 2 cores; run it on an idle machine (LightGBM's threads spin).
 #
 #   scripts/lgbm_study.sh                    # both periods, horizon 1, every variant
 #   H=3 VARIANTS="raw rank-750d-slow" scripts/lgbm_study.sh
@@ -16,7 +16,7 @@ benches/peer/setup.sh daily
 source scripts/krx30.sh
 LAKE="${STUDY_LAKE:-./storage/lgbm-study}"
 H="${H:-1}"
-VARIANTS="${VARIANTS:-raw-noloc raw rank rank-750d rank-1250d rank-750d-slow-noloc rank-750d-slow raw-750d-slow}"
+VARIANTS="${VARIANTS:-raw-noloc raw rank rank-750d rank-1250d rank-750d-slow-noloc rank-750d-slow raw-750d-slow rank-all-slow-hl500-v150}"
 # A lake built before close_loc existed is built again (its features lack the column).
 if [ -d "$LAKE/features_daily" ] && ! .venv-peer-daily/bin/python -c "import sys; from deltalake \
     import DeltaTable; sys.exit('close_loc' not in [f.name for f in DeltaTable(sys.argv[1]).schema().fields])" \

@@ -2,8 +2,8 @@
 
 A fast stand-in for the walk-forward (scripts/walkforward.sh takes an hour per try): the same
 features (krxflow's features_daily), the same labels (close[t+h] / close[t] - 1 over each code's
-own bars in ohlcv_daily), the same split (newest 20% of dates for validation, h dates purged,
-early stopping after 30 rounds), retrained every STEP trading days (20: monthly, where the
+own bars in ohlcv_daily), the same split (newest 20% of dates for validation, or at most
+`valid_days` of them, h dates purged, early stopping after 30 rounds), retrained every STEP trading days (20: monthly, where the
 pipeline retrains weekly) on rows whose label closed before the first day it predicts. It
 reports each variant's mean daily Rank IC (Spearman across codes, predicted vs realised) and
 its t-statistic over a range of days.
@@ -58,6 +58,23 @@ VARIANTS = {
     # Without the close's location in the day's range (the features before it was added).
     "rank-750d-slow-noloc": dict(target="rank", lookback=750, params=SLOW, drop=["close_loc"]),
     "raw-noloc": dict(target="raw", drop=["close_loc"]),
+    # Session 20: the chosen settings with five seeds averaged (feature and row sampling).
+    "rank-750d-slow-bag5": dict(target="rank", lookback=750, params=SLOW, bag=5),
+    # LambdaRank over each day's codes, the day's return ranks in 5 grades (quintiles).
+    "lambdarank5-750d-slow": dict(target="rank", lookback=750, params=SLOW, grades=5),
+    # All history, each row weighted 0.5 ** (its age in trading days / half-life). Validated
+    # on the newest 20% of all dates (years of them: the training rows end years back) ...
+    "rank-all-slow-hl250": dict(target="rank", params=SLOW, halflife=250),
+    "rank-all-slow-hl500": dict(target="rank", params=SLOW, halflife=500),
+    "rank-all-slow-hl1000": dict(target="rank", params=SLOW, halflife=1000),
+    # ... or on the newest 150 dates, as the 750-day variants are (20% of 750).
+    "rank-all-slow-v150": dict(target="rank", params=SLOW, valid_days=150),
+    "rank-all-slow-hl500-v150": dict(target="rank", params=SLOW, halflife=500, valid_days=150),
+    "rank-all-slow-hl1000-v150": dict(target="rank", params=SLOW, halflife=1000, valid_days=150),
+    "rank-all-slow-hl2000-v150": dict(target="rank", params=SLOW, halflife=2000, valid_days=150),
+    # beta_60d over the pairs present in its 60 rows when at least 40 are (features.build
+    # needs all 60: a day missing from the index blanks the next 60 rows' beta).
+    "rank-750d-slow-beta40": dict(target="rank", lookback=750, params=SLOW, beta_min=40),
 }
 MIN_CODES = 5  # target.rs's MIN_CODES_FOR_EXCESS
 STEP = 20
@@ -106,7 +123,42 @@ def daily_rank_ic(dates, pred, y):
     return ic.mean(), ic.mean() / ic.std() * np.sqrt(len(ic)), len(ic)
 
 
+def pairwise_beta(df, least, n=60):
+    """beta_60d over the rows of its window where both returns are present, if >= `least`."""
+    both = pl.col("ret_1d").is_not_null() & pl.col("mkt_ret_1d").is_not_null()
+    r = pl.when(both).then(pl.col("ret_1d")).otherwise(0.0)
+    m = pl.when(both).then(pl.col("mkt_ret_1d")).otherwise(0.0)
+    s = lambda e: e.rolling_sum(n).over("code")  # rows are in date order within a code
+    k, sr, sm, srm, smm = s(both.cast(pl.Float64)), s(r), s(m), s(r * m), s(m * m)
+    cov, var = srm - sr * sm / k, smm - sm * sm / k
+    return df.with_columns(
+        pl.when((k >= least) & (var > 0)).then(cov / var).otherwise(None).alias("beta_60d")
+    )
+
+
+def fit_predict(x, tgt, dates, age, tr, va, sel, params, v):
+    """The variant's model(s) trained on `tr` (early stopping on `va`), predicting `sel`."""
+    pred, iters = np.zeros(sel.sum()), []
+    for seed in range(v.get("bag", 1)):
+        p = {**params, "seed": params["seed"] + seed}
+        lab, group = tgt, lambda m: None
+        if "grades" in v:  # LambdaRank: each day's codes are a query, graded by return rank
+            p.update(objective="lambdarank", metric="ndcg", eval_at=[5])
+            lab = np.clip(np.floor((np.nan_to_num(tgt) + 0.5) * v["grades"]), 0, v["grades"] - 1)
+            group = lambda m: np.unique(dates[m], return_counts=True)[1]
+        weight = None if "halflife" not in v else 0.5 ** (age[tr] / v["halflife"])
+        dtr = lgb.Dataset(x[tr], lab[tr], weight=weight, group=group(tr))
+        dva = lgb.Dataset(x[va], lab[va], group=group(va), reference=dtr)
+        b = lgb.train(p, dtr, 500, valid_sets=[dva],
+                      callbacks=[lgb.early_stopping(30, verbose=False)])
+        iters.append(b.best_iteration)
+        pred += b.predict(x[sel], num_iteration=b.best_iteration)
+    return pred, int(np.median(iters))
+
+
 def run(df, h, lo, hi, v):
+    if "beta_min" in v:
+        df = pairwise_beta(df, v["beta_min"])
     dates = df["date"].to_numpy()
     matures = df["label_matures"].to_numpy()
     y = df["y"].to_numpy()
@@ -125,6 +177,7 @@ def run(df, h, lo, hi, v):
     x = df.select(cols).to_numpy().astype(float)
     params = {**DEFAULTS, **v.get("params", {})}
     all_dates = np.unique(dates)
+    day_no = np.searchsorted(all_dates, dates)  # each row's trading day, counted from the first
     days = all_dates[(all_dates >= lo) & (all_dates <= hi)]
     pred = np.full(len(y), np.nan)
     iters = []
@@ -135,16 +188,13 @@ def run(df, h, lo, hi, v):
             seen = all_dates[all_dates < first]
             known &= dates >= seen[max(0, len(seen) - v["lookback"])]
         kd = np.unique(dates[known])
-        nv = int(len(kd) * 0.2)
+        nv = min(int(len(kd) * 0.2), v.get("valid_days", len(kd)))
         valid_from, train_end = kd[len(kd) - nv], kd[len(kd) - nv - h]
         tr, va = known & (dates < train_end), known & (dates >= valid_from)
-        dtr = lgb.Dataset(x[tr], tgt[tr])
-        dva = lgb.Dataset(x[va], tgt[va], reference=dtr)
-        b = lgb.train(params, dtr, 500, valid_sets=[dva],
-                      callbacks=[lgb.early_stopping(30, verbose=False)])
-        iters.append(b.best_iteration)
         sel = (dates >= first) & (dates <= last)
-        pred[sel] = b.predict(x[sel], num_iteration=b.best_iteration)
+        age = np.searchsorted(all_dates, first) - day_no  # trading days before the retrain
+        pred[sel], it = fit_predict(x, tgt, dates, age, tr, va, sel, params, v)
+        iters.append(it)
     ev = (dates >= lo) & (dates <= hi)
     return (*daily_rank_ic(dates[ev], pred[ev], y[ev]), int(np.median(iters)))
 

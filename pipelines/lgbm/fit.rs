@@ -17,6 +17,8 @@ pub struct Split {
     pub valid: Vec<usize>,
     pub train_from: i32,
     pub valid_from: i32,
+    /// Each training row's weight (`half_life_days`); `None`: every row weighs 1.
+    pub weights: Option<Vec<f32>>,
 }
 
 /// One model pair to fit: each model's own split (their lookbacks may differ).
@@ -81,13 +83,14 @@ pub fn fit_job(
         xdv_own.as_deref().unwrap_or(&xv),
     );
     let (ct, cv) = (cls(d_train), cls(d_valid));
-    let mut regression = gbm::train(
+    let mut regression = gbm::train_weighted(
         GbmTask::Regression,
         Matrix {
             x: &xt,
             y: &yt,
             n_features: nf,
         },
+        job.regression.weights.as_deref(),
         Matrix {
             x: &xv,
             y: &yv,
@@ -97,13 +100,14 @@ pub fn fit_job(
         flat_band,
     )
     .map_err(|e| e.to_string())?;
-    let direction = gbm::train(
+    let direction = gbm::train_weighted(
         GbmTask::Direction,
         Matrix {
             x: xdt,
             y: &ct,
             n_features: nf,
         },
+        job.direction.weights.as_deref(),
         Matrix {
             x: xdv,
             y: &cv,

@@ -56,6 +56,14 @@ pub struct TrainParams {
     /// Only the last N dates of the feature table (its trading days; default: all).
     #[serde(default)]
     pub lookback_days: Option<u32>,
+    /// At most this many of the newest dates validate (default: `valid_fraction` of them
+    /// however many that is: with years of history, the training rows would end years back).
+    #[serde(default)]
+    pub valid_days: Option<u32>,
+    /// Each training row's weight halves every this many trading days before the newest
+    /// labelled date (default: every row weighs 1).
+    #[serde(default)]
+    pub half_life_days: Option<f64>,
     /// LightGBM parameters overriding the defaults (both models).
     #[serde(default)]
     pub params: Map<String, Value>,
@@ -81,6 +89,12 @@ pub struct ModelOverrides {
     /// Only the last N dates of the feature table (instead of the shared `lookback_days`).
     #[serde(default)]
     pub lookback_days: Option<u32>,
+    /// Instead of the shared `valid_days`.
+    #[serde(default)]
+    pub valid_days: Option<u32>,
+    /// Instead of the shared `half_life_days`.
+    #[serde(default)]
+    pub half_life_days: Option<f64>,
     /// LightGBM parameters over the shared `params`.
     #[serde(default)]
     pub params: Map<String, Value>,
@@ -136,6 +150,15 @@ impl TrainParams {
         self.overrides(task).lookback_days.or(self.lookback_days)
     }
 
+    /// How `task` validates and weighs its rows: (`valid_days`, `half_life_days`).
+    pub fn window(&self, task: GbmTask) -> (Option<u32>, Option<f64>) {
+        let o = self.overrides(task);
+        (
+            o.valid_days.or(self.valid_days),
+            o.half_life_days.or(self.half_life_days),
+        )
+    }
+
     /// The LightGBM parameters of `task`: the shared ones, then the model's own.
     pub fn params_for(&self, task: GbmTask) -> Map<String, Value> {
         let mut m = self.params.clone();
@@ -172,6 +195,19 @@ impl TrainParams {
         ] {
             gbm::merged_params(task, &self.params_for(task), self.early_stopping_rounds)
                 .map_err(|e| ConfigError::new("params", format!("{field}: {e}")))?;
+            let (valid_days, half_life) = self.window(task);
+            if valid_days.is_some_and(|d| d < 5) {
+                return Err(ConfigError::new(
+                    "valid_days",
+                    format!("{field}: valid_days must be >= 5"),
+                ));
+            }
+            if half_life.is_some_and(|h| !(h.is_finite() && h >= 1.0)) {
+                return Err(ConfigError::new(
+                    "half_life_days",
+                    format!("{field}: half_life_days must be a number of trading days >= 1"),
+                ));
+            }
             if self.overrides(task).lookback_days == Some(0) {
                 return Err(ConfigError::new(
                     "lookback_days",
@@ -199,7 +235,7 @@ pub fn split(
     dates: &[i32],
     codes: &[String],
     h: u32,
-    valid_fraction: f64,
+    (valid_fraction, valid_days): (f64, Option<u32>),
 ) -> Option<(Vec<usize>, Vec<usize>)> {
     rows.sort_by(|&a, &b| {
         dates[a]
@@ -213,7 +249,10 @@ pub fn split(
         .into_iter()
         .collect();
     let n = uniq.len();
-    let valid_start = ((n as f64) * (1.0 - valid_fraction)).floor() as usize;
+    let mut valid_start = ((n as f64) * (1.0 - valid_fraction)).floor() as usize;
+    if let Some(d) = valid_days {
+        valid_start = valid_start.max(n.saturating_sub(d as usize));
+    }
     let purge_start = valid_start.checked_sub(h as usize)?;
     if purge_start == 0 || valid_start >= n {
         return None;
@@ -247,6 +286,7 @@ pub fn lookback_start(dates: &[i32], n: Option<u32>) -> Option<i32> {
 /// reason counted in `skipped`).
 fn split_rows(
     p: &TrainParams,
+    task: GbmTask,
     members: &[usize],
     rows: &FeatureRows,
     (lab, from): (&[Option<f64>], Option<i32>),
@@ -258,8 +298,9 @@ fn split_rows(
         .copied()
         .filter(|&i| lab[i].is_some() && from.is_none_or(|f| rows.dates[i] >= f))
         .collect();
-    let Some((train, valid)) = split(&mut labelled, &rows.dates, &rows.codes, h, p.valid_fraction)
-    else {
+    let (valid_days, half_life) = p.window(task);
+    let fraction = (p.valid_fraction, valid_days);
+    let Some((train, valid)) = split(&mut labelled, &rows.dates, &rows.codes, h, fraction) else {
         *skipped.entry("too_few_dates".into()).or_default() += 1;
         return None;
     };
@@ -268,12 +309,29 @@ fn split_rows(
         return None;
     }
     let (train_from, valid_from) = (rows.dates[train[0]], rows.dates[valid[0]]);
+    let weights = half_life.map(|hl| age_weights(&labelled, &train, &rows.dates, hl));
     Some(Split {
         train,
         valid,
         train_from,
         valid_from,
+        weights,
     })
+}
+
+/// `0.5^(age / half_life)` for each of `train`'s rows, its age counted in the distinct dates of
+/// `labelled` (sorted by date) from the newest one.
+fn age_weights(labelled: &[usize], train: &[usize], dates: &[i32], half_life: f64) -> Vec<f32> {
+    let mut distinct: Vec<i32> = labelled.iter().map(|&r| dates[r]).collect();
+    distinct.dedup();
+    let newest = distinct.len().saturating_sub(1);
+    train
+        .iter()
+        .map(|&r| {
+            let age = newest - distinct.partition_point(|d| *d < dates[r]);
+            0.5f64.powf(age as f64 / half_life) as f32
+        })
+        .collect()
 }
 
 /// Builds the jobs: labelled rows grouped by code (or pooled), split per horizon and model
@@ -302,10 +360,13 @@ pub fn plan(
             else {
                 continue;
             };
-            let Some(regression) = split_rows(p, members, rows, (reg, reg_from), h, skipped) else {
+            let (r, d) = (GbmTask::Regression, GbmTask::Direction);
+            let Some(regression) = split_rows(p, r, members, rows, (reg, reg_from), h, skipped)
+            else {
                 continue;
             };
-            let Some(direction) = split_rows(p, members, rows, (raw, dir_from), h, skipped) else {
+            let Some(direction) = split_rows(p, d, members, rows, (raw, dir_from), h, skipped)
+            else {
                 continue;
             };
             jobs.push(Job {
@@ -390,6 +451,18 @@ impl Operator for LgbmTrain {
                 "the feature table's last N dates used (its trading days)",
             ),
             ParamSpec::optional(
+                "valid_days",
+                "u32",
+                "none",
+                "at most this many of the newest dates validate",
+            ),
+            ParamSpec::optional(
+                "half_life_days",
+                "f64",
+                "none",
+                "a training row's weight halves every N trading days back",
+            ),
+            ParamSpec::optional(
                 "params",
                 "map",
                 "{}",
@@ -397,15 +470,15 @@ impl Operator for LgbmTrain {
             ),
             ParamSpec::optional(
                 "regression",
-                "{lookback_days, params}",
+                "{lookback_days, valid_days, half_life_days, params}",
                 "{}",
-                "the return regression's own lookback and LightGBM parameters",
+                "the return regression's own history, validation, row weights and LightGBM parameters",
             ),
             ParamSpec::optional(
                 "direction",
-                "{lookback_days, params}",
+                "{lookback_days, valid_days, half_life_days, params}",
                 "{}",
-                "the direction classifier's own lookback and LightGBM parameters",
+                "the direction classifier's own history, validation, row weights and LightGBM parameters",
             ),
             ParamSpec::optional("workers", "usize", "cores", "models fitted at once"),
             ParamSpec::optional(
@@ -673,7 +746,7 @@ mod tests {
             }
         }
         let mut rows: Vec<usize> = (0..20).collect();
-        let (train, valid) = split(&mut rows, &dates, &codes, 2, 0.2).expect("split");
+        let (train, valid) = split(&mut rows, &dates, &codes, 2, (0.2, None)).expect("split");
         let td: BTreeSet<i32> = train.iter().map(|&r| dates[r]).collect();
         let vd: BTreeSet<i32> = valid.iter().map(|&r| dates[r]).collect();
         // valid = last 20% of 10 dates = {8, 9}; purge 2 dates {6, 7}; train = 0..=5.
@@ -682,7 +755,34 @@ mod tests {
         assert!(train.windows(2).all(|w| dates[w[0]] <= dates[w[1]]));
         // Too little history for the purge: no split.
         let mut few: Vec<usize> = (0..6).collect();
-        assert!(split(&mut few, &dates, &codes, 5, 0.2).is_none());
+        assert!(split(&mut few, &dates, &codes, 5, (0.2, None)).is_none());
+        // At most 1 date validates: {9}; purge {7, 8}; train 0..=6.
+        let mut rows: Vec<usize> = (0..20).collect();
+        let (train, valid) = split(&mut rows, &dates, &codes, 2, (0.2, Some(1))).expect("split");
+        let vd: BTreeSet<i32> = valid.iter().map(|&r| dates[r]).collect();
+        let td: BTreeSet<i32> = train.iter().map(|&r| dates[r]).collect();
+        assert_eq!((vd, td), ([9].into(), (0..7).collect()));
+        // A cap above the fraction's count changes nothing.
+        let mut rows: Vec<usize> = (0..20).collect();
+        let (_, valid) = split(&mut rows, &dates, &codes, 2, (0.2, Some(5))).expect("split");
+        assert_eq!(valid.len(), 4);
+    }
+
+    #[test]
+    fn a_training_row_weighs_half_as_much_every_half_life_of_dates_back() {
+        // Dates 0..10, two codes each (in date order, as `split` leaves them); a gap at 5.
+        let dates: Vec<i32> = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]
+            .iter()
+            .flat_map(|&d| [d, d])
+            .collect();
+        let labelled: Vec<usize> = (0..dates.len()).collect();
+        let train: Vec<usize> = (0..12).collect(); // dates 0..=6
+        let w = age_weights(&labelled, &train, &dates, 2.0);
+        // The newest labelled date is 10 (9 distinct dates after date 0); date 6 is 4 back.
+        assert_eq!(w[0], 0.5f64.powf(9.0 / 2.0) as f32);
+        assert_eq!(w[1], w[0], "rows of one date weigh alike");
+        assert_eq!(w[10], 0.25, "two half-lives back");
+        assert!(w.windows(2).all(|p| p[0] <= p[1]));
     }
 
     #[test]
@@ -713,6 +813,22 @@ mod tests {
                 .is_ok()
         );
         assert!(op.configure(&serde_json::json!({"scope": []})).is_err());
+        for (bad, field) in [
+            (
+                serde_json::json!({"regression": {"half_life_days": 0.5}}),
+                "half_life_days",
+            ),
+            (serde_json::json!({"half_life_days": -3}), "half_life_days"),
+            (
+                serde_json::json!({"direction": {"valid_days": 2}}),
+                "valid_days",
+            ),
+        ] {
+            let err = op.configure(&bad).err().expect("refused");
+            assert_eq!(err.field, field, "{bad}: {err}");
+        }
+        let ok = serde_json::json!({"regression": {"half_life_days": 1000, "valid_days": 150}});
+        assert!(op.configure(&ok).is_ok());
     }
 
     #[test]
@@ -765,6 +881,30 @@ mod tests {
         // The classifier: every date.
         assert_eq!(job.direction.train_from, 100);
         assert_eq!(job.direction.valid_from, 140);
+        assert!(job.regression.weights.is_none() && job.direction.weights.is_none());
+        // The classifier with at most 3 validation dates and rows halving every 10 dates.
+        let windowed = TrainParams {
+            direction: ModelOverrides {
+                valid_days: Some(3),
+                half_life_days: Some(10.0),
+                ..ModelOverrides::default()
+            },
+            ..p.clone()
+        };
+        let jobs = plan(
+            &windowed,
+            Scope::Pooled,
+            &rows,
+            &labels,
+            &mut BTreeMap::new(),
+        );
+        let d = &jobs.first().expect("one job").direction;
+        assert_eq!(d.valid_from, 147);
+        let w = d.weights.as_ref().expect("weights");
+        assert_eq!(w.len(), d.train.len());
+        // The oldest training date (100) is 49 dates before the newest (149).
+        assert_eq!(w[0], 0.5f64.powf(4.9) as f32);
+        assert!(jobs[0].regression.weights.is_none());
         let err = TrainParams {
             direction: ModelOverrides {
                 lookback_days: Some(0),

@@ -196,6 +196,19 @@ pub fn train(
     params: &Value,
     flat_band: f64,
 ) -> ModelResult<GbmFit> {
+    train_weighted(task, train, None, valid, params, flat_band)
+}
+
+/// [`train`] with each training row's loss weighted by `weights` (one per row; `None`: all 1).
+/// Validation rows are not weighted: early stopping judges the newest rows as they are.
+pub fn train_weighted(
+    task: GbmTask,
+    train: Matrix<'_>,
+    weights: Option<&[f32]>,
+    valid: Matrix<'_>,
+    params: &Value,
+    flat_band: f64,
+) -> ModelResult<GbmFit> {
     train.check("training set")?;
     valid.check("validation set")?;
     if train.n_features != valid.n_features {
@@ -209,6 +222,9 @@ pub fn train(
         ));
     }
     let dtrain = Dataset::from_rows(train.x, train.y, train.n_features, None)?;
+    if let Some(w) = weights {
+        dtrain.set_weights(w)?;
+    }
     let dvalid = Dataset::from_rows(valid.x, valid.y, valid.n_features, Some(&dtrain))?;
     let booster = Booster::train(&dtrain, Some(&dvalid), params)?;
     let model_text = booster.save_string()?;
@@ -365,6 +381,59 @@ mod tests {
         let mut o = Map::new();
         o.insert("num_threads".into(), 1.into());
         merged_params(task, &o, 30).expect("params")
+    }
+
+    /// The rows of `synthetic` with the sign of x0's effect flipped in the newer half, as
+    /// after a regime change.
+    fn regime_change(n: usize) -> (Vec<f64>, Vec<f32>) {
+        let (x, mut y) = synthetic(n, 11);
+        for (i, y) in y.iter_mut().enumerate().skip(n / 2) {
+            *y -= (0.04 * x[i * 3]) as f32;
+        }
+        (x, y)
+    }
+
+    #[test]
+    fn weighted_rows_let_the_newer_regime_win_and_bad_weights_are_refused() {
+        let (x, y) = regime_change(3000);
+        let (split, old) = (2500, 1250);
+        let fit = |w: Option<&[f32]>| {
+            train_weighted(
+                GbmTask::Regression,
+                Matrix {
+                    x: &x[..split * 3],
+                    y: &y[..split],
+                    n_features: 3,
+                },
+                w,
+                Matrix {
+                    x: &x[split * 3..],
+                    y: &y[split..],
+                    n_features: 3,
+                },
+                &params(GbmTask::Regression),
+                0.003,
+            )
+        };
+        let even = fit(None).expect("unweighted");
+        let ones = fit(Some(&vec![1.0; split])).expect("weights of 1");
+        assert_eq!(
+            ones.model_text, even.model_text,
+            "weights of 1 are no weights"
+        );
+        // The old regime's rows weigh next to nothing: the model learns the new one.
+        let w: Vec<f32> = (0..split)
+            .map(|i| if i < old { 0.01 } else { 1.0 })
+            .collect();
+        let recent = fit(Some(&w)).expect("weighted");
+        let (e, r) = (even.valid_mae.unwrap(), recent.valid_mae.unwrap());
+        assert!(r < 0.8 * e, "weighted MAE {r} against unweighted {e}");
+        let short = fit(Some(&w[1..])).expect_err("a weight per row");
+        assert!(short.to_string().contains("weights for"), "{short}");
+        let mut bad = w.clone();
+        bad[7] = f32::NAN;
+        let nan = fit(Some(&bad)).expect_err("NaN weight");
+        assert!(nan.to_string().contains("not a finite weight"), "{nan}");
     }
 
     #[test]

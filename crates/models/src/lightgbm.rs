@@ -246,6 +246,7 @@ impl Drop for Exclusive {
 pub struct Dataset {
     handle: Handle,
     api: &'static Api,
+    rows: i32,
 }
 
 impl Dataset {
@@ -286,7 +287,7 @@ impl Dataset {
                 &mut handle,
             )
         })?;
-        let dataset = Self { handle, api };
+        let dataset = Self { handle, api, rows };
         // SAFETY: `labels` holds `rows` f32 values (checked above); LightGBM copies them.
         api.check(unsafe {
             (api.dataset_set_field)(
@@ -298,6 +299,34 @@ impl Dataset {
             )
         })?;
         Ok(dataset)
+    }
+
+    /// Weighs each row's loss (one non-negative finite weight per row; LightGBM copies them).
+    pub fn set_weights(&self, weights: &[f32]) -> ModelResult<()> {
+        let _one = Exclusive::enter();
+        let rows = self.rows;
+        if weights.len() != rows as usize {
+            return Err(ModelError::Training(format!(
+                "{} weights for {rows} rows",
+                weights.len()
+            )));
+        }
+        if let Some(w) = weights.iter().find(|w| !(w.is_finite() && **w >= 0.0)) {
+            return Err(ModelError::Training(format!(
+                "row weight {w} is not a finite weight >= 0"
+            )));
+        }
+        let field = cstring("field", "weight")?;
+        // SAFETY: `weights` holds `rows` f32 values (checked above); LightGBM copies them.
+        self.api.check(unsafe {
+            (self.api.dataset_set_field)(
+                self.handle,
+                field.as_ptr(),
+                weights.as_ptr().cast(),
+                rows,
+                DTYPE_FLOAT32,
+            )
+        })
     }
 }
 
