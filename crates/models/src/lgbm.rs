@@ -383,6 +383,18 @@ mod tests {
         merged_params(task, &o, 30).expect("params")
     }
 
+    /// The first `split` rows of a 3-feature set for training, the rest for validation.
+    fn halves<'a>(x: &'a [f64], y: &'a [f32], split: usize) -> (Matrix<'a>, Matrix<'a>) {
+        let (xt, xv) = x.split_at(split * 3);
+        let (yt, yv) = y.split_at(split);
+        let m = |x, y| Matrix {
+            x,
+            y,
+            n_features: 3,
+        };
+        (m(xt, yt), m(xv, yv))
+    }
+
     /// The rows of `synthetic` with the sign of x0's effect flipped in the newer half, as
     /// after a regime change.
     fn regime_change(n: usize) -> (Vec<f64>, Vec<f32>) {
@@ -398,19 +410,12 @@ mod tests {
         let (x, y) = regime_change(3000);
         let (split, old) = (2500, 1250);
         let fit = |w: Option<&[f32]>| {
+            let (t, v) = halves(&x, &y, split);
             train_weighted(
                 GbmTask::Regression,
-                Matrix {
-                    x: &x[..split * 3],
-                    y: &y[..split],
-                    n_features: 3,
-                },
+                t,
                 w,
-                Matrix {
-                    x: &x[split * 3..],
-                    y: &y[split..],
-                    n_features: 3,
-                },
+                v,
                 &params(GbmTask::Regression),
                 0.003,
             )
@@ -445,18 +450,11 @@ mod tests {
         let mut o = Map::new();
         o.insert("num_threads".into(), 1.into());
         o.insert("learning_rate".into(), 0.3.into());
+        let (t, v) = halves(&x, &y, split);
         let fit = train(
             GbmTask::Regression,
-            Matrix {
-                x: &x[..split * 3],
-                y: &y[..split],
-                n_features: 3,
-            },
-            Matrix {
-                x: &x[split * 3..],
-                y: &y[split..],
-                n_features: 3,
-            },
+            t,
+            v,
             &merged_params(GbmTask::Regression, &o, 30).expect("params"),
             0.003,
         )
@@ -488,22 +486,9 @@ mod tests {
             .iter()
             .map(|r| f32::from(direction_class(f64::from(*r), 0.003)))
             .collect();
-        let fit = train(
-            GbmTask::Direction,
-            Matrix {
-                x: &x[..3600],
-                y: &classes[..1200],
-                n_features: 3,
-            },
-            Matrix {
-                x: &x[3600..],
-                y: &classes[1200..],
-                n_features: 3,
-            },
-            &params(GbmTask::Direction),
-            0.003,
-        )
-        .expect("train");
+        let (t, v) = halves(&x, &classes, 1200);
+        let fit =
+            train(GbmTask::Direction, t, v, &params(GbmTask::Direction), 0.003).expect("train");
         assert!(
             fit.valid_direction_accuracy > 0.6,
             "{}",
@@ -522,18 +507,11 @@ mod tests {
     #[test]
     fn saved_then_loaded_model_predicts_bit_identically() {
         let (x, y) = synthetic(800, 3);
+        let (t, v) = halves(&x, &y, 600);
         let fit = train(
             GbmTask::Regression,
-            Matrix {
-                x: &x[..1800],
-                y: &y[..600],
-                n_features: 3,
-            },
-            Matrix {
-                x: &x[1800..],
-                y: &y[600..],
-                n_features: 3,
-            },
+            t,
+            v,
             &params(GbmTask::Regression),
             0.003,
         )
