@@ -3,7 +3,8 @@
 # history"): benches/study/lgbm_label.py replays a monthly retrain of the pooled model over a
 # range of days and prints each variant's mean daily Rank IC on the 30 real tickers. The
 # variants are judged on 2013-2018 (chosen there), then shown on 2019-2024 (the walk-forward's
-# years). About 12 minutes on 2 cores; run it on an idle machine (LightGBM's threads spin).
+# years). About 10 minutes on 2 cores (405 s, plus ~160 s for the half-life variant); run it
+# on an idle machine (LightGBM's threads spin).
 #
 #   scripts/lgbm_study.sh                    # both periods, horizon 1, every variant
 #   H=3 VARIANTS="raw rank-750d-slow" scripts/lgbm_study.sh
