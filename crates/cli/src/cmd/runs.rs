@@ -63,30 +63,21 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         usize::try_from(r.tasks_total).map_or(0, |n| n.saturating_sub(recorded))
     };
     if json {
-        let v: Vec<_> =
-            out.iter()
-                .map(|(r, t)| {
-                    let tasks: serde_json::Map<_, _> =
-                        t.iter()
-                            .map(|(k, a)| {
-                                let counters = a.counters.as_deref().and_then(|c| {
-                                    serde_json::from_str::<serde_json::Value>(c).ok()
-                                });
-                                let v = serde_json::json!({
-                                    "state": a.state, "attempts": a.attempt, "rows_in": a.rows_in,
-                                    "rows_out": a.rows_out, "error": a.error, "counters": counters,
-                                });
-                                (k.to_string(), v)
-                            })
-                            .collect();
-                    serde_json::json!({
-                        "run_id": r.run_id, "dag": r.dag, "ds": r.ds.to_string(), "state": r.state,
-                        "trigger": r.trigger, "started": r.started.to_rfc3339(),
-                        "ended": r.ended.map(|e| e.to_rfc3339()),
-                        "tasks": tasks, "tasks_up_to_date": up_to_date(r, t.len()),
-                    })
+        let v: Vec<_> = out
+            .iter()
+            .map(|(r, t)| {
+                let tasks: serde_json::Map<_, _> = t
+                    .iter()
+                    .map(|(k, a)| (k.to_string(), task_json(a)))
+                    .collect();
+                serde_json::json!({
+                    "run_id": r.run_id, "dag": r.dag, "ds": r.ds.to_string(), "state": r.state,
+                    "trigger": r.trigger, "started": r.started.to_rfc3339(),
+                    "ended": r.ended.map(|e| e.to_rfc3339()),
+                    "tasks": tasks, "tasks_up_to_date": up_to_date(r, t.len()),
                 })
-                .collect();
+            })
+            .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else if out.is_empty() {
         println!("no runs yet");
@@ -154,4 +145,16 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A task's latest attempt for `--json`: state, attempts, rows, error and counters.
+fn task_json(a: &records::AttemptRecord) -> serde_json::Value {
+    let counters = a
+        .counters
+        .as_deref()
+        .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok());
+    serde_json::json!({
+        "state": a.state, "attempts": a.attempt, "rows_in": a.rows_in,
+        "rows_out": a.rows_out, "error": a.error, "counters": counters,
+    })
 }
