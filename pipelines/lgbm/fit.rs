@@ -127,7 +127,8 @@ pub fn fit_job(
     let return_map = match cfg.target {
         Target::Rank => {
             let returns: Vec<f64> = column(r_valid, raw).iter().map(|&r| f64::from(r)).collect();
-            let map = ReturnMap::fit(&regression.valid_predictions, &returns)
+            let dates: Vec<i32> = r_valid.iter().map(|&i| rows.dates[i]).collect();
+            let map = ReturnMap::fit(&dates, &regression.valid_predictions, &returns)
                 .ok_or("too few finite validation scores to map the rank score to a return")?;
             in_return_space(&mut regression, map, &returns, flat_band);
             Some(map)

@@ -93,33 +93,59 @@ fn by_date(dates: &[i32], labels: &[Option<f64>]) -> HashMap<i32, Vec<(usize, f6
 /// [`MIN_CODES_FOR_EXCESS`] labels).
 pub fn centred_rank(dates: &[i32], labels: &[Option<f64>]) -> Vec<Option<f64>> {
     let mut out = vec![None; labels.len()];
-    for (_, mut group) in by_date(dates, labels) {
-        let n = group.len();
-        if n < MIN_CODES_FOR_EXCESS {
+    for (_, group) in by_date(dates, labels) {
+        if group.len() < MIN_CODES_FOR_EXCESS {
             continue;
         }
-        group.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let mut start = 0;
-        while start < n {
-            let mut end = start + 1;
-            while end < n && group[end].1 == group[start].1 {
-                end += 1;
-            }
-            // Ranks start + 1 ..= end share their mean.
-            let rank = (start + 1 + end) as f64 / 2.0;
-            for &(row, _) in &group[start..end] {
-                out[row] = Some((rank - 0.5) / n as f64 - 0.5);
-            }
-            start = end;
+        let values: Vec<f64> = group.iter().map(|g| g.1).collect();
+        for (&(row, _), u) in group.iter().zip(centred_ranks(&values)) {
+            out[row] = Some(u);
         }
     }
     out
 }
 
-/// How a `target: rank` model's score becomes a return: `intercept + slope × score`, the least
-/// squares line of the raw returns on the scores over the validation rows, with the slope
-/// floored at 0 (a model whose scores did not order the validation returns forecasts their
-/// mean for every code: it claims no ranking).
+/// The centred ranks `(rank − ½) / n − ½` of `values` (finite), in their order, ties sharing
+/// their mean rank.
+fn centred_ranks(values: &[f64]) -> Vec<f64> {
+    let n = values.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut out = vec![0.0; n];
+    let mut start = 0;
+    while start < n {
+        let mut end = start + 1;
+        while end < n && values[order[end]] == values[order[start]] {
+            end += 1;
+        }
+        // Ranks start + 1 ..= end share their mean.
+        let rank = (start + 1 + end) as f64 / 2.0;
+        for &i in &order[start..end] {
+            out[i] = (rank - 0.5) / n as f64 - 0.5;
+        }
+        start = end;
+    }
+    out
+}
+
+/// How a `target: rank` model's score becomes a return: `intercept + slope × score`.
+///
+/// The score estimates a return's centred rank among its day's codes, so the slope is that of
+/// the returns on their *own* centred ranks within each validation date (both centred on
+/// their date's means, least squares): the return a rank is worth in that period, positive
+/// whenever the day's returns differ. The intercept puts the line through the mean return at
+/// the mean score. A score that ranks well maps to returns spread like the realised ones in
+/// proportion to its confidence; how well the scores ranked lately is not this map's to judge
+/// but the ensemble's, which weighs each member by its Rank IC on matured outcomes
+/// (`ensemble/rank_skill.rs`).
+///
+/// Until session 21 the slope was fitted on the (score, return) pairs of the validation rows
+/// and floored at 0. Over 150 validation dates that fit is noise for a model whose daily Rank
+/// IC is ~0.05: it came out at 0 for one weekly model in eight at 1 day and one in five at 5
+/// days on the six-year walk-forward, and every code then got the same forecast for the week
+/// although the scores still ranked them (a daily Rank IC of 0.015-0.06 on those weeks).
+/// Without a date holding two codes (a model of one code) the returns have no ranks: the
+/// slope is then that of the returns on the scores over the dates, floored at 0.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ReturnMap {
     pub intercept: f64,
@@ -127,25 +153,28 @@ pub struct ReturnMap {
 }
 
 impl ReturnMap {
-    /// Fits the line on finite (score, return) pairs; `None` with fewer than two of them.
-    pub fn fit(scores: &[f64], returns: &[f64]) -> Option<Self> {
-        let pairs: Vec<(f64, f64)> = scores
-            .iter()
-            .zip(returns)
-            .map(|(&s, &r)| (s, r))
-            .filter(|(s, r)| s.is_finite() && r.is_finite())
-            .collect();
+    /// Fits the line on the rows of `dates` with a finite score and return; `None` with fewer
+    /// than two of them.
+    pub fn fit(dates: &[i32], scores: &[f64], returns: &[f64]) -> Option<Self> {
+        let mut by_day: BTreeMap<i32, Vec<(f64, f64)>> = BTreeMap::new();
+        for ((&d, &s), &r) in dates.iter().zip(scores).zip(returns) {
+            if s.is_finite() && r.is_finite() {
+                by_day.entry(d).or_default().push((s, r));
+            }
+        }
+        let pairs: Vec<(f64, f64)> = by_day.values().flatten().copied().collect();
         if pairs.len() < 2 {
             return None;
         }
-        let n = pairs.len() as f64;
-        let (ms, mr) = pairs
-            .iter()
-            .fold((0.0, 0.0), |(a, b), (s, r)| (a + s / n, b + r / n));
-        let (sxy, sxx) = pairs.iter().fold((0.0, 0.0), |(xy, xx), (s, r)| {
-            (xy + (s - ms) * (r - mr), xx + (s - ms) * (s - ms))
-        });
-        let slope = if sxx > 0.0 { (sxy / sxx).max(0.0) } else { 0.0 };
+        let (ms, mr) = means(&pairs);
+        let slope = if by_day.values().any(|day| day.len() >= 2) {
+            slope_on_own_ranks(by_day.values())
+        } else {
+            let (sxy, sxx) = pairs.iter().fold((0.0, 0.0), |(xy, xx), (s, r)| {
+                (xy + (s - ms) * (r - mr), xx + (s - ms) * (s - ms))
+            });
+            if sxx > 0.0 { (sxy / sxx).max(0.0) } else { 0.0 }
+        };
         Some(Self {
             intercept: mr - slope * ms,
             slope,
@@ -155,6 +184,32 @@ impl ReturnMap {
     pub fn apply(&self, score: f64) -> f64 {
         self.intercept + self.slope * score
     }
+}
+
+/// The least-squares slope of each date's returns on their centred ranks `(rank − ½) / n − ½`
+/// (ties sharing their mean rank), pooled over the dates; 0 when no date's returns differ.
+fn slope_on_own_ranks<'a>(days: impl Iterator<Item = &'a Vec<(f64, f64)>>) -> f64 {
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for day in days {
+        let returns: Vec<f64> = day.iter().map(|p| p.1).collect();
+        let ranks = centred_ranks(&returns);
+        let n = returns.len() as f64;
+        let mean_r = returns.iter().sum::<f64>() / n;
+        let mean_u = ranks.iter().sum::<f64>() / n;
+        for (r, u) in returns.iter().zip(&ranks) {
+            sxy += (u - mean_u) * (r - mean_r);
+            sxx += (u - mean_u) * (u - mean_u);
+        }
+    }
+    if sxx > 0.0 { (sxy / sxx).max(0.0) } else { 0.0 }
+}
+
+/// The means of the scores and of the returns.
+fn means(pairs: &[(f64, f64)]) -> (f64, f64) {
+    let n = pairs.len() as f64;
+    pairs
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (s, r)| (a + s / n, b + r / n))
 }
 
 /// Each label minus the median label of its date (`None` where the date has fewer than
@@ -274,17 +329,58 @@ mod tests {
     }
 
     #[test]
-    fn the_return_map_is_the_least_squares_line_with_a_slope_floored_at_zero() {
-        let scores = [-0.4, -0.2, 0.0, 0.2, 0.4, f64::NAN];
-        let returns: Vec<f64> = scores.iter().map(|s| 0.001 + 0.01 * s).collect();
-        let m = ReturnMap::fit(&scores, &returns).expect("fitted");
-        assert!((m.slope - 0.01).abs() < 1e-12 && (m.intercept - 0.001).abs() < 1e-12);
-        assert!((m.apply(0.3) - 0.004).abs() < 1e-12);
-        // Scores that order the returns backwards: no ranking claimed, the mean for every code.
-        let backwards: Vec<f64> = scores.iter().map(|s| 0.002 - 0.01 * s).collect();
-        let m = ReturnMap::fit(&scores, &backwards).expect("fitted");
+    fn the_return_map_prices_a_rank_at_what_the_validation_days_paid_for_one() {
+        // Two days of five codes: 1% a rank step apart (0.2 of a centred rank) on day 1, 2% on
+        // day 2; the scores (any order) set only the intercept.
+        let days = [1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2];
+        let returns = [
+            0.01,
+            -0.01,
+            0.0,
+            0.02,
+            -0.02,
+            0.04,
+            -0.04,
+            0.0,
+            -0.02,
+            0.02,
+            f64::NAN,
+        ];
+        let scores = [0.1, 0.0, 0.0, -0.1, 0.0, 0.0, 0.1, 0.0, 0.0, -0.1, 0.3];
+        let m = ReturnMap::fit(&days, &scores, &returns).expect("fitted");
+        // Centred ranks u = 0, ±0.2, ±0.4 each day, r = u / 20 on day 1 and u / 10 on day 2:
+        // Σ u·r / Σ u² = (0.05 · 0.4 + 0.1 · 0.4) / 0.8 = 0.075.
+        assert!((m.slope - 0.075).abs() < 1e-12, "{m:?}");
+        assert!(m.intercept.abs() < 1e-12, "{m:?}");
+        assert!((m.apply(0.2) - 0.015).abs() < 1e-12);
+        // Scores that order the returns backwards keep the slope: the map does not judge them.
+        let backwards: Vec<f64> = returns.iter().map(|r| -r).collect();
+        let b = ReturnMap::fit(&days, &backwards, &returns).expect("fitted");
+        assert!((b.slope - m.slope).abs() < 1e-12);
+        // The line passes through the mean return at the mean score.
+        let shifted: Vec<f64> = scores.iter().map(|s| s + 0.1).collect();
+        let c = ReturnMap::fit(&days, &shifted, &returns).expect("fitted");
+        assert!((c.apply(0.1) - m.apply(0.0)).abs() < 1e-12);
+        assert!(ReturnMap::fit(&[1], &[0.1], &[0.2]).is_none());
+    }
+
+    #[test]
+    fn a_day_of_equal_returns_prices_no_rank() {
+        let m = ReturnMap::fit(&[1, 1, 1], &[-0.2, 0.0, 0.2], &[0.01; 3]).expect("fitted");
         assert_eq!(m.slope, 0.0);
-        assert!((m.apply(-0.4) - 0.002).abs() < 1e-12 && (m.apply(0.4) - 0.002).abs() < 1e-12);
-        assert!(ReturnMap::fit(&[0.1], &[0.2]).is_none());
+        assert!((m.apply(0.4) - 0.01).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_model_of_one_code_gets_the_slope_of_its_returns_on_its_scores_floored_at_zero() {
+        let days = [1, 2, 3, 4];
+        let scores = [-0.2, 0.0, 0.1, 0.3];
+        let returns: Vec<f64> = scores.iter().map(|s| 0.5 * s - 0.001).collect();
+        let m = ReturnMap::fit(&days, &scores, &returns).expect("fitted");
+        assert!((m.slope - 0.5).abs() < 1e-12 && (m.intercept + 0.001).abs() < 1e-12);
+        let backwards: Vec<f64> = scores.iter().map(|s| 0.002 - 0.01 * s).collect();
+        let m = ReturnMap::fit(&days, &scores, &backwards).expect("fitted");
+        assert_eq!(m.slope, 0.0);
+        assert!((m.apply(0.3) - 0.002 + 0.01 * 0.05).abs() < 1e-12);
     }
 }
