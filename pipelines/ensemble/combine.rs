@@ -8,7 +8,9 @@
 //!   present for the row, so a missing member gives its weight to the others and a lone
 //!   member carries the row (cold start). No valid member: no row, counted.
 //! * point = Σ w·s·point / Σ w·s, s being each member's recent ranking skill at the horizon
-//!   ([`super::rank_skill`]; Σ w·point without a skill estimate or with `rank_tilt: false`);
+//!   ([`super::rank_skill`]; Σ w·point without a skill estimate or with `rank_tilt: false`),
+//!   each member's return first put on one scale by its trailing centre and spread across
+//!   codes (`rank_scale`, default on);
 //!   q10/q90 = Σ w·q10/q90 (then calibrated: [`super::conformal`]), each member's interval its own (Chronos and ETS
 //!   quantiles, LightGBM's validation residual quantiles; ±`fallback_band` of the member's
 //!   point only when its interval is unusable); up/flat/down = the weighted average of the
@@ -74,6 +76,10 @@ pub struct CombineParams {
     /// (needs the `outcomes` input; see [`super::rank_skill`]).
     #[serde(default = "default_true")]
     pub rank_tilt: bool,
+    /// Put each member's returns on one scale (its trailing centre and spread across codes)
+    /// before the tilted blend (see [`super::rank_skill::Skills::blend`]).
+    #[serde(default = "default_true")]
+    pub rank_scale: bool,
 }
 
 fn default_true() -> bool {
@@ -138,6 +144,12 @@ impl Operator for EnsembleCombine {
                 "bool",
                 "true",
                 "blend the point at the learned weights tilted by each member's trailing Rank IC",
+            ),
+            ParamSpec::optional(
+                "rank_scale",
+                "bool",
+                "true",
+                "put each member's returns on one scale (trailing centre and spread across codes) before the tilted blend",
             ),
         ]
     }
@@ -422,6 +434,7 @@ impl Configured {
     fn tilt(
         out: &mut [((String, u32), Combined)],
         scored: &BTreeMap<String, Vec<Scored>>,
+        scale: bool,
         ctx: &TaskContext,
     ) {
         let skills = rank_skill::skills(scored, days(ctx.ds), &rank_skill::Settings::default());
@@ -429,25 +442,37 @@ impl Configured {
             for (member, s) in &sk.0 {
                 ctx.counters.add(
                     &format!("rank_skill.h{h}.{member}_milli"),
-                    (s * 1000.0).round() as i64,
+                    (s.ic * 1000.0).round() as i64,
                 );
             }
         }
         let (mut tilted, mut untilted) = (0i64, 0i64);
         for ((_, h), c) in out.iter_mut() {
-            let present: Vec<(&str, f64)> = c
+            let present: Vec<(&str, f64, f64)> = c
                 .members
                 .iter()
-                .map(|w| (w.member.model.as_str(), w.weight))
+                .map(|w| {
+                    let m = &w.member;
+                    (m.model.as_str(), w.weight, m.point / m.base_close - 1.0)
+                })
                 .collect();
-            match skills.get(h).and_then(|sk| sk.tilt(&present)) {
-                Some(w) if present.len() > 1 => {
-                    c.point = c
-                        .members
+            let sk = skills.get(h).filter(|_| present.len() > 1);
+            let point = if scale {
+                sk.and_then(|sk| sk.blend(&present))
+                    .map(|r| c.base_close * (1.0 + r))
+            } else {
+                let weights: Vec<(&str, f64)> = present.iter().map(|p| (p.0, p.1)).collect();
+                sk.and_then(|sk| sk.tilt(&weights)).map(|t| {
+                    c.members
                         .iter()
-                        .zip(&w)
-                        .map(|(m, w)| w * m.member.point)
-                        .sum();
+                        .zip(&t)
+                        .map(|(m, t)| t * m.member.point)
+                        .sum()
+                })
+            };
+            match point {
+                Some(p) if p.is_finite() && p > 0.0 => {
+                    c.point = p;
                     tilted += 1;
                 }
                 _ => untilted += 1,
@@ -504,7 +529,7 @@ impl Configured {
         }
         if self.p.rank_tilt {
             match outcomes {
-                Some(o) => Self::tilt(&mut out, &scored_by_member(o)?, ctx),
+                Some(o) => Self::tilt(&mut out, &scored_by_member(o)?, self.p.rank_scale, ctx),
                 None => ctx.counters.add("rank_tilt.no_outcomes", 1),
             }
         }

@@ -12,6 +12,15 @@
 //! The probabilities and the band keep the learned weights (they are judged by hits and
 //! coverage, which the weights track).
 //!
+//! Before they are blended, the members' returns are put on one scale ([`Skills::blend`]): each
+//! less its centre over its spread, the means over the same dates of its forecasts' mean and
+//! standard deviation across the day's codes, and the blend restated as a return at the
+//! weighted centre and spread. Blended as they come, the member whose forecasts spread widest
+//! across the codes orders the blend whatever its weight: ETS's spread wider than LightGBM's
+//! mapped ranks, so on the six-year walk-forward ETS's order (Rank IC 0.023) ruled an ensemble
+//! that ranked at 0.043 beside LightGBM's 0.051. The scale is each member's own past, not the
+//! day's codes, so one code's forecast never depends on the others forecast with it.
+//!
 //! No tilt (the learned weights alone) for a horizon with fewer than `min_days` such dates
 //! for any member present, or when no member's skill is positive. Only outcomes with a target
 //! date before ds count: a re-run of ds sees what ds's close knew.
@@ -54,10 +63,61 @@ impl Default for Settings {
     }
 }
 
-/// The skill of each member with an estimate at one horizon; the point weights follow from it
-/// ([`Skills::tilt`]).
+/// A member's record at one horizon over its latest dates: its ranking skill and the scale
+/// of its forecasts across codes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Skill {
+    /// The mean daily Rank IC.
+    pub ic: f64,
+    /// The mean over the dates of its predicted returns' mean across the day's codes.
+    pub centre: f64,
+    /// The mean over the dates of their standard deviation across the day's codes.
+    pub spread: f64,
+}
+
+impl Skill {
+    /// The record of `days` (each day's Rank IC, mean, standard deviation), in their order.
+    fn of(days: &[DayStat]) -> Self {
+        let n = days.len() as f64;
+        let (ic, centre, spread) = days.iter().fold((0.0, 0.0, 0.0), |(a, b, c), d| {
+            (a + d.ic, b + d.mean, c + d.sd)
+        });
+        Self {
+            ic: ic / n,
+            centre: centre / n,
+            spread: spread / n,
+        }
+    }
+}
+
+/// One date of a member's record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct DayStat {
+    ic: f64,
+    mean: f64,
+    sd: f64,
+}
+
+impl DayStat {
+    /// The date's Rank IC and the mean and standard deviation (n − 1) of its predictions;
+    /// `None` without a correlation.
+    fn of(day: &[(f64, f64)]) -> Option<Self> {
+        let ic = spearman(day)?;
+        let n = day.len() as f64;
+        let mean = day.iter().map(|p| p.0).sum::<f64>() / n;
+        let ss = day.iter().map(|p| (p.0 - mean) * (p.0 - mean)).sum::<f64>();
+        Some(Self {
+            ic,
+            mean,
+            sd: (ss / (n - 1.0).max(1.0)).sqrt(),
+        })
+    }
+}
+
+/// The record of each member with an estimate at one horizon; the point weights follow from
+/// it ([`Skills::tilt`]), and the point itself ([`Skills::blend`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Skills(pub BTreeMap<String, f64>);
+pub struct Skills(pub BTreeMap<String, Skill>);
 
 impl Skills {
     /// The point weights for members `present` with learned weights `w` (same order), or `None`
@@ -65,11 +125,31 @@ impl Skills {
     pub fn tilt(&self, present: &[(&str, f64)]) -> Option<Vec<f64>> {
         let s: Vec<f64> = present
             .iter()
-            .map(|(m, _)| self.0.get(*m).map(|s| s.max(0.0)))
+            .map(|(m, _)| self.0.get(*m).map(|s| s.ic.max(0.0)))
             .collect::<Option<_>>()?;
         let raw: Vec<f64> = present.iter().zip(&s).map(|((_, w), s)| w * s).collect();
         let total: f64 = raw.iter().sum();
         (total > 0.0 && total.is_finite()).then(|| raw.iter().map(|r| r / total).collect())
+    }
+
+    /// The blended return of members `present` (name, learned weight, predicted return) at
+    /// the tilted weights `t`, each return first put on one scale: `c + s · Σ t·(r − cₘ)/sₘ`
+    /// with `cₘ`, `sₘ` the member's centre and spread, `c = Σ t·cₘ`, `s = Σ t·sₘ` (a member
+    /// whose forecasts had no spread adds its centre only); `None` as [`Skills::tilt`].
+    pub fn blend(&self, present: &[(&str, f64, f64)]) -> Option<f64> {
+        let weights: Vec<(&str, f64)> = present.iter().map(|(m, w, _)| (*m, *w)).collect();
+        let t = self.tilt(&weights)?;
+        let (mut centre, mut spread, mut z) = (0.0, 0.0, 0.0);
+        for ((m, _, r), t) in present.iter().zip(&t) {
+            let sk = self.0.get(*m)?;
+            centre += t * sk.centre;
+            spread += t * sk.spread;
+            if sk.spread > 0.0 {
+                z += t * (r - sk.centre) / sk.spread;
+            }
+        }
+        let out = centre + spread * z;
+        out.is_finite().then_some(out)
     }
 }
 
@@ -82,7 +162,7 @@ pub fn skills(
     s: &Settings,
 ) -> BTreeMap<u32, Skills> {
     // horizon -> member -> skill
-    let mut out: BTreeMap<u32, BTreeMap<String, f64>> = BTreeMap::new();
+    let mut out: BTreeMap<u32, BTreeMap<String, Skill>> = BTreeMap::new();
     for (member, rows) in by_member {
         let Some(days) = Days::count(rows, ds) else {
             continue;
@@ -97,17 +177,17 @@ pub fn skills(
             .collect();
         let placed = Placed::of(rows, ds, &days, &cutoffs);
         for (k, &h) in days.horizons.iter().enumerate() {
-            let mut ics = placed.ics(k, &days, s);
-            if ics.len() < s.window && days.older_than(k, cutoffs[k], s.min_codes) {
+            let mut stats = placed.stats(k, &days, s);
+            if stats.len() < s.window && days.older_than(k, cutoffs[k], s.min_codes) {
                 let all: Vec<usize> = (0..days.horizons.len())
                     .map(|j| if j == k { 0 } else { days.width })
                     .collect();
-                ics = Placed::of(rows, ds, &days, &all).ics(k, &days, s);
+                stats = Placed::of(rows, ds, &days, &all).stats(k, &days, s);
             }
-            if ics.len() >= s.min_days {
+            if stats.len() >= s.min_days {
                 out.entry(h)
                     .or_default()
-                    .insert(member.clone(), ics.iter().sum::<f64>() / ics.len() as f64);
+                    .insert(member.clone(), Skill::of(&stats));
             }
         }
     }
@@ -229,14 +309,15 @@ impl Placed {
         Self { start, pairs }
     }
 
-    /// Horizon `k`'s correlations of the latest `window` placed days with one, newest first.
-    fn ics(&self, k: usize, days: &Days, s: &Settings) -> Vec<f64> {
+    /// Horizon `k`'s records of the latest `window` placed days with a correlation, newest
+    /// first.
+    fn stats(&self, k: usize, days: &Days, s: &Settings) -> Vec<DayStat> {
         days.eligible(k, s.min_codes)
             .rev()
             .map(|d| k * days.width + d)
             .map(|cell| &self.pairs[self.start[cell]..self.start[cell + 1]])
             .filter(|day| !day.is_empty())
-            .filter_map(spearman)
+            .filter_map(DayStat::of)
             .take(s.window)
             .collect()
     }
@@ -291,8 +372,8 @@ mod tests {
     fn the_member_that_ranks_the_codes_carries_the_point() {
         let sk = skills(&history(80), 100, &Settings::default());
         let h1 = &sk[&1];
-        assert!(close(h1.0["ranker"], 1.0), "{h1:?}");
-        assert!(h1.0["noise"].abs() < 0.2, "{h1:?}");
+        assert!(close(h1.0["ranker"].ic, 1.0), "{h1:?}");
+        assert!(h1.0["noise"].ic.abs() < 0.2, "{h1:?}");
         let w = h1.tilt(&[("ranker", 0.3), ("noise", 0.7)]).expect("a tilt");
         assert!(w[0] > 0.6 && close(w[0] + w[1], 1.0), "{w:?}");
     }
@@ -328,7 +409,7 @@ mod tests {
         ds: i32,
         s: &Settings,
     ) -> BTreeMap<u32, Skills> {
-        let mut out: BTreeMap<u32, BTreeMap<String, f64>> = BTreeMap::new();
+        let mut out: BTreeMap<u32, BTreeMap<String, Skill>> = BTreeMap::new();
         for (member, rows) in by_member {
             let mut keyed: Vec<(u32, i32, f64, f64)> = rows
                 .iter()
@@ -337,17 +418,19 @@ mod tests {
                 .collect();
             keyed.sort_by_key(|r| (r.0, r.1));
             for by_horizon in keyed.chunk_by(|a, b| a.0 == b.0) {
-                let ics: Vec<f64> = by_horizon
+                let stats: Vec<DayStat> = by_horizon
                     .chunk_by(|a, b| a.1 == b.1)
                     .rev()
                     .filter(|day| day.len() >= s.min_codes)
-                    .filter_map(|day| spearman(&day.iter().map(|r| (r.2, r.3)).collect::<Vec<_>>()))
+                    .filter_map(|day| {
+                        DayStat::of(&day.iter().map(|r| (r.2, r.3)).collect::<Vec<_>>())
+                    })
                     .take(s.window)
                     .collect();
-                if ics.len() >= s.min_days {
+                if stats.len() >= s.min_days {
                     out.entry(by_horizon[0].0)
                         .or_default()
-                        .insert(member.clone(), ics.iter().sum::<f64>() / ics.len() as f64);
+                        .insert(member.clone(), Skill::of(&stats));
                 }
             }
         }
@@ -412,16 +495,122 @@ mod tests {
         assert!(all[&1].0.contains_key("flat") && all[&1].0.contains_key("ranker"));
     }
 
+    fn skill(ic: f64) -> Skill {
+        Skill {
+            ic,
+            centre: 0.0,
+            spread: 0.01,
+        }
+    }
+
     #[test]
     fn too_short_a_record_or_no_positive_skill_leaves_the_learned_weights() {
         assert!(skills(&history(15), 100, &Settings::default()).is_empty());
-        let s = Skills([("a".to_string(), -0.1), ("b".to_string(), 0.0)].into());
+        let s = Skills(
+            [
+                ("a".to_string(), skill(-0.1)),
+                ("b".to_string(), skill(0.0)),
+            ]
+            .into(),
+        );
         assert_eq!(s.tilt(&[("a", 0.5), ("b", 0.5)]), None);
+        assert_eq!(s.blend(&[("a", 0.5, 0.01), ("b", 0.5, 0.02)]), None);
         // A member present without an estimate (e.g. a new one): no tilt.
-        let s = Skills([("a".to_string(), 0.1)].into());
+        let s = Skills([("a".to_string(), skill(0.1))].into());
         assert_eq!(s.tilt(&[("a", 0.5), ("c", 0.5)]), None);
-        let w = Skills([("a".to_string(), 0.1), ("b".to_string(), -0.2)].into())
-            .tilt(&[("a", 0.2), ("b", 0.8)]);
+        let w = Skills(
+            [
+                ("a".to_string(), skill(0.1)),
+                ("b".to_string(), skill(-0.2)),
+            ]
+            .into(),
+        )
+        .tilt(&[("a", 0.2), ("b", 0.8)]);
         assert_eq!(w, Some(vec![1.0, 0.0]));
+    }
+
+    #[test]
+    fn the_record_keeps_each_members_centre_and_spread_across_codes() {
+        // "ranker" predicts sin(·) of 10 codes a day: its centre is the days' mean of them.
+        let sk = skills(&history(80), 100, &Settings::default());
+        let r = sk[&1].0["ranker"];
+        let days: Vec<DayStat> = (0..80)
+            .rev()
+            .map(|d| {
+                let day: Vec<(f64, f64)> = (0..10)
+                    .map(|k| {
+                        let a = (f64::from(d * 31 + k * 17) * 0.7).sin();
+                        (a, a)
+                    })
+                    .collect();
+                DayStat::of(&day).expect("a correlation")
+            })
+            .take(60)
+            .collect();
+        assert_eq!(r, Skill::of(&days));
+        assert!(r.spread > 0.5 && r.centre.abs() < 0.2, "{r:?}");
+    }
+
+    #[test]
+    fn a_wide_member_does_not_order_the_blend_beyond_its_weight() {
+        // "wide" forecasts 10x the spread of "narrow" around its own centre; equal skills and
+        // weights. Code A: narrow says +1 sd, wide -0.5 sd; code B: narrow -0.5 sd, wide +0.2 sd.
+        let sk = Skills(
+            [
+                (
+                    "narrow".to_string(),
+                    Skill {
+                        ic: 0.05,
+                        centre: 0.001,
+                        spread: 0.002,
+                    },
+                ),
+                (
+                    "wide".to_string(),
+                    Skill {
+                        ic: 0.05,
+                        centre: 0.0,
+                        spread: 0.02,
+                    },
+                ),
+            ]
+            .into(),
+        );
+        let a = [("narrow", 0.5, 0.001 + 0.002), ("wide", 0.5, -0.01)];
+        let b = [("narrow", 0.5, 0.001 - 0.001), ("wide", 0.5, 0.004)];
+        let (za, zb) = (sk.blend(&a).expect("a"), sk.blend(&b).expect("b"));
+        // On one scale A (+0.25 sd) ranks above B (-0.15 sd); blended as they came, wide's
+        // order wins (A -0.0035 < B +0.0020).
+        assert!(za > zb, "{za} {zb}");
+        let plain = |p: &[(&str, f64, f64)]| p.iter().map(|m| 0.5 * m.2).sum::<f64>();
+        assert!(plain(&a) < plain(&b));
+        // The blend is a return: centre 0.0005 + spread 0.011 · 0.25.
+        assert!(close(za, 0.0005 + 0.011 * 0.25), "{za}");
+        // A member whose forecasts never spread adds its centre only.
+        let flat = Skills(
+            [
+                (
+                    "flat".to_string(),
+                    Skill {
+                        ic: 0.05,
+                        centre: 0.003,
+                        spread: 0.0,
+                    },
+                ),
+                (
+                    "wide".to_string(),
+                    Skill {
+                        ic: 0.05,
+                        centre: 0.0,
+                        spread: 0.02,
+                    },
+                ),
+            ]
+            .into(),
+        );
+        let v = flat
+            .blend(&[("flat", 0.5, 0.003), ("wide", 0.5, 0.02)])
+            .expect("blend");
+        assert!(close(v, 0.0015 + 0.01 * 0.5), "{v}");
     }
 }
