@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Re-runs the ensemble (and the matching of its outcomes) over a lake that a walk-forward or a
 # backfill already filled, then evaluates it: what a change to `ensemble.combine` (the blend,
-# the ranking tilt, the conformal band) does to the track record, in seconds instead of a
-# replay with its weekly retrains. The members' forecasts, their outcomes and the learned
-# weights are what the lake holds; only `predictions`, `prediction_members` and the ensemble's
-# outcomes are rewritten, in a copy.
+# the ranking tilt, the conformal band) does to the track record, in minutes instead of a
+# replay with its weekly retrains (10 minutes for six years of the 30 tickers). The members'
+# forecasts, their outcomes and the learned weights are what the lake holds; only
+# `predictions`, `prediction_members` and the ensemble's outcomes are rewritten, in a copy.
 #
 #   scripts/reensemble.sh SRC_LAKE FROM TO [OUT_LAKE] [REPORT]
 #   scripts/reensemble.sh ./storage/wf1y-native 2023-01-02 2023-12-28
@@ -26,6 +26,17 @@ fi
 rm -rf "$OUT" && cp -r "$SRC" "$OUT"
 SEED=$("$KRXFLOW_BIN" backfill daily_batch --from "$(date -u -d "$FROM - 14 days" +%F)" \
   --to "$(date -u -d "$FROM - 1 day" +%F)" --dry-run | grep -oE '^[0-9]{4}-[0-9]{2}-[0-9]{2}' | tail -1)
-"$KRXFLOW_BIN" --lake "$OUT" backfill scripts/reensemble/ensemble_only.yaml \
-  scripts/reensemble/match_only.yaml --from "$SEED" --to "$TO" --reprocess all --parallel 1
+# In 45-day chunks, the rewritten tables vacuumed after each: every day's match merges into
+# the outcome files of the days before it, and over a six-year lake the replaced files (kept
+# 7 days for time travel) grew past 20 GB before the run ended.
+from="$SEED"
+while [[ ! "$from" > "$TO" ]]; do
+  to=$(date -u -d "$from + 45 days" +%F)
+  [[ "$to" > "$TO" ]] && to="$TO"
+  "$KRXFLOW_BIN" --lake "$OUT" backfill scripts/reensemble/ensemble_only.yaml \
+    scripts/reensemble/match_only.yaml --from "$from" --to "$to" --reprocess all --parallel 1
+  "$KRXFLOW_BIN" --lake "$OUT" vacuum --retain 1s predictions prediction_members \
+    prediction_outcomes > /dev/null
+  from=$(date -u -d "$to + 1 day" +%F)
+done
 "$KRXFLOW_BIN" --lake "$OUT" eval --from "$FROM" --to "$TO" --out "$REPORT"

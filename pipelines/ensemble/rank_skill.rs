@@ -551,31 +551,28 @@ mod tests {
         assert!(r.spread > 0.5 && r.centre.abs() < 0.2, "{r:?}");
     }
 
+    /// Members of equal skill (0.05) with these (name, centre, spread).
+    fn scaled(members: &[(&str, f64, f64)]) -> Skills {
+        Skills(
+            members
+                .iter()
+                .map(|&(m, centre, spread)| {
+                    let skill = Skill {
+                        ic: 0.05,
+                        centre,
+                        spread,
+                    };
+                    (m.to_string(), skill)
+                })
+                .collect(),
+        )
+    }
+
     #[test]
     fn a_wide_member_does_not_order_the_blend_beyond_its_weight() {
         // "wide" forecasts 10x the spread of "narrow" around its own centre; equal skills and
         // weights. Code A: narrow says +1 sd, wide -0.5 sd; code B: narrow -0.5 sd, wide +0.2 sd.
-        let sk = Skills(
-            [
-                (
-                    "narrow".to_string(),
-                    Skill {
-                        ic: 0.05,
-                        centre: 0.001,
-                        spread: 0.002,
-                    },
-                ),
-                (
-                    "wide".to_string(),
-                    Skill {
-                        ic: 0.05,
-                        centre: 0.0,
-                        spread: 0.02,
-                    },
-                ),
-            ]
-            .into(),
-        );
+        let sk = scaled(&[("narrow", 0.001, 0.002), ("wide", 0.0, 0.02)]);
         let a = [("narrow", 0.5, 0.001 + 0.002), ("wide", 0.5, -0.01)];
         let b = [("narrow", 0.5, 0.001 - 0.001), ("wide", 0.5, 0.004)];
         let (za, zb) = (sk.blend(&a).expect("a"), sk.blend(&b).expect("b"));
@@ -587,27 +584,7 @@ mod tests {
         // The blend is a return: centre 0.0005 + spread 0.011 · 0.25.
         assert!(close(za, 0.0005 + 0.011 * 0.25), "{za}");
         // A member whose forecasts never spread adds its centre only.
-        let flat = Skills(
-            [
-                (
-                    "flat".to_string(),
-                    Skill {
-                        ic: 0.05,
-                        centre: 0.003,
-                        spread: 0.0,
-                    },
-                ),
-                (
-                    "wide".to_string(),
-                    Skill {
-                        ic: 0.05,
-                        centre: 0.0,
-                        spread: 0.02,
-                    },
-                ),
-            ]
-            .into(),
-        );
+        let flat = scaled(&[("flat", 0.003, 0.0), ("wide", 0.0, 0.02)]);
         let v = flat
             .blend(&[("flat", 0.5, 0.003), ("wide", 0.5, 0.02)])
             .expect("blend");
