@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use krxflow_eval::cross_section::ranks;
 use serde::{Deserialize, Serialize};
 
 use super::FeatureRows;
@@ -106,26 +107,13 @@ pub fn centred_rank(dates: &[i32], labels: &[Option<f64>]) -> Vec<Option<f64>> {
 }
 
 /// The centred ranks `(rank − ½) / n − ½` of `values` (finite), in their order, ties sharing
-/// their mean rank.
+/// their mean rank; they sum to 0.
 fn centred_ranks(values: &[f64]) -> Vec<f64> {
-    let n = values.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
-    let mut out = vec![0.0; n];
-    let mut start = 0;
-    while start < n {
-        let mut end = start + 1;
-        while end < n && values[order[end]] == values[order[start]] {
-            end += 1;
-        }
-        // Ranks start + 1 ..= end share their mean.
-        let rank = (start + 1 + end) as f64 / 2.0;
-        for &i in &order[start..end] {
-            out[i] = (rank - 0.5) / n as f64 - 0.5;
-        }
-        start = end;
-    }
-    out
+    let n = values.len() as f64;
+    ranks(values)
+        .into_iter()
+        .map(|rank| (rank - 0.5) / n - 0.5)
+        .collect()
 }
 
 /// How a `target: rank` model's score becomes a return: `intercept + slope × score`.
@@ -188,20 +176,18 @@ impl ReturnMap {
 
 /// The least-squares slope of each date's returns on their centred ranks `(rank − ½) / n − ½`
 /// (ties sharing their mean rank), pooled over the dates; 0 when no date's returns differ.
+/// A date's centred ranks sum to 0, so they need no centring, and the returns' own ranks
+/// never slope down.
 fn slope_on_own_ranks<'a>(days: impl Iterator<Item = &'a Vec<(f64, f64)>>) -> f64 {
     let (mut sxy, mut sxx) = (0.0, 0.0);
     for day in days {
         let returns: Vec<f64> = day.iter().map(|p| p.1).collect();
-        let ranks = centred_ranks(&returns);
-        let n = returns.len() as f64;
-        let mean_r = returns.iter().sum::<f64>() / n;
-        let mean_u = ranks.iter().sum::<f64>() / n;
-        for (r, u) in returns.iter().zip(&ranks) {
-            sxy += (u - mean_u) * (r - mean_r);
-            sxx += (u - mean_u) * (u - mean_u);
+        for (r, u) in returns.iter().zip(centred_ranks(&returns)) {
+            sxy += u * r;
+            sxx += u * u;
         }
     }
-    if sxx > 0.0 { (sxy / sxx).max(0.0) } else { 0.0 }
+    if sxx > 0.0 { sxy / sxx } else { 0.0 }
 }
 
 /// The means of the scores and of the returns.

@@ -42,8 +42,8 @@ pub fn daily_ic_and_long_short(rows: &[&Outcome]) -> (Daily, Daily) {
     (ic, ls)
 }
 
-/// Ranks from 1, ties sharing their mean rank.
-fn ranks(v: &[f64]) -> Vec<f64> {
+/// Ranks from 1, in the values' order, ties sharing their mean rank.
+pub fn ranks(v: &[f64]) -> Vec<f64> {
     let mut idx: Vec<usize> = (0..v.len()).collect();
     idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
     let mut r = vec![0.0; v.len()];
