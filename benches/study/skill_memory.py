@@ -13,13 +13,19 @@ blended at w·s / Σ w·s, where only the skill s changes between the rows:
 - `shrunk to 250`: the same toward the 250-date mean (what `ensemble.combine` reads: 400
   calendar days of outcomes);
 - `mean of 60 and 250`: the two windows' means averaged;
+- `inverse correlation`: the members' trailing ICs through the inverse of their forecasts'
+  trailing mean rank correlation across codes (Σ⁻¹·ic, the least-squares blend of standardised
+  signals; `CORR_WINDOW` dates, default 60), floored at 0;
 - `best member`: all the weight on the member with the best 60-date skill (a reference);
 - and each member alone.
 
 The skill's history is everything in the lake before a day; only days in [FROM, TO] are scored.
+The last column is each row's paired daily difference to the built blend and its t: the rows
+are blends of the same members, so their own t values cannot tell them apart.
 
     .venv-peer-daily/bin/python benches/study/skill_memory.py LAKE [FROM TO]
 """
+import os
 import sys
 from datetime import date
 
@@ -31,7 +37,7 @@ LAKE = sys.argv[1]
 FROM = date.fromisoformat(sys.argv[2]) if len(sys.argv) > 2 else date.min
 TO = date.fromisoformat(sys.argv[3]) if len(sys.argv) > 3 else date.max
 SCALE_WINDOW, MIN_DAYS, MIN_CODES = 60, 20, 5
-CORR_WINDOW = int(__import__("os").environ.get("CORR_WINDOW", "60"))
+CORR_WINDOW = int(os.environ.get("CORR_WINDOW", "60"))
 
 members = pl.from_arrow(deltalake.DeltaTable(LAKE + "/prediction_members").to_pyarrow_table(
     columns=["code", "base_date", "horizon", "model", "point", "base_close", "weight"]))
