@@ -106,11 +106,12 @@ def study(h):
     d = m.join(o, on=["code", "base_date"])
     days = d["base_date"].unique().sort().to_list()
     at = {x: i for i, x in enumerate(days)}
-    rows = []
-    for model in d["model"].unique().to_list():
+    rows, ics = [], {}
+    models = sorted(d["model"].unique().to_list())
+    for model in models:
         own = d.filter(pl.col("model") == model)
         ic = daily_ic(own, "ret")
-        tr = Trailing([at[x] for x in ic["base_date"]], ic["ic"].to_numpy())
+        tr = ics[model] = Trailing([at[x] for x in ic["base_date"]], ic["ic"].to_numpy())
         sc = own.group_by("base_date").agg(pl.col("ret").std().alias("sd"),
                                            pl.col("ret").mean().alias("mu")).sort("base_date")
         sc_idx = np.array([at[x] for x in sc["base_date"]])
@@ -131,7 +132,6 @@ def study(h):
     # Σ⁻¹·ic: each member's trailing IC (60 dates) through the inverse of the trailing mean
     # daily rank correlation between the members' forecasts across codes (the weights a
     # least-squares blend of standardised signals would take), floored at 0.
-    models = sorted(d["model"].unique().to_list())
     wide = d.pivot(on="model", index=["code", "base_date"], values="ret")
     pair = {}
     for a in models:
@@ -141,10 +141,6 @@ def study(h):
                     pl.corr(pl.col(a).rank(), pl.col(b).rank()).alias("c"), pl.len().alias("n")
                 ).filter(pl.col("n") >= MIN_CODES).drop_nans().sort("base_date")
                 pair[(a, b)] = Trailing([at[x] for x in c["base_date"]], c["c"].to_numpy())
-    ics = {}
-    for model in models:
-        ic = daily_ic(d.filter(pl.col("model") == model), "ret")
-        ics[model] = Trailing([at[x] for x in ic["base_date"]], ic["ic"].to_numpy())
     for row in rows:
         i = at[row["base_date"]]
         v = np.array([ics[m].mean(ics[m].count(i, h), CORR_WINDOW) for m in models])
@@ -178,11 +174,11 @@ def study(h):
     g = d.group_by(key).agg(aggs).join(
         best.filter(pl.col("top")).group_by(key).agg(pl.col("ret").first().alias("best member")),
         on=key, how="left")
-    solo = d.pivot(on="model", index=key, values="ret").join(g.select(key + ["actual_return"]), on=key)
+    solo = wide.join(g.select(key + ["actual_return"]), on=key)
     out = []
     for name in list(SKILLS) + ["inverse correlation", "best member"]:
         out.append((name, daily_ic(g, name).select("base_date", "ic")))
-    for model in sorted(d["model"].unique().to_list()):
+    for model in models:
         out.append((model + " alone", daily_ic(solo, model).select("base_date", "ic")))
     return out
 
