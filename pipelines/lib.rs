@@ -10,6 +10,7 @@ pub mod features;
 pub mod forecast;
 pub mod ingest;
 pub mod lgbm;
+pub mod linear;
 pub mod momentum;
 pub mod outcomes;
 pub mod sentiment;
@@ -44,7 +45,9 @@ pub fn register(registry: &mut OperatorRegistry) {
         .register(Arc::new(outcomes::weights::WeightsUpdate))
         .register(Arc::new(sentiment::finbert::FinbertScorer))
         .register(Arc::new(lgbm::train::LgbmTrain))
-        .register(Arc::new(lgbm::predict::LgbmPredict));
+        .register(Arc::new(lgbm::predict::LgbmPredict))
+        .register(Arc::new(linear::train::LinearTrain))
+        .register(Arc::new(linear::predict::LinearPredict));
 }
 
 /// Catalog entries for every table the pipeline writes.

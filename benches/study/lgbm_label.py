@@ -72,6 +72,12 @@ VARIANTS = {
     "rank-all-slow-hl500-v150": dict(target="rank", params=SLOW, halflife=500, valid_days=150),
     "rank-all-slow-hl1000-v150": dict(target="rank", params=SLOW, halflife=1000, valid_days=150),
     "rank-all-slow-hl2000-v150": dict(target="rank", params=SLOW, halflife=2000, valid_days=150),
+    # Session 23: the same with a linear model in each leaf (LightGBM's `linear_tree`), the
+    # leaves' coefficients ridge-penalised by `linear_lambda`.
+    "rank-all-slow-hl500-v150-lt": dict(target="rank", params={**SLOW, "linear_tree": True},
+                                        halflife=500, valid_days=150),
+    "rank-all-slow-hl500-v150-lt10": dict(target="rank", params={**SLOW, "linear_tree": True, "linear_lambda": 10},
+                                          halflife=500, valid_days=150),
     # beta_60d over the pairs present in its 60 rows when at least 40 are (features.build
     # needs all 60: a day missing from the index blanks the next 60 rows' beta).
     "rank-750d-slow-beta40": dict(target="rank", lookback=750, params=SLOW, beta_min=40),

@@ -12,7 +12,7 @@ mod fit;
 pub mod predict;
 pub mod target;
 pub mod train;
-mod train_rows;
+pub(crate) mod train_rows;
 
 use std::collections::HashMap;
 

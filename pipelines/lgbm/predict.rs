@@ -130,9 +130,11 @@ pub struct Registered {
     pub at: i64,
 }
 
-/// Per model name, the newest pair trained through a date strictly before `ds_days`.
+/// Per model name of `kind` (the registry's `kind` column: `lgbm`, `linear`) starting with
+/// `prefix`, the newest model trained through a date strictly before `ds_days`.
 pub fn usable_models(
     registry: &RecordBatch,
+    kind: &str,
     prefix: &str,
     ds_days: i32,
 ) -> OpResult<BTreeMap<String, Registered>> {
@@ -151,7 +153,7 @@ pub fn usable_models(
     let through = date_col(registry, "trained_through")?;
     let at = ts_col(registry, "trained_at")?;
     for i in 0..registry.num_rows() {
-        if kinds.value(i) != "lgbm"
+        if kinds.value(i) != kind
             || !models.value(i).starts_with(prefix)
             || through.is_null(i)
             || through.value(i) >= ds_days
@@ -346,7 +348,7 @@ impl ConfiguredOp for Configured {
             RecordBatch::new_empty(tables::model_registry().schema)
         };
         let prefix = format!("lgbm/{}/", p.scope.as_str());
-        let models = usable_models(&registry, &prefix, ds)?;
+        let models = usable_models(&registry, "lgbm", &prefix, ds)?;
         if models.is_empty() {
             return Err(OpError::skipped(format!(
                 "no {} LightGBM model trained through a date before {}: run lgbm.train \
@@ -462,18 +464,23 @@ impl ConfiguredOp for Configured {
         ctx.counters.add("predictions", out.len() as i64);
         ctx.counters.add("skipped.no_model", no_model);
         ctx.counters.add("skipped.no_close", no_close);
-        let batch = predictions_batch(&out, ctx)?;
+        let batch = predictions_batch(&out, ctx, tables::lgbm_predictions().schema)?;
         Ok(OutputBatches::new().with("predictions", vec![batch]))
     }
 }
 
-fn predictions_batch(rows: &[Forecast], ctx: &TaskContext) -> OpResult<RecordBatch> {
+/// `rows` in a table of return forecasts (`lgbm_predictions`, `linear_predictions`).
+pub(crate) fn predictions_batch(
+    rows: &[Forecast],
+    ctx: &TaskContext,
+    schema: arrow::datatypes::SchemaRef,
+) -> OpResult<RecordBatch> {
     let n = rows.len();
     let f = |g: &dyn Fn(&Forecast) -> f64| -> ArrayRef {
         Arc::new(Float64Array::from(rows.iter().map(g).collect::<Vec<_>>()))
     };
     Ok(RecordBatch::try_new(
-        tables::lgbm_predictions().schema,
+        schema,
         vec![
             Arc::new(StringArray::from(
                 rows.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
@@ -542,14 +549,14 @@ mod tests {
             ("lgbm/per_ticker/A/h1", "v3", 110, 3), // trained through ds: not usable on ds
             ("lgbm/pooled/_all/h1", "p1", 90, 1),
         ]);
-        let m = usable_models(&r, "lgbm/per_ticker/", 110).expect("models");
+        let m = usable_models(&r, "lgbm", "lgbm/per_ticker/", 110).expect("models");
         assert_eq!(m.len(), 1);
         assert_eq!(m["lgbm/per_ticker/A/h1"].version, "v2");
-        let m = usable_models(&r, "lgbm/per_ticker/", 111).expect("models");
+        let m = usable_models(&r, "lgbm", "lgbm/per_ticker/", 111).expect("models");
         assert_eq!(m["lgbm/per_ticker/A/h1"].version, "v3");
-        let m = usable_models(&r, "lgbm/per_ticker/", 100).expect("models");
+        let m = usable_models(&r, "lgbm", "lgbm/per_ticker/", 100).expect("models");
         assert!(m.is_empty());
-        let m = usable_models(&r, "lgbm/pooled/", 111).expect("models");
+        let m = usable_models(&r, "lgbm", "lgbm/pooled/", 111).expect("models");
         assert_eq!(m["lgbm/pooled/_all/h1"].version, "p1");
     }
 }

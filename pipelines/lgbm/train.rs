@@ -321,7 +321,12 @@ fn split_rows(
 
 /// `0.5^(age / half_life)` for each of `train`'s rows, its age counted in the distinct dates of
 /// `labelled` (sorted by date) from the newest one.
-fn age_weights(labelled: &[usize], train: &[usize], dates: &[i32], half_life: f64) -> Vec<f32> {
+pub(crate) fn age_weights(
+    labelled: &[usize],
+    train: &[usize],
+    dates: &[i32],
+    half_life: f64,
+) -> Vec<f32> {
     let mut distinct: Vec<i32> = labelled.iter().map(|&r| dates[r]).collect();
     distinct.dedup();
     let newest = distinct.len().saturating_sub(1);
@@ -705,7 +710,7 @@ impl ConfiguredOp for Configured {
         }
         ctx.counters.add("models", reg.model.len() as i64);
         Ok(OutputBatches::new()
-            .with("registry", vec![reg.batch()?])
+            .with("registry", vec![reg.batch("lgbm")?])
             .with("metrics", vec![met.batch()?]))
     }
 }

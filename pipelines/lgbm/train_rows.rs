@@ -13,8 +13,8 @@ use super::ModelCard;
 use crate::tables;
 
 #[derive(Default)]
-pub(super) struct RegistryRows {
-    pub(super) model: Vec<String>,
+pub(crate) struct RegistryRows {
+    pub(crate) model: Vec<String>,
     version: Vec<String>,
     path: Vec<String>,
     hash: Vec<String>,
@@ -25,7 +25,7 @@ pub(super) struct RegistryRows {
 
 impl RegistryRows {
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn push(
+    pub(crate) fn push(
         &mut self,
         model: &str,
         version: &str,
@@ -44,13 +44,14 @@ impl RegistryRows {
         self.metrics.push(metrics);
     }
 
-    pub(super) fn batch(self) -> OpResult<RecordBatch> {
+    /// The rows, of registry `kind` (`lgbm`, `linear`).
+    pub(crate) fn batch(self, kind: &str) -> OpResult<RecordBatch> {
         let n = self.model.len();
         Ok(RecordBatch::try_new(
             tables::model_registry().schema,
             vec![
                 Arc::new(StringArray::from(self.model)) as ArrayRef,
-                Arc::new(StringArray::from(vec!["lgbm"; n])),
+                Arc::new(StringArray::from(vec![kind; n])),
                 Arc::new(StringArray::from(self.version)),
                 Arc::new(StringArray::from(self.path)),
                 Arc::new(StringArray::from(self.hash)),

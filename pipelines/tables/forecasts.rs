@@ -66,8 +66,9 @@ pub fn ets_forecasts() -> TableDef {
     )
 }
 
-/// LightGBM forecasts: per (code, base_date, horizon), prices and direction probabilities.
-pub fn lgbm_predictions() -> TableDef {
+/// The columns of a return forecaster's table: the head, predicted_return, predicted_close,
+/// q10, q90 (prices), the probabilities and model_version.
+fn return_forecast_fields() -> Vec<Field> {
     let f = |n: &str| Field::new(n, DataType::Float64, false);
     let mut fields = forecast_head();
     fields.extend(
@@ -77,10 +78,24 @@ pub fn lgbm_predictions() -> TableDef {
     );
     fields.extend(probabilities());
     fields.push(Field::new("model_version", DataType::Utf8, false));
+    fields
+}
+
+/// LightGBM forecasts: per (code, base_date, horizon), prices and direction probabilities.
+pub fn lgbm_predictions() -> TableDef {
     forecast_table(
         "lgbm_predictions",
-        fields,
+        return_forecast_fields(),
         "LightGBM forecasts: return, close, residual q10/q90 and up/flat/down probabilities",
+    )
+}
+
+/// The pooled linear ranker's forecasts (`pipelines/linear`): the columns of `lgbm_predictions`.
+pub fn linear_predictions() -> TableDef {
+    forecast_table(
+        "linear_predictions",
+        return_forecast_fields(),
+        "linear ranker forecasts: return, close, residual q10/q90 and up/flat/down probabilities",
     )
 }
 
@@ -130,6 +145,7 @@ mod tests {
             chronos_forecasts(),
             ets_forecasts(),
             lgbm_predictions(),
+            linear_predictions(),
             predictions(),
             prediction_members(),
         ] {

@@ -60,6 +60,7 @@ pub fn all() -> Vec<TableDef> {
         ets_forecasts(),
         ets_models(),
         lgbm_predictions(),
+        linear_predictions(),
         predictions(),
         prediction_members(),
         prediction_outcomes(),

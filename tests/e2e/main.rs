@@ -12,6 +12,7 @@ mod faults;
 mod interop;
 mod krx30;
 mod lgbm;
+mod linear;
 mod observability;
 mod onnx_ops;
 mod prediction_loop;

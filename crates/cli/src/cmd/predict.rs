@@ -17,6 +17,7 @@ use crate::wiring;
 /// features — is the daily batch's work for the day).
 const FORECAST_OPS: &[&str] = &[
     "lgbm.predict",
+    "linear.predict",
     "forecast.ets",
     "forecast.chronos",
     "ensemble.combine",
