@@ -83,20 +83,7 @@ impl Operator for LgbmPredict {
         ]
     }
     fn inputs(&self) -> Vec<InputPort> {
-        vec![
-            InputPort::new(
-                "features",
-                tables::features_daily().schema,
-                "the feature table",
-            ),
-            InputPort::new("bars", tables::ohlcv_daily().schema, "base closes"),
-            InputPort::new(
-                "registry",
-                tables::model_registry().schema,
-                "registered models",
-            )
-            .optional(),
-        ]
+        predict_inputs()
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
@@ -117,6 +104,25 @@ impl Operator for LgbmPredict {
         }
         Ok(Box::new(Configured { p }))
     }
+}
+
+/// The inputs of a model's daily forecast (`lgbm.predict`, `linear.predict`): the day's
+/// features and closes, and the registry of trained models.
+pub(crate) fn predict_inputs() -> Vec<InputPort> {
+    vec![
+        InputPort::new(
+            "features",
+            tables::features_daily().schema,
+            "the feature table",
+        ),
+        InputPort::new("bars", tables::ohlcv_daily().schema, "base closes"),
+        InputPort::new(
+            "registry",
+            tables::model_registry().schema,
+            "registered models",
+        )
+        .optional(),
+    ]
 }
 
 /// A registry row of an lgbm model pair.

@@ -495,18 +495,7 @@ impl Operator for LgbmTrain {
         ]
     }
     fn inputs(&self) -> Vec<InputPort> {
-        vec![
-            InputPort::new(
-                "features",
-                tables::features_daily().schema,
-                "the feature table",
-            ),
-            InputPort::new(
-                "bars",
-                tables::ohlcv_daily().schema,
-                "closes for the labels",
-            ),
-        ]
+        train_inputs()
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
@@ -521,6 +510,23 @@ impl Operator for LgbmTrain {
         p.validate()?;
         Ok(Box::new(Configured { p }))
     }
+}
+
+/// The inputs of a model's training (`lgbm.train`, `linear.train`): the features and the
+/// closes the labels come from.
+pub(crate) fn train_inputs() -> Vec<InputPort> {
+    vec![
+        InputPort::new(
+            "features",
+            tables::features_daily().schema,
+            "the feature table",
+        ),
+        InputPort::new(
+            "bars",
+            tables::ohlcv_daily().schema,
+            "closes for the labels",
+        ),
+    ]
 }
 
 /// Labels per horizon, aligned with `rows`.

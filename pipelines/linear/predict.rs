@@ -21,7 +21,9 @@ use sha2::{Digest, Sha256};
 use super::{LinearCard, model_name};
 use crate::common::dates::days;
 use crate::common::direction::FLAT_BAND;
-use crate::lgbm::predict::{Forecast, Registered, predictions_batch, usable_models};
+use crate::lgbm::predict::{
+    Forecast, Registered, predict_inputs, predictions_batch, usable_models,
+};
 use crate::lgbm::{Closes, FeatureRows, default_features, feature_hash, validate_features};
 use crate::tables;
 
@@ -67,20 +69,7 @@ impl Operator for LinearPredict {
         ]
     }
     fn inputs(&self) -> Vec<InputPort> {
-        vec![
-            InputPort::new(
-                "features",
-                tables::features_daily().schema,
-                "the feature table",
-            ),
-            InputPort::new("bars", tables::ohlcv_daily().schema, "base closes"),
-            InputPort::new(
-                "registry",
-                tables::model_registry().schema,
-                "registered models",
-            )
-            .optional(),
-        ]
+        predict_inputs()
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![

@@ -22,7 +22,7 @@ use super::model::{FitRows, LinearModel, residual_quantiles};
 use super::{LinearCard, model_name};
 use crate::common::dates::{date_of, days};
 use crate::lgbm::target::{ReturnMap, centred_rank};
-use crate::lgbm::train::{age_weights, labels_for};
+use crate::lgbm::train::{age_weights, labels_for, train_inputs};
 use crate::lgbm::train_rows::RegistryRows;
 use crate::lgbm::{Closes, FeatureRows, default_features, feature_hash, validate_features};
 use crate::tables;
@@ -120,18 +120,7 @@ impl Operator for LinearTrain {
         ]
     }
     fn inputs(&self) -> Vec<InputPort> {
-        vec![
-            InputPort::new(
-                "features",
-                tables::features_daily().schema,
-                "the feature table",
-            ),
-            InputPort::new(
-                "bars",
-                tables::ohlcv_daily().schema,
-                "closes for the labels",
-            ),
-        ]
+        train_inputs()
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
