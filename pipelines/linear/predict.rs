@@ -97,8 +97,9 @@ impl Operator for LinearPredict {
 }
 
 /// Cards already read in this process, by (path, registered hash): a backfill reads each once.
-static LOADED: LazyLock<Mutex<HashMap<(String, String), Arc<LinearCard>>>> =
-    LazyLock::new(Default::default);
+static LOADED: LazyLock<Mutex<LoadedCards>> = LazyLock::new(Default::default);
+
+type LoadedCards = HashMap<(String, String), Arc<LinearCard>>;
 
 /// Entries kept at most; cleared when full.
 const MAX_LOADED: usize = 1024;
