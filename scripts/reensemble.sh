@@ -8,6 +8,7 @@
 #
 #   scripts/reensemble.sh SRC_LAKE FROM TO [OUT_LAKE] [REPORT]
 #   scripts/reensemble.sh ./storage/wf1y-native 2023-01-02 2023-12-28
+#   KRXFLOW_REENSEMBLE_WITHOUT=linear scripts/reensemble.sh ./storage/wf-linear 2019-01-02 2021-10-22   # without a member
 #
 # FROM..TO are base dates; the predictions of the trading day before FROM are re-combined too
 # (a walk-forward's seed day). OUT_LAKE (default SRC_LAKE-reensemble) is replaced by a copy of
@@ -24,6 +25,18 @@ if [ -z "${KRXFLOW_BIN:-}" ]; then
   KRXFLOW_BIN="$CARGO_TARGET_DIR/release/krxflow"
 fi
 rm -rf "$OUT" && cp -r "$SRC" "$OUT"
+# KRXFLOW_REENSEMBLE_WITHOUT="linear …": those members' forecast tables are left out of the
+# copy, so the ensemble is re-combined without them (their own rows in prediction_members and
+# prediction_outcomes stay, and are still evaluated as members).
+for m in ${KRXFLOW_REENSEMBLE_WITHOUT:-}; do
+  case "$m" in
+    linear) rm -rf "$OUT/linear_predictions" ;;
+    lgbm) rm -rf "$OUT/lgbm_predictions" ;;
+    ets) rm -rf "$OUT/ets_forecasts" ;;
+    chronos) rm -rf "$OUT/chronos_forecasts" ;;
+    *) echo "KRXFLOW_REENSEMBLE_WITHOUT: unknown member \`$m\` (linear, lgbm, ets, chronos)" >&2; exit 2 ;;
+  esac
+done
 SEED=$("$KRXFLOW_BIN" backfill daily_batch --from "$(date -u -d "$FROM - 14 days" +%F)" \
   --to "$(date -u -d "$FROM - 1 day" +%F)" --dry-run | grep -oE '^[0-9]{4}-[0-9]{2}-[0-9]{2}' | tail -1)
 # In 45-day chunks, the rewritten tables vacuumed after each: every day's match merges into
