@@ -1,7 +1,7 @@
 //! Forecast horizons (trading days ahead) and the target date each one lands on.
 
 use chrono::NaiveDate;
-use krxflow_core::Calendar;
+use krxflow_core::{Calendar, ConfigError};
 
 /// The horizons every forecasting operator defaults to, and the targets `features_daily` has.
 pub const HORIZONS: [u32; 3] = [1, 3, 5];
@@ -9,6 +9,17 @@ pub const HORIZONS: [u32; 3] = [1, 3, 5];
 /// [`HORIZONS`] as a `Vec` (serde's `default = ...`).
 pub fn default_horizons() -> Vec<u32> {
     HORIZONS.to_vec()
+}
+
+/// A DAG's `horizons` list: not empty, each within 1..=60 trading days.
+pub fn check(horizons: &[u32]) -> Result<(), ConfigError> {
+    if horizons.is_empty() || horizons.iter().any(|h| !(1..=60).contains(h)) {
+        return Err(ConfigError::new(
+            "horizons",
+            "must list horizons within 1..=60 trading days",
+        ));
+    }
+    Ok(())
 }
 
 /// The trading day `horizon` trading days after `base` on `calendar` (holidays skipped).

@@ -70,17 +70,14 @@ impl Operator for LgbmPredict {
         "LightGBM forecasts for ds from the newest models trained through a date before ds"
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::optional("scope", "per_ticker|pooled", "per_ticker", "which models"),
-            ParamSpec::optional("horizons", "list<u32>", "[1, 3, 5]", "horizons to forecast"),
-            ParamSpec::optional(
-                "features",
-                "list<string>",
-                "all of FEATURES",
-                "current feature list (must equal the model's)",
-            ),
-            ParamSpec::optional("codes", "list<string>", "[]", "only these codes"),
-        ]
+        let mut p = vec![ParamSpec::optional(
+            "scope",
+            "per_ticker|pooled",
+            "per_ticker",
+            "which models",
+        )];
+        p.extend(predict_params());
+        p
     }
     fn inputs(&self) -> Vec<InputPort> {
         predict_inputs()
@@ -93,17 +90,26 @@ impl Operator for LgbmPredict {
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
         let p: PredictParams = parse_params(params)?;
-        if p.horizons.is_empty() || p.horizons.iter().any(|h| !(1..=60).contains(h)) {
-            return Err(ConfigError::new(
-                "horizons",
-                "must list horizons within 1..=60 trading days",
-            ));
-        }
+        crate::common::horizons::check(&p.horizons)?;
         if let Some(f) = &p.features {
             validate_features(f).map_err(|m| ConfigError::new("features", m))?;
         }
         Ok(Box::new(Configured { p }))
     }
+}
+
+/// The params every model's daily forecast takes (`lgbm.predict`, `linear.predict`).
+pub(crate) fn predict_params() -> Vec<ParamSpec> {
+    vec![
+        ParamSpec::optional("horizons", "list<u32>", "[1, 3, 5]", "horizons to forecast"),
+        ParamSpec::optional(
+            "features",
+            "list<string>",
+            "all of FEATURES",
+            "current feature list (must equal the model's)",
+        ),
+        ParamSpec::optional("codes", "list<string>", "[]", "only these codes"),
+    ]
 }
 
 /// The inputs of a model's daily forecast (`lgbm.predict`, `linear.predict`): the day's

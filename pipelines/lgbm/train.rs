@@ -167,12 +167,7 @@ impl TrainParams {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.horizons.is_empty() || self.horizons.iter().any(|h| !(1..=60).contains(h)) {
-            return Err(ConfigError::new(
-                "horizons",
-                "must list horizons within 1..=60 trading days",
-            ));
-        }
+        crate::common::horizons::check(&self.horizons)?;
         validate_features(&self.feature_list()).map_err(|m| ConfigError::new("features", m))?;
         if !(0.05..=0.5).contains(&self.valid_fraction) {
             return Err(ConfigError::new(

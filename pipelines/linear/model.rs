@@ -40,9 +40,11 @@ pub struct FitRows<'a> {
 }
 
 impl LinearModel {
-    /// Fits the ridge `(XᵀWX + α·ΣW·I) β = XᵀWy` on the standardised features. `None` when
-    /// there are no rows or the system is singular (α = 0 and a constant feature).
-    pub fn fit(data: &FitRows, alpha: f64) -> Option<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    /// Fits the ridge `(XᵀWX + α·ΣW·I) β = XᵀWy` on the standardised features, its scores not
+    /// yet priced (a zero return line, no residuals: the caller takes them on its newest
+    /// dates). `None` when there are no rows or the system is singular (α = 0 and a constant
+    /// feature).
+    pub fn fit(data: &FitRows, alpha: f64) -> Option<Self> {
         let p = data.n_features;
         if data.rows.is_empty() || data.rows.len() != data.label.len() {
             return None;
@@ -71,14 +73,23 @@ impl LinearModel {
             xtx[i * p + i] += alpha * total;
         }
         let coef = solve_spd(xtx, xty, p)?;
-        Some((centre, scale, coef))
+        Some(Self {
+            centre,
+            scale,
+            coef,
+            return_map: ReturnMap {
+                intercept: 0.0,
+                slope: 0.0,
+            },
+            residuals: Vec::new(),
+        })
     }
 
     /// The model's score of one row of features.
     pub fn score(&self, row: &[f64]) -> f64 {
-        let mut z = vec![0.0; row.len()];
-        standardise(row, &self.centre, &self.scale, &mut z);
-        z.iter().zip(&self.coef).map(|(a, b)| a * b).sum()
+        (0..row.len())
+            .map(|j| z_score(row[j], self.centre[j], self.scale[j]) * self.coef[j])
+            .sum()
     }
 
     /// The return forecast of one row, its q10 / q90 and `[down, flat, up]` probabilities
@@ -134,14 +145,18 @@ fn median(v: &mut [f64]) -> Option<f64> {
 }
 
 /// `(x − centre) / scale` clipped to ±[`CLIP`]; a missing value is 0 (the median).
+fn z_score(x: f64, centre: f64, scale: f64) -> f64 {
+    if x.is_finite() {
+        ((x - centre) / scale).clamp(-CLIP, CLIP)
+    } else {
+        0.0
+    }
+}
+
+/// [`z_score`] of each feature of `x`, into `out`.
 fn standardise(x: &[f64], centre: &[f64], scale: &[f64], out: &mut [f64]) {
     for j in 0..out.len() {
-        let v = x[j];
-        out[j] = if v.is_finite() {
-            ((v - centre[j]) / scale[j]).clamp(-CLIP, CLIP)
-        } else {
-            0.0
-        };
+        out[j] = z_score(x[j], centre[j], scale[j]);
     }
 }
 
@@ -218,12 +233,7 @@ fn cdf(q: &[f64], x: f64) -> f64 {
 mod tests {
     use super::*;
 
-    fn fit(
-        x: &[f64],
-        p: usize,
-        label: &[f64],
-        alpha: f64,
-    ) -> Option<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    fn fit(x: &[f64], p: usize, label: &[f64], alpha: f64) -> Option<LinearModel> {
         let rows: Vec<usize> = (0..label.len()).collect();
         let weight = vec![1.0; label.len()];
         LinearModel::fit(
@@ -265,13 +275,13 @@ mod tests {
                     - 0.1 * (x[2 * i + 1] - centre[1]) / scale[1]
             })
             .collect();
-        let (_, _, coef) = fit(&x, 2, &label, 0.0).expect("fit");
+        let coef = fit(&x, 2, &label, 0.0).expect("fit").coef;
         assert!(
             (coef[0] - 0.2).abs() < 1e-9 && (coef[1] + 0.1).abs() < 1e-9,
             "{coef:?}"
         );
         // A penalty shrinks the coefficients toward 0.
-        let (_, _, shrunk) = fit(&x, 2, &label, 1.0).expect("fit");
+        let shrunk = fit(&x, 2, &label, 1.0).expect("fit").coef;
         assert!(shrunk[0].abs() < 0.2 && shrunk[1].abs() < 0.1, "{shrunk:?}");
     }
 

@@ -22,7 +22,7 @@ use super::{LinearCard, model_name};
 use crate::common::dates::days;
 use crate::common::direction::FLAT_BAND;
 use crate::lgbm::predict::{
-    Forecast, Registered, predict_inputs, predictions_batch, usable_models,
+    Forecast, Registered, predict_inputs, predict_params, predictions_batch, usable_models,
 };
 use crate::lgbm::{Closes, FeatureRows, default_features, feature_hash, validate_features};
 use crate::tables;
@@ -57,16 +57,7 @@ impl Operator for LinearPredict {
         "linear ranker forecasts for ds from the newest models trained through a date before ds"
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::optional("horizons", "list<u32>", "[1, 3, 5]", "horizons to forecast"),
-            ParamSpec::optional(
-                "features",
-                "list<string>",
-                "all of FEATURES",
-                "current feature list (must equal the model's)",
-            ),
-            ParamSpec::optional("codes", "list<string>", "[]", "only these codes"),
-        ]
+        predict_params()
     }
     fn inputs(&self) -> Vec<InputPort> {
         predict_inputs()
@@ -83,12 +74,7 @@ impl Operator for LinearPredict {
     }
     fn configure(&self, params: &serde_json::Value) -> Result<Box<dyn ConfiguredOp>, ConfigError> {
         let p: PredictParams = parse_params(params)?;
-        if p.horizons.is_empty() || p.horizons.iter().any(|h| !(1..=60).contains(h)) {
-            return Err(ConfigError::new(
-                "horizons",
-                "must list horizons within 1..=60 trading days",
-            ));
-        }
+        crate::common::horizons::check(&p.horizons)?;
         if let Some(f) = &p.features {
             validate_features(f).map_err(|m| ConfigError::new("features", m))?;
         }

@@ -66,12 +66,7 @@ fn default_min_rows() -> usize {
 
 impl TrainParams {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.horizons.is_empty() || self.horizons.iter().any(|h| !(1..=60).contains(h)) {
-            return Err(ConfigError::new(
-                "horizons",
-                "must list horizons within 1..=60 trading days",
-            ));
-        }
+        crate::common::horizons::check(&self.horizons)?;
         if let Some(f) = &self.features {
             validate_features(f).map_err(|m| ConfigError::new("features", m))?;
         }
@@ -170,17 +165,7 @@ fn fit_horizon(
         label: &label,
         weight: &weight,
     };
-    let (centre, scale, coef) = LinearModel::fit(&data, p.alpha).ok_or("singular")?;
-    let mut fit = LinearModel {
-        centre,
-        scale,
-        coef,
-        return_map: ReturnMap {
-            intercept: 0.0,
-            slope: 0.0,
-        },
-        residuals: Vec::new(),
-    };
+    let mut fit = LinearModel::fit(&data, p.alpha).ok_or("singular")?;
     // The newest `map_days` dates: their scores priced by what a rank paid on them.
     let mut distinct: Vec<i32> = labelled.iter().map(|&i| rows.dates[i]).collect();
     distinct.dedup();
