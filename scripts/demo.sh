@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: the whole prediction loop on the SYNTHETIC universe
-# (no data, no weights needed) in a local lake. It replays ~120 trading days of the three
-# scheduled DAGs in schedule order — daily_batch (16:00: ingest, features, LightGBM + ETS
-# members, ensemble -> predictions), match_outcomes (16:30: matured predictions scored against
-# the real close, weights updated) and retrain_weekly (Sunday 02:00: LightGBM) — then prints
+# (no data, no weights needed) in a local lake. It replays ~120 trading days of the four
+# scheduled DAGs in schedule order — daily_batch (16:00: ingest, features, LightGBM, linear
+# ranker and ETS members, ensemble -> predictions), match_outcomes (16:30: matured predictions
+# scored against the real close, weights updated), retrain_weekly and retrain_linear (Sunday
+# 02:00: LightGBM, the linear ranker) — then prints
 # the latest predictions, each member's hit rate and weight, the evaluation against naive
 # baselines (krxflow eval: storage/report/report.html), and where to look next.
 set -euo pipefail
@@ -20,11 +21,11 @@ TO="${KRXFLOW_DATE:-$(date -u -d yesterday +%F)}"
 FROM="${KRXFLOW_FROM:-$(date -u -d "$TO - 175 days" +%F)}"
 kx() { echo "\$ krxflow $*"; "$KRXFLOW_BIN" "$@"; echo; }
 
-for d in sentiment_lexical daily_batch match_outcomes retrain_weekly; do kx validate "dags/$d.yaml"; done
+for d in sentiment_lexical daily_batch match_outcomes retrain_weekly retrain_linear; do kx validate "dags/$d.yaml"; done
 start=$(date +%s)
 echo "The sentiment model first (labelled synthetic headlines; holdout accuracy in its metrics):"
 kx run sentiment_lexical --date "$(date -u -d "$FROM - 1 day" +%F)"
-kx backfill daily_batch match_outcomes retrain_weekly --from "$FROM" --to "$TO"
+kx backfill daily_batch match_outcomes retrain_weekly retrain_linear --from "$FROM" --to "$TO"
 echo "(the loop over $FROM..$TO took $(( $(date +%s) - start )) s)"
 echo
 echo "Members that could not run say why (Chronos needs exported weights; FinBERT/lexical a model):"

@@ -22,7 +22,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 ROOT_PY="$(pwd)/.venv-peer-daily/bin/python"
-export KRXFLOW_UNIVERSE=fullmarket KRXFLOW_DATA="${KRXFLOW_DATA:-../shared/data}"
+# The loop the peers implement (LightGBM + ETS): the linear ranker off.
+export KRXFLOW_UNIVERSE=fullmarket KRXFLOW_DATA="${KRXFLOW_DATA:-../shared/data}" KRXFLOW_LINEAR=off
 [ -d "$KRXFLOW_DATA/ohlcv/krx_fullmarket_2018_2019" ] || {
   echo "skipped: no full-market panel under $KRXFLOW_DATA/ohlcv/krx_fullmarket_2018_2019" >&2
   exit 0

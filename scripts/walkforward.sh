@@ -8,7 +8,7 @@
 #   scripts/walkforward.sh                       # 2019-01-02..2024-12-16 (release build)
 #   KRXFLOW_FROM=2024-01-02 scripts/walkforward.sh   # a shorter range
 #   KRXFLOW_TO=2023-12-28 KRXFLOW_LGBM_TARGET=excess scripts/walkforward.sh   # end earlier; LightGBM on excess returns
-#   KRXFLOW_LINEAR=on scripts/walkforward.sh     # with the linear ranker as a third member
+#   KRXFLOW_LINEAR=off scripts/walkforward.sh    # without the linear ranker (LightGBM + ETS)
 #
 # Resumable: the same command again finishes what a killed run left (the replay skips the
 # partitions already done). The lake goes to $KRXFLOW_LAKE (default ./storage/walkforward), the
@@ -39,8 +39,9 @@ kx run sentiment_lexical --date "$SEED"
 kx run daily_batch --date "$SEED"
 kx run retrain_weekly --date "$SUNDAY"
 REPLAY="daily_batch match_outcomes retrain_weekly"
-# KRXFLOW_LINEAR=on: the linear ranker as a third member, trained by retrain_linear.yaml.
-if [ "${KRXFLOW_LINEAR:-off}" = on ]; then
+# The linear ranker, a member beside LightGBM and ETS, trained by retrain_linear.yaml
+# (KRXFLOW_LINEAR=off: without it).
+if [ "${KRXFLOW_LINEAR:-on}" = on ]; then
   kx run retrain_linear --date "$SUNDAY"
   REPLAY="$REPLAY retrain_linear"
 fi

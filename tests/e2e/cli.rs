@@ -24,7 +24,7 @@ fn readme_main_command_fills_the_lake_and_reruns_idempotently() {
     let out = text(&first);
     assert!(first.status.success(), "demo failed:\n{out}");
     assert!(
-        out.contains("replayed 21 scheduled runs of 3 DAGs"),
+        out.contains("replayed 22 scheduled runs of 4 DAGs"),
         "{out}"
     );
     // The members that cannot run on a fresh machine say why; the latest predictions, hit
@@ -34,8 +34,8 @@ fn readme_main_command_fills_the_lake_and_reruns_idempotently() {
         "{out}"
     );
     assert!(
-        out.contains("ets,lgbm"),
-        "LightGBM joins after the Sunday retrain:\n{out}"
+        out.contains("ets,lgbm,linear"),
+        "LightGBM and the linear ranker join after the Sunday retrains:\n{out}"
     );
     assert!(
         out.contains("krxflow lineage predictions --key 900001"),
@@ -71,6 +71,7 @@ fn readme_main_command_fills_the_lake_and_reruns_idempotently() {
         "features_daily",
         "ets_forecasts",
         "lgbm_predictions",
+        "linear_predictions",
         "predictions",
         "prediction_members",
         "prediction_outcomes",

@@ -1,28 +1,27 @@
-//! End-to-end: the linear ranker as a third member, through the real DAGs on the synthetic
-//! universe with `KRXFLOW_LINEAR=on`.
+//! End-to-end: the linear ranker as a member beside LightGBM and ETS, through the real DAGs on
+//! the synthetic universe (on by default; the README's main command checks that it joins).
 //!
 //! * Point-in-time: before any Sunday fit `linear.predict` is skipped and the ensemble uses
 //!   the other members; on Monday it uses the model trained through Sunday, and the ensemble
 //!   takes it as a member.
 //! * Idempotent: re-running Monday rewrites its forecasts, never duplicates.
 //! * No look-ahead: after later days and a newer model are in the lake, Monday is unchanged.
-//! * Off by default: without `KRXFLOW_LINEAR=on` neither DAG runs it.
+//! * `KRXFLOW_LINEAR=off` leaves it out of both DAGs.
 
 use std::path::Path;
 use std::process::Output;
 
-use crate::common::{count, krxflow_with, text};
+use crate::common::{count, krxflow, krxflow_with, text};
 
-fn on(lake: &Path, args: &[&str]) -> Output {
-    let o = krxflow_with(lake, &[("KRXFLOW_LINEAR".into(), "on".into())], args);
+fn run_ok(lake: &Path, args: &[&str]) -> Output {
+    let o = krxflow(lake, args);
     assert!(o.status.success(), "{}", text(&o));
     o
 }
 
 fn monday(lake: &Path) -> String {
-    let o = krxflow_with(
+    let o = krxflow(
         lake,
-        &[],
         &[
             "sql",
             "SELECT code, horizon, target_date, base_close, predicted_return, q10, q90, \
@@ -42,7 +41,7 @@ fn the_linear_member_forecasts_from_sundays_model_point_in_time_and_idempotently
     let lake = dir.path().join("lake");
 
     // Friday, before any fit: skipped, and the ensemble still forecasts.
-    let o = on(&lake, &["run", "daily_batch", "--date", "2024-12-13"]);
+    let o = run_ok(&lake, &["run", "daily_batch", "--date", "2024-12-13"]);
     assert!(
         text(&o).contains("no linear model trained through a date before 2024-12-13"),
         "{}",
@@ -51,7 +50,7 @@ fn the_linear_member_forecasts_from_sundays_model_point_in_time_and_idempotently
     assert!(count(&lake, "SELECT count(*) FROM predictions") > 0);
 
     // Sunday: one model per horizon, its card in the lake.
-    on(&lake, &["run", "retrain_linear", "--date", "2024-12-15"]);
+    run_ok(&lake, &["run", "retrain_linear", "--date", "2024-12-15"]);
     assert_eq!(
         count(
             &lake,
@@ -62,7 +61,7 @@ fn the_linear_member_forecasts_from_sundays_model_point_in_time_and_idempotently
     );
 
     // Monday: every code and horizon, from Sunday's model, and a member of the ensemble.
-    on(&lake, &["run", "daily_batch", "--date", "2024-12-16"]);
+    run_ok(&lake, &["run", "daily_batch", "--date", "2024-12-16"]);
     let first = monday(&lake);
     let rows: Vec<&str> = first.trim_end().lines().skip(1).collect();
     assert_eq!(rows.len(), 20 * 3, "{first}");
@@ -93,7 +92,7 @@ fn the_linear_member_forecasts_from_sundays_model_point_in_time_and_idempotently
     );
 
     // Re-running Monday rewrites the same rows.
-    on(
+    run_ok(
         &lake,
         &[
             "run",
@@ -108,8 +107,8 @@ fn the_linear_member_forecasts_from_sundays_model_point_in_time_and_idempotently
     assert_eq!(count(&lake, "SELECT count(*) FROM linear_predictions"), 60);
 
     // A later week and a newer model: Monday, re-run, is what it was.
-    on(&lake, &["run", "daily_batch", "--date", "2024-12-20"]);
-    on(&lake, &["run", "retrain_linear", "--date", "2024-12-22"]);
+    run_ok(&lake, &["run", "daily_batch", "--date", "2024-12-20"]);
+    run_ok(&lake, &["run", "retrain_linear", "--date", "2024-12-22"]);
     assert_eq!(
         count(
             &lake,
@@ -117,7 +116,7 @@ fn the_linear_member_forecasts_from_sundays_model_point_in_time_and_idempotently
         ),
         6
     );
-    on(
+    run_ok(
         &lake,
         &[
             "run",
@@ -132,18 +131,21 @@ fn the_linear_member_forecasts_from_sundays_model_point_in_time_and_idempotently
 }
 
 #[test]
-fn the_linear_member_is_off_by_default() {
+fn linear_off_leaves_the_member_out_of_both_dags() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
+    let off = [("KRXFLOW_LINEAR".to_string(), "off".to_string())];
     let o = krxflow_with(
         &lake,
-        &[],
+        &off,
         &["run", "retrain_linear", "--date", "2024-12-15"],
     );
     assert!(o.status.success(), "{}", text(&o));
-    let o = krxflow_with(&lake, &[], &["run", "daily_batch", "--date", "2024-12-16"]);
+    let o = krxflow_with(&lake, &off, &["run", "daily_batch", "--date", "2024-12-16"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!text(&o).contains("predict_linear"), "{}", text(&o));
+    // retrain_linear trained nothing: no model registry was written.
+    assert!(!lake.join("model_registry").exists());
     assert_eq!(
         count(
             &lake,

@@ -68,6 +68,8 @@ fn main() {
         env: vec![
             ("KRXFLOW_UNIVERSE".into(), "fullmarket".into()),
             ("KRXFLOW_DATA".into(), data.to_string_lossy().into_owned()),
+            // The loop the peers implement: LightGBM + ETS, without the linear ranker.
+            ("KRXFLOW_LINEAR".into(), "off".into()),
         ],
     };
 
