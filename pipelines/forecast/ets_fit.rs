@@ -54,7 +54,8 @@ impl Operator for EtsFit {
         super::ets::series_params()
     }
     fn inputs(&self) -> Vec<InputPort> {
-        vec![closes_port()]
+        // Optional: a new lake's first Sunday can come before any daily batch (a skip below).
+        vec![closes_port().optional()]
     }
     fn outputs(&self) -> Vec<OutputPort> {
         vec![
@@ -79,7 +80,11 @@ type Row = (String, i32, usize, Model);
 #[async_trait]
 impl ConfiguredOp for Configured {
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
-        let bars = inputs.batches("bars")?;
+        let bars = if inputs.has("bars") {
+            inputs.batches("bars")?
+        } else {
+            &[]
+        };
         let p = self.p.clone();
         let series = closes_through(bars, ctx.ds, &p.codes)?;
         let Some(latest) = series.values().filter_map(|v| v.last()).map(|r| r.0).max() else {

@@ -8,8 +8,9 @@
 //! the `h` dates before it purged from training so that no training label overlaps it.
 use std::collections::{BTreeMap, BTreeSet};
 
+use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{NaiveDate, Utc};
 use krxflow_core::{
     ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator, OutputBatches,
     OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
@@ -509,19 +510,40 @@ impl Operator for LgbmTrain {
 
 /// The inputs of a model's training (`lgbm.train`, `linear.train`): the features and the
 /// closes the labels come from.
+/// Optional: on a new lake the first Sunday can come before any daily batch wrote them, and
+/// the trainer then says `skipped` (see [`training_batches`]) instead of failing.
 pub(crate) fn train_inputs() -> Vec<InputPort> {
     vec![
         InputPort::new(
             "features",
             tables::features_daily().schema,
             "the feature table",
-        ),
+        )
+        .optional(),
         InputPort::new(
             "bars",
             tables::ohlcv_daily().schema,
             "closes for the labels",
-        ),
+        )
+        .optional(),
     ]
+}
+
+/// The trainers' `features` and `bars`; a port without a table yet (no daily batch has run
+/// before the retrain's date) is a skip naming it, since there is nothing to learn from.
+pub(crate) fn training_batches(
+    inputs: &InputBatches,
+    ds: NaiveDate,
+) -> OpResult<(RecordBatch, RecordBatch)> {
+    for port in ["features", "bars"] {
+        if !inputs.has(port) {
+            return Err(OpError::skipped(format!(
+                "nothing to train on before {ds}: the `{port}` table does not exist yet \
+                 (the daily batch writes it)"
+            )));
+        }
+    }
+    Ok((inputs.concat("features")?, inputs.concat("bars")?))
 }
 
 /// Labels per horizon, aligned with `rows`.
@@ -555,8 +577,7 @@ impl ConfiguredOp for Configured {
             .store
             .clone()
             .ok_or_else(|| OpError::permanent("no artifact store in this context"))?;
-        let features = inputs.concat("features")?;
-        let bars = inputs.concat("bars")?;
+        let (features, bars) = training_batches(&inputs, ctx.ds)?;
         let names = p.feature_list();
         let fhash = feature_hash(&names);
         let codes: BTreeSet<String> = p.codes.iter().cloned().collect();

@@ -22,7 +22,7 @@ use super::model::{FitRows, LinearModel, residual_quantiles};
 use super::{LinearCard, model_name};
 use crate::common::dates::{date_of, days};
 use crate::lgbm::target::{ReturnMap, centred_rank};
-use crate::lgbm::train::{age_weights, labels_for, train_inputs};
+use crate::lgbm::train::{age_weights, labels_for, train_inputs, training_batches};
 use crate::lgbm::train_rows::RegistryRows;
 use crate::lgbm::{Closes, FeatureRows, default_features, feature_hash, validate_features};
 use crate::tables;
@@ -210,8 +210,7 @@ impl ConfiguredOp for Configured {
             .store
             .clone()
             .ok_or_else(|| OpError::permanent("no artifact store in this context"))?;
-        let features = inputs.concat("features")?;
-        let bars = inputs.concat("bars")?;
+        let (features, bars) = training_batches(&inputs, ctx.ds)?;
         let names = p.features.clone().unwrap_or_else(default_features);
         let names2 = names.clone();
         let p2 = p.clone();

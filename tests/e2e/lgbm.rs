@@ -8,6 +8,8 @@
 //! * A model trained on another feature list than the DAG's is refused with an error naming
 //!   both lists; one trained on another list than the default (an upgrade added a feature) is
 //!   skipped with the same detail, so the day still succeeds.
+//! * A new lake's first Sunday before any daily batch: both weekly trainers say `skipped`,
+//!   naming the missing table, and the backfill that starts on a Saturday succeeds.
 
 use std::path::Path;
 
@@ -319,4 +321,49 @@ fn a_rank_target_forecasts_returns_through_the_line_on_its_card() {
             "a positive slope orders the codes: {rows:?}"
         );
     }
+}
+
+#[test]
+fn a_retrain_before_any_daily_batch_is_skipped_naming_the_missing_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    for dag in ["retrain_weekly", "retrain_linear"] {
+        let o = krxflow(&lake, &["run", dag, "--date", "2024-12-08"]);
+        assert!(o.status.success(), "{dag}: {}", text(&o));
+        assert!(
+            text(&o).contains(
+                "skipped: nothing to train on before 2024-12-08: the `features` table does not exist yet"
+            ),
+            "{dag}: {}",
+            text(&o)
+        );
+    }
+    // The main job's range can start on a Saturday (its first Sunday comes before its first
+    // daily batch): the loop still succeeds, and the models come on the next Sunday.
+    let o = krxflow(
+        &lake,
+        &[
+            "backfill",
+            "daily_batch",
+            "match_outcomes",
+            "retrain_weekly",
+            "retrain_linear",
+            "--from",
+            "2024-12-07",
+            "--to",
+            "2024-12-16",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        count(
+            &lake,
+            "SELECT count(*) FROM _krxflow.task_runs WHERE state = 'failed'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(&lake, "SELECT count(DISTINCT kind) FROM model_registry"),
+        2
+    );
 }
