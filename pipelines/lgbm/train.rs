@@ -509,9 +509,9 @@ impl Operator for LgbmTrain {
 }
 
 /// The inputs of a model's training (`lgbm.train`, `linear.train`): the features and the
-/// closes the labels come from.
-/// Optional: on a new lake the first Sunday can come before any daily batch wrote them, and
-/// the trainer then says `skipped` (see [`training_batches`]) instead of failing.
+/// closes the labels come from. Both optional: on a new lake the first Sunday can come before
+/// any daily batch wrote them, and the trainer then says `skipped` (see [`training_batches`])
+/// instead of failing.
 pub(crate) fn train_inputs() -> Vec<InputPort> {
     vec![
         InputPort::new(
