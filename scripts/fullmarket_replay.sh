@@ -13,6 +13,9 @@
 # run the same day N times each on the first binary's lake and check their results against a
 # copy where that binary ran the day. REPLAY=0 reuses the lakes a
 # previous run left under WORK (no seed, no replay, no table comparison).
+# KRXFLOW_LINEAR=on replays the default DAGs' loop instead, the linear ranker a member (its
+# model trained on the seed's Sunday too); the peers implement LightGBM + ETS, so PEER_RUNS
+# needs it off (the default here).
 #
 #   scripts/fullmarket_replay.sh [BIN ...]      # default: this checkout's release build
 #   WORK=/tmp/fm scripts/fullmarket_replay.sh ./krxflow-before ./krxflow-after
@@ -22,8 +25,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 ROOT_PY="$(pwd)/.venv-peer-daily/bin/python"
-# The loop the peers implement (LightGBM + ETS): the linear ranker off.
-export KRXFLOW_UNIVERSE=fullmarket KRXFLOW_DATA="${KRXFLOW_DATA:-../shared/data}" KRXFLOW_LINEAR=off
+# The loop the peers implement (LightGBM + ETS) unless KRXFLOW_LINEAR=on.
+export KRXFLOW_UNIVERSE=fullmarket KRXFLOW_DATA="${KRXFLOW_DATA:-../shared/data}"
+export KRXFLOW_LINEAR="${KRXFLOW_LINEAR:-off}"
+if [ "$KRXFLOW_LINEAR" != off ] && [ "${PEER_RUNS:-0}" -gt 0 ]; then
+  echo "PEER_RUNS needs KRXFLOW_LINEAR=off: the Python peers implement LightGBM + ETS" >&2
+  exit 2
+fi
 [ -d "$KRXFLOW_DATA/ohlcv/krx_fullmarket_2018_2019" ] || {
   echo "skipped: no full-market panel under $KRXFLOW_DATA/ohlcv/krx_fullmarket_2018_2019" >&2
   exit 0
@@ -42,6 +50,9 @@ else
   rm -rf "$WORK/seed"
   KRXFLOW_LAKE="$WORK/seed" "$1" run daily_batch --date 2019-03-04 >/dev/null
   KRXFLOW_LAKE="$WORK/seed" "$1" run retrain_weekly --date 2019-03-03 >/dev/null
+  if [ "$KRXFLOW_LINEAR" != off ]; then
+    KRXFLOW_LAKE="$WORK/seed" "$1" run retrain_linear --date 2019-03-03 >/dev/null
+  fi
   dump() { # BIN LAKE: one line per table, its md5
     for t in $(ls "$2" | grep -v '^_'); do
       [ -d "$2/$t/_delta_log" ] || continue

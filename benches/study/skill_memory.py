@@ -13,9 +13,11 @@ blended at w·s / Σ w·s, where only the skill s changes between the rows:
 - `shrunk to 250`: the same toward the 250-date mean (what `ensemble.combine` reads: 400
   calendar days of outcomes);
 - `mean of 60 and 250`: the two windows' means averaged;
-- `inverse correlation`: the members' trailing ICs through the inverse of their forecasts'
-  trailing mean rank correlation across codes (Σ⁻¹·ic, the least-squares blend of standardised
-  signals; `CORR_WINDOW` dates, default 60), floored at 0;
+- `inverse correlation`: the members' trailing ICs (60 dates) through the inverse of their
+  forecasts' trailing mean rank correlation across codes (Σ⁻¹·ic, the least-squares blend of
+  standardised signals; Σ over `CORR_WINDOW` dates, default 60), floored at 0; and the same
+  with Σ over 250 dates, and with Σ's correlations shrunk halfway toward 0 (toward the
+  identity, the usual remedy for a noisy Σ whose inverse overreacts), and both;
 - `best member`: all the weight on the member with the best 60-date skill (a reference);
 - and each member alone.
 
@@ -38,6 +40,14 @@ FROM = date.fromisoformat(sys.argv[2]) if len(sys.argv) > 2 else date.min
 TO = date.fromisoformat(sys.argv[3]) if len(sys.argv) > 3 else date.max
 SCALE_WINDOW, MIN_DAYS, MIN_CODES = 60, 20, 5
 CORR_WINDOW = int(os.environ.get("CORR_WINDOW", "60"))
+# Σ⁻¹·ic variants: (row name, the correlations' window in dates, their shrinkage toward 0)
+INVERSE = [
+    ("inverse correlation", CORR_WINDOW, 0.0),
+    ("inverse correlation, 250-date Σ", 250, 0.0),
+    ("inverse correlation, Σ shrunk ½", CORR_WINDOW, 0.5),
+    ("inverse correlation, 250-date Σ shrunk ½", 250, 0.5),
+]
+INVERSE_NAMES = [name for name, _, _ in INVERSE]
 
 members = pl.from_arrow(deltalake.DeltaTable(LAKE + "/prediction_members").to_pyarrow_table(
     columns=["code", "base_date", "horizon", "model", "point", "base_close", "weight"]))
@@ -131,7 +141,9 @@ def study(h):
             rows.append(row)
     # Σ⁻¹·ic: each member's trailing IC (60 dates) through the inverse of the trailing mean
     # daily rank correlation between the members' forecasts across codes (the weights a
-    # least-squares blend of standardised signals would take), floored at 0.
+    # least-squares blend of standardised signals would take), floored at 0; Σ over 60 or 250
+    # dates, its off-diagonal as measured or shrunk halfway toward 0 (toward the identity: a
+    # noisy Σ's inverse overreacts).
     wide = d.pivot(on="model", index=["code", "base_date"], values="ret")
     pair = {}
     for a in models:
@@ -143,25 +155,25 @@ def study(h):
                 pair[(a, b)] = Trailing([at[x] for x in c["base_date"]], c["c"].to_numpy())
     for row in rows:
         i = at[row["base_date"]]
-        v = np.array([ics[m].mean(ics[m].count(i, h), CORR_WINDOW) for m in models])
-        cm = np.eye(len(models))
-        for (a, b), tr in pair.items():
-            x = tr.mean(tr.count(i, h), CORR_WINDOW)
-            cm[models.index(a), models.index(b)] = cm[models.index(b), models.index(a)] = x
-        ok = all(ics[m].count(i, h) >= MIN_DAYS for m in models) and not np.isnan(cm).any()
-        wts = np.linalg.solve(cm, v) if ok and not np.isnan(v).any() else None
-        row["inverse correlation"] = (None if wts is None
-                                      else max(float(wts[models.index(row["model"])]), 0.0))
+        v = np.array([ics[m].mean(ics[m].count(i, h), 60) for m in models])
+        ok = all(ics[m].count(i, h) >= MIN_DAYS for m in models) and not np.isnan(v).any()
+        for name, window, shrink in INVERSE:
+            cm = np.eye(len(models))
+            for (a, b), tr in pair.items():
+                x = (1 - shrink) * tr.mean(tr.count(i, h), window)
+                cm[models.index(a), models.index(b)] = cm[models.index(b), models.index(a)] = x
+            wts = np.linalg.solve(cm, v) if ok and not np.isnan(cm).any() else None
+            row[name] = None if wts is None else max(float(wts[models.index(row["model"])]), 0.0)
     schema = {"model": pl.Utf8, "base_date": pl.Date, "tsd": pl.Float64, "tmu": pl.Float64}
     schema.update({name: pl.Float64 for name in SKILLS})
-    schema["inverse correlation"] = pl.Float64
+    schema.update({name: pl.Float64 for name, _, _ in INVERSE})
     d = d.join(pl.DataFrame(rows, schema=schema), on=["model", "base_date"], how="inner")
     key = ["code", "base_date"]
     d = d.with_columns(
         z=((pl.col("ret") - pl.col("tmu")) / pl.col("tsd")).fill_nan(0).fill_null(0),
         learned=pl.col("weight") / pl.col("weight").sum().over(key))
     aggs = [pl.col("actual_return").first()]
-    for name in list(SKILLS) + ["inverse correlation"]:
+    for name in list(SKILLS) + INVERSE_NAMES:
         ws = pl.col("weight") * pl.col(name)
         ok = pl.col(name).is_not_null().all().over(key) & (ws.sum().over(key) > 0)
         t = pl.when(ok).then(ws / ws.sum().over(key)).otherwise(pl.col("learned"))
@@ -176,7 +188,7 @@ def study(h):
         on=key, how="left")
     solo = wide.join(g.select(key + ["actual_return"]), on=key)
     out = []
-    for name in list(SKILLS) + ["inverse correlation", "best member"]:
+    for name in list(SKILLS) + INVERSE_NAMES + ["best member"]:
         out.append((name, daily_ic(g, name).select("base_date", "ic")))
     for model in models:
         out.append((model + " alone", daily_ic(solo, model).select("base_date", "ic")))
