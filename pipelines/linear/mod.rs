@@ -2,10 +2,10 @@
 //! horizon on the same features and the same label as LightGBM's regression (each date's
 //! h-day return ranks), each feature standardised by its training rows' median and scaled
 //! MAD and clipped to ±3 (Qlib's `Linear` on `RobustZScoreNorm` features), rows weighted by
-//! age as LightGBM's are. `linear.train` fits it on Sundays (retrain_weekly.yaml, with
-//! `KRXFLOW_LINEAR=on`); `linear.predict` applies the newest model trained through a date
-//! before the partition, writing `linear_predictions` (the columns of `lgbm_predictions`),
-//! which the ensemble reads as `member.linear`.
+//! age as LightGBM's are. `linear.train` fits it on Sundays (`dags/retrain_linear.yaml`; a
+//! default member, `KRXFLOW_LINEAR=off` leaves it out); `linear.predict` applies the newest
+//! model trained through a date before the partition, writing `linear_predictions` (the
+//! columns of `lgbm_predictions`), which the ensemble reads as `member.linear`.
 //!
 //! Why (`benches/study/linear_member.py`, README "A linear ranker beside LightGBM"): chosen on
 //! 2013–2018, where it ranked the 30 tickers almost as well as LightGBM (0.100 against 0.105

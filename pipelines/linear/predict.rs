@@ -191,7 +191,7 @@ impl ConfiguredOp for Configured {
         if cards.is_empty() {
             return Err(OpError::skipped(format!(
                 "no linear model trained through a date before {}: run linear.train \
-                 (retrain_linear with KRXFLOW_LINEAR=on)",
+                 (dags/retrain_linear.yaml, on Sundays)",
                 ctx.ds
             )));
         }

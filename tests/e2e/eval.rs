@@ -111,6 +111,7 @@ fn eval_replays_the_loop_and_its_report_renders_every_chart_in_a_real_browser() 
             "daily_batch",
             "match_outcomes",
             "retrain_weekly",
+            "retrain_linear",
             "--from",
             "2024-01-02",
             "--to",
@@ -128,6 +129,7 @@ fn eval_replays_the_loop_and_its_report_renders_every_chart_in_a_real_browser() 
         "ensemble",
         "lgbm",
         "ets",
+        "linear",
         "naive: always up",
         "naive: random walk",
     ] {

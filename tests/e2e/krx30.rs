@@ -50,12 +50,15 @@ fn sql_csv(lake: &Path, data: &Path, q: &str) -> String {
     ok(krxflow(lake, data, &["sql", q, "--format", "csv"]))
 }
 
-/// A data folder with three tickers' price files cut after `last` (or whole); the index, the
+/// The three tickers most real-data tests run on.
+pub(crate) const THREE: &[&str] = &["005930", "005380", "000660"];
+
+/// A data folder with the price files of `codes` cut after `last` (or whole); the index, the
 /// universe listing and the news linked whole.
-pub(crate) fn subset(dst: &Path, src: &Path, last: Option<&str>) {
+pub(crate) fn subset(dst: &Path, src: &Path, codes: &[&str], last: Option<&str>) {
     let prices = dst.join("ohlcv/krx_daily_30");
     std::fs::create_dir_all(&prices).unwrap();
-    for code in ["005930", "005380", "000660"] {
+    for code in codes {
         let text =
             std::fs::read_to_string(src.join(format!("ohlcv/krx_daily_30/{code}.csv"))).unwrap();
         let kept: Vec<&str> = text
@@ -90,7 +93,7 @@ fn krx30_features_for_d_are_identical_after_future_rows_are_appended_and_d_is_re
     let Some(src) = data_dir() else { return };
     let lake = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    subset(data.path(), &src, Some(D));
+    subset(data.path(), &src, THREE, Some(D));
     let run = |date: &str, extra: &[&str]| run_krx30(lake.path(), data.path(), date, extra);
     let sql = |q: &str| sql_csv(lake.path(), data.path(), q);
 
@@ -116,7 +119,7 @@ fn krx30_features_for_d_are_identical_after_future_rows_are_appended_and_d_is_re
     assert_eq!(sql(FEATURES_UPTO_D), at_d);
 
     // Append the rows after D (the whole files), run a later day, then re-run D.
-    subset(data.path(), &src, None);
+    subset(data.path(), &src, THREE, None);
     run("2022-06-10", &[]);
     let later: i64 = sql("SELECT count(*) FROM features_daily WHERE date > DATE '2022-03-15'")
         .lines()
@@ -182,7 +185,7 @@ fn an_incremental_daily_run_writes_what_a_full_refresh_writes() {
     let Some(src) = data_dir() else { return };
     let lake = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    subset(data.path(), &src, None);
+    subset(data.path(), &src, THREE, None);
     let run = |date: &str, extra: &[&str]| run_krx30(lake.path(), data.path(), date, extra);
     let sql = |q: &str| sql_csv(lake.path(), data.path(), q);
     const DAY: &str = "2022-06-10";

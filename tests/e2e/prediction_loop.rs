@@ -1,7 +1,8 @@
-//! The prediction loop end to end: daily_batch -> match_outcomes -> retrain_weekly replayed
-//! over a range on the synthetic universe equals the same runs one by one; re-runs rewrite;
-//! lineage walks from a prediction to the raw bars; on real tickers, prices after D changed in
-//! a copy of the data leave D's predictions identical (no look-ahead).
+//! The prediction loop end to end: daily_batch -> match_outcomes -> retrain_weekly +
+//! retrain_linear replayed over a range on the synthetic universe equals the same runs one by
+//! one; re-runs rewrite; lineage walks from a prediction to the raw bars; on real tickers,
+//! prices after D changed in a copy of the data leave every table of the loop up to D
+//! identical, the Sunday's trained members included (no look-ahead).
 
 use std::path::Path;
 
@@ -16,6 +17,7 @@ pub(crate) const LOOP_TABLES: &[(&str, &str)] = &[
     ("model_performance", "model, horizon, as_of"),
     ("ets_forecasts", "code, base_date, horizon"),
     ("lgbm_predictions", "code, base_date, horizon"),
+    ("linear_predictions", "code, base_date, horizon"),
 ];
 
 fn ok(o: std::process::Output) -> String {
@@ -47,7 +49,7 @@ pub(crate) fn dump_with(
         .collect()
 }
 
-/// Scheduled runs of 2024-01-02 .. 2024-01-10 in schedule order (Sunday 01-07: retrain).
+/// Scheduled runs of 2024-01-02 .. 2024-01-10 in schedule order (Sunday 01-07: the retrains).
 const RUNS: &[(&str, &str)] = &[
     ("daily_batch", "2024-01-02"),
     ("match_outcomes", "2024-01-02"),
@@ -58,6 +60,7 @@ const RUNS: &[(&str, &str)] = &[
     ("daily_batch", "2024-01-05"),
     ("match_outcomes", "2024-01-05"),
     ("retrain_weekly", "2024-01-07"),
+    ("retrain_linear", "2024-01-07"),
     ("daily_batch", "2024-01-08"),
     ("match_outcomes", "2024-01-08"),
     ("daily_batch", "2024-01-09"),
@@ -92,6 +95,7 @@ fn the_loop_replayed_over_a_range_equals_the_same_runs_one_by_one() {
             "daily_batch",
             "match_outcomes",
             "retrain_weekly",
+            "retrain_linear",
             "--from",
             "2024-01-02",
             "--to",
@@ -101,7 +105,7 @@ fn the_loop_replayed_over_a_range_equals_the_same_runs_one_by_one() {
         ],
     ));
     assert!(
-        out.contains("replayed 15 scheduled runs of 3 DAGs"),
+        out.contains("replayed 16 scheduled runs of 4 DAGs"),
         "{out}"
     );
     let pushed = http_get(&gateway, "/metrics").unwrap();
@@ -142,7 +146,8 @@ fn the_loop_replayed_over_a_range_equals_the_same_runs_one_by_one() {
         7
     );
     assert_eq!(count(lake, "SELECT count(*) FROM predictions"), 7 * 60);
-    // LightGBM joins the ensemble after the Sunday retrain; ETS serves alone before it.
+    // LightGBM and the linear ranker join the ensemble after the Sunday's retrains; ETS
+    // serves alone before them.
     assert_eq!(
         count(
             lake,
@@ -153,7 +158,7 @@ fn the_loop_replayed_over_a_range_equals_the_same_runs_one_by_one() {
     assert_eq!(
         count(
             lake,
-            "SELECT count(*) FROM predictions WHERE base_date >= DATE '2024-01-08' AND sources_used = 'ets,lgbm'"
+            "SELECT count(*) FROM predictions WHERE base_date >= DATE '2024-01-08' AND sources_used = 'ets,lgbm,linear'"
         ),
         3 * 60
     );
@@ -264,6 +269,7 @@ fn the_loop_replayed_over_a_range_equals_the_same_runs_one_by_one() {
     ));
     for upstream in [
         "lgbm_predictions",
+        "linear_predictions",
         "ets_forecasts",
         "model_registry",
         "features_daily",
@@ -312,6 +318,7 @@ fn a_range_batch_writes_what_the_loop_run_day_by_day_writes() {
         ("sentiment_lexical", "2024-01-04"),
         ("daily_batch", "2024-01-05"),
         ("retrain_weekly", "2024-01-07"),
+        ("retrain_linear", "2024-01-07"),
     ] {
         ok(krxflow(seeded.path(), &["run", dag, "--date", ds]));
     }
@@ -348,6 +355,7 @@ fn a_range_batch_writes_what_the_loop_run_day_by_day_writes() {
         "daily_batch.features",
         "daily_batch.sentiment",
         "daily_batch.predict_lgbm",
+        "daily_batch.predict_linear",
     ] {
         assert!(said.contains(task), "{task} was not batched:\n{said}");
     }
@@ -407,10 +415,12 @@ fn a_range_batch_writes_what_the_loop_run_day_by_day_writes() {
     assert_eq!(dump(batched.path()), loop_tables);
 }
 
-/// A copy of three tickers' files in which every price after `d` is multiplied by 1.5.
-fn perturbed_after(dst: &Path, src: &Path, d: &str) {
-    crate::krx30::subset(dst, src, None);
-    for code in ["005930", "005380", "000660"] {
+/// A copy of the files of `codes` in which every price after `d` is multiplied by a factor
+/// that differs by code and by day (1.5 to 2.3), so that the days' returns and their ranks
+/// across codes change too (a rank label is blind to one factor for every code).
+fn perturbed_after(dst: &Path, src: &Path, codes: &[&str], d: &str) {
+    crate::krx30::subset(dst, src, codes, None);
+    for (c, code) in codes.iter().enumerate() {
         let path = dst.join(format!("ohlcv/krx_daily_30/{code}.csv"));
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<String> = text
@@ -420,10 +430,11 @@ fn perturbed_after(dst: &Path, src: &Path, d: &str) {
                 if i == 0 || &l[..10] <= d {
                     return l.to_string();
                 }
+                let factor = 1.5 + 0.2 * ((i * 7 + c * 3) % 5) as f64;
                 let mut f: Vec<String> = l.split(',').map(str::to_string).collect();
                 for v in f.iter_mut().take(5).skip(1) {
                     if let Ok(x) = v.parse::<f64>() {
-                        *v = format!("{}", (x * 1.5).round());
+                        *v = format!("{}", (x * factor).round());
                     }
                 }
                 f.join(",")
@@ -433,32 +444,130 @@ fn perturbed_after(dst: &Path, src: &Path, d: &str) {
     }
 }
 
+/// The models a lake's registry holds: what was trained, through when, on what (its content
+/// hash), not when the training ran.
+const MODELS: &str = "SELECT model, kind, version, content_hash, trained_through, metrics \
+     FROM model_registry ORDER BY model, version";
+
 #[test]
-fn real_ticker_predictions_for_d_ignore_every_price_after_d() {
+fn real_ticker_loop_and_its_sunday_models_ignore_every_price_after_their_day() {
     let Some(src) = crate::krx30::data_dir() else {
         return;
     };
+    // A cold Friday, then the week to D replayed with its Sunday's retrains (S), then S's
+    // retrains run again on the lake that now holds every bar to D (a user re-running a
+    // failed Sunday late): the models must cut their own history at S. Six tickers: the
+    // trained members' labels are each date's return ranks, defined from five codes a date.
+    const S: &str = "2024-06-09";
     const D: &str = "2024-06-14";
-    let run = |data: &Path, lake: &Path| {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_krxflow"))
-            .current_dir(crate::common::repo_root())
-            .env("KRXFLOW_LAKE", lake)
-            .env("KRXFLOW_DATA", data)
-            .env("KRXFLOW_UNIVERSE", "krx30")
-            .args(["run", "dags/daily_batch.yaml", "--date", D])
-            .output()
-            .expect("krxflow runs");
-        ok(o);
-        let q = "SELECT * FROM predictions ORDER BY code, base_date, horizon";
-        ok(krxflow(lake, &["sql", q, "--format", "csv"]))
+    const SIX: &[&str] = &["005930", "005380", "000660", "035420", "051910", "068270"];
+    let steps: [&[&str]; 4] = [
+        &["run", "daily_batch", "--date", "2024-06-07"],
+        &[
+            "backfill",
+            "daily_batch",
+            "match_outcomes",
+            "retrain_weekly",
+            "retrain_linear",
+            "--from",
+            "2024-06-08",
+            "--to",
+            D,
+        ],
+        &["run", "retrain_weekly", "--date", S, "--reprocess", "all"],
+        &["run", "retrain_linear", "--date", S, "--reprocess", "all"],
+    ];
+    let run = |data: &Path| {
+        let lake = tempfile::tempdir().unwrap();
+        let krx30 = |args: &[&str]| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_krxflow"))
+                .current_dir(crate::common::repo_root())
+                .env("KRXFLOW_LAKE", lake.path())
+                .env("KRXFLOW_DATA", data)
+                .env("KRXFLOW_UNIVERSE", "krx30")
+                .args(args)
+                .output()
+                .expect("krxflow runs")
+        };
+        for args in steps {
+            ok(krx30(args));
+        }
+        let mut tables = dump_with(&krx30, LOOP_TABLES);
+        tables.push((
+            "model_registry".into(),
+            ok(krx30(&["sql", MODELS, "--format", "csv"])),
+        ));
+        (lake, tables)
     };
-    let (cut, changed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    crate::krx30::subset(cut.path(), &src, Some(D));
-    perturbed_after(changed.path(), &src, D);
-    let (lake1, lake2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = run(cut.path(), lake1.path());
-    let b = run(changed.path(), lake2.path());
-    let rows = a.lines().filter(|l| !l.is_empty()).count();
-    assert_eq!(rows, 1 + 3 * 3, "3 tickers x 3 horizons:\n{a}");
-    assert_eq!(a, b, "prices after {D} changed {D}'s predictions");
+    let (cut, after_d, after_s) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    crate::krx30::subset(cut.path(), &src, SIX, Some(D));
+    perturbed_after(after_d.path(), &src, SIX, D);
+    perturbed_after(after_s.path(), &src, SIX, S);
+    let (lake, a) = run(cut.path());
+
+    // Not vacuous: D was forecast by every member from S's models, and the week's outcomes
+    // were matched.
+    let lake = lake.path();
+    let members = ok(krxflow(
+        lake,
+        &[
+            "sql",
+            &format!(
+                "SELECT DISTINCT model FROM prediction_members WHERE base_date = DATE '{D}' \
+                 ORDER BY model"
+            ),
+            "--format",
+            "csv",
+        ],
+    ));
+    assert_eq!(
+        members.trim_end(),
+        "model\nets\nlgbm\nlinear",
+        "members at {D}"
+    );
+    assert_eq!(
+        count(
+            lake,
+            &format!("SELECT count(*) FROM predictions WHERE base_date = DATE '{D}'")
+        ),
+        6 * 3,
+        "6 tickers x 3 horizons"
+    );
+    assert_eq!(
+        count(
+            lake,
+            &format!(
+                "SELECT count(*) FROM model_registry WHERE trained_through = DATE '{S}' \
+                 AND kind IN ('lgbm', 'linear')"
+            )
+        ),
+        6,
+        "pooled LightGBM and the linear ranker, 3 horizons each, once: S's retrains run \
+         again on a lake holding bars to {D} must write the models the replay wrote"
+    );
+    assert!(count(lake, "SELECT count(*) FROM prediction_outcomes") > 0);
+
+    // Prices after D changed: every table of the loop to D and every model are the same.
+    let (_, b) = run(after_d.path());
+    for ((table, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x.lines().count() > 1, "{table} is empty");
+        assert_eq!(x, y, "prices after {D} changed {table}");
+    }
+    // Prices after S changed: S's models are the same (the week's forecasts may differ: they
+    // read the week's closes).
+    let (_, c) = run(after_s.path());
+    let models = |t: &[(String, String)]| t.last().map(|(_, m)| m.clone()).unwrap_or_default();
+    assert_eq!(
+        models(&a),
+        models(&c),
+        "prices after {S} changed {S}'s models"
+    );
+    assert_ne!(
+        a[0].1, c[0].1,
+        "the week's predictions read the week's closes, which differ"
+    );
 }

@@ -85,11 +85,12 @@ fn the_loop_on_an_s3_lake_writes_what_it_writes_to_a_folder_and_other_readers_re
     let folder = tempfile::tempdir().unwrap();
     let on_s3 = |args: &[&str]| krxflow_with(url, &env, args);
     let on_folder = |args: &[&str]| krxflow(folder.path(), args);
-    let steps: [&[&str]; 5] = [
-        // The models are artifacts in the lake too: a sentiment model, a Sunday's retrain.
+    let steps: [&[&str]; 6] = [
+        // The models are artifacts in the lake too: a sentiment model, a Sunday's retrains.
         &["run", "sentiment_lexical", "--date", "2024-12-12"],
         &["run", "daily_batch", "--date", "2024-12-13"],
         &["run", "retrain_weekly", "--date", "2024-12-15"],
+        &["run", "retrain_linear", "--date", "2024-12-15"],
         &[
             "backfill",
             "daily_batch",
