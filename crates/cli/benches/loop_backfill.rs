@@ -1,16 +1,19 @@
 //! The prediction loop over 250 KRX trading days on the 30 real tickers (issue 18):
-//! `daily_batch` (ingest, sentiment, features, LightGBM + ETS members, ensemble) and
-//! `match_outcomes` (outcomes, weights) backfilled together through the release `krxflow`
-//! binary, from a warm start.
+//! `daily_batch` (ingest, sentiment, features, the members, ensemble) and `match_outcomes`
+//! (outcomes, weights) backfilled together through the release `krxflow` binary, from a warm
+//! start. Twice, each in a fresh lake: the loop as first measured, LightGBM + ETS
+//! (`KRXFLOW_LINEAR=off`), then the default DAGs', with the linear ranker too.
 //!
-//! Steps, all in this one command and one fresh lake (`KRXFLOW_UNIVERSE=krx30`):
+//! Steps, all in this one command (`KRXFLOW_UNIVERSE=krx30`), for each loop:
 //! 1. warm-up: `daily_batch` for the trading day before the range (empty lake: all history
-//!    read and written), then `retrain_weekly` for that day (pooled LightGBM per horizon);
+//!    read and written), then the retrains for that day (`retrain_weekly`: pooled LightGBM per
+//!    horizon; `retrain_linear` where the ranker is on);
 //! 2. measured: `krxflow backfill daily_batch match_outcomes` over the next 250 trading days,
 //!    `--parallel 2`, in the scheduler's order (each day's batch, then its match).
 //!
-//! Reported: the backfill's wall time against the 20 s target, seconds per trading day, the
-//! ratio to one cold daily run, and each task's mean time per partition.
+//! Reported per loop: the backfill's wall time against the 20 s target, seconds per trading
+//! day, the ratio to one cold daily run, and each task's mean time per partition; then the
+//! linear ranker's cost (the ratio of the two backfills).
 //!
 //!     cargo bench -p krxflow-cli --bench loop_backfill
 //!
@@ -29,18 +32,38 @@ const TARGET: Duration = Duration::from_secs(20);
 fn main() {
     let root = root();
     let Some(data) = real_data(&root) else { return };
+    // The loop as first measured (LightGBM + ETS), then the default DAGs' (the linear ranker
+    // a member too), each in a fresh lake.
+    let two = measure(&root, &data, false);
+    let default = measure(&root, &data, true);
+    println!(
+        "  the linear ranker's cost: {default:.2} s against {two:.2} s ({:+.0}%)",
+        100.0 * (default / two - 1.0)
+    );
+}
+
+/// Warms a fresh lake and times the backfill of the loop with (`linear`) or without the linear
+/// ranker; prints the report and gives the backfill's seconds.
+fn measure(root: &std::path::Path, data: &std::path::Path, linear: bool) -> f64 {
     let tmp = tempfile::tempdir().expect("temp dir");
     let k = Krxflow {
-        root,
+        root: root.to_path_buf(),
         lake: tmp.path().join("lake"),
         env: vec![
             ("KRXFLOW_UNIVERSE".into(), "krx30".into()),
             ("KRXFLOW_DATA".into(), data.to_string_lossy().into_owned()),
-            // The loop as first measured: LightGBM + ETS, without the linear ranker.
-            ("KRXFLOW_LINEAR".into(), "off".into()),
+            (
+                "KRXFLOW_LINEAR".into(),
+                if linear { "on" } else { "off" }.into(),
+            ),
         ],
     };
     let run = |args: &[&str]| k.run(args);
+    let retrains: &[&str] = if linear {
+        &["retrain_weekly", "retrain_linear"]
+    } else {
+        &["retrain_weekly"]
+    };
 
     let days = k.trading_days("daily_batch", "2023-06-01", LAST_DAY);
     assert!(days.len() > DAYS, "dry run listed {} days", days.len());
@@ -49,7 +72,10 @@ fn main() {
     let (from, to) = (range[0].as_str(), range[DAYS - 1].as_str());
 
     let (cold, _) = run(&["run", "daily_batch", "--date", seed]);
-    let (train, _) = run(&["run", "retrain_weekly", "--date", seed]);
+    let mut train = Duration::ZERO;
+    for dag in retrains {
+        train += run(&["run", dag, "--date", seed]).0;
+    }
     let (backfill, _) = run(&[
         "backfill",
         "daily_batch",
@@ -73,6 +99,9 @@ fn main() {
     let outcomes = count(&format!(
         "SELECT COUNT(*) AS n FROM prediction_outcomes WHERE {in_range}"
     ));
+    let linear_rows = count(&format!(
+        "SELECT COUNT(*) AS n FROM prediction_members WHERE model = 'linear' AND {in_range}"
+    ));
     let (_, per_task) = run(&[
         "sql",
         &format!(
@@ -86,8 +115,13 @@ fn main() {
 
     let secs = backfill.as_secs_f64();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let members = if linear {
+        "LightGBM + ETS + linear ranker, the default DAGs"
+    } else {
+        "LightGBM + ETS"
+    };
     println!(
-        "prediction loop (daily_batch + match_outcomes), krx30, {DAYS} trading days \
+        "prediction loop (daily_batch + match_outcomes; {members}), krx30, {DAYS} trading days \
          {from}..{to}, release, --parallel 2, {cores} cores"
     );
     println!(
@@ -95,7 +129,8 @@ fn main() {
         cold.as_secs_f64()
     );
     println!(
-        "  warm-up: retrain_weekly ({seed})               {:>8.2} s",
+        "  warm-up: {} ({seed}) {:>8.2} s",
+        retrains.join(" + "),
         train.as_secs_f64()
     );
     println!(
@@ -110,9 +145,15 @@ fn main() {
     );
     println!(
         "  predictions: {predictions} rows on {predicted_days} of {DAYS} days; \
-         outcomes matched in the range: {outcomes}"
+         linear ranker member rows: {linear_rows}; outcomes matched in the range: {outcomes}"
     );
     println!("per task (succeeded attempts in the range):\n{per_task}");
     assert_eq!(predicted_days, DAYS as i64, "every day predicts");
     assert!(outcomes > 0, "outcomes were matched");
+    assert_eq!(
+        linear_rows > 0,
+        linear,
+        "the linear ranker runs only when on"
+    );
+    secs
 }
