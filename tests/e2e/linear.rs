@@ -6,7 +6,8 @@
 //!   takes it as a member.
 //! * Idempotent: re-running Monday rewrites its forecasts, never duplicates.
 //! * No look-ahead: after later days and a newer model are in the lake, Monday is unchanged.
-//! * `KRXFLOW_LINEAR=off` leaves it out of both DAGs.
+//! * `KRXFLOW_LINEAR=off` leaves it out of both DAGs; a value other than on/off is an error
+//!   naming the variable (`choices:`), not a DAG without the member.
 
 use std::path::Path;
 use std::process::Output;
@@ -152,5 +153,39 @@ fn linear_off_leaves_the_member_out_of_both_dags() {
             "SELECT count(*) FROM prediction_members WHERE model = 'linear'"
         ),
         0
+    );
+}
+
+#[test]
+fn a_mistyped_switch_is_an_error_naming_the_variable_not_a_dag_without_the_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let typo = [("KRXFLOW_LINEAR".to_string(), "On".to_string())];
+    for dag in ["daily_batch", "retrain_linear"] {
+        let o = krxflow_with(&lake, &typo, &["run", dag, "--date", "2024-12-16"]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(
+            text(&o).contains(&format!(
+                "dags/{dag}.yaml:{}:11: error[invalid-field]: `params.linear` is `On` \
+                 (from KRXFLOW_LINEAR): expected one of on, off",
+                if dag == "daily_batch" { 41 } else { 12 }
+            )),
+            "{}",
+            text(&o)
+        );
+    }
+    // Nothing ran: the lake was not even created.
+    assert!(!lake.join("predictions").exists());
+    let typo = [("KRXFLOW_UNIVERSE".to_string(), "krx3O".to_string())];
+    let o = krxflow_with(
+        &lake,
+        &typo,
+        &["run", "daily_batch", "--date", "2024-12-16"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("`params.universe` is `krx3O` (from KRXFLOW_UNIVERSE)"),
+        "{}",
+        text(&o)
     );
 }

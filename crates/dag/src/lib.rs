@@ -19,6 +19,7 @@
 //! without seconds (`0 16 * * Mon-Fri`, stored with a leading `0`), or `@daily`-style
 //! shorthands.
 
+mod choices;
 mod context;
 mod diag;
 mod draft;

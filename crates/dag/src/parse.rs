@@ -31,6 +31,7 @@ const TOP_FIELDS: &[&str] = &[
     "max_active_runs",
     "defaults",
     "params",
+    "choices",
     "tasks",
 ];
 const SCHEDULE_FIELDS: &[&str] = &["cron", "timezone", "calendar", "catchup"];
@@ -151,6 +152,7 @@ impl Parser<'_, '_> {
             None => (RetryPolicy::default(), DEFAULT_TIMEOUT),
         };
         let params = self.params(top.get("params"));
+        self.choices(top.get("choices"), top.get("params"), &params);
 
         let drafts = self.tasks(
             top.get("tasks"),

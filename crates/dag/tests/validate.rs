@@ -568,3 +568,52 @@ fn params_that_refer_to_each_other_in_a_cycle_are_an_error() {
     let d = one(&diags, DiagCode::InvalidField);
     assert!(d.message.contains("cycle"), "{}", d.message);
 }
+
+#[test]
+fn a_param_outside_its_choices_is_an_error_at_its_line_naming_the_variable() {
+    let yaml = |linear: &str| {
+        format!(
+            "dag: x\nparams:\n  linear: \"${{KRXFLOW_LINEAR:-{linear}}}\"\n  universe: synthetic\n\
+             choices:\n  linear: [on, off]\n  universe: [synthetic, krx30]\ntasks:\n  \
+             t: {{ op: util.source }}\n"
+        )
+    };
+    let diags = load_str(&yaml("On")).unwrap_err();
+    let d = one(&diags, DiagCode::InvalidField);
+    assert_diag(
+        &d,
+        3,
+        Some(11),
+        &[
+            "`params.linear` is `On` (from KRXFLOW_LINEAR)",
+            "expected one of on, off",
+            "`choices.linear`",
+        ],
+    );
+    for ok in ["on", "off"] {
+        load_str(&yaml(ok)).unwrap_or_else(|d| panic!("{ok}: {}", krxflow_dag::render(&d)));
+    }
+}
+
+#[test]
+fn choices_must_name_a_param_and_list_its_values() {
+    let diags = load_str(
+        "dag: x\nparams:\n  linear: on\nchoices:\n  linear: on\n  lineer: [on, off]\ntasks:\n  \
+         t: { op: util.source }\n",
+    )
+    .unwrap_err();
+    let shown = krxflow_dag::render(&diags);
+    assert_eq!(diags.len(), 2, "{shown}");
+    assert!(
+        diags.iter().any(|d| d.line == 5
+            && d.message
+                .contains("`choices.linear` must be a non-empty list of values")),
+        "{shown}"
+    );
+    assert!(
+        diags.iter().any(|d| d.line == 6
+            && d.message
+                .contains("`choices.lineer` names no param: `params` has no `lineer`")),
+        "{shown}"
+    );
+}
