@@ -342,17 +342,7 @@ fn a_retrain_before_any_daily_batch_is_skipped_naming_the_missing_table() {
     // daily batch): the loop still succeeds, and the models come on the next Sunday.
     let o = krxflow(
         &lake,
-        &[
-            "backfill",
-            "daily_batch",
-            "match_outcomes",
-            "retrain_weekly",
-            "retrain_linear",
-            "--from",
-            "2024-12-07",
-            "--to",
-            "2024-12-16",
-        ],
+        &crate::prediction_loop::backfill_loop("2024-12-07", "2024-12-16", &[]),
     );
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(

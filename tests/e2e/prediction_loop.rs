@@ -8,6 +8,25 @@ use std::path::Path;
 
 use crate::common::{count, krxflow, text};
 
+/// The loop's four scheduled DAGs, as `backfill` takes them.
+pub(crate) const LOOP_DAGS: &[&str] = &[
+    "daily_batch",
+    "match_outcomes",
+    "retrain_weekly",
+    "retrain_linear",
+];
+
+/// `backfill` of the loop's four DAGs over `from..=to`, then `extra`.
+pub(crate) fn backfill_loop<'a>(from: &'a str, to: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    [
+        &["backfill"][..],
+        LOOP_DAGS,
+        &["--from", from, "--to", to],
+        extra,
+    ]
+    .concat()
+}
+
 /// Every table the loop writes, as sorted CSV.
 pub(crate) const LOOP_TABLES: &[(&str, &str)] = &[
     ("predictions", "code, base_date, horizon"),
@@ -90,19 +109,7 @@ fn the_loop_replayed_over_a_range_equals_the_same_runs_one_by_one() {
     let url = format!("http://{gateway}");
     let out = ok(krxflow(
         replayed.path(),
-        &[
-            "backfill",
-            "daily_batch",
-            "match_outcomes",
-            "retrain_weekly",
-            "retrain_linear",
-            "--from",
-            "2024-01-02",
-            "--to",
-            "2024-01-10",
-            "--pushgateway",
-            &url,
-        ],
+        &backfill_loop("2024-01-02", "2024-01-10", &["--pushgateway", &url]),
     ));
     assert!(
         out.contains("replayed 16 scheduled runs of 4 DAGs"),
@@ -461,19 +468,10 @@ fn real_ticker_loop_and_its_sunday_models_ignore_every_price_after_their_day() {
     const S: &str = "2024-06-09";
     const D: &str = "2024-06-14";
     const SIX: &[&str] = &["005930", "005380", "000660", "035420", "051910", "068270"];
+    let replay = backfill_loop("2024-06-08", D, &[]);
     let steps: [&[&str]; 4] = [
         &["run", "daily_batch", "--date", "2024-06-07"],
-        &[
-            "backfill",
-            "daily_batch",
-            "match_outcomes",
-            "retrain_weekly",
-            "retrain_linear",
-            "--from",
-            "2024-06-08",
-            "--to",
-            D,
-        ],
+        &replay,
         &["run", "retrain_weekly", "--date", S, "--reprocess", "all"],
         &["run", "retrain_linear", "--date", S, "--reprocess", "all"],
     ];
