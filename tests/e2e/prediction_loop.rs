@@ -220,6 +220,11 @@ fn the_loop_replayed_over_a_range_equals_the_same_runs_one_by_one() {
         predicted.contains("900001") && predicted.contains("lgbm"),
         "{predicted}"
     );
+    // The point's return against the close, and what the point and the direction each mean.
+    assert!(
+        predicted.contains("point_ret_pct") && predicted.contains("may lie on the other side"),
+        "{predicted}"
+    );
     assert_eq!(
         count(
             lake,

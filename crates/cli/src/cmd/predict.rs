@@ -182,13 +182,14 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         .join(", ");
     let q = format!(
         "SELECT p.code, p.horizon AS h, p.base_date, p.target_date, round(p.base_close, 1) AS close, \
-         round(p.point, 1) AS point, round(p.q10, 1) AS q10, round(p.q90, 1) AS q90, \
+         round(p.point, 1) AS point, round(100 * (p.point / p.base_close - 1), 2) AS point_ret_pct, \
+         round(p.q10, 1) AS q10, round(p.q90, 1) AS q90, \
          round(p.prob_up, 3) AS up, round(p.prob_flat, 3) AS flat, round(p.prob_down, 3) AS down, \
          p.direction, string_agg(m.model || ' ' || cast(round(m.weight, 2) AS varchar) || ' (' || m.weight_source || ')', ', ' ORDER BY m.model) AS members \
          FROM predictions p JOIN prediction_members m \
          ON p.code = m.code AND p.base_date = m.base_date AND p.horizon = m.horizon \
          WHERE p.base_date = DATE '{ds}' AND p.code IN ({codes}) AND p.horizon IN ({hs}) \
-         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 ORDER BY 1, 2"
+         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13 ORDER BY 1, 2"
     );
     let (schema, batches) = krxflow_lake::sql::query(lake, &q)
         .await
@@ -208,6 +209,10 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             "base date {ds}, run {} in {:.1} s; stored with user_triggered = true",
             report.run_id,
             started.elapsed().as_secs_f64()
+        );
+        println!(
+            "point: the expected close, which ranks the codes; direction: the likeliest of \
+             up/flat/down (±0.3%), which may lie on the other side (README \"The prediction loop\")"
         );
     }
     Ok(ExitCode::SUCCESS)
