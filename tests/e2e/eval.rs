@@ -106,21 +106,20 @@ fn eval_replays_the_loop_and_its_report_renders_every_chart_in_a_real_browser() 
     let o = krxflow(
         lake.path(),
         &[
-            "eval",
-            "--replay",
-            "daily_batch",
-            "match_outcomes",
-            "retrain_weekly",
-            "retrain_linear",
-            "--from",
-            "2024-01-02",
-            "--to",
-            "2024-01-19",
-            "--out",
-            out.to_str().unwrap(),
-            "--resamples",
-            "200",
-        ],
+            &["eval", "--replay"][..],
+            crate::prediction_loop::LOOP_DAGS,
+            &[
+                "--from",
+                "2024-01-02",
+                "--to",
+                "2024-01-19",
+                "--out",
+                out.to_str().unwrap(),
+                "--resamples",
+                "200",
+            ],
+        ]
+        .concat(),
     );
     let stdout = text(&o);
     assert!(o.status.success(), "{stdout}");

@@ -52,7 +52,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod common;
-use common::{Krxflow, copy_dir, min_median_max, peer, root, shared_data};
+use common::{Krxflow, copy_dir, loop_env, min_median_max, peer, retrains, root, shared_data};
 
 const RUNS: usize = 5;
 /// The panel's last full day (2019-09-18 is an intraday snapshot, quarantined `provisional`).
@@ -85,14 +85,7 @@ impl Loop {
         let k = Krxflow {
             root: root.to_path_buf(),
             lake: warm.clone(),
-            env: vec![
-                ("KRXFLOW_UNIVERSE".into(), "fullmarket".into()),
-                ("KRXFLOW_DATA".into(), data.to_string_lossy().into_owned()),
-                (
-                    "KRXFLOW_LINEAR".into(),
-                    if linear { "on" } else { "off" }.into(),
-                ),
-            ],
+            env: loop_env("fullmarket", data, linear),
         };
         Self {
             name,
@@ -108,11 +101,7 @@ impl Loop {
 
     /// The Sunday retrains of this loop's DAGs.
     fn retrains(&self) -> &'static [&'static str] {
-        if self.linear {
-            &["retrain_weekly", "retrain_linear"]
-        } else {
-            &["retrain_weekly"]
-        }
+        retrains(self.linear)
     }
 
     /// Step 1: a cold day on an empty lake, the Sunday's retrains, then the warm days as

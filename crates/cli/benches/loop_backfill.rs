@@ -22,7 +22,7 @@
 use std::time::Duration;
 
 mod common;
-use common::{Krxflow, real_data, root};
+use common::{Krxflow, loop_env, real_data, retrains, root};
 
 const DAYS: usize = 250;
 /// The last day with bars in `ohlcv/krx_daily_30`.
@@ -49,21 +49,10 @@ fn measure(root: &std::path::Path, data: &std::path::Path, linear: bool) -> f64 
     let k = Krxflow {
         root: root.to_path_buf(),
         lake: tmp.path().join("lake"),
-        env: vec![
-            ("KRXFLOW_UNIVERSE".into(), "krx30".into()),
-            ("KRXFLOW_DATA".into(), data.to_string_lossy().into_owned()),
-            (
-                "KRXFLOW_LINEAR".into(),
-                if linear { "on" } else { "off" }.into(),
-            ),
-        ],
+        env: loop_env("krx30", data, linear),
     };
     let run = |args: &[&str]| k.run(args);
-    let retrains: &[&str] = if linear {
-        &["retrain_weekly", "retrain_linear"]
-    } else {
-        &["retrain_weekly"]
-    };
+    let retrains = retrains(linear);
 
     let days = k.trading_days("daily_batch", "2023-06-01", LAST_DAY);
     assert!(days.len() > DAYS, "dry run listed {} days", days.len());

@@ -21,6 +21,7 @@ use crate::diag::DiagCode;
 use crate::node::Node;
 use crate::parser::Parser;
 use crate::spans::{child, path};
+use crate::subst::first_env_var;
 
 impl Parser<'_, '_> {
     /// Checks the substituted `params` against `choices:` (`node`), a mapping of param name to
@@ -88,7 +89,9 @@ impl Parser<'_, '_> {
             }
             let from = match raw_params {
                 Some(Node::Map(raw)) => raw.iter().find_map(|(k, v)| match v {
-                    Node::Str(s) if k.key_text().as_deref() == Some(name.as_str()) => env_var(s),
+                    Node::Str(s) if k.key_text().as_deref() == Some(name.as_str()) => {
+                        first_env_var(s)
+                    }
                     _ => None,
                 }),
                 _ => None,
@@ -104,28 +107,5 @@ impl Parser<'_, '_> {
                 ),
             );
         }
-    }
-}
-
-/// The environment variable a raw param value reads first (`${NAME}` or `${NAME:-default}`),
-/// not a `${params.x}` reference.
-fn env_var(raw: &str) -> Option<&str> {
-    let start = raw.find("${")? + 2;
-    let rest = &raw[start..];
-    let end = rest.find([':', '}'])?;
-    let name = &rest[..end];
-    (!name.is_empty() && !name.starts_with("params.")).then_some(name)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::env_var;
-
-    #[test]
-    fn the_variable_is_the_first_reference_that_is_not_a_param() {
-        assert_eq!(env_var("${KRXFLOW_LINEAR:-on}"), Some("KRXFLOW_LINEAR"));
-        assert_eq!(env_var("x-${UNIVERSE}"), Some("UNIVERSE"));
-        assert_eq!(env_var("${params.data}/x"), None);
-        assert_eq!(env_var("on"), None);
     }
 }

@@ -154,6 +154,15 @@ fn lookup<'v>(params: &'v Value, path: &str) -> Option<&'v Value> {
     })
 }
 
+/// The first environment variable `s` reads (`${NAME}` or `${NAME:-default}`; not a
+/// `${params.x}` reference, not an escaped `$${`); `None` when it reads none or is malformed.
+pub(crate) fn first_env_var(s: &str) -> Option<&str> {
+    split(s).ok()?.into_iter().find_map(|p| match p {
+        Part::Env { name, .. } => Some(name),
+        _ => None,
+    })
+}
+
 fn split(s: &str) -> Result<Vec<Part<'_>>, String> {
     let mut parts = Vec::new();
     let mut text = String::new();
@@ -307,6 +316,17 @@ mod tests {
             assert_eq!(e.len(), 1, "{bad}");
             assert_eq!(e[0].code, DiagCode::InvalidField, "{bad}");
         }
+    }
+
+    #[test]
+    fn the_first_env_var_is_the_first_reference_that_is_not_a_param() {
+        assert_eq!(
+            first_env_var("${KRXFLOW_LINEAR:-on}"),
+            Some("KRXFLOW_LINEAR")
+        );
+        assert_eq!(first_env_var("${params.d}/${UNIVERSE}"), Some("UNIVERSE"));
+        assert_eq!(first_env_var("$${HOME} ${params.data}/x"), None);
+        assert_eq!(first_env_var("on"), None);
     }
 
     #[test]

@@ -148,3 +148,26 @@ pub fn min_median_max(xs: &mut [f64]) -> (f64, f64, f64) {
     xs.sort_by(f64::total_cmp);
     (xs[0], xs[xs.len() / 2], xs[xs.len() - 1])
 }
+
+/// The environment of a loop on `universe` over the shared `data`, with the linear ranker a
+/// member (`linear`: the default DAGs) or not (LightGBM + ETS, the loop the Python peers
+/// implement).
+pub fn loop_env(universe: &str, data: &Path, linear: bool) -> Vec<(String, String)> {
+    vec![
+        ("KRXFLOW_UNIVERSE".into(), universe.into()),
+        ("KRXFLOW_DATA".into(), data.to_string_lossy().into_owned()),
+        (
+            "KRXFLOW_LINEAR".into(),
+            if linear { "on" } else { "off" }.into(),
+        ),
+    ]
+}
+
+/// The Sunday retrains of that loop.
+pub fn retrains(linear: bool) -> &'static [&'static str] {
+    if linear {
+        &["retrain_weekly", "retrain_linear"]
+    } else {
+        &["retrain_weekly"]
+    }
+}
