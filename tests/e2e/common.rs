@@ -8,6 +8,13 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The shared data folder: `KRXFLOW_DATA`, else `../shared/data` beside the repository.
+pub fn shared_data() -> PathBuf {
+    std::env::var_os("KRXFLOW_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/data"))
+}
+
 /// Runs the binary from the repository root against `lake`.
 pub fn krxflow(lake: &Path, args: &[&str]) -> Output {
     krxflow_with(lake, &[], args)

@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub(crate) fn data_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("KRXFLOW_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/data"));
+    let dir = crate::common::shared_data();
     if dir.join("ohlcv/krx_daily_30").is_dir() {
         Some(dir)
     } else {

@@ -1,15 +1,16 @@
 //! End-to-end: the embedded lexical sentiment model. Scoring before any model exists is
 //! `skipped` (sentiment.daily falls back to unscored counts); training on the real labelled
 //! headlines registers an artifact; scoring then covers every article once, and a re-run
-//! scores nothing twice. Skipped when ../shared/data is absent.
+//! scores nothing twice. Skipped when the shared data (`KRXFLOW_DATA`, default
+//! ../shared/data) is absent.
 
 use std::path::PathBuf;
 
-use crate::common::{count, krxflow, repo_root, text};
+use crate::common::{count, krxflow, text};
 
 fn labelled() -> Option<PathBuf> {
-    let p =
-        repo_root().join("../shared/data/sentiment/news_headlines_labeled/news_train_labeling.csv");
+    let p = crate::common::shared_data()
+        .join("sentiment/news_headlines_labeled/news_train_labeling.csv");
     if p.exists() {
         Some(p)
     } else {
