@@ -51,12 +51,14 @@ struct Cli {
     /// Pushgateway when it ends (e.g. http://127.0.0.1:9091).
     #[arg(long, global = true, env = "KRXFLOW_PUSHGATEWAY")]
     pushgateway: Option<String>,
-    /// Log level filter (e.g. info, debug, krxflow_exec=debug).
+    /// Log level filter (e.g. info, debug, krxflow_exec=debug). By default Delta's own reports
+    /// of a commit that lost a race are off: the lake plans such a write again and warns only
+    /// when it keeps losing (`commit lost to concurrent writers`).
     #[arg(
         long,
         global = true,
         env = "KRXFLOW_LOG",
-        default_value = "warn,buoyant_kernel::snapshot::builder=off,deltalake_core::operations::merge=error"
+        default_value = "warn,buoyant_kernel::snapshot::builder=off,deltalake_core::operations::merge=error,deltalake_core::kernel::transaction=off"
     )]
     log: String,
     #[command(subcommand)]

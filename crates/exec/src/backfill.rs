@@ -27,7 +27,7 @@ use crate::attempt::fingerprint;
 use crate::error::ExecResult;
 use crate::records::{self, attempts_from_batches, days, runs_from_batches};
 use crate::runner::{Executor, Reprocess, RunOptions};
-use crate::state::RunState;
+use crate::state::{RunState, TaskState};
 
 // The backfills table is declared with the other engine tables (`records`); its old paths stay.
 pub use crate::records::{BACKFILLS, backfills_schema, backfills_table};
@@ -329,13 +329,28 @@ impl Executor {
                 o.reprocess = run_reprocess;
                 o.known_succeeded = Some(known);
                 o.trigger = "backfill".into();
+                let name = dag.spec.name.clone();
                 let outcome = match exec.run(dag, o).await {
                     Ok(r) => match r.state {
                         RunState::Succeeded => PartitionOutcome::Succeeded,
                         RunState::Cancelled => PartitionOutcome::Cancelled,
-                        _ => PartitionOutcome::Failed,
+                        _ => {
+                            // Said as the cluster runner says it: why, not only that.
+                            for t in r.tasks.iter().filter(|t| t.state == TaskState::Failed) {
+                                let why = t.error.as_deref().unwrap_or("no error recorded");
+                                tracing::error!(
+                                    "{name} {ds}: task {} failed after {} attempts: {why}",
+                                    t.task,
+                                    t.attempts
+                                );
+                            }
+                            PartitionOutcome::Failed
+                        }
                     },
-                    Err(_) => PartitionOutcome::Failed,
+                    Err(e) => {
+                        tracing::error!("{name} {ds}: the run failed in the engine: {e}");
+                        PartitionOutcome::Failed
+                    }
                 };
                 (ds, outcome)
             }

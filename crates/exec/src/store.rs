@@ -41,6 +41,17 @@ struct Pending {
     since: Option<std::time::Instant>,
 }
 
+impl Pending {
+    /// Puts back rows a failed commit did not write, ahead of any added since.
+    fn keep(&mut self, table: String, mut batches: Vec<arrow::array::RecordBatch>) {
+        self.rows += batches.iter().map(|b| b.num_rows()).sum::<usize>();
+        self.since.get_or_insert_with(std::time::Instant::now);
+        let queued = self.tables.entry(table).or_default();
+        batches.append(queued);
+        *queued = batches;
+    }
+}
+
 impl RecordStore {
     pub(crate) fn new(lake: Lake) -> Self {
         Self {
@@ -93,6 +104,9 @@ impl RecordStore {
         self.commit_pending(&mut p).await
     }
 
+    /// Commits what `p` holds, one commit per table. What could not be committed stays in
+    /// `p` for the next flush (the error is returned): the runs it describes are over and
+    /// their outputs written, so their records must not be dropped with a failed commit.
     async fn commit_pending(&self, p: &mut Pending) -> ExecResult<()> {
         let mut tables: Vec<_> = std::mem::take(&mut p.tables).into_iter().collect();
         p.rows = 0;
@@ -105,16 +119,28 @@ impl RecordStore {
             .iter()
             .position(|(t, _)| t == records::TASK_RUNS)
             .map(|i| tables.swap_remove(i));
-        futures::future::try_join_all(
-            tables
-                .into_iter()
-                .map(|(table, batches)| async move { self.write_engine(&table, batches).await }),
-        )
-        .await?;
-        if let Some((table, batches)) = last {
-            self.write_engine(&table, batches).await?;
+        let written = futures::future::join_all(tables.into_iter().map(|(table, batches)| async {
+            let result = self.write_engine(&table, batches.clone()).await;
+            (table, batches, result)
+        }))
+        .await;
+        let mut first_error = None;
+        for (table, batches, result) in written {
+            if let Err(e) = result {
+                p.keep(table, batches);
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        if let Some((table, batches)) = last {
+            if first_error.is_some() {
+                // Not before the others are in (see above).
+                p.keep(table, batches);
+            } else if let Err(e) = self.write_engine(&table, batches.clone()).await {
+                p.keep(table, batches);
+                first_error = Some(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn write_engine(
@@ -229,8 +255,12 @@ impl RecordStore {
             p.tables.entry(table).or_default().push(batch);
         }
         let since = *p.since.get_or_insert_with(std::time::Instant::now);
-        if p.rows >= buf.max_rows || since.elapsed() >= buf.max_age {
-            self.commit_pending(&mut p).await?;
+        if (p.rows >= buf.max_rows || since.elapsed() >= buf.max_age)
+            && let Err(e) = self.commit_pending(&mut p).await
+        {
+            // The records stay buffered and the next flush tries again; the run that happened
+            // to trigger this one is not failed for it. The last flush returns the error.
+            tracing::warn!("engine records kept for the next flush: {e}");
         }
         Ok(())
     }
@@ -238,5 +268,67 @@ impl RecordStore {
     pub(crate) async fn record_run(&self, rec: RunRecord) -> ExecResult<()> {
         let batch = records::runs_batch(&[rec])?;
         self.append_engine(records::RUNS, batch).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Array, StringArray};
+    use chrono::Utc;
+    use krxflow_lake::Catalog;
+
+    use super::*;
+
+    fn run(id: &str) -> RunRecord {
+        RunRecord {
+            run_id: id.into(),
+            dag: "d".into(),
+            ds: NaiveDate::from_ymd_opt(2024, 10, 1).unwrap_or_default(),
+            state: "succeeded".into(),
+            trigger: "backfill".into(),
+            started: Utc::now(),
+            ended: Some(Utc::now()),
+            tasks_total: 1,
+            tasks_failed: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batched_commit_that_fails_keeps_its_records_for_the_next_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(
+            dir.path().to_str().unwrap(),
+            Catalog::with_tables(engine_tables()),
+        )
+        .unwrap();
+        let hour = std::time::Duration::from_secs(3600);
+        let store = RecordStore::new(lake).with_buffered_records(usize::MAX, hour);
+        // A file where the runs table's folder goes: its commit fails.
+        let blocked = dir.path().join(records::RUNS);
+        std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+        std::fs::write(&blocked, b"").unwrap();
+        store.record_run(run("a")).await.unwrap();
+        assert!(store.flush_records().await.is_err());
+
+        std::fs::remove_file(&blocked).unwrap();
+        store.record_run(run("b")).await.unwrap();
+        store.flush_records().await.unwrap();
+        let batches = store
+            .read_engine_where(records::RUNS, lit(true))
+            .await
+            .unwrap();
+        let mut ids: Vec<String> = batches
+            .iter()
+            .flat_map(|b| {
+                let ids = b
+                    .column_by_name("run_id")
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                    .unwrap()
+                    .clone();
+                (0..ids.len()).map(move |i| ids.value(i).to_string())
+            })
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["a", "b"], "the failed commit's run is not lost");
     }
 }
