@@ -1,16 +1,17 @@
 //! Rollback: a committed write undone, for tasks whose outputs must land all or nothing.
 //!
 //! Delta commits one table at a time, so a task writing two tables commits the first before
-//! it tries the second. When the second fails, the executor rolls the first back: a table
-//! the write created is removed, any other is restored (Delta's `RESTORE`, one more commit) to
-//! the version it had before. Time travel still shows the write and its undoing; a reader
-//! between the two saw the write, like any reader of a table whose next commit reverts it.
-//! A table someone else committed to in between is not touched (that would lose their
-//! commit): the rollback reports it instead.
+//! it tries the second. When the second fails, the executor rolls the first back in one more
+//! commit: a table the write created is emptied again (Delta's `DELETE` of every row), any
+//! other is restored (Delta's `RESTORE`) to the version it had before. Time travel still shows
+//! the write and its undoing; a reader between the two saw the write, like any reader of a
+//! table whose next commit reverts it. A table someone else committed to in between is not
+//! touched (that would lose their commit): the rollback reports it instead. Both commits are
+//! conditional on the version rolled back (no retry on a conflict), so this holds for a writer
+//! in another process too. (A created table used to be deleted, its log first: a writer in
+//! another process that had just found the table could commit into a log being deleted.)
 
 use deltalake::kernel::transaction::CommitProperties;
-use futures::TryStreamExt;
-use object_store::ObjectStoreExt;
 
 use crate::error::{LakeError, LakeResult};
 use crate::table::{Lake, version_of};
@@ -21,8 +22,9 @@ use crate::write::WriteOutcome;
 pub enum RolledBack {
     /// The write committed nothing.
     Nothing,
-    /// The write created the table: it is gone again.
-    Removed,
+    /// The write created the table: its rows are deleted in a new commit, `version` (the
+    /// table stays, empty).
+    Emptied { version: i64 },
     /// Restored to `to` in a new commit, `version`.
     Restored { to: i64, version: i64 },
 }
@@ -48,17 +50,47 @@ impl Lake {
                 ),
             });
         }
-        let Some(previous) = outcome.previous else {
-            self.remove_table(name).await?;
-            return Ok(RolledBack::Removed);
+        self.undo(name, latest, outcome.previous, why)
+            .await
+            .map_err(|e| match e.is_commit_conflict() {
+                true => LakeError::InvalidData {
+                    table: name.to_string(),
+                    message: format!(
+                        "cannot roll back the write of version {}: another writer committed since",
+                        outcome.version
+                    ),
+                },
+                false => e,
+            })
+    }
+
+    /// The commit undoing a write on `latest` (the table as the write left it), to `previous`
+    /// (`None`: the write created the table). It commits as `latest`'s next version or not at
+    /// all, so a commit by anyone since, in any process, makes it fail.
+    async fn undo(
+        &self,
+        name: &str,
+        latest: deltalake::DeltaTable,
+        previous: Option<i64>,
+        why: &str,
+    ) -> LakeResult<RolledBack> {
+        let commit = CommitProperties::default()
+            .with_metadata([(
+                "krxflow.rollback".to_string(),
+                serde_json::Value::String(why.to_string()),
+            )])
+            // Conditional on `now`: a commit by anyone since fails this one.
+            .with_max_retries(0);
+        let Some(previous) = previous else {
+            let (table, _) = latest.delete().with_commit_properties(commit).await?;
+            self.remember(name, &table);
+            return Ok(RolledBack::Emptied {
+                version: version_of(&table),
+            });
         };
         let to = u64::try_from(previous).map_err(|_| {
             LakeError::BadLocation(name.into(), format!("invalid version {previous}"))
         })?;
-        let commit = CommitProperties::default().with_metadata([(
-            "krxflow.rollback".to_string(),
-            serde_json::Value::String(why.to_string()),
-        )]);
         let (table, _) = latest
             .restore()
             .with_version_to_restore(to)
@@ -69,32 +101,6 @@ impl Lake {
             to: previous,
             version: version_of(&table),
         })
-    }
-
-    /// Deletes every object of table `name` (its log first: a reader then sees no table).
-    async fn remove_table(&self, name: &str) -> LakeResult<()> {
-        let (store, _) = self.store();
-        let prefix = self.table_path(name);
-        let mut objects: Vec<_> = store
-            .list(Some(&prefix))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await?;
-        objects.sort_by_key(|p| !p.as_ref().contains("/_delta_log/"));
-        for path in objects {
-            match store.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        self.forget(name);
-        if let Ok(url) = self.table_url(name)
-            && url.scheme() == "file"
-            && let Ok(dir) = url.to_file_path()
-        {
-            let _ = std::fs::remove_dir_all(dir); // empty folders left by the deletes
-        }
-        Ok(())
     }
 }
 
@@ -148,22 +154,55 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rolling_back_the_write_that_created_a_table_removes_it() {
+    async fn rolling_back_the_write_that_created_a_table_empties_it_in_one_more_commit() {
         let dir = tempfile::tempdir().unwrap();
         let lake = lake(&dir);
         let first = merge(&lake, 1.0).await;
         assert_eq!(first.previous, None);
         assert_eq!(
             lake.roll_back(&first, "test").await.unwrap(),
-            RolledBack::Removed
+            RolledBack::Emptied { version: 1 }
         );
-        assert_eq!(lake.version("prices").await.unwrap(), None);
-        assert!(matches!(
-            lake.read("prices", ReadOptions::default()).await,
-            Err(LakeError::NoSuchTable(_))
-        ));
-        merge(&lake, 3.0).await; // the name is free again
+        let read = lake.read("prices", ReadOptions::default()).await.unwrap();
+        assert_eq!(read.num_rows(), 0);
+        merge(&lake, 3.0).await; // written again as if new
         assert_eq!(close(&lake).await, 3.0);
+    }
+
+    #[tokio::test]
+    async fn a_rollback_racing_a_writer_in_another_process_loses_and_keeps_its_commit() {
+        // Two lakes on one folder: two processes. Each one's check that nobody committed
+        // since passes before the other's commit lands; the rollback's commit must not.
+        for created in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let (ours, theirs) = (lake(&dir), lake(&dir));
+            if !created {
+                merge(&ours, 1.0).await;
+            }
+            let write = merge(&ours, 2.0).await;
+            assert_eq!(write.previous.is_none(), created);
+            // Their commit lands after our rollback loaded the table: replayed here by
+            // committing it between our load (the cached state) and the rollback's commit.
+            let stale = ours.latest("prices").await.unwrap();
+            theirs
+                .write(
+                    &def(),
+                    price_rows(&[("b", 10, 5.0)]),
+                    WriteMode::Merge,
+                    None,
+                    BTreeMap::new(),
+                )
+                .await
+                .unwrap();
+            let previous = write.previous;
+            let lost = ours.undo("prices", stale, previous, "test").await;
+            match lost {
+                Err(e) => assert!(e.is_commit_conflict(), "{e}"),
+                Ok(done) => panic!("the rollback's commit went over theirs: {done:?}"),
+            }
+            let read = theirs.read("prices", ReadOptions::default()).await.unwrap();
+            assert!(read.num_rows() >= 1, "their row is kept");
+        }
     }
 
     #[tokio::test]
