@@ -217,6 +217,33 @@ fn at_100_percent_operator_faults_a_run_fails_clearly_after_its_retries_and_no_t
 }
 
 #[test]
+fn a_backfill_whose_partitions_fail_says_which_task_failed_and_why_for_each() {
+    let lake = tempfile::tempdir().unwrap();
+    let dags = tempfile::tempdir().unwrap();
+    let dag = demo_with_retries(dags.path());
+    let args = [
+        "backfill",
+        &dag,
+        "--from",
+        "2024-10-07",
+        "--to",
+        "2024-10-08",
+    ];
+    let o = with_faults(lake.path(), "op=1", &args);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    for ds in ["2024-10-07", "2024-10-08"] {
+        let said = format!("demo {ds}: task ingest failed after 11 attempts: ");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(&said) && l.contains("failed on purpose")),
+            "{ds}'s failure is not explained: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn at_100_percent_store_faults_a_run_fails_clearly_and_no_table_moves() {
     let lake = tempfile::tempdir().unwrap();
     let o = krxflow(lake.path(), &["run", "demo", "--date", "2024-10-02"]);

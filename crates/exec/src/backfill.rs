@@ -338,8 +338,9 @@ impl Executor {
                             // Said as the cluster runner says it: why, not only that.
                             for t in r.tasks.iter().filter(|t| t.state == TaskState::Failed) {
                                 let why = t.error.as_deref().unwrap_or("no error recorded");
+                                let s = if t.attempts == 1 { "" } else { "s" };
                                 tracing::error!(
-                                    "{name} {ds}: task {} failed after {} attempts: {why}",
+                                    "{name} {ds}: task {} failed after {} attempt{s}: {why}",
                                     t.task,
                                     t.attempts
                                 );
