@@ -103,21 +103,22 @@ return {title: document.title, figs, broken};
 fn eval_replays_the_loop_and_its_report_renders_every_chart_in_a_real_browser() {
     let lake = tempfile::tempdir().unwrap();
     let out = lake.path().join("report");
+    let range = [
+        "--from",
+        "2024-01-02",
+        "--to",
+        "2024-01-19",
+        "--out",
+        out.to_str().unwrap(),
+        "--resamples",
+        "200",
+    ];
     let o = krxflow(
         lake.path(),
         &[
             &["eval", "--replay"][..],
             crate::prediction_loop::LOOP_DAGS,
-            &[
-                "--from",
-                "2024-01-02",
-                "--to",
-                "2024-01-19",
-                "--out",
-                out.to_str().unwrap(),
-                "--resamples",
-                "200",
-            ],
+            &range,
         ]
         .concat(),
     );
@@ -137,20 +138,7 @@ fn eval_replays_the_loop_and_its_report_renders_every_chart_in_a_real_browser() 
     // Re-running over the same lake changes nothing: the replay resumes (all done) and the
     // evaluation is deterministic.
     let metrics = std::fs::read_to_string(out.join("metrics.json")).unwrap();
-    let again = krxflow(
-        lake.path(),
-        &[
-            "eval",
-            "--from",
-            "2024-01-02",
-            "--to",
-            "2024-01-19",
-            "--out",
-            out.to_str().unwrap(),
-            "--resamples",
-            "200",
-        ],
-    );
+    let again = krxflow(lake.path(), &[&["eval"][..], &range].concat());
     assert!(again.status.success(), "{}", text(&again));
     let rerun = std::fs::read_to_string(out.join("metrics.json")).unwrap();
     assert!(
