@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The study behind retrain_weekly.yaml's LightGBM settings (README "LightGBM's label and
-# history"): benches/study/lgbm_label.py replays a monthly retrain of the pooled model over a
+# The study behind retrain_weekly.yaml's LightGBM settings (docs/quality.md, "LightGBM's label
+# and history"): benches/study/lgbm_label.py replays a monthly retrain of the pooled model over a
 # range of days and prints each variant's mean daily Rank IC on the 30 real tickers. The
 # variants are judged on 2013-2018 (chosen there), then shown on 2019-2024 (the walk-forward's
 # years). About 10 minutes on 2 cores (405 s, plus ~160 s for the half-life variant); run it

@@ -77,6 +77,13 @@ class Trailing:
         lo = max(0, k - window) if window else 0
         return (self.sum[k] - self.sum[lo]) / (k - lo) if k > lo else np.nan
 
+    def sd(self, k, window):
+        lo = max(0, k - window) if window else 0
+        if k - lo < 2:
+            return np.nan
+        m = self.mean(k, window)
+        return np.sqrt(max((self.sq[k] - self.sq[lo]) / (k - lo) - m * m, 1e-12))
+
 
 def shrunk(tr, k, h, window=60, long_window=0):
     """The `window`-date mean shrunk toward the expanding mean: weight τ² / (τ² + σ²·h / n) on
@@ -104,6 +111,16 @@ SKILLS = {
     "shrunk to all": shrunk,
     "shrunk to 250": lambda tr, k, h: shrunk(tr, k, h, 60, 250),
     "mean of 60 and 250": lambda tr, k, h: (tr.mean(k, 60) + tr.mean(k, 250)) / 2
+    if k >= MIN_DAYS else np.nan,
+    "60·h dates": lambda tr, k, h: tr.mean(k, 60 * h) if k >= MIN_DAYS else np.nan,
+    "60·h dates less one se": lambda tr, k, h: tr.mean(k, 60 * h) - tr.sd(k, 60 * h) * np.sqrt(h / min(k, 60 * h))
+    if k >= MIN_DAYS else np.nan,
+    "ICIR (60 dates)": lambda tr, k, h: tr.mean(k, 60) / tr.sd(k, 60) if k >= MIN_DAYS else np.nan,
+    "ICIR (250 dates)": lambda tr, k, h: tr.mean(k, 250) / tr.sd(k, 250) if k >= MIN_DAYS else np.nan,
+    "60 dates squared": lambda tr, k, h: max(tr.mean(k, 60), 0) ** 2 if k >= MIN_DAYS else np.nan,
+    "60 dates less one se": lambda tr, k, h: tr.mean(k, 60) - tr.sd(k, 60) * np.sqrt(h / min(k, 60))
+    if k >= MIN_DAYS else np.nan,
+    "250 dates less one se": lambda tr, k, h: tr.mean(k, 250) - tr.sd(k, 250) * np.sqrt(h / min(k, 250))
     if k >= MIN_DAYS else np.nan,
 }
 

@@ -54,7 +54,7 @@ pub struct EtsParams {
     #[serde(default)]
     pub workers: usize,
     /// `daily` (the default) fits every series every day; `weekly` updates the stored weekly
-    /// models instead (faster; in the 2023 walk-forward it ranked worse: README).
+    /// models instead (faster; in the 2023 walk-forward it ranked worse: docs/quality.md).
     #[serde(default)]
     pub refit: Refit,
     /// With `refit: weekly`, the oldest model (calendar days from its last close to D) that is

@@ -7,9 +7,9 @@
 //! model trained through a date before the partition, writing `linear_predictions` (the
 //! columns of `lgbm_predictions`), which the ensemble reads as `member.linear`.
 //!
-//! Why (`benches/study/linear_member.py`, README "A linear ranker beside LightGBM"): chosen on
-//! 2013–2018, where it ranked the 30 tickers almost as well as LightGBM (0.100 against 0.105
-//! at 1 day) with forecasts only 0.74 rank-correlated with LightGBM's.
+//! Why (`benches/study/linear_member.py`; docs/quality.md, "A linear ranker beside
+//! LightGBM"): chosen on 2013–2018, where it ranked the 30 tickers almost as well as LightGBM
+//! (0.100 against 0.105 at 1 day) with forecasts only 0.74 rank-correlated with LightGBM's.
 //!
 //! A card per model (`models/linear/pooled/_all/h<H>/<version>/model.json`, registry kind
 //! `linear`, name `linear/pooled/_all/h<H>`) holds the coefficients, the standardisation, the
