@@ -35,7 +35,7 @@ kx sql "SELECT code, horizon AS h, base_date, target_date, round(base_close) AS 
 echo "Hit rate (direction, ±0.3% flat band), MAPE and q10–q90 coverage of every model over the last 30 trading days:"
 kx sql "SELECT model, horizon AS h, n, round(hit_rate, 3) AS hit_rate, round(mape * 100, 2) AS mape_pct, round(coverage, 3) AS coverage FROM model_performance WHERE as_of = (SELECT max(as_of) FROM model_performance) ORDER BY horizon, model"
 REPORT="${KRXFLOW_REPORT:-./storage/report}"
-echo "The whole replay judged against naive baselines (always up / flat, momentum, random walk), with 95% block-bootstrap intervals; the report with its charts goes to $REPORT/:"
+echo "The whole replay judged against naive baselines (always up / down / flat, momentum, random walk), with 95% block-bootstrap intervals; the report with its charts goes to $REPORT/:"
 kx eval --from "$FROM" --to "$TO" --out "$REPORT"
 echo "The planted signal: a day's headline sentiment moves the next day's return. 1-day hit rate on days whose features carry scored news against days without (LightGBM reads the sentiment features; ETS sees prices only):"
 kx sql "SELECT o.model, CASE WHEN coalesce(f.sent_weighted, 0) <> 0 THEN 'news' ELSE 'no news' END AS base_day, count(*) AS n, round(avg(CASE WHEN o.direction_hit THEN 1.0 ELSE 0.0 END), 3) AS hit_rate FROM prediction_outcomes o JOIN features_daily f ON f.code = o.code AND f.date = o.base_date WHERE o.horizon = 1 GROUP BY 1, 2 ORDER BY 1, 2"

@@ -131,6 +131,7 @@ fn eval_replays_the_loop_and_its_report_renders_every_chart_in_a_real_browser() 
         "ets",
         "linear",
         "naive: always up",
+        "naive: always down",
         "naive: random walk",
     ] {
         assert!(stdout.contains(model), "{model} missing from\n{stdout}");

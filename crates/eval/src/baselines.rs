@@ -1,6 +1,8 @@
 //! The naive baselines, made for exactly the (code, base_date, horizon) keys the models were
 //! scored on, from closes on or before each base date (nothing later is read):
-//! - always up, always flat;
+//! - always up, always down, always flat (always down is not in issue 16's list, but it is as
+//!   naive as always up, and it is the better of the two in a range with more down days than
+//!   up days: the 30 real tickers' 2019–2024 at 1 and 3 days);
 //! - momentum: the direction of the base day's own return, carried forward;
 //! - random walk: zero return, with a q10–q90 interval and P(up) from the trailing 60-day
 //!   volatility of daily log returns.
@@ -12,12 +14,13 @@ use chrono::NaiveDate;
 use crate::input::{Close, Direction, Outcome};
 
 pub const ALWAYS_UP: &str = "naive: always up";
+pub const ALWAYS_DOWN: &str = "naive: always down";
 pub const ALWAYS_FLAT: &str = "naive: always flat";
 pub const MOMENTUM: &str = "naive: momentum";
 pub const RANDOM_WALK: &str = "naive: random walk";
 
 /// Every baseline's name, in report order.
-pub const ALL: [&str; 4] = [ALWAYS_UP, ALWAYS_FLAT, MOMENTUM, RANDOM_WALK];
+pub const ALL: [&str; 5] = [ALWAYS_UP, ALWAYS_DOWN, ALWAYS_FLAT, MOMENTUM, RANDOM_WALK];
 
 pub fn is_baseline(model: &str) -> bool {
     ALL.contains(&model)
@@ -117,6 +120,7 @@ pub fn baselines(scored: &[Outcome], history: &History, band: f64) -> Vec<Outcom
             ..o.clone()
         };
         out.push(row(ALWAYS_UP, Direction::Up));
+        out.push(row(ALWAYS_DOWN, Direction::Down));
         out.push(row(ALWAYS_FLAT, Direction::Flat));
         let Some(at) = history.at(&o.code, o.base_date) else {
             continue;
@@ -242,7 +246,15 @@ mod tests {
         let names: Vec<&str> = rows.iter().map(|o| o.model.as_str()).collect();
         assert_eq!(
             names,
-            [ALWAYS_UP, ALWAYS_FLAT, MOMENTUM, ALWAYS_UP, ALWAYS_FLAT]
+            [
+                ALWAYS_UP,
+                ALWAYS_DOWN,
+                ALWAYS_FLAT,
+                MOMENTUM,
+                ALWAYS_UP,
+                ALWAYS_DOWN,
+                ALWAYS_FLAT
+            ]
         );
     }
 }

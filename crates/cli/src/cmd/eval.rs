@@ -15,9 +15,9 @@ use krxflow_lake::Lake;
 use crate::util::{Ctx, parse_date, usage};
 
 /// Judge the matured forecasts of a date range (by base date) against naive baselines —
-/// always up, always flat, momentum, a random walk with a 60-day-volatility interval — with
-/// block-bootstrap intervals, Rank IC, errors, coverage, calibration and a gross long–short
-/// return; writes OUT/report.html, OUT/metrics.json and a CSV per table.
+/// always up, always down, always flat, momentum, a random walk with a 60-day-volatility
+/// interval — with block-bootstrap intervals, Rank IC, errors, coverage, calibration and a
+/// gross long–short return; writes OUT/report.html, OUT/metrics.json and a CSV per table.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// First base date (default: the earliest matured forecast in the lake).

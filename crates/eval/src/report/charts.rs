@@ -128,13 +128,9 @@ impl Chart {
                     .label("perfectly calibrated")
                     .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], grey));
             }
-            for (i, s) in self
-                .series
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| !s.points.is_empty())
-            {
-                let color = Palette99::pick(i).to_rgba();
+            for s in self.series.iter().filter(|s| !s.points.is_empty()) {
+                // A model keeps its colour in every chart (`figures::colour_of`).
+                let color = Palette99::pick(s.color).to_rgba();
                 let line = color.stroke_width(2);
                 // A lone point (one month of a monthly series) is drawn as a dot.
                 let anno = if self.diagonal_points || s.points.len() == 1 {
@@ -189,6 +185,29 @@ mod tests {
         assert!(svg.contains("<polyline"));
         assert!(svg.contains("2024-0"), "date labels");
         assert!(svg.contains("ensemble") && svg.contains("target 0.8"));
+    }
+
+    #[test]
+    fn a_series_is_drawn_in_its_own_colour_wherever_it_stands_in_the_chart() {
+        let line = |name: &str, color: usize| Series {
+            name: name.into(),
+            points: vec![(1.0, 0.5), (2.0, 0.6)],
+            color,
+        };
+        let stroke = |color: usize| {
+            let c = Palette99::pick(color).to_rgba();
+            format!("stroke=\"#{:02X}{:02X}{:02X}\"", c.0, c.1, c.2)
+        };
+        let mut c = chart(vec![]);
+        c.series = vec![line("ensemble", 0), line("naive: always down", 7)];
+        let first = c.render().unwrap();
+        c.series = vec![line("naive: always down", 7)];
+        let alone = c.render().unwrap();
+        assert!(first.contains(&stroke(7)) && alone.contains(&stroke(7)));
+        assert!(
+            !alone.contains(&stroke(0)),
+            "the lone series keeps colour 7, not the first's"
+        );
     }
 
     #[test]

@@ -9,13 +9,15 @@ use crate::evaluate::Evaluation;
 use super::charts::{Chart, Series, XAxis, day_number};
 
 /// The models in a fixed colour order; any other model gets a colour after them.
-const COLOURS: [&str; 9] = [
+const COLOURS: [&str; 11] = [
     "ensemble",
     "ets",
     "lgbm",
+    "linear",
     "chronos",
     "finbert",
     crate::baselines::ALWAYS_UP,
+    crate::baselines::ALWAYS_DOWN,
     crate::baselines::ALWAYS_FLAT,
     crate::baselines::MOMENTUM,
     crate::baselines::RANDOM_WALK,

@@ -89,9 +89,10 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join("metrics.json")).unwrap())
                 .unwrap();
-        assert_eq!(json["summaries"].as_array().unwrap().len(), 6);
+        // ensemble, shuffled and five baselines
+        assert_eq!(json["summaries"].as_array().unwrap().len(), 7);
         let summary = std::fs::read_to_string(dir.path().join("summary.csv")).unwrap();
-        assert_eq!(summary.lines().count(), 7);
+        assert_eq!(summary.lines().count(), 8);
         assert!(summary.starts_with("horizon,model,kind,n,"));
         let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
         for id in [
