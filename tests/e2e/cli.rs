@@ -345,6 +345,38 @@ fn bad_usage_exits_2_with_a_reason() {
 }
 
 #[test]
+fn a_mistyped_dag_name_is_refused_with_the_closest_shipped_dag() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = krxflow(dir.path(), &["run", "daily_bach", "--date", "2024-12-16"]);
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("no DAG `daily_bach`: neither a file nor dags/daily_bach.yaml")
+            && out.contains("(did you mean `daily_batch`?)")
+            && out.contains("match_outcomes"),
+        "{out}"
+    );
+    let validate = krxflow(dir.path(), &["validate", "dags/demo.yaml", "demoo"]);
+    let out = text(&validate);
+    assert_eq!(validate.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("ok  dags/demo.yaml") && out.contains("(did you mean `demo`?)"),
+        "{out}"
+    );
+    // A path is the loader's to report: it names the file it could not read.
+    let path = krxflow(
+        dir.path(),
+        &["run", "nowhere/x.yaml", "--date", "2024-12-16"],
+    );
+    assert!(
+        text(&path).contains("nowhere/x.yaml:1:1: error[io]: cannot read DAG file")
+            && text(&path).contains("(1 problem)"),
+        "{}",
+        text(&path)
+    );
+}
+
+#[test]
 fn ops_lists_every_operator_with_params_and_ports() {
     let dir = tempfile::tempdir().unwrap();
     let o = krxflow(dir.path(), &["ops", "--json"]);

@@ -47,15 +47,19 @@ pub fn reprocess_of(r: ReprocessArg) -> Reprocess {
 pub async fn load_valid(lake: &Lake, dag_arg: &str) -> anyhow::Result<krxflow_dag::ValidatedDag> {
     let registry = wiring::registry();
     let known = wiring::known_tables(lake).await;
+    if let Some(why) = wiring::unknown_dag(dag_arg) {
+        return Err(usage(why));
+    }
     let path = wiring::resolve_dag_path(dag_arg);
     wiring::load(&path, &registry, &known).map_err(|diags| {
         for d in &diags {
             eprintln!("{d}");
         }
+        let n = diags.len();
         usage(format!(
-            "{} is invalid ({} problems)",
+            "{} is invalid ({n} problem{})",
             path.display(),
-            diags.len()
+            if n == 1 { "" } else { "s" }
         ))
     })
 }

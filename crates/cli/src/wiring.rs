@@ -68,18 +68,53 @@ pub async fn known_tables(lake: &Lake) -> KnownTables {
     KnownTables(map)
 }
 
+/// Where `krxflow run NAME` looks for a DAG given by name: `dags/NAME.yaml`.
+const DAG_FOLDER: &str = "dags";
+
 /// A DAG argument: a path, or a name looked up as `dags/NAME.yaml`.
 pub fn resolve_dag_path(arg: &str) -> PathBuf {
     let p = Path::new(arg);
     if p.exists() || arg.ends_with(".yaml") || arg.ends_with(".yml") {
         return p.to_path_buf();
     }
-    let candidate = Path::new("dags").join(format!("{arg}.yaml"));
+    let candidate = Path::new(DAG_FOLDER).join(format!("{arg}.yaml"));
     if candidate.exists() {
         candidate
     } else {
         p.to_path_buf()
     }
+}
+
+/// Why a DAG argument names nothing: a bare name (no `/`, no `.yaml`/`.yml`) that is neither a
+/// file nor `dags/NAME.yaml`, said with the DAGs `dags/` holds and the closest of them. `None`
+/// when it resolves, or when it is a path (the loader then names the file it cannot read).
+pub fn unknown_dag(arg: &str) -> Option<String> {
+    let is_path = arg.contains(std::path::MAIN_SEPARATOR)
+        || arg.contains('/')
+        || arg.ends_with(".yaml")
+        || arg.ends_with(".yml");
+    if is_path || resolve_dag_path(arg).exists() {
+        return None;
+    }
+    let mut names: Vec<String> = std::fs::read_dir(DAG_FOLDER)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_suffix(".yaml").map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    let hint = krxflow_dag::did_you_mean(arg, names.iter().map(String::as_str));
+    let there = if names.is_empty() {
+        format!("`{DAG_FOLDER}/` holds no DAG here")
+    } else {
+        format!("`{DAG_FOLDER}/` holds {}", names.join(", "))
+    };
+    Some(format!(
+        "no DAG `{arg}`: neither a file nor {DAG_FOLDER}/{arg}.yaml{hint}; {there}"
+    ))
 }
 
 pub fn load(

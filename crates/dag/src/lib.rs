@@ -49,3 +49,4 @@ pub use spec::{
     Catchup, DEFAULT_CALENDAR, DEFAULT_PARTITION, DEFAULT_TIMEOUT, DEFAULT_TIMEZONE, DagSpec,
     ScheduleSpec, TaskSpec, parse_cron,
 };
+pub use suggest::did_you_mean;

@@ -19,6 +19,15 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let mut all_ok = true;
     let mut report = Vec::new();
     for f in files {
+        if let Some(why) = wiring::unknown_dag(f) {
+            all_ok = false;
+            if !json {
+                println!("error: {why}");
+            }
+            report
+                .push(serde_json::json!({"file": f, "valid": false, "errors": [{"message": why}]}));
+            continue;
+        }
         let path = wiring::resolve_dag_path(f);
         match wiring::load(&path, &registry, &known) {
             Ok(dag) => {
