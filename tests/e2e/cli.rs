@@ -342,6 +342,17 @@ fn bad_usage_exits_2_with_a_reason() {
     assert_eq!(write.status.code(), Some(2), "{}", text(&write));
     let no_lineage = krxflow(dir.path(), &["lineage", "nothing_here"]);
     assert_eq!(no_lineage.status.code(), Some(2));
+    // A reversed range is named as such, before anything is read (the lake is empty here).
+    let reversed = krxflow(
+        dir.path(),
+        &["eval", "--from", "2024-12-16", "--to", "2024-12-02"],
+    );
+    assert_eq!(reversed.status.code(), Some(2));
+    assert!(
+        text(&reversed).contains("--from 2024-12-16 is after --to 2024-12-02"),
+        "{}",
+        text(&reversed)
+    );
 }
 
 #[test]

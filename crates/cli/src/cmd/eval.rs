@@ -187,6 +187,11 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         args.from.as_deref().map(parse_date).transpose()?,
         args.to.as_deref().map(parse_date).transpose()?,
     );
+    if let (Some(from), Some(to)) = given
+        && from > to
+    {
+        return Err(usage(format!("--from {from} is after --to {to}")));
+    }
     let mut code = ExitCode::SUCCESS;
     if !args.replay.is_empty() {
         let (Some(from), Some(to)) = given else {
