@@ -19,6 +19,7 @@ blended at w·s / Σ w·s, where only the skill s changes between the rows:
   with Σ over 250 dates, and with Σ's correlations shrunk halfway toward 0 (toward the
   identity, the usual remedy for a noisy Σ whose inverse overreacts), and both;
 - `best member`: all the weight on the member with the best 60-date skill (a reference);
+- `without <member>`: the built skill with that member's set to 0 (the others' blend);
 - and each member alone.
 
 The skill's history is everything in the lake before a day; only days in [FROM, TO] are scored.
@@ -53,6 +54,8 @@ members = pl.from_arrow(deltalake.DeltaTable(LAKE + "/prediction_members").to_py
     columns=["code", "base_date", "horizon", "model", "point", "base_close", "weight"]))
 outcomes = pl.from_arrow(deltalake.DeltaTable(LAKE + "/prediction_outcomes").to_pyarrow_table(
     columns=["code", "base_date", "horizon", "model", "actual_return"]))
+# `without <member>`: the built skill, but 0 for that member (the blend of the others).
+WITHOUT = [f"without {m}" for m in sorted(members["model"].unique().to_list())]
 
 
 def daily_ic(df, col):
@@ -181,16 +184,20 @@ def study(h):
                 cm[models.index(a), models.index(b)] = cm[models.index(b), models.index(a)] = x
             wts = np.linalg.solve(cm, v) if ok and not np.isnan(cm).any() else None
             row[name] = None if wts is None else max(float(wts[models.index(row["model"])]), 0.0)
+        for name in WITHOUT:
+            built = row["60 dates (built)"]
+            row[name] = 0.0 if name == f"without {row['model']}" else built
     schema = {"model": pl.Utf8, "base_date": pl.Date, "tsd": pl.Float64, "tmu": pl.Float64}
     schema.update({name: pl.Float64 for name in SKILLS})
     schema.update({name: pl.Float64 for name, _, _ in INVERSE})
+    schema.update({name: pl.Float64 for name in WITHOUT})
     d = d.join(pl.DataFrame(rows, schema=schema), on=["model", "base_date"], how="inner")
     key = ["code", "base_date"]
     d = d.with_columns(
         z=((pl.col("ret") - pl.col("tmu")) / pl.col("tsd")).fill_nan(0).fill_null(0),
         learned=pl.col("weight") / pl.col("weight").sum().over(key))
     aggs = [pl.col("actual_return").first()]
-    for name in list(SKILLS) + INVERSE_NAMES:
+    for name in list(SKILLS) + INVERSE_NAMES + WITHOUT:
         ws = pl.col("weight") * pl.col(name)
         ok = pl.col(name).is_not_null().all().over(key) & (ws.sum().over(key) > 0)
         t = pl.when(ok).then(ws / ws.sum().over(key)).otherwise(pl.col("learned"))
@@ -205,7 +212,7 @@ def study(h):
         on=key, how="left")
     solo = wide.join(g.select(key + ["actual_return"]), on=key)
     out = []
-    for name in list(SKILLS) + INVERSE_NAMES + ["best member"]:
+    for name in list(SKILLS) + INVERSE_NAMES + WITHOUT + ["best member"]:
         out.append((name, daily_ic(g, name).select("base_date", "ic")))
     for model in models:
         out.append((model + " alone", daily_ic(solo, model).select("base_date", "ic")))
