@@ -45,11 +45,11 @@ pub fn reprocess_of(r: ReprocessArg) -> Reprocess {
 
 /// Loads and validates a DAG for a command, printing diagnostics.
 pub async fn load_valid(lake: &Lake, dag_arg: &str) -> anyhow::Result<krxflow_dag::ValidatedDag> {
-    let registry = wiring::registry();
-    let known = wiring::known_tables(lake).await;
     if let Some(why) = wiring::unknown_dag(dag_arg) {
         return Err(usage(why));
     }
+    let registry = wiring::registry();
+    let known = wiring::known_tables(lake).await;
     let path = wiring::resolve_dag_path(dag_arg);
     wiring::load(&path, &registry, &known).map_err(|diags| {
         for d in &diags {
