@@ -24,8 +24,10 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             if !json {
                 println!("error: {why}");
             }
-            report
-                .push(serde_json::json!({"file": f, "valid": false, "errors": [{"message": why}]}));
+            // The shape of a loader's `io` diagnostic, for scripts reading the report.
+            report.push(serde_json::json!({"file": f, "valid": false, "errors": [{
+                "file": f, "line": 1, "col": 1, "code": "io", "message": why,
+            }]}));
             continue;
         }
         let path = wiring::resolve_dag_path(f);
