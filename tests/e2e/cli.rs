@@ -321,6 +321,69 @@ fn a_failed_run_exits_1_and_names_the_failure() {
 }
 
 #[test]
+fn runs_lists_only_the_runs_of_the_state_dag_and_date_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let fails = dir.path().join("fails.yaml");
+    std::fs::write(
+        &fails,
+        "dag: fails\ntasks:\n  ingest:\n    op: ingest.ohlcv\n    with: { source: csv_dir, path: /nonexistent/krxflow }\n    outputs: { bars: ohlcv_daily, rejects: ohlcv_rejects }\n",
+    )
+    .unwrap();
+    for day in ["2024-12-13", "2024-12-16"] {
+        let ok = krxflow(dir.path(), &["run", "demo", "--date", day]);
+        assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    }
+    let failed = krxflow(
+        dir.path(),
+        &["run", fails.to_str().unwrap(), "--date", "2024-12-16"],
+    );
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    let runs = |args: &[&str]| -> Vec<(String, String, String)> {
+        let o = krxflow(dir.path(), &[&["--json", "runs"], args].concat());
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let mut rows: Vec<(String, String, String)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let f = |k: &str| r[k].as_str().unwrap().to_string();
+                (f("dag"), f("ds"), f("state"))
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let row = |dag: &str, ds: &str, state: &str| (dag.into(), ds.into(), state.into());
+    assert_eq!(
+        runs(&["--state", "failed"]),
+        vec![row("fails", "2024-12-16", "failed")]
+    );
+    assert_eq!(
+        runs(&["--state", "succeeded"]),
+        vec![
+            row("demo", "2024-12-13", "succeeded"),
+            row("demo", "2024-12-16", "succeeded")
+        ]
+    );
+    assert_eq!(
+        runs(&["--date", "2024-12-16"]),
+        vec![
+            row("demo", "2024-12-16", "succeeded"),
+            row("fails", "2024-12-16", "failed")
+        ]
+    );
+    assert_eq!(
+        runs(&["--dag", "demo", "--date", "2024-12-13"]),
+        vec![row("demo", "2024-12-13", "succeeded")]
+    );
+    let none = text(&krxflow(dir.path(), &["runs", "--state", "cancelled"]));
+    assert!(none.contains("no run matches"), "{none}");
+    let bad = krxflow(dir.path(), &["runs", "--date", "16/12/2024"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+}
+
+#[test]
 fn bad_usage_exits_2_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let weekend = krxflow(

@@ -7,19 +7,48 @@ use krxflow_exec::records::{self, attempts_from_batches, runs_from_batches};
 use krxflow_lake::ReadOptions;
 
 use crate::output;
-use crate::util::Ctx;
+use crate::util::{Ctx, parse_date};
 
 /// Recent DAG runs, their task states, and why a task was skipped or failed.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Only this DAG's runs (its `dag:` name).
     #[arg(long)]
     dag: Option<String>,
+    /// Only runs whose latest state is this one (e.g. the failed days of a backfill).
+    #[arg(long, value_enum)]
+    state: Option<StateArg>,
+    /// Only runs of this partition (trading day, YYYY-MM-DD).
+    #[arg(long)]
+    date: Option<String>,
+    /// How many runs, the latest started first.
     #[arg(long, default_value_t = 10)]
     limit: usize,
 }
 
+/// A run's state, as `_krxflow.runs` records it.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum StateArg {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl StateArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
 pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let (lake, dag, limit, json) = (&ctx.lake, args.dag.as_deref(), args.limit, ctx.json);
+    let date = args.date.as_deref().map(parse_date).transpose()?;
     let runs = match lake.read(records::RUNS, ReadOptions::default()).await {
         Ok(r) => runs_from_batches(&r.batches),
         Err(krxflow_lake::LakeError::NoSuchTable(_)) => Vec::new(),
@@ -28,7 +57,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     // Latest state row per run id.
     let mut latest: BTreeMap<String, records::RunRecord> = BTreeMap::new();
     for r in runs {
-        if dag.is_some_and(|d| d != r.dag) {
+        if dag.is_some_and(|d| d != r.dag) || date.is_some_and(|d| d != r.ds) {
             continue;
         }
         let replace = latest.get(&r.run_id).is_none_or(|prev| {
@@ -38,7 +67,11 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             latest.insert(r.run_id.clone(), r);
         }
     }
-    let mut list: Vec<records::RunRecord> = latest.into_values().collect();
+    // The state filter applies to each run's latest state row (its final row once it ended).
+    let mut list: Vec<records::RunRecord> = latest
+        .into_values()
+        .filter(|r| args.state.is_none_or(|s| r.state == s.as_str()))
+        .collect();
     list.sort_by_key(|r| std::cmp::Reverse(r.started));
     list.truncate(limit);
     let attempts = match lake.read(records::TASK_RUNS, ReadOptions::default()).await {
@@ -80,7 +113,15 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else if out.is_empty() {
-        println!("no runs yet");
+        let filtered = args.dag.is_some() || args.state.is_some() || date.is_some();
+        println!(
+            "{}",
+            if filtered {
+                "no run matches"
+            } else {
+                "no runs yet"
+            }
+        );
     } else {
         let rows: Vec<Vec<String>> = out
             .iter()
