@@ -26,8 +26,10 @@ pub struct Args {
     /// DAG file(s), or DAG name(s) looked up as dags/NAME.yaml.
     #[arg(required = true, num_args = 1..)]
     dags: Vec<String>,
+    /// First day of the range, YYYY-MM-DD (days the DAG's calendar closes are not run).
     #[arg(long)]
     from: String,
+    /// Last day of the range, YYYY-MM-DD, included.
     #[arg(long)]
     to: String,
     /// missing: partitions not yet done; failed: only failed ones; all: every partition.

@@ -10,6 +10,7 @@ use crate::util::{Ctx, usage};
 /// themselves once it holds 16 files.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Tables to compact (default: every table).
     tables: Vec<String>,
     /// Only tables holding at least this many files.
     #[arg(long, default_value_t = 2)]

@@ -36,6 +36,7 @@ pub struct Args {
     /// Trading days per bootstrap block.
     #[arg(long, default_value_t = 10)]
     block_days: usize,
+    /// Bootstrap resamples behind each interval.
     #[arg(long, default_value_t = 2000)]
     resamples: usize,
 }

@@ -10,6 +10,7 @@ use crate::util::{self, Ctx, parse_date};
 /// Walk a table's lineage back through the exact input versions to its sources.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The table to start from (`krxflow tables` lists them).
     table: String,
     /// Partition whose output to start from (default: the latest).
     #[arg(long)]

@@ -8,6 +8,7 @@ use crate::util::{Ctx, usage};
 /// Read-only SQL over every lake table (`table@v3` reads version 3).
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// One read-only statement; tables by name, `table@v3` for version 3.
     query: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,

@@ -19,6 +19,7 @@ const SHORT: std::time::Duration = std::time::Duration::from_secs(3600);
 /// vacuums every table once a day with the default window.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Tables to vacuum (default: every table).
     tables: Vec<String>,
     /// Time travel kept: files needed by any version younger than this stay.
     #[arg(long, default_value = "7d", value_parser = krxflow_dag::parse_duration)]

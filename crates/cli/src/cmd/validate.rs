@@ -8,6 +8,7 @@ use crate::wiring;
 /// Validate DAG files; reports every problem with file:line:col. Exit 2 when invalid.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// DAG files, or DAG names looked up as dags/NAME.yaml.
     #[arg(required = true)]
     files: Vec<String>,
 }
