@@ -188,3 +188,28 @@ fn status(code: ExitCode) -> i32 {
         .find(|&c| ExitCode::from(c) == code)
         .map_or(1, i32::from)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn every_command_argument_and_option_says_what_it_takes() {
+        let cli = Cli::command();
+        let mut undocumented = Vec::new();
+        for cmd in cli.get_subcommands() {
+            if cmd.get_about().is_none() {
+                undocumented.push(cmd.get_name().to_string());
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && arg.get_help().is_none() {
+                    undocumented.push(format!("{} {id}", cmd.get_name()));
+                }
+            }
+        }
+        assert!(undocumented.is_empty(), "no help text: {undocumented:?}");
+    }
+}

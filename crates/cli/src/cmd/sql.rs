@@ -10,6 +10,7 @@ use crate::util::{Ctx, usage};
 pub struct Args {
     /// One read-only statement; tables by name, `table@v3` for version 3.
     query: String,
+    /// How the rows are printed (`--json` is `--format json`).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
 }
