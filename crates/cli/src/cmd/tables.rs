@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use krxflow_lake::ReadOptions;
-
 use crate::output;
 use crate::util::Ctx;
 
@@ -15,13 +13,13 @@ pub async fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let (lake, json) = (&ctx.lake, ctx.json);
     let mut rows = Vec::new();
     for name in lake.list_tables().await? {
-        let read = lake.read(&name, ReadOptions::default()).await?;
+        let count = lake.row_count(&name).await?;
         let doc = lake
             .catalog()
             .get(&name)
             .map(|d| d.doc.clone())
             .unwrap_or_default();
-        rows.push((name, read.version, read.num_rows(), doc));
+        rows.push((name, count.version, count.rows, doc));
     }
     if json {
         let v: Vec<_> = rows
