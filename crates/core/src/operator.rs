@@ -366,9 +366,14 @@ impl TaskContext {
             Ok(())
         }
     }
+    /// Records a model artifact the attempt used, once however often it is used (a range
+    /// batch's one attempt uses the same model on every day of the range).
     pub fn record_artifact(&self, id: impl Into<String>) {
-        if let Ok(mut a) = self.artifacts.lock() {
-            a.push(id.into());
+        let id = id.into();
+        if let Ok(mut a) = self.artifacts.lock()
+            && !a.contains(&id)
+        {
+            a.push(id);
         }
     }
     /// Records a typed observation (no counter: see the helpers below for those that keep one).
@@ -539,6 +544,17 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn an_artifact_used_on_every_day_of_a_range_is_recorded_once() {
+        let ctx = bare_ctx();
+        for _ in 0..3 {
+            ctx.record_artifact("lgbm/pooled/h1:aa");
+            ctx.record_artifact("lgbm/pooled/h3:bb");
+        }
+        let recorded = ctx.artifacts.lock().map(|a| a.clone()).unwrap_or_default();
+        assert_eq!(recorded, vec!["lgbm/pooled/h1:aa", "lgbm/pooled/h3:bb"]);
     }
 
     #[test]

@@ -341,10 +341,16 @@ pub fn lineage_from_batches(batches: &[RecordBatch]) -> Vec<LineageRecord> {
                 .str("inputs", i)
                 .and_then(|s| serde_json::from_str(s).ok())
                 .unwrap_or_default();
-            let artifacts = c
+            // Each once, in first use order: lineage written before `record_artifact` kept
+            // ids once repeats a range batch's models once per day of its range.
+            let mut seen = std::collections::BTreeSet::new();
+            let artifacts: Vec<String> = c
                 .str("artifacts", i)
-                .and_then(|s| serde_json::from_str(s).ok())
-                .unwrap_or_default();
+                .and_then(|s| serde_json::from_str::<Vec<String>>(s).ok())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|a| seen.insert(a.clone()))
+                .collect();
             out.push(LineageRecord {
                 run_id: c.str("run_id", i).unwrap_or_default().to_string(),
                 dag: c.str("dag", i).unwrap_or_default().to_string(),
@@ -417,4 +423,37 @@ pub fn runs_from_batches(batches: &[RecordBatch]) -> Vec<RunRecord> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lineage_row_that_repeats_an_artifact_reads_back_with_each_once() {
+        let row = LineageRecord {
+            run_id: "r".into(),
+            dag: "daily_batch".into(),
+            task: "predict_linear".into(),
+            ds: NaiveDate::from_ymd_opt(2019, 3, 5).unwrap_or_default(),
+            output_table: "linear_predictions".into(),
+            output_version: 0,
+            rows_written: 4132,
+            write_mode: "merge".into(),
+            inputs: vec![],
+            op_kind: "linear.predict".into(),
+            op_version: 1,
+            params_hash: "p".into(),
+            // As a range batch wrote it before artifacts were recorded once: a day each.
+            artifacts: ["h1:aa", "h3:bb", "h1:aa", "h3:bb", "h1:aa"]
+                .map(String::from)
+                .to_vec(),
+            krxflow_version: "0".into(),
+            created: Utc::now(),
+        };
+        let batch = lineage_batch(&[row]).expect("lineage batch");
+        let read = lineage_from_batches(&[batch]);
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].artifacts, vec!["h1:aa", "h3:bb"]);
+    }
 }
