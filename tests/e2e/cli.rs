@@ -292,15 +292,21 @@ fn the_reensemble_dags_validate_and_run_the_shipped_tasks_unchanged() {
     }
 }
 
-#[test]
-fn a_failed_run_exits_1_and_names_the_failure() {
-    let dir = tempfile::tempdir().unwrap();
-    let dag = dir.path().join("fails.yaml");
+/// `dir/fails.yaml`: DAG `fails`, whose one task reads a CSV folder that does not exist.
+fn failing_dag(dir: &Path) -> std::path::PathBuf {
+    let dag = dir.join("fails.yaml");
     std::fs::write(
         &dag,
         "dag: fails\ntasks:\n  ingest:\n    op: ingest.ohlcv\n    with: { source: csv_dir, path: /nonexistent/krxflow }\n    outputs: { bars: ohlcv_daily, rejects: ohlcv_rejects }\n",
     )
     .unwrap();
+    dag
+}
+
+#[test]
+fn a_failed_run_exits_1_and_names_the_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let dag = failing_dag(dir.path());
     let o = krxflow(
         dir.path(),
         &["run", dag.to_str().unwrap(), "--date", "2024-12-16"],
@@ -323,12 +329,7 @@ fn a_failed_run_exits_1_and_names_the_failure() {
 #[test]
 fn runs_lists_only_the_runs_of_the_state_dag_and_date_asked_for() {
     let dir = tempfile::tempdir().unwrap();
-    let fails = dir.path().join("fails.yaml");
-    std::fs::write(
-        &fails,
-        "dag: fails\ntasks:\n  ingest:\n    op: ingest.ohlcv\n    with: { source: csv_dir, path: /nonexistent/krxflow }\n    outputs: { bars: ohlcv_daily, rejects: ohlcv_rejects }\n",
-    )
-    .unwrap();
+    let fails = failing_dag(dir.path());
     for day in ["2024-12-13", "2024-12-16"] {
         let ok = krxflow(dir.path(), &["run", "demo", "--date", day]);
         assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
