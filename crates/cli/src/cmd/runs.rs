@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
+use krxflow_exec::RunState;
 use krxflow_exec::records::{self, attempts_from_batches, runs_from_batches};
 use krxflow_lake::ReadOptions;
 
@@ -36,12 +37,13 @@ enum StateArg {
 }
 
 impl StateArg {
-    fn as_str(self) -> &'static str {
+    /// The engine's state, whose name the records store.
+    fn state(self) -> RunState {
         match self {
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
+            Self::Running => RunState::Running,
+            Self::Succeeded => RunState::Succeeded,
+            Self::Failed => RunState::Failed,
+            Self::Cancelled => RunState::Cancelled,
         }
     }
 }
@@ -68,9 +70,10 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         }
     }
     // The state filter applies to each run's latest state row (its final row once it ended).
+    let wanted = args.state.map(|s| s.state().to_string());
     let mut list: Vec<records::RunRecord> = latest
         .into_values()
-        .filter(|r| args.state.is_none_or(|s| r.state == s.as_str()))
+        .filter(|r| wanted.as_deref().is_none_or(|w| r.state == w))
         .collect();
     list.sort_by_key(|r| std::cmp::Reverse(r.started));
     list.truncate(limit);
