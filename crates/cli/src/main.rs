@@ -156,7 +156,7 @@ fn main() {
     let code = match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(match e.downcast_ref::<UsageError>() {
                 Some(_) => 2,
                 None => 1,
@@ -169,6 +169,22 @@ fn main() {
     // the allocator returning each free page at exit: ~340 `madvise` calls) took 55-75 ms
     // of a 1.4 s full-market day. (`runtime` and the rest of `main` are never dropped.)
     exit_now(status(code))
+}
+
+/// The error and its causes, each once: the crates' errors name their cause in their own
+/// message (`delta: <cause>`) and keep it as their source too, which `{:#}` would print twice.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
 }
 
 /// Flushes what the process printed and ends it without running exit handlers.
@@ -193,7 +209,20 @@ fn status(code: ExitCode) -> i32 {
 mod tests {
     use clap::CommandFactory;
 
-    use super::Cli;
+    use super::{Cli, error_text};
+
+    #[test]
+    fn an_error_prints_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let lake = krxflow_lake::LakeError::Io(io);
+        let e = anyhow::Error::new(lake).context("writing report/metrics.json");
+        assert_eq!(
+            error_text(&e),
+            "writing report/metrics.json: io: no such file"
+        );
+        let nested = anyhow::anyhow!("inner").context("middle").context("outer");
+        assert_eq!(error_text(&nested), "outer: middle: inner");
+    }
 
     #[test]
     fn every_command_argument_and_option_says_what_it_takes() {

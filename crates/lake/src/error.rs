@@ -8,6 +8,13 @@ pub enum LakeError {
     BadLocation(String, String),
     #[error("table `{0}` does not exist in the lake")]
     NoSuchTable(String),
+    /// A time-travel read (`table@vN`) past the table's latest version, or below 0.
+    #[error("table `{table}` has no version {version}: its versions are 0..={latest}")]
+    NoSuchVersion {
+        table: String,
+        version: i64,
+        latest: i64,
+    },
     #[error("table `{table}`: {message}")]
     InvalidData { table: String, message: String },
     #[error("delta: {0}")]

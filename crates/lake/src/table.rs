@@ -180,8 +180,19 @@ impl Lake {
             return Ok(table.version().is_some().then_some(table));
         };
         let mut table = DeltaTable::try_from_url(url).await?;
-        if table.version().is_none() {
+        let Some(latest) = table.version() else {
             return Ok(None);
+        };
+        let latest = i64::try_from(latest).unwrap_or(i64::MAX);
+        if v < 0 || v > latest {
+            return Err(LakeError::NoSuchVersion {
+                table: name.into(),
+                version: v,
+                latest,
+            });
+        }
+        if v == latest {
+            return Ok(Some(table));
         }
         let v = u64::try_from(v)
             .map_err(|_| LakeError::BadLocation(name.into(), format!("invalid version {v}")))?;

@@ -377,6 +377,18 @@ async fn sql_reads_latest_and_earlier_versions() {
     let q = format!("SELECT count(*) AS n FROM prices@v{}", w1.version);
     let (_, then) = krxflow_lake::sql::query(&lake, &q).await.unwrap();
     assert_eq!(count(then), 1);
+    let latest = lake.version("prices").await.unwrap().unwrap();
+    let past = format!("SELECT count(*) AS n FROM prices@v{}", latest + 1);
+    match krxflow_lake::sql::query(&lake, &past).await {
+        Err(e @ krxflow_lake::LakeError::NoSuchVersion { .. }) => assert_eq!(
+            e.to_string(),
+            format!(
+                "table `prices` has no version {}: its versions are 0..={latest}",
+                latest + 1
+            )
+        ),
+        other => panic!("a version past the latest must be named: {other:?}"),
+    }
     let err = krxflow_lake::sql::query(&lake, "DROP TABLE prices")
         .await
         .unwrap_err();
