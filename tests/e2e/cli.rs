@@ -452,6 +452,43 @@ fn a_mistyped_dag_name_is_refused_with_the_closest_shipped_dag() {
 }
 
 #[test]
+fn graph_joins_the_shipped_loop_by_the_tables_one_dag_hands_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = krxflow(dir.path(), &["graph", "daily_batch", "match_outcomes"]);
+    let out = text(&g);
+    assert!(g.status.success(), "{out}");
+    assert!(
+        out.contains("  predictions: written by daily_batch.ensemble; read by daily_batch.ensemble, match_outcomes.match")
+            && out.contains("  ensemble_weights: written by match_outcomes.weights; read by daily_batch.ensemble, match_outcomes.weights"),
+        "the loop's hand-offs: {out}"
+    );
+    let j = krxflow(dir.path(), &["--json", "graph", "match_outcomes"]);
+    assert!(j.status.success(), "{}", text(&j));
+    let v: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
+    let tasks = &v["dags"][0]["tasks"];
+    assert_eq!(tasks[0]["name"], "match");
+    assert_eq!(tasks[1]["name"], "weights");
+    assert_eq!(tasks[1]["upstream"], serde_json::json!(["match"]));
+    assert_eq!(tasks[1]["inputs"]["outcomes"], "prediction_outcomes");
+    let m = krxflow(
+        dir.path(),
+        &["graph", "match_outcomes", "--format", "mermaid"],
+    );
+    assert!(
+        text(&m).starts_with("flowchart LR\n") && text(&m).contains("[(\"prediction_outcomes\")]"),
+        "{}",
+        text(&m)
+    );
+    let bad = krxflow(dir.path(), &["graph", "match_outcome"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("(did you mean `match_outcomes`?)"),
+        "{}",
+        text(&bad)
+    );
+}
+
+#[test]
 fn ops_lists_every_operator_with_params_and_ports() {
     let dir = tempfile::tempdir().unwrap();
     let o = krxflow(dir.path(), &["ops", "--json"]);

@@ -87,6 +87,7 @@ macro_rules! commands {
 commands! {
     enum Command {
         Validate(cmd::validate::Args),
+        Graph(cmd::graph::Args),
         Run(cmd::run::Args),
         Backfill(cmd::backfill::Args),
         Backfills(cmd::backfills::Args),

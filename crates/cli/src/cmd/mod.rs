@@ -4,6 +4,7 @@ pub mod backfill;
 pub mod backfills;
 pub mod compact;
 pub mod eval;
+pub mod graph;
 pub mod lineage;
 pub mod ops;
 pub mod predict;
