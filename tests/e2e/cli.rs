@@ -488,6 +488,50 @@ fn graph_joins_the_shipped_loop_by_the_tables_one_dag_hands_the_next() {
     );
 }
 
+/// docs/architecture.md draws the scheduled loop with `krxflow graph`: the drawing is the
+/// command's output for the DAGs as shipped, with every variable at its default.
+/// Regenerate it with `KRXFLOW_BLESS=1 cargo test -p krxflow-cli --test e2e the_loop_drawn`.
+#[test]
+fn the_loop_drawn_in_the_architecture_doc_is_the_shipped_dags() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_krxflow"));
+    cmd.current_dir(repo_root()).env("KRXFLOW_LAKE", dir.path());
+    for (var, _) in std::env::vars().filter(|(k, _)| k.starts_with("KRXFLOW_")) {
+        cmd.env_remove(var);
+    }
+    let dags = [
+        "daily_batch",
+        "match_outcomes",
+        "retrain_weekly",
+        "retrain_linear",
+    ];
+    let out = cmd
+        .arg("graph")
+        .args(dags)
+        .args(["--format", "mermaid"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let drawn = String::from_utf8(out.stdout).unwrap();
+    let path = repo_root().join("docs/architecture.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let (begin, end) = (
+        "<!-- graph:begin -->\n```mermaid\n",
+        "```\n<!-- graph:end -->",
+    );
+    let (head, rest) = doc.split_once(begin).expect("the graph:begin marker");
+    let (in_doc, tail) = rest.split_once(end).expect("the graph:end marker");
+    if std::env::var("KRXFLOW_BLESS").as_deref() == Ok("1") {
+        std::fs::write(&path, format!("{head}{begin}{drawn}{end}{tail}")).unwrap();
+        return;
+    }
+    assert_eq!(
+        in_doc, drawn,
+        "docs/architecture.md's drawing of the loop is stale: regenerate it with \
+         KRXFLOW_BLESS=1 cargo test -p krxflow-cli --test e2e the_loop_drawn"
+    );
+}
+
 #[test]
 fn ops_lists_every_operator_with_params_and_ports() {
     let dir = tempfile::tempdir().unwrap();
