@@ -372,6 +372,98 @@ fn after_downtime_catchup_all_latest_and_none_run_four_one_and_no_partitions() {
     drop(serve);
 }
 
+/// A paused DAG gets no scheduled run while the others run; `/healthz` and `/metrics` say it
+/// is paused and why; once resumed, its `catchup: all` runs the four days it missed.
+#[test]
+fn a_paused_schedule_waits_and_its_catchup_runs_the_missed_days_once_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, dags) = (dir.path().join("lake"), dir.path().join("dags"));
+    std::fs::create_dir_all(&dags).unwrap();
+    std::fs::create_dir_all(lake.join("_krxflow/control")).unwrap();
+    for c in ["all", "latest"] {
+        std::fs::write(
+            dags.join(format!("{c}.yaml")),
+            daily_dag(&format!("p_{c}"), c),
+        )
+        .unwrap();
+    }
+    let last = (chrono::Utc::now() - chrono::Duration::days(4)).to_rfc3339();
+    let state = serde_json::json!({
+        "p_all": {"last_tick": last, "pending": []},
+        "p_latest": {"last_tick": last, "pending": []},
+    });
+    std::fs::write(
+        lake.join("_krxflow/control/scheduler_state.json"),
+        state.to_string(),
+    )
+    .unwrap();
+    let file = dags.join("all.yaml");
+    let paused = krxflow(
+        &lake,
+        &["pause", file.to_str().unwrap(), "--why", "vendor outage"],
+    );
+    assert!(paused.status.success(), "{}", text(&paused));
+    let listed = text(&krxflow(&lake, &["pause"]));
+    assert!(
+        listed.contains("p_all") && listed.contains("vendor outage"),
+        "{listed}"
+    );
+
+    let serve = start(&lake, &dags, &[]);
+    let runs = |dag: &str| {
+        if !lake.join("_krxflow/runs/_delta_log").exists() {
+            return 0;
+        }
+        count(
+            &lake,
+            &format!(
+                "SELECT count(*) FROM _krxflow.runs WHERE dag = '{dag}' AND state = 'succeeded'"
+            ),
+        )
+    };
+    wait_for("the unpaused DAG's run", 90, || runs("p_latest") == 1);
+    let (_, h) = get(&serve.addr, "/healthz");
+    let h: serde_json::Value = serde_json::from_str(&h).unwrap();
+    assert_eq!(h["dags_paused"]["p_all"]["why"], "vendor outage", "{h}");
+    let (_, m) = get(&serve.addr, "/metrics");
+    assert!(
+        m.contains("krxflow_scheduler_paused{dag=\"p_all\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("krxflow_scheduler_paused{dag=\"p_latest\"} 0"),
+        "{m}"
+    );
+    assert!(
+        !m.contains("krxflow_dag_expected_ds_timestamp_seconds{dag=\"p_all\"}"),
+        "a paused DAG is expected nowhere, so it raises no lateness alert: {m}"
+    );
+    // Longer than the scheduler takes to read the pauses again and to start a due run.
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(runs("p_all"), 0, "no scheduled run while paused");
+
+    // Resumed by its name (as `krxflow pause` lists it): catchup all runs the four days.
+    let resumed = krxflow(&lake, &["resume", "p_all"]);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert!(
+        text(&resumed).contains("resumed p_all's schedule"),
+        "{}",
+        text(&resumed)
+    );
+    wait_for("the four missed days", 90, || runs("p_all") == 4);
+    let (_, m) = get(&serve.addr, "/metrics");
+    assert!(
+        m.contains("krxflow_scheduler_paused{dag=\"p_all\"} 0"),
+        "{m}"
+    );
+    assert_eq!(runs("p_latest"), 1);
+    assert_eq!(
+        text(&krxflow(&lake, &["pause"])).trim(),
+        "no DAG's schedule is paused"
+    );
+    drop(serve);
+}
+
 /// SIGHUP re-validates the DAG folder although no file changed: a DAG whose input table did
 /// not exist becomes valid once another run created it.
 #[test]

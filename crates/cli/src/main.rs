@@ -94,6 +94,8 @@ commands! {
         Predict(cmd::predict::Args),
         Eval(cmd::eval::Args),
         Serve(cmd::serve::Args),
+        Pause(cmd::pause::Args),
+        Resume(cmd::resume::Args),
         Runs(cmd::runs::Args),
         Lineage(cmd::lineage::Args),
         Sql(cmd::sql::Args),

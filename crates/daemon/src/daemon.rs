@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dags::{load_all, scan};
 use crate::error::DaemonError;
+use crate::pause::{Paused, paused};
 use crate::source::DagSource;
 use crate::state::{DagState, state_json, states_from_json};
 use crate::status::{RecentRuns, Shared, lock, seed_from_runs};
@@ -69,6 +70,8 @@ const STATE: &str = "scheduler_state";
 const GRACE_ON_TIME: i64 = 60;
 /// The loop wakes at least this often (file polling, health, lease renewal).
 const POLL: Duration = Duration::from_secs(1);
+/// How often the paused DAGs are read again (`krxflow pause` / `resume` from elsewhere).
+const PAUSE_POLL: Duration = Duration::from_secs(5);
 
 async fn take_lease(lake: &Lake, a: &Config, owner: &str) -> Result<Lease, DaemonError> {
     let ttl = chrono::Duration::from_std(a.lease_ttl).unwrap_or(chrono::Duration::seconds(30));
@@ -123,6 +126,7 @@ pub async fn serve(
         invalid: Mutex::new(Vec::new()),
         active: Mutex::new(BTreeMap::new()),
         recent: Mutex::new(VecDeque::new()),
+        paused: Mutex::new(BTreeMap::new()),
     });
     let listener = match krxflow_metrics::http::bind(&a.listen).await {
         Ok(l) => l,
@@ -166,9 +170,14 @@ pub async fn serve(
             BTreeMap::new()
         }
     };
+    let mut pauses: BTreeMap<String, Paused> = BTreeMap::new();
+    refresh_pauses(lake, &mut pauses, &shared).await;
+    let mut pauses_read = tokio::time::Instant::now();
     let now = Utc::now();
     for (name, l) in &dags {
-        if let Some((t, _)) = &l.ticker {
+        if let Some((t, _)) = &l.ticker
+            && !pauses.contains_key(name)
+        {
             if let Some(next) = t.next_after(now) {
                 metrics.next_tick(name, next.at.timestamp() as f64);
             }
@@ -204,6 +213,11 @@ pub async fn serve(
         *lock(&shared.last_loop) = now;
         metrics.scheduler_loop(now.timestamp_millis() as f64 / 1000.0);
 
+        if pauses_read.elapsed() >= PAUSE_POLL {
+            refresh_pauses(lake, &mut pauses, &shared).await;
+            pauses_read = tokio::time::Instant::now();
+        }
+
         let current = scan(&a.dags);
         if reload || current != files {
             tracing::info!("reloading DAG files from {}", a.dags.display());
@@ -238,6 +252,14 @@ pub async fn serve(
                 }
                 st
             });
+            let is_paused = pauses.contains_key(name);
+            metrics.paused(name, is_paused);
+            if is_paused {
+                // As if the scheduler were down for this DAG: its ticks wait (the catch-up
+                // policy decides on resume) and nothing queued starts.
+                metrics.active_runs(name, st.active);
+                continue;
+            }
             if let Some((ticker, catchup)) = &l.ticker {
                 if let Some(newest) = ticker.between(st.last, now).last().copied() {
                     let due = ticker.due(
@@ -381,6 +403,36 @@ pub async fn serve(
         Some(_) => Stopped::LeaseLost,
         None => Stopped::Drained,
     })
+}
+
+/// Reads the paused DAGs again, saying which were paused or resumed since the last read; an
+/// unreadable store keeps the pauses last read.
+async fn refresh_pauses(lake: &Lake, pauses: &mut BTreeMap<String, Paused>, shared: &Shared) {
+    let read = match paused(lake).await {
+        Ok(read) => read,
+        Err(e) => {
+            tracing::warn!("cannot read the paused DAGs: {e}");
+            return;
+        }
+    };
+    for (name, p) in read.iter().filter(|(n, _)| !pauses.contains_key(*n)) {
+        let why = if p.why.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", p.why)
+        };
+        eprintln!(
+            "serve: {name}: schedule paused since {} by {}{why}; no scheduled runs until \
+             `krxflow resume {name}`",
+            p.since.format("%Y-%m-%d %H:%M:%S UTC"),
+            p.by
+        );
+    }
+    for name in pauses.keys().filter(|n| !read.contains_key(*n)) {
+        eprintln!("serve: {name}: schedule resumed");
+    }
+    *lock(&shared.paused) = read.iter().map(|(n, p)| (n.clone(), json!(p))).collect();
+    *pauses = read;
 }
 
 fn finish(states: &mut BTreeMap<String, DagState>, shared: &Shared, (name, ds, res): Done) {

@@ -15,16 +15,19 @@
 //!   cancelled (recorded as cancelled). Unfinished partitions are kept in the scheduler state
 //!   (`_krxflow/control/scheduler_state.json`) and run first after a restart; succeeded tasks
 //!   are skipped there by fingerprint, so a restart resumes where it stopped.
+//! * A paused DAG (`krxflow pause`, [`pause`]) gets no scheduled runs: its ticks wait as if
+//!   the scheduler were down for it, and its `catchup` policy decides on resume.
 //! * DAG files are re-read when they change (polled every second) or on SIGHUP; a running DAG
 //!   run keeps the definition it started with.
 //!
 //! Modules: `daemon` (the loop) uses `dags` (folder scan and load), `state` (per-DAG
-//! scheduling state), `status` (`/healthz`, `/runs`), `source` and `error`; none uses another
+//! scheduling state), `status` (`/healthz`, `/runs`), `pause`, `source` and `error`; none uses another
 //! back; `vacuum` is the retention policy.
 
 mod daemon;
 mod dags;
 mod error;
+pub mod pause;
 mod source;
 mod state;
 mod status;

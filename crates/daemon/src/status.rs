@@ -25,6 +25,8 @@ pub(crate) struct Shared {
     pub(crate) invalid: Mutex<Vec<Value>>,
     pub(crate) active: Mutex<BTreeMap<String, Value>>,
     pub(crate) recent: Mutex<VecDeque<Value>>,
+    /// Paused DAGs: name -> since, why, by.
+    pub(crate) paused: Mutex<BTreeMap<String, Value>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -52,6 +54,7 @@ impl StatusSource for Shared {
                 "lease_owner": self.lease_owner,
                 "dags_loaded": *lock(&self.loaded),
                 "dags_invalid": *lock(&self.invalid),
+                "dags_paused": *lock(&self.paused),
                 "active_runs": lock(&self.active).len(),
             }),
         )

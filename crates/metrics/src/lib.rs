@@ -46,6 +46,7 @@ pub struct Metrics {
     dags: IntGaugeVec,
     next_tick: GaugeVec,
     active_runs: IntGaugeVec,
+    paused: IntGaugeVec,
     model_inference: HistogramVec,
     hit_rate: GaugeVec,
     ensemble_weight: GaugeVec,
@@ -178,6 +179,11 @@ impl Metrics {
                 "DAG runs in progress.",
                 &["dag"],
             ),
+            paused: int_gauge(
+                "krxflow_scheduler_paused",
+                "1 while a DAG's schedule is paused (`krxflow pause`), else 0.",
+                &["dag"],
+            ),
             model_inference: histogram(
                 "krxflow_model_inference_seconds",
                 "Wall time of one batched model inference call.",
@@ -217,6 +223,7 @@ impl Metrics {
             Box::new(m.dags.clone()),
             Box::new(m.next_tick.clone()),
             Box::new(m.active_runs.clone()),
+            Box::new(m.paused.clone()),
             Box::new(m.model_inference.clone()),
             Box::new(m.hit_rate.clone()),
             Box::new(m.ensemble_weight.clone()),
@@ -352,6 +359,7 @@ impl Metrics {
         let _ = self.next_tick.remove_label_values(&[dag]);
         let _ = self.expected_ds.remove_label_values(&[dag]);
         let _ = self.active_runs.remove_label_values(&[dag]);
+        let _ = self.paused.remove_label_values(&[dag]);
     }
 
     pub fn expected_ds(&self, dag: &str, ds_unix: i64) {
@@ -362,6 +370,10 @@ impl Metrics {
 
     pub fn active_runs(&self, dag: &str, n: usize) {
         self.active_runs.with_label_values(&[dag]).set(n as i64);
+    }
+
+    pub fn paused(&self, dag: &str, paused: bool) {
+        self.paused.with_label_values(&[dag]).set(i64::from(paused));
     }
 
     // ---- models ----
@@ -409,6 +421,7 @@ pub const DECLARED: &[&str] = &[
     "krxflow_scheduler_dags",
     "krxflow_scheduler_next_tick_timestamp_seconds",
     "krxflow_scheduler_active_runs",
+    "krxflow_scheduler_paused",
     "krxflow_model_inference_seconds",
     "krxflow_prediction_hit_rate",
     "krxflow_ensemble_weight",
@@ -439,6 +452,7 @@ mod tests {
             &m.dags,
             &m.next_tick,
             &m.active_runs,
+            &m.paused,
             &m.model_inference,
             &m.hit_rate,
             &m.ensemble_weight,
