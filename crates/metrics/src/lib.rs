@@ -372,8 +372,14 @@ impl Metrics {
         self.active_runs.with_label_values(&[dag]).set(n as i64);
     }
 
+    /// Whether a DAG's schedule is paused. A paused DAG is expected on no day: its
+    /// latest-due-ds series goes (the lateness alert compares it with the last success) and
+    /// comes back with the first tick due after it is resumed.
     pub fn paused(&self, dag: &str, paused: bool) {
         self.paused.with_label_values(&[dag]).set(i64::from(paused));
+        if paused {
+            let _ = self.expected_ds.remove_label_values(&[dag]);
+        }
     }
 
     // ---- models ----
@@ -430,6 +436,33 @@ pub const DECLARED: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_paused_dag_is_expected_on_no_day_until_resumed() {
+        let m = Metrics::new();
+        m.expected_ds("d", 86_400);
+        m.paused("d", true);
+        let text = m.render();
+        assert!(
+            text.contains("krxflow_scheduler_paused{dag=\"d\"} 1"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("krxflow_dag_expected_ds_timestamp_seconds{dag=\"d\"}"),
+            "{text}"
+        );
+        m.paused("d", false);
+        m.expected_ds("d", 172_800);
+        let text = m.render();
+        assert!(
+            text.contains("krxflow_scheduler_paused{dag=\"d\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("krxflow_dag_expected_ds_timestamp_seconds{dag=\"d\"} 172800"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn every_declared_family_is_registered_with_help_text() {
