@@ -81,7 +81,7 @@ fn exported() -> BTreeSet<String> {
     m.dags_loaded(1, 0);
     m.next_tick("d", 0.0);
     m.active_runs("d", 0);
-    m.paused("d", true);
+    m.paused("p", true);
     m.inference("chronos", 0.1);
     m.model_quality("005930", 1, "lgbm", Some(0.5), 0.5);
     m.render()

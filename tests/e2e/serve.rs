@@ -302,6 +302,44 @@ tasks:
     )
 }
 
+/// A midnight DAG `<prefix>_<catchup>` (file `<catchup>.yaml`) per catch-up policy, and a saved
+/// scheduler state whose last tick for each is 4 days old, as if the scheduler had been down
+/// since; returns now.
+fn four_days_down(
+    lake: &Path,
+    dags: &Path,
+    prefix: &str,
+    catchups: &[&str],
+) -> chrono::DateTime<chrono::Utc> {
+    std::fs::create_dir_all(dags).unwrap();
+    std::fs::create_dir_all(lake.join("_krxflow/control")).unwrap();
+    let now = chrono::Utc::now();
+    let last = (now - chrono::Duration::days(4)).to_rfc3339();
+    let mut state = serde_json::Map::new();
+    for c in catchups {
+        let name = format!("{prefix}_{c}");
+        std::fs::write(dags.join(format!("{c}.yaml")), daily_dag(&name, c)).unwrap();
+        state.insert(name, serde_json::json!({"last_tick": last, "pending": []}));
+    }
+    std::fs::write(
+        lake.join("_krxflow/control/scheduler_state.json"),
+        serde_json::Value::Object(state).to_string(),
+    )
+    .unwrap();
+    now
+}
+
+/// How many runs of `dag` succeeded (0 before any run was recorded).
+fn succeeded_runs(lake: &Path, dag: &str) -> i64 {
+    if !lake.join("_krxflow/runs/_delta_log").exists() {
+        return 0;
+    }
+    count(
+        lake,
+        &format!("SELECT count(*) FROM _krxflow.runs WHERE dag = '{dag}' AND state = 'succeeded'"),
+    )
+}
+
 /// After four days down (the saved state's last tick is 4 days old), `catchup: all` runs the
 /// four missed days oldest first and one at a time (`max_active_runs: 1`), `latest` runs the
 /// newest only, `none` runs none.
@@ -309,39 +347,10 @@ tasks:
 fn after_downtime_catchup_all_latest_and_none_run_four_one_and_no_partitions() {
     let dir = tempfile::tempdir().unwrap();
     let (lake, dags) = (dir.path().join("lake"), dir.path().join("dags"));
-    std::fs::create_dir_all(&dags).unwrap();
-    std::fs::create_dir_all(lake.join("_krxflow/control")).unwrap();
-    for c in ["all", "latest", "none"] {
-        std::fs::write(
-            dags.join(format!("{c}.yaml")),
-            daily_dag(&format!("c_{c}"), c),
-        )
-        .unwrap();
-    }
-    let now = chrono::Utc::now();
-    let last = (now - chrono::Duration::days(4)).to_rfc3339();
-    let state = serde_json::json!({
-        "c_all": {"last_tick": last, "pending": []},
-        "c_latest": {"last_tick": last, "pending": []},
-        "c_none": {"last_tick": last, "pending": []},
-    });
-    std::fs::write(
-        lake.join("_krxflow/control/scheduler_state.json"),
-        state.to_string(),
-    )
-    .unwrap();
+    let now = four_days_down(&lake, &dags, "c", &["all", "latest", "none"]);
     let serve = start(&lake, &dags, &[]);
-    let runs = |dag: &str| {
-        count(
-            &lake,
-            &format!(
-                "SELECT count(*) FROM _krxflow.runs WHERE dag = '{dag}' AND state = 'succeeded'"
-            ),
-        )
-    };
-    wait_for("four catch-up runs", 90, || {
-        lake.join("_krxflow/runs/_delta_log").exists() && runs("c_all") == 4
-    });
+    let runs = |dag: &str| succeeded_runs(&lake, dag);
+    wait_for("four catch-up runs", 90, || runs("c_all") == 4);
     // Midnight KST ticks in (now - 4 days, now]: four, the newest today's.
     let kst_midnight_age =
         (now.with_timezone(&chrono_tz::Asia::Seoul).time() - chrono::NaiveTime::MIN).num_seconds();
@@ -378,25 +387,7 @@ fn after_downtime_catchup_all_latest_and_none_run_four_one_and_no_partitions() {
 fn a_paused_schedule_waits_and_its_catchup_runs_the_missed_days_once_resumed() {
     let dir = tempfile::tempdir().unwrap();
     let (lake, dags) = (dir.path().join("lake"), dir.path().join("dags"));
-    std::fs::create_dir_all(&dags).unwrap();
-    std::fs::create_dir_all(lake.join("_krxflow/control")).unwrap();
-    for c in ["all", "latest"] {
-        std::fs::write(
-            dags.join(format!("{c}.yaml")),
-            daily_dag(&format!("p_{c}"), c),
-        )
-        .unwrap();
-    }
-    let last = (chrono::Utc::now() - chrono::Duration::days(4)).to_rfc3339();
-    let state = serde_json::json!({
-        "p_all": {"last_tick": last, "pending": []},
-        "p_latest": {"last_tick": last, "pending": []},
-    });
-    std::fs::write(
-        lake.join("_krxflow/control/scheduler_state.json"),
-        state.to_string(),
-    )
-    .unwrap();
+    four_days_down(&lake, &dags, "p", &["all", "latest"]);
     let file = dags.join("all.yaml");
     let paused = krxflow(
         &lake,
@@ -410,17 +401,7 @@ fn a_paused_schedule_waits_and_its_catchup_runs_the_missed_days_once_resumed() {
     );
 
     let serve = start(&lake, &dags, &[]);
-    let runs = |dag: &str| {
-        if !lake.join("_krxflow/runs/_delta_log").exists() {
-            return 0;
-        }
-        count(
-            &lake,
-            &format!(
-                "SELECT count(*) FROM _krxflow.runs WHERE dag = '{dag}' AND state = 'succeeded'"
-            ),
-        )
-    };
+    let runs = |dag: &str| succeeded_runs(&lake, dag);
     wait_for("the unpaused DAG's run", 90, || runs("p_latest") == 1);
     let (_, h) = get(&serve.addr, "/healthz");
     let h: serde_json::Value = serde_json::from_str(&h).unwrap();
