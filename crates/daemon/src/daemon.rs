@@ -244,8 +244,13 @@ pub async fn serve(
                     && *catchup != Catchup::None
                     && let Some(prev) = ticker.between(now - chrono::Duration::days(14), now).last()
                 {
+                    let when = if pauses.contains_key(name) {
+                        format!("once `krxflow resume {name}` resumes it")
+                    } else {
+                        "now".into()
+                    };
                     eprintln!(
-                        "serve: {name}: first start: running the latest due partition {}",
+                        "serve: {name}: first start: running the latest due partition {} {when}",
                         prev.ds
                     );
                     st.enqueue(prev.ds);
