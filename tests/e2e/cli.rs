@@ -417,6 +417,13 @@ fn bad_usage_exits_2_with_a_reason() {
         "{}",
         text(&reversed)
     );
+    let cost = krxflow(dir.path(), &["eval", "--cost-bps=-5"]);
+    assert_eq!(cost.status.code(), Some(2));
+    assert!(
+        text(&cost).contains("--cost-bps -5 is not a cost"),
+        "{}",
+        text(&cost)
+    );
 }
 
 #[test]

@@ -199,6 +199,11 @@ fn eval_replays_the_loop_and_its_report_renders_every_chart_in_a_real_browser() 
             );
         }
     }
+    assert!(ids.contains(&"long-short-net-h1"), "{ids:?}");
+    assert!(
+        !ids.contains(&"long-short-net-h3"),
+        "no daily book at 3 days: {ids:?}"
+    );
     for f in figs {
         assert!(
             f["width"].as_f64().unwrap() > 300.0 && f["height"].as_f64().unwrap() > 150.0,

@@ -11,14 +11,17 @@ use crate::input::Outcome;
 /// Fewer codes than this on a day and the day has no IC or long–short return.
 pub const MIN_CODES: usize = 5;
 
-/// Per base day: (predicted return, realised return) of every code with a point forecast.
-pub fn by_day(rows: &[&Outcome]) -> BTreeMap<NaiveDate, Vec<(f64, f64)>> {
-    let mut days: BTreeMap<NaiveDate, Vec<(f64, f64)>> = BTreeMap::new();
+/// One code on one base day: (predicted return, realised return, code).
+pub type Pick<'a> = (f64, f64, &'a str);
+
+/// Per base day: every code with a point forecast.
+pub fn by_day<'a>(rows: &[&'a Outcome]) -> BTreeMap<NaiveDate, Vec<Pick<'a>>> {
+    let mut days: BTreeMap<NaiveDate, Vec<Pick<'a>>> = BTreeMap::new();
     for o in rows {
         if let Some(p) = o.predicted_return() {
             days.entry(o.base_date)
                 .or_default()
-                .push((p, o.actual_return));
+                .push((p, o.actual_return, o.code.as_str()));
         }
     }
     days.retain(|_, v| v.len() >= MIN_CODES);
@@ -28,18 +31,74 @@ pub fn by_day(rows: &[&Outcome]) -> BTreeMap<NaiveDate, Vec<(f64, f64)>> {
 /// One value per base day, in date order.
 pub type Daily = Vec<(NaiveDate, f64)>;
 
-/// The daily Rank IC and the daily long–short return of one model's rows at one horizon.
-pub fn daily_ic_and_long_short(rows: &[&Outcome]) -> (Daily, Daily) {
-    let days = by_day(rows);
-    let ic = days
+/// A model's cross-sectional series at one horizon, one value per base day.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CrossSection {
+    /// Rank IC.
+    pub ic: Daily,
+    /// Top-minus-bottom quintile return, gross.
+    pub long_short: Daily,
+    /// The share of the long and the short leg replaced since the previous base day with
+    /// legs, averaged over the two (1 on the first: the book is built).
+    pub turnover: Daily,
+}
+
+/// The daily Rank IC, long–short return and its legs' turnover of one model's rows at one
+/// horizon.
+pub fn daily<'a>(rows: &[&'a Outcome]) -> CrossSection {
+    let mut out = CrossSection::default();
+    let mut previous: Option<(Vec<&'a str>, Vec<&'a str>)> = None;
+    for (d, picks) in by_day(rows) {
+        let pairs: Vec<(f64, f64)> = picks.iter().map(|p| (p.0, p.1)).collect();
+        if let Some(ic) = spearman(&pairs) {
+            out.ic.push((d, ic));
+        }
+        let Some((top, bottom)) = quintiles(&picks) else {
+            continue;
+        };
+        out.long_short
+            .push((d, mean_realised(&top) - mean_realised(&bottom)));
+        let legs = (codes(&top), codes(&bottom));
+        let turnover = previous.as_ref().map_or(1.0, |(long, short)| {
+            (replaced(long, &legs.0) + replaced(short, &legs.1)) / 2.0
+        });
+        out.turnover.push((d, turnover));
+        previous = Some(legs);
+    }
+    out
+}
+
+/// A leg's codes, sorted.
+fn codes<'a>(leg: &[Pick<'a>]) -> Vec<&'a str> {
+    let mut c: Vec<&'a str> = leg.iter().map(|p| p.2).collect();
+    c.sort_unstable();
+    c
+}
+
+/// The share of `now` (sorted codes) that was not in `before` (sorted codes).
+fn replaced(before: &[&str], now: &[&str]) -> f64 {
+    let new = now
         .iter()
-        .filter_map(|(d, p)| Some((*d, spearman(p)?)))
-        .collect();
-    let ls = days
-        .iter()
-        .filter_map(|(d, p)| Some((*d, long_short(p)?)))
-        .collect();
-    (ic, ls)
+        .filter(|c| before.binary_search(c).is_err())
+        .count();
+    new as f64 / now.len() as f64
+}
+
+fn mean_realised(leg: &[Pick<'_>]) -> f64 {
+    leg.iter().map(|p| p.1).sum::<f64>() / leg.len() as f64
+}
+
+/// The top and the bottom fifth of a day's codes by predicted return (a stable sort: ties
+/// keep the day's code order); `None` with fewer than five codes or when every prediction is
+/// the same.
+fn quintiles<'a>(picks: &[Pick<'a>]) -> Option<(Vec<Pick<'a>>, Vec<Pick<'a>>)> {
+    let mut v = picks.to_vec();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let k = v.len() / 5;
+    if k == 0 || v[0].0 == v[v.len() - 1].0 {
+        return None;
+    }
+    Some((v[v.len() - k..].to_vec(), v[..k].to_vec()))
 }
 
 /// Ranks from 1, in the values' order, ties sharing their mean rank.
@@ -80,18 +139,6 @@ pub fn spearman(pairs: &[(f64, f64)]) -> Option<f64> {
     let x: Vec<f64> = pairs.iter().map(|p| p.0).collect();
     let y: Vec<f64> = pairs.iter().map(|p| p.1).collect();
     pearson(&ranks(&x), &ranks(&y))
-}
-
-/// The mean of the realised returns of the top fifth by prediction minus the bottom fifth's.
-pub fn long_short(pairs: &[(f64, f64)]) -> Option<f64> {
-    let mut v = pairs.to_vec();
-    v.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let k = v.len() / 5;
-    if k == 0 || v[0].0 == v[v.len() - 1].0 {
-        return None;
-    }
-    let mean = |s: &[(f64, f64)]| s.iter().map(|p| p.1).sum::<f64>() / s.len() as f64;
-    Some(mean(&v[v.len() - k..]) - mean(&v[..k]))
 }
 
 /// Mean, standard deviation, mean / sd and the t statistic of a daily series.
@@ -138,16 +185,71 @@ mod tests {
         assert_eq!(spearman(&[(0.0, 1.0), (0.0, 2.0), (0.0, 3.0)]), None);
     }
 
+    fn outcome(code: &str, day: u64, predicted: f64, realised: f64) -> Outcome {
+        Outcome {
+            model: "m".into(),
+            code: code.into(),
+            base_date: NaiveDate::from_ymd_opt(2024, 3, 4).unwrap() + chrono::Days::new(day),
+            horizon: 1,
+            base_close: 100.0,
+            point: Some(100.0 * (1.0 + predicted)),
+            q10: None,
+            q90: None,
+            predicted: crate::input::Direction::Up,
+            prob_up: None,
+            actual_return: realised,
+            actual: crate::input::Direction::of_return(realised, 0.003),
+        }
+    }
+
     #[test]
     fn the_long_short_return_is_top_fifth_minus_bottom_fifth() {
         // Ten codes: the top two realise 3% and 1%, the bottom two −2% and 0%.
-        let mut p: Vec<(f64, f64)> = (0..10).map(|i| (f64::from(i), 0.005)).collect();
-        p[9].1 = 0.03;
-        p[8].1 = 0.01;
-        p[0].1 = -0.02;
-        p[1].1 = 0.0;
-        assert!((long_short(&p).unwrap() - 0.03).abs() < 1e-12);
-        assert_eq!(long_short(&p[..4]), None);
+        let realised = [
+            -0.02, 0.0, 0.005, 0.005, 0.005, 0.005, 0.005, 0.005, 0.01, 0.03,
+        ];
+        let rows: Vec<Outcome> = (0..10)
+            .map(|i| {
+                outcome(
+                    &format!("C{i}"),
+                    0,
+                    f64::from(i) / 100.0,
+                    realised[i as usize],
+                )
+            })
+            .collect();
+        let x = daily(&rows.iter().collect::<Vec<_>>());
+        assert_eq!(x.long_short.len(), 1);
+        assert!((x.long_short[0].1 - 0.03).abs() < 1e-12);
+        assert_eq!(x.turnover[0].1, 1.0, "the first day builds the book");
+        let few = daily(&rows[..4].iter().collect::<Vec<_>>());
+        assert!(few.long_short.is_empty() && few.ic.is_empty());
+    }
+
+    #[test]
+    fn turnover_is_the_share_of_each_leg_replaced_since_the_day_before() {
+        // Day 0: long {C8, C9}, short {C0, C1}. Day 1: C7 replaces C8 on the long side, the
+        // short leg holds. Day 2: every prediction the same, no legs. Day 3: both legs swap
+        // sides, compared with day 1.
+        let mut rows = Vec::new();
+        for (day, order) in [
+            (0u64, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
+            (1, [0, 1, 2, 3, 4, 5, 6, 9, 8, 7]),
+            (3, [9, 7, 2, 3, 4, 5, 6, 8, 0, 1]),
+        ] {
+            // `order[r]` is the code at prediction rank r.
+            for (rank, code) in order.iter().enumerate() {
+                rows.push(outcome(&format!("C{code}"), day, rank as f64 / 100.0, 0.0));
+            }
+        }
+        for code in 0..10 {
+            rows.push(outcome(&format!("C{code}"), 2, 0.01, 0.0));
+        }
+        rows.sort_by(|a, b| (a.base_date, &a.code).cmp(&(b.base_date, &b.code)));
+        let x = daily(&rows.iter().collect::<Vec<_>>());
+        let turnover: Vec<f64> = x.turnover.iter().map(|t| t.1).collect();
+        assert_eq!(turnover, vec![1.0, 0.25, 1.0]);
+        assert_eq!(x.long_short.len(), 3, "day 2 has no legs");
     }
 
     #[test]

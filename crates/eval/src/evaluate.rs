@@ -21,6 +21,10 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     /// Bins of the reliability diagram.
     pub bins: usize,
+    /// What a round trip (a buy and a later sale, or a short sale and its cover) costs, as a
+    /// fraction of the value traded: the 1-day long–short return is also reported net of it,
+    /// charged on each day's turnover of the two legs.
+    pub round_trip_cost: f64,
 }
 
 /// What the evaluation reads (see [`crate::input`]).
@@ -71,6 +75,9 @@ pub struct Evaluation {
     pub monthly: Vec<Monthly>,
     pub rank_ic_daily: Vec<Daily>,
     pub long_short_daily: Vec<Daily>,
+    /// The 1-day long–short return net of [`Config::round_trip_cost`] (`value`) and the day's
+    /// turnover (the `cumulative` column is the net return summed).
+    pub long_short_net_daily: Vec<Daily>,
     pub reliability: Vec<ReliabilityBin>,
     pub weights: Vec<MeanWeight>,
 }
@@ -169,19 +176,40 @@ pub fn evaluate(
         monthly: Vec::new(),
         rank_ic_daily: Vec::new(),
         long_short_daily: Vec::new(),
+        long_short_net_daily: Vec::new(),
         reliability: Vec::new(),
         weights: series::mean_weights(&weights, from, to),
     };
     for ((horizon, kind, model), rows) in &groups {
-        let (ic, ls) = cross_section::daily_ic_and_long_short(rows);
+        let cross_section::CrossSection {
+            ic,
+            long_short: ls,
+            turnover,
+        } = cross_section::daily(rows);
         let ic_values: Vec<f64> = ic.iter().map(|p| p.1).collect();
         let ls_values: Vec<f64> = ls.iter().map(|p| p.1).collect();
+        // Rebalanced each base day, the 1-day portfolio pays for what each leg replaced; an
+        // h-day return has no such daily book (its portfolios overlap), so no net figure.
+        let net: Vec<(NaiveDate, f64)> = if *horizon == 1 {
+            ls.iter()
+                .zip(&turnover)
+                .map(|(&(d, gross), &(_, t))| (d, gross - 2.0 * t * cfg.round_trip_cost))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let net_values: Vec<f64> = net.iter().map(|p| p.1).collect();
+        let turnover_values: Vec<f64> = turnover.iter().map(|p| p.1).collect();
         let cal = calibration::calibration(rows, cfg.bins);
         ev.summaries.push(summary::summarise(
             rows,
             cal.as_ref(),
-            cross_section::stats(&ic_values),
-            cross_section::stats(&ls_values),
+            summary::CrossSectionStats {
+                ic: cross_section::stats(&ic_values),
+                long_short: cross_section::stats(&ls_values),
+                long_short_net: cross_section::stats(&net_values),
+                turnover: cross_section::stats(&turnover_values).map(|s| s.mean),
+            },
             &terciles,
             ev.drawdown.as_ref(),
         ));
@@ -203,6 +231,8 @@ pub fn evaluate(
             .extend(series::daily(*horizon, model, &ic, 1.0));
         ev.long_short_daily
             .extend(series::daily(*horizon, model, &ls, f64::from(*horizon)));
+        ev.long_short_net_daily
+            .extend(series::daily(*horizon, model, &net, 1.0));
         if *kind != Kind::Baseline {
             for b in baselines::ALL {
                 if let Some(base) = groups.get(&(*horizon, Kind::Baseline, b.to_string())) {
@@ -306,6 +336,7 @@ pub(crate) mod fixture {
             flat_band: 0.003,
             bootstrap: BootstrapConfig::default(),
             bins: 10,
+            round_trip_cost: 0.002,
         }
     }
 }
@@ -314,6 +345,36 @@ pub(crate) mod fixture {
 mod tests {
     use super::fixture::*;
     use super::*;
+
+    #[test]
+    fn the_net_long_short_pays_the_round_trip_on_each_days_turnover_at_one_day_only() {
+        let mut input = universe();
+        let three: Vec<Outcome> = input
+            .outcomes
+            .iter()
+            .map(|o| Outcome {
+                horizon: 3,
+                ..o.clone()
+            })
+            .collect();
+        input.outcomes.extend(three);
+        let ev = evaluate(input, day(0), day(DAYS), &config()).unwrap();
+        let s = ev.summary(1, "ensemble").unwrap();
+        let (gross, turnover) = (s.long_short_mean.unwrap(), s.long_short_turnover.unwrap());
+        assert!(turnover > 0.1 && turnover < 1.0, "{turnover}");
+        let net = s.long_short_net_mean.unwrap();
+        assert!((net - (gross - 2.0 * 0.002 * turnover)).abs() < 1e-12);
+        let net_days: Vec<_> = ev
+            .long_short_net_daily
+            .iter()
+            .filter(|r| r.model == "ensemble")
+            .collect();
+        let last = net_days.last().unwrap();
+        assert!((last.cumulative - net * net_days.len() as f64).abs() < 1e-9);
+        let h3 = ev.summary(3, "ensemble").unwrap();
+        assert!(h3.long_short_turnover.is_some() && h3.long_short_net_mean.is_none());
+        assert!(ev.long_short_net_daily.iter().all(|r| r.horizon == 1));
+    }
 
     #[test]
     fn a_model_that_sees_the_signal_beats_every_baseline_and_a_shuffled_one_does_not() {

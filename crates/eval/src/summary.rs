@@ -66,6 +66,22 @@ pub struct Summary {
     /// Mean daily top-minus-bottom quintile h-day return (gross: no costs).
     pub long_short_mean: Option<f64>,
     pub long_short_t: Option<f64>,
+    /// Mean share of the long and short legs replaced from one base day to the next.
+    pub long_short_turnover: Option<f64>,
+    /// At 1 day only: the mean daily long–short return net of the round-trip cost on that
+    /// turnover, and its t.
+    pub long_short_net_mean: Option<f64>,
+    pub long_short_net_t: Option<f64>,
+}
+
+/// A model's cross-sectional series at one horizon, summarised.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CrossSectionStats {
+    pub ic: Option<SeriesStats>,
+    pub long_short: Option<SeriesStats>,
+    pub long_short_net: Option<SeriesStats>,
+    /// The legs' mean daily turnover.
+    pub turnover: Option<f64>,
 }
 
 fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
@@ -113,12 +129,12 @@ impl VolTerciles {
 pub fn summarise(
     rows: &[&Outcome],
     calibration: Option<&Calibration>,
-    ic: Option<SeriesStats>,
-    long_short: Option<SeriesStats>,
+    cross: CrossSectionStats,
     terciles: &VolTerciles,
     drawdown: Option<&crate::drawdown::Drawdown>,
 ) -> Summary {
     let first = rows[0];
+    let (ic, long_short) = (cross.ic, cross.long_short);
     let days = rows
         .iter()
         .map(|o| o.base_date)
@@ -177,6 +193,9 @@ pub fn summarise(
         ic_days: ic.map(|s| s.days),
         long_short_mean: long_short.map(|s| s.mean),
         long_short_t: long_short.map(|s| s.t),
+        long_short_turnover: cross.turnover,
+        long_short_net_mean: cross.long_short_net.map(|s| s.mean),
+        long_short_net_t: cross.long_short_net.map(|s| s.t),
     }
 }
 
@@ -209,8 +228,7 @@ mod tests {
         let s = summarise(
             &refs,
             None,
-            None,
-            None,
+            CrossSectionStats::default(),
             &VolTerciles::new(HashMap::new()),
             None,
         );
@@ -235,7 +253,13 @@ mod tests {
             rows.push(o);
         }
         let t = VolTerciles::new(vol);
-        let s = summarise(&rows.iter().collect::<Vec<_>>(), None, None, None, &t, None);
+        let s = summarise(
+            &rows.iter().collect::<Vec<_>>(),
+            None,
+            CrossSectionStats::default(),
+            &t,
+            None,
+        );
         assert_eq!(
             (s.coverage_low_vol, s.coverage_mid_vol, s.coverage_high_vol),
             (Some(1.0), Some(0.0), Some(0.0))

@@ -126,7 +126,12 @@ pub fn for_horizon(ev: &Evaluation, h: u32) -> Vec<(Chart, String)> {
         |r| &r.model,
         |r| Some((d(r.date), r.cumulative)),
     );
-    vec![
+    let net = by_model(
+        ev.long_short_net_daily.iter().filter(|r| r.horizon == h),
+        |r| &r.model,
+        |r| Some((d(r.date), r.cumulative)),
+    );
+    let mut figures = vec![
         (
             chart(format!("hit-h{h}"), format!("Cumulative hit rate, h={h}"), "hit rate", XAxis::Date, hit),
             "direction hit rate from the start of the range through each base day".into(),
@@ -145,5 +150,15 @@ pub fn for_horizon(ev: &Evaluation, h: u32) -> Vec<(Chart, String)> {
             chart(format!("long-short-h{h}"), format!("Cumulative long–short return, h={h}"), "cumulative return", XAxis::Date, ls),
             "top minus bottom quintile by predicted return, h-day return / h summed over base days; gross, costs excluded".into(),
         ),
-    ]
+    ];
+    if h == 1 {
+        figures.push((
+            chart(format!("long-short-net-h{h}"), format!("Cumulative long–short return net of costs, h={h}"), "cumulative net return", XAxis::Date, net),
+            format!(
+                "the same portfolios rebalanced each base day, each leg's replaced share charged {:.2}% a round trip (borrowing costs excluded)",
+                ev.config.round_trip_cost * 100.0
+            ),
+        ));
+    }
+    figures
 }

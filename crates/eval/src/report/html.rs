@@ -34,7 +34,7 @@ th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}tr.ensemble 
 tr.baseline td{color:#666}figure{margin:1.5em 0}figcaption{font-size:13px;color:#555}.note{font-size:13px;color:#555}";
 
 fn metrics_table(out: &mut String, rows: &[&Summary]) {
-    out.push_str("<table><tr><th>model</th><th>n</th><th>hit rate</th><th>Rank IC</th><th>ICIR</th><th>MAE (return)</th><th>pinball q10 / q50 / q90</th><th>q10–q90 coverage</th><th>coverage by vol tercile (low / mid / high)</th><th>coverage in the drawdown window</th><th>width</th><th>Brier (rel / res / unc)</th><th>long–short mean</th></tr>");
+    out.push_str("<table><tr><th>model</th><th>n</th><th>hit rate</th><th>Rank IC</th><th>ICIR</th><th>MAE (return)</th><th>pinball q10 / q50 / q90</th><th>q10–q90 coverage</th><th>coverage by vol tercile (low / mid / high)</th><th>coverage in the drawdown window</th><th>width</th><th>Brier (rel / res / unc)</th><th>long–short mean (gross)</th><th>legs' daily turnover</th><th>long–short net of costs (1 day)</th></tr>");
     for s in rows {
         let class = match s.kind {
             Kind::Ensemble => "ensemble",
@@ -54,7 +54,7 @@ fn metrics_table(out: &mut String, rows: &[&Summary]) {
         );
         let _ = write!(
             out,
-            "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {} / {}</td><td>{}</td><td>{} / {} / {}</td><td>{}</td><td>{}</td><td>{brier}</td><td>{}</td></tr>",
+            "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {} / {}</td><td>{}</td><td>{} / {} / {}</td><td>{}</td><td>{}</td><td>{brier}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&s.model),
             s.n,
             num(Some(s.hit_rate), 3),
@@ -72,6 +72,11 @@ fn metrics_table(out: &mut String, rows: &[&Summary]) {
             pct(s.width),
             s.long_short_mean
                 .map_or_else(|| "—".to_string(), |m| format!("{:.3}%", m * 100.0)),
+            pct(s.long_short_turnover),
+            s.long_short_net_mean.map_or_else(
+                || "—".to_string(),
+                |m| format!("{:.3}% (t {})", m * 100.0, num(s.long_short_net_t, 1))
+            ),
         );
     }
     out.push_str("</table>");
@@ -128,13 +133,14 @@ pub fn page(ev: &Evaluation) -> crate::EvalResult<String> {
     );
     let _ = write!(
         out,
-        "<h1>krxflow evaluation, {} .. {}</h1><p>{} matured forecasts (base dates in the range, scheduled runs only) against the naive baselines made for the same codes and days from closes known at each base day's close. Direction: up / flat / down with a ±{:.1}% flat band. Hit-rate differences are paired on the same forecasts with a moving-block bootstrap over trading days ({}-day blocks, {} resamples). Rank IC: Spearman across codes per base day of predicted against realised return; ICIR = mean / sd of the daily IC. Long–short: the top minus the bottom quintile's realised h-day return per base day, <b>gross: trading costs are excluded</b>; for h &gt; 1 the daily portfolios overlap.</p>",
+        "<h1>krxflow evaluation, {} .. {}</h1><p>{} matured forecasts (base dates in the range, scheduled runs only) against the naive baselines made for the same codes and days from closes known at each base day's close. Direction: up / flat / down with a ±{:.1}% flat band. Hit-rate differences are paired on the same forecasts with a moving-block bootstrap over trading days ({}-day blocks, {} resamples). Rank IC: Spearman across codes per base day of predicted against realised return; ICIR = mean / sd of the daily IC. Long–short: the top minus the bottom quintile's realised h-day return per base day, <b>gross: trading costs are excluded</b>; for h &gt; 1 the daily portfolios overlap. Turnover: the share of each leg's codes replaced from one base day to the next, averaged over the two legs. At 1 day the portfolio is also shown <b>net of costs</b>: rebalanced each base day, each leg's replaced share charged {:.2}% a round trip (<code>krxflow eval --cost-bps</code>), borrowing costs for the short leg excluded.</p>",
         ev.from,
         ev.to,
         ev.counts.outcomes,
         ev.config.flat_band * 100.0,
         ev.config.bootstrap.block_days,
-        ev.config.bootstrap.resamples
+        ev.config.bootstrap.resamples,
+        ev.config.round_trip_cost * 100.0
     );
     match &ev.drawdown {
         Some(dd) => {

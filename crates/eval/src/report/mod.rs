@@ -64,6 +64,12 @@ pub fn write(ev: &Evaluation, dir: &Path) -> EvalResult<Vec<PathBuf>> {
         &ev.long_short_daily,
         &mut written,
     )?;
+    csv(
+        dir,
+        "long_short_net_daily.csv",
+        &ev.long_short_net_daily,
+        &mut written,
+    )?;
     csv(dir, "reliability.csv", &ev.reliability, &mut written)?;
     csv(dir, "weights.csv", &ev.weights, &mut written)?;
     file(
@@ -85,7 +91,7 @@ mod tests {
         let ev = evaluate(universe(), day(0), day(DAYS), &config()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let files = write(&ev, dir.path()).unwrap();
-        assert_eq!(files.len(), 10);
+        assert_eq!(files.len(), 11);
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join("metrics.json")).unwrap())
                 .unwrap();
@@ -102,6 +108,7 @@ mod tests {
             "reliability-h1",
             "weights-h1",
             "long-short-h1",
+            "long-short-net-h1",
         ] {
             assert!(
                 html.contains(&format!("<figure data-chart=\"{id}\"><svg")),
@@ -113,6 +120,7 @@ mod tests {
             assert!(!html.contains(fetch), "{fetch}");
         }
         assert!(html.contains("costs are excluded"));
+        assert!(html.contains("charged 0.20% a round trip"));
     }
 
     #[test]
