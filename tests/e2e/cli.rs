@@ -424,6 +424,13 @@ fn bad_usage_exits_2_with_a_reason() {
         "{}",
         text(&cost)
     );
+    let drop = krxflow(dir.path(), &["eval", "--n-drop", "0"]);
+    assert_eq!(drop.status.code(), Some(2));
+    assert!(
+        text(&drop).contains("--n-drop 0 would never trade"),
+        "{}",
+        text(&drop)
+    );
 }
 
 #[test]

@@ -199,9 +199,12 @@ fn eval_replays_the_loop_and_its_report_renders_every_chart_in_a_real_browser() 
             );
         }
     }
-    assert!(ids.contains(&"long-short-net-h1"), "{ids:?}");
+    for book in ["book-quintiles-h1", "book-dropout-h1"] {
+        assert!(ids.contains(&book), "no {book} in {ids:?}");
+    }
     assert!(
-        !ids.contains(&"long-short-net-h3"),
+        !ids.iter()
+            .any(|i| i.starts_with("book-") && i.ends_with("-h3")),
         "no daily book at 3 days: {ids:?}"
     );
     for f in figs {

@@ -38,50 +38,22 @@ pub struct CrossSection {
     pub ic: Daily,
     /// Top-minus-bottom quintile return, gross.
     pub long_short: Daily,
-    /// The share of the long and the short leg replaced since the previous base day with
-    /// legs, averaged over the two (1 on the first: the book is built).
-    pub turnover: Daily,
 }
 
-/// The daily Rank IC, long–short return and its legs' turnover of one model's rows at one
-/// horizon.
-pub fn daily<'a>(rows: &[&'a Outcome]) -> CrossSection {
+/// The daily Rank IC and long–short return of one model's rows at one horizon.
+pub fn daily(rows: &[&Outcome]) -> CrossSection {
     let mut out = CrossSection::default();
-    let mut previous: Option<(Vec<&'a str>, Vec<&'a str>)> = None;
     for (d, picks) in by_day(rows) {
         let pairs: Vec<(f64, f64)> = picks.iter().map(|p| (p.0, p.1)).collect();
         if let Some(ic) = spearman(&pairs) {
             out.ic.push((d, ic));
         }
-        let Some((top, bottom)) = quintiles(&picks) else {
-            continue;
-        };
-        out.long_short
-            .push((d, mean_realised(&top) - mean_realised(&bottom)));
-        let legs = (codes(&top), codes(&bottom));
-        let turnover = previous.as_ref().map_or(1.0, |(long, short)| {
-            (replaced(long, &legs.0) + replaced(short, &legs.1)) / 2.0
-        });
-        out.turnover.push((d, turnover));
-        previous = Some(legs);
+        if let Some((top, bottom)) = quintiles(&picks) {
+            out.long_short
+                .push((d, mean_realised(&top) - mean_realised(&bottom)));
+        }
     }
     out
-}
-
-/// A leg's codes, sorted.
-fn codes<'a>(leg: &[Pick<'a>]) -> Vec<&'a str> {
-    let mut c: Vec<&'a str> = leg.iter().map(|p| p.2).collect();
-    c.sort_unstable();
-    c
-}
-
-/// The share of `now` (sorted codes) that was not in `before` (sorted codes).
-fn replaced(before: &[&str], now: &[&str]) -> f64 {
-    let new = now
-        .iter()
-        .filter(|c| before.binary_search(c).is_err())
-        .count();
-    new as f64 / now.len() as f64
 }
 
 fn mean_realised(leg: &[Pick<'_>]) -> f64 {
@@ -221,35 +193,8 @@ mod tests {
         let x = daily(&rows.iter().collect::<Vec<_>>());
         assert_eq!(x.long_short.len(), 1);
         assert!((x.long_short[0].1 - 0.03).abs() < 1e-12);
-        assert_eq!(x.turnover[0].1, 1.0, "the first day builds the book");
         let few = daily(&rows[..4].iter().collect::<Vec<_>>());
         assert!(few.long_short.is_empty() && few.ic.is_empty());
-    }
-
-    #[test]
-    fn turnover_is_the_share_of_each_leg_replaced_since_the_day_before() {
-        // Day 0: long {C8, C9}, short {C0, C1}. Day 1: C7 replaces C8 on the long side, the
-        // short leg holds. Day 2: every prediction the same, no legs. Day 3: both legs swap
-        // sides, compared with day 1.
-        let mut rows = Vec::new();
-        for (day, order) in [
-            (0u64, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
-            (1, [0, 1, 2, 3, 4, 5, 6, 9, 8, 7]),
-            (3, [9, 7, 2, 3, 4, 5, 6, 8, 0, 1]),
-        ] {
-            // `order[r]` is the code at prediction rank r.
-            for (rank, code) in order.iter().enumerate() {
-                rows.push(outcome(&format!("C{code}"), day, rank as f64 / 100.0, 0.0));
-            }
-        }
-        for code in 0..10 {
-            rows.push(outcome(&format!("C{code}"), 2, 0.01, 0.0));
-        }
-        rows.sort_by(|a, b| (a.base_date, &a.code).cmp(&(b.base_date, &b.code)));
-        let x = daily(&rows.iter().collect::<Vec<_>>());
-        let turnover: Vec<f64> = x.turnover.iter().map(|t| t.1).collect();
-        assert_eq!(turnover, vec![1.0, 0.25, 1.0]);
-        assert_eq!(x.long_short.len(), 3, "day 2 has no legs");
     }
 
     #[test]

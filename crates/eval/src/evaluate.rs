@@ -6,6 +6,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::baselines::{self, History};
+use crate::books::{self, Book, BookConfig, BookDay};
 use crate::bootstrap::{self, BootstrapConfig, HitDiff};
 use crate::calibration::{self, Bin};
 use crate::cross_section;
@@ -21,10 +22,8 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     /// Bins of the reliability diagram.
     pub bins: usize,
-    /// What a round trip (a buy and a later sale, or a short sale and its cover) costs, as a
-    /// fraction of the value traded: the 1-day long–short return is also reported net of it,
-    /// charged on each day's turnover of the two legs.
-    pub round_trip_cost: f64,
+    /// How the 1-day long–short books trade ([`books`]).
+    pub books: BookConfig,
 }
 
 /// What the evaluation reads (see [`crate::input`]).
@@ -75,9 +74,9 @@ pub struct Evaluation {
     pub monthly: Vec<Monthly>,
     pub rank_ic_daily: Vec<Daily>,
     pub long_short_daily: Vec<Daily>,
-    /// The 1-day long–short return net of [`Config::round_trip_cost`] (`value`) and the day's
-    /// turnover (the `cumulative` column is the net return summed).
-    pub long_short_net_daily: Vec<Daily>,
+    /// The 1-day long–short books of the ensemble and each member, traded net of costs.
+    pub books: Vec<Book>,
+    pub book_days: Vec<BookDay>,
     pub reliability: Vec<ReliabilityBin>,
     pub weights: Vec<MeanWeight>,
 }
@@ -176,30 +175,15 @@ pub fn evaluate(
         monthly: Vec::new(),
         rank_ic_daily: Vec::new(),
         long_short_daily: Vec::new(),
-        long_short_net_daily: Vec::new(),
+        books: Vec::new(),
+        book_days: Vec::new(),
         reliability: Vec::new(),
         weights: series::mean_weights(&weights, from, to),
     };
     for ((horizon, kind, model), rows) in &groups {
-        let cross_section::CrossSection {
-            ic,
-            long_short: ls,
-            turnover,
-        } = cross_section::daily(rows);
+        let cross_section::CrossSection { ic, long_short: ls } = cross_section::daily(rows);
         let ic_values: Vec<f64> = ic.iter().map(|p| p.1).collect();
         let ls_values: Vec<f64> = ls.iter().map(|p| p.1).collect();
-        // Rebalanced each base day, the 1-day portfolio pays for what each leg replaced; an
-        // h-day return has no such daily book (its portfolios overlap), so no net figure.
-        let net: Vec<(NaiveDate, f64)> = if *horizon == 1 {
-            ls.iter()
-                .zip(&turnover)
-                .map(|(&(d, gross), &(_, t))| (d, gross - 2.0 * t * cfg.round_trip_cost))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let net_values: Vec<f64> = net.iter().map(|p| p.1).collect();
-        let turnover_values: Vec<f64> = turnover.iter().map(|p| p.1).collect();
         let cal = calibration::calibration(rows, cfg.bins);
         ev.summaries.push(summary::summarise(
             rows,
@@ -207,8 +191,6 @@ pub fn evaluate(
             summary::CrossSectionStats {
                 ic: cross_section::stats(&ic_values),
                 long_short: cross_section::stats(&ls_values),
-                long_short_net: cross_section::stats(&net_values),
-                turnover: cross_section::stats(&turnover_values).map(|s| s.mean),
             },
             &terciles,
             ev.drawdown.as_ref(),
@@ -231,8 +213,14 @@ pub fn evaluate(
             .extend(series::daily(*horizon, model, &ic, 1.0));
         ev.long_short_daily
             .extend(series::daily(*horizon, model, &ls, f64::from(*horizon)));
-        ev.long_short_net_daily
-            .extend(series::daily(*horizon, model, &net, 1.0));
+        // Traded books at 1 day (an h-day return has no daily book: its portfolios overlap).
+        if *horizon == 1 && *kind != Kind::Baseline {
+            for book in [books::QUINTILES, books::DROPOUT] {
+                let days = books::trade(model, book, rows, &cfg.books);
+                ev.books.extend(books::summarise(&days));
+                ev.book_days.extend(days);
+            }
+        }
         if *kind != Kind::Baseline {
             for b in baselines::ALL {
                 if let Some(base) = groups.get(&(*horizon, Kind::Baseline, b.to_string())) {
@@ -336,7 +324,10 @@ pub(crate) mod fixture {
             flat_band: 0.003,
             bootstrap: BootstrapConfig::default(),
             bins: 10,
-            round_trip_cost: 0.002,
+            books: BookConfig {
+                round_trip_cost: 0.002,
+                n_drop: 1,
+            },
         }
     }
 }
@@ -347,7 +338,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_net_long_short_pays_the_round_trip_on_each_days_turnover_at_one_day_only() {
+    fn the_ensemble_and_members_are_traded_in_both_books_at_one_day_only() {
         let mut input = universe();
         let three: Vec<Outcome> = input
             .outcomes
@@ -359,21 +350,40 @@ mod tests {
             .collect();
         input.outcomes.extend(three);
         let ev = evaluate(input, day(0), day(DAYS), &config()).unwrap();
-        let s = ev.summary(1, "ensemble").unwrap();
-        let (gross, turnover) = (s.long_short_mean.unwrap(), s.long_short_turnover.unwrap());
-        assert!(turnover > 0.1 && turnover < 1.0, "{turnover}");
-        let net = s.long_short_net_mean.unwrap();
-        assert!((net - (gross - 2.0 * 0.002 * turnover)).abs() < 1e-12);
-        let net_days: Vec<_> = ev
-            .long_short_net_daily
+        let names: Vec<(&str, &str)> = ev
+            .books
             .iter()
-            .filter(|r| r.model == "ensemble")
+            .map(|b| (b.model.as_str(), b.book.as_str()))
             .collect();
-        let last = net_days.last().unwrap();
-        assert!((last.cumulative - net * net_days.len() as f64).abs() < 1e-9);
-        let h3 = ev.summary(3, "ensemble").unwrap();
-        assert!(h3.long_short_turnover.is_some() && h3.long_short_net_mean.is_none());
-        assert!(ev.long_short_net_daily.iter().all(|r| r.horizon == 1));
+        assert_eq!(
+            names,
+            [
+                ("ensemble", books::QUINTILES),
+                ("ensemble", books::DROPOUT),
+                ("shuffled", books::QUINTILES),
+                ("shuffled", books::DROPOUT)
+            ]
+        );
+        let book = |m: &str, b: &str| {
+            ev.books
+                .iter()
+                .find(|x| x.model == m && x.book == b)
+                .unwrap()
+        };
+        let (full, drop) = (
+            book("ensemble", books::QUINTILES),
+            book("ensemble", books::DROPOUT),
+        );
+        // The quintile book's gross is the summary's long–short.
+        let s = ev.summary(1, "ensemble").unwrap();
+        assert!((full.gross_mean - s.long_short_mean.unwrap()).abs() < 1e-12);
+        // Dropout trades a sixth of a leg a day at most (six codes a leg of 30).
+        assert!(
+            drop.turnover < 0.2 && full.turnover > 0.5,
+            "{drop:?} {full:?}"
+        );
+        assert!(full.gross_mean > 0.0 && drop.gross_mean > 0.0);
+        assert!((full.net_mean - (full.gross_mean - 2.0 * 0.002 * full.turnover)).abs() < 1e-12);
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! judged per horizon against naive baselines made from the same days' closes, with
 //! block-bootstrap intervals of the hit-rate differences, Rank IC and ICIR, errors and
 //! pinball losses, interval coverage (overall and by volatility tercile), P(up) calibration,
-//! and a gross long–short quintile return; written as `metrics.json`, CSVs and a
+//! a gross long–short quintile return, and 1-day long–short books traded net of costs
+//! ([`books`]); written as `metrics.json`, CSVs and a
 //! self-contained `report.html` ([`report`]).
 //!
 //! It reads plain rows ([`input`]); the CLI fetches them from the lake.
 
 pub mod baselines;
+pub mod books;
 pub mod bootstrap;
 pub mod calibration;
 pub mod cross_section;

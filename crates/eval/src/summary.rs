@@ -66,12 +66,6 @@ pub struct Summary {
     /// Mean daily top-minus-bottom quintile h-day return (gross: no costs).
     pub long_short_mean: Option<f64>,
     pub long_short_t: Option<f64>,
-    /// Mean share of the long and short legs replaced from one base day to the next.
-    pub long_short_turnover: Option<f64>,
-    /// At 1 day only: the mean daily long–short return net of the round-trip cost on that
-    /// turnover, and its t.
-    pub long_short_net_mean: Option<f64>,
-    pub long_short_net_t: Option<f64>,
 }
 
 /// A model's cross-sectional series at one horizon, summarised.
@@ -79,9 +73,6 @@ pub struct Summary {
 pub struct CrossSectionStats {
     pub ic: Option<SeriesStats>,
     pub long_short: Option<SeriesStats>,
-    pub long_short_net: Option<SeriesStats>,
-    /// The legs' mean daily turnover.
-    pub turnover: Option<f64>,
 }
 
 fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
@@ -193,9 +184,6 @@ pub fn summarise(
         ic_days: ic.map(|s| s.days),
         long_short_mean: long_short.map(|s| s.mean),
         long_short_t: long_short.map(|s| s.t),
-        long_short_turnover: cross.turnover,
-        long_short_net_mean: cross.long_short_net.map(|s| s.mean),
-        long_short_net_t: cross.long_short_net.map(|s| s.t),
     }
 }
 

@@ -41,10 +41,13 @@ pub struct Args {
     #[arg(long, default_value_t = 2000)]
     resamples: usize,
     /// What a round trip costs, in basis points of the value traded, for the 1-day
-    /// long–short return net of costs: KRX's transaction tax on sales (0.18% in 2024, 0.15%
-    /// from 2025) plus a broker's commission each way (borrowing costs are not included).
+    /// long–short books traded net of costs: KRX's transaction tax on sales (0.18% in 2024,
+    /// 0.15% from 2025) plus a broker's commission each way (borrowing is not included).
     #[arg(long, default_value_t = 20.0)]
     cost_bps: f64,
+    /// The dropout book's most codes replaced per leg and day (Qlib's TopkDropout `n_drop`).
+    #[arg(long, default_value_t = 1)]
+    n_drop: usize,
 }
 
 fn lit(d: NaiveDate) -> String {
@@ -184,29 +187,21 @@ fn print_summary(ev: &Evaluation) {
                 opt(s.brier, 4)
             );
         }
-        let books: Vec<_> = rows
-            .iter()
-            .filter(|s| s.kind != Kind::Baseline && s.long_short_net_mean.is_some())
-            .collect();
-        if !books.is_empty() {
+        if h == 1 && !ev.books.is_empty() {
             println!(
-                "     {:<40} {:>16} {:>9} {:>17}",
-                "long–short, top − bottom fifth, daily",
+                "     {:<30} {:>16} {:>9} {:>17}",
+                "long–short book, traded",
                 "gross/day (t)",
                 "turnover",
-                format!("net of {:.2}% (t)", ev.config.round_trip_cost * 100.0)
+                format!("net of {:.2}% (t)", ev.config.books.round_trip_cost * 100.0)
             );
-            let pct_t = |m: Option<f64>, t: Option<f64>| match (m, t) {
-                (Some(m), Some(t)) => format!("{:+.3}% ({t:+.1})", m * 100.0),
-                _ => "-".into(),
-            };
-            for s in books {
+            for b in &ev.books {
                 println!(
-                    "     {:<40} {:>16} {:>9} {:>17}",
-                    s.model,
-                    pct_t(s.long_short_mean, s.long_short_t),
-                    opt(s.long_short_turnover, 3),
-                    pct_t(s.long_short_net_mean, s.long_short_net_t)
+                    "     {:<30} {:>16} {:>9.3} {:>17}",
+                    format!("{} ({})", b.model, b.book),
+                    format!("{:+.3}% ({:+.1})", b.gross_mean * 100.0, b.gross_t),
+                    b.turnover,
+                    format!("{:+.3}% ({:+.1})", b.net_mean * 100.0, b.net_t)
                 );
             }
         }
@@ -230,6 +225,11 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             "--cost-bps {} is not a cost: basis points of the value traded, 0 up to 10000",
             args.cost_bps
         )));
+    }
+    if args.n_drop == 0 {
+        return Err(usage(
+            "--n-drop 0 would never trade: the dropout book replaces 1 or more codes a day",
+        ));
     }
     let mut code = ExitCode::SUCCESS;
     if !args.replay.is_empty() {
@@ -272,7 +272,10 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             ..BootstrapConfig::default()
         },
         bins: 10,
-        round_trip_cost: args.cost_bps / 10_000.0,
+        books: krxflow_eval::books::BookConfig {
+            round_trip_cost: args.cost_bps / 10_000.0,
+            n_drop: args.n_drop,
+        },
     };
     let ev = krxflow_eval::evaluate(input, from, to, &cfg).map_err(|e| match e {
         krxflow_eval::EvalError::Empty(m) => usage(m),

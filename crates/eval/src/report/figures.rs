@@ -126,11 +126,6 @@ pub fn for_horizon(ev: &Evaluation, h: u32) -> Vec<(Chart, String)> {
         |r| &r.model,
         |r| Some((d(r.date), r.cumulative)),
     );
-    let net = by_model(
-        ev.long_short_net_daily.iter().filter(|r| r.horizon == h),
-        |r| &r.model,
-        |r| Some((d(r.date), r.cumulative)),
-    );
     let mut figures = vec![
         (
             chart(format!("hit-h{h}"), format!("Cumulative hit rate, h={h}"), "hit rate", XAxis::Date, hit),
@@ -152,13 +147,29 @@ pub fn for_horizon(ev: &Evaluation, h: u32) -> Vec<(Chart, String)> {
         ),
     ];
     if h == 1 {
-        figures.push((
-            chart(format!("long-short-net-h{h}"), format!("Cumulative long–short return net of costs, h={h}"), "cumulative net return", XAxis::Date, net),
-            format!(
-                "the same portfolios rebalanced each base day, each leg's replaced share charged {:.2}% a round trip (borrowing costs excluded)",
-                ev.config.round_trip_cost * 100.0
+        for (book, what) in [
+            (
+                crate::books::QUINTILES,
+                "holding the day's top and bottom fifth",
             ),
-        ));
+            (
+                crate::books::DROPOUT,
+                "replacing at most n_drop codes a leg a day (Qlib's TopkDropout)",
+            ),
+        ] {
+            let net = by_model(
+                ev.book_days.iter().filter(|r| r.book == book),
+                |r| &r.model,
+                |r| Some((d(r.date), r.cumulative_net)),
+            );
+            figures.push((
+                chart(format!("book-{book}-h1"), format!("Cumulative net return of the {book} book, h=1"), "cumulative net return", XAxis::Date, net),
+                format!(
+                    "long–short {what}, rebalanced at each base day's close, the share of each leg replaced charged {:.2}% a round trip (borrowing excluded)",
+                    ev.config.books.round_trip_cost * 100.0
+                ),
+            ));
+        }
     }
     figures
 }

@@ -34,7 +34,7 @@ th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}tr.ensemble 
 tr.baseline td{color:#666}figure{margin:1.5em 0}figcaption{font-size:13px;color:#555}.note{font-size:13px;color:#555}";
 
 fn metrics_table(out: &mut String, rows: &[&Summary]) {
-    out.push_str("<table><tr><th>model</th><th>n</th><th>hit rate</th><th>Rank IC</th><th>ICIR</th><th>MAE (return)</th><th>pinball q10 / q50 / q90</th><th>q10–q90 coverage</th><th>coverage by vol tercile (low / mid / high)</th><th>coverage in the drawdown window</th><th>width</th><th>Brier (rel / res / unc)</th><th>long–short mean (gross)</th><th>legs' daily turnover</th><th>long–short net of costs (1 day)</th></tr>");
+    out.push_str("<table><tr><th>model</th><th>n</th><th>hit rate</th><th>Rank IC</th><th>ICIR</th><th>MAE (return)</th><th>pinball q10 / q50 / q90</th><th>q10–q90 coverage</th><th>coverage by vol tercile (low / mid / high)</th><th>coverage in the drawdown window</th><th>width</th><th>Brier (rel / res / unc)</th><th>long–short mean</th></tr>");
     for s in rows {
         let class = match s.kind {
             Kind::Ensemble => "ensemble",
@@ -54,7 +54,7 @@ fn metrics_table(out: &mut String, rows: &[&Summary]) {
         );
         let _ = write!(
             out,
-            "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {} / {}</td><td>{}</td><td>{} / {} / {}</td><td>{}</td><td>{}</td><td>{brier}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {} / {}</td><td>{}</td><td>{} / {} / {}</td><td>{}</td><td>{}</td><td>{brier}</td><td>{}</td></tr>",
             escape(&s.model),
             s.n,
             num(Some(s.hit_rate), 3),
@@ -72,11 +72,33 @@ fn metrics_table(out: &mut String, rows: &[&Summary]) {
             pct(s.width),
             s.long_short_mean
                 .map_or_else(|| "—".to_string(), |m| format!("{:.3}%", m * 100.0)),
-            pct(s.long_short_turnover),
-            s.long_short_net_mean.map_or_else(
-                || "—".to_string(),
-                |m| format!("{:.3}% (t {})", m * 100.0, num(s.long_short_net_t, 1))
-            ),
+        );
+    }
+    out.push_str("</table>");
+}
+
+fn books_table(out: &mut String, ev: &Evaluation) {
+    if ev.books.is_empty() {
+        return;
+    }
+    out.push_str("<h3>Long–short books at 1 day, traded</h3><table><tr><th>model</th><th>book</th><th>days</th><th>gross / day (t)</th><th>turnover / day</th><th>net / day (t)</th></tr>");
+    for b in &ev.books {
+        let class = if b.model == "ensemble" {
+            "ensemble"
+        } else {
+            "member"
+        };
+        let _ = write!(
+            out,
+            "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{:.3}% ({:.1})</td><td>{}</td><td>{:.3}% ({:.1})</td></tr>",
+            escape(&b.model),
+            escape(&b.book),
+            b.days,
+            b.gross_mean * 100.0,
+            b.gross_t,
+            pct(Some(b.turnover)),
+            b.net_mean * 100.0,
+            b.net_t
         );
     }
     out.push_str("</table>");
@@ -133,14 +155,15 @@ pub fn page(ev: &Evaluation) -> crate::EvalResult<String> {
     );
     let _ = write!(
         out,
-        "<h1>krxflow evaluation, {} .. {}</h1><p>{} matured forecasts (base dates in the range, scheduled runs only) against the naive baselines made for the same codes and days from closes known at each base day's close. Direction: up / flat / down with a ±{:.1}% flat band. Hit-rate differences are paired on the same forecasts with a moving-block bootstrap over trading days ({}-day blocks, {} resamples). Rank IC: Spearman across codes per base day of predicted against realised return; ICIR = mean / sd of the daily IC. Long–short: the top minus the bottom quintile's realised h-day return per base day, <b>gross: trading costs are excluded</b>; for h &gt; 1 the daily portfolios overlap. Turnover: the share of each leg's codes replaced from one base day to the next, averaged over the two legs. At 1 day the portfolio is also shown <b>net of costs</b>: rebalanced each base day, each leg's replaced share charged {:.2}% a round trip (<code>krxflow eval --cost-bps</code>), borrowing costs for the short leg excluded.</p>",
+        "<h1>krxflow evaluation, {} .. {}</h1><p>{} matured forecasts (base dates in the range, scheduled runs only) against the naive baselines made for the same codes and days from closes known at each base day's close. Direction: up / flat / down with a ±{:.1}% flat band. Hit-rate differences are paired on the same forecasts with a moving-block bootstrap over trading days ({}-day blocks, {} resamples). Rank IC: Spearman across codes per base day of predicted against realised return; ICIR = mean / sd of the daily IC. Long–short: the top minus the bottom quintile's realised h-day return per base day, <b>gross: trading costs are excluded</b>; for h &gt; 1 the daily portfolios overlap. At 1 day the ensemble and each member are also traded as books <b>net of costs</b>: rebalanced at each base day's close, the share of each leg replaced charged {:.2}% a round trip (<code>krxflow eval --cost-bps</code>), borrowing for the short leg not included; \"quintiles\" holds the day's top and bottom fifth, \"dropout\" (Qlib's TopkDropout) holds a fifth per leg and replaces at most {} code(s) a leg a day (<code>--n-drop</code>).</p>",
         ev.from,
         ev.to,
         ev.counts.outcomes,
         ev.config.flat_band * 100.0,
         ev.config.bootstrap.block_days,
         ev.config.bootstrap.resamples,
-        ev.config.round_trip_cost * 100.0
+        ev.config.books.round_trip_cost * 100.0,
+        ev.config.books.n_drop
     );
     match &ev.drawdown {
         Some(dd) => {
@@ -185,6 +208,9 @@ pub fn page(ev: &Evaluation) -> crate::EvalResult<String> {
         }
         metrics_table(&mut out, &rows);
         diffs_table(&mut out, ev, h);
+        if h == 1 {
+            books_table(&mut out, ev);
+        }
         for (chart, caption) in figures::for_horizon(ev, h) {
             figure(&mut out, &chart, &caption)?;
         }

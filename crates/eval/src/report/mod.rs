@@ -64,12 +64,8 @@ pub fn write(ev: &Evaluation, dir: &Path) -> EvalResult<Vec<PathBuf>> {
         &ev.long_short_daily,
         &mut written,
     )?;
-    csv(
-        dir,
-        "long_short_net_daily.csv",
-        &ev.long_short_net_daily,
-        &mut written,
-    )?;
+    csv(dir, "books.csv", &ev.books, &mut written)?;
+    csv(dir, "book_days.csv", &ev.book_days, &mut written)?;
     csv(dir, "reliability.csv", &ev.reliability, &mut written)?;
     csv(dir, "weights.csv", &ev.weights, &mut written)?;
     file(
@@ -91,7 +87,7 @@ mod tests {
         let ev = evaluate(universe(), day(0), day(DAYS), &config()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let files = write(&ev, dir.path()).unwrap();
-        assert_eq!(files.len(), 11);
+        assert_eq!(files.len(), 12);
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join("metrics.json")).unwrap())
                 .unwrap();
@@ -108,7 +104,8 @@ mod tests {
             "reliability-h1",
             "weights-h1",
             "long-short-h1",
-            "long-short-net-h1",
+            "book-quintiles-h1",
+            "book-dropout-h1",
         ] {
             assert!(
                 html.contains(&format!("<figure data-chart=\"{id}\"><svg")),
