@@ -147,15 +147,17 @@ pub fn for_horizon(ev: &Evaluation, h: u32) -> Vec<(Chart, String)> {
         ),
     ];
     if h == 1 {
+        let n = ev.config.books.n_drop;
+        let dropout = format!(
+            "holding a fifth a leg and replacing at most {n} code{} a leg a day (Qlib's TopkDropout)",
+            if n == 1 { "" } else { "s" }
+        );
         for (book, what) in [
             (
                 crate::books::QUINTILES,
-                "holding the day's top and bottom fifth",
+                "holding the day's top and bottom fifth".to_string(),
             ),
-            (
-                crate::books::DROPOUT,
-                "replacing at most n_drop codes a leg a day (Qlib's TopkDropout)",
-            ),
+            (crate::books::DROPOUT, dropout),
         ] {
             let net = by_model(
                 ev.book_days.iter().filter(|r| r.book == book),
