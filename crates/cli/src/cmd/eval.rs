@@ -288,6 +288,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             serde_json::json!({
                 "from": from, "to": to, "out": args.out,
                 "files": files, "summaries": ev.summaries, "hit_diffs": ev.hit_diffs,
+                "books": ev.books,
                 "dropped": ev.counts.dropped,
             })
         );
