@@ -170,6 +170,34 @@ fn a_run_against_a_bucket_that_does_not_exist_fails_naming_it() {
     assert!(t0.elapsed().as_secs() < 60, "took {:?}", t0.elapsed());
 }
 
+/// Pausing a schedule writes, lists and deletes its control object on S3 as on a folder.
+#[cfg(feature = "s3")]
+#[test]
+fn a_schedule_is_paused_listed_and_resumed_on_an_s3_lake() {
+    let s3 = S3Server::start();
+    s3.bucket("paused");
+    let lake = "s3://paused/lake";
+    let o = krxflow_with(
+        lake,
+        &s3.env(),
+        &["pause", "daily_batch", "demo", "--why", "audit"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let listed = krxflow_with(lake, &s3.env(), &["--json", "pause"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(v["daily_batch"]["why"], "audit", "{v}");
+    assert_eq!(v["demo"]["why"], "audit", "{v}");
+    let o = krxflow_with(lake, &s3.env(), &["resume", "demo"]);
+    assert!(text(&o).contains("resumed demo's schedule"), "{}", text(&o));
+    let listed = krxflow_with(lake, &s3.env(), &["--json", "pause"]);
+    let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(
+        v.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["daily_batch"]
+    );
+}
+
 #[cfg(not(feature = "s3"))]
 #[test]
 fn an_s3_lake_without_the_s3_build_is_refused_with_the_rebuild_hint() {
