@@ -21,10 +21,26 @@ use serde::Serialize;
 use crate::cross_section::{self, Pick, SeriesStats};
 use crate::input::Outcome;
 
-/// The daily quintile book.
-pub const QUINTILES: &str = "quintiles";
-/// The top-k dropout book.
-pub const DROPOUT: &str = "dropout";
+/// How a book picks its legs each day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// The day's top and bottom fifth.
+    Quintiles,
+    /// Qlib's TopkDropout: a fifth held, at most `n_drop` replaced a leg a day.
+    Dropout,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 2] = [Rule::Quintiles, Rule::Dropout];
+
+    /// The name the report and the CSVs give the book.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Quintiles => "quintiles",
+            Self::Dropout => "dropout",
+        }
+    }
+}
 
 /// How the books trade.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -70,12 +86,11 @@ pub struct Book {
 type Leg<'a> = Vec<&'a str>;
 
 /// The next long leg by a rule, from the codes held and the day's codes ranked best first.
-fn next_leg<'a>(book: &str, n_drop: usize, held: &[&'a str], ranked: &[&'a str]) -> Leg<'a> {
+fn next_leg<'a>(rule: Rule, n_drop: usize, held: &[&'a str], ranked: &[&'a str]) -> Leg<'a> {
     let k = ranked.len() / 5;
-    let mut next: Vec<&'a str> = if book == QUINTILES {
-        ranked[..k].to_vec()
-    } else {
-        dropout(held, ranked, k, n_drop)
+    let mut next: Vec<&'a str> = match rule {
+        Rule::Quintiles => ranked[..k].to_vec(),
+        Rule::Dropout => dropout(held, ranked, k, n_drop),
     };
     next.sort_unstable();
     next
@@ -124,8 +139,8 @@ fn mean_return(leg: &[&str], picks: &[Pick<'_>]) -> f64 {
     r.iter().sum::<f64>() / r.len().max(1) as f64
 }
 
-/// One model's book by `book`'s rule over its 1-day rows (in date order).
-pub fn trade(model: &str, book: &str, rows: &[&Outcome], cfg: &BookConfig) -> Vec<BookDay> {
+/// One model's book by `rule` over its 1-day rows (in date order).
+pub fn trade(model: &str, rule: Rule, rows: &[&Outcome], cfg: &BookConfig) -> Vec<BookDay> {
     let mut out = Vec::new();
     let (mut long, mut short): (Leg<'_>, Leg<'_>) = (Vec::new(), Vec::new());
     let mut built = false;
@@ -138,8 +153,8 @@ pub fn trade(model: &str, book: &str, rows: &[&Outcome], cfg: &BookConfig) -> Ve
         }
         let worst: Vec<&str> = picks.iter().map(|p| p.2).collect();
         let best: Vec<&str> = worst.iter().rev().copied().collect();
-        let next_long = next_leg(book, cfg.n_drop, &long, &best);
-        let next_short = next_leg(book, cfg.n_drop, &short, &worst);
+        let next_long = next_leg(rule, cfg.n_drop, &long, &best);
+        let next_short = next_leg(rule, cfg.n_drop, &short, &worst);
         let (bought_long, bought_short) = if built {
             (bought(&long, &next_long), bought(&short, &next_short))
         } else {
@@ -151,7 +166,7 @@ pub fn trade(model: &str, book: &str, rows: &[&Outcome], cfg: &BookConfig) -> Ve
         cumulative += net;
         out.push(BookDay {
             model: model.to_string(),
-            book: book.to_string(),
+            book: rule.name().to_string(),
             date,
             gross,
             turnover: (bought_long + bought_short) / 2.0,
@@ -237,7 +252,7 @@ mod tests {
         ]);
         rows.extend((0..10).map(|c| outcome(&format!("C{c}"), 2, 0.01, 0.0)));
         let refs: Vec<&Outcome> = rows.iter().collect();
-        let book = trade("m", QUINTILES, &refs, &CFG);
+        let book = trade("m", Rule::Quintiles, &refs, &CFG);
         let turnover: Vec<f64> = book.iter().map(|d| d.turnover).collect();
         assert_eq!(turnover, vec![1.0, 0.25, 1.0]);
         // Day 0: (9 + 8) / 2 − (0 + 1) / 2 = 8 percent, less 2 × 0.2% for building both legs.
@@ -249,7 +264,7 @@ mod tests {
         let total: f64 = book.iter().map(|d| d.net).sum();
         assert!((book[2].cumulative_net - total).abs() < 1e-12);
         let s = summarise(&book).unwrap();
-        assert_eq!((s.days, s.book.as_str()), (3, QUINTILES));
+        assert_eq!((s.days, s.book.as_str()), (3, "quintiles"));
         assert!((s.turnover - 0.75).abs() < 1e-12);
     }
 
@@ -265,14 +280,14 @@ mod tests {
         }
         rows.sort_by(|a, b| (a.base_date, &a.code).cmp(&(b.base_date, &b.code)));
         let refs: Vec<&Outcome> = rows.iter().collect();
-        let book = trade("m", DROPOUT, &refs, &CFG);
+        let book = trade("m", Rule::Dropout, &refs, &CFG);
         let turnover: Vec<f64> = book.iter().map(|d| d.turnover).collect();
         assert_eq!(
             turnover,
             vec![1.0, 0.25, 0.25],
             "one of four codes a leg a day"
         );
-        let full = trade("m", QUINTILES, &refs, &CFG);
+        let full = trade("m", Rule::Quintiles, &refs, &CFG);
         assert_eq!(
             full[1].turnover, 1.0,
             "the quintile book rebuilds both legs"

@@ -215,8 +215,8 @@ pub fn evaluate(
             .extend(series::daily(*horizon, model, &ls, f64::from(*horizon)));
         // Traded books at 1 day (an h-day return has no daily book: its portfolios overlap).
         if *horizon == 1 && *kind != Kind::Baseline {
-            for book in [books::QUINTILES, books::DROPOUT] {
-                let days = books::trade(model, book, rows, &cfg.books);
+            for rule in books::Rule::ALL {
+                let days = books::trade(model, rule, rows, &cfg.books);
                 ev.books.extend(books::summarise(&days));
                 ev.book_days.extend(days);
             }
@@ -358,10 +358,10 @@ mod tests {
         assert_eq!(
             names,
             [
-                ("ensemble", books::QUINTILES),
-                ("ensemble", books::DROPOUT),
-                ("shuffled", books::QUINTILES),
-                ("shuffled", books::DROPOUT)
+                ("ensemble", "quintiles"),
+                ("ensemble", "dropout"),
+                ("shuffled", "quintiles"),
+                ("shuffled", "dropout")
             ]
         );
         let book = |m: &str, b: &str| {
@@ -370,10 +370,7 @@ mod tests {
                 .find(|x| x.model == m && x.book == b)
                 .unwrap()
         };
-        let (full, drop) = (
-            book("ensemble", books::QUINTILES),
-            book("ensemble", books::DROPOUT),
-        );
+        let (full, drop) = (book("ensemble", "quintiles"), book("ensemble", "dropout"));
         // The quintile book's gross is the summary's long–short.
         let s = ev.summary(1, "ensemble").unwrap();
         assert!((full.gross_mean - s.long_short_mean.unwrap()).abs() < 1e-12);

@@ -16,8 +16,8 @@ use crate::util::{Ctx, parse_date, usage};
 
 /// Judge the matured forecasts of a date range (by base date) against naive baselines —
 /// always up, always down, always flat, momentum, a random walk with a 60-day-volatility
-/// interval — with block-bootstrap intervals, Rank IC, errors, coverage, calibration and a
-/// long–short return (gross, its turnover, and at 1 day net of costs); writes
+/// interval — with block-bootstrap intervals, Rank IC, errors, coverage, calibration, a
+/// gross long–short return, and at 1 day long–short books traded net of costs; writes
 /// OUT/report.html, OUT/metrics.json and a CSV per table.
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -154,18 +154,18 @@ pub fn for_horizon(ev: &Evaluation, h: u32) -> Vec<(Chart, String)> {
         );
         for (book, what) in [
             (
-                crate::books::QUINTILES,
+                crate::books::Rule::Quintiles,
                 "holding the day's top and bottom fifth".to_string(),
             ),
-            (crate::books::DROPOUT, dropout),
+            (crate::books::Rule::Dropout, dropout),
         ] {
             let net = by_model(
-                ev.book_days.iter().filter(|r| r.book == book),
+                ev.book_days.iter().filter(|r| r.book == book.name()),
                 |r| &r.model,
                 |r| Some((d(r.date), r.cumulative_net)),
             );
             figures.push((
-                chart(format!("book-{book}-h1"), format!("Cumulative net return of the {book} book, h=1"), "cumulative net return", XAxis::Date, net),
+                chart(format!("book-{}-h1", book.name()), format!("Cumulative net return of the {} book, h=1", book.name()), "cumulative net return", XAxis::Date, net),
                 format!(
                     "long–short {what}, rebalanced at each base day's close, the share of each leg replaced charged {:.2}% a round trip (borrowing excluded)",
                     ev.config.books.round_trip_cost * 100.0
