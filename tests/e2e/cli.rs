@@ -493,6 +493,21 @@ fn graph_joins_the_shipped_loop_by_the_tables_one_dag_hands_the_next() {
         "{}",
         text(&m)
     );
+    // A run's graph: each task's state in the DAG's latest run of the day.
+    let run = krxflow(dir.path(), &["run", "demo", "--date", "2024-12-16"]);
+    assert!(run.status.success(), "{}", text(&run));
+    let g = krxflow(dir.path(), &["graph", "demo", "--date", "2024-12-16"]);
+    let out = text(&g);
+    assert!(
+        out.contains("for 2024-12-16: succeeded (manual, started ")
+            && out.contains("  ingest  [ingest.synthetic]  = succeeded\n"),
+        "{out}"
+    );
+    let none = text(&krxflow(
+        dir.path(),
+        &["graph", "demo", "--date", "2024-12-13"],
+    ));
+    assert!(none.contains("  no run for 2024-12-13\n"), "{none}");
     let bad = krxflow(dir.path(), &["graph", "match_outcome"]);
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
     assert!(

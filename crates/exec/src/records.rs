@@ -425,6 +425,36 @@ pub fn runs_from_batches(batches: &[RecordBatch]) -> Vec<RunRecord> {
     out
 }
 
+/// Each run's latest state row by run id: its final row once it ended, else its newest.
+pub fn latest_runs(runs: Vec<RunRecord>) -> std::collections::BTreeMap<String, RunRecord> {
+    let mut latest: std::collections::BTreeMap<String, RunRecord> = Default::default();
+    for r in runs {
+        let replace = latest.get(&r.run_id).is_none_or(|prev| {
+            r.ended.is_some() || prev.ended.is_none() && r.started >= prev.started
+        });
+        if replace {
+            latest.insert(r.run_id.clone(), r);
+        }
+    }
+    latest
+}
+
+/// Each task's latest attempt in run `run_id`, by task name. A task found up to date records
+/// no attempt.
+pub fn latest_attempts<'a>(
+    attempts: &'a [AttemptRecord],
+    run_id: &str,
+) -> std::collections::BTreeMap<&'a str, &'a AttemptRecord> {
+    let mut tasks: std::collections::BTreeMap<&'a str, &'a AttemptRecord> = Default::default();
+    for a in attempts.iter().filter(|a| a.run_id == run_id) {
+        let e = tasks.entry(a.task.as_str()).or_insert(a);
+        if a.attempt >= e.attempt {
+            *e = a;
+        }
+    }
+    tasks
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

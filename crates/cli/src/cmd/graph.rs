@@ -6,10 +6,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
+use chrono::NaiveDate;
 use clap::ValueEnum;
 use krxflow_dag::ValidatedDag;
+use krxflow_exec::records::{self, AttemptRecord, RunRecord};
+use krxflow_lake::{Lake, LakeError, ReadOptions};
 
-use crate::util::{Ctx, load_valid};
+use crate::util::{Ctx, load_valid, parse_date};
 
 /// Draw the tasks of DAGs and the tables between them (text, Mermaid or Graphviz DOT).
 /// Several DAGs draw one graph, joined by the tables they share.
@@ -22,6 +25,10 @@ pub struct Args {
     /// hands another; `mermaid`: a flowchart GitHub renders in Markdown; `dot`: Graphviz.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// Each task's state in the DAG's latest run for this partition (YYYY-MM-DD), as a graph
+    /// view of that run: coloured in Mermaid and DOT.
+    #[arg(long)]
+    date: Option<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +51,18 @@ struct Task {
     /// Port -> table.
     inputs: BTreeMap<String, String>,
     outputs: BTreeMap<String, String>,
+    /// With `--date`: its state in the run shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<String>,
+}
+
+/// The run a graph shows (`--date`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+struct Run {
+    run_id: String,
+    state: String,
+    trigger: String,
+    started: String,
 }
 
 /// One DAG, its tasks in run order.
@@ -53,12 +72,24 @@ struct Dag {
     file: String,
     schedule: Option<String>,
     tasks: Vec<Task>,
+    /// With `--date`: the partition, and its latest run, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ds: Option<NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run: Option<Run>,
 }
 
 pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let date = args.date.as_deref().map(parse_date).transpose()?;
     let mut dags = Vec::new();
     for arg in &args.dags {
         dags.push(of(&load_valid(&ctx.lake, arg).await?));
+    }
+    if let Some(ds) = date {
+        let (runs, attempts) = run_records(&ctx.lake).await?;
+        for dag in &mut dags {
+            with_run(dag, ds, &runs, &attempts);
+        }
     }
     if ctx.json {
         println!(
@@ -101,8 +132,80 @@ fn of(dag: &ValidatedDag) -> Dag {
                 after: t.spec.after.clone(),
                 inputs: t.spec.inputs.clone(),
                 outputs: t.spec.outputs.clone(),
+                state: None,
             })
             .collect(),
+        ds: None,
+        run: None,
+    }
+}
+
+/// Every run's state rows and every task attempt (none before the first run).
+async fn run_records(lake: &Lake) -> anyhow::Result<(Vec<RunRecord>, Vec<AttemptRecord>)> {
+    let runs = match lake.read(records::RUNS, ReadOptions::default()).await {
+        Ok(r) => records::runs_from_batches(&r.batches),
+        Err(LakeError::NoSuchTable(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let attempts = match lake.read(records::TASK_RUNS, ReadOptions::default()).await {
+        Ok(r) => records::attempts_from_batches(&r.batches),
+        Err(LakeError::NoSuchTable(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    Ok((runs, attempts))
+}
+
+/// Marks `dag` with its latest run for `ds` and each task's state in it: its latest attempt's,
+/// `up_to_date` for a task a finished run found done already (it records no attempt), else
+/// `not run`.
+fn with_run(dag: &mut Dag, ds: NaiveDate, runs: &[RunRecord], attempts: &[AttemptRecord]) {
+    dag.ds = Some(ds);
+    let latest = records::latest_runs(
+        runs.iter()
+            .filter(|r| r.dag == dag.name && r.ds == ds)
+            .cloned()
+            .collect(),
+    );
+    let Some(run) = latest.into_values().max_by_key(|r| r.started) else {
+        return;
+    };
+    let states = records::latest_attempts(attempts, &run.run_id);
+    for t in &mut dag.tasks {
+        t.state = Some(match states.get(t.name.as_str()) {
+            Some(a) => a.state.clone(),
+            None if run.ended.is_some() => "up_to_date".into(),
+            None => "not run".into(),
+        });
+    }
+    dag.run = Some(Run {
+        run_id: run.run_id,
+        state: run.state,
+        trigger: run.trigger,
+        started: run.started.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    });
+}
+
+/// Fill and stroke colours of a task state.
+fn colours(state: &str) -> (&'static str, &'static str) {
+    match state {
+        "succeeded" => ("#d4edda", "#28a745"),
+        "failed" => ("#f8d7da", "#dc3545"),
+        "upstream_failed" => ("#ffe5d0", "#fd7e14"),
+        "skipped" => ("#e9ecef", "#6c757d"),
+        "up_to_date" => ("#d1ecf1", "#17a2b8"),
+        "cancelled" => ("#eadcf8", "#6f42c1"),
+        "running" => ("#fff3cd", "#ffc107"),
+        _ => ("#ffffff", "#adb5bd"),
+    }
+}
+
+/// A DAG's title in a drawing: its schedule, and with `--date` the run's state.
+fn title(d: &Dag) -> String {
+    let schedule = d.schedule.as_deref().unwrap_or("on demand");
+    match (&d.ds, &d.run) {
+        (Some(ds), Some(r)) => format!("{}: {schedule}; {ds}: {}", d.name, r.state),
+        (Some(ds), None) => format!("{}: {schedule}; {ds}: no run", d.name),
+        _ => format!("{}: {schedule}", d.name),
     }
 }
 
@@ -142,13 +245,30 @@ fn text(dags: &[Dag]) -> String {
                 .as_deref()
                 .map_or_else(|| "on demand".to_string(), |c| format!("schedule {c}"))
         );
+        match (&d.ds, &d.run) {
+            (Some(ds), Some(r)) => {
+                let _ = writeln!(
+                    s,
+                    "  run {} for {ds}: {} ({}, started {})",
+                    r.run_id, r.state, r.trigger, r.started
+                );
+            }
+            (Some(ds), None) => {
+                let _ = writeln!(s, "  no run for {ds}");
+            }
+            _ => {}
+        }
         for t in &d.tasks {
             let after = if t.upstream.is_empty() {
                 String::new()
             } else {
                 format!("  after {}", t.upstream.join(", "))
             };
-            let _ = writeln!(s, "  {}  [{}]{after}", t.name, t.op);
+            let state = t
+                .state
+                .as_deref()
+                .map_or_else(String::new, |st| format!("  = {st}"));
+            let _ = writeln!(s, "  {}  [{}]{after}{state}", t.name, t.op);
             if !t.inputs.is_empty() {
                 let reads: Vec<String> = t
                     .inputs
@@ -269,10 +389,7 @@ fn mermaid(dags: &[Dag]) -> String {
     let ids = ids(dags);
     let mut s = String::from("flowchart LR\n");
     for (i, d) in dags.iter().enumerate() {
-        let title = match &d.schedule {
-            Some(c) => format!("{}: {c}", d.name),
-            None => format!("{}: on demand", d.name),
-        };
+        let title = title(d);
         let _ = writeln!(s, "  subgraph g{i}[{}]", mermaid_label(&title));
         for t in &d.tasks {
             let id = &ids.tasks[&(t.dag.as_str(), t.name.as_str())];
@@ -286,6 +403,22 @@ fn mermaid(dags: &[Dag]) -> String {
     }
     for (from, to, dashed) in edges(dags, &ids) {
         let _ = writeln!(s, "  {from} {} {to}", if dashed { "-.->" } else { "-->" });
+    }
+    // Task states as classes: one `classDef` per state shown, then the tasks in it.
+    let mut by_state: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for t in dags.iter().flat_map(|d| &d.tasks) {
+        if let Some(st) = &t.state {
+            by_state
+                .entry(st.as_str())
+                .or_default()
+                .push(&ids.tasks[&(t.dag.as_str(), t.name.as_str())]);
+        }
+    }
+    for (state, tasks) in by_state {
+        let class = state.replace(' ', "_");
+        let (fill, stroke) = colours(state);
+        let _ = writeln!(s, "  classDef {class} fill:{fill},stroke:{stroke}");
+        let _ = writeln!(s, "  class {} {class}", tasks.join(","));
     }
     s
 }
@@ -304,10 +437,7 @@ fn dot(dags: &[Dag]) -> String {
     let mut s =
         String::from("digraph krxflow {\n  rankdir=LR;\n  node [fontname=\"sans-serif\"];\n");
     for (i, d) in dags.iter().enumerate() {
-        let title = match &d.schedule {
-            Some(c) => format!("{}: {c}", d.name),
-            None => format!("{}: on demand", d.name),
-        };
+        let title = title(d);
         let _ = writeln!(
             s,
             "  subgraph cluster_{i} {{\n    label={};",
@@ -316,7 +446,11 @@ fn dot(dags: &[Dag]) -> String {
         for t in &d.tasks {
             let id = &ids.tasks[&(t.dag.as_str(), t.name.as_str())];
             let label = dot_label(&[&t.name, &t.op]);
-            let _ = writeln!(s, "    {id} [shape=box, label={label}];");
+            let fill = t.state.as_deref().map_or_else(String::new, |st| {
+                let (fill, stroke) = colours(st);
+                format!(", style=filled, fillcolor=\"{fill}\", color=\"{stroke}\"")
+            });
+            let _ = writeln!(s, "    {id} [shape=box, label={label}{fill}];");
         }
         s.push_str("  }\n");
     }
@@ -351,6 +485,7 @@ mod tests {
             after: after.iter().map(|a| a.to_string()).collect(),
             inputs: ports(inputs, "in"),
             outputs: ports(outputs, "out"),
+            state: None,
         }
     }
 
@@ -362,6 +497,8 @@ mod tests {
                 name: "batch".into(),
                 file: "dags/batch.yaml".into(),
                 schedule: Some("0 0 16 * * Mon-Fri Asia/Seoul (calendar krx)".into()),
+                ds: None,
+                run: None,
                 tasks: vec![
                     task("batch", "ingest", &[], &["bars"], &[]),
                     Task {
@@ -380,6 +517,8 @@ mod tests {
                 name: "match".into(),
                 file: "dags/match.yaml".into(),
                 schedule: None,
+                ds: None,
+                run: None,
                 tasks: vec![
                     task(
                         "match",
@@ -473,6 +612,89 @@ mod tests {
         assert!(s.contains(r#"label="in\"gest\\\nop.ingest""#), "{s}");
         assert!(s.contains("[shape=cylinder, label=\"predictions\"]"), "{s}");
         assert!(s.contains("  t2 -> t3 [style=dashed];"), "{s}");
+    }
+
+    fn record(run_id: &str, state: &str, ended: bool) -> RunRecord {
+        let at = chrono::DateTime::from_timestamp(1_733_000_000, 0).unwrap();
+        RunRecord {
+            run_id: run_id.into(),
+            dag: "match".into(),
+            ds: NaiveDate::from_ymd_opt(2024, 12, 16).unwrap(),
+            state: state.into(),
+            trigger: "schedule".into(),
+            started: at + chrono::Duration::seconds(i64::from(run_id == "r2")),
+            ended: ended.then_some(at),
+            tasks_total: 2,
+            tasks_failed: 0,
+        }
+    }
+
+    fn attempt(run_id: &str, task: &str, attempt: i32, state: &str) -> AttemptRecord {
+        let at = chrono::DateTime::from_timestamp(1_733_000_000, 0).unwrap();
+        AttemptRecord {
+            run_id: run_id.into(),
+            dag: "match".into(),
+            task: task.into(),
+            ds: NaiveDate::from_ymd_opt(2024, 12, 16).unwrap(),
+            attempt,
+            state: state.into(),
+            started: at,
+            ended: at,
+            error: None,
+            rows_in: 0,
+            rows_out: 0,
+            delay_ms: 0,
+            op_kind: String::new(),
+            op_version: 1,
+            params_hash: String::new(),
+            fingerprint: String::new(),
+            counters: None,
+        }
+    }
+
+    #[test]
+    fn a_run_is_drawn_with_each_tasks_latest_state_coloured() {
+        let mut dags = the_loop();
+        let ds = NaiveDate::from_ymd_opt(2024, 12, 16).unwrap();
+        // r1 failed; r2, started later, retried `score` and found `weigh` up to date.
+        let runs = [
+            record("r1", "running", false),
+            record("r1", "failed", true),
+            record("r2", "succeeded", true),
+        ];
+        let attempts = [
+            attempt("r1", "score", 1, "failed"),
+            attempt("r2", "score", 1, "failed"),
+            attempt("r2", "score", 2, "succeeded"),
+        ];
+        with_run(&mut dags[1], ds, &runs, &attempts);
+        with_run(&mut dags[0], ds, &runs, &attempts);
+        let r = dags[1].run.as_ref().unwrap();
+        assert_eq!((r.run_id.as_str(), r.state.as_str()), ("r2", "succeeded"));
+        let states: Vec<_> = dags[1].tasks.iter().map(|t| t.state.as_deref()).collect();
+        assert_eq!(states, [Some("succeeded"), Some("up_to_date")]);
+        let t = text(&dags);
+        assert!(
+            t.contains("  no run for 2024-12-16\n"),
+            "the batch has none: {t}"
+        );
+        assert!(
+            t.contains("  run r2 for 2024-12-16: succeeded (schedule, started "),
+            "{t}"
+        );
+        assert!(t.contains("  score  [op.score]  = succeeded\n"), "{t}");
+        let m = mermaid(&dags);
+        assert!(
+            m.contains("subgraph g1[\"match: on demand; 2024-12-16: succeeded\"]"),
+            "{m}"
+        );
+        assert!(
+            m.contains("  classDef succeeded fill:#d4edda,stroke:#28a745\n  class t2 succeeded\n"),
+            "{m}"
+        );
+        assert!(m.contains("  class t3 up_to_date\n"), "{m}");
+        let d = dot(&dags);
+        assert!(d.contains(r##"t2 [shape=box, label="score\nop.score", style=filled, fillcolor="#d4edda", color="#28a745"];"##), "{d}");
     }
 
     #[test]

@@ -57,18 +57,11 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     // Latest state row per run id.
-    let mut latest: BTreeMap<String, records::RunRecord> = BTreeMap::new();
-    for r in runs {
-        if dag.is_some_and(|d| d != r.dag) || date.is_some_and(|d| d != r.ds) {
-            continue;
-        }
-        let replace = latest.get(&r.run_id).is_none_or(|prev| {
-            r.ended.is_some() || prev.ended.is_none() && r.started >= prev.started
-        });
-        if replace {
-            latest.insert(r.run_id.clone(), r);
-        }
-    }
+    let latest = records::latest_runs(
+        runs.into_iter()
+            .filter(|r| dag.is_none_or(|d| d == r.dag) && date.is_none_or(|d| d == r.ds))
+            .collect(),
+    );
     // The state filter applies to each run's latest state row (its final row once it ended).
     let wanted = args.state.map(|s| s.state().to_string());
     let mut list: Vec<records::RunRecord> = latest
@@ -86,14 +79,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     // task count tells how many were.
     let mut out: Vec<(&records::RunRecord, BTreeMap<&str, &records::AttemptRecord>)> = Vec::new();
     for r in &list {
-        let mut tasks: BTreeMap<&str, &records::AttemptRecord> = BTreeMap::new();
-        for a in attempts.iter().filter(|a| a.run_id == r.run_id) {
-            let e = tasks.entry(a.task.as_str()).or_insert(a);
-            if a.attempt >= e.attempt {
-                *e = a;
-            }
-        }
-        out.push((r, tasks));
+        out.push((r, records::latest_attempts(&attempts, &r.run_id)));
     }
     let up_to_date = |r: &records::RunRecord, recorded: usize| {
         usize::try_from(r.tasks_total).map_or(0, |n| n.saturating_sub(recorded))
