@@ -200,23 +200,7 @@ pub fn summarise(days: &[BookDay]) -> Option<Book> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn outcome(code: &str, day: u64, predicted: f64, realised: f64) -> Outcome {
-        Outcome {
-            model: "m".into(),
-            code: code.into(),
-            base_date: NaiveDate::from_ymd_opt(2024, 3, 4).unwrap() + chrono::Days::new(day),
-            horizon: 1,
-            base_close: 100.0,
-            point: Some(100.0 * (1.0 + predicted)),
-            q10: None,
-            q90: None,
-            predicted: crate::input::Direction::Up,
-            prob_up: None,
-            actual_return: realised,
-            actual: crate::input::Direction::of_return(realised, 0.003),
-        }
-    }
+    use crate::evaluate::fixture::outcome;
 
     /// Ten codes a day; `order[r]` is the code ranked r-th worst, and each code realises
     /// its number in percent.

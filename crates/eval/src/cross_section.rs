@@ -144,6 +144,7 @@ pub fn stats(values: &[f64]) -> Option<SeriesStats> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::evaluate::fixture::outcome;
 
     #[test]
     fn spearman_is_one_for_any_increasing_relation_and_ties_share_ranks() {
@@ -155,23 +156,6 @@ mod tests {
         let rev: Vec<(f64, f64)> = p.iter().map(|&(a, b)| (-a, b)).collect();
         assert!((spearman(&rev).unwrap() + 1.0).abs() < 1e-12);
         assert_eq!(spearman(&[(0.0, 1.0), (0.0, 2.0), (0.0, 3.0)]), None);
-    }
-
-    fn outcome(code: &str, day: u64, predicted: f64, realised: f64) -> Outcome {
-        Outcome {
-            model: "m".into(),
-            code: code.into(),
-            base_date: NaiveDate::from_ymd_opt(2024, 3, 4).unwrap() + chrono::Days::new(day),
-            horizon: 1,
-            base_close: 100.0,
-            point: Some(100.0 * (1.0 + predicted)),
-            q10: None,
-            q90: None,
-            predicted: crate::input::Direction::Up,
-            prob_up: None,
-            actual_return: realised,
-            actual: crate::input::Direction::of_return(realised, 0.003),
-        }
     }
 
     #[test]

@@ -319,6 +319,25 @@ pub(crate) mod fixture {
         }
     }
 
+    /// Model "m"'s 1-day forecast for `code`, `day` days after 2024-03-04: a `predicted`
+    /// return (as its point) and the `realised` one.
+    pub fn outcome(code: &str, day: u64, predicted: f64, realised: f64) -> Outcome {
+        Outcome {
+            model: "m".into(),
+            code: code.into(),
+            base_date: NaiveDate::from_ymd_opt(2024, 3, 4).unwrap() + chrono::Days::new(day),
+            horizon: 1,
+            base_close: 100.0,
+            point: Some(100.0 * (1.0 + predicted)),
+            q10: None,
+            q90: None,
+            predicted: Direction::Up,
+            prob_up: None,
+            actual_return: realised,
+            actual: Direction::of_return(realised, 0.003),
+        }
+    }
+
     pub fn config() -> Config {
         Config {
             flat_band: 0.003,
