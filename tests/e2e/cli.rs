@@ -424,6 +424,17 @@ fn bad_usage_exits_2_with_a_reason() {
         "{}",
         text(&cost)
     );
+    let rerun = krxflow(
+        dir.path(),
+        &["run", "demo", "--date", "2024-12-16", "--rerun", "retruns"],
+    );
+    assert_eq!(rerun.status.code(), Some(2));
+    assert!(
+        text(&rerun)
+            .contains("--rerun retruns: no such task in DAG `demo` (did you mean `returns`?)"),
+        "{}",
+        text(&rerun)
+    );
     let drop = krxflow(dir.path(), &["eval", "--n-drop", "0"]);
     assert_eq!(drop.status.code(), Some(2));
     assert!(

@@ -1,7 +1,7 @@
 //! One DAG run: the scheduling loop that launches each task once its upstream tasks are final,
 //! settles the others, and records the run; the executor and its options.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
@@ -45,6 +45,10 @@ pub struct RunOptions {
     /// Tasks a range batch already ran for this run ([`Executor::run_range_batch`]): settled
     /// with what the batch did, not run again.
     pub settled: BTreeMap<String, crate::batch::SettledTask>,
+    /// Tasks that run again although their fingerprint already succeeded (`krxflow run
+    /// --rerun`); what depends on them runs again too, since its upstream is no longer up to
+    /// date.
+    pub rerun: BTreeSet<String>,
 }
 
 impl RunOptions {
@@ -56,6 +60,7 @@ impl RunOptions {
             run_id: None,
             known_succeeded: None,
             settled: BTreeMap::new(),
+            rerun: BTreeSet::new(),
         }
     }
 }
@@ -300,6 +305,7 @@ impl Executor {
                         } else if ups.iter().any(|s| !s.lets_downstream_run()) {
                             Some(TaskState::UpstreamFailed)
                         } else if ups.iter().all(|s| *s == TaskState::UpToDate)
+                            && !opts.rerun.contains(name)
                             && done_before.contains(&fingerprint(&dag_name, task, ds))
                         {
                             Some(TaskState::UpToDate)

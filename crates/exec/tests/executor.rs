@@ -607,6 +607,50 @@ tasks:
 }
 
 #[tokio::test]
+async fn a_task_asked_to_rerun_runs_again_with_what_depends_on_it_and_nothing_else() {
+    let (_dir, exec) = setup();
+    let yaml = r#"
+dag: again
+tasks:
+  src:
+    op: test.source
+    with: { value: 7 }
+    outputs: { rows: t_rows }
+  dbl:
+    op: test.double
+    inputs: { rows: t_rows }
+    outputs: { out: t_out }
+  side:
+    op: test.source
+    with: { value: 1 }
+    outputs: { rows: t_side }
+"#;
+    exec.run(load(yaml), RunOptions::new(ds())).await.unwrap();
+    let mut rerun = RunOptions::new(ds());
+    rerun.rerun.insert("src".into());
+    let again = exec.run(load(yaml), rerun).await.unwrap();
+    assert_eq!(again.task("src").unwrap().state, TaskState::Succeeded);
+    assert_eq!(
+        again.task("dbl").unwrap().state,
+        TaskState::Succeeded,
+        "downstream"
+    );
+    assert_eq!(again.task("side").unwrap().state, TaskState::UpToDate);
+    let out = exec
+        .lake()
+        .read("t_out", ReadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(out.num_rows(), 2, "the rerun rewrites, never duplicates");
+    // A leaf alone: only it.
+    let mut leaf = RunOptions::new(ds());
+    leaf.rerun.insert("dbl".into());
+    let once = exec.run(load(yaml), leaf).await.unwrap();
+    assert_eq!(once.task("src").unwrap().state, TaskState::UpToDate);
+    assert_eq!(once.task("dbl").unwrap().state, TaskState::Succeeded);
+}
+
+#[tokio::test]
 async fn lineage_records_exact_input_versions_operator_version_and_params_hash() {
     let (_dir, exec) = setup();
     let dag = load(

@@ -29,6 +29,10 @@ pub struct Args {
     /// scheduler on a cluster say `backfill` or `schedule`).
     #[arg(long, value_enum, default_value_t = Trigger::Manual)]
     trigger: Trigger,
+    /// Run these tasks again although they already succeeded for the day (after a fix, a new
+    /// model), and with them every task downstream of them; the others stay up to date.
+    #[arg(long, num_args = 1.., value_name = "TASK")]
+    rerun: Vec<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -65,9 +69,19 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         reprocess,
         max_parallel,
         trigger,
+        rerun,
     } = args;
     let (lake, json, pushgateway) = (&ctx.lake, ctx.json, ctx.pushgateway.as_deref());
     let dag = load_valid(lake, &dag).await?;
+    let names: Vec<&str> = dag.tasks.iter().map(|t| t.spec.name.as_str()).collect();
+    if let Some(unknown) = rerun.iter().find(|t| !names.contains(&t.as_str())) {
+        return Err(usage(format!(
+            "--rerun {unknown}: no such task in DAG `{}`{}; its tasks: {}",
+            dag.spec.name,
+            krxflow_dag::did_you_mean(unknown, names.iter().copied()),
+            names.join(", ")
+        )));
+    }
     let calendar = wiring::calendar(&dag.spec.calendar).map_err(|e| usage(e.to_string()))?;
     let ds = if date == "latest" {
         latest_closed_day(chrono::Utc::now(), calendar.as_ref())
@@ -102,6 +116,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     });
     let mut opts = RunOptions::new(ds);
     opts.reprocess = reprocess_of(reprocess);
+    opts.rerun = rerun.into_iter().collect();
     opts.trigger = match trigger {
         Trigger::Manual => "manual",
         Trigger::Backfill => "backfill",
