@@ -1,6 +1,8 @@
-//! Long–short books at 1 day, traded: at each base day's close a book is rebalanced by its
-//! rule, pays a round trip on the share of each leg it replaced, and earns the codes'
-//! next-day returns, long the one leg and short the other. Two rules:
+//! Long–short books, traded: at a base day's close a book is rebalanced by its rule, pays a
+//! round trip on the share of each leg it replaced, and earns the codes' h-day returns, long
+//! the one leg and short the other. At horizon h, h staggered books are held, each rebalanced
+//! every h trading days (one a day: Jegadeesh and Titman's overlapping portfolios), so a
+//! base day's legs are compared with, and replace, those formed h days before. Two rules:
 //!
 //! - `quintiles`: hold the day's top and bottom fifth by predicted return (the gross
 //!   long–short of [`crate::cross_section`], every day rebuilt);
@@ -55,28 +57,32 @@ pub struct BookConfig {
 /// One base day of a model's book.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BookDay {
+    pub horizon: u32,
     pub model: String,
     pub book: String,
     pub date: NaiveDate,
-    /// Mean next-day return of the long leg minus the short leg's.
+    /// Mean h-day return of the long leg minus the short leg's.
     pub gross: f64,
-    /// The share of each leg bought that day, averaged over the two (1 when the book is
-    /// built).
+    /// The share of each leg bought that day against the legs formed h days before, averaged
+    /// over the two (1 when the book is built).
     pub turnover: f64,
     /// `gross` less the round trip on both legs' replaced shares.
     pub net: f64,
-    /// `net` summed from the start of the range.
+    /// `net / h` summed from the start of the range (the staggered books' return).
     pub cumulative_net: f64,
 }
 
-/// A model's book over the range.
+/// A model's book over the range, per day: the h-day figures divided by h.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Book {
+    pub horizon: u32,
     pub model: String,
     pub book: String,
     pub days: usize,
     pub gross_mean: f64,
+    /// t of the mean over blocks of h consecutive base days (their returns overlap within).
     pub gross_t: f64,
+    /// The share of a leg replaced per rebalance (every h days).
     pub turnover: f64,
     pub net_mean: f64,
     pub net_t: f64,
@@ -139,11 +145,18 @@ fn mean_return(leg: &[&str], picks: &[Pick<'_>]) -> f64 {
     r.iter().sum::<f64>() / r.len().max(1) as f64
 }
 
-/// One model's book by `rule` over its 1-day rows (in date order).
-pub fn trade(model: &str, rule: Rule, rows: &[&Outcome], cfg: &BookConfig) -> Vec<BookDay> {
+/// One model's book by `rule` over its rows of horizon `horizon` (in date order).
+pub fn trade(
+    model: &str,
+    rule: Rule,
+    horizon: u32,
+    rows: &[&Outcome],
+    cfg: &BookConfig,
+) -> Vec<BookDay> {
+    let h = horizon.max(1) as usize;
     let mut out = Vec::new();
-    let (mut long, mut short): (Leg<'_>, Leg<'_>) = (Vec::new(), Vec::new());
-    let mut built = false;
+    // The legs formed on each of the last h base days, oldest first.
+    let mut formed: std::collections::VecDeque<(Leg<'_>, Leg<'_>)> = Default::default();
     let mut cumulative = 0.0;
     for (date, mut picks) in cross_section::by_day(rows) {
         // Worst first, ties in code order: the legs of the cross-section's long–short.
@@ -153,18 +166,28 @@ pub fn trade(model: &str, rule: Rule, rows: &[&Outcome], cfg: &BookConfig) -> Ve
         }
         let worst: Vec<&str> = picks.iter().map(|p| p.2).collect();
         let best: Vec<&str> = worst.iter().rev().copied().collect();
-        let next_long = next_leg(rule, cfg.n_drop, &long, &best);
-        let next_short = next_leg(rule, cfg.n_drop, &short, &worst);
-        let (bought_long, bought_short) = if built {
-            (bought(&long, &next_long), bought(&short, &next_short))
+        // The book this day rebalances: the one formed h base days ago, if any yet.
+        let before = if formed.len() == h {
+            formed.pop_front()
+        } else {
+            None
+        };
+        let (long, short) = before
+            .as_ref()
+            .map_or((&[][..], &[][..]), |(l, s)| (l.as_slice(), s.as_slice()));
+        let next_long = next_leg(rule, cfg.n_drop, long, &best);
+        let next_short = next_leg(rule, cfg.n_drop, short, &worst);
+        let (bought_long, bought_short) = if before.is_some() {
+            (bought(long, &next_long), bought(short, &next_short))
         } else {
             (1.0, 1.0)
         };
-        (long, short, built) = (next_long, next_short, true);
-        let gross = mean_return(&long, &picks) - mean_return(&short, &picks);
+        let gross = mean_return(&next_long, &picks) - mean_return(&next_short, &picks);
         let net = gross - cfg.round_trip_cost * (bought_long + bought_short);
-        cumulative += net;
+        cumulative += net / h as f64;
+        formed.push_back((next_long, next_short));
         out.push(BookDay {
+            horizon,
             model: model.to_string(),
             book: rule.name().to_string(),
             date,
@@ -177,23 +200,36 @@ pub fn trade(model: &str, rule: Rule, rows: &[&Outcome], cfg: &BookConfig) -> Ve
     out
 }
 
-/// A book's days summarised; `None` with fewer than two days.
+/// Per day: the mean of an h-day series divided by h, and the t of that mean over blocks of h
+/// consecutive base days (overlapping h-day returns are correlated within a block, not much
+/// across blocks). `None` with fewer than two blocks.
+fn per_day(values: &[f64], h: usize) -> Option<(f64, f64)> {
+    let blocks: Vec<f64> = values
+        .chunks(h)
+        .map(|c| c.iter().sum::<f64>() / c.len() as f64)
+        .collect();
+    let s: SeriesStats = cross_section::stats(&blocks)?;
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    Some((mean / h as f64, s.t))
+}
+
+/// A book's days summarised; `None` with fewer than two blocks of h days.
 pub fn summarise(days: &[BookDay]) -> Option<Book> {
     let first = days.first()?;
+    let h = first.horizon.max(1) as usize;
     let of = |f: fn(&BookDay) -> f64| -> Vec<f64> { days.iter().map(f).collect() };
-    let (gross, net): (SeriesStats, SeriesStats) = (
-        cross_section::stats(&of(|d| d.gross))?,
-        cross_section::stats(&of(|d| d.net))?,
-    );
+    let (gross_mean, gross_t) = per_day(&of(|d| d.gross), h)?;
+    let (net_mean, net_t) = per_day(&of(|d| d.net), h)?;
     Some(Book {
+        horizon: first.horizon,
         model: first.model.clone(),
         book: first.book.clone(),
         days: days.len(),
-        gross_mean: gross.mean,
-        gross_t: gross.t,
+        gross_mean,
+        gross_t,
         turnover: of(|d| d.turnover).iter().sum::<f64>() / days.len() as f64,
-        net_mean: net.mean,
-        net_t: net.t,
+        net_mean,
+        net_t,
     })
 }
 
@@ -236,7 +272,7 @@ mod tests {
         ]);
         rows.extend((0..10).map(|c| outcome(&format!("C{c}"), 2, 0.01, 0.0)));
         let refs: Vec<&Outcome> = rows.iter().collect();
-        let book = trade("m", Rule::Quintiles, &refs, &CFG);
+        let book = trade("m", Rule::Quintiles, 1, &refs, &CFG);
         let turnover: Vec<f64> = book.iter().map(|d| d.turnover).collect();
         assert_eq!(turnover, vec![1.0, 0.25, 1.0]);
         // Day 0: (9 + 8) / 2 − (0 + 1) / 2 = 8 percent, less 2 × 0.2% for building both legs.
@@ -264,18 +300,43 @@ mod tests {
         }
         rows.sort_by(|a, b| (a.base_date, &a.code).cmp(&(b.base_date, &b.code)));
         let refs: Vec<&Outcome> = rows.iter().collect();
-        let book = trade("m", Rule::Dropout, &refs, &CFG);
+        let book = trade("m", Rule::Dropout, 1, &refs, &CFG);
         let turnover: Vec<f64> = book.iter().map(|d| d.turnover).collect();
         assert_eq!(
             turnover,
             vec![1.0, 0.25, 0.25],
             "one of four codes a leg a day"
         );
-        let full = trade("m", Rule::Quintiles, &refs, &CFG);
+        let full = trade("m", Rule::Quintiles, 1, &refs, &CFG);
         assert_eq!(
             full[1].turnover, 1.0,
             "the quintile book rebuilds both legs"
         );
+    }
+
+    #[test]
+    fn at_h_days_each_day_rebalances_the_book_formed_h_days_before() {
+        // h = 2: days 0 and 1 build two books; day 2 ranks as day 0 did, so the book it
+        // rebalances (day 0's) needs no trade; day 3 ranks as day 0, against day 1's book.
+        let same = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+        let other = [9, 8, 2, 3, 4, 5, 6, 7, 1, 0];
+        let mut rows: Vec<Outcome> = days(&[(0, same), (1, other), (2, same), (3, same)])
+            .into_iter()
+            .map(|o| Outcome { horizon: 2, ..o })
+            .collect();
+        rows.sort_by(|a, b| (a.base_date, &a.code).cmp(&(b.base_date, &b.code)));
+        let refs: Vec<&Outcome> = rows.iter().collect();
+        let book = trade("m", Rule::Quintiles, 2, &refs, &CFG);
+        let turnover: Vec<f64> = book.iter().map(|d| d.turnover).collect();
+        assert_eq!(turnover, vec![1.0, 1.0, 0.0, 1.0]);
+        assert_eq!(book[2].net, book[2].gross, "no trade, no cost");
+        // The cumulative curve is per day: each h-day return counts 1/h.
+        let total: f64 = book.iter().map(|d| d.net / 2.0).sum();
+        assert!((book[3].cumulative_net - total).abs() < 1e-12);
+        let s = summarise(&book).unwrap();
+        let gross: f64 = book.iter().map(|d| d.gross).sum::<f64>() / 4.0;
+        assert!((s.gross_mean - gross / 2.0).abs() < 1e-12);
+        assert_eq!((s.horizon, s.days), (2, 4));
     }
 
     #[test]

@@ -74,7 +74,8 @@ pub struct Evaluation {
     pub monthly: Vec<Monthly>,
     pub rank_ic_daily: Vec<Daily>,
     pub long_short_daily: Vec<Daily>,
-    /// The 1-day long–short books of the ensemble and each member, traded net of costs.
+    /// The long–short books of the ensemble and each member at every horizon, traded net of
+    /// costs.
     pub books: Vec<Book>,
     pub book_days: Vec<BookDay>,
     pub reliability: Vec<ReliabilityBin>,
@@ -213,10 +214,9 @@ pub fn evaluate(
             .extend(series::daily(*horizon, model, &ic, 1.0));
         ev.long_short_daily
             .extend(series::daily(*horizon, model, &ls, f64::from(*horizon)));
-        // Traded books at 1 day (an h-day return has no daily book: its portfolios overlap).
-        if *horizon == 1 && *kind != Kind::Baseline {
+        if *kind != Kind::Baseline {
             for rule in books::Rule::ALL {
-                let days = books::trade(model, rule, rows, &cfg.books);
+                let days = books::trade(model, rule, *horizon, rows, &cfg.books);
                 ev.books.extend(books::summarise(&days));
                 ev.book_days.extend(days);
             }
@@ -357,7 +357,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_ensemble_and_members_are_traded_in_both_books_at_one_day_only() {
+    fn the_ensemble_and_members_are_traded_in_both_books_at_every_horizon() {
         let mut input = universe();
         let three: Vec<Outcome> = input
             .outcomes
@@ -369,24 +369,28 @@ mod tests {
             .collect();
         input.outcomes.extend(three);
         let ev = evaluate(input, day(0), day(DAYS), &config()).unwrap();
-        let names: Vec<(&str, &str)> = ev
+        let names: Vec<(u32, &str, &str)> = ev
             .books
             .iter()
-            .map(|b| (b.model.as_str(), b.book.as_str()))
+            .map(|b| (b.horizon, b.model.as_str(), b.book.as_str()))
             .collect();
         assert_eq!(
             names,
             [
-                ("ensemble", "quintiles"),
-                ("ensemble", "dropout"),
-                ("shuffled", "quintiles"),
-                ("shuffled", "dropout")
+                (1, "ensemble", "quintiles"),
+                (1, "ensemble", "dropout"),
+                (1, "shuffled", "quintiles"),
+                (1, "shuffled", "dropout"),
+                (3, "ensemble", "quintiles"),
+                (3, "ensemble", "dropout"),
+                (3, "shuffled", "quintiles"),
+                (3, "shuffled", "dropout")
             ]
         );
         let book = |m: &str, b: &str| {
             ev.books
                 .iter()
-                .find(|x| x.model == m && x.book == b)
+                .find(|x| x.horizon == 1 && x.model == m && x.book == b)
                 .unwrap()
         };
         let (full, drop) = (book("ensemble", "quintiles"), book("ensemble", "dropout"));

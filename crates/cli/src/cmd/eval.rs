@@ -17,7 +17,7 @@ use crate::util::{Ctx, parse_date, usage};
 /// Judge the matured forecasts of a date range (by base date) against naive baselines —
 /// always up, always down, always flat, momentum, a random walk with a 60-day-volatility
 /// interval — with block-bootstrap intervals, Rank IC, errors, coverage, calibration, a
-/// gross long–short return, and at 1 day long–short books traded net of costs; writes
+/// gross long–short return, and long–short books traded net of costs; writes
 /// OUT/report.html, OUT/metrics.json and a CSV per table.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -40,8 +40,8 @@ pub struct Args {
     /// Bootstrap resamples behind each interval.
     #[arg(long, default_value_t = 2000)]
     resamples: usize,
-    /// What a round trip costs, in basis points of the value traded, for the 1-day
-    /// long–short books traded net of costs: KRX's transaction tax on sales (0.18% in 2024,
+    /// What a round trip costs, in basis points of the value traded, for the long–short
+    /// books traded net of costs: KRX's transaction tax on sales (0.18% in 2024,
     /// 0.15% from 2025) plus a broker's commission each way (borrowing is not included).
     #[arg(long, default_value_t = 20.0)]
     cost_bps: f64,
@@ -187,7 +187,8 @@ fn print_summary(ev: &Evaluation) {
                 opt(s.brier, 4)
             );
         }
-        if h == 1 && !ev.books.is_empty() {
+        let books: Vec<_> = ev.books.iter().filter(|b| b.horizon == h).collect();
+        if !books.is_empty() {
             println!(
                 "     {:<30} {:>16} {:>9} {:>17}",
                 "long–short book, traded",
@@ -195,7 +196,7 @@ fn print_summary(ev: &Evaluation) {
                 "turnover",
                 format!("net of {:.2}% (t)", ev.config.books.round_trip_cost * 100.0)
             );
-            for b in &ev.books {
+            for b in books {
                 println!(
                     "     {:<30} {:>16} {:>9.3} {:>17}",
                     format!("{} ({})", b.model, b.book),

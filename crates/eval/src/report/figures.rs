@@ -146,7 +146,7 @@ pub fn for_horizon(ev: &Evaluation, h: u32) -> Vec<(Chart, String)> {
             "top minus bottom quintile by predicted return, h-day return / h summed over base days; gross, costs excluded".into(),
         ),
     ];
-    if h == 1 {
+    {
         let n = ev.config.books.n_drop;
         let dropout = format!(
             "holding a fifth a leg and replacing at most {n} code{} a leg a day (Qlib's TopkDropout)",
@@ -160,14 +160,16 @@ pub fn for_horizon(ev: &Evaluation, h: u32) -> Vec<(Chart, String)> {
             (crate::books::Rule::Dropout, dropout),
         ] {
             let net = by_model(
-                ev.book_days.iter().filter(|r| r.book == book.name()),
+                ev.book_days
+                    .iter()
+                    .filter(|r| r.horizon == h && r.book == book.name()),
                 |r| &r.model,
                 |r| Some((d(r.date), r.cumulative_net)),
             );
             figures.push((
-                chart(format!("book-{}-h1", book.name()), format!("Cumulative net return of the {} book, h=1", book.name()), "cumulative net return", XAxis::Date, net),
+                chart(format!("book-{}-h{h}", book.name()), format!("Cumulative net return of the {} book, h={h}", book.name()), "cumulative net return", XAxis::Date, net),
                 format!(
-                    "long–short {what}, rebalanced at each base day's close, the share of each leg replaced charged {:.2}% a round trip (borrowing excluded)",
+                    "long–short {what}; {h} staggered book(s), one rebalanced at each base day's close, the share of each leg replaced charged {:.2}% a round trip (borrowing excluded); h-day returns / h summed",
                     ev.config.books.round_trip_cost * 100.0
                 ),
             ));

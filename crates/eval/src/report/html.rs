@@ -77,12 +77,16 @@ fn metrics_table(out: &mut String, rows: &[&Summary]) {
     out.push_str("</table>");
 }
 
-fn books_table(out: &mut String, ev: &Evaluation) {
-    if ev.books.is_empty() {
+fn books_table(out: &mut String, ev: &Evaluation, h: u32) {
+    if !ev.books.iter().any(|b| b.horizon == h) {
         return;
     }
-    out.push_str("<h3>Long–short books at 1 day, traded</h3><table><tr><th>model</th><th>book</th><th>days</th><th>gross / day (t)</th><th>turnover / day</th><th>net / day (t)</th></tr>");
-    for b in &ev.books {
+    let _ = write!(
+        out,
+        "<h3>Long–short books at {h} day{}, traded</h3><table><tr><th>model</th><th>book</th><th>days</th><th>gross / day (t)</th><th>turnover / rebalance</th><th>net / day (t)</th></tr>",
+        if h == 1 { "" } else { "s" }
+    );
+    for b in ev.books.iter().filter(|b| b.horizon == h) {
         let class = if b.model == "ensemble" {
             "ensemble"
         } else {
@@ -155,7 +159,7 @@ pub fn page(ev: &Evaluation) -> crate::EvalResult<String> {
     );
     let _ = write!(
         out,
-        "<h1>krxflow evaluation, {} .. {}</h1><p>{} matured forecasts (base dates in the range, scheduled runs only) against the naive baselines made for the same codes and days from closes known at each base day's close. Direction: up / flat / down with a ±{:.1}% flat band. Hit-rate differences are paired on the same forecasts with a moving-block bootstrap over trading days ({}-day blocks, {} resamples). Rank IC: Spearman across codes per base day of predicted against realised return; ICIR = mean / sd of the daily IC. Long–short: the top minus the bottom quintile's realised h-day return per base day, <b>gross: trading costs are excluded</b>; for h &gt; 1 the daily portfolios overlap. At 1 day the ensemble and each member are also traded as books <b>net of costs</b>: rebalanced at each base day's close, the share of each leg replaced charged {:.2}% a round trip (<code>krxflow eval --cost-bps</code>), borrowing for the short leg not included; \"quintiles\" holds the day's top and bottom fifth, \"dropout\" (Qlib's TopkDropout) holds a fifth per leg and replaces at most {} code(s) a leg a day (<code>--n-drop</code>).</p>",
+        "<h1>krxflow evaluation, {} .. {}</h1><p>{} matured forecasts (base dates in the range, scheduled runs only) against the naive baselines made for the same codes and days from closes known at each base day's close. Direction: up / flat / down with a ±{:.1}% flat band. Hit-rate differences are paired on the same forecasts with a moving-block bootstrap over trading days ({}-day blocks, {} resamples). Rank IC: Spearman across codes per base day of predicted against realised return; ICIR = mean / sd of the daily IC. Long–short: the top minus the bottom quintile's realised h-day return per base day, <b>gross: trading costs are excluded</b>; for h &gt; 1 the daily portfolios overlap. The ensemble and each member are also traded as books <b>net of costs</b>: at h days, h staggered books each rebalanced every h base days (one a day), the share of each leg replaced charged {:.2}% a round trip (<code>krxflow eval --cost-bps</code>), borrowing for the short leg not included; \"quintiles\" holds the day's top and bottom fifth, \"dropout\" (Qlib's TopkDropout) holds a fifth per leg and replaces at most {} code(s) a leg a day (<code>--n-drop</code>).</p>",
         ev.from,
         ev.to,
         ev.counts.outcomes,
@@ -208,9 +212,7 @@ pub fn page(ev: &Evaluation) -> crate::EvalResult<String> {
         }
         metrics_table(&mut out, &rows);
         diffs_table(&mut out, ev, h);
-        if h == 1 {
-            books_table(&mut out, ev);
-        }
+        books_table(&mut out, ev, h);
         for (chart, caption) in figures::for_horizon(ev, h) {
             figure(&mut out, &chart, &caption)?;
         }
