@@ -566,10 +566,8 @@ tasks:
     assert_eq!(order, vec!["head", "leaf", "after_head"]);
 }
 
-#[tokio::test]
-async fn rerunning_a_partition_skips_succeeded_fingerprints_and_never_duplicates() {
-    let (_dir, exec) = setup();
-    let yaml = r#"
+/// A source and the task doubling what it wrote.
+const TWICE: &str = r#"
 dag: twice
 tasks:
   src:
@@ -581,6 +579,11 @@ tasks:
     inputs: { rows: t_rows }
     outputs: { out: t_out }
 "#;
+
+#[tokio::test]
+async fn rerunning_a_partition_skips_succeeded_fingerprints_and_never_duplicates() {
+    let (_dir, exec) = setup();
+    let yaml = TWICE;
     let first = exec.run(load(yaml), RunOptions::new(ds())).await.unwrap();
     assert_eq!(first.task("dbl").unwrap().state, TaskState::Succeeded);
     let second = exec.run(load(yaml), RunOptions::new(ds())).await.unwrap();
@@ -609,22 +612,10 @@ tasks:
 #[tokio::test]
 async fn a_task_asked_to_rerun_runs_again_with_what_depends_on_it_and_nothing_else() {
     let (_dir, exec) = setup();
-    let yaml = r#"
-dag: again
-tasks:
-  src:
-    op: test.source
-    with: { value: 7 }
-    outputs: { rows: t_rows }
-  dbl:
-    op: test.double
-    inputs: { rows: t_rows }
-    outputs: { out: t_out }
-  side:
-    op: test.source
-    with: { value: 1 }
-    outputs: { rows: t_side }
-"#;
+    // TWICE with a task beside the two.
+    let yaml = &format!(
+        "{TWICE}  side:\n    op: test.source\n    with: {{ value: 1 }}\n    outputs: {{ rows: t_side }}\n"
+    );
     exec.run(load(yaml), RunOptions::new(ds())).await.unwrap();
     let mut rerun = RunOptions::new(ds());
     rerun.rerun.insert("src".into());
