@@ -20,8 +20,7 @@ use std::collections::BTreeSet;
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use crate::cross_section::{self, Pick, SeriesStats};
-use crate::input::Outcome;
+use crate::cross_section::{self, Days, Pick, SeriesStats};
 
 /// How a book picks its legs each day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,25 +144,24 @@ fn mean_return(leg: &[&str], picks: &[Pick<'_>]) -> f64 {
     r.iter().sum::<f64>() / r.len().max(1) as f64
 }
 
-/// One model's book by `rule` over its rows of horizon `horizon` (in date order).
-pub fn trade(
+/// One model's book by `rule` over its days ([`cross_section::by_day`]) at `horizon`.
+pub fn trade<'a>(
     model: &str,
     rule: Rule,
     horizon: u32,
-    rows: &[&Outcome],
+    days: &Days<'a>,
     cfg: &BookConfig,
 ) -> Vec<BookDay> {
     let h = horizon.max(1) as usize;
     let mut out = Vec::new();
     // The legs formed on each of the last h base days, oldest first.
-    let mut formed: std::collections::VecDeque<(Leg<'_>, Leg<'_>)> = Default::default();
+    let mut formed: std::collections::VecDeque<(Leg<'a>, Leg<'a>)> = Default::default();
     let mut cumulative = 0.0;
-    for (date, mut picks) in cross_section::by_day(rows) {
+    for (&date, picks) in days {
         // Worst first, ties in code order: the legs of the cross-section's long–short.
-        picks.sort_by(|a, b| a.0.total_cmp(&b.0));
-        if picks.len() / 5 == 0 || picks[0].0 == picks[picks.len() - 1].0 {
+        let Some(picks) = cross_section::ordered(picks) else {
             continue;
-        }
+        };
         let worst: Vec<&str> = picks.iter().map(|p| p.2).collect();
         let best: Vec<&str> = worst.iter().rev().copied().collect();
         // The book this day rebalances: the one formed h base days ago, if any yet.
@@ -237,6 +235,7 @@ pub fn summarise(days: &[BookDay]) -> Option<Book> {
 mod tests {
     use super::*;
     use crate::evaluate::fixture::outcome;
+    use crate::input::Outcome;
 
     /// Ten codes a day; `order[r]` is the code ranked r-th worst, and each code realises
     /// its number in percent.
@@ -272,6 +271,7 @@ mod tests {
         ]);
         rows.extend((0..10).map(|c| outcome(&format!("C{c}"), 2, 0.01, 0.0)));
         let refs: Vec<&Outcome> = rows.iter().collect();
+        let refs = cross_section::by_day(&refs);
         let book = trade("m", Rule::Quintiles, 1, &refs, &CFG);
         let turnover: Vec<f64> = book.iter().map(|d| d.turnover).collect();
         assert_eq!(turnover, vec![1.0, 0.25, 1.0]);
@@ -300,6 +300,7 @@ mod tests {
         }
         rows.sort_by(|a, b| (a.base_date, &a.code).cmp(&(b.base_date, &b.code)));
         let refs: Vec<&Outcome> = rows.iter().collect();
+        let refs = cross_section::by_day(&refs);
         let book = trade("m", Rule::Dropout, 1, &refs, &CFG);
         let turnover: Vec<f64> = book.iter().map(|d| d.turnover).collect();
         assert_eq!(
@@ -326,6 +327,7 @@ mod tests {
             .collect();
         rows.sort_by(|a, b| (a.base_date, &a.code).cmp(&(b.base_date, &b.code)));
         let refs: Vec<&Outcome> = rows.iter().collect();
+        let refs = cross_section::by_day(&refs);
         let book = trade("m", Rule::Quintiles, 2, &refs, &CFG);
         let turnover: Vec<f64> = book.iter().map(|d| d.turnover).collect();
         assert_eq!(turnover, vec![1.0, 1.0, 0.0, 1.0]);

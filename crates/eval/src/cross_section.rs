@@ -14,9 +14,12 @@ pub const MIN_CODES: usize = 5;
 /// One code on one base day: (predicted return, realised return, code).
 pub type Pick<'a> = (f64, f64, &'a str);
 
-/// Per base day: every code with a point forecast.
-pub fn by_day<'a>(rows: &[&'a Outcome]) -> BTreeMap<NaiveDate, Vec<Pick<'a>>> {
-    let mut days: BTreeMap<NaiveDate, Vec<Pick<'a>>> = BTreeMap::new();
+/// Per base day, the codes with a point forecast (in the rows' order).
+pub type Days<'a> = BTreeMap<NaiveDate, Vec<Pick<'a>>>;
+
+/// Per base day: every code with a point forecast, days with fewer than [`MIN_CODES`] left out.
+pub fn by_day<'a>(rows: &[&'a Outcome]) -> Days<'a> {
+    let mut days: Days<'a> = BTreeMap::new();
     for o in rows {
         if let Some(p) = o.predicted_return() {
             days.entry(o.base_date)
@@ -40,17 +43,18 @@ pub struct CrossSection {
     pub long_short: Daily,
 }
 
-/// The daily Rank IC and long–short return of one model's rows at one horizon.
-pub fn daily(rows: &[&Outcome]) -> CrossSection {
+/// The daily Rank IC and long–short return of one model's days ([`by_day`]) at one horizon.
+pub fn daily(days: &Days<'_>) -> CrossSection {
     let mut out = CrossSection::default();
-    for (d, picks) in by_day(rows) {
+    for (&d, picks) in days {
         let pairs: Vec<(f64, f64)> = picks.iter().map(|p| (p.0, p.1)).collect();
         if let Some(ic) = spearman(&pairs) {
             out.ic.push((d, ic));
         }
-        if let Some((top, bottom)) = quintiles(&picks) {
+        if let Some(v) = ordered(picks) {
+            let k = v.len() / 5;
             out.long_short
-                .push((d, mean_realised(&top) - mean_realised(&bottom)));
+                .push((d, mean_realised(&v[v.len() - k..]) - mean_realised(&v[..k])));
         }
     }
     out
@@ -60,17 +64,14 @@ fn mean_realised(leg: &[Pick<'_>]) -> f64 {
     leg.iter().map(|p| p.1).sum::<f64>() / leg.len() as f64
 }
 
-/// The top and the bottom fifth of a day's codes by predicted return (a stable sort: ties
-/// keep the day's code order); `None` with fewer than five codes or when every prediction is
-/// the same.
-fn quintiles<'a>(picks: &[Pick<'a>]) -> Option<(Vec<Pick<'a>>, Vec<Pick<'a>>)> {
+/// A day's codes by predicted return, worst first (a stable sort: ties keep the day's code
+/// order), when they can be split into fifths: `None` with fewer than five codes or when every
+/// prediction is the same. Its top and bottom fifth are the long–short's legs.
+pub fn ordered<'a>(picks: &[Pick<'a>]) -> Option<Vec<Pick<'a>>> {
     let mut v = picks.to_vec();
     v.sort_by(|a, b| a.0.total_cmp(&b.0));
     let k = v.len() / 5;
-    if k == 0 || v[0].0 == v[v.len() - 1].0 {
-        return None;
-    }
-    Some((v[v.len() - k..].to_vec(), v[..k].to_vec()))
+    (k > 0 && v[0].0 != v[v.len() - 1].0).then_some(v)
 }
 
 /// Ranks from 1, in the values' order, ties sharing their mean rank.
@@ -174,10 +175,10 @@ mod tests {
                 )
             })
             .collect();
-        let x = daily(&rows.iter().collect::<Vec<_>>());
+        let x = daily(&by_day(&rows.iter().collect::<Vec<_>>()));
         assert_eq!(x.long_short.len(), 1);
         assert!((x.long_short[0].1 - 0.03).abs() < 1e-12);
-        let few = daily(&rows[..4].iter().collect::<Vec<_>>());
+        let few = daily(&by_day(&rows[..4].iter().collect::<Vec<_>>()));
         assert!(few.long_short.is_empty() && few.ic.is_empty());
     }
 

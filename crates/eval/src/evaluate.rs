@@ -182,17 +182,16 @@ pub fn evaluate(
         weights: series::mean_weights(&weights, from, to),
     };
     for ((horizon, kind, model), rows) in &groups {
-        let cross_section::CrossSection { ic, long_short: ls } = cross_section::daily(rows);
+        let days = cross_section::by_day(rows);
+        let cross_section::CrossSection { ic, long_short: ls } = cross_section::daily(&days);
         let ic_values: Vec<f64> = ic.iter().map(|p| p.1).collect();
         let ls_values: Vec<f64> = ls.iter().map(|p| p.1).collect();
         let cal = calibration::calibration(rows, cfg.bins);
         ev.summaries.push(summary::summarise(
             rows,
             cal.as_ref(),
-            summary::CrossSectionStats {
-                ic: cross_section::stats(&ic_values),
-                long_short: cross_section::stats(&ls_values),
-            },
+            cross_section::stats(&ic_values),
+            cross_section::stats(&ls_values),
             &terciles,
             ev.drawdown.as_ref(),
         ));
@@ -216,7 +215,7 @@ pub fn evaluate(
             .extend(series::daily(*horizon, model, &ls, f64::from(*horizon)));
         if *kind != Kind::Baseline {
             for rule in books::Rule::ALL {
-                let days = books::trade(model, rule, *horizon, rows, &cfg.books);
+                let days = books::trade(model, rule, *horizon, &days, &cfg.books);
                 ev.books.extend(books::summarise(&days));
                 ev.book_days.extend(days);
             }

@@ -68,13 +68,6 @@ pub struct Summary {
     pub long_short_t: Option<f64>,
 }
 
-/// A model's cross-sectional series at one horizon, summarised.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CrossSectionStats {
-    pub ic: Option<SeriesStats>,
-    pub long_short: Option<SeriesStats>,
-}
-
 fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
     let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
     (n > 0).then(|| s / n as f64)
@@ -120,12 +113,12 @@ impl VolTerciles {
 pub fn summarise(
     rows: &[&Outcome],
     calibration: Option<&Calibration>,
-    cross: CrossSectionStats,
+    ic: Option<SeriesStats>,
+    long_short: Option<SeriesStats>,
     terciles: &VolTerciles,
     drawdown: Option<&crate::drawdown::Drawdown>,
 ) -> Summary {
     let first = rows[0];
-    let (ic, long_short) = (cross.ic, cross.long_short);
     let days = rows
         .iter()
         .map(|o| o.base_date)
@@ -216,7 +209,8 @@ mod tests {
         let s = summarise(
             &refs,
             None,
-            CrossSectionStats::default(),
+            None,
+            None,
             &VolTerciles::new(HashMap::new()),
             None,
         );
@@ -241,13 +235,7 @@ mod tests {
             rows.push(o);
         }
         let t = VolTerciles::new(vol);
-        let s = summarise(
-            &rows.iter().collect::<Vec<_>>(),
-            None,
-            CrossSectionStats::default(),
-            &t,
-            None,
-        );
+        let s = summarise(&rows.iter().collect::<Vec<_>>(), None, None, None, &t, None);
         assert_eq!(
             (s.coverage_low_vol, s.coverage_mid_vol, s.coverage_high_vol),
             (Some(1.0), Some(0.0), Some(0.0))
