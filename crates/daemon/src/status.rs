@@ -5,9 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use krxflow_exec::records::{self, runs_from_batches};
 use krxflow_exec::{RunObserver, RunReport, observe::ds_unix};
-use krxflow_lake::{Lake, ReadOptions};
+use krxflow_lake::Lake;
 use krxflow_metrics::Metrics;
 use krxflow_metrics::http::StatusSource;
 use serde_json::{Value, json};
@@ -93,10 +92,9 @@ impl RunObserver for RecentRuns {
 
 /// Seeds `last_success_ds` and `/runs` from the runs table so nothing starts blank.
 pub(crate) async fn seed_from_runs(lake: &Lake, shared: &Shared) {
-    let Ok(read) = lake.read(records::RUNS, ReadOptions::default()).await else {
+    let Ok(mut runs) = krxflow_exec::history::all_runs(lake).await else {
         return;
     };
-    let mut runs = runs_from_batches(&read.batches);
     runs.retain(|r| r.ended.is_some());
     runs.sort_by_key(|r| std::cmp::Reverse(r.ended));
     for r in &runs {

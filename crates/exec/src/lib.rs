@@ -12,6 +12,7 @@ pub mod backfill;
 mod batch;
 pub mod error;
 mod faults;
+pub mod history;
 pub mod lineage;
 pub mod observe;
 pub mod partition;

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use chrono::NaiveDate;
 use clap::ValueEnum;
 use krxflow_dag::ValidatedDag;
+use krxflow_exec::history;
 use krxflow_exec::records::{self, AttemptRecord, RunRecord};
-use krxflow_lake::{Lake, LakeError, ReadOptions};
 
 use crate::util::{Ctx, load_valid, parse_date};
 
@@ -86,7 +86,8 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         dags.push(of(&load_valid(&ctx.lake, arg).await?));
     }
     if let Some(ds) = date {
-        let (runs, attempts) = run_records(&ctx.lake).await?;
+        let runs = history::all_runs(&ctx.lake).await?;
+        let attempts = history::all_attempts(&ctx.lake).await?;
         for dag in &mut dags {
             with_run(dag, ds, &runs, &attempts);
         }
@@ -138,21 +139,6 @@ fn of(dag: &ValidatedDag) -> Dag {
         ds: None,
         run: None,
     }
-}
-
-/// Every run's state rows and every task attempt (none before the first run).
-async fn run_records(lake: &Lake) -> anyhow::Result<(Vec<RunRecord>, Vec<AttemptRecord>)> {
-    let runs = match lake.read(records::RUNS, ReadOptions::default()).await {
-        Ok(r) => records::runs_from_batches(&r.batches),
-        Err(LakeError::NoSuchTable(_)) => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
-    let attempts = match lake.read(records::TASK_RUNS, ReadOptions::default()).await {
-        Ok(r) => records::attempts_from_batches(&r.batches),
-        Err(LakeError::NoSuchTable(_)) => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
-    Ok((runs, attempts))
 }
 
 /// Marks `dag` with its latest run for `ds` and each task's state in it: its latest attempt's,

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use krxflow_exec::RunState;
-use krxflow_exec::records::{self, attempts_from_batches, runs_from_batches};
-use krxflow_lake::ReadOptions;
+use krxflow_exec::history;
+use krxflow_exec::records;
 
 use crate::output;
 use crate::util::{Ctx, parse_date};
@@ -51,11 +51,7 @@ impl StateArg {
 pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let (lake, dag, limit, json) = (&ctx.lake, args.dag.as_deref(), args.limit, ctx.json);
     let date = args.date.as_deref().map(parse_date).transpose()?;
-    let runs = match lake.read(records::RUNS, ReadOptions::default()).await {
-        Ok(r) => runs_from_batches(&r.batches),
-        Err(krxflow_lake::LakeError::NoSuchTable(_)) => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
+    let runs = history::all_runs(lake).await?;
     // Latest state row per run id.
     let latest = records::latest_runs(
         runs.into_iter()
@@ -70,11 +66,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         .collect();
     list.sort_by_key(|r| std::cmp::Reverse(r.started));
     list.truncate(limit);
-    let attempts = match lake.read(records::TASK_RUNS, ReadOptions::default()).await {
-        Ok(r) => attempts_from_batches(&r.batches),
-        Err(krxflow_lake::LakeError::NoSuchTable(_)) => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
+    let attempts = history::all_attempts(lake).await?;
     // Each task's latest attempt. A task found up to date records no attempt: the run's
     // task count tells how many were.
     let mut out: Vec<(&records::RunRecord, BTreeMap<&str, &records::AttemptRecord>)> = Vec::new();
