@@ -58,6 +58,76 @@ fn dry_run_lists_every_trading_day_and_changes_nothing() {
 }
 
 #[test]
+fn a_backfill_asked_to_rerun_a_task_reruns_it_with_its_downstream_on_every_day() {
+    let lake = tempfile::tempdir().unwrap();
+    let range = ["--from", "2024-09-19", "--to", "2024-09-24"];
+    let backfill = |extra: &[&str]| {
+        let args: Vec<&str> = ["backfill", "demo"]
+            .iter()
+            .chain(&range)
+            .chain(extra)
+            .copied()
+            .collect();
+        krxflow(lake.path(), &args)
+    };
+    let plain = backfill(&[]);
+    assert!(plain.status.success(), "{}", text(&plain));
+    let succeeded = |task: &str| {
+        count(
+            lake.path(),
+            &format!(
+                "SELECT count(*) FROM _krxflow.task_runs WHERE task = '{task}' AND state = 'succeeded'"
+            ),
+        )
+    };
+    // 2024-09-19, 20, 23 and 24.
+    assert_eq!((succeeded("ingest"), succeeded("returns")), (4, 4));
+
+    let plan = backfill(&["--rerun", "returns", "--dry-run"]);
+    assert!(plan.status.success(), "{}", text(&plan));
+    let out = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(out.lines().count(), 4, "{out}");
+    assert!(
+        out.lines().all(|l| l.ends_with("run: returns  (Missing)")),
+        "{out}"
+    );
+
+    let rerun = backfill(&["--rerun", "returns"]);
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    assert!(
+        text(&rerun).contains("backfill demo:2024-09-19:2024-09-24:rerun=returns"),
+        "{}",
+        text(&rerun)
+    );
+    assert_eq!((succeeded("ingest"), succeeded("returns")), (4, 8));
+    assert_eq!(
+        count(
+            lake.path(),
+            "SELECT count(*) FROM (SELECT DISTINCT date, code FROM features_returns)"
+        ),
+        count(lake.path(), "SELECT count(*) FROM features_returns"),
+        "the rerun rewrote its partitions, never duplicated them"
+    );
+
+    let unknown = backfill(&["--rerun", "retruns"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        text(&unknown)
+            .contains("--rerun retruns: no such task in DAG `demo` (did you mean `returns`?)"),
+        "{}",
+        text(&unknown)
+    );
+    let all = backfill(&["--rerun", "returns", "--reprocess", "all"]);
+    assert_eq!(all.status.code(), Some(2));
+    assert!(
+        text(&all).contains("--reprocess all already runs every task"),
+        "{}",
+        text(&all)
+    );
+    assert_eq!(succeeded("returns"), 8, "a refused command ran nothing");
+}
+
+#[test]
 fn a_backfill_killed_mid_way_finishes_on_rerun_with_nothing_missing_or_duplicated() {
     let lake = tempfile::tempdir().unwrap();
     let args = [

@@ -64,6 +64,24 @@ pub async fn load_valid(lake: &Lake, dag_arg: &str) -> anyhow::Result<krxflow_da
     })
 }
 
+/// The tasks named by `--rerun`, checked against `dag`'s: an unknown name is a usage error
+/// with a did-you-mean and the DAG's tasks.
+pub fn rerun_tasks(
+    dag: &krxflow_dag::ValidatedDag,
+    rerun: Vec<String>,
+) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let names: Vec<&str> = dag.tasks.iter().map(|t| t.spec.name.as_str()).collect();
+    if let Some(unknown) = rerun.iter().find(|t| !names.contains(&t.as_str())) {
+        return Err(usage(format!(
+            "--rerun {unknown}: no such task in DAG `{}`{}; its tasks: {}",
+            dag.spec.name,
+            krxflow_dag::did_you_mean(unknown, names.iter().copied()),
+            names.join(", ")
+        )));
+    }
+    Ok(rerun.into_iter().collect())
+}
+
 /// Pushes a one-shot command's metrics (grouped by job `krxflow`, dag, command; an empty `dag`
 /// groups by command only, for commands that run several DAGs, whose series carry their own
 /// `dag` label). A failed push is reported and does not change the command's outcome.

@@ -4,9 +4,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
 use krxflow_dag::ValidatedDag;
-use krxflow_exec::{PartitionOutcome, PartitionRunner, Reprocess};
+use krxflow_exec::{PartitionOutcome, PartitionRun, PartitionRunner, Reprocess};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ClusterError, ClusterResult};
@@ -80,18 +79,25 @@ impl RayRunner {
     }
 
     /// The shell command a job runs for `ds`, recorded with `trigger`.
-    pub fn entrypoint(&self, ds: NaiveDate, reprocess: Reprocess, trigger: &str) -> String {
-        let reprocess = match reprocess {
+    pub fn entrypoint(&self, run: PartitionRun<'_>) -> String {
+        let reprocess = match run.reprocess {
             Reprocess::All => "all",
             Reprocess::Missing | Reprocess::Failed => "missing",
         };
+        let rerun: String = run.rerun.iter().map(|t| format!(" {}", quote(t))).collect();
+        let rerun = if rerun.is_empty() {
+            rerun
+        } else {
+            format!(" --rerun{rerun}")
+        };
         format!(
-            "cd {} && exec {} --lake {} run {} --date {ds} --reprocess {reprocess} --trigger {}",
+            "cd {} && exec {} --lake {} run {} --date {} --reprocess {reprocess} --trigger {}{rerun}",
             quote(&self.workdir),
             quote(&self.krxflow),
             quote(&self.lake),
             quote(&self.dag_path),
-            quote(trigger),
+            run.ds,
+            quote(run.trigger),
         )
     }
 
@@ -183,32 +189,28 @@ impl PartitionRunner for RayRunner {
     async fn run_partition(
         &self,
         dag: &ValidatedDag,
-        ds: NaiveDate,
-        reprocess: Reprocess,
-        trigger: &str,
+        run: PartitionRun<'_>,
         cancel: &CancellationToken,
     ) -> PartitionOutcome {
-        self.run_named(&dag.spec.name, ds, reprocess, trigger, cancel)
-            .await
+        self.run_named(&dag.spec.name, run, cancel).await
     }
 }
 
 impl RayRunner {
-    /// The partition `ds` of the DAG `name` (the file is `dag_path`), submitted up to
+    /// The partition `run.ds` of the DAG `name` (the file is `dag_path`), submitted up to
     /// `attempts` times.
     async fn run_named(
         &self,
         name: &str,
-        ds: NaiveDate,
-        reprocess: Reprocess,
-        trigger: &str,
+        run: PartitionRun<'_>,
         cancel: &CancellationToken,
     ) -> PartitionOutcome {
+        let ds = run.ds;
         for attempt in 1..=self.attempts {
             let token = uuid::Uuid::new_v4().simple().to_string();
             let job = JobSpec {
                 submission_id: format!("krxflow-{name}-{ds}-{}", &token[..8]),
-                entrypoint: self.entrypoint(ds, reprocess, trigger),
+                entrypoint: self.entrypoint(run),
                 env: self.env.clone(),
                 metadata: BTreeMap::from([
                     ("krxflow_dag".to_string(), name.to_string()),
@@ -262,6 +264,7 @@ fn describe(id: &str, info: &JobInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveDate;
 
     fn runner() -> RayRunner {
         RayRunner::new(
@@ -277,14 +280,29 @@ mod tests {
     fn the_entrypoint_runs_the_dag_for_the_day_from_the_working_folder() {
         let ds = NaiveDate::from_ymd_opt(2024, 12, 16).unwrap();
         assert_eq!(
-            runner().entrypoint(ds, Reprocess::Missing, "backfill"),
+            runner().entrypoint(PartitionRun::new(ds, Reprocess::Missing, "backfill")),
             "cd '/srv/it'\\''s here' && exec '/opt/krx flow/krxflow' --lake 's3://bucket/lake' \
              run '/srv/dags/daily_batch.yaml' --date 2024-12-16 --reprocess missing --trigger 'backfill'"
         );
         assert!(
             runner()
-                .entrypoint(ds, Reprocess::All, "schedule")
-                .contains("--reprocess all --trigger 'schedule'")
+                .entrypoint(PartitionRun::new(ds, Reprocess::All, "schedule"))
+                .ends_with("--reprocess all --trigger 'schedule'")
+        );
+    }
+
+    #[test]
+    fn a_rerun_partition_asks_the_job_to_run_those_tasks_again() {
+        let ds = NaiveDate::from_ymd_opt(2024, 12, 16).unwrap();
+        let tasks = std::collections::BTreeSet::from(["forecast_ets".to_string(), "it's".into()]);
+        let mut run = PartitionRun::new(ds, Reprocess::Missing, "backfill");
+        run.rerun = &tasks;
+        assert!(
+            runner()
+                .entrypoint(run)
+                .ends_with("--trigger 'backfill' --rerun 'forecast_ets' 'it'\\''s'"),
+            "{}",
+            runner().entrypoint(run)
         );
     }
 
@@ -325,9 +343,7 @@ mod tests {
         let outcome = r
             .run_named(
                 "d",
-                ds,
-                Reprocess::Missing,
-                "backfill",
+                PartitionRun::new(ds, Reprocess::Missing, "backfill"),
                 &CancellationToken::new(),
             )
             .await;

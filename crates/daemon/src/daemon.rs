@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
 use krxflow_exec::{
-    Executor, Fanout, MetricsObserver, PartitionOutcome, PartitionRunner, Reprocess, RunOptions,
-    RunState, observe::ds_unix,
+    Executor, Fanout, MetricsObserver, PartitionOutcome, PartitionRun, PartitionRunner, Reprocess,
+    RunOptions, RunState, observe::ds_unix,
 };
 use krxflow_lake::{Claim, Lake, Lease};
 use krxflow_metrics::Metrics;
@@ -312,7 +312,11 @@ pub async fn serve(
                     let res = match runner {
                         Some(runner) => Ok(
                             match runner
-                                .run_partition(&dag, ds, Reprocess::Missing, "schedule", &cancel)
+                                .run_partition(
+                                    &dag,
+                                    PartitionRun::new(ds, Reprocess::Missing, "schedule"),
+                                    &cancel,
+                                )
                                 .await
                             {
                                 PartitionOutcome::Succeeded => RunState::Succeeded,

@@ -274,6 +274,15 @@ impl ValidatedDag {
         out
     }
 
+    /// `names` and every task downstream of any of them: what a rerun of `names` runs.
+    pub fn with_downstream(&self, names: &BTreeSet<String>) -> BTreeSet<String> {
+        let mut out = names.clone();
+        for n in names {
+            out.extend(self.downstream_of(n));
+        }
+        out
+    }
+
     /// Plan indices in the order the executor starts tasks that are ready at the same time
     /// when it has fewer slots than ready tasks: the task with the most downstream tasks
     /// first, ties in plan order. This is Airflow's `weight_rule: downstream` with every

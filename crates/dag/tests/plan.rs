@@ -151,6 +151,12 @@ fn downstream_of_is_transitive() {
     assert!(dag.downstream_of("nope").is_empty());
     assert_eq!(dag.upstream_of("ensemble"), vec!["ingest_ohlcv", "chronos"]);
     assert!(dag.task("nope").is_none());
+    let set = |n: &[&str]| n.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        dag.with_downstream(&set(&["chronos", "features"])),
+        set(&["chronos", "ensemble", "features"]),
+        "what a rerun of both runs"
+    );
 }
 
 #[test]

@@ -130,6 +130,7 @@ fn main() {
                 reprocess: Reprocess::Missing,
                 parallel,
                 runner: None,
+                rerun: Default::default(),
             };
             let t = Instant::now();
             let report = exec

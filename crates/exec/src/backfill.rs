@@ -7,13 +7,20 @@
 //! * `failed` when its latest run failed (and it is not done),
 //! * `missing` otherwise (never run, interrupted, or the DAG changed).
 //!
+//! A backfill with `--rerun TASK...` runs those tasks again (and what depends on them) on every
+//! partition although they already succeeded, so fingerprints cannot tell what it has done.
+//! It has an id of its own (`dag:from:to:rerun=a,b`) and its rows in `_krxflow/backfills` mark
+//! when it started: a partition is `done` for it when every rerun task succeeded there since
+//! then. The same command after a crash or a failure resumes it; once it has succeeded, the
+//! same command is a new rerun of the whole range.
+//!
 //! `--reprocess missing` runs the partitions that are not done, `failed` only the failed ones,
 //! `all` every partition (as a full refresh). The earliest partition to run runs alone, then the
 //! others up to `parallel` at a time (the earliest's cold start must not depend on timing),
 //! except when a task says `depends_on_past: true`: then strictly one after another in date
 //! order, and a failed partition stops the later ones (they would read a hole).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Date32Array, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray};
@@ -25,6 +32,7 @@ use krxflow_dag::ValidatedDag;
 
 use crate::attempt::fingerprint;
 use crate::error::ExecResult;
+use crate::partition::PartitionRun;
 use crate::records::{self, attempts_from_batches, days, runs_from_batches};
 use crate::runner::{Executor, Reprocess, RunOptions};
 use crate::state::{RunState, TaskState};
@@ -68,6 +76,9 @@ pub struct BackfillOptions {
     pub parallel: usize,
     /// Where the partitions run: `None` here, in this process.
     pub runner: Option<Arc<dyn crate::partition::PartitionRunner>>,
+    /// Tasks run again on every partition although they already succeeded, with what depends
+    /// on them (`krxflow backfill --rerun`); empty for a plain backfill.
+    pub rerun: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -95,9 +106,38 @@ impl BackfillProgress for () {}
 const RECORD_FLUSH_ROWS: usize = 512;
 const RECORD_FLUSH_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The id of a backfill: the same command resumes the same backfill.
-pub fn backfill_id(dag: &str, from: NaiveDate, to: NaiveDate) -> String {
-    format!("{dag}:{from}:{to}")
+/// The id of a backfill: the same command resumes the same backfill. A rerun's id names its
+/// tasks: it is a different backfill from the plain one over the same range.
+pub fn backfill_id(dag: &str, from: NaiveDate, to: NaiveDate, rerun: &BTreeSet<String>) -> String {
+    if rerun.is_empty() {
+        format!("{dag}:{from}:{to}")
+    } else {
+        let tasks: Vec<&str> = rerun.iter().map(String::as_str).collect();
+        format!("{dag}:{from}:{to}:rerun={}", tasks.join(","))
+    }
+}
+
+/// What a rerun backfill has done: the tasks it reruns (with their downstream) and when the
+/// backfill started (`None`: it starts now, nothing is done yet).
+#[derive(Debug, Clone)]
+pub(crate) struct RerunScope {
+    tasks: BTreeSet<String>,
+    since: Option<DateTime<Utc>>,
+}
+
+/// The start of a backfill still to finish: its first `running` row after its last
+/// `succeeded` one, from its rows in `_krxflow/backfills` (`(state, updated)`, any order).
+fn unfinished_since(mut rows: Vec<(String, DateTime<Utc>)>) -> Option<DateTime<Utc>> {
+    rows.sort_by_key(|(_, at)| *at);
+    let mut since = None;
+    for (state, at) in rows {
+        match state.as_str() {
+            "succeeded" => since = None,
+            "running" if since.is_none() => since = Some(at),
+            _ => {}
+        }
+    }
+    since
 }
 
 impl Executor {
@@ -107,15 +147,17 @@ impl Executor {
         dag: &ValidatedDag,
         days_: &[NaiveDate],
     ) -> ExecResult<BTreeMap<NaiveDate, PartitionStatus>> {
-        Ok(self.partition_scan(dag, days_).await?.0)
+        Ok(self.partition_scan(dag, days_, None).await?.0)
     }
 
     /// Partition states and, per partition, the fingerprints that already succeeded: two
-    /// scans of the engine tables for the whole range (not two per partition).
+    /// scans of the engine tables for the whole range (not two per partition). With a rerun
+    /// scope, a partition's state is what the rerun has done there since it started.
     pub(crate) async fn partition_scan(
         &self,
         dag: &ValidatedDag,
         days_: &[NaiveDate],
+        rerun: Option<&RerunScope>,
     ) -> ExecResult<(
         BTreeMap<NaiveDate, PartitionStatus>,
         HashMap<NaiveDate, HashSet<String>>,
@@ -138,8 +180,18 @@ impl Executor {
                     .and(in_range("ds")),
             )
             .await?;
+        let since = rerun.map(|r| r.since);
+        // `None` before a rerun's start: nothing counts for it yet.
+        let counts = |at: DateTime<Utc>| match since {
+            None => true,
+            Some(s) => s.is_some_and(|s| at >= s),
+        };
         let mut done_fps: HashMap<NaiveDate, HashSet<String>> = HashMap::new();
+        let mut rerun_done: HashMap<NaiveDate, HashSet<String>> = HashMap::new();
         for a in attempts_from_batches(&attempts) {
+            if rerun.is_some() && counts(a.started) {
+                rerun_done.entry(a.ds).or_default().insert(a.task);
+            }
             done_fps.entry(a.ds).or_default().insert(a.fingerprint);
         }
         let runs = self
@@ -149,6 +201,9 @@ impl Executor {
         type Stamp = (DateTime<Utc>, Option<DateTime<Utc>>, String);
         let mut latest: HashMap<NaiveDate, Stamp> = HashMap::new();
         for r in runs_from_batches(&runs) {
+            if !counts(r.started) {
+                continue;
+            }
             let key = (r.started, r.ended);
             match latest.get(&r.ds) {
                 Some((s, e, _)) if (*s, *e) >= key => {}
@@ -159,12 +214,16 @@ impl Executor {
         }
         let mut out = BTreeMap::new();
         for ds in days_ {
-            let fps = done_fps.get(ds);
-            let all_done = fps.is_some_and(|f| {
-                dag.tasks
-                    .iter()
-                    .all(|t| f.contains(&fingerprint(name, t, *ds)))
-            });
+            let all_done = match rerun {
+                Some(r) => rerun_done
+                    .get(ds)
+                    .is_some_and(|done| r.tasks.iter().all(|t| done.contains(t))),
+                None => done_fps.get(ds).is_some_and(|f| {
+                    dag.tasks
+                        .iter()
+                        .all(|t| f.contains(&fingerprint(name, t, *ds)))
+                }),
+            };
             let status = if all_done {
                 PartitionStatus::Done
             } else if latest.get(ds).is_some_and(|(_, _, s)| s == "failed") {
@@ -177,15 +236,65 @@ impl Executor {
         Ok((out, done_fps))
     }
 
-    /// Which partitions a backfill would run.
+    /// Which partitions a backfill would run (`rerun`: the tasks of `--rerun`, if any).
     pub async fn plan_backfill(
         &self,
         dag: &ValidatedDag,
         days_: &[NaiveDate],
         reprocess: Reprocess,
+        rerun: &BTreeSet<String>,
     ) -> ExecResult<Vec<PlannedPartition>> {
-        let (status, _) = self.partition_scan(dag, days_).await?;
+        let scope = self.rerun_scope(dag, days_, rerun).await?;
+        let (status, _) = self.partition_scan(dag, days_, scope.as_ref()).await?;
         Ok(Self::plan_of(status, reprocess))
+    }
+
+    /// The id of the backfill of `dag` over `days_` (first to last).
+    fn backfill_id_of(dag: &ValidatedDag, days_: &[NaiveDate], rerun: &BTreeSet<String>) -> String {
+        let (from, to) = match (days_.first(), days_.last()) {
+            (Some(f), Some(l)) => (*f, *l),
+            _ => (NaiveDate::default(), NaiveDate::default()),
+        };
+        backfill_id(&dag.spec.name, from, to, rerun)
+    }
+
+    /// For a rerun backfill, the tasks it reruns with their downstream and when it started
+    /// (from its own rows in `_krxflow/backfills`); `None` for a plain backfill.
+    async fn rerun_scope(
+        &self,
+        dag: &ValidatedDag,
+        days_: &[NaiveDate],
+        rerun: &BTreeSet<String>,
+    ) -> ExecResult<Option<RerunScope>> {
+        if rerun.is_empty() {
+            return Ok(None);
+        }
+        let tasks = dag.with_downstream(rerun);
+        let id = Self::backfill_id_of(dag, days_, rerun);
+        let batches = self
+            .read_engine_where(BACKFILLS, col("backfill_id").eq(lit(id.as_str())))
+            .await?;
+        let mut rows = Vec::new();
+        for b in &batches {
+            let state = b
+                .column_by_name("state")
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+            let updated = b
+                .column_by_name("updated")
+                .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>());
+            let (Some(state), Some(updated)) = (state, updated) else {
+                continue;
+            };
+            for i in 0..b.num_rows() {
+                if let Some(at) = DateTime::from_timestamp_micros(updated.value(i)) {
+                    rows.push((state.value(i).to_string(), at));
+                }
+            }
+        }
+        Ok(Some(RerunScope {
+            tasks,
+            since: unfinished_since(rows),
+        }))
     }
 
     fn plan_of(
@@ -254,12 +363,9 @@ impl Executor {
         opts: BackfillOptions,
         progress: &dyn BackfillProgress,
     ) -> ExecResult<BackfillReport> {
-        let name = dag.spec.name.clone();
-        let id = match (days_.first(), days_.last()) {
-            (Some(f), Some(l)) => backfill_id(&name, *f, *l),
-            _ => backfill_id(&name, NaiveDate::default(), NaiveDate::default()),
-        };
-        let (status, done_fps) = self.partition_scan(&dag, days_).await?;
+        let id = Self::backfill_id_of(&dag, days_, &opts.rerun);
+        let scope = self.rerun_scope(&dag, days_, &opts.rerun).await?;
+        let (status, done_fps) = self.partition_scan(&dag, days_, scope.as_ref()).await?;
         let done_fps = Arc::new(done_fps);
         let plan = Self::plan_of(status, opts.reprocess);
         // Engine records are committed in batches (every RECORD_FLUSH_ROWS rows or
@@ -309,26 +415,29 @@ impl Executor {
             Reprocess::All => Reprocess::All,
             _ => Reprocess::Missing,
         };
+        let rerun = Arc::new(opts.rerun.clone());
         let run_one = |ds: NaiveDate| {
             let dag = dag.clone();
             let exec = self.clone();
             let known = done_fps.get(&ds).cloned().unwrap_or_default();
             let runner = opts.runner.clone();
+            let rerun = rerun.clone();
             async move {
                 // Cancelled before it started: it does not start.
                 if exec.cancel.is_cancelled() {
                     return (ds, PartitionOutcome::Cancelled);
                 }
                 if let Some(runner) = runner {
-                    let outcome = runner
-                        .run_partition(&dag, ds, run_reprocess, "backfill", &exec.cancel)
-                        .await;
+                    let mut run = PartitionRun::new(ds, run_reprocess, "backfill");
+                    run.rerun = &rerun;
+                    let outcome = runner.run_partition(&dag, run, &exec.cancel).await;
                     return (ds, outcome);
                 }
                 let mut o = RunOptions::new(ds);
                 o.reprocess = run_reprocess;
                 o.known_succeeded = Some(known);
                 o.trigger = "backfill".into();
+                o.rerun = (*rerun).clone();
                 let name = dag.spec.name.clone();
                 let outcome = match exec.run(dag, o).await {
                     Ok(r) => match r.state {
@@ -404,5 +513,57 @@ impl Executor {
             dag: name,
             partitions,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        chrono::NaiveDate::from_ymd_opt(2024, 12, 16)
+            .and_then(|d| d.and_hms_opt(10, minute, 0))
+            .map(|t| t.and_utc())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_backfill_is_unfinished_from_its_first_start_after_its_last_success() {
+        let rows = |r: &[(&str, u32)]| r.iter().map(|(s, m)| (s.to_string(), at(*m))).collect();
+        assert_eq!(unfinished_since(rows(&[])), None, "never started");
+        assert_eq!(
+            unfinished_since(rows(&[("running", 1)])),
+            Some(at(1)),
+            "crashed"
+        );
+        // Failed, then resumed and crashed: still the first start.
+        assert_eq!(
+            unfinished_since(rows(&[("running", 3), ("failed", 2), ("running", 1)])),
+            Some(at(1))
+        );
+        assert_eq!(
+            unfinished_since(rows(&[("running", 1), ("succeeded", 2)])),
+            None,
+            "finished"
+        );
+        assert_eq!(
+            unfinished_since(rows(&[("running", 1), ("succeeded", 2), ("running", 3)])),
+            Some(at(3)),
+            "a new one started after the last finished"
+        );
+    }
+
+    #[test]
+    fn a_reruns_id_names_its_tasks() {
+        let d = |day| chrono::NaiveDate::from_ymd_opt(2024, 12, day).unwrap();
+        assert_eq!(
+            backfill_id("x", d(9), d(13), &BTreeSet::new()),
+            "x:2024-12-09:2024-12-13"
+        );
+        let tasks = BTreeSet::from(["b".to_string(), "a".to_string()]);
+        assert_eq!(
+            backfill_id("x", d(9), d(13), &tasks),
+            "x:2024-12-09:2024-12-13:rerun=a,b"
+        );
     }
 }

@@ -28,7 +28,7 @@ pub use backfill::{
 pub use batch::{BatchReport, ReplayRun, SettledTask};
 pub use error::{ExecError, ExecResult};
 pub use observe::{Fanout, MetricsObserver};
-pub use partition::PartitionRunner;
+pub use partition::{PartitionRun, PartitionRunner};
 pub use records::{AttemptRecord, LineageRecord, RunRecord, engine_tables};
 pub use runner::{Executor, Reprocess, RunObserver, RunOptions, RunReport, TaskReport, new_run_id};
 pub use state::{AttemptState, RunState, TaskState};

@@ -881,11 +881,10 @@ impl krxflow_exec::PartitionRunner for Timeline {
     async fn run_partition(
         &self,
         _dag: &ValidatedDag,
-        ds: chrono::NaiveDate,
-        _reprocess: Reprocess,
-        _trigger: &str,
+        run: krxflow_exec::PartitionRun<'_>,
         _cancel: &tokio_util::sync::CancellationToken,
     ) -> krxflow_exec::PartitionOutcome {
+        let ds = run.ds;
         let start = std::time::Instant::now();
         tokio::time::sleep(Duration::from_millis(100)).await;
         self.0
@@ -910,6 +909,7 @@ async fn a_backfill_runs_its_earliest_partition_alone_then_the_rest_in_parallel(
         reprocess: Reprocess::Missing,
         parallel: 3,
         runner: Some(timeline.clone()),
+        rerun: Default::default(),
     };
     let report = exec.backfill(dag, &days, opts, &()).await.unwrap();
     assert_eq!(report.count(krxflow_exec::PartitionOutcome::Succeeded), 5);
@@ -940,11 +940,10 @@ impl krxflow_exec::PartitionRunner for Stoppable {
     async fn run_partition(
         &self,
         _dag: &ValidatedDag,
-        ds: chrono::NaiveDate,
-        _reprocess: Reprocess,
-        _trigger: &str,
+        run: krxflow_exec::PartitionRun<'_>,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> krxflow_exec::PartitionOutcome {
+        let ds = run.ds;
         self.started.fetch_add(1, Ordering::SeqCst);
         if ds.format("%d").to_string() != "09" {
             cancel.cancelled().await;
@@ -975,6 +974,7 @@ async fn a_cancelled_backfill_sees_its_running_partitions_end_and_starts_no_othe
         reprocess: Reprocess::Missing,
         parallel: 2,
         runner: Some(runner.clone()),
+        rerun: Default::default(),
     };
     let cancel_soon = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1009,6 +1009,7 @@ async fn backfills_skip_done_partitions_rerun_failed_ones_and_block_after_a_past
         reprocess,
         parallel,
         runner: None,
+        rerun: Default::default(),
     };
     let progress = Counting(Default::default());
     let first = exec
@@ -1085,6 +1086,101 @@ async fn backfills_skip_done_partitions_rerun_failed_ones_and_block_after_a_past
         4 * 2,
         "a start and an end row per backfill"
     );
+}
+
+#[tokio::test]
+async fn a_rerun_backfill_reruns_its_tasks_on_every_day_and_resumes_where_it_failed() {
+    use krxflow_core::Calendar;
+    use krxflow_exec::{BackfillOptions, PartitionOutcome, PartitionStatus};
+    let (_dir, exec) = setup();
+    let days = WeekdayCalendar::default().trading_days(
+        chrono::NaiveDate::from_ymd_opt(2024, 12, 9).unwrap(),
+        chrono::NaiveDate::from_ymd_opt(2024, 12, 13).unwrap(),
+    );
+    let yaml = |extra: &str| {
+        format!(
+            "dag: rbf\ntasks:\n  src:\n    op: test.source\n    with: {{ value: 1{extra} }}\n    outputs: {{ rows: t_rbf }}\n  dbl:\n    op: test.double\n    inputs: {{ rows: t_rbf }}\n    outputs: {{ out: t_rbf_out }}\n  side:\n    op: test.source\n    with: {{ value: 2 }}\n    outputs: {{ rows: t_rbf_side }}\n"
+        )
+    };
+    let ok = load(&yaml(""));
+    let opts = |rerun: &[&str]| BackfillOptions {
+        reprocess: Reprocess::Missing,
+        parallel: 2,
+        runner: None,
+        rerun: rerun.iter().map(|t| t.to_string()).collect(),
+    };
+    let plain = exec
+        .backfill(ok.clone(), &days, opts(&[]), &())
+        .await
+        .unwrap();
+    assert_eq!(plain.count(PartitionOutcome::Succeeded), 5);
+    let plain_again = exec
+        .backfill(ok.clone(), &days, opts(&[]), &())
+        .await
+        .unwrap();
+    assert_eq!(
+        plain_again.count(PartitionOutcome::Skipped),
+        5,
+        "a plain backfill is done"
+    );
+
+    // The rerun of `src` (and `dbl`, downstream of it) fails on one day.
+    let failing = load(&yaml(", fail_on: 2024-12-11"));
+    let first = exec
+        .backfill(failing, &days, opts(&["src"]), &())
+        .await
+        .unwrap();
+    assert_eq!(first.backfill_id, "rbf:2024-12-09:2024-12-13:rerun=src");
+    assert_eq!(first.count(PartitionOutcome::Succeeded), 4);
+    assert_eq!(first.count(PartitionOutcome::Failed), 1);
+    let rerun_src = opts(&["src"]).rerun;
+    let plan = exec
+        .plan_backfill(&ok, &days, Reprocess::Missing, &rerun_src)
+        .await
+        .unwrap();
+    let to_run: Vec<_> = plan
+        .iter()
+        .filter(|p| p.run)
+        .map(|p| (p.ds, p.status))
+        .collect();
+    assert_eq!(to_run, [(days[2], PartitionStatus::Failed)], "{plan:?}");
+
+    // The same command resumes it: only the failed day runs.
+    let resumed = exec
+        .backfill(ok.clone(), &days, opts(&["src"]), &())
+        .await
+        .unwrap();
+    assert_eq!(resumed.count(PartitionOutcome::Skipped), 4);
+    assert_eq!(resumed.count(PartitionOutcome::Succeeded), 1);
+    assert_eq!(
+        resumed.partitions[2],
+        (days[2], PartitionOutcome::Succeeded)
+    );
+
+    // Once it has succeeded, the same command is a new rerun of the whole range.
+    let fresh = exec.backfill(ok, &days, opts(&["src"]), &()).await.unwrap();
+    assert_eq!(fresh.count(PartitionOutcome::Succeeded), 5);
+
+    let succeeded = |task: &str, all: &[krxflow_exec::AttemptRecord]| {
+        all.iter()
+            .filter(|a| a.task == task && a.state == "succeeded")
+            .count()
+    };
+    let all = attempts(&exec).await;
+    // plain 5 + first rerun 4 + resumed 1 + fresh 5.
+    assert_eq!(succeeded("src", &all), 15);
+    assert_eq!(
+        succeeded("dbl", &all),
+        15,
+        "downstream of a rerun task runs again"
+    );
+    assert_eq!(succeeded("side", &all), 5, "a task beside them does not");
+    let out = exec
+        .lake()
+        .read("t_rbf_out", ReadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(out.num_rows(), 5 * 2, "reruns rewrite, never duplicate");
 }
 
 #[tokio::test]

@@ -14,7 +14,9 @@ use krxflow_exec::{
 use krxflow_metrics::Metrics;
 
 use crate::ray::RayArgs;
-use crate::util::{Ctx, ReprocessArg, load_valid, parse_date, push_metrics, reprocess_of, usage};
+use crate::util::{
+    Ctx, ReprocessArg, load_valid, parse_date, push_metrics, reprocess_of, rerun_tasks, usage,
+};
 use crate::{output, wiring};
 
 /// One DAG run per trading day of a range; resumable (the same command again finishes the
@@ -46,6 +48,12 @@ pub struct Args {
     /// range batches); the outputs are the same.
     #[arg(long)]
     per_day: bool,
+    /// Run these tasks again on every day of the range although they already succeeded
+    /// (after a fix, a new model), with every task downstream of them; the others stay up to
+    /// date. One DAG at a time. The same command resumes it after a crash or a failure; once
+    /// it has succeeded, the same command reruns the range again.
+    #[arg(long, num_args = 1.., value_name = "TASK")]
+    rerun: Vec<String>,
     /// Run each partition as a job on a Ray cluster instead of here (one DAG at a time).
     #[command(flatten)]
     ray: RayArgs,
@@ -63,6 +71,7 @@ impl Args {
             parallel: 2,
             dry_run: false,
             per_day: false,
+            rerun: Vec::new(),
             ray: RayArgs::default(),
         }
     }
@@ -121,13 +130,23 @@ impl BackfillProgress for Bar {
     }
 }
 
-pub async fn run(a: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+pub async fn run(mut a: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let (lake, json, pushgateway) = (&ctx.lake, ctx.json, ctx.pushgateway.as_deref());
     let (from, to) = (parse_date(&a.from)?, parse_date(&a.to)?);
     if from > to {
         return Err(usage(format!("--from {from} is after --to {to}")));
     }
+    if !a.rerun.is_empty() && a.reprocess == ReprocessArg::All {
+        return Err(usage(
+            "--rerun runs the tasks named again; --reprocess all already runs every task",
+        ));
+    }
     if a.dags.len() > 1 {
+        if !a.rerun.is_empty() {
+            return Err(usage(
+                "--rerun names tasks of one DAG: backfill the DAGs one at a time to rerun tasks",
+            ));
+        }
         if a.ray.is_set() {
             return Err(usage(
                 "--ray-address backfills one DAG at a time: the loop's DAGs read what each \
@@ -137,6 +156,7 @@ pub async fn run(a: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         return replay(a, from, to, ctx).await;
     }
     let dag = load_valid(lake, &a.dags[0]).await?;
+    let rerun = rerun_tasks(&dag, std::mem::take(&mut a.rerun))?;
     let calendar = wiring::calendar(&dag.spec.calendar).map_err(|e| usage(e.to_string()))?;
     let days = calendar.trading_days(from, to);
     if days.is_empty() {
@@ -152,11 +172,15 @@ pub async fn run(a: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         .with_observer(Arc::new(MetricsObserver::new(metrics.clone())));
     let reprocess = reprocess_of(a.reprocess);
     if a.dry_run {
-        let plan = exec.plan_backfill(&dag, &days, reprocess).await?;
+        let plan = exec.plan_backfill(&dag, &days, reprocess, &rerun).await?;
         if json {
             println!("{}", serde_json::to_string_pretty(&plan)?);
         } else {
-            let tasks: Vec<&str> = dag.tasks.iter().map(|t| t.spec.name.as_str()).collect();
+            let mut tasks: Vec<&str> = dag.tasks.iter().map(|t| t.spec.name.as_str()).collect();
+            if !rerun.is_empty() {
+                let again = dag.with_downstream(&rerun);
+                tasks.retain(|t| again.contains(*t));
+            }
             for p in &plan {
                 if p.run {
                     println!("{}  run: {}  ({:?})", p.ds, tasks.join(", "), p.status);
@@ -201,6 +225,7 @@ pub async fn run(a: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         reprocess,
         parallel: a.parallel.max(1),
         runner,
+        rerun,
     };
     let report = exec.backfill(Arc::new(dag), &days, opts, &progress).await?;
     progress.bar.finish_and_clear();

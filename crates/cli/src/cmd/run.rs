@@ -7,7 +7,9 @@ use chrono::NaiveDate;
 use krxflow_exec::{Executor, RunOptions, RunState};
 
 use crate::output;
-use crate::util::{Ctx, ReprocessArg, load_valid, parse_date, push_metrics, reprocess_of, usage};
+use crate::util::{
+    Ctx, ReprocessArg, load_valid, parse_date, push_metrics, reprocess_of, rerun_tasks, usage,
+};
 use crate::wiring;
 
 /// Run a DAG for one partition (trading day).
@@ -73,15 +75,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     } = args;
     let (lake, json, pushgateway) = (&ctx.lake, ctx.json, ctx.pushgateway.as_deref());
     let dag = load_valid(lake, &dag).await?;
-    let names: Vec<&str> = dag.tasks.iter().map(|t| t.spec.name.as_str()).collect();
-    if let Some(unknown) = rerun.iter().find(|t| !names.contains(&t.as_str())) {
-        return Err(usage(format!(
-            "--rerun {unknown}: no such task in DAG `{}`{}; its tasks: {}",
-            dag.spec.name,
-            krxflow_dag::did_you_mean(unknown, names.iter().copied()),
-            names.join(", ")
-        )));
-    }
+    let rerun = rerun_tasks(&dag, rerun)?;
     let calendar = wiring::calendar(&dag.spec.calendar).map_err(|e| usage(e.to_string()))?;
     let ds = if date == "latest" {
         latest_closed_day(chrono::Utc::now(), calendar.as_ref())
@@ -116,7 +110,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     });
     let mut opts = RunOptions::new(ds);
     opts.reprocess = reprocess_of(reprocess);
-    opts.rerun = rerun.into_iter().collect();
+    opts.rerun = rerun;
     opts.trigger = match trigger {
         Trigger::Manual => "manual",
         Trigger::Backfill => "backfill",

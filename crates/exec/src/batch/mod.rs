@@ -341,7 +341,7 @@ impl Executor {
         let mut by_dag = Vec::with_capacity(dags.len());
         for (d, (dag, _)) in dags.iter().enumerate() {
             let days: Vec<NaiveDate> = runs.iter().filter(|r| r.dag == d).map(|r| r.ds).collect();
-            by_dag.push(self.partition_scan(dag, &days).await?.1);
+            by_dag.push(self.partition_scan(dag, &days, None).await?.1);
         }
         Ok(runs
             .iter()
