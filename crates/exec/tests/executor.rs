@@ -280,6 +280,15 @@ fn setup() -> (tempfile::TempDir, Executor) {
     (dir, exec)
 }
 
+/// The five weekdays a backfill test runs over: 2024-12-09 to 13.
+fn backfill_week() -> Vec<chrono::NaiveDate> {
+    use krxflow_core::Calendar;
+    WeekdayCalendar::default().trading_days(
+        chrono::NaiveDate::from_ymd_opt(2024, 12, 9).unwrap(),
+        chrono::NaiveDate::from_ymd_opt(2024, 12, 13).unwrap(),
+    )
+}
+
 fn ds() -> chrono::NaiveDate {
     chrono::NaiveDate::from_ymd_opt(2024, 12, 16).unwrap()
 }
@@ -897,10 +906,8 @@ impl krxflow_exec::PartitionRunner for Timeline {
 
 #[tokio::test]
 async fn a_backfill_runs_its_earliest_partition_alone_then_the_rest_in_parallel() {
-    use krxflow_core::Calendar;
     let (_dir, exec) = setup();
-    let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-    let days = WeekdayCalendar::default().trading_days(d("2024-12-09"), d("2024-12-13"));
+    let days = backfill_week();
     let dag = load(
         "dag: order\ntasks:\n  src:\n    op: test.source\n    with: { value: 1 }\n    outputs: { rows: t_order }\n",
     );
@@ -959,13 +966,11 @@ impl krxflow_exec::PartitionRunner for Stoppable {
 
 #[tokio::test]
 async fn a_cancelled_backfill_sees_its_running_partitions_end_and_starts_no_other() {
-    use krxflow_core::Calendar;
     use krxflow_exec::PartitionOutcome;
     let (_dir, exec) = setup();
     let token = tokio_util::sync::CancellationToken::new();
     let exec = exec.with_cancel(token.clone());
-    let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-    let days = WeekdayCalendar::default().trading_days(d("2024-12-09"), d("2024-12-13"));
+    let days = backfill_week();
     let dag = load(
         "dag: stop\ntasks:\n  src:\n    op: test.source\n    with: { value: 1 }\n    outputs: { rows: t_stop }\n",
     );
@@ -992,13 +997,9 @@ async fn a_cancelled_backfill_sees_its_running_partitions_end_and_starts_no_othe
 
 #[tokio::test]
 async fn backfills_skip_done_partitions_rerun_failed_ones_and_block_after_a_past_failure() {
-    use krxflow_core::Calendar;
     use krxflow_exec::{BackfillOptions, PartitionOutcome, PartitionStatus};
     let (_dir, exec) = setup();
-    let days = WeekdayCalendar::default().trading_days(
-        chrono::NaiveDate::from_ymd_opt(2024, 12, 9).unwrap(),
-        chrono::NaiveDate::from_ymd_opt(2024, 12, 13).unwrap(),
-    );
+    let days = backfill_week();
     let yaml = |extra: &str| {
         format!(
             "dag: bf\ntasks:\n  src:\n    op: test.source\n    with: {{ value: 1{extra} }}\n    outputs: {{ rows: t_bf }}\n"
@@ -1090,13 +1091,9 @@ async fn backfills_skip_done_partitions_rerun_failed_ones_and_block_after_a_past
 
 #[tokio::test]
 async fn a_rerun_backfill_reruns_its_tasks_on_every_day_and_resumes_where_it_failed() {
-    use krxflow_core::Calendar;
     use krxflow_exec::{BackfillOptions, PartitionOutcome, PartitionStatus};
     let (_dir, exec) = setup();
-    let days = WeekdayCalendar::default().trading_days(
-        chrono::NaiveDate::from_ymd_opt(2024, 12, 9).unwrap(),
-        chrono::NaiveDate::from_ymd_opt(2024, 12, 13).unwrap(),
-    );
+    let days = backfill_week();
     let yaml = |extra: &str| {
         format!(
             "dag: rbf\ntasks:\n  src:\n    op: test.source\n    with: {{ value: 1{extra} }}\n    outputs: {{ rows: t_rbf }}\n  dbl:\n    op: test.double\n    inputs: {{ rows: t_rbf }}\n    outputs: {{ out: t_rbf_out }}\n  side:\n    op: test.source\n    with: {{ value: 2 }}\n    outputs: {{ rows: t_rbf_side }}\n"
