@@ -445,6 +445,88 @@ fn a_paused_schedule_waits_and_its_catchup_runs_the_missed_days_once_resumed() {
     drop(serve);
 }
 
+/// `schedule.wait_for`: a due partition waits (seen in `/healthz`) until the DAG it waits for
+/// has succeeded for the same day, then starts at once; with a short timeout it starts anyway;
+/// a wait for a DAG no file defines is an invalid DAG.
+#[test]
+fn a_schedule_waiting_for_another_dag_starts_once_that_dag_succeeded_for_the_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, dags) = (dir.path().join("lake"), dir.path().join("dags"));
+    std::fs::create_dir_all(&dags).unwrap();
+    let waiting = |name: &str, wait_for: &str| {
+        daily_dag(name, "latest").replace(
+            "catchup: latest }",
+            &format!("catchup: latest, wait_for: {wait_for} }}"),
+        )
+    };
+    std::fs::write(dags.join("up.yaml"), daily_dag("w_up", "latest")).unwrap();
+    std::fs::write(
+        dags.join("down.yaml"),
+        waiting("w_down", "{ dags: [w_up] }"),
+    )
+    .unwrap();
+    std::fs::write(
+        dags.join("late.yaml"),
+        waiting("w_late", "{ dags: [w_up], timeout: 3s }"),
+    )
+    .unwrap();
+    std::fs::write(dags.join("bad.yaml"), waiting("w_bad", "{ dags: [w_upp] }")).unwrap();
+    let up = dags.join("up.yaml");
+    let paused = krxflow(&lake, &["pause", up.to_str().unwrap()]);
+    assert!(paused.status.success(), "{}", text(&paused));
+
+    let serve = start(&lake, &dags, &[]);
+    let runs = |dag: &str| succeeded_runs(&lake, dag);
+    let health =
+        || -> serde_json::Value { serde_json::from_str(&get(&serve.addr, "/healthz").1).unwrap() };
+    wait_for("the wait with a timeout to run anyway", 60, || {
+        runs("w_late") == 1
+    });
+    let h = health();
+    let down = h["waiting"]
+        .as_object()
+        .and_then(|a| a.iter().find(|(k, _)| k.starts_with("w_down@")))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("w_down is not waiting: {h}"));
+    assert_eq!(
+        down["waiting_for"],
+        serde_json::json!(["w_up (no run)"]),
+        "{h}"
+    );
+    assert_eq!(
+        h["active_runs"], 0,
+        "a waiting partition is not a running one: {h}"
+    );
+    assert_eq!(runs("w_down"), 0);
+    let invalid = h["dags_invalid"].to_string();
+    assert!(
+        invalid.contains("names `w_upp` (did you mean `w_up`?), which no valid DAG file defines"),
+        "{h}"
+    );
+
+    let resumed = krxflow(&lake, &["resume", "w_up"]);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    wait_for("the waiting DAG to start after w_up", 60, || {
+        runs("w_down") == 1
+    });
+    let (started_after, up_ended) = (
+        count(
+            &lake,
+            "SELECT count(*) FROM _krxflow.runs d, _krxflow.runs u WHERE d.dag = 'w_down' \
+             AND d.state = 'running' AND u.dag = 'w_up' AND u.state = 'succeeded' \
+             AND d.started >= u.ended AND d.ds = u.ds",
+        ),
+        runs("w_up"),
+    );
+    assert_eq!(
+        (started_after, up_ended),
+        (1, 1),
+        "w_down started after w_up ended"
+    );
+    assert_eq!(runs("w_late"), 1);
+    drop(serve);
+}
+
 /// SIGHUP re-validates the DAG folder although no file changed: a DAG whose input table did
 /// not exist becomes valid once another run created it.
 #[test]

@@ -26,6 +26,7 @@ use crate::source::DagSource;
 use crate::state::{DagState, state_json, states_from_json};
 use crate::status::{RecentRuns, Shared, lock, seed_from_runs};
 use crate::vacuum::Retention;
+use crate::wait;
 
 /// How the daemon runs (the `krxflow serve` flags).
 pub struct Config {
@@ -127,6 +128,7 @@ pub async fn serve(
         active: Mutex::new(BTreeMap::new()),
         recent: Mutex::new(VecDeque::new()),
         paused: Mutex::new(BTreeMap::new()),
+        waiting: Mutex::new(BTreeMap::new()),
     });
     let listener = match krxflow_metrics::http::bind(&a.listen).await {
         Ok(l) => l,
@@ -207,6 +209,7 @@ pub async fn serve(
     let mut lost_lease = None;
     let mut saved = Value::Null;
     let mut retention = Retention::new(a.vacuum_every, a.vacuum_retain);
+    let mut run_ended = false;
 
     loop {
         let now = Utc::now();
@@ -235,6 +238,8 @@ pub async fn serve(
             reload = false;
         }
 
+        // A run ended since the last pass: partitions waiting for other DAGs look again now.
+        let recheck = std::mem::take(&mut run_ended);
         for (name, l) in &dags {
             let st = states.entry(name.clone()).or_insert_with(|| {
                 // First sight of this DAG: like a scheduler whose catch-up is off, run the
@@ -260,6 +265,7 @@ pub async fn serve(
             let is_paused = pauses.contains_key(name);
             metrics.paused(name, is_paused);
             if is_paused {
+                wait::clear(name, &mut st.waiting, &shared);
                 // As if the scheduler were down for this DAG: its ticks wait (the catch-up
                 // policy decides on resume) and nothing queued starts.
                 metrics.active_runs(name, st.active);
@@ -295,11 +301,23 @@ pub async fn serve(
             }
             let limit = l.dag.spec.max_active_runs.max(1) as usize;
             while st.active < limit {
-                let Some(ds) = st.queue.pop_front() else {
+                let Some(&ds) = st.queue.front() else {
                     break;
                 };
+                if let Some(w) = l
+                    .dag
+                    .spec
+                    .schedule
+                    .as_ref()
+                    .and_then(|s| s.wait_for.as_ref())
+                    && !wait::may_start(name, &l.exec, w, ds, &mut st.waiting, &shared, recheck)
+                        .await
+                {
+                    break;
+                }
+                st.queue.pop_front();
                 st.active += 1;
-                let key = format!("{name}@{ds}");
+                let key = wait::key(name, ds);
                 lock(&shared.active).insert(
                     key,
                     json!({"dag": name, "ds": ds.to_string(), "state": "running",
@@ -362,7 +380,10 @@ pub async fn serve(
 
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
-            Some(done) = done_rx.recv() => finish(&mut states, &shared, done),
+            Some(done) = done_rx.recv() => {
+                finish(&mut states, &shared, done);
+                run_ended = true;
+            }
             _ = sigterm.recv() => { eprintln!("serve: SIGTERM: draining"); break; }
             _ = sigint.recv() => { eprintln!("serve: interrupt: draining"); break; }
             _ = sighup.recv() => { reload = true; }
@@ -445,7 +466,7 @@ async fn refresh_pauses(lake: &Lake, pauses: &mut BTreeMap<String, Paused>, shar
 }
 
 fn finish(states: &mut BTreeMap<String, DagState>, shared: &Shared, (name, ds, res): Done) {
-    lock(&shared.active).remove(&format!("{name}@{ds}"));
+    lock(&shared.active).remove(&wait::key(&name, ds));
     let Some(st) = states.get_mut(&name) else {
         return;
     };

@@ -125,8 +125,64 @@ pub(crate) async fn load_all(
             },
         );
     }
+    for (name, problem) in wait_problems(&out) {
+        if let Some(l) = out.remove(&name) {
+            let file = l.dag.spec.file.display().to_string();
+            report(
+                &l.dag.spec.file,
+                vec![format!("{file}: {problem}; not scheduled")],
+            );
+        }
+    }
     shared.metrics.dags_loaded(out.len(), invalid.len());
     *lock(&shared.loaded) = out.keys().cloned().collect();
     *lock(&shared.invalid) = invalid;
+    out
+}
+
+/// DAGs whose `schedule.wait_for` cannot be met: it names a DAG that is not scheduled (no
+/// file, or an invalid one), or its waits lead back to it (each would start only on its
+/// timeout, every day).
+fn wait_problems(dags: &BTreeMap<String, Loaded>) -> Vec<(String, String)> {
+    let waits: BTreeMap<&str, &[String]> = dags
+        .iter()
+        .filter_map(|(n, l)| {
+            let w = l.dag.spec.schedule.as_ref()?.wait_for.as_ref()?;
+            Some((n.as_str(), w.dags.as_slice()))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (name, on) in &waits {
+        if let Some(unknown) = on.iter().find(|d| !dags.contains_key(*d)) {
+            let hint = krxflow_dag::did_you_mean(unknown, dags.keys().map(String::as_str));
+            out.push((
+                name.to_string(),
+                format!(
+                    "`schedule.wait_for` names `{unknown}`{hint}, which no valid DAG file defines"
+                ),
+            ));
+            continue;
+        }
+        // Depth-first from what it waits for: does any path come back to it?
+        let mut stack: Vec<&str> = on.iter().map(String::as_str).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(d) = stack.pop() {
+            if d == *name {
+                out.push((
+                    name.to_string(),
+                    format!("`schedule.wait_for` leads back to `{name}` (a cycle of waits)"),
+                ));
+                break;
+            }
+            if seen.insert(d) {
+                stack.extend(
+                    waits
+                        .get(d)
+                        .into_iter()
+                        .flat_map(|w| w.iter().map(String::as_str)),
+                );
+            }
+        }
+    }
     out
 }

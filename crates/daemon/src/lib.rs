@@ -17,12 +17,14 @@
 //!   are skipped there by fingerprint, so a restart resumes where it stopped.
 //! * A paused DAG (`krxflow pause`, [`pause`]) gets no scheduled runs: its ticks wait as if
 //!   the scheduler were down for it, and its `catchup` policy decides on resume.
+//! * `schedule.wait_for` (`wait`): a due partition starts once the latest run of each DAG it
+//!   names succeeded for the same day, or after its timeout.
 //! * DAG files are re-read when they change (polled every second) or on SIGHUP; a running DAG
 //!   run keeps the definition it started with.
 //!
 //! Modules: `daemon` (the loop) uses `dags` (folder scan and load), `state` (per-DAG
-//! scheduling state), `status` (`/healthz`, `/runs`), `pause`, `source` and `error`; none uses another
-//! back; `vacuum` is the retention policy.
+//! scheduling state), `status` (`/healthz`, `/runs`), `pause`, `wait`, `source` and `error`;
+//! none uses another back (`state` uses `wait`, which uses `status`); `vacuum` is the retention policy.
 
 mod daemon;
 mod dags;
@@ -32,6 +34,7 @@ mod source;
 mod state;
 mod status;
 mod vacuum;
+mod wait;
 
 pub use daemon::{Config, LEASE, RunnerFor, Stopped, serve};
 pub use error::DaemonError;

@@ -13,6 +13,8 @@ pub(crate) struct DagState {
     pub(crate) pending: BTreeSet<NaiveDate>,
     pub(crate) queue: VecDeque<NaiveDate>,
     pub(crate) active: usize,
+    /// The queue's head waiting for other DAGs (`schedule.wait_for`); not kept across restarts.
+    pub(crate) waiting: Option<crate::wait::Waiting>,
 }
 
 impl DagState {
@@ -22,6 +24,7 @@ impl DagState {
             pending: BTreeSet::new(),
             queue: VecDeque::new(),
             active: 0,
+            waiting: None,
         }
     }
 

@@ -26,6 +26,8 @@ pub(crate) struct Shared {
     pub(crate) recent: Mutex<VecDeque<Value>>,
     /// Paused DAGs: name -> since, why, by.
     pub(crate) paused: Mutex<BTreeMap<String, Value>>,
+    /// Due partitions waiting for other DAGs (`schedule.wait_for`): `dag@ds` -> what for.
+    pub(crate) waiting: Mutex<BTreeMap<String, Value>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -55,6 +57,7 @@ impl StatusSource for Shared {
                 "dags_invalid": *lock(&self.invalid),
                 "dags_paused": *lock(&self.paused),
                 "active_runs": lock(&self.active).len(),
+                "waiting": *lock(&self.waiting),
             }),
         )
     }
@@ -62,7 +65,8 @@ impl StatusSource for Shared {
     fn runs(&self) -> Value {
         let active: Vec<Value> = lock(&self.active).values().cloned().collect();
         let recent: Vec<Value> = lock(&self.recent).iter().cloned().collect();
-        json!({ "active": active, "recent": recent })
+        let waiting: Vec<Value> = lock(&self.waiting).values().cloned().collect();
+        json!({ "active": active, "waiting": waiting, "recent": recent })
     }
 }
 

@@ -282,10 +282,7 @@ impl Parser<'_, '_> {
                             DiagCode::InvalidField,
                             prefixed(
                                 prefix,
-                                format!(
-                                    "`{field}` items must be task names, found {}",
-                                    other.kind()
-                                ),
+                                format!("`{field}` items must be names, found {}", other.kind()),
                             ),
                         ),
                     }

@@ -46,7 +46,7 @@ pub use load::{load_dag_file, load_dag_str};
 pub use plan::{PlannedTask, ValidatedDag};
 pub use retry::{Backoff, Jitter, RetryPolicy};
 pub use spec::{
-    Catchup, DEFAULT_CALENDAR, DEFAULT_PARTITION, DEFAULT_TIMEOUT, DEFAULT_TIMEZONE, DagSpec,
-    ScheduleSpec, TaskSpec, parse_cron,
+    Catchup, DEFAULT_CALENDAR, DEFAULT_PARTITION, DEFAULT_TIMEOUT, DEFAULT_TIMEZONE,
+    DEFAULT_WAIT_TIMEOUT, DagSpec, ScheduleSpec, TaskSpec, WaitFor, parse_cron,
 };
 pub use suggest::did_you_mean;

@@ -16,8 +16,8 @@ use crate::parser::Parser;
 use crate::retry::{Backoff, Jitter, RetryPolicy};
 use crate::spans::{DisplayPath, Seg, child, path};
 use crate::spec::{
-    Catchup, DEFAULT_CALENDAR, DEFAULT_PARTITION, DEFAULT_TIMEOUT, DEFAULT_TIMEZONE, DagSpec,
-    ScheduleSpec, TaskSpec, parse_cron,
+    Catchup, DEFAULT_CALENDAR, DEFAULT_PARTITION, DEFAULT_TIMEOUT, DEFAULT_TIMEZONE,
+    DEFAULT_WAIT_TIMEOUT, DagSpec, ScheduleSpec, TaskSpec, WaitFor, parse_cron,
 };
 use crate::subst::substitute;
 use crate::suggest::did_you_mean;
@@ -34,7 +34,8 @@ const TOP_FIELDS: &[&str] = &[
     "choices",
     "tasks",
 ];
-const SCHEDULE_FIELDS: &[&str] = &["cron", "timezone", "calendar", "catchup"];
+const SCHEDULE_FIELDS: &[&str] = &["cron", "timezone", "calendar", "catchup", "wait_for"];
+const WAIT_FOR_FIELDS: &[&str] = &["dags", "timeout"];
 const DEFAULTS_FIELDS: &[&str] = &["retries", "timeout"];
 const RETRY_FIELDS: &[&str] = &["max", "backoff", "base", "max_delay", "jitter"];
 const TASK_FIELDS: &[&str] = &[
@@ -112,6 +113,19 @@ impl Parser<'_, '_> {
             None => 1,
         };
         let schedule = top.get("schedule").and_then(|n| self.schedule(n));
+        if let Some(w) = schedule.as_ref().and_then(|s| s.wait_for.as_ref())
+            && !name.is_empty()
+            && w.dags.contains(&name)
+        {
+            self.sink.at_value(
+                &path(&["schedule", "wait_for", "dags"]),
+                DiagCode::InvalidField,
+                format!(
+                    "`schedule.wait_for`: `{name}` waits for itself; its scheduled runs would \
+                     only ever start on the timeout"
+                ),
+            );
+        }
         let top_calendar = top
             .get("calendar")
             .and_then(|n| self.string(n, &path(&["calendar"]), ""));
@@ -383,6 +397,7 @@ impl Parser<'_, '_> {
             timezone: DEFAULT_TIMEZONE.to_string(),
             calendar: None,
             catchup: Catchup::default(),
+            wait_for: None,
         };
         let cron_at;
         let cron_text = match node {
@@ -419,6 +434,9 @@ impl Parser<'_, '_> {
                     )
                 {
                     spec.catchup = c;
+                }
+                if let Some(n) = f.get("wait_for") {
+                    spec.wait_for = self.wait_for(n, &child(&at, "wait_for"));
                 }
                 cron_at = child(&at, "cron");
                 match f.get("cron") {
@@ -461,6 +479,61 @@ impl Parser<'_, '_> {
             }
         }
         Some(spec)
+    }
+
+    /// `schedule.wait_for: { dags: [a, b], timeout: 1h }`.
+    fn wait_for(&mut self, node: &Node, at: &[Seg]) -> Option<WaitFor> {
+        let prefix = "`schedule.wait_for`: ";
+        if !matches!(node, Node::Map(_)) {
+            self.sink.at_value(
+                at,
+                DiagCode::InvalidField,
+                format!(
+                    "{prefix}must be a mapping such as `{{ dags: [daily_batch], timeout: 1h }}`, \
+                     found {}",
+                    node.kind()
+                ),
+            );
+            return None;
+        }
+        let f = self.fields(node, at, WAIT_FOR_FIELDS, prefix);
+        let timeout = match f.get("timeout") {
+            Some(n) => self.duration(n, &child(at, "timeout"), prefix)?,
+            None => DEFAULT_WAIT_TIMEOUT,
+        };
+        let Some(n) = f.get("dags") else {
+            self.sink.at_key(
+                at,
+                DiagCode::InvalidField,
+                format!("{prefix}missing field `dags` (the DAGs to wait for)"),
+            );
+            return None;
+        };
+        let dags_at = child(at, "dags");
+        let dags = self.string_list(n, &dags_at, prefix);
+        if dags.is_empty() {
+            self.sink.at_value(
+                &dags_at,
+                DiagCode::InvalidField,
+                format!("{prefix}`dags` names no DAG"),
+            );
+            return None;
+        }
+        for (i, d) in dags.iter().enumerate() {
+            if !valid_name(d) {
+                let mut item_at = dags_at.clone();
+                if matches!(n, Node::Seq(_)) {
+                    item_at.push(Seg::Index(i));
+                }
+                self.sink.at_value(
+                    &item_at,
+                    DiagCode::InvalidField,
+                    format!("{prefix}`{d}` is not a DAG name"),
+                );
+                return None;
+            }
+        }
+        Some(WaitFor { dags, timeout })
     }
 
     fn defaults(&mut self, node: &Node) -> (RetryPolicy, Duration) {

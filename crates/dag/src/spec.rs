@@ -56,6 +56,22 @@ pub struct ScheduleSpec {
     pub calendar: Option<String>,
     /// What to do with ticks missed while the scheduler was down (default `latest`).
     pub catchup: Catchup,
+    /// `schedule.wait_for`: other DAGs whose run for the same day must have succeeded before a
+    /// scheduled run of this one starts.
+    pub wait_for: Option<WaitFor>,
+}
+
+/// Default `schedule.wait_for.timeout`.
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// `schedule.wait_for: { dags: [...], timeout: 1h }`: the scheduler starts a due partition
+/// once the latest run of each of `dags` for the same day has succeeded (Airflow's
+/// ExternalTaskSensor, without a task slot held while waiting). After `timeout` it starts
+/// anyway, saying so: its tasks read what the lake holds, as a run started by hand would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitFor {
+    pub dags: Vec<String>,
+    pub timeout: Duration,
 }
 
 impl ScheduleSpec {

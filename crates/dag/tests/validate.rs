@@ -410,6 +410,47 @@ fn duplicate_key_inside_a_task_is_reported() {
 }
 
 #[test]
+fn a_bad_wait_for_is_reported_at_its_line_and_field() {
+    let yaml = "\
+dag: x
+schedule:
+  cron: '@daily'
+  wait_for:
+    dags: [daily_batch, x]
+    timeot: 2h
+tasks:
+  t: { op: util.source }
+";
+    let diags = load_str(yaml).unwrap_err();
+    assert_eq!(diags.len(), 2, "{diags:?}");
+    assert_diag(&diags[0], 5, None, &["`x` waits for itself"]);
+    assert_diag(
+        &diags[1],
+        6,
+        None,
+        &["`schedule.wait_for`", "timeot", "timeout"],
+    );
+    for (wait_for, line, says) in [
+        ("wait_for: daily_batch", 2, "must be a mapping"),
+        ("wait_for: { timeout: 1h }", 2, "missing field `dags`"),
+        ("wait_for: { dags: [] }", 2, "`dags` names no DAG"),
+        (
+            "wait_for: { dags: ['no such'] }",
+            2,
+            "`no such` is not a DAG name",
+        ),
+        ("wait_for: { dags: [a], timeout: soon }", 2, "soon"),
+    ] {
+        let yaml = format!(
+            "dag: x\nschedule: {{ cron: '@daily', {wait_for} }}\ntasks:\n  t: {{ op: util.source }}\n"
+        );
+        let diags = load_str(&yaml).unwrap_err();
+        assert_eq!(diags.len(), 1, "{wait_for}: {diags:?}");
+        assert_diag(&diags[0], line, None, &[says]);
+    }
+}
+
+#[test]
 fn mistyped_structure_fields_are_invalid_field() {
     let yaml = "\
 dag: x

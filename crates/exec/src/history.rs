@@ -1,11 +1,19 @@
 //! The engine's run history read back from the lake: every run's state rows and every task
-//! attempt (`krxflow runs`, `krxflow graph --date`).
+//! attempt (`krxflow runs`, `krxflow graph --date`), and the latest run of some DAGs on a day
+//! (the scheduler's `wait_for`).
 
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use datafusion::prelude::{col, lit};
+use datafusion::scalar::ScalarValue;
 use krxflow_lake::{Lake, LakeError, ReadOptions};
 
+use crate::Executor;
 use crate::error::ExecResult;
 use crate::records::{
-    AttemptRecord, RUNS, RunRecord, TASK_RUNS, attempts_from_batches, runs_from_batches,
+    AttemptRecord, RUNS, RunRecord, TASK_RUNS, attempts_from_batches, days, latest_runs,
+    runs_from_batches,
 };
 
 /// Every run state row (none before the first run).
@@ -24,4 +32,28 @@ pub async fn all_attempts(lake: &Lake) -> ExecResult<Vec<AttemptRecord>> {
         Err(LakeError::NoSuchTable(_)) => Ok(Vec::new()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The latest run (by start) of each of `dags` for `ds`, for those that have one.
+pub async fn latest_runs_on(
+    exec: &Executor,
+    dags: &[String],
+    ds: NaiveDate,
+) -> ExecResult<BTreeMap<String, RunRecord>> {
+    let names = dags.iter().map(|d| lit(d.as_str())).collect();
+    let batches = exec
+        .read_engine_where(
+            RUNS,
+            col("ds")
+                .eq(lit(ScalarValue::Date32(Some(days(ds)))))
+                .and(col("dag").in_list(names, false)),
+        )
+        .await?;
+    let mut out: BTreeMap<String, RunRecord> = BTreeMap::new();
+    for r in latest_runs(runs_from_batches(&batches)).into_values() {
+        if out.get(&r.dag).is_none_or(|prev| r.started > prev.started) {
+            out.insert(r.dag.clone(), r);
+        }
+    }
+    Ok(out)
 }

@@ -115,8 +115,15 @@ fn of(dag: &ValidatedDag) -> Dag {
         name: dag.spec.name.clone(),
         file: dag.spec.file.display().to_string(),
         schedule: dag.spec.schedule.as_ref().map(|s| {
+            let wait = s.wait_for.as_ref().map_or_else(String::new, |w| {
+                format!(
+                    ", waits for {} (at most {})",
+                    w.dags.join(", "),
+                    krxflow_dag::format_duration(w.timeout)
+                )
+            });
             format!(
-                "{} {} (calendar {})",
+                "{} {} (calendar {}){wait}",
                 s.cron,
                 s.timezone,
                 s.calendar.as_deref().unwrap_or(&dag.spec.calendar)
