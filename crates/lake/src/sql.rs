@@ -77,28 +77,50 @@ fn engine_ref(name: &str) -> TableReference {
     }
 }
 
-/// A session with every lake table registered (latest versions; engine tables as
-/// `_krxflow.NAME`).
-pub async fn session(lake: &Lake) -> LakeResult<SessionContext> {
-    let ctx = lake.datafusion_session();
-    if let Some(catalog) = ctx.catalog("datafusion") {
-        catalog
-            .register_schema(ENGINE_PREFIX, Arc::new(MemorySchemaProvider::new()))
-            .map_err(LakeError::DataFusion)?;
+/// The lake table a query's reference names (`name`, or `_krxflow.name` for an engine
+/// table); `None` for any other schema.
+fn lake_name(r: &TableReference) -> Option<String> {
+    match r.schema() {
+        None => Some(r.table().to_string()),
+        Some(s) if s == ENGINE_PREFIX => Some(format!("{ENGINE_PREFIX}/{}", r.table())),
+        Some(_) => None,
     }
-    for name in lake.list_tables().await? {
+}
+
+/// Registers the lake tables `sql` names (latest versions) in `ctx`: only those, so a query
+/// over two tables does not open every table of the lake. An unparsable statement is an
+/// `Sql` error, as planning it would be.
+async fn register_referenced(lake: &Lake, ctx: &SessionContext, sql: &str) -> LakeResult<()> {
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let refs = state
+        .sql_to_statement(sql, &dialect)
+        .and_then(|statement| state.resolve_table_references(&statement))
+        .map_err(|e| LakeError::Sql(e.to_string()))?;
+    let mut names: Vec<String> = refs.iter().filter_map(lake_name).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        if ctx.table_exist(engine_ref(&name)).unwrap_or(false) {
+            continue;
+        }
         if let Some(table) = lake.load(&name, None).await? {
             table.update_datafusion_session(&ctx.state())?;
             let provider = table.table_provider().await?;
             ctx.register_table(engine_ref(&name), provider)?;
         }
     }
-    Ok(ctx)
+    Ok(())
 }
 
 /// Runs one read-only statement. `name@vN` reads version N of a table.
 pub async fn query(lake: &Lake, sql: &str) -> LakeResult<(SchemaRef, Vec<RecordBatch>)> {
-    let ctx = session(lake).await?;
+    let ctx = lake.datafusion_session();
+    if let Some(catalog) = ctx.catalog("datafusion") {
+        catalog
+            .register_schema(ENGINE_PREFIX, Arc::new(MemorySchemaProvider::new()))
+            .map_err(LakeError::DataFusion)?;
+    }
     let refs = find_versioned_refs(sql);
     let mut rewritten = String::with_capacity(sql.len());
     let mut last = 0;
@@ -123,6 +145,7 @@ pub async fn query(lake: &Lake, sql: &str) -> LakeResult<(SchemaRef, Vec<RecordB
         last = r.span.1;
     }
     rewritten.push_str(&sql[last..]);
+    register_referenced(lake, &ctx, &rewritten).await?;
     let opts = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)

@@ -377,6 +377,18 @@ async fn sql_reads_latest_and_earlier_versions() {
     let q = format!("SELECT count(*) AS n FROM prices@v{}", w1.version);
     let (_, then) = krxflow_lake::sql::query(&lake, &q).await.unwrap();
     assert_eq!(count(then), 1);
+    // Tables named only inside a CTE, a subquery or beside a version are found too.
+    let q = format!(
+        "WITH now AS (SELECT * FROM prices) SELECT count(*) AS n FROM now \
+         WHERE code IN (SELECT code FROM prices@v{}) AND code IN (SELECT code FROM prices)",
+        w1.version
+    );
+    let (_, nested) = krxflow_lake::sql::query(&lake, &q).await.unwrap();
+    assert_eq!(count(nested), 1);
+    match krxflow_lake::sql::query(&lake, "SELECT * FROM no_such_table").await {
+        Err(krxflow_lake::LakeError::Sql(m)) => assert!(m.contains("no_such_table"), "{m}"),
+        other => panic!("an unknown table is a query error: {other:?}"),
+    }
     let latest = lake.version("prices").await.unwrap().unwrap();
     let past = format!("SELECT count(*) AS n FROM prices@v{}", latest + 1);
     match krxflow_lake::sql::query(&lake, &past).await {
