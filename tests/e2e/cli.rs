@@ -595,3 +595,81 @@ fn ops_lists_every_operator_with_params_and_ports() {
     assert!(!synth["params"].as_array().unwrap().is_empty());
     assert!(!synth["outputs"].as_array().unwrap().is_empty());
 }
+
+/// A DAG whose `returns` task checks that no code moved today: with the synthetic universe
+/// some did, so the check fails with `severity`.
+fn checked_dag(dir: &Path, severity: &str) -> std::path::PathBuf {
+    let dag = dir.join(format!("checked_{severity}.yaml"));
+    std::fs::write(
+        &dag,
+        format!(
+            "dag: checked\ntasks:\n  ingest:\n    op: ingest.synthetic\n    with: {{ tickers: 3, seed: 7, lookback_days: 30 }}\n    outputs: {{ bars: ohlcv_daily, news: news, universe: universe }}\n  returns:\n    op: features.returns\n    inputs: {{ bars: ohlcv_daily }}\n    outputs: {{ features: features_returns }}\n    checks:\n      has_rows: SELECT 1 AS missing WHERE (SELECT count(*) FROM features_returns WHERE date = {{ds}}) = 0\n      no_moves:\n        severity: {severity}\n        sql: SELECT code, date, ret_1d FROM features_returns WHERE date = {{ds}} AND ret_1d <> 0 ORDER BY code\n"
+        ),
+    )
+    .unwrap();
+    dag
+}
+
+#[test]
+fn a_failed_check_is_told_by_run_and_runs_and_fails_the_task_only_when_it_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let warn = checked_dag(dir.path(), "warn");
+    let run = |dag: &Path| {
+        krxflow(
+            &lake,
+            &[
+                "run",
+                dag.to_str().unwrap(),
+                "--date",
+                "2024-12-16",
+                "--reprocess",
+                "all",
+            ],
+        )
+    };
+    let warned = run(&warn);
+    assert_eq!(warned.status.code(), Some(0), "{}", text(&warned));
+    let out = text(&warned);
+    assert!(out.contains("checks: 1 of 2 passed"), "{out}");
+    assert!(
+        out.contains("returns: check `no_moves` (warn): 3 failing rows, e.g. code="),
+        "{out}"
+    );
+    let runs = text(&krxflow(&lake, &["runs"]));
+    assert!(
+        runs.contains("returns  check `no_moves` (warn): 3 failing rows"),
+        "{runs}"
+    );
+    let recorded = count(
+        &lake,
+        "SELECT count(*) FROM _krxflow.checks WHERE \"check\" = 'no_moves' AND state = 'failed' AND failing_rows = 3",
+    );
+    assert_eq!(recorded, 1);
+
+    let failed = run(&checked_dag(dir.path(), "error"));
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    let out = text(&failed);
+    assert!(
+        out.lines().any(|l| l.starts_with("returns ")
+            && l.contains("failed")
+            && l.contains("check `no_moves` (error): 3 failing rows")),
+        "the failed task's error is its check: {out}"
+    );
+
+    // A check that is not one query is an error at its line when the DAG loads.
+    let bad = dir.path().join("bad.yaml");
+    let text_of = std::fs::read_to_string(&warn).unwrap().replace(
+        "SELECT code, date, ret_1d FROM features_returns WHERE date = {ds} AND ret_1d <> 0 ORDER BY code",
+        "DELETE FROM features_returns WHERE ret_1d <> 0",
+    );
+    std::fs::write(&bad, text_of).unwrap();
+    let o = krxflow(&lake, &["validate", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("bad.yaml:15:")
+            && text(&o).contains("check `no_moves`: must be a query (SELECT or WITH ... SELECT)"),
+        "{}",
+        text(&o)
+    );
+}

@@ -73,6 +73,7 @@ fn exported() -> BTreeSet<String> {
     m.task_finished("d", "t", "succeeded", 1.0);
     m.rows_written("t", 1);
     m.rejects("t_rejects", "zero_volume", 1);
+    m.check("d", "t", "c", "warn", "failed");
     m.run_finished("d", "succeeded", 1.0, 0);
     m.expected_ds("d", 0);
     m.backfill_progress("d", 1, 0, 0, 1);

@@ -19,6 +19,7 @@
 //! without seconds (`0 16 * * Mon-Fri`, stored with a leading `0`), or `@daily`-style
 //! shorthands.
 
+mod check_sql;
 mod choices;
 mod context;
 mod diag;
@@ -46,7 +47,7 @@ pub use load::{load_dag_file, load_dag_str};
 pub use plan::{PlannedTask, ValidatedDag};
 pub use retry::{Backoff, Jitter, RetryPolicy};
 pub use spec::{
-    Catchup, DEFAULT_CALENDAR, DEFAULT_PARTITION, DEFAULT_TIMEOUT, DEFAULT_TIMEZONE,
-    DEFAULT_WAIT_TIMEOUT, DagSpec, ScheduleSpec, TaskSpec, WaitFor, parse_cron,
+    Catchup, CheckSpec, DEFAULT_CALENDAR, DEFAULT_PARTITION, DEFAULT_TIMEOUT, DEFAULT_TIMEZONE,
+    DEFAULT_WAIT_TIMEOUT, DagSpec, ScheduleSpec, Severity, TaskSpec, WaitFor, parse_cron,
 };
 pub use suggest::did_you_mean;

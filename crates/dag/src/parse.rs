@@ -16,8 +16,8 @@ use crate::parser::Parser;
 use crate::retry::{Backoff, Jitter, RetryPolicy};
 use crate::spans::{DisplayPath, Seg, child, path};
 use crate::spec::{
-    Catchup, DEFAULT_CALENDAR, DEFAULT_PARTITION, DEFAULT_TIMEOUT, DEFAULT_TIMEZONE,
-    DEFAULT_WAIT_TIMEOUT, DagSpec, ScheduleSpec, TaskSpec, WaitFor, parse_cron,
+    Catchup, CheckSpec, DEFAULT_CALENDAR, DEFAULT_PARTITION, DEFAULT_TIMEOUT, DEFAULT_TIMEZONE,
+    DEFAULT_WAIT_TIMEOUT, DagSpec, ScheduleSpec, Severity, TaskSpec, WaitFor, parse_cron,
 };
 use crate::subst::substitute;
 use crate::suggest::did_you_mean;
@@ -48,7 +48,9 @@ const TASK_FIELDS: &[&str] = &[
     "timeout",
     "depends_on_past",
     "when",
+    "checks",
 ];
+const CHECK_FIELDS: &[&str] = &["sql", "severity"];
 
 impl Parser<'_, '_> {
     /// Reads a whole DAG. Always returns a spec (with defaults where fields were broken); the
@@ -294,6 +296,7 @@ impl Parser<'_, '_> {
                 retries: *default_retry,
                 timeout: default_timeout,
                 depends_on_past: false,
+                checks: Vec::new(),
             },
             op_ok: false,
             with_ok: false,
@@ -369,6 +372,9 @@ impl Parser<'_, '_> {
                 self.typed::<bool>(n, &child(at, "depends_on_past"), &prefix, "true or false")
         {
             draft.spec.depends_on_past = b;
+        }
+        if let Some(n) = f.get("checks") {
+            draft.spec.checks = self.checks(n, &child(at, "checks"), &prefix);
         }
         if let Some(n) = f.get("when") {
             let when_at = child(at, "when");
@@ -479,6 +485,105 @@ impl Parser<'_, '_> {
             }
         }
         Some(spec)
+    }
+
+    /// A task's `checks:`: `name: { sql: SELECT ..., severity: error|warn }`, or `name: SELECT
+    /// ...` (severity error).
+    fn checks(&mut self, node: &Node, at: &[Seg], prefix: &str) -> Vec<CheckSpec> {
+        let Node::Map(entries) = node else {
+            self.sink.at_value(
+                at,
+                DiagCode::InvalidField,
+                format!(
+                    "{prefix}`checks` must be a mapping of check names to queries, found {}",
+                    node.kind()
+                ),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, v) in entries {
+            let Some(name) = k.key_text() else {
+                self.sink.at_key(
+                    at,
+                    DiagCode::InvalidField,
+                    format!("{prefix}check names must be strings, found {}", k.kind()),
+                );
+                continue;
+            };
+            let check_at = child(at, &name);
+            if !valid_name(&name) {
+                self.sink.at_key(
+                    &check_at,
+                    DiagCode::InvalidField,
+                    format!(
+                        "{prefix}`{name}` is not a check name (letters, digits, `_`, `-`, `.`)"
+                    ),
+                );
+                continue;
+            }
+            let (sql, severity) = match v {
+                Node::Str(sql) => (Some(sql.clone()), Severity::Error),
+                Node::Map(_) => {
+                    let f = self.fields(v, &check_at, CHECK_FIELDS, prefix);
+                    let severity = f
+                        .get("severity")
+                        .and_then(|n| {
+                            self.typed::<Severity>(
+                                n,
+                                &child(&check_at, "severity"),
+                                prefix,
+                                "error or warn",
+                            )
+                        })
+                        .unwrap_or_default();
+                    let sql = match f.get("sql") {
+                        Some(n) => self.string(n, &child(&check_at, "sql"), prefix),
+                        None => {
+                            self.sink.at_key(
+                                &check_at,
+                                DiagCode::InvalidField,
+                                format!("{prefix}check `{name}`: missing field `sql`"),
+                            );
+                            None
+                        }
+                    };
+                    (sql, severity)
+                }
+                other => {
+                    self.sink.at_value(
+                        &check_at,
+                        DiagCode::InvalidField,
+                        format!(
+                            "{prefix}check `{name}` must be a query or `{{ sql: ..., severity: \
+                             warn }}`, found {}",
+                            other.kind()
+                        ),
+                    );
+                    (None, Severity::Error)
+                }
+            };
+            let Some(sql) = sql else { continue };
+            if let Err(why) = crate::check_sql::is_one_query(&sql) {
+                let sql_at = if matches!(v, Node::Map(_)) {
+                    child(&check_at, "sql")
+                } else {
+                    check_at.clone()
+                };
+                self.sink.at_value(
+                    &sql_at,
+                    DiagCode::InvalidField,
+                    format!("{prefix}check `{name}`: {why}"),
+                );
+                continue;
+            }
+            out.push(CheckSpec {
+                name,
+                sql,
+                severity,
+            });
+        }
+        out
     }
 
     /// `schedule.wait_for: { dags: [a, b], timeout: 1h }`.

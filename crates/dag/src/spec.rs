@@ -158,6 +158,46 @@ pub struct TaskSpec {
     /// Runs of this task for day D wait for its run for the previous partition (backfills run
     /// chronologically).
     pub depends_on_past: bool,
+    /// `checks:` in file order: queries over the lake run once the task's outputs are
+    /// committed.
+    pub checks: Vec<CheckSpec>,
+}
+
+/// One of a task's `checks:` (dbt's tests, Dagster's asset checks): a read-only SQL query over
+/// the lake, run after the task committed its outputs, whose rows are the failures; `{ds}` in
+/// it is the run's partition as a SQL date (`DATE '2024-12-16'`). No row: it passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSpec {
+    pub name: String,
+    pub sql: String,
+    pub severity: Severity,
+}
+
+impl CheckSpec {
+    /// The query for partition `ds`.
+    pub fn sql_for(&self, ds: chrono::NaiveDate) -> String {
+        self.sql.replace("{ds}", &format!("DATE '{ds}'"))
+    }
+}
+
+/// What a failed check does to its task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The task fails (its outputs stay committed; nothing downstream runs on them).
+    #[default]
+    Error,
+    /// Recorded and counted; the task succeeds.
+    Warn,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+        })
+    }
 }
 
 #[cfg(test)]

@@ -451,6 +451,71 @@ tasks:
 }
 
 #[test]
+fn checks_are_read_in_file_order_and_a_bad_one_is_told_at_its_line() {
+    let dag = load_str(
+        "dag: x\ntasks:\n  t:\n    op: util.source\n    checks:\n      z_first: SELECT 1 WHERE 1 = 0\n      a_second: { sql: 'SELECT * FROM t WHERE d = {ds}', severity: warn }\n",
+    )
+    .unwrap();
+    let checks = &dag.tasks[0].spec.checks;
+    let got: Vec<(&str, krxflow_dag::Severity)> = checks
+        .iter()
+        .map(|c| (c.name.as_str(), c.severity))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("z_first", krxflow_dag::Severity::Error),
+            ("a_second", krxflow_dag::Severity::Warn)
+        ]
+    );
+    let ds = chrono::NaiveDate::from_ymd_opt(2024, 12, 16).unwrap();
+    assert_eq!(
+        checks[1].sql_for(ds),
+        "SELECT * FROM t WHERE d = DATE '2024-12-16'"
+    );
+
+    let yaml = "\
+dag: x
+tasks:
+  t:
+    op: util.source
+    checks:
+      typo: SELEC 1
+      writes: { sql: DELETE FROM t }
+      loud: { sql: SELECT 1, severity: fatal }
+      nosql: { severity: warn }
+";
+    let diags = load_str(yaml).unwrap_err();
+    let got: Vec<(usize, bool)> = diags
+        .iter()
+        .map(|d| (d.line, d.message.contains("task `t`: ")))
+        .collect();
+    assert_eq!(
+        got,
+        [(6, true), (7, true), (8, true), (9, true)],
+        "{diags:?}"
+    );
+    assert!(
+        diags[0].message.contains("check `typo`: not valid SQL"),
+        "{}",
+        diags[0]
+    );
+    assert!(
+        diags[1].message.contains("check `writes`: must be a query"),
+        "{}",
+        diags[1]
+    );
+    assert!(diags[2].message.contains("error or warn"), "{}", diags[2]);
+    assert!(
+        diags[3]
+            .message
+            .contains("check `nosql`: missing field `sql`"),
+        "{}",
+        diags[3]
+    );
+}
+
+#[test]
 fn mistyped_structure_fields_are_invalid_field() {
     let yaml = "\
 dag: x

@@ -78,6 +78,8 @@ pub(crate) struct TaskOutcome {
     pub(crate) observations: Vec<Observation>,
     pub(crate) outputs: Vec<String>,
     pub(crate) duration: Duration,
+    /// Its checks' results (run once its outputs were committed).
+    pub(crate) checks: Vec<crate::checks::CheckRecord>,
 }
 
 /// Everything one task needs, owned, for a spawned future.
@@ -136,11 +138,23 @@ impl AttemptEnv {
                 counters: counters_json,
                 ..AttemptRecord::of_task(&self.run_id, dag_name, task, self.ds, started, ended)
             };
+            let mut checks = Vec::new();
             let (state, retryable) = match &result {
                 Ok(ok) => {
                     record.rows_in = ok.rows_in;
                     record.rows_out = ok.rows_out;
-                    (AttemptState::Succeeded, false)
+                    // The outputs are committed: the checks read them as the day left them.
+                    // A failed `error` check fails the attempt for good (the data would fail
+                    // it again).
+                    checks =
+                        crate::checks::run(&self.lake, dag_name, task, self.ds, &self.run_id).await;
+                    match crate::checks::blocking(&checks) {
+                        Some(why) => {
+                            record.error = Some(why);
+                            (AttemptState::Failed, false)
+                        }
+                        None => (AttemptState::Succeeded, false),
+                    }
                 }
                 Err((e, rows_in)) => {
                     record.rows_in = *rows_in;
@@ -182,10 +196,15 @@ impl AttemptEnv {
                     observations: observed.clone(),
                     outputs,
                     duration: t0.elapsed(),
+                    checks: checks.clone(),
                 };
             match (state, result) {
                 (AttemptState::Succeeded, Ok(ok)) => {
                     return finish(TaskState::Succeeded, ok.lineage, ok.outputs);
+                }
+                // Written, then failed by its checks: what it wrote is in the lineage.
+                (AttemptState::Failed, Ok(ok)) => {
+                    return finish(TaskState::Failed, ok.lineage, ok.outputs);
                 }
                 (AttemptState::Skipped, _) => return finish(TaskState::Skipped, vec![], vec![]),
                 (AttemptState::Cancelled, _) => {

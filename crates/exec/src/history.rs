@@ -1,6 +1,6 @@
 //! The engine's run history read back from the lake: every run's state rows and every task
-//! attempt (`krxflow runs`, `krxflow graph --date`), and the latest run of some DAGs on a day
-//! (the scheduler's `wait_for`).
+//! attempt and check result (`krxflow runs`, `krxflow graph --date`), and the latest run of
+//! some DAGs on a day (the scheduler's `wait_for`).
 
 use std::collections::BTreeMap;
 
@@ -29,6 +29,18 @@ pub async fn all_runs(lake: &Lake) -> ExecResult<Vec<RunRecord>> {
 pub async fn all_attempts(lake: &Lake) -> ExecResult<Vec<AttemptRecord>> {
     match lake.read(TASK_RUNS, ReadOptions::default()).await {
         Ok(read) => Ok(attempts_from_batches(&read.batches)),
+        Err(LakeError::NoSuchTable(_)) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every check result (none before the first check ran).
+pub async fn all_checks(lake: &Lake) -> ExecResult<Vec<crate::checks::CheckRecord>> {
+    match lake
+        .read(crate::checks::CHECKS, ReadOptions::default())
+        .await
+    {
+        Ok(read) => Ok(crate::checks::checks_from_batches(&read.batches)),
         Err(LakeError::NoSuchTable(_)) => Ok(Vec::new()),
         Err(e) => Err(e.into()),
     }

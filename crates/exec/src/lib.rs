@@ -10,6 +10,7 @@
 mod attempt;
 pub mod backfill;
 mod batch;
+pub mod checks;
 pub mod error;
 mod faults;
 pub mod history;

@@ -47,6 +47,10 @@ impl RunObserver for MetricsObserver {
             &r.state.to_string(),
             r.duration_ms as f64 / 1000.0,
         );
+        for c in &r.checks {
+            self.metrics
+                .check(dag, &r.task, &c.check, &c.severity, &c.state);
+        }
         for o in &r.observations {
             match o {
                 // Rejects land on the table the task binds the port to (the task's name when
@@ -133,6 +137,7 @@ mod tests {
                 .iter()
                 .map(|(p, t)| (p.to_string(), t.to_string()))
                 .collect(),
+            checks: Vec::new(),
         }
     }
 

@@ -114,6 +114,7 @@ pub fn engine_tables() -> Vec<TableDef> {
             .date_column("ds")
             .doc("one row per committed task output: versions read and written"),
         backfills_table(),
+        crate::checks::checks_table(),
     ]
 }
 

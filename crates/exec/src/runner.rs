@@ -97,6 +97,9 @@ pub struct TaskReport {
     /// The task's `outputs:` (port → table), to resolve an [`Observation::Rejected`] port.
     #[serde(skip)]
     pub output_tables: BTreeMap<String, String>,
+    /// Its `checks:` results, when it ran them (its outputs were committed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::checks::CheckRecord>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -290,6 +293,7 @@ impl Executor {
                             counters: done.counters.clone(),
                             observations: done.observations.clone(),
                             output_tables: task.spec.outputs.clone(),
+                            checks: Vec::new(),
                         };
                         if let Some(o) = &self.observer {
                             o.task_finished(&dag_name, &report);
@@ -339,6 +343,7 @@ impl Executor {
                             counters: BTreeMap::new(),
                             observations: Vec::new(),
                             output_tables: task.spec.outputs.clone(),
+                            checks: Vec::new(),
                         };
                         if state != TaskState::UpToDate {
                             self.record_settled(&run_id, &dag_name, task, ds, state, &report)
@@ -416,6 +421,7 @@ impl Executor {
                     .find(|t| t.spec.name == name)
                     .map(|t| t.spec.outputs.clone())
                     .unwrap_or_default(),
+                checks: outcome.checks.clone(),
             };
             if let Some(o) = &self.observer {
                 for a in &outcome.attempts {
@@ -505,6 +511,12 @@ impl Executor {
             .await?;
         self.records
             .append_engine(records::LINEAGE, records::lineage_batch(&outcome.lineage)?)
+            .await?;
+        self.records
+            .append_engine(
+                crate::checks::CHECKS,
+                crate::checks::checks_batch(&outcome.checks)?,
+            )
             .await
     }
 }

@@ -1180,6 +1180,112 @@ async fn a_rerun_backfill_reruns_its_tasks_on_every_day_and_resumes_where_it_fai
     assert_eq!(out.num_rows(), 5 * 2, "reruns rewrite, never duplicate");
 }
 
+const CHECKED: &str = r#"
+dag: chk
+tasks:
+  src:
+    op: test.source
+    with: { value: VALUE }
+    retries: { max: 3, base: 10ms }
+    outputs: { rows: t_chk }
+    checks:
+      positive: SELECT * FROM t_chk WHERE value <= 0
+      b_small: { sql: "SELECT code, value FROM t_chk WHERE date = {ds} AND value > 7", severity: warn }
+  dbl:
+    op: test.double
+    inputs: { rows: t_chk }
+    outputs: { out: t_chk_out }
+"#;
+
+#[tokio::test]
+async fn a_failed_error_check_fails_its_task_after_the_write_and_a_warn_check_is_only_recorded() {
+    let (_dir, exec) = setup();
+    let run = |value: i64| {
+        let yaml = CHECKED.replace("VALUE", &value.to_string());
+        let exec = exec.clone();
+        async move {
+            let mut o = RunOptions::new(ds());
+            o.reprocess = Reprocess::All;
+            exec.run(load(&yaml), o).await.unwrap()
+        }
+    };
+    // B's value is 8: the warn check fails, the task succeeds and its downstream runs.
+    let warned = run(7).await;
+    let src = warned.task("src").unwrap();
+    assert_eq!(src.state, TaskState::Succeeded);
+    let states: Vec<(&str, &str, i64)> = src
+        .checks
+        .iter()
+        .map(|c| (c.check.as_str(), c.state.as_str(), c.failing_rows))
+        .collect();
+    assert_eq!(
+        states,
+        [("positive", "passed", 0), ("b_small", "failed", 1)]
+    );
+    assert_eq!(src.checks[1].sample.as_deref(), Some("code=B, value=8"));
+    assert_eq!(warned.task("dbl").unwrap().state, TaskState::Succeeded);
+
+    // Negative values: the error check fails the task once, without retries; its rows are
+    // written (and in the lineage), nothing downstream runs on them.
+    let failed = run(-1).await;
+    let src = failed.task("src").unwrap();
+    assert_eq!((src.state, src.attempts), (TaskState::Failed, 1));
+    let error = src.error.as_deref().unwrap();
+    assert!(
+        error.starts_with(
+            "check `positive` (error): 2 failing rows, e.g. code=A, date=2024-12-16, value=-1"
+        ),
+        "{error}"
+    );
+    assert_eq!(failed.task("dbl").unwrap().state, TaskState::UpstreamFailed);
+    let rows = exec
+        .lake()
+        .read("t_chk", ReadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(rows.num_rows(), 2, "the failed task's write stays");
+
+    // A query that cannot run fails an error check too.
+    let broken = CHECKED
+        .replace("VALUE", "7")
+        .replace("FROM t_chk WHERE value <= 0", "FROM t_nope");
+    let mut o = RunOptions::new(ds());
+    o.reprocess = Reprocess::All;
+    let errored = exec.run(load(&broken), o).await.unwrap();
+    let src = errored.task("src").unwrap();
+    assert_eq!(src.state, TaskState::Failed);
+    assert!(
+        src.error
+            .as_deref()
+            .unwrap()
+            .contains("check `positive` (error): its query failed")
+    );
+
+    // Every result is a row of _krxflow/checks.
+    let recorded = exec
+        .lake()
+        .read(krxflow_exec::checks::CHECKS, ReadOptions::default())
+        .await
+        .unwrap();
+    let records = krxflow_exec::checks::checks_from_batches(&recorded.batches);
+    let mut got: Vec<(String, String)> = records
+        .iter()
+        .map(|r| (r.check.clone(), r.state.clone()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("b_small".to_string(), "failed".to_string()),
+            ("b_small".into(), "failed".into()),
+            ("b_small".into(), "passed".into()),
+            ("positive".into(), "error".into()),
+            ("positive".into(), "failed".into()),
+            ("positive".into(), "passed".into()),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn the_metrics_observer_counts_attempts_retries_rows_and_run_outcomes() {
     let (_dir, exec) = setup();

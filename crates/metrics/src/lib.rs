@@ -36,6 +36,7 @@ pub struct Metrics {
     task_state: IntGaugeVec,
     rows_written: IntCounterVec,
     rejects: IntCounterVec,
+    checks: IntCounterVec,
     dag_run_duration: HistogramVec,
     dag_runs: IntCounterVec,
     last_success_ds: GaugeVec,
@@ -126,6 +127,12 @@ impl Metrics {
                 "Input rows quarantined into a rejects table, by reason code.",
                 &["table", "reason"],
             ),
+            checks: counter(
+                "krxflow_checks_total",
+                "Task checks run after a task's write, by result (passed, failed, error) and \
+                 severity (error fails the task, warn does not).",
+                &["dag", "task", "check", "check_severity", "state"],
+            ),
             dag_run_duration: histogram(
                 "krxflow_dag_run_duration_seconds",
                 "Wall time of a DAG run (one partition), by final state.",
@@ -213,6 +220,7 @@ impl Metrics {
             Box::new(m.task_state.clone()),
             Box::new(m.rows_written.clone()),
             Box::new(m.rejects.clone()),
+            Box::new(m.checks.clone()),
             Box::new(m.dag_run_duration.clone()),
             Box::new(m.dag_runs.clone()),
             Box::new(m.last_success_ds.clone()),
@@ -297,6 +305,13 @@ impl Metrics {
         self.rejects
             .with_label_values(&[table, reason])
             .inc_by(rows);
+    }
+
+    /// A task's check ran: `state` is passed, failed or error.
+    pub fn check(&self, dag: &str, task: &str, check: &str, severity: &str, state: &str) {
+        self.checks
+            .with_label_values(&[dag, task, check, severity, state])
+            .inc();
     }
 
     /// A DAG run finished; `ds_unix` is 00:00 UTC of its partition day.
@@ -417,6 +432,7 @@ pub const DECLARED: &[&str] = &[
     "krxflow_task_state",
     "krxflow_rows_written_total",
     "krxflow_rejects_total",
+    "krxflow_checks_total",
     "krxflow_dag_run_duration_seconds",
     "krxflow_dag_runs_total",
     "krxflow_dag_last_success_ds_timestamp_seconds",
@@ -475,6 +491,7 @@ mod tests {
             &m.task_state,
             &m.rows_written,
             &m.rejects,
+            &m.checks,
             &m.dag_run_duration,
             &m.dag_runs,
             &m.last_success_ds,

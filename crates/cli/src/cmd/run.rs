@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use krxflow_exec::{Executor, RunOptions, RunState};
+use krxflow_exec::{Executor, RunOptions, RunState, TaskState};
 
 use crate::output;
 use crate::util::{
@@ -140,10 +140,11 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                     t.rows_in.to_string(),
                     t.rows_out.to_string(),
                     format!("{:.2}s", t.duration_ms as f64 / 1000.0),
-                    if t.outputs.is_empty() {
-                        t.error.clone().unwrap_or_default()
-                    } else {
-                        t.outputs.join(" ")
+                    // A task failed by its checks wrote its outputs: its error comes first.
+                    match (&t.error, t.state) {
+                        (Some(e), s) if s != TaskState::Succeeded => e.clone(),
+                        _ if t.outputs.is_empty() => t.error.clone().unwrap_or_default(),
+                        _ => t.outputs.join(" "),
                     },
                 ]
             })
@@ -174,6 +175,14 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             .collect();
         if !counters.is_empty() {
             println!("counters: {}", counters.join(" "));
+        }
+        let checks: Vec<_> = report.tasks.iter().flat_map(|t| &t.checks).collect();
+        if !checks.is_empty() {
+            let passed = checks.iter().filter(|c| !c.failed()).count();
+            println!("checks: {passed} of {} passed", checks.len());
+            for c in checks.iter().filter(|c| c.failed()) {
+                println!("  {}: {}", c.task, c.why());
+            }
         }
     }
     Ok(match report.state {

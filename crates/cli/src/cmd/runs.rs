@@ -1,9 +1,11 @@
-//! `krxflow runs`: recent DAG runs, their task states, and why a task was skipped or failed.
+//! `krxflow runs`: recent DAG runs, their task states, why a task was skipped or failed, and
+//! the warn checks that did not pass.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use krxflow_exec::RunState;
+use krxflow_exec::checks::CheckRecord;
 use krxflow_exec::history;
 use krxflow_exec::records;
 
@@ -67,6 +69,15 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     list.sort_by_key(|r| std::cmp::Reverse(r.started));
     list.truncate(limit);
     let attempts = history::all_attempts(lake).await?;
+    let checks = history::all_checks(lake).await?;
+    // Each task's check results in a run, by (run id, task).
+    let mut checked: BTreeMap<(&str, &str), Vec<&CheckRecord>> = BTreeMap::new();
+    for c in &checks {
+        checked
+            .entry((c.run_id.as_str(), c.task.as_str()))
+            .or_default()
+            .push(c);
+    }
     // Each task's latest attempt. A task found up to date records no attempt: the run's
     // task count tells how many were.
     let mut out: Vec<(&records::RunRecord, BTreeMap<&str, &records::AttemptRecord>)> = Vec::new();
@@ -82,7 +93,13 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             .map(|(r, t)| {
                 let tasks: serde_json::Map<_, _> = t
                     .iter()
-                    .map(|(k, a)| (k.to_string(), task_json(a)))
+                    .map(|(k, a)| {
+                        let mut v = task_json(a);
+                        if let Some(c) = checked.get(&(r.run_id.as_str(), *k)) {
+                            v["checks"] = serde_json::json!(c);
+                        }
+                        (k.to_string(), v)
+                    })
                     .collect();
                 serde_json::json!({
                     "run_id": r.run_id, "dag": r.dag, "ds": r.ds.to_string(), "state": r.state,
@@ -162,6 +179,17 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
+        // Warn checks that did not pass (an error check's failure is its task's error above).
+        let warned: Vec<String> = out
+            .iter()
+            .flat_map(|(r, t)| {
+                t.keys()
+                    .flat_map(|k| checked.get(&(r.run_id.as_str(), *k)).into_iter().flatten())
+                    .filter(|c| c.failed() && c.severity == "warn")
+                    .map(|c| format!("{}  {}  {}", r.run_id, c.task, c.why()))
+            })
+            .collect();
+        let reasons: Vec<String> = reasons.into_iter().chain(warned).collect();
         if !reasons.is_empty() {
             println!("\n{}", reasons.join("\n"));
         }

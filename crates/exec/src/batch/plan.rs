@@ -3,9 +3,9 @@
 //! A task can run over the range at once when nothing it reads is written by a task that runs
 //! day by day, since its view of each day is then known before the range starts (the lake's
 //! rows and the batch's own versions, [`super::timeline`]). The rest run day by day, as the
-//! scheduler would: `depends_on_past` tasks, tasks writing other than by merge, and, in the
-//! prediction loop, everything that reads the loop's own outputs (the ensemble reads the
-//! weights that `match_outcomes` wrote the day before).
+//! scheduler would: `depends_on_past` tasks, tasks with `checks:`, tasks writing other than by
+//! merge, and, in the prediction loop, everything that reads the loop's own outputs (the
+//! ensemble reads the weights that `match_outcomes` wrote the day before).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -94,6 +94,10 @@ pub(crate) fn writes(task: &PlannedTask) -> Vec<&str> {
 fn alone(task: &PlannedTask, tables: &Tables) -> Option<String> {
     if task.spec.depends_on_past {
         return Some("depends_on_past".into());
+    }
+    if !task.spec.checks.is_empty() {
+        // A check reads the lake as the day left it, and fails the day it finds wrong.
+        return Some("has checks".into());
     }
     for port in task.op.outputs() {
         let Some(table) = task.spec.outputs.get(port.name) else {

@@ -433,4 +433,63 @@ mod tests {
             Ok(_) => panic!("a concurrent write anywhere in the table must conflict"),
         }
     }
+
+    /// Two writers of one table: one plans a merge (an update of a held row) on the version it
+    /// read, the other compacts the table before the merge commits. The compaction rewrote the
+    /// file the merge rewrites; committed after it, the merge would leave the row's old version
+    /// in the compacted file beside its new one.
+    #[tokio::test]
+    async fn a_merge_planned_before_a_concurrent_compaction_never_leaves_a_key_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = def();
+        let root = dir.path().to_str().unwrap();
+        let lake = Lake::open(root, Catalog::with_tables([d.clone()])).unwrap();
+        let ids = ["a0", "b0", "a1", "b1", "a2", "b2"];
+        for day in 0..3 {
+            let (a, b) = (ids[2 * day], ids[2 * day + 1]);
+            let day = 100 + day as i32;
+            lake.write(
+                &d,
+                rows(&[(a, day, 1.0), (b, day, 2.0)]),
+                WriteMode::Merge,
+                None,
+                BTreeMap::new(),
+            )
+            .await
+            .unwrap();
+        }
+        // One file a day; the merge below updates `a1`, in the file of day 101.
+        let planned_on = lake.load("articles", None).await.unwrap().unwrap();
+        let other = Lake::open(root, Catalog::with_tables([d.clone()])).unwrap();
+        let compacted = other.compact("articles", 2).await.unwrap().unwrap();
+        assert!(compacted.files_removed >= 2, "{compacted:?}");
+        let merged = lake
+            .merge(
+                &d,
+                planned_on,
+                rows(&[("a1", 101, 9.0)]),
+                crate::log_cleanup::commit_properties(),
+            )
+            .await;
+        let read = other
+            .read("articles", ReadOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            read.num_rows(),
+            6,
+            "each id once (the merge {}), whatever committed",
+            if merged.is_ok() {
+                "committed"
+            } else {
+                "conflicted"
+            }
+        );
+        if let Err(e) = merged {
+            assert!(
+                e.is_commit_conflict(),
+                "a lost race is a conflict to plan again: {e}"
+            );
+        }
+    }
 }
