@@ -49,14 +49,29 @@ fn snapshot(lake: &std::path::Path) -> Vec<(String, i64)> {
 }
 
 fn duplicate_keys(lake: &std::path::Path) -> i64 {
-    [
-        "SELECT count(*) FROM (SELECT code, date FROM ohlcv_daily GROUP BY code, date HAVING count(*) > 1)",
-        "SELECT count(*) FROM (SELECT code, date FROM features_returns GROUP BY code, date HAVING count(*) > 1)",
-        "SELECT count(*) FROM (SELECT id FROM news GROUP BY id HAVING count(*) > 1)",
-    ]
-    .iter()
-    .map(|q| count(lake, q))
-    .sum()
+    let mut total = 0;
+    for (table, keys) in [
+        ("ohlcv_daily", "code, date"),
+        ("features_returns", "code, date"),
+        ("news", "id"),
+    ] {
+        let dups = format!(
+            "SELECT {keys}, count(*) AS n FROM {table} GROUP BY {keys} HAVING count(*) > 1"
+        );
+        let n = count(lake, &format!("SELECT count(*) FROM ({dups})"));
+        if n > 0 {
+            // Which keys, and the commits that wrote the table, for the failure message.
+            let shown = krxflow(lake, &["sql", &format!("{dups} ORDER BY {keys} LIMIT 5")]);
+            let log = krxflow(lake, &["--json", "tables"]);
+            eprintln!(
+                "{n} keys of `{table}` held twice, e.g.\n{}\ntables: {}",
+                text(&shown),
+                text(&log)
+            );
+        }
+        total += n;
+    }
+    total
 }
 
 fn every_table_readable(lake: &std::path::Path) {

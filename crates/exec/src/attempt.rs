@@ -145,10 +145,15 @@ impl AttemptEnv {
                     record.rows_out = ok.rows_out;
                     // The outputs are committed: the checks read them as the day left them.
                     // A failed `error` check fails the attempt for good (the data would fail
-                    // it again).
-                    checks =
+                    // it again), unless its query could not read the store.
+                    let checked =
                         crate::checks::run(&self.lake, dag_name, task, self.ds, &self.run_id).await;
+                    checks = checked.records;
                     match crate::checks::blocking(&checks) {
+                        Some(why) if checked.transient => {
+                            record.error = Some(why);
+                            (AttemptState::FailedTransient, true)
+                        }
                         Some(why) => {
                             record.error = Some(why);
                             (AttemptState::Failed, false)
@@ -202,8 +207,11 @@ impl AttemptEnv {
                 (AttemptState::Succeeded, Ok(ok)) => {
                     return finish(TaskState::Succeeded, ok.lineage, ok.outputs);
                 }
-                // Written, then failed by its checks: what it wrote is in the lineage.
-                (AttemptState::Failed, Ok(ok)) => {
+                // Written, then failed by its checks (and not retried): what it wrote is in
+                // the lineage.
+                (AttemptState::Failed | AttemptState::FailedTransient, Ok(ok))
+                    if !(retryable && attempt <= policy.max) =>
+                {
                     return finish(TaskState::Failed, ok.lineage, ok.outputs);
                 }
                 (AttemptState::Skipped, _) => return finish(TaskState::Skipped, vec![], vec![]),

@@ -167,6 +167,13 @@ fn row_text(batch: &RecordBatch, row: usize) -> String {
         .join(", ")
 }
 
+/// A task's check results, and whether a query failed on a failed read of the store (the
+/// attempt is then retried, as a failed read of its inputs would be).
+pub(crate) struct Checked {
+    pub(crate) records: Vec<CheckRecord>,
+    pub(crate) transient: bool,
+}
+
 /// Runs `task`'s checks for `ds` over `lake`, in file order.
 pub(crate) async fn run(
     lake: &Lake,
@@ -174,8 +181,9 @@ pub(crate) async fn run(
     task: &PlannedTask,
     ds: NaiveDate,
     run_id: &str,
-) -> Vec<CheckRecord> {
+) -> Checked {
     let mut out = Vec::with_capacity(task.spec.checks.len());
+    let mut transient = false;
     for check in &task.spec.checks {
         let result = krxflow_lake::sql::query(lake, &check.sql_for(ds)).await;
         let (state, failing_rows, sample, error) = match result {
@@ -189,7 +197,10 @@ pub(crate) async fn run(
                 let state = if n == 0 { "passed" } else { "failed" };
                 (state, n as i64, (n > 0).then(|| sample.join("\n")), None)
             }
-            Err(e) => ("error", 0, None, Some(e.to_string())),
+            Err(e) => {
+                transient |= e.is_transient();
+                ("error", 0, None, Some(e.to_string()))
+            }
         };
         out.push(CheckRecord {
             run_id: run_id.to_string(),
@@ -205,7 +216,10 @@ pub(crate) async fn run(
             checked: Utc::now(),
         });
     }
-    out
+    Checked {
+        records: out,
+        transient,
+    }
 }
 
 /// Why the task fails for its checks: every `error` check that did not pass, or `None`.

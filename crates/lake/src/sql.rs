@@ -155,10 +155,16 @@ pub async fn query(lake: &Lake, sql: &str) -> LakeResult<(SchemaRef, Vec<RecordB
         .await
         .map_err(|e| LakeError::Sql(e.to_string()))?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df
-        .collect()
-        .await
-        .map_err(|e| LakeError::Sql(e.to_string()))?;
+    // A failed read of the store stays what it is (transient: a task retries it); any other
+    // failure of the query is the query's.
+    let batches = df.collect().await.map_err(|e| {
+        let e = LakeError::DataFusion(e);
+        if e.is_transient() {
+            e
+        } else {
+            LakeError::Sql(e.to_string())
+        }
+    })?;
     Ok((schema, batches))
 }
 
