@@ -13,7 +13,8 @@
 //!
 //! Reported per loop: the backfill's wall time against the 20 s target, seconds per trading
 //! day, the ratio to one cold daily run, and each task's mean time per partition; then the
-//! linear ranker's cost (the ratio of the two backfills).
+//! linear ranker's cost (the ratio of the two backfills). Last, the default loop once more
+//! with `daily_batch`'s `checks:` left out (a copy of the DAG): the checks' cost.
 //!
 //!     cargo bench -p krxflow-cli --bench loop_backfill
 //!
@@ -34,17 +35,52 @@ fn main() {
     let Some(data) = real_data(&root) else { return };
     // The loop as first measured (LightGBM + ETS), then the default DAGs' (the linear ranker
     // a member too), each in a fresh lake.
-    let two = measure(&root, &data, false);
-    let default = measure(&root, &data, true);
+    let two = measure(&root, &data, false, None);
+    let default = measure(&root, &data, true, None);
     println!(
         "  the linear ranker's cost: {default:.2} s against {two:.2} s ({:+.0}%)",
         100.0 * (default / two - 1.0)
     );
+    let dags = tempfile::tempdir().expect("temp dir");
+    let unchecked = dags.path().join("daily_batch.yaml");
+    let shipped = std::fs::read_to_string(root.join("dags/daily_batch.yaml")).expect("daily_batch");
+    std::fs::write(&unchecked, without_checks(&shipped)).expect("write the copy");
+    let plain = measure(&root, &data, true, Some(&unchecked));
+    println!(
+        "  the checks' cost: {default:.2} s against {plain:.2} s without them ({:+.0}%)",
+        100.0 * (default / plain - 1.0)
+    );
+}
+
+/// `yaml` with every task's `checks:` block left out.
+fn without_checks(yaml: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in yaml.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if skipping && (line.trim().is_empty() || indent > 4) {
+            continue;
+        }
+        skipping = line.trim_end() == "    checks:";
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(!out.contains("checks:"), "a checks block was left in");
+    out
 }
 
 /// Warms a fresh lake and times the backfill of the loop with (`linear`) or without the linear
-/// ranker; prints the report and gives the backfill's seconds.
-fn measure(root: &std::path::Path, data: &std::path::Path, linear: bool) -> f64 {
+/// ranker, with the shipped `daily_batch` or the one at `daily_batch`; prints the report and
+/// gives the backfill's seconds.
+fn measure(
+    root: &std::path::Path,
+    data: &std::path::Path,
+    linear: bool,
+    daily_batch: Option<&std::path::Path>,
+) -> f64 {
+    let batch = daily_batch.map_or_else(|| "daily_batch".to_string(), |p| p.display().to_string());
     let tmp = tempfile::tempdir().expect("temp dir");
     let k = Krxflow {
         root: root.to_path_buf(),
@@ -60,14 +96,14 @@ fn measure(root: &std::path::Path, data: &std::path::Path, linear: bool) -> f64 
     let seed = days[days.len() - DAYS - 1].as_str();
     let (from, to) = (range[0].as_str(), range[DAYS - 1].as_str());
 
-    let (cold, _) = run(&["run", "daily_batch", "--date", seed]);
+    let (cold, _) = run(&["run", &batch, "--date", seed]);
     let mut train = Duration::ZERO;
     for dag in retrains {
         train += run(&["run", dag, "--date", seed]).0;
     }
     let (backfill, _) = run(&[
         "backfill",
-        "daily_batch",
+        &batch,
         "match_outcomes",
         "--from",
         from,
@@ -104,10 +140,10 @@ fn measure(root: &std::path::Path, data: &std::path::Path, linear: bool) -> f64 
 
     let secs = backfill.as_secs_f64();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let members = if linear {
-        "LightGBM + ETS + linear ranker, the default DAGs"
-    } else {
-        "LightGBM + ETS"
+    let members = match (linear, daily_batch) {
+        (true, None) => "LightGBM + ETS + linear ranker, the default DAGs",
+        (true, Some(_)) => "the default DAGs without daily_batch's checks",
+        (false, _) => "LightGBM + ETS",
     };
     println!(
         "prediction loop (daily_batch + match_outcomes; {members}), krx30, {DAYS} trading days \

@@ -182,10 +182,31 @@ pub(crate) async fn run(
     ds: NaiveDate,
     run_id: &str,
 ) -> Checked {
-    let mut out = Vec::with_capacity(task.spec.checks.len());
+    // One session for the task's checks, run at once: each table they name is registered
+    // once, and a check waits for no other.
+    let session = krxflow_lake::sql::Session::cached(lake);
+    let results = futures::future::join_all(task.spec.checks.iter().map(|check| {
+        let session = &session;
+        async move {
+            let started = std::time::Instant::now();
+            let result = match session {
+                Ok(session) => session.query(&check.sql_for(ds)).await,
+                Err(e) => Err(krxflow_lake::LakeError::Sql(e.to_string())),
+            };
+            tracing::debug!(
+                task = %task.spec.name,
+                %ds,
+                check = %check.name,
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "check"
+            );
+            (check, result)
+        }
+    }))
+    .await;
+    let mut out = Vec::with_capacity(results.len());
     let mut transient = false;
-    for check in &task.spec.checks {
-        let result = krxflow_lake::sql::query(lake, &check.sql_for(ds)).await;
+    for (check, result) in results {
         let (state, failing_rows, sample, error) = match result {
             Ok((_, batches)) => {
                 let n: usize = batches.iter().map(RecordBatch::num_rows).sum();

@@ -22,6 +22,7 @@ pub mod sql;
 
 mod artifacts;
 mod cache;
+mod cached_table;
 mod compact;
 mod control;
 mod count;

@@ -9,6 +9,7 @@ use datafusion::common::TableReference;
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
 
+use crate::cached_table::CachedTable;
 use crate::error::{LakeError, LakeResult};
 use crate::read::ReadOptions;
 use crate::table::{ENGINE_PREFIX, Lake};
@@ -88,9 +89,15 @@ fn lake_name(r: &TableReference) -> Option<String> {
 }
 
 /// Registers the lake tables `sql` names (latest versions) in `ctx`: only those, so a query
-/// over two tables does not open every table of the lake. An unparsable statement is an
-/// `Sql` error, as planning it would be.
-async fn register_referenced(lake: &Lake, ctx: &SessionContext, sql: &str) -> LakeResult<()> {
+/// over two tables does not open every table of the lake. `cached`: a catalog table is read
+/// through the lake's scan and cache ([`CachedTable`]) rather than Delta's provider. An
+/// unparsable statement is an `Sql` error, as planning it would be.
+async fn register_referenced(
+    lake: &Lake,
+    ctx: &SessionContext,
+    sql: &str,
+    cached: bool,
+) -> LakeResult<()> {
     let state = ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
     let refs = state
@@ -104,68 +111,144 @@ async fn register_referenced(lake: &Lake, ctx: &SessionContext, sql: &str) -> La
         if ctx.table_exist(engine_ref(&name)).unwrap_or(false) {
             continue;
         }
+        // A catalog table that does not exist yet fails the query when it is read.
+        if cached && let Some(def) = lake.catalog().get(&name) {
+            let table = CachedTable {
+                lake: lake.clone(),
+                name: name.clone(),
+                schema: def.schema.clone(),
+                date_column: def.date_column.clone(),
+            };
+            register_once(ctx, &name, Arc::new(table))?;
+            continue;
+        }
         if let Some(table) = lake.load(&name, None).await? {
             table.update_datafusion_session(&ctx.state())?;
             let provider = table.table_provider().await?;
-            ctx.register_table(engine_ref(&name), provider)?;
+            register_once(ctx, &name, provider)?;
         }
     }
     Ok(())
 }
 
+/// Registers `provider` as lake table `name` unless a statement running at the same time in
+/// the session registered it first (DataFusion refuses a second registration).
+fn register_once(
+    ctx: &SessionContext,
+    name: &str,
+    provider: Arc<dyn datafusion::catalog::TableProvider>,
+) -> LakeResult<()> {
+    match ctx.register_table(engine_ref(name), provider) {
+        Ok(_) => Ok(()),
+        Err(_) if ctx.table_exist(engine_ref(name)).unwrap_or(false) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Runs one read-only statement. `name@vN` reads version N of a table.
 pub async fn query(lake: &Lake, sql: &str) -> LakeResult<(SchemaRef, Vec<RecordBatch>)> {
-    let ctx = lake.datafusion_session();
-    if let Some(catalog) = ctx.catalog("datafusion") {
-        catalog
-            .register_schema(ENGINE_PREFIX, Arc::new(MemorySchemaProvider::new()))
-            .map_err(LakeError::DataFusion)?;
+    Session::new(lake)?.query(sql).await
+}
+
+/// Several read-only statements over one lake (a task's checks), one after another or at
+/// once: a table is registered once, for the first statement that names it.
+pub struct Session {
+    lake: Lake,
+    ctx: SessionContext,
+    cached: bool,
+}
+
+impl Session {
+    /// Tables read by Delta's provider, at the version of the first statement naming them
+    /// (what `krxflow sql` reads).
+    pub fn new(lake: &Lake) -> LakeResult<Self> {
+        Self::with(lake, false)
     }
-    let refs = find_versioned_refs(sql);
-    let mut rewritten = String::with_capacity(sql.len());
-    let mut last = 0;
-    for r in &refs {
-        let lake_name = r.name.replacen('.', "/", 1);
-        let read = lake
-            .read(
-                &lake_name,
-                ReadOptions {
-                    as_of: None,
-                    since: None,
-                    version: Some(r.version),
-                    columns: None,
-                },
-            )
-            .await?;
-        let alias = format!("{}__v{}", r.name.replace('.', "__"), r.version);
-        let mem = MemTable::try_new(read.schema.clone(), vec![read.batches])?;
-        ctx.register_table(TableReference::bare(alias.clone()), Arc::new(mem))?;
-        rewritten.push_str(&sql[last..r.span.0]);
-        rewritten.push_str(&alias);
-        last = r.span.1;
+
+    /// Catalog tables read through the lake's scan and its cache of decoded columns, each
+    /// statement reading their latest version: many small queries over the same tables (a
+    /// task's checks) cost a fraction of Delta's provider's each (see [`CachedTable`]).
+    pub fn cached(lake: &Lake) -> LakeResult<Self> {
+        Self::with(lake, true)
     }
-    rewritten.push_str(&sql[last..]);
-    register_referenced(lake, &ctx, &rewritten).await?;
-    let opts = SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false);
-    let df = ctx
-        .sql_with_options(&rewritten, opts)
-        .await
-        .map_err(|e| LakeError::Sql(e.to_string()))?;
-    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    // A failed read of the store stays what it is (transient: a task retries it); any other
-    // failure of the query is the query's.
-    let batches = df.collect().await.map_err(|e| {
-        let e = LakeError::DataFusion(e);
-        if e.is_transient() {
-            e
-        } else {
-            LakeError::Sql(e.to_string())
+
+    fn with(lake: &Lake, cached: bool) -> LakeResult<Self> {
+        let ctx = lake.datafusion_session();
+        if let Some(catalog) = ctx.catalog("datafusion") {
+            catalog
+                .register_schema(ENGINE_PREFIX, Arc::new(MemorySchemaProvider::new()))
+                .map_err(LakeError::DataFusion)?;
         }
-    })?;
-    Ok((schema, batches))
+        Ok(Self {
+            lake: lake.clone(),
+            ctx,
+            cached,
+        })
+    }
+
+    /// Runs one read-only statement. `name@vN` reads version N of a table.
+    pub async fn query(&self, sql: &str) -> LakeResult<(SchemaRef, Vec<RecordBatch>)> {
+        let (lake, ctx, cached) = (&self.lake, &self.ctx, self.cached);
+        let refs = find_versioned_refs(sql);
+        let mut rewritten = String::with_capacity(sql.len());
+        let mut last = 0;
+        for r in &refs {
+            let alias = format!("{}__v{}", r.name.replace('.', "__"), r.version);
+            if !ctx
+                .table_exist(TableReference::bare(alias.clone()))
+                .unwrap_or(false)
+            {
+                let lake_name = r.name.replacen('.', "/", 1);
+                let read = lake
+                    .read(
+                        &lake_name,
+                        ReadOptions {
+                            as_of: None,
+                            since: None,
+                            version: Some(r.version),
+                            columns: None,
+                        },
+                    )
+                    .await?;
+                let mem = MemTable::try_new(read.schema.clone(), vec![read.batches])?;
+                ctx.register_table(TableReference::bare(alias.clone()), Arc::new(mem))?;
+            }
+            rewritten.push_str(&sql[last..r.span.0]);
+            rewritten.push_str(&alias);
+            last = r.span.1;
+        }
+        rewritten.push_str(&sql[last..]);
+        let t0 = std::time::Instant::now();
+        register_referenced(lake, ctx, &rewritten, cached).await?;
+        let registered = t0.elapsed();
+        let opts = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let df = ctx
+            .sql_with_options(&rewritten, opts)
+            .await
+            .map_err(|e| LakeError::Sql(e.to_string()))?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let planned = t0.elapsed();
+        // A failed read of the store stays what it is (transient: a task retries it); any
+        // other failure of the query is the query's.
+        let batches = df.collect().await.map_err(|e| {
+            let e = LakeError::DataFusion(e);
+            if e.is_transient() {
+                e
+            } else {
+                LakeError::Sql(e.to_string())
+            }
+        })?;
+        tracing::debug!(
+            register_ms = registered.as_secs_f64() * 1e3,
+            plan_ms = (planned - registered).as_secs_f64() * 1e3,
+            run_ms = (t0.elapsed() - planned).as_secs_f64() * 1e3,
+            "sql"
+        );
+        Ok((schema, batches))
+    }
 }
 
 #[cfg(test)]

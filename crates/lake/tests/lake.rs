@@ -717,3 +717,79 @@ async fn a_column_declared_after_the_table_was_written_is_added_and_old_rows_rea
         "{err}"
     );
 }
+
+/// A cached session (the lake's own scan under DataFusion, as a task's checks read) answers
+/// what Delta's provider answers, whatever date filters the query pushes down.
+#[tokio::test]
+async fn a_cached_session_answers_what_the_delta_provider_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = TableDef::new("quotes", schema())
+        .keys(&["code", "date"])
+        .date_column("date");
+    let lake = Lake::open(
+        dir.path().to_str().unwrap(),
+        Catalog::with_tables([plain.clone()]),
+    )
+    .unwrap();
+    for (i, day) in ["2024-12-12", "2024-12-13", "2024-12-16"]
+        .iter()
+        .enumerate()
+    {
+        let v = i as f64;
+        lake.write(
+            &plain,
+            vec![batch(&[("005930", day, v), ("000660", day, v + 10.0)])],
+            WriteMode::Merge,
+            None,
+            BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+    }
+    let pretty = |b: &[RecordBatch]| {
+        arrow::util::pretty::pretty_format_batches(b)
+            .unwrap()
+            .to_string()
+    };
+    let mut cached = krxflow_lake::sql::Session::cached(&lake).unwrap();
+    for q in [
+        "SELECT * FROM quotes ORDER BY code, date",
+        "SELECT code, close FROM quotes WHERE date = DATE '2024-12-13' ORDER BY code",
+        "SELECT count(*) AS n FROM quotes WHERE date > DATE '2024-12-12' AND date <= DATE '2024-12-16'",
+        "SELECT code FROM quotes WHERE date BETWEEN DATE '2024-12-13' AND DATE '2024-12-20' AND close > 5 ORDER BY code",
+        "SELECT count(*) AS n FROM quotes WHERE DATE '2024-12-13' >= date",
+        "SELECT count(*) AS n FROM quotes WHERE date > DATE '2024-12-16' - INTERVAL '3' DAY",
+        "SELECT count(*) AS n FROM quotes WHERE date > DATE '2024-12-16' AND date < DATE '2024-12-13'",
+        "SELECT code FROM quotes WHERE date <= DATE '2024-12-16' GROUP BY code HAVING count(*) > 2 EXCEPT SELECT code FROM quotes WHERE close > 11 ORDER BY code",
+    ] {
+        let (_, want) = krxflow_lake::sql::query(&lake, q).await.unwrap();
+        let (_, got) = cached.query(q).await.unwrap();
+        assert_eq!(pretty(&got), pretty(&want), "{q}");
+    }
+    // A later write is seen by the next statement of the same cached session.
+    lake.write(
+        &plain,
+        vec![batch(&[("035420", "2024-12-16", 1.0)])],
+        WriteMode::Merge,
+        None,
+        BTreeMap::new(),
+    )
+    .await
+    .unwrap();
+    let (_, n) = cached
+        .query("SELECT count(*) AS n FROM quotes WHERE date = DATE '2024-12-16'")
+        .await
+        .unwrap();
+    assert_eq!(
+        pretty(&n),
+        pretty(
+            &krxflow_lake::sql::query(
+                &lake,
+                "SELECT count(*) AS n FROM quotes WHERE date = DATE '2024-12-16'"
+            )
+            .await
+            .unwrap()
+            .1
+        )
+    );
+}
