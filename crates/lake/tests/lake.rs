@@ -751,7 +751,7 @@ async fn a_cached_session_answers_what_the_delta_provider_answers() {
             .unwrap()
             .to_string()
     };
-    let mut cached = krxflow_lake::sql::Session::cached(&lake).unwrap();
+    let cached = krxflow_lake::sql::Session::cached(&lake).unwrap();
     for q in [
         "SELECT * FROM quotes ORDER BY code, date",
         "SELECT code, close FROM quotes WHERE date = DATE '2024-12-13' ORDER BY code",
