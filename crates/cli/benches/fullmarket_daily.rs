@@ -52,7 +52,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod common;
-use common::{Krxflow, copy_dir, loop_env, min_median_max, peer, retrains, root, shared_data};
+use common::{
+    Krxflow, copy_dir, daily_batch_without_checks, loop_env, min_median_max, peer, retrains, root,
+    shared_data,
+};
 
 const RUNS: usize = 5;
 /// The panel's last full day (2019-09-18 is an intraday snapshot, quarantined `provisional`).
@@ -70,6 +73,8 @@ struct Loop {
     name: &'static str,
     /// Whether the linear ranker is a member (`KRXFLOW_LINEAR`).
     linear: bool,
+    /// The daily batch: `daily_batch`, or a copy of it at a path.
+    batch: String,
     k: Krxflow,
     warm: PathBuf,
     /// The lake of the latest measured run (checked against the peers, counted).
@@ -80,8 +85,20 @@ struct Loop {
 }
 
 impl Loop {
-    fn new(name: &'static str, linear: bool, tmp: &Path, root: &Path, data: &Path) -> Self {
-        let warm = tmp.join(format!("warm-{}", if linear { "default" } else { "two" }));
+    fn new(
+        name: &'static str,
+        linear: bool,
+        batch: Option<&Path>,
+        tmp: &Path,
+        root: &Path,
+        data: &Path,
+    ) -> Self {
+        let which = match (linear, batch) {
+            (false, _) => "two",
+            (true, None) => "default",
+            (true, Some(_)) => "unchecked",
+        };
+        let warm = tmp.join(format!("warm-{which}"));
         let k = Krxflow {
             root: root.to_path_buf(),
             lake: warm.clone(),
@@ -90,6 +107,7 @@ impl Loop {
         Self {
             name,
             linear,
+            batch: batch.map_or_else(|| "daily_batch".into(), |p| p.display().to_string()),
             k,
             last: warm.clone(),
             warm,
@@ -107,12 +125,12 @@ impl Loop {
     /// Step 1: a cold day on an empty lake, the Sunday's retrains, then the warm days as
     /// scheduled.
     fn warm_up(&mut self, seed: &str, sunday: &str, (from, to): (&str, &str), days: usize) {
-        let (cold, _) = self.k.run(&["run", "daily_batch", "--date", seed]);
+        let (cold, _) = self.k.run(&["run", &self.batch, "--date", seed]);
         let mut train = Duration::ZERO;
         for dag in self.retrains() {
             train += self.k.run(&["run", dag, "--date", sunday]).0;
         }
-        let mut args = vec!["backfill", "daily_batch", "match_outcomes"];
+        let mut args = vec!["backfill", self.batch.as_str(), "match_outcomes"];
         args.extend_from_slice(self.retrains());
         args.extend_from_slice(&["--from", from, "--to", to]);
         let (warmed, _) = self.k.run(&args);
@@ -134,7 +152,7 @@ impl Loop {
         self.last = lake;
         let (wall, peak, _) = self.k.run_measured(&[
             "backfill",
-            "daily_batch",
+            &self.batch,
             "match_outcomes",
             "--from",
             DAY,
@@ -229,10 +247,13 @@ fn main() {
     let tmp = tempfile::tempdir().expect("temp dir");
     // The loop the peers implement (LightGBM + ETS), and the default DAGs' loop, which adds
     // the linear ranker (`linear.predict` daily, `retrain_linear` on Sundays).
+    // Then the default loop once more with `daily_batch`'s checks left out: what they cost.
+    let unchecked = daily_batch_without_checks(&root, tmp.path());
     let mut loops = [
         Loop::new(
             "LightGBM + ETS (the peers' loop)",
             false,
+            None,
             tmp.path(),
             &root,
             &data,
@@ -240,6 +261,15 @@ fn main() {
         Loop::new(
             "LightGBM + ETS + linear ranker (the default DAGs)",
             true,
+            None,
+            tmp.path(),
+            &root,
+            &data,
+        ),
+        Loop::new(
+            "the default DAGs without daily_batch's checks",
+            true,
+            Some(&unchecked),
             tmp.path(),
             &root,
             &data,
@@ -286,13 +316,19 @@ fn main() {
     println!(
         "full-market daily batch (daily_batch + match_outcomes) for {DAY}, release, {cores} cores"
     );
-    let [two, default] = &mut loops;
+    let [two, default, plain] = &mut loops;
     let two_median = two.report();
     let default_median = default.report();
+    let plain_median = plain.report();
     println!(
         "  the linear ranker's cost: median {default_median:.2} s against {two_median:.2} s \
          ({:+.0}%)",
         100.0 * (default_median / two_median - 1.0)
+    );
+    println!(
+        "  the checks' cost: median {default_median:.2} s against {plain_median:.2} s without \
+         them ({:+.0}%)",
+        100.0 * (default_median / plain_median - 1.0)
     );
     let python = match peer::setup_daily(&two.k.root) {
         Ok(p) => p,

@@ -23,7 +23,7 @@
 use std::time::Duration;
 
 mod common;
-use common::{Krxflow, loop_env, real_data, retrains, root};
+use common::{Krxflow, daily_batch_without_checks, loop_env, real_data, retrains, root};
 
 const DAYS: usize = 250;
 /// The last day with bars in `ohlcv/krx_daily_30`.
@@ -42,33 +42,12 @@ fn main() {
         100.0 * (default / two - 1.0)
     );
     let dags = tempfile::tempdir().expect("temp dir");
-    let unchecked = dags.path().join("daily_batch.yaml");
-    let shipped = std::fs::read_to_string(root.join("dags/daily_batch.yaml")).expect("daily_batch");
-    std::fs::write(&unchecked, without_checks(&shipped)).expect("write the copy");
+    let unchecked = daily_batch_without_checks(&root, dags.path());
     let plain = measure(&root, &data, true, Some(&unchecked));
     println!(
         "  the checks' cost: {default:.2} s against {plain:.2} s without them ({:+.0}%)",
         100.0 * (default / plain - 1.0)
     );
-}
-
-/// `yaml` with every task's `checks:` block left out.
-fn without_checks(yaml: &str) -> String {
-    let mut out = String::new();
-    let mut skipping = false;
-    for line in yaml.lines() {
-        let indent = line.len() - line.trim_start().len();
-        if skipping && (line.trim().is_empty() || indent > 4) {
-            continue;
-        }
-        skipping = line.trim_end() == "    checks:";
-        if !skipping {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    assert!(!out.contains("checks:"), "a checks block was left in");
-    out
 }
 
 /// Warms a fresh lake and times the backfill of the loop with (`linear`) or without the linear

@@ -171,3 +171,32 @@ pub fn retrains(linear: bool) -> &'static [&'static str] {
         &["retrain_weekly"]
     }
 }
+
+/// `yaml` with every task's `checks:` block left out.
+pub fn without_checks(yaml: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in yaml.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if skipping && (line.trim().is_empty() || indent > 4) {
+            continue;
+        }
+        skipping = line.trim_end() == "    checks:";
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(!out.contains("checks:"), "a checks block was left in");
+    out
+}
+
+/// A copy of the shipped `dags/daily_batch.yaml` without its `checks:`, written into `dir`:
+/// the baseline of what the checks cost.
+pub fn daily_batch_without_checks(root: &Path, dir: &Path) -> PathBuf {
+    let shipped =
+        std::fs::read_to_string(root.join("dags/daily_batch.yaml")).expect("daily_batch.yaml");
+    let copy = dir.join("daily_batch.yaml");
+    std::fs::write(&copy, without_checks(&shipped)).expect("write the copy");
+    copy
+}
