@@ -229,38 +229,25 @@ tasks:
 
 #[test]
 fn a_schedule_waits_for_other_dags_an_hour_unless_told() {
-    let dag = load_str(
-        "dag: x\nschedule: { cron: '@daily', wait_for: { dags: [a, b], timeout: 2h } }\ntasks:\n  t: { op: util.source }\n",
-    )
-    .unwrap();
-    let w = dag
+    let wait_for = |schedule: &str| {
+        load_str(&format!(
+            "dag: x\nschedule: {schedule}\ntasks:\n  t: {{ op: util.source }}\n"
+        ))
+        .unwrap()
         .spec
         .schedule
-        .as_ref()
         .unwrap()
         .wait_for
-        .clone()
-        .unwrap();
+    };
+    let w = wait_for("{ cron: '@daily', wait_for: { dags: [a, b], timeout: 2h } }").unwrap();
     assert_eq!(w.dags, ["a", "b"]);
     assert_eq!(w.timeout, std::time::Duration::from_secs(2 * 3600));
-    let dag = load_str(
-        "dag: x\nschedule: { cron: '@daily', wait_for: { dags: a } }\ntasks:\n  t: { op: util.source }\n",
-    )
-    .unwrap();
-    let w = dag
-        .spec
-        .schedule
-        .as_ref()
-        .unwrap()
-        .wait_for
-        .clone()
-        .unwrap();
+    let w = wait_for("{ cron: '@daily', wait_for: { dags: a } }").unwrap();
     assert_eq!(
         (w.dags, w.timeout),
         (vec!["a".to_string()], krxflow_dag::DEFAULT_WAIT_TIMEOUT)
     );
-    let plain = load_str("dag: x\nschedule: '@daily'\ntasks:\n  t: { op: util.source }\n").unwrap();
-    assert_eq!(plain.spec.schedule.unwrap().wait_for, None);
+    assert_eq!(wait_for("'@daily'"), None);
 }
 
 #[test]
