@@ -8,6 +8,7 @@ use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement;
 
 use crate::cached_table::CachedTable;
 use crate::error::{LakeError, LakeResult};
@@ -88,21 +89,18 @@ fn lake_name(r: &TableReference) -> Option<String> {
     }
 }
 
-/// Registers the lake tables `sql` names (latest versions) in `ctx`: only those, so a query
-/// over two tables does not open every table of the lake. `cached`: a catalog table is read
-/// through the lake's scan and cache ([`CachedTable`]) rather than Delta's provider. An
-/// unparsable statement is an `Sql` error, as planning it would be.
+/// Registers the lake tables `statement` names (latest versions) in `ctx`: only those, so a
+/// query over two tables does not open every table of the lake. `cached`: a catalog table is
+/// read through the lake's scan and cache ([`CachedTable`]) rather than Delta's provider.
 async fn register_referenced(
     lake: &Lake,
     ctx: &SessionContext,
-    sql: &str,
+    statement: &Statement,
     cached: bool,
 ) -> LakeResult<()> {
-    let state = ctx.state();
-    let dialect = state.config().options().sql_parser.dialect;
-    let refs = state
-        .sql_to_statement(sql, &dialect)
-        .and_then(|statement| state.resolve_table_references(&statement))
+    let refs = ctx
+        .state()
+        .resolve_table_references(statement)
         .map_err(|e| LakeError::Sql(e.to_string()))?;
     let mut names: Vec<String> = refs.iter().filter_map(lake_name).collect();
     names.sort();
@@ -219,16 +217,28 @@ impl Session {
         }
         rewritten.push_str(&sql[last..]);
         let t0 = std::time::Instant::now();
-        register_referenced(lake, ctx, &rewritten, cached).await?;
+        // Parsed once: its table references decide what to register, then it is planned (an
+        // unparsable or unplannable statement is the query's error).
+        let sql_error = |e: datafusion::error::DataFusionError| LakeError::Sql(e.to_string());
+        let dialect = ctx.state().config().options().sql_parser.dialect;
+        let statement = ctx
+            .state()
+            .sql_to_statement(&rewritten, &dialect)
+            .map_err(sql_error)?;
+        register_referenced(lake, ctx, &statement, cached).await?;
         let registered = t0.elapsed();
-        let opts = SQLOptions::new()
+        let plan = ctx
+            .state()
+            .statement_to_plan(statement)
+            .await
+            .map_err(sql_error)?;
+        SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
-            .with_allow_statements(false);
-        let df = ctx
-            .sql_with_options(&rewritten, opts)
-            .await
-            .map_err(|e| LakeError::Sql(e.to_string()))?;
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(sql_error)?;
+        let df = ctx.execute_logical_plan(plan).await.map_err(sql_error)?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let planned = t0.elapsed();
         // A failed read of the store stays what it is (transient: a task retries it); any
