@@ -180,12 +180,9 @@ impl Executor {
                     .and(in_range("ds")),
             )
             .await?;
-        let since = rerun.map(|r| r.since);
-        // `None` before a rerun's start: nothing counts for it yet.
-        let counts = |at: DateTime<Utc>| match since {
-            None => true,
-            Some(s) => s.is_some_and(|s| at >= s),
-        };
+        // What counts: everything for a plain backfill; for a rerun, what happened since it
+        // started (nothing, before it has).
+        let counts = |at: DateTime<Utc>| rerun.is_none_or(|r| r.since.is_some_and(|s| at >= s));
         let mut done_fps: HashMap<NaiveDate, HashSet<String>> = HashMap::new();
         let mut rerun_done: HashMap<NaiveDate, HashSet<String>> = HashMap::new();
         for a in attempts_from_batches(&attempts) {
@@ -276,18 +273,10 @@ impl Executor {
             .await?;
         let mut rows = Vec::new();
         for b in &batches {
-            let state = b
-                .column_by_name("state")
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>());
-            let updated = b
-                .column_by_name("updated")
-                .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>());
-            let (Some(state), Some(updated)) = (state, updated) else {
-                continue;
-            };
+            let c = records::Cols(b);
             for i in 0..b.num_rows() {
-                if let Some(at) = DateTime::from_timestamp_micros(updated.value(i)) {
-                    rows.push((state.value(i).to_string(), at));
+                if let (Some(state), Some(at)) = (c.str("state", i), c.ts("updated", i)) {
+                    rows.push((state.to_string(), at));
                 }
             }
         }

@@ -70,6 +70,11 @@ impl CheckRecord {
         self.state != "passed"
     }
 
+    /// Whether it was declared with `severity`.
+    pub fn is(&self, severity: Severity) -> bool {
+        self.severity == severity.to_string()
+    }
+
     /// Why it did not pass, in one line: `check `x` (error): 3 failing rows, e.g. code=...`.
     pub fn why(&self) -> String {
         let what = match (&self.error, &self.sample) {
@@ -245,10 +250,9 @@ pub(crate) async fn run(
 
 /// Why the task fails for its checks: every `error` check that did not pass, or `None`.
 pub(crate) fn blocking(results: &[CheckRecord]) -> Option<String> {
-    let error = Severity::Error.to_string();
     let why: Vec<String> = results
         .iter()
-        .filter(|r| r.failed() && r.severity == error)
+        .filter(|r| r.failed() && r.is(Severity::Error))
         .map(CheckRecord::why)
         .collect();
     (!why.is_empty()).then(|| why.join("; "))

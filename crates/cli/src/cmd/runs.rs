@@ -185,7 +185,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             .flat_map(|(r, t)| {
                 t.keys()
                     .flat_map(|k| checked.get(&(r.run_id.as_str(), *k)).into_iter().flatten())
-                    .filter(|c| c.failed() && c.severity == "warn")
+                    .filter(|c| c.failed() && c.is(krxflow_dag::Severity::Warn))
                     .map(|c| format!("{}  {}  {}", r.run_id, c.task, c.why()))
             })
             .collect();
