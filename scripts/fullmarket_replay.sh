@@ -12,7 +12,8 @@
 # daily_pandas.py, set up by `benches/peer/setup.sh daily`; PEERS="polars pandas" picks them) then
 # run the same day N times each on the first binary's lake and check their results against a
 # copy where that binary ran the day. REPLAY=0 reuses the lakes a
-# previous run left under WORK (no seed, no replay, no table comparison).
+# previous run left under WORK (no seed, no replay, no table comparison). UNCHECKED=1 adds, to
+# each day run, one without daily_batch's checks (below).
 # KRXFLOW_LINEAR=on replays the default DAGs' loop instead, the linear ranker a member (its
 # model trained on the seed's Sunday too); the peers implement LightGBM + ETS, so PEER_RUNS
 # needs it off (the default here).
@@ -71,15 +72,29 @@ else
     i=$((i + 1))
   done
 fi
-# The mature lake's next day: the daily job of a user with half a year of outcomes.
+# The mature lake's next day: the daily job of a user with half a year of outcomes. With
+# UNCHECKED=1 each run is followed by one with a copy of daily_batch without its `checks:`
+# (what they cost; the rule of the benches' `without_checks`).
+batches=daily_batch
+if [ "${UNCHECKED:-0}" = 1 ]; then
+  awk '/^    checks:$/ { skip = 1; next } skip && (/^     / || /^$/) { next } { skip = 0; print }' \
+    dags/daily_batch.yaml >"$WORK/daily_batch_unchecked.yaml"
+  if grep -q 'checks:' "$WORK/daily_batch_unchecked.yaml"; then
+    echo "UNCHECKED=1: a checks block was left in the copy" >&2
+    exit 2
+  fi
+  batches="daily_batch $WORK/daily_batch_unchecked.yaml"
+fi
 for ((r = 1; r <= ${DAY_RUNS:-3}; r++)); do
   i=0
   for bin in "$@"; do
-    rm -rf "$WORK/day" && cp -a "$WORK/lake$i" "$WORK/day"
-    printf 'day 2019-09-17, run %d, %s: ' "$r" "$bin"
-    KRXFLOW_LAKE="$WORK/day" /usr/bin/time -f "wall %e s  user %U s  sys %S s  peak RSS %M KB" \
-      "$bin" backfill daily_batch match_outcomes --from 2019-09-17 --to 2019-09-17 2>&1 |
-      grep -E '^wall'
+    for batch in $batches; do
+      rm -rf "$WORK/day" && cp -a "$WORK/lake$i" "$WORK/day"
+      printf 'day 2019-09-17, run %d, %s, %s: ' "$r" "$bin" "$batch"
+      KRXFLOW_LAKE="$WORK/day" /usr/bin/time -f "wall %e s  user %U s  sys %S s  peak RSS %M KB" \
+        "$bin" backfill "$batch" match_outcomes --from 2019-09-17 --to 2019-09-17 2>&1 |
+        grep -E '^wall'
+    done
     i=$((i + 1))
   done
 done
