@@ -1,13 +1,23 @@
-//! Compaction: Delta's optimize bin-packs a table's small data files into few large ones.
+//! Compaction: a table's small data files merged into few large ones, in a commit that
+//! changes no row and lands only on the version it was planned on.
 
 use std::num::NonZeroU64;
 
 use deltalake::DeltaTable;
+use deltalake::kernel::{Action, Remove};
+use deltalake::protocol::DeltaOperation;
+use deltalake::table::config::TablePropertiesExt;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use object_store::path::Path;
 
-use crate::error::LakeResult;
+use crate::commit::commit;
+use crate::error::{LakeError, LakeResult};
 use crate::files::writer_properties;
 use crate::log_cleanup::commit_properties;
+use crate::scan;
+use crate::schema::conform;
 use crate::table::{Lake, version_of};
+use crate::write::in_date_order;
 
 /// What a compaction did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,25 +59,50 @@ pub(crate) fn tiered_target(sizes: impl IntoIterator<Item = u64>) -> Option<NonZ
         .flatten()
 }
 
+/// Compactions planned again after a commit by another writer made one fail.
+const REPLANS: u32 = 3;
+
 impl Lake {
     /// Compacts `name` when it holds at least `min_files` data files: Delta's optimize
     /// bin-packs them into few large ones in one commit that changes no row (earlier versions
-    /// stay readable). `None` when the table is absent or has fewer files.
+    /// stay readable). `None` when the table is absent or has fewer files. A compaction that
+    /// another writer's commit overtook is planned again on the new version, a few times.
     pub async fn compact(&self, name: &str, min_files: usize) -> LakeResult<Option<Compaction>> {
         let lock = self.write_lock(name);
         let _writing = lock.lock().await;
-        let Some(table) = self.load(name, None).await? else {
-            return Ok(None);
-        };
-        let files = table.snapshot()?.log_data().num_files();
-        if files < min_files.max(2) {
-            return Ok(None);
+        let mut replans = 0;
+        loop {
+            let Some(table) = self.load(name, None).await? else {
+                return Ok(None);
+            };
+            let files = table.snapshot()?.log_data().num_files();
+            if files < min_files.max(2) {
+                return Ok(None);
+            }
+            match self.optimize(name, table, files, None).await {
+                Err(e) if e.is_commit_conflict() && replans < REPLANS => {
+                    replans += 1;
+                    tracing::debug!(
+                        table = name,
+                        replans,
+                        "compaction overtaken: planning again"
+                    );
+                }
+                other => return other.map(Some),
+            }
         }
-        self.optimize(name, table, files, None).await.map(Some)
     }
 
-    /// Bin-packs the table's files smaller than `target` bytes (Delta's target file size when
-    /// `None`) into files of up to that size.
+    /// Merges the table's files of at most `target` bytes (the table's target file size, 100
+    /// MiB by default, when `None`) into files of up to that size, in one commit that changes
+    /// no row and lands as `table`'s next version or fails (a commit conflict) when any writer
+    /// committed since.
+    ///
+    /// Delta's own OPTIMIZE could not be used for this: its commit is rebased over the commits
+    /// made since its plan (its retries are not ours to set), and Delta's conflict check
+    /// ignores removes that change no data, so two compactions of the same files (two
+    /// processes whose writes both reached [`COMPACT_AT_FILES`]) both committed and each left
+    /// its copy of every row. A compaction that loses here only leaves the small files.
     pub(crate) async fn optimize(
         &self,
         name: &str,
@@ -75,29 +110,118 @@ impl Lake {
         files: usize,
         target: Option<NonZeroU64>,
     ) -> LakeResult<Compaction> {
-        let commit = commit_properties().with_metadata([(
-            "krxflow.compaction".to_string(),
-            serde_json::Value::Bool(true),
-        )]);
-        let mut plan = table.optimize();
-        if let Some(target) = target {
-            plan = plan.with_target_size(target);
+        let snapshot = table.snapshot()?;
+        let not_plain = || LakeError::InvalidData {
+            table: name.to_string(),
+            message: "not compacted: it has partitions, deletion vectors or files outside the \
+                      table (a table another engine wrote)"
+                .into(),
+        };
+        if !scan::plain(snapshot) {
+            return Err(not_plain());
         }
-        let (table, metrics) = plan
-            .with_writer_properties(writer_properties())
-            .with_commit_properties(commit)
-            .with_session_state(std::sync::Arc::new(self.datafusion_session().state()))
-            .await?;
-        self.clean_log_at_checkpoint(name, &table).await;
-        self.remember(name, &table);
+        let target = target
+            .unwrap_or_else(|| snapshot.table_config().target_file_size())
+            .get();
+        let mut candidates = Vec::new();
+        for file in snapshot.log_data().iter() {
+            let size = u64::try_from(file.size()).unwrap_or(u64::MAX);
+            if file.path().contains("://") {
+                return Err(not_plain());
+            }
+            if size <= target {
+                candidates.push(Merged {
+                    path: file.object_store_path(),
+                    size,
+                    remove: file.remove_action(false),
+                });
+            }
+        }
+        let order = self
+            .catalog()
+            .get(name)
+            .and_then(|def| def.date_column.clone());
+        let mut actions = Vec::new();
+        let (mut removed, mut added) = (0u64, 0u64);
+        for bin in bins(candidates, target) {
+            let paths = bin.iter().map(|m| (m.path.clone(), m.size)).collect();
+            let rows = scan::read_whole_files(&self.files, &table, paths)
+                .await?
+                .ok_or_else(not_plain)?;
+            let mut writer =
+                RecordBatchWriter::for_table(&table)?.with_writer_properties(writer_properties());
+            let schema = writer.arrow_schema();
+            let mut rows = rows
+                .iter()
+                .filter(|b| b.num_rows() > 0)
+                .map(|b| conform(b, &schema))
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Some(date_col) = &order {
+                rows = in_date_order(rows, date_col)?;
+            }
+            for b in rows {
+                writer.write(b).await?;
+            }
+            for mut add in writer.flush().await? {
+                add.data_change = false;
+                actions.push(Action::Add(add));
+                added += 1;
+            }
+            removed += bin.len() as u64;
+            actions.extend(bin.into_iter().map(|m| Action::Remove(m.remove)));
+        }
+        let table = if actions.is_empty() {
+            table
+        } else {
+            let props = commit_properties()
+                .with_metadata([(
+                    "krxflow.compaction".to_string(),
+                    serde_json::Value::Bool(true),
+                )])
+                .with_max_retries(0);
+            let operation = DeltaOperation::Optimize {
+                predicate: None,
+                target_size: i64::try_from(target).unwrap_or(i64::MAX),
+            };
+            let table = commit(table, actions, operation, props).await?;
+            self.clean_log_at_checkpoint(name, &table).await;
+            self.remember(name, &table);
+            table
+        };
         Ok(Compaction {
             table: name.to_string(),
             files_before: files,
-            files_removed: metrics.num_files_removed,
-            files_added: metrics.num_files_added,
+            files_removed: removed,
+            files_added: added,
             version: version_of(&table),
         })
     }
+}
+
+/// A file a compaction may merge: where it is, its size, and the action that removes it.
+struct Merged {
+    path: Path,
+    size: u64,
+    remove: Remove,
+}
+
+/// The groups of `files` merged into one file each: in the table's order, a group takes
+/// files while their sizes add up to at most `target`; a group of one is left as it is.
+fn bins(files: Vec<Merged>, target: u64) -> Vec<Vec<Merged>> {
+    let mut bins: Vec<Vec<Merged>> = Vec::new();
+    let mut open: Vec<Merged> = Vec::new();
+    let mut size = 0u64;
+    for f in files {
+        if !open.is_empty() && size.saturating_add(f.size) > target {
+            bins.push(std::mem::take(&mut open));
+            size = 0;
+        }
+        size = size.saturating_add(f.size);
+        open.push(f);
+    }
+    bins.push(open);
+    bins.retain(|b| b.len() > 1);
+    bins
 }
 
 #[cfg(test)]
@@ -132,6 +256,53 @@ mod tests {
 
     fn day(d: i32) -> Vec<RecordBatch> {
         price_rows(&[("a", d, f64::from(d))])
+    }
+
+    #[tokio::test]
+    async fn two_compactions_planned_on_one_version_never_leave_a_row_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap(), Catalog::with_tables([def()])).unwrap();
+        for d in 0..4 {
+            lake.write(&def(), day(d), WriteMode::Merge, None, BTreeMap::new())
+                .await
+                .unwrap();
+        }
+        // Two processes see the same four small files and both compact them.
+        let first = lake.load("prices", None).await.unwrap().unwrap();
+        let second = lake.load("prices", None).await.unwrap().unwrap();
+        lake.optimize("prices", first, 4, None).await.unwrap();
+        match lake.optimize("prices", second, 4, None).await {
+            Err(e) => assert!(e.is_commit_conflict(), "{e}"),
+            Ok(c) => panic!("the overtaken compaction committed version {}", c.version),
+        }
+        let rows = lake.read("prices", ReadOptions::default()).await.unwrap();
+        assert_eq!(rows.num_rows(), 4, "each day's row once");
+    }
+
+    #[tokio::test]
+    async fn a_compaction_overtaken_by_a_write_is_planned_again_on_the_new_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap(), Catalog::with_tables([def()])).unwrap();
+        for d in 0..3 {
+            lake.write(&def(), day(d), WriteMode::Merge, None, BTreeMap::new())
+                .await
+                .unwrap();
+        }
+        let stale = lake.load("prices", None).await.unwrap().unwrap();
+        // Another process writes day 3 between the plan and the commit.
+        let other =
+            Lake::open(dir.path().to_str().unwrap(), Catalog::with_tables([def()])).unwrap();
+        other
+            .write(&def(), day(3), WriteMode::Merge, None, BTreeMap::new())
+            .await
+            .unwrap();
+        let overtaken = lake.optimize("prices", stale, 3, None).await;
+        assert!(overtaken.is_err_and(|e| e.is_commit_conflict()));
+        // `compact` loads the latest version and plans on it: all four files in one.
+        let c = lake.compact("prices", 2).await.unwrap().unwrap();
+        assert_eq!((c.files_before, c.files_removed, c.files_added), (4, 4, 1));
+        let rows = lake.read("prices", ReadOptions::default()).await.unwrap();
+        assert_eq!(rows.num_rows(), 4, "each day's row once");
     }
 
     #[tokio::test]

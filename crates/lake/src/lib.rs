@@ -23,6 +23,7 @@ pub mod sql;
 mod artifacts;
 mod cache;
 mod cached_table;
+mod commit;
 mod compact;
 mod control;
 mod count;

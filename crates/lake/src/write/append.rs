@@ -4,7 +4,7 @@
 use arrow::array::RecordBatch;
 use deltalake::DeltaTable;
 use deltalake::kernel::Action;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 
@@ -37,19 +37,8 @@ impl Lake {
             partition_by: None,
             predicate: Some(predicate),
         };
-        let done = CommitBuilder::from(commit)
-            .with_actions(adds.into_iter().map(Action::Add).collect())
-            .build(Some(table.snapshot()?), table.log_store(), operation)
-            .await?;
-        let mut table = table;
-        if done.metrics.new_checkpoint_created {
-            // Rebased on the new checkpoint, as a load of this version is.
-            table.update_incremental(Some(done.version())).await?;
-        } else {
-            // The post-commit step already brought the snapshot to the committed version.
-            table.state = Some(done.snapshot());
-        }
-        Ok(table)
+        let actions = adds.into_iter().map(Action::Add).collect();
+        crate::commit::commit(table, actions, operation, commit).await
     }
 }
 

@@ -139,7 +139,12 @@ impl Lake {
             {
                 match self.optimize(&def.name, table, files, Some(target)).await {
                     Ok(c) => outcome.latest = c.version,
-                    // The write is committed; a failed compaction only leaves the small files.
+                    // The write is committed; a failed compaction only leaves the small files
+                    // (the next write compacts them). Another writer's commit since this one's
+                    // fails it by design (`Lake::optimize`).
+                    Err(e) if e.is_commit_conflict() => {
+                        tracing::debug!(table = %def.name, "compaction overtaken by another commit")
+                    }
                     Err(e) => tracing::warn!(table = %def.name, error = %e, "compaction failed"),
                 }
             }
@@ -341,7 +346,10 @@ fn conflict_backoff(attempt: u32) -> std::time::Duration {
 /// order an operator gives its rows (by code, a prediction's members together) is the order
 /// readers meet them in, which keeps their grouping cheap. (Arrow's `sort_to_indices` is not
 /// stable: a day's rows, all of one date, came out scattered.) A null date sorts first.
-fn in_date_order(batches: Vec<RecordBatch>, date_col: &str) -> LakeResult<Vec<RecordBatch>> {
+pub(crate) fn in_date_order(
+    batches: Vec<RecordBatch>,
+    date_col: &str,
+) -> LakeResult<Vec<RecordBatch>> {
     let Some(first) = batches.first() else {
         return Ok(batches);
     };
