@@ -123,6 +123,10 @@ impl Lake {
         let target = target
             .unwrap_or_else(|| snapshot.table_config().target_file_size())
             .get();
+        let order = self
+            .catalog()
+            .get(name)
+            .and_then(|def| def.date_column.clone());
         let mut candidates = Vec::new();
         for file in snapshot.log_data().iter() {
             let size = u64::try_from(file.size()).unwrap_or(u64::MAX);
@@ -130,37 +134,44 @@ impl Lake {
                 return Err(not_plain());
             }
             if size <= target {
+                let first_date = order.as_deref().and_then(|c| {
+                    let stats = serde_json::from_str(&file.stats()?).ok()?;
+                    scan::date_bounds(&stats, c).map(|(lo, _)| lo)
+                });
                 candidates.push(Merged {
                     path: file.object_store_path(),
                     size,
+                    first_date,
                     remove: file.remove_action(false),
                 });
             }
         }
-        let order = self
-            .catalog()
-            .get(name)
-            .and_then(|def| def.date_column.clone());
         let mut actions = Vec::new();
         let (mut removed, mut added) = (0u64, 0u64);
-        for bin in bins(candidates, target) {
-            let paths = bin.iter().map(|m| (m.path.clone(), m.size)).collect();
-            let rows = scan::read_whole_files(&self.files, &table, paths)
-                .await?
-                .ok_or_else(not_plain)?;
+        for mut bin in bins(candidates, target) {
+            // Oldest first, a few files at a time: the merged file is in date order where the
+            // files' dates do not overlap (daily files), and at most a few files are decoded
+            // at once however large the bin.
+            bin.sort_by_key(|m| m.first_date);
             let mut writer =
                 RecordBatchWriter::for_table(&table)?.with_writer_properties(writer_properties());
             let schema = writer.arrow_schema();
-            let mut rows = rows
-                .iter()
-                .filter(|b| b.num_rows() > 0)
-                .map(|b| conform(b, &schema))
-                .collect::<Result<Vec<_>, _>>()?;
-            if let Some(date_col) = &order {
-                rows = in_date_order(rows, date_col)?;
-            }
-            for b in rows {
-                writer.write(b).await?;
+            for few in bin.chunks(scan::FILES_IN_FLIGHT) {
+                let paths = few.iter().map(|m| (m.path.clone(), m.size)).collect();
+                let rows = scan::read_whole_files(&self.files, &table, paths)
+                    .await?
+                    .ok_or_else(not_plain)?;
+                let mut rows = rows
+                    .iter()
+                    .filter(|b| b.num_rows() > 0)
+                    .map(|b| conform(b, &schema))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if let Some(date_col) = &order {
+                    rows = in_date_order(rows, date_col)?;
+                }
+                for b in rows {
+                    writer.write(b).await?;
+                }
             }
             for mut add in writer.flush().await? {
                 add.data_change = false;
@@ -198,10 +209,13 @@ impl Lake {
     }
 }
 
-/// A file a compaction may merge: where it is, its size, and the action that removes it.
+/// A file a compaction may merge: where it is, its size, its first date, and the action that
+/// removes it.
 struct Merged {
     path: Path,
     size: u64,
+    /// The file's first date, by its statistics (the table's date column).
+    first_date: Option<i32>,
     remove: Remove,
 }
 
@@ -256,6 +270,50 @@ mod tests {
 
     fn day(d: i32) -> Vec<RecordBatch> {
         price_rows(&[("a", d, f64::from(d))])
+    }
+
+    #[test]
+    fn files_are_merged_in_groups_of_at_most_the_target_size_and_a_lone_file_stays() {
+        let file = |size: u64| Merged {
+            path: Path::from(format!("f{size}")),
+            size,
+            first_date: None,
+            remove: Remove::default(),
+        };
+        let sizes = |bins: Vec<Vec<Merged>>| -> Vec<Vec<u64>> {
+            bins.iter()
+                .map(|b| b.iter().map(|m| m.size).collect())
+                .collect()
+        };
+        let files = [10, 11, 12, 20, 3].map(file).into_iter().collect();
+        assert_eq!(sizes(bins(files, 25)), vec![vec![10, 11], vec![20, 3]]);
+        assert!(bins(vec![file(5)], 25).is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_merged_file_holds_the_days_in_date_order_whatever_order_they_were_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap(), Catalog::with_tables([def()])).unwrap();
+        for d in [5, 1, 6, 3, 2, 4] {
+            lake.write(&def(), day(d), WriteMode::Merge, None, BTreeMap::new())
+                .await
+                .unwrap();
+        }
+        lake.compact("prices", 2).await.unwrap().unwrap();
+        let rows = lake.read("prices", ReadOptions::default()).await.unwrap();
+        let dates: Vec<i32> = rows
+            .batches
+            .iter()
+            .flat_map(|b| {
+                let d = b.column_by_name("date").unwrap();
+                let d = d
+                    .as_any()
+                    .downcast_ref::<arrow::array::Date32Array>()
+                    .unwrap();
+                d.values().to_vec()
+            })
+            .collect();
+        assert_eq!(dates, vec![1, 2, 3, 4, 5, 6], "two reads of four files at most");
     }
 
     #[tokio::test]

@@ -58,7 +58,7 @@ impl DateRange<'_> {
 /// decodes many files (a year of outcomes on a new process) uses every core, and a remote
 /// store's requests overlap. Eight held more decoded files alive at once for no gain in time
 /// (a 134-day full-market replay's peak 1.35 -> 1.83 GiB; benches/README.md).
-const FILES_IN_FLIGHT: usize = 4;
+pub(crate) const FILES_IN_FLIGHT: usize = 4;
 
 /// The rows of `table` (as loaded) within `range`, with only `columns` (all when `None`; a
 /// name the table does not have is left out, as the caller checks names), in the files'
