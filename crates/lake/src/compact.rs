@@ -313,7 +313,11 @@ mod tests {
                 d.values().to_vec()
             })
             .collect();
-        assert_eq!(dates, vec![1, 2, 3, 4, 5, 6], "two reads of four files at most");
+        assert_eq!(
+            dates,
+            vec![1, 2, 3, 4, 5, 6],
+            "two reads of four files at most"
+        );
     }
 
     #[tokio::test]
