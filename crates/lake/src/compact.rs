@@ -63,9 +63,9 @@ pub(crate) fn tiered_target(sizes: impl IntoIterator<Item = u64>) -> Option<NonZ
 const REPLANS: u32 = 3;
 
 impl Lake {
-    /// Compacts `name` when it holds at least `min_files` data files: Delta's optimize
-    /// bin-packs them into few large ones in one commit that changes no row (earlier versions
-    /// stay readable). `None` when the table is absent or has fewer files. A compaction that
+    /// Compacts `name` when it holds at least `min_files` data files: its files of up to the
+    /// table's target size are merged into few large ones in one commit that changes no row
+    /// (earlier versions stay readable; see [`Lake::optimize`]). `None` when the table is absent or has fewer files. A compaction that
     /// another writer's commit overtook is planned again on the new version, a few times.
     pub async fn compact(&self, name: &str, min_files: usize) -> LakeResult<Option<Compaction>> {
         let lock = self.write_lock(name);
