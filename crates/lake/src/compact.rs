@@ -272,6 +272,18 @@ mod tests {
         price_rows(&[("a", d, f64::from(d))])
     }
 
+    /// A lake whose `prices` got one write (one file) per day of `days`, in that order.
+    async fn written(days: impl IntoIterator<Item = i32>) -> (tempfile::TempDir, Lake) {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap(), Catalog::with_tables([def()])).unwrap();
+        for d in days {
+            lake.write(&def(), day(d), WriteMode::Merge, None, BTreeMap::new())
+                .await
+                .unwrap();
+        }
+        (dir, lake)
+    }
+
     #[test]
     fn files_are_merged_in_groups_of_at_most_the_target_size_and_a_lone_file_stays() {
         let file = |size: u64| Merged {
@@ -292,13 +304,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_merged_file_holds_the_days_in_date_order_whatever_order_they_were_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(dir.path().to_str().unwrap(), Catalog::with_tables([def()])).unwrap();
-        for d in [5, 1, 6, 3, 2, 4] {
-            lake.write(&def(), day(d), WriteMode::Merge, None, BTreeMap::new())
-                .await
-                .unwrap();
-        }
+        let (_dir, lake) = written([5, 1, 6, 3, 2, 4]).await;
         lake.compact("prices", 2).await.unwrap().unwrap();
         let rows = lake.read("prices", ReadOptions::default()).await.unwrap();
         let dates: Vec<i32> = rows
@@ -322,13 +328,7 @@ mod tests {
 
     #[tokio::test]
     async fn two_compactions_planned_on_one_version_never_leave_a_row_twice() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(dir.path().to_str().unwrap(), Catalog::with_tables([def()])).unwrap();
-        for d in 0..4 {
-            lake.write(&def(), day(d), WriteMode::Merge, None, BTreeMap::new())
-                .await
-                .unwrap();
-        }
+        let (_dir, lake) = written(0..4).await;
         // Two processes see the same four small files and both compact them.
         let first = lake.load("prices", None).await.unwrap().unwrap();
         let second = lake.load("prices", None).await.unwrap().unwrap();
@@ -343,13 +343,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_compaction_overtaken_by_a_write_is_planned_again_on_the_new_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(dir.path().to_str().unwrap(), Catalog::with_tables([def()])).unwrap();
-        for d in 0..3 {
-            lake.write(&def(), day(d), WriteMode::Merge, None, BTreeMap::new())
-                .await
-                .unwrap();
-        }
+        let (dir, lake) = written(0..3).await;
         let stale = lake.load("prices", None).await.unwrap().unwrap();
         // Another process writes day 3 between the plan and the commit.
         let other =
