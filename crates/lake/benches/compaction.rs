@@ -18,8 +18,6 @@ use std::time::Instant;
 
 use arrow::array::{ArrayRef, Date32Array, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use deltalake::parquet::basic::Compression;
-use deltalake::parquet::file::properties::WriterProperties;
 use krxflow_core::{TableDef, WriteMode};
 use krxflow_lake::{Catalog, Lake, ReadOptions};
 
@@ -53,14 +51,6 @@ fn day(codes: usize, d: i32) -> RecordBatch {
         ))));
     }
     RecordBatch::try_new(def().schema.clone(), cols).expect("a day's batch")
-}
-
-/// The lake's Parquet settings (`crates/lake/src/files.rs`), for Delta's run.
-fn lake_writer_properties() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(16_384))
-        .build()
 }
 
 /// A lake whose table holds `DAYS` daily files of `codes` rows.
@@ -140,7 +130,7 @@ async fn main() {
                     .expect("table");
                 let (table, metrics) = table
                     .optimize()
-                    .with_writer_properties(lake_writer_properties())
+                    .with_writer_properties(krxflow_lake::writer_properties())
                     .await
                     .expect("optimize");
                 delta.push(t.elapsed().as_secs_f64() * 1e3);

@@ -9,7 +9,8 @@ use deltalake::parquet::file::properties::WriterProperties;
 /// groups' statistics instead of decoding all of it.
 const ROW_GROUP_ROWS: usize = 16_384;
 
-pub(crate) fn writer_properties() -> WriterProperties {
+/// The Parquet settings of every file the lake writes (its writes and compactions).
+pub fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))

@@ -47,6 +47,7 @@ pub use catalog::Catalog;
 pub use compact::{COMPACT_AT_FILES, Compaction};
 pub use count::RowCount;
 pub use error::{LakeError, LakeResult};
+pub use files::writer_properties;
 pub use lease::{Claim, Lease, LeaseInfo};
 pub use read::{ReadOptions, TableRead};
 pub use rollback::RolledBack;
