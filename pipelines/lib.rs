@@ -11,6 +11,7 @@ pub mod forecast;
 pub mod ingest;
 pub mod lgbm;
 pub mod linear;
+pub mod lstm;
 pub mod momentum;
 pub mod outcomes;
 pub mod sentiment;
@@ -47,7 +48,9 @@ pub fn register(registry: &mut OperatorRegistry) {
         .register(Arc::new(lgbm::train::LgbmTrain))
         .register(Arc::new(lgbm::predict::LgbmPredict))
         .register(Arc::new(linear::train::LinearTrain))
-        .register(Arc::new(linear::predict::LinearPredict));
+        .register(Arc::new(linear::predict::LinearPredict))
+        .register(Arc::new(lstm::train::LstmTrain))
+        .register(Arc::new(lstm::predict::LstmPredict));
 }
 
 /// Catalog entries for every table the pipeline writes.

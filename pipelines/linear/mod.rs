@@ -15,7 +15,7 @@
 //! `linear`, name `linear/pooled/_all/h<H>`) holds the coefficients, the standardisation, the
 //! line from score to return and the residual quantiles.
 
-mod model;
+pub(crate) mod model;
 pub mod predict;
 pub mod train;
 

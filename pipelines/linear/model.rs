@@ -95,17 +95,26 @@ impl LinearModel {
     /// The return forecast of one row, its q10 / q90 and `[down, flat, up]` probabilities
     /// for a flat band of ±`band`: the residuals' share on each side of the band.
     pub fn forecast(&self, row: &[f64], band: f64) -> (f64, f64, f64, [f64; 3]) {
-        let ret = self.return_map.apply(self.score(row));
-        let q = |p: f64| ret + quantile(&self.residuals, p);
-        let below = |x: f64| cdf(&self.residuals, x - ret);
-        let down = below(-band);
-        let up = 1.0 - below(band);
-        (ret, q(0.1), q(0.9), [down, (1.0 - up - down).max(0.0), up])
+        forecast_from(
+            self.return_map.apply(self.score(row)),
+            &self.residuals,
+            band,
+        )
     }
 }
 
+/// A return forecast `ret` with its q10 / q90 and `[down, flat, up]` probabilities for a flat
+/// band of ±`band`: the residual quantiles' share on each side of the band.
+pub(crate) fn forecast_from(ret: f64, residuals: &[f64], band: f64) -> (f64, f64, f64, [f64; 3]) {
+    let q = |p: f64| ret + quantile(residuals, p);
+    let below = |x: f64| cdf(residuals, x - ret);
+    let down = below(-band);
+    let up = 1.0 - below(band);
+    (ret, q(0.1), q(0.9), [down, (1.0 - up - down).max(0.0), up])
+}
+
 /// Per feature, the median and scaled MAD of the finite values of `rows` (0 and 1 without any).
-fn robust_scale(data: &FitRows) -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn robust_scale(data: &FitRows) -> (Vec<f64>, Vec<f64>) {
     let p = data.n_features;
     let mut centre = vec![0.0; p];
     let mut scale = vec![1.0; p];
@@ -145,7 +154,7 @@ fn median(v: &mut [f64]) -> Option<f64> {
 }
 
 /// `(x − centre) / scale` clipped to ±[`CLIP`]; a missing value is 0 (the median).
-fn z_score(x: f64, centre: f64, scale: f64) -> f64 {
+pub(crate) fn z_score(x: f64, centre: f64, scale: f64) -> f64 {
     if x.is_finite() {
         ((x - centre) / scale).clamp(-CLIP, CLIP)
     } else {

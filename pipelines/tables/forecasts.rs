@@ -99,6 +99,15 @@ pub fn linear_predictions() -> TableDef {
     )
 }
 
+/// The LSTM member's forecasts (`pipelines/lstm`): the columns of `lgbm_predictions`.
+pub fn lstm_predictions() -> TableDef {
+    forecast_table(
+        "lstm_predictions",
+        return_forecast_fields(),
+        "LSTM forecasts: return, close, residual q10/q90 and up/flat/down probabilities",
+    )
+}
+
 /// The ensemble's forecast: per (code, base_date, horizon), the weighted point, interval and
 /// probabilities of the members present (see `pipelines/ensemble`).
 pub fn predictions() -> TableDef {
@@ -146,6 +155,7 @@ mod tests {
             ets_forecasts(),
             lgbm_predictions(),
             linear_predictions(),
+            lstm_predictions(),
             predictions(),
             prediction_members(),
         ] {

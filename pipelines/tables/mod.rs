@@ -61,6 +61,7 @@ pub fn all() -> Vec<TableDef> {
         ets_models(),
         lgbm_predictions(),
         linear_predictions(),
+        lstm_predictions(),
         predictions(),
         prediction_members(),
         prediction_outcomes(),

@@ -13,6 +13,7 @@ mod interop;
 mod krx30;
 mod lgbm;
 mod linear;
+mod lstm;
 mod observability;
 mod onnx_ops;
 mod prediction_loop;

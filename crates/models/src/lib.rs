@@ -8,6 +8,8 @@
 //! * [`lgbm`]: LightGBM regression and direction models with time-ordered early stopping, on
 //!   [`lightgbm`], LightGBM's C API loaded at run time.
 //! * [`ets`]: AutoETS on log closes (augurs-ets): quantile forecasts with no downloaded weights.
+//! * [`lstm`]: a one-layer LSTM with a linear head, its gradient through time and Adam, in
+//!   plain Rust (the LSTM member's network; `pipelines/lstm` trains and applies it).
 //! * [`wheel`]: where the native libraries (ONNX Runtime, LightGBM) are found at run time.
 
 pub mod chronos;
@@ -17,6 +19,7 @@ pub mod finbert;
 pub mod lexical;
 pub mod lgbm;
 pub mod lightgbm;
+pub mod lstm;
 pub mod onnx;
 pub mod softmax;
 pub mod wheel;
