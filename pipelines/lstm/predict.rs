@@ -232,6 +232,13 @@ impl ConfiguredOp for Configured {
         out.sort_by(|a, b| a.code.cmp(&b.code).then(a.horizon.cmp(&b.horizon)));
         ctx.counters.add("predictions", out.len() as i64);
         ctx.counters.add("skipped.no_close", no_close);
+        // Horizons asked for that the network has no output for (trained on fewer).
+        let missing = p
+            .horizons
+            .iter()
+            .filter(|h| !card.heads.iter().any(|head| head.horizon == **h))
+            .count();
+        ctx.counters.add("skipped.no_head", missing as i64);
         let batch = predictions_batch(&out, ctx, tables::lstm_predictions().schema)?;
         Ok(OutputBatches::new().with("predictions", vec![batch]))
     }

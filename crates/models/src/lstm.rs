@@ -296,18 +296,43 @@ mod tests {
         let mut grad = vec![0.0; net.len()];
         net.backward(&seq, &tape, &dy, &mut grad);
         let eps = 1e-6;
-        for k in 0..net.len() {
+        for (k, analytic) in grad.iter().enumerate() {
             let mut hi = net.clone();
             hi.params[k] += eps;
             let mut lo = net.clone();
             lo.params[k] -= eps;
             let numeric = (loss(&hi, &seq, &target) - loss(&lo, &seq, &target)) / (2.0 * eps);
             assert!(
-                (numeric - grad[k]).abs() <= 1e-7 * (1.0 + numeric.abs()),
-                "parameter {k}: analytic {} numeric {numeric}",
-                grad[k]
+                (numeric - analytic).abs() <= 1e-7 * (1.0 + numeric.abs()),
+                "parameter {k}: analytic {analytic} numeric {numeric}"
             );
         }
+    }
+
+    /// Two steps of one unit, written out from the definition (PyTorch's gate order).
+    #[test]
+    fn two_steps_of_one_unit_follow_the_definition() {
+        let s = |x: f64| 1.0 / (1.0 + (-x).exp());
+        // W = [0.5, -0.3, 0.8, 0.1], U = [0.2, 0.4, -0.6, 0.7], b = [0.1, 1.0, -0.2, 0.05],
+        // V = [1.5], d = [-0.25].
+        let net = Lstm {
+            n_in: 1,
+            hidden: 1,
+            n_out: 1,
+            params: vec![
+                0.5, -0.3, 0.8, 0.1, 0.2, 0.4, -0.6, 0.7, 0.1, 1.0, -0.2, 0.05, 1.5, -0.25,
+            ],
+        };
+        let (x1, x2) = (0.9, -0.4);
+        let c1 = s(0.5 * x1 + 0.1) * (0.8 * x1 - 0.2).tanh();
+        let h1 = s(0.1 * x1 + 0.05) * c1.tanh();
+        let i2 = s(0.5 * x2 + 0.2 * h1 + 0.1);
+        let f2 = s(-0.3 * x2 + 0.4 * h1 + 1.0);
+        let g2 = (0.8 * x2 - 0.6 * h1 - 0.2).tanh();
+        let o2 = s(0.1 * x2 + 0.7 * h1 + 0.05);
+        let h2 = o2 * (f2 * c1 + i2 * g2).tanh();
+        let y = net.forward(&[x1, x2], None);
+        assert!((y[0] - (1.5 * h2 - 0.25)).abs() < 1e-15, "{y:?}");
     }
 
     /// A label that is the input three steps before the end, which no function of the last
