@@ -34,7 +34,8 @@ for m in ${KRXFLOW_REENSEMBLE_WITHOUT:-}; do
     lgbm) rm -rf "$OUT/lgbm_predictions" ;;
     ets) rm -rf "$OUT/ets_forecasts" ;;
     chronos) rm -rf "$OUT/chronos_forecasts" ;;
-    *) echo "KRXFLOW_REENSEMBLE_WITHOUT: unknown member \`$m\` (linear, lgbm, ets, chronos)" >&2; exit 2 ;;
+    lstm) rm -rf "$OUT/lstm_predictions" ;;
+    *) echo "KRXFLOW_REENSEMBLE_WITHOUT: unknown member \`$m\` (linear, lgbm, ets, chronos, lstm)" >&2; exit 2 ;;
   esac
 done
 SEED=$("$KRXFLOW_BIN" backfill daily_batch --from "$(date -u -d "$FROM - 14 days" +%F)" \
