@@ -16,9 +16,9 @@ use krxflow_core::{
     OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
 };
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::{LinearCard, model_name};
+use crate::common::card::read_checked;
 use crate::common::dates::days;
 use crate::common::direction::FLAT_BAND;
 use crate::lgbm::predict::{
@@ -96,26 +96,9 @@ async fn load_card(ctx: &TaskContext, r: &Registered) -> OpResult<Arc<LinearCard
     if let Some(c) = LOADED.lock().ok().and_then(|m| m.get(&key).cloned()) {
         return Ok(c);
     }
-    let store = ctx
-        .store
-        .clone()
-        .ok_or_else(|| OpError::permanent("no artifact store in this context"))?;
     let path = format!("{}/model.json", r.path);
-    let bytes = store.get(&path).await?.ok_or_else(|| {
-        OpError::permanent(format!(
-            "model_registry names `{path}` but the artifact is missing"
-        ))
-    })?;
-    let hash: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if hash != r.hash {
-        return Err(OpError::permanent(format!(
-            "{path} of {} {} does not match its registered hash (corrupt or replaced)",
-            r.model, r.version
-        )));
-    }
+    let what = format!("{} {}", r.model, r.version);
+    let bytes = read_checked(ctx, &path, &r.hash, &what).await?;
     let card: LinearCard =
         serde_json::from_slice(&bytes).map_err(|e| OpError::permanent(format!("{path}: {e}")))?;
     let n = card.features.len();

@@ -16,10 +16,10 @@ use krxflow_core::{
 };
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::model::{FitRows, LinearModel, residual_quantiles};
 use super::{LinearCard, model_name};
+use crate::common::card::sha256_hex;
 use crate::common::dates::{date_of, days};
 use crate::lgbm::target::{ReturnMap, centred_rank};
 use crate::lgbm::train::{age_weights, labels_for, train_inputs, training_batches};
@@ -193,13 +193,6 @@ fn fit_horizon(
         map_from,
         fit,
     })
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[async_trait]

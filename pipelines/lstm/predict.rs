@@ -16,13 +16,15 @@ use krxflow_core::{
     OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
 };
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::sequences::Sequences;
 use super::{LstmCard, default_inputs, model_name};
+use crate::common::card::read_checked;
 use crate::common::dates::days;
 use crate::common::direction::FLAT_BAND;
-use crate::lgbm::predict::{Forecast, predict_inputs, predictions_batch, usable_models};
+use crate::lgbm::predict::{
+    Forecast, Registered, predict_inputs, predictions_batch, usable_models,
+};
 use crate::lgbm::{Closes, FeatureRows, feature_hash, validate_features};
 use crate::linear::model::forecast_from;
 use crate::tables;
@@ -99,26 +101,9 @@ impl Operator for LstmPredict {
 }
 
 /// Reads a registered card, checking its bytes against the hash and its parts' sizes.
-async fn load_card(ctx: &TaskContext, path: &str, hash: &str) -> OpResult<LstmCard> {
-    let store = ctx
-        .store
-        .clone()
-        .ok_or_else(|| OpError::permanent("no artifact store in this context"))?;
-    let file = format!("{path}/model.json");
-    let bytes = store.get(&file).await?.ok_or_else(|| {
-        OpError::permanent(format!(
-            "model_registry names `{file}` but the artifact is missing"
-        ))
-    })?;
-    let got: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if got != hash {
-        return Err(OpError::permanent(format!(
-            "{file} does not match its registered hash (corrupt or replaced)"
-        )));
-    }
+async fn load_card(ctx: &TaskContext, r: &Registered) -> OpResult<LstmCard> {
+    let file = format!("{}/model.json", r.path);
+    let bytes = read_checked(ctx, &file, &r.hash, &format!("{} {}", r.model, r.version)).await?;
     let card: LstmCard =
         serde_json::from_slice(&bytes).map_err(|e| OpError::permanent(format!("{file}: {e}")))?;
     if !card.is_consistent() {
@@ -163,7 +148,7 @@ impl ConfiguredOp for Configured {
                 ctx.ds
             )));
         };
-        let card = load_card(ctx, &r.path, &r.hash).await?;
+        let card = load_card(ctx, r).await?;
         if card.feature_hash != feature_hash(&names) {
             let why = format!(
                 "{} {} was trained on inputs {:?} but the current list is {names:?}; retrain \

@@ -18,10 +18,10 @@ use krxflow_core::{
 };
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::sequences::Sequences;
 use super::{Head, LstmCard, default_inputs, model_name};
+use crate::common::card::sha256_hex;
 use crate::common::dates::{date_of, days};
 use crate::lgbm::target::{ReturnMap, centred_rank};
 use crate::lgbm::train::{labels_for, train_inputs, training_batches};
@@ -352,13 +352,6 @@ pub(crate) fn fit(
         valid_loss: best_loss,
         map_from,
     })
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[async_trait]

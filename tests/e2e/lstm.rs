@@ -178,3 +178,34 @@ fn lstm_is_off_by_default_in_both_dags() {
         0
     );
 }
+
+#[test]
+fn a_network_card_altered_after_its_fit_is_refused_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    run_ok(&lake, &["run", "daily_batch", "--date", "2024-12-13"]);
+    run_ok(&lake, &["run", "retrain_lstm", "--date", "2024-12-15"]);
+    let cards = lake.join("models/lstm/pooled/_all");
+    let version = std::fs::read_dir(&cards)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let card = version.join("model.json");
+    let mut bytes = std::fs::read(&card).unwrap();
+    bytes.extend_from_slice(b" ");
+    std::fs::write(&card, bytes).unwrap();
+    let o = krxflow_with(
+        &lake,
+        &on(),
+        &["run", "daily_batch", "--date", "2024-12-16"],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("does not match its registered hash (corrupt or replaced)"),
+        "{}",
+        text(&o)
+    );
+    assert!(!lake.join("lstm_predictions").exists());
+}
