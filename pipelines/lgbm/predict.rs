@@ -131,6 +131,16 @@ pub(crate) fn predict_inputs() -> Vec<InputPort> {
     ]
 }
 
+/// The rows of [`predict_inputs`]' optional `registry` port: none when the table does not
+/// exist yet (no model was ever trained), which [`usable_models`] answers with no model.
+pub(crate) fn registry_rows(inputs: &InputBatches) -> OpResult<RecordBatch> {
+    if inputs.has("registry") {
+        inputs.concat("registry")
+    } else {
+        Ok(RecordBatch::new_empty(tables::model_registry().schema))
+    }
+}
+
 /// A registry row of an lgbm model pair.
 #[derive(Debug, Clone)]
 pub struct Registered {
@@ -354,11 +364,7 @@ impl ConfiguredOp for Configured {
             hash: feature_hash(&names),
             explicit: p.features.is_some(),
         };
-        let registry = if inputs.has("registry") {
-            inputs.concat("registry")?
-        } else {
-            RecordBatch::new_empty(tables::model_registry().schema)
-        };
+        let registry = registry_rows(&inputs)?;
         let prefix = format!("lgbm/{}/", p.scope.as_str());
         let models = usable_models(&registry, "lgbm", &prefix, ds)?;
         if models.is_empty() {

@@ -22,7 +22,8 @@ use crate::common::card::read_checked;
 use crate::common::dates::days;
 use crate::common::direction::FLAT_BAND;
 use crate::lgbm::predict::{
-    Forecast, Registered, predict_inputs, predict_params, predictions_batch, usable_models,
+    Forecast, Registered, predict_inputs, predict_params, predictions_batch, registry_rows,
+    usable_models,
 };
 use crate::lgbm::{Closes, FeatureRows, default_features, feature_hash, validate_features};
 use crate::tables;
@@ -140,11 +141,7 @@ impl ConfiguredOp for Configured {
         let ds = days(ctx.ds);
         let names = p.features.clone().unwrap_or_else(default_features);
         let want = feature_hash(&names);
-        let registry = if inputs.has("registry") {
-            inputs.concat("registry")?
-        } else {
-            arrow::array::RecordBatch::new_empty(tables::model_registry().schema)
-        };
+        let registry = registry_rows(&inputs)?;
         let models = usable_models(&registry, "linear", "linear/pooled/", ds)?;
         let mut cards = Vec::new();
         for &h in &p.horizons {

@@ -23,7 +23,7 @@ use crate::common::card::read_checked;
 use crate::common::dates::days;
 use crate::common::direction::FLAT_BAND;
 use crate::lgbm::predict::{
-    Forecast, Registered, predict_inputs, predictions_batch, usable_models,
+    Forecast, Registered, predict_inputs, predictions_batch, registry_rows, usable_models,
 };
 use crate::lgbm::{Closes, FeatureRows, feature_hash, validate_features};
 use crate::linear::model::forecast_from;
@@ -135,11 +135,7 @@ impl ConfiguredOp for Configured {
         let p = &self.p;
         let ds = days(ctx.ds);
         let names = p.features.clone().unwrap_or_else(default_inputs);
-        let registry = if inputs.has("registry") {
-            inputs.concat("registry")?
-        } else {
-            arrow::array::RecordBatch::new_empty(tables::model_registry().schema)
-        };
+        let registry = registry_rows(&inputs)?;
         let models = usable_models(&registry, "lstm", "lstm/pooled/", ds)?;
         let Some(r) = models.get(&model_name()) else {
             return Err(OpError::skipped(format!(

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{NaiveDate, Utc};
 use krxflow_core::{
     ConfigError, ConfiguredOp, InputBatches, InputPort, OpError, OpResult, Operator, OutputBatches,
     OutputPort, ParamSpec, TaskContext, WriteMode, parse_params,
@@ -356,6 +356,22 @@ pub(crate) fn fit(
 
 #[async_trait]
 impl ConfiguredOp for Configured {
+    /// Only the newest `train_days` labelled dates are learned from, each with the `seq_len`
+    /// rows before it: read that far back (in calendar days, with room for weekends and
+    /// holidays, since the Sunday DAG runs on the daily calendar), not the whole history.
+    fn read_from(
+        &self,
+        port: &str,
+        ds: NaiveDate,
+        _watermarks: &BTreeMap<String, NaiveDate>,
+        _calendar: &dyn krxflow_core::Calendar,
+    ) -> Option<NaiveDate> {
+        matches!(port, "features" | "bars").then(|| {
+            let trading = (self.p.train_days + self.p.seq_len + 10) as i64;
+            ds - chrono::Duration::days(trading * 3 / 2 + 30)
+        })
+    }
+
     async fn run(&self, ctx: &TaskContext, inputs: InputBatches) -> OpResult<OutputBatches> {
         let p = self.p.clone();
         let store = ctx
