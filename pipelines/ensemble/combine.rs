@@ -166,7 +166,8 @@ impl Operator for EnsembleCombine {
                 "learned weights (absent: priors)",
             )
             .optional()
-            .projected(),
+            .projected()
+            .before_ds(),
             InputPort::new(
                 "previous",
                 previous_schema(),
@@ -179,7 +180,8 @@ impl Operator for EnsembleCombine {
                 "matured outcomes (target date before ds) to calibrate the interval on",
             )
             .optional()
-            .projected(),
+            .projected()
+            .before_ds(),
             InputPort::new(
                 "features",
                 tables::subset(&tables::features_daily(), &["code", "date", "vol_20d"]),

@@ -99,17 +99,20 @@ impl Operator for OutcomesMatch {
     }
     fn inputs(&self) -> Vec<InputPort> {
         vec![
+            // A prediction that matured by ds was made before it.
             InputPort::new(
                 "predictions",
                 tables::predictions().schema,
                 "the ensemble's predictions",
-            ),
+            )
+            .before_ds(),
             InputPort::new(
                 "members",
                 tables::prediction_members().schema,
                 "each member's part in them",
             )
-            .optional(),
+            .optional()
+            .before_ds(),
             InputPort::new("bars", tables::ohlcv_daily().schema, "real closes"),
         ]
     }

@@ -574,3 +574,89 @@ fn real_ticker_loop_and_its_sunday_models_ignore_every_price_after_their_day() {
         "the week's predictions read the week's closes, which differ"
     );
 }
+
+/// Outcomes of the ensemble whose point is not the point of the prediction they score now.
+fn outcomes_of_other_predictions(lake: &Path) -> i64 {
+    count(
+        lake,
+        "SELECT count(*) FROM prediction_outcomes o JOIN predictions p \
+         ON o.code = p.code AND o.base_date = p.base_date AND o.horizon = p.horizon \
+         WHERE o.model = 'ensemble' AND o.point <> p.point",
+    )
+}
+
+/// Succeeded attempts of `dag`.`task` so far.
+fn ran(lake: &Path, dag: &str, task: &str) -> i64 {
+    count(
+        lake,
+        &format!(
+            "SELECT count(*) FROM _krxflow.task_runs \
+             WHERE dag = '{dag}' AND task = '{task}' AND state = 'succeeded'"
+        ),
+    )
+}
+
+#[test]
+fn predictions_changed_by_a_daily_batch_rerun_are_matched_again_in_the_same_command_or_a_later_one()
+{
+    let lake = tempfile::tempdir().unwrap();
+    let lake = lake.path();
+    let run = |env: &[(String, String)], args: &[&str]| {
+        let o = crate::common::krxflow_with(lake, env, args);
+        assert!(o.status.success(), "krxflow failed:\n{}", text(&o));
+    };
+    run(&[], &backfill_loop("2024-01-02", "2024-01-12", &[]));
+    assert_eq!(outcomes_of_other_predictions(lake), 0);
+    let points = "SELECT code, base_date, horizon, point FROM predictions ORDER BY 1, 2, 3";
+    let before = ok(krxflow(lake, &["sql", points, "--format", "csv"]));
+    let (matched, weighed) = (
+        ran(lake, "match_outcomes", "match"),
+        ran(lake, "match_outcomes", "weights"),
+    );
+    // Nothing changed: the matcher's days are up to date, and the weights the matcher wrote
+    // for each day (dated that day, after the daily batch read those before it) do not
+    // make the batch's ensemble stale either.
+    let both = [
+        "backfill",
+        "daily_batch",
+        "match_outcomes",
+        "--from",
+        "2024-01-02",
+        "--to",
+        "2024-01-12",
+    ];
+    let o = krxflow(lake, &[&["--log", "krxflow_exec=info"][..], &both].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("runs again"), "{}", text(&o));
+    assert_eq!(ran(lake, "match_outcomes", "match"), matched);
+    assert_eq!(ran(lake, "match_outcomes", "weights"), weighed);
+    // ETS refitted weekly from 01-08: new member forecasts, new ensemble points, and the
+    // matcher, in the same command, scores those instead of the ones it had matched.
+    let weekly = [("KRXFLOW_ETS_REFIT".to_string(), "weekly".to_string())];
+    let from_08 = [&both[..4], &["2024-01-08", "--to", "2024-01-12"]].concat();
+    run(&weekly, &from_08);
+    let after = ok(krxflow(lake, &["sql", points, "--format", "csv"]));
+    assert_ne!(before, after, "the weekly refit changed no prediction");
+    assert_eq!(outcomes_of_other_predictions(lake), 0);
+    assert!(ran(lake, "match_outcomes", "match") > matched);
+    // The daily batch alone, back to daily refits: the matcher's later command sees it.
+    run(
+        &[],
+        &[&both[..2], &["--from", "2024-01-08", "--to", "2024-01-12"]].concat(),
+    );
+    assert!(
+        outcomes_of_other_predictions(lake) > 0,
+        "the batch changed no scored point"
+    );
+    let matched = ran(lake, "match_outcomes", "match");
+    run(
+        &[],
+        &[&["backfill", "match_outcomes"][..], &both[3..]].concat(),
+    );
+    assert_eq!(outcomes_of_other_predictions(lake), 0);
+    let rematched = ran(lake, "match_outcomes", "match") - matched;
+    assert!(
+        (1..=4).contains(&rematched),
+        "{rematched} days matched again"
+    );
+}

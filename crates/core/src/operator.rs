@@ -40,6 +40,10 @@ pub struct InputPort {
     /// Read only the columns of `schema` (the lake pushes the projection down to the Parquet
     /// scan); otherwise every column of the table is read.
     pub projected: bool,
+    /// The operator uses only this input's rows dated before `ds` (e.g. the weights in force
+    /// before the day's own update): a later write of rows dated `ds` does not make a
+    /// success for `ds` stale (see `krxflow_exec::stale`). Reads are unchanged.
+    pub before_ds: bool,
     pub doc: &'static str,
 }
 
@@ -52,6 +56,7 @@ impl InputPort {
             optional: false,
             family: false,
             projected: false,
+            before_ds: false,
             doc,
         }
     }
@@ -86,6 +91,11 @@ impl InputPort {
     /// long table (e.g. the closes of `ohlcv_daily`, the volatility of `features_daily`).
     pub fn projected(mut self) -> Self {
         self.projected = true;
+        self
+    }
+    /// Only rows dated before `ds` are used (see [`InputPort::before_ds`]).
+    pub fn before_ds(mut self) -> Self {
+        self.before_ds = true;
         self
     }
 }

@@ -28,6 +28,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::prelude::{col, lit};
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
+use krxflow_core::Calendar;
 use krxflow_dag::ValidatedDag;
 
 use crate::attempt::fingerprint;
@@ -147,7 +148,10 @@ impl Executor {
         dag: &ValidatedDag,
         days_: &[NaiveDate],
     ) -> ExecResult<BTreeMap<NaiveDate, PartitionStatus>> {
-        Ok(self.partition_scan(dag, days_, None).await?.0)
+        Ok(self
+            .partition_scan(dag, days_, None, self.calendar())
+            .await?
+            .0)
     }
 
     /// Partition states and, per partition, the fingerprints that already succeeded: two
@@ -158,6 +162,7 @@ impl Executor {
         dag: &ValidatedDag,
         days_: &[NaiveDate],
         rerun: Option<&RerunScope>,
+        calendar: &dyn Calendar,
     ) -> ExecResult<(
         BTreeMap<NaiveDate, PartitionStatus>,
         HashMap<NaiveDate, HashSet<String>>,
@@ -190,6 +195,15 @@ impl Executor {
                 rerun_done.entry(a.ds).or_default().insert(a.task);
             }
             done_fps.entry(a.ds).or_default().insert(a.fingerprint);
+        }
+        // A success another task's later change overtook is not done (crate::stale).
+        if !done_fps.is_empty() {
+            let ledger = self.records.ledger(dag, *first, *last).await?;
+            for (ds, fps) in done_fps.iter_mut() {
+                *fps = crate::stale::standing(std::mem::take(fps), dag, *ds, |task| {
+                    ledger.stale(name, task, *ds, calendar)
+                });
+            }
         }
         let runs = self
             .read_engine_where(records::RUNS, col("dag").eq(lit(name)).and(in_range("ds")))
@@ -242,7 +256,9 @@ impl Executor {
         rerun: &BTreeSet<String>,
     ) -> ExecResult<Vec<PlannedPartition>> {
         let scope = self.rerun_scope(dag, days_, rerun).await?;
-        let (status, _) = self.partition_scan(dag, days_, scope.as_ref()).await?;
+        let (status, _) = self
+            .partition_scan(dag, days_, scope.as_ref(), self.calendar())
+            .await?;
         Ok(Self::plan_of(status, reprocess))
     }
 
@@ -354,7 +370,9 @@ impl Executor {
     ) -> ExecResult<BackfillReport> {
         let id = Self::backfill_id_of(&dag, days_, &opts.rerun);
         let scope = self.rerun_scope(&dag, days_, &opts.rerun).await?;
-        let (status, done_fps) = self.partition_scan(&dag, days_, scope.as_ref()).await?;
+        let (status, done_fps) = self
+            .partition_scan(&dag, days_, scope.as_ref(), self.calendar())
+            .await?;
         let done_fps = Arc::new(done_fps);
         let plan = Self::plan_of(status, opts.reprocess);
         // Engine records are committed in batches (every RECORD_FLUSH_ROWS rows or

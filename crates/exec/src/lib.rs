@@ -19,6 +19,7 @@ pub mod observe;
 pub mod partition;
 pub mod records;
 pub mod runner;
+mod stale;
 pub mod state;
 mod store;
 

@@ -76,6 +76,10 @@ pub fn lineage_schema() -> SchemaRef {
         Field::new("artifacts", DataType::Utf8, false),
         Field::new("krxflow_version", DataType::Utf8, false),
         Field::new("created", ts(), false),
+        // First and last date of the rows the write changed (null: it changed nothing, or was
+        // recorded before krxflow kept this); 0001-01-01..9999-12-31 for an undated table.
+        Field::new("changed_from", DataType::Date32, true),
+        Field::new("changed_to", DataType::Date32, true),
     ]))
 }
 
@@ -259,6 +263,9 @@ pub struct LineageRecord {
     pub artifacts: Vec<String>,
     pub krxflow_version: String,
     pub created: DateTime<Utc>,
+    /// First and last date of the rows this write changed: `None` when it changed nothing
+    /// (see [`crate::stale`]).
+    pub changed: Option<(NaiveDate, NaiveDate)>,
 }
 
 pub fn lineage_batch(rows: &[LineageRecord]) -> Result<RecordBatch, arrow::error::ArrowError> {
@@ -296,6 +303,12 @@ pub fn lineage_batch(rows: &[LineageRecord]) -> Result<RecordBatch, arrow::error
             strings(artifacts.iter().map(String::as_str)),
             strings(rows.iter().map(|r| r.krxflow_version.as_str())),
             ts_array(rows.iter().map(|r| Some(micros(r.created))).collect()),
+            Arc::new(Date32Array::from_iter(
+                rows.iter().map(|r| r.changed.map(|c| days(c.0))),
+            )),
+            Arc::new(Date32Array::from_iter(
+                rows.iter().map(|r| r.changed.map(|c| days(c.1))),
+            )),
         ],
     )
 }
@@ -368,6 +381,7 @@ pub fn lineage_from_batches(batches: &[RecordBatch]) -> Vec<LineageRecord> {
                 artifacts,
                 krxflow_version: c.str("krxflow_version", i).unwrap_or_default().to_string(),
                 created: c.ts("created", i).unwrap_or_default(),
+                changed: c.date("changed_from", i).zip(c.date("changed_to", i)),
             });
         }
     }
@@ -481,10 +495,12 @@ mod tests {
                 .to_vec(),
             krxflow_version: "0".into(),
             created: Utc::now(),
+            changed: NaiveDate::from_ymd_opt(2019, 3, 4).zip(NaiveDate::from_ymd_opt(2019, 3, 5)),
         };
-        let batch = lineage_batch(&[row]).expect("lineage batch");
+        let batch = lineage_batch(std::slice::from_ref(&row)).expect("lineage batch");
         let read = lineage_from_batches(&[batch]);
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].artifacts, vec!["h1:aa", "h3:bb"]);
+        assert_eq!(read[0].changed, row.changed);
     }
 }

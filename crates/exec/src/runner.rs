@@ -130,7 +130,7 @@ pub struct Executor {
     /// Task slots shared by every run of this executor and its clones (global parallelism).
     task_slots: Option<Arc<tokio::sync::Semaphore>>,
     /// Engine records: appended to the engine tables, directly or through a buffer.
-    records: RecordStore,
+    pub(crate) records: RecordStore,
 }
 
 impl Executor {
@@ -182,6 +182,9 @@ impl Executor {
     pub fn with_observer(mut self, observer: Arc<dyn RunObserver>) -> Self {
         self.observer = Some(observer);
         self
+    }
+    pub(crate) fn calendar(&self) -> &dyn Calendar {
+        self.calendar.as_ref()
     }
     pub fn lake(&self) -> &Lake {
         &self.lake
@@ -247,9 +250,22 @@ impl Executor {
         let done_before = if opts.reprocess == Reprocess::All {
             HashSet::new()
         } else if let Some(known) = &opts.known_succeeded {
-            known.clone()
+            // Found done when the command started: what it has changed since is newer.
+            self.records.with_session_changes(|changes| {
+                crate::stale::standing(known.clone(), &dag, ds, |task| {
+                    changes.overtaking(&dag_name, task, ds, self.calendar.as_ref(), |_| -1)
+                })
+            })
         } else {
-            self.records.succeeded_fingerprints(&dag_name, ds).await?
+            let done = self.records.succeeded_fingerprints(&dag_name, ds).await?;
+            if done.is_empty() {
+                done
+            } else {
+                let ledger = self.records.ledger(&dag, ds, ds).await?;
+                crate::stale::standing(done, &dag, ds, |task| {
+                    ledger.stale(&dag_name, task, ds, self.calendar.as_ref())
+                })
+            }
         };
 
         let mut states: HashMap<String, TaskState> = HashMap::new();
@@ -509,6 +525,7 @@ impl Executor {
                 records::task_runs_batch(&outcome.attempts)?,
             )
             .await?;
+        self.records.note_changes(&outcome.lineage);
         self.records
             .append_engine(records::LINEAGE, records::lineage_batch(&outcome.lineage)?)
             .await?;

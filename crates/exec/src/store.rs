@@ -9,7 +9,13 @@ use datafusion::prelude::{SessionContext, col, lit};
 use krxflow_lake::Lake;
 
 use crate::error::ExecResult;
-use crate::records::{self, RunRecord, attempts_from_batches, days, engine_tables};
+use krxflow_dag::ValidatedDag;
+
+use crate::records::{
+    self, LineageRecord, RunRecord, attempts_from_batches, days, engine_tables,
+    lineage_from_batches,
+};
+use crate::stale::{Changes, Ledger};
 
 /// Where an executor's engine records go: the lake's engine tables, through an optional
 /// buffer. Clones share the buffer and the write lock.
@@ -22,6 +28,9 @@ pub(crate) struct RecordStore {
     /// only when the run is over, so a batch never holds half a run (a crash then loses whole
     /// runs, which re-run, never leaves tasks recorded without their run's end).
     run_local: Option<Arc<std::sync::Mutex<Vec<EngineRecord>>>>,
+    /// The changes this store's executor (and its clones) committed since it was made: all
+    /// newer than any success found done before them (see [`crate::stale`]).
+    session: Arc<std::sync::Mutex<Changes>>,
 }
 
 /// Rows for one engine table.
@@ -58,7 +67,55 @@ impl RecordStore {
             lake,
             record_buffer: None,
             run_local: None,
+            session: Default::default(),
         }
+    }
+
+    /// Notes the changes the outputs of `lineage` made (see [`RecordStore::session`]).
+    pub(crate) fn note_changes(&self, lineage: &[LineageRecord]) {
+        self.session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(lineage);
+    }
+
+    /// `f` of the changes committed through this store so far.
+    pub(crate) fn with_session_changes<T>(&self, f: impl FnOnce(&Changes) -> T) -> T {
+        f(&self.session.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The lineage of `dag`'s successes on `first..=last` and every change recorded to the
+    /// tables it reads: one scan of `_krxflow/lineage`.
+    pub(crate) async fn ledger(
+        &self,
+        dag: &ValidatedDag,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> ExecResult<Ledger> {
+        let name = dag.spec.name.as_str();
+        let date = |d: NaiveDate| lit(datafusion::scalar::ScalarValue::Date32(Some(days(d))));
+        let tables: HashSet<&String> = dag
+            .tasks
+            .iter()
+            .flat_map(|t| t.spec.inputs.values())
+            .collect();
+        let mine = col("dag")
+            .eq(lit(name))
+            .and(col("ds").gt_eq(date(first)))
+            .and(col("ds").lt_eq(date(last)));
+        let batches = self
+            .read_engine_matching(records::LINEAGE, |schema| {
+                // Lineage written before the change dates were kept says nothing changed.
+                if tables.is_empty() || schema.index_of("changed_from").is_err() {
+                    return mine;
+                }
+                let tables = tables.into_iter().map(|t| lit(t.as_str())).collect();
+                mine.or(col("changed_from")
+                    .is_not_null()
+                    .and(col("output_table").in_list(tables, false)))
+            })
+            .await?;
+        Ok(Ledger::new(name, &lineage_from_batches(&batches)))
     }
 
     /// Buffers records and commits them one Delta commit per table once `max_rows` rows are
@@ -190,6 +247,16 @@ impl RecordStore {
         table: &str,
         filter: datafusion::prelude::Expr,
     ) -> ExecResult<Vec<arrow::array::RecordBatch>> {
+        self.read_engine_matching(table, |_| filter).await
+    }
+
+    /// [`RecordStore::read_engine_where`] with the filter made for the table's stored schema
+    /// (a column added since the table was written is not there to filter on).
+    pub(crate) async fn read_engine_matching(
+        &self,
+        table: &str,
+        filter: impl FnOnce(&arrow::datatypes::Schema) -> datafusion::prelude::Expr,
+    ) -> ExecResult<Vec<arrow::array::RecordBatch>> {
         let Some(t) = self.lake.load(table, None).await? else {
             return Ok(Vec::new());
         };
@@ -200,6 +267,7 @@ impl RecordStore {
             .table_provider()
             .await
             .map_err(krxflow_lake::LakeError::from)?;
+        let filter = filter(provider.schema().as_ref());
         let df = ctx
             .read_table(provider)
             .map_err(krxflow_lake::LakeError::from)?

@@ -618,6 +618,74 @@ async fn rerunning_a_partition_skips_succeeded_fingerprints_and_never_duplicates
     assert_eq!(fourth.task("dbl").unwrap().state, TaskState::Succeeded);
 }
 
+/// A DAG writing `t_rows` (as the daily batch writes predictions) and another reading it (as
+/// the matcher reads them).
+fn writer(value: i64) -> Arc<ValidatedDag> {
+    load(&format!(
+        "dag: writer\ntasks:\n  src:\n    op: test.source\n    with: {{ value: {value} }}\n    outputs: {{ rows: t_rows }}\n"
+    ))
+}
+
+/// The reader's run for `ds`: what its task did.
+async fn read(exec: &Executor, ds: chrono::NaiveDate) -> TaskState {
+    let report = exec.run(reader(), RunOptions::new(ds)).await.unwrap();
+    report.task("dbl").unwrap().state
+}
+
+fn reader() -> Arc<ValidatedDag> {
+    /// `t_rows`, which another DAG writes.
+    struct Rows;
+    impl TableLookup for Rows {
+        fn table_schema(&self, name: &str) -> Option<SchemaRef> {
+            (name == "t_rows").then(schema)
+        }
+    }
+    let registry = registry();
+    let ctx = LoadContext {
+        registry: &registry,
+        tables: &Rows,
+        env: &ProcessEnv,
+    };
+    let yaml = "dag: reader\ntasks:\n  dbl:\n    op: test.double\n    inputs: { rows: t_rows }\n    outputs: { out: t_out }\n";
+    Arc::new(krxflow_dag::load_dag_str(yaml, Path::new("reader.yaml"), &ctx).unwrap())
+}
+
+#[tokio::test]
+async fn another_dags_change_to_what_a_task_read_makes_it_run_again_and_nothing_else_does() {
+    let (_dir, exec) = setup();
+    exec.run(writer(7), RunOptions::new(ds())).await.unwrap();
+    assert_eq!(read(&exec, ds()).await, TaskState::Succeeded);
+    assert_eq!(values(&exec, "t_out").await, [14, 16]);
+    // The writer re-run, writing the same rows: nothing the reader read changed.
+    let mut all = RunOptions::new(ds());
+    all.reprocess = Reprocess::All;
+    exec.run(writer(7), all).await.unwrap();
+    assert_eq!(read(&exec, ds()).await, TaskState::UpToDate);
+    // The writer changes the day's rows: the reader's success no longer stands.
+    exec.run(writer(8), RunOptions::new(ds())).await.unwrap();
+    assert_eq!(read(&exec, ds()).await, TaskState::Succeeded);
+    assert_eq!(values(&exec, "t_out").await, [16, 18]);
+    assert_eq!(read(&exec, ds()).await, TaskState::UpToDate);
+    // A change dated after the reader's day is not in what it read for that day.
+    let next = ds().succ_opt().unwrap();
+    exec.run(writer(9), RunOptions::new(next)).await.unwrap();
+    assert_eq!(read(&exec, ds()).await, TaskState::UpToDate);
+    assert_eq!(read(&exec, next).await, TaskState::Succeeded);
+    // A backfill sees it too: the later day's rows changed again, which only that day read.
+    exec.run(writer(10), RunOptions::new(next)).await.unwrap();
+    let planned = exec
+        .plan_backfill(
+            &reader(),
+            &[ds(), next],
+            Reprocess::Missing,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let todo: Vec<_> = planned.iter().filter(|p| p.run).map(|p| p.ds).collect();
+    assert_eq!(todo, [next]);
+}
+
 #[tokio::test]
 async fn a_task_asked_to_rerun_runs_again_with_what_depends_on_it_and_nothing_else() {
     let (_dir, exec) = setup();
@@ -1407,8 +1475,10 @@ async fn replay(
     let (mut settled, mut ran, mut left) = (vec![Default::default(); runs.len()], vec![], vec![]);
     if batched {
         let calendar: Arc<dyn krxflow_core::Calendar> = Arc::new(WeekdayCalendar::default());
+        let dags = [(dag.clone(), calendar)];
+        let known = exec.succeeded_by_run(&dags, &runs).await.unwrap();
         let report = exec
-            .run_range_batch(&[(dag.clone(), calendar)], &runs, Reprocess::Missing)
+            .run_range_batch(&dags, &runs, &known, Reprocess::Missing)
             .await
             .unwrap();
         (settled, ran, left) = (report.settled, report.batched, report.per_day);

@@ -120,7 +120,8 @@ async fn merge_twice_with_the_same_rows_is_idempotent() {
 }
 
 #[tokio::test]
-async fn a_merge_writes_only_new_and_changed_rows_and_keeps_files_it_does_not_touch() {
+async fn a_merge_writes_only_new_and_changed_rows_and_keeps_files_it_does_not_touch_and_says_which_dates_changed()
+ {
     let dir = tempfile::tempdir().unwrap();
     let lake = lake(&dir);
     let files = |lake: Lake| async move {
@@ -144,6 +145,8 @@ async fn a_merge_writes_only_new_and_changed_rows_and_keeps_files_it_does_not_to
     .await;
     assert!(w.committed);
     assert_eq!((w.rows, w.unchanged), (1, 1));
+    // Only the new day changed: a reader of the overlap day sees what it saw.
+    assert_eq!(w.changed, Some((d("2024-12-17"), d("2024-12-17"))));
     let after = files(lake.clone()).await;
     assert_eq!(after.len(), before.len() + 1, "{after:?}");
     assert!(
@@ -157,10 +160,18 @@ async fn a_merge_writes_only_new_and_changed_rows_and_keeps_files_it_does_not_to
     )
     .await;
     assert_eq!((w.rows, w.unchanged), (1, 1));
+    assert_eq!(w.changed, Some((d("2024-12-16"), d("2024-12-16"))));
     let read = lake.read("prices", ReadOptions::default()).await.unwrap();
     let rows = sorted_rows(&read.batches);
     let closes: Vec<Option<f64>> = rows.iter().map(|r| r.2).collect();
     assert_eq!(closes, vec![Some(1.0), Some(2.5), Some(3.0)]);
+    // The same rows again: nothing committed, no date changed.
+    let w = merge(
+        &lake,
+        &[("005930", "2024-12-13", 1.0), ("005930", "2024-12-16", 2.5)],
+    )
+    .await;
+    assert_eq!((w.committed, w.changed), (false, None));
 }
 
 #[tokio::test]
@@ -293,18 +304,20 @@ async fn replace_partition_rewrites_only_its_date() {
     let lake = lake(&dir);
     let ds = d("2024-12-16");
     for close in [1.0, 2.0] {
-        lake.write(
-            &def(),
-            vec![batch(&[
-                ("005930", "2024-12-16", close),
-                ("000660", "2024-12-16", close),
-            ])],
-            WriteMode::ReplacePartition,
-            Some(ds),
-            BTreeMap::new(),
-        )
-        .await
-        .unwrap();
+        let w = lake
+            .write(
+                &def(),
+                vec![batch(&[
+                    ("005930", "2024-12-16", close),
+                    ("000660", "2024-12-16", close),
+                ])],
+                WriteMode::ReplacePartition,
+                Some(ds),
+                BTreeMap::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(w.changed, Some((ds, ds)));
     }
     lake.write(
         &def(),

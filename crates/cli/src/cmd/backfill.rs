@@ -391,7 +391,9 @@ async fn replay(a: Args, from: NaiveDate, to: NaiveDate, ctx: &Ctx) -> anyhow::R
             eprintln!("running the tasks that do not depend on the loop once over the range …");
         }
         let started = std::time::Instant::now();
-        let batch = shared.run_range_batch(&dags, &runs, reprocess).await?;
+        let batch = shared
+            .run_range_batch(&dags, &runs, &known, reprocess)
+            .await?;
         tracing::info!(
             batched = ?batch.batched,
             per_day = ?batch.per_day,

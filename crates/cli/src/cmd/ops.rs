@@ -33,7 +33,7 @@ pub async fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                     "kind": op.kind(), "version": op.version(), "description": op.description(),
                     "params": op.params(),
                     "inputs": op.inputs().iter().map(|p| serde_json::json!({
-                        "name": p.name, "scope": p.scope, "optional": p.optional,
+                        "name": p.name, "scope": p.scope, "before_ds": p.before_ds, "optional": p.optional,
                         "columns": describe_schema(&p.schema)})).collect::<Vec<_>>(),
                     "outputs": op.outputs().iter().map(|p| serde_json::json!({
                         "name": p.name, "mode": p.mode, "keys": p.keys,
@@ -62,9 +62,10 @@ pub async fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 "    in  {}{} [{}]: {}",
                 p.name,
                 if p.optional { " (optional)" } else { "" },
-                match p.scope {
-                    krxflow_core::ReadScope::AsOfPartition => "as of ds",
-                    krxflow_core::ReadScope::AllRows => "all rows",
+                match (p.scope, p.before_ds) {
+                    (krxflow_core::ReadScope::AsOfPartition, false) => "as of ds",
+                    (krxflow_core::ReadScope::AsOfPartition, true) => "as of ds, used before ds",
+                    (krxflow_core::ReadScope::AllRows, _) => "all rows",
                 },
                 describe_schema(&p.schema).join(", ")
             );

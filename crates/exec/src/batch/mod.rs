@@ -125,6 +125,7 @@ impl Executor {
         &self,
         dags: &[(Arc<ValidatedDag>, Arc<dyn Calendar>)],
         runs: &[ReplayRun],
+        known: &[HashSet<String>],
         reprocess: Reprocess,
     ) -> ExecResult<BatchReport> {
         // One run per DAG: each task would read and commit once anyway.
@@ -143,7 +144,7 @@ impl Executor {
             full_refresh: reprocess == Reprocess::All,
             tables: plan::Tables::of(&plain, self.lake().catalog()),
         });
-        let done = self.already_done(&range, reprocess).await?;
+        let done = Self::already_done(&range, known, reprocess);
         let mut forced: BTreeMap<TaskId, String> = BTreeMap::new();
         let mut computed: BTreeMap<TaskId, Computed> = BTreeMap::new();
         let plan = 'plan: loop {
@@ -242,7 +243,7 @@ impl Executor {
                 let mut written_here = Vec::new();
                 if day.state == TaskState::Succeeded {
                     for (port, table) in &task.spec.outputs {
-                        let Some(version) = outputs.get(table) else {
+                        let Some(&(version, changed, at)) = outputs.get(table) else {
                             continue;
                         };
                         let rows = c
@@ -269,16 +270,18 @@ impl Executor {
                             task: task.spec.name.clone(),
                             ds: run.ds,
                             output_table: table.clone(),
-                            output_version: *version,
+                            output_version: version,
                             rows_written: rows,
                             write_mode: mode.to_string(),
-                            inputs: day.reads.clone(),
+                            inputs: crate::stale::as_committed(&day.reads, &outputs),
                             op_kind: task.op.kind().to_string(),
                             op_version: task.op.version() as i32,
                             params_hash: task.params_hash.clone(),
                             artifacts: c.artifacts.clone(),
                             krxflow_version: krxflow_core::KRXFLOW_VERSION.to_string(),
                             created: Utc::now(),
+                            // The batch's one commit of the table, on its last day's row.
+                            changed: changed.filter(|_| run.ds == at),
                         });
                     }
                 }
@@ -303,6 +306,7 @@ impl Executor {
                 o.attempt_finished(a);
             }
         }
+        self.records.note_changes(&lineage);
         self.append_engine(records::LINEAGE, records::lineage_batch(&lineage)?)
             .await?;
         // Last, as for runs: a task counts as done by its succeeded attempts.
@@ -339,9 +343,13 @@ impl Executor {
         runs: &[ReplayRun],
     ) -> ExecResult<Vec<HashSet<String>>> {
         let mut by_dag = Vec::with_capacity(dags.len());
-        for (d, (dag, _)) in dags.iter().enumerate() {
+        for (d, (dag, calendar)) in dags.iter().enumerate() {
             let days: Vec<NaiveDate> = runs.iter().filter(|r| r.dag == d).map(|r| r.ds).collect();
-            by_dag.push(self.partition_scan(dag, &days, None).await?.1);
+            by_dag.push(
+                self.partition_scan(dag, &days, None, calendar.as_ref())
+                    .await?
+                    .1,
+            );
         }
         Ok(runs
             .iter()
@@ -356,21 +364,20 @@ impl Executor {
     }
 
     /// Tasks already done for every run they have (with `missing`), their upstream too.
-    async fn already_done(
-        &self,
+    fn already_done(
         range: &Range,
+        known: &[HashSet<String>],
         reprocess: Reprocess,
-    ) -> ExecResult<HashSet<TaskId>> {
+    ) -> HashSet<TaskId> {
         let mut done = HashSet::new();
         if reprocess == Reprocess::All {
-            return Ok(done);
+            return done;
         }
-        let known = self.succeeded_by_run(&range.dags, &range.runs).await?;
         for (d, (dag, _)) in range.dags.iter().enumerate() {
             let mine: Vec<(&ReplayRun, &HashSet<String>)> = range
                 .runs
                 .iter()
-                .zip(&known)
+                .zip(known)
                 .filter(|(r, _)| r.dag == d)
                 .collect();
             if mine.is_empty() {
@@ -391,7 +398,7 @@ impl Executor {
                 }
             }
         }
-        Ok(done)
+        done
     }
 
     /// A batched writer whose table a day-by-day task would see differently than in a
@@ -460,13 +467,14 @@ impl Executor {
         Ok(None)
     }
 
-    /// One commit per table the batch wrote: each key's last version. Returns the versions.
+    /// One commit per table the batch wrote: each key's last version. Returns each table's
+    /// commit.
     async fn commit(
         &self,
         range: &Range,
         order: &[TaskId],
         written: &Written,
-    ) -> ExecResult<BTreeMap<String, i64>> {
+    ) -> ExecResult<BTreeMap<String, Committed>> {
         let lake = self.lake();
         let mut plans = Vec::new();
         for (table, versions) in written {
@@ -525,11 +533,18 @@ impl Executor {
             if let Some(o) = &self.observer {
                 o.output_written(&dag.spec.name, &table, rows);
             }
-            out.insert(table, outcome.version);
+            out.insert(
+                table,
+                (outcome.version, crate::stale::changed_by(&outcome), last_ds),
+            );
         }
         Ok(out)
     }
 }
+
+/// A table the batch committed: its version, the dates it changed (see
+/// [`crate::stale::changed_by`]) and the run day the commit is recorded on (the last it wrote).
+pub(crate) type Committed = (i64, Option<(NaiveDate, NaiveDate)>, NaiveDate);
 
 /// A table's versions from the batch in its schema, stamped as a reader that is not their
 /// writer sees them.

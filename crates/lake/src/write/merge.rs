@@ -222,7 +222,7 @@ async fn holds_any_key(
 }
 
 /// The smallest and largest non-null value of the Date32 column `name` in `batches`.
-fn date_range(batches: &[RecordBatch], name: &str) -> Option<(i32, i32)> {
+pub(super) fn date_range(batches: &[RecordBatch], name: &str) -> Option<(i32, i32)> {
     let mut range: Option<(i32, i32)> = None;
     for b in batches {
         let dates = b

@@ -20,7 +20,7 @@ use deltalake::protocol::SaveMode;
 use krxflow_core::{TableDef, WriteMode};
 
 use crate::compact::{COMPACT_AT_FILES, tiered_target};
-use crate::dates::date32;
+use crate::dates::{date32, from_date32};
 use crate::error::{LakeError, LakeResult};
 use crate::files::{table_configuration, writer_properties};
 use crate::log_cleanup::commit_properties;
@@ -44,6 +44,11 @@ pub struct WriteOutcome {
     pub previous: Option<i64>,
     /// The latest version once the write is done: `version`, or the compaction it triggered.
     pub latest: i64,
+    /// The first and last date (by the table's date column) of the rows this write committed,
+    /// the replaced partition's date included: what a reader of those dates may now see
+    /// differently. `None` when nothing was committed, or when the table has no date column
+    /// (or replaces partitions of another column): then every date may have changed.
+    pub changed: Option<(NaiveDate, NaiveDate)>,
 }
 
 impl Lake {
@@ -214,6 +219,12 @@ impl Lake {
         }
 
         let mut path = if exists { "append" } else { "create" };
+        let dated = |batches: &[RecordBatch]| {
+            def.date_column
+                .as_deref()
+                .and_then(|c| merge::date_range(batches, c))
+        };
+        let mut changed = dated(&phys_batches);
         let table = match mode {
             WriteMode::Append => {
                 if exists && rows == 0 {
@@ -234,6 +245,10 @@ impl Lake {
                     .ok_or_else(|| invalid("replace_partition needs a partition column".into()))?;
                 let ds = ds.ok_or_else(|| invalid("replace_partition needs a ds".into()))?;
                 check_partition(&phys_batches, part, ds).map_err(invalid)?;
+                // The partition's old rows go too, written or not.
+                let day = date32(ds);
+                changed = (def.date_column.as_deref() == Some(part))
+                    .then(|| changed.map_or((day, day), |(lo, hi)| (lo.min(day), hi.max(day))));
                 if exists {
                     path = "replace";
                     table
@@ -276,6 +291,7 @@ impl Lake {
                     timing.lap("diff");
                     unchanged = changes.unchanged;
                     rows = changes.rows.iter().map(|b| b.num_rows()).sum();
+                    changed = dated(&changes.rows);
                     if rows == 0 {
                         timing.done("unchanged", 0, unchanged);
                         return Ok((self.unchanged(def, &table, unchanged), None));
@@ -312,6 +328,7 @@ impl Lake {
             committed: true,
             previous,
             latest: version_of(&table),
+            changed: changed.and_then(|(lo, hi)| Some((from_date32(lo)?, from_date32(hi)?))),
         };
         Ok((outcome, Some(table)))
     }
@@ -325,6 +342,7 @@ impl Lake {
             committed: false,
             previous: Some(version_of(table)),
             latest: version_of(table),
+            changed: None,
         }
     }
 }
