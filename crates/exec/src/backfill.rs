@@ -48,6 +48,8 @@ pub enum PartitionStatus {
     Done,
     Failed,
     Missing,
+    /// Ran, but a success no longer stands: what it read changed since (`crate::stale`).
+    Stale,
 }
 
 /// A partition's planned action.
@@ -197,12 +199,17 @@ impl Executor {
             done_fps.entry(a.ds).or_default().insert(a.fingerprint);
         }
         // A success another task's later change overtook is not done (crate::stale).
+        let mut stale = HashSet::new();
         if !done_fps.is_empty() {
             let ledger = self.records.ledger(dag, *first, *last).await?;
             for (ds, fps) in done_fps.iter_mut() {
+                let found = fps.len();
                 *fps = crate::stale::standing(std::mem::take(fps), dag, *ds, |task| {
                     ledger.stale(name, task, *ds, calendar)
                 });
+                if fps.len() < found {
+                    stale.insert(*ds);
+                }
             }
         }
         let runs = self
@@ -239,6 +246,8 @@ impl Executor {
                 PartitionStatus::Done
             } else if latest.get(ds).is_some_and(|(_, _, s)| s == "failed") {
                 PartitionStatus::Failed
+            } else if stale.contains(ds) {
+                PartitionStatus::Stale
             } else {
                 PartitionStatus::Missing
             };

@@ -682,8 +682,12 @@ async fn another_dags_change_to_what_a_task_read_makes_it_run_again_and_nothing_
         )
         .await
         .unwrap();
-    let todo: Vec<_> = planned.iter().filter(|p| p.run).map(|p| p.ds).collect();
-    assert_eq!(todo, [next]);
+    let todo: Vec<_> = planned
+        .iter()
+        .filter(|p| p.run)
+        .map(|p| (p.ds, p.status))
+        .collect();
+    assert_eq!(todo, [(next, krxflow_exec::PartitionStatus::Stale)]);
 }
 
 #[tokio::test]
