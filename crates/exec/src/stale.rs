@@ -26,7 +26,9 @@ use krxflow_lake::WriteOutcome;
 
 use crate::attempt::fingerprint;
 use crate::batch::Committed;
+use crate::error::ExecResult;
 use crate::records::{InputRead, LineageRecord};
+use crate::runner::Executor;
 
 /// The dates a change to an undated table covers: every one.
 fn all_dates() -> (NaiveDate, NaiveDate) {
@@ -244,6 +246,32 @@ impl Ledger {
                 .max()
                 .unwrap_or(-1)
         })
+    }
+}
+
+impl Executor {
+    /// The tasks of `dag` whose success for `ds` no longer stands, each with why (what
+    /// `krxflow graph --date` shows as `stale`), by this executor's calendar.
+    pub async fn stale_tasks(
+        &self,
+        dag: &ValidatedDag,
+        ds: NaiveDate,
+    ) -> ExecResult<BTreeMap<String, String>> {
+        let name = dag.spec.name.as_str();
+        let done = self.records.succeeded_fingerprints(name, ds).await?;
+        if done.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let ledger = self.records.ledger(dag, ds, ds).await?;
+        Ok(dag
+            .tasks
+            .iter()
+            .filter(|t| done.contains(&fingerprint(name, t, ds)))
+            .filter_map(|t| {
+                let why = ledger.stale(name, t, ds, self.calendar())?;
+                Some((t.spec.name.clone(), why))
+            })
+            .collect())
     }
 }
 

@@ -9,10 +9,11 @@ use std::process::ExitCode;
 use chrono::NaiveDate;
 use clap::ValueEnum;
 use krxflow_dag::ValidatedDag;
-use krxflow_exec::history;
 use krxflow_exec::records::{self, AttemptRecord, RunRecord};
+use krxflow_exec::{Executor, history};
 
 use crate::util::{Ctx, load_valid, parse_date};
+use crate::wiring;
 
 /// Draw the tasks of DAGs and the tables between them (text, Mermaid or Graphviz DOT).
 /// Several DAGs draw one graph, joined by the tables they share.
@@ -51,9 +52,13 @@ struct Task {
     /// Port -> table.
     inputs: BTreeMap<String, String>,
     outputs: BTreeMap<String, String>,
-    /// With `--date`: its state in the run shown.
+    /// With `--date`: its state in the run shown (`stale` for a success that no longer
+    /// stands).
     #[serde(skip_serializing_if = "Option::is_none")]
     state: Option<String>,
+    /// Why it is `stale`: what changed since its success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stale: Option<String>,
 }
 
 /// The run a graph shows (`--date`).
@@ -81,15 +86,21 @@ struct Dag {
 
 pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let date = args.date.as_deref().map(parse_date).transpose()?;
-    let mut dags = Vec::new();
+    let mut valid = Vec::new();
     for arg in &args.dags {
-        dags.push(of(&load_valid(&ctx.lake, arg).await?));
+        valid.push(load_valid(&ctx.lake, arg).await?);
     }
+    let mut dags: Vec<Dag> = valid.iter().map(of).collect();
     if let Some(ds) = date {
         let runs = history::all_runs(&ctx.lake).await?;
         let attempts = history::all_attempts(&ctx.lake).await?;
-        for dag in &mut dags {
+        for (dag, v) in dags.iter_mut().zip(&valid) {
             with_run(dag, ds, &runs, &attempts);
+            let calendar = wiring::calendar(&v.spec.calendar)?;
+            let stale = Executor::new(ctx.lake.clone(), calendar)
+                .stale_tasks(v, ds)
+                .await?;
+            mark_stale(dag, stale);
         }
     }
     if ctx.json {
@@ -141,6 +152,7 @@ fn of(dag: &ValidatedDag) -> Dag {
                 inputs: t.spec.inputs.clone(),
                 outputs: t.spec.outputs.clone(),
                 state: None,
+                stale: None,
             })
             .collect(),
         ds: None,
@@ -178,6 +190,17 @@ fn with_run(dag: &mut Dag, ds: NaiveDate, runs: &[RunRecord], attempts: &[Attemp
     });
 }
 
+/// Marks the tasks of `dag` whose success no longer stands `stale`, with why.
+fn mark_stale(dag: &mut Dag, mut stale: BTreeMap<String, String>) {
+    for t in &mut dag.tasks {
+        let done = matches!(t.state.as_deref(), Some("succeeded" | "up_to_date"));
+        if let Some(why) = stale.remove(&t.name).filter(|_| done) {
+            t.state = Some("stale".into());
+            t.stale = Some(why);
+        }
+    }
+}
+
 /// Fill and stroke colours of a task state.
 fn colours(state: &str) -> (&'static str, &'static str) {
     match state {
@@ -188,6 +211,7 @@ fn colours(state: &str) -> (&'static str, &'static str) {
         "up_to_date" => ("#d1ecf1", "#17a2b8"),
         "cancelled" => ("#eadcf8", "#6f42c1"),
         "running" => ("#fff3cd", "#ffc107"),
+        "stale" => ("#f6f0c4", "#9c8a00"),
         _ => ("#ffffff", "#adb5bd"),
     }
 }
@@ -257,10 +281,11 @@ fn text(dags: &[Dag]) -> String {
             } else {
                 format!("  after {}", t.upstream.join(", "))
             };
-            let state = t
-                .state
-                .as_deref()
-                .map_or_else(String::new, |st| format!("  = {st}"));
+            let state = match (&t.state, &t.stale) {
+                (Some(st), Some(why)) => format!("  = {st}: {why}"),
+                (Some(st), None) => format!("  = {st}"),
+                _ => String::new(),
+            };
             let _ = writeln!(s, "  {}  [{}]{after}{state}", t.name, t.op);
             if !t.inputs.is_empty() {
                 let reads: Vec<String> = t
@@ -479,6 +504,7 @@ mod tests {
             inputs: ports(inputs, "in"),
             outputs: ports(outputs, "out"),
             state: None,
+            stale: None,
         }
     }
 
@@ -688,6 +714,29 @@ mod tests {
         assert!(m.contains("  class t3 up_to_date\n"), "{m}");
         let d = dot(&dags);
         assert!(d.contains(r##"t2 [shape=box, label="score\nop.score", style=filled, fillcolor="#d4edda", color="#28a745"];"##), "{d}");
+    }
+
+    #[test]
+    fn a_success_that_no_longer_stands_is_drawn_stale_with_why_and_nothing_else_is() {
+        let mut dags = the_loop();
+        let ds = NaiveDate::from_ymd_opt(2024, 12, 16).unwrap();
+        let runs = [record("r2", "succeeded", true)];
+        let attempts = [attempt("r2", "score", 1, "succeeded")];
+        with_run(&mut dags[1], ds, &runs, &attempts);
+        let why = "`predictions` changed since its success";
+        // `weigh` was up to date in the run; `score` succeeded; a name not in the DAG is ignored.
+        mark_stale(
+            &mut dags[1],
+            BTreeMap::from([
+                ("weigh".to_string(), why.to_string()),
+                ("gone".to_string(), why.to_string()),
+            ]),
+        );
+        let states: Vec<_> = dags[1].tasks.iter().map(|t| t.state.as_deref()).collect();
+        assert_eq!(states, [Some("succeeded"), Some("stale")]);
+        let t = text(&dags);
+        assert!(t.contains(&format!("  = stale: {why}\n")), "{t}");
+        assert!(mermaid(&dags).contains("  classDef stale fill:#f6f0c4"));
     }
 
     #[test]
