@@ -448,7 +448,7 @@ impl AttemptEnv {
                 artifacts: artifact_ids.clone(),
                 krxflow_version: krxflow_core::KRXFLOW_VERSION.to_string(),
                 created: Utc::now(),
-                changed: crate::stale::changed_by(&outcome),
+                changed: crate::records::changed_by(&outcome),
             });
         }
         Ok(AttemptOk {

@@ -256,6 +256,30 @@ impl Executor {
         Ok((out, done_fps))
     }
 
+    /// The tasks of `dag` whose success for `ds` no longer stands, each with why (what
+    /// `krxflow graph --date` shows as `stale`), by this executor's calendar.
+    pub async fn stale_tasks(
+        &self,
+        dag: &ValidatedDag,
+        ds: NaiveDate,
+    ) -> ExecResult<BTreeMap<String, String>> {
+        let name = dag.spec.name.as_str();
+        let done = self.records.succeeded_fingerprints(name, ds).await?;
+        if done.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let ledger = self.records.ledger(dag, ds, ds).await?;
+        Ok(dag
+            .tasks
+            .iter()
+            .filter(|t| done.contains(&fingerprint(name, t, ds)))
+            .filter_map(|t| {
+                let why = ledger.stale(name, t, ds, self.calendar())?;
+                Some((t.spec.name.clone(), why))
+            })
+            .collect())
+    }
+
     /// Which partitions a backfill would run (`rerun`: the tasks of `--rerun`, if any).
     pub async fn plan_backfill(
         &self,

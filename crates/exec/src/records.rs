@@ -10,6 +10,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, NaiveDate, Utc};
 use krxflow_core::TableDef;
+use krxflow_lake::WriteOutcome;
 
 pub const RUNS: &str = "_krxflow/runs";
 pub const TASK_RUNS: &str = "_krxflow/task_runs";
@@ -264,7 +265,7 @@ pub struct LineageRecord {
     pub krxflow_version: String,
     pub created: DateTime<Utc>,
     /// First and last date of the rows this write changed: `None` when it changed nothing
-    /// (see [`crate::stale`]).
+    /// (what the `stale` module reads).
     pub changed: Option<(NaiveDate, NaiveDate)>,
 }
 
@@ -311,6 +312,19 @@ pub fn lineage_batch(rows: &[LineageRecord]) -> Result<RecordBatch, arrow::error
             )),
         ],
     )
+}
+
+/// The dates a change to an undated table covers: every one.
+pub(crate) fn all_dates() -> (NaiveDate, NaiveDate) {
+    let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default();
+    (day(1, 1, 1), day(9999, 12, 31))
+}
+
+/// The dates a write changed, for its lineage row: `None` when it committed nothing.
+pub(crate) fn changed_by(outcome: &WriteOutcome) -> Option<(NaiveDate, NaiveDate)> {
+    outcome
+        .committed
+        .then(|| outcome.changed.unwrap_or_else(all_dates))
 }
 
 /// Typed column access for engine-table batches read back from the lake.

@@ -9,7 +9,7 @@
 //! downstream run).
 //!
 //! Each committed output records in its lineage row the first and last date of the rows it
-//! changed ([`changed_by`]: a merge's unchanged rows are no change, a compaction is no
+//! changed ([`crate::records::changed_by`]: a merge's unchanged rows are no change, a compaction is no
 //! write); each success records the version of every table it read. The success is stale
 //! when a change with a later version, by a task other than itself for the same day, falls
 //! in the window its port reads: from the operator's first date (`read_from`, asked without
@@ -22,26 +22,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::NaiveDate;
 use krxflow_core::{Calendar, ReadScope};
 use krxflow_dag::{PlannedTask, ValidatedDag};
-use krxflow_lake::WriteOutcome;
 
 use crate::attempt::fingerprint;
-use crate::batch::Committed;
-use crate::error::ExecResult;
-use crate::records::{InputRead, LineageRecord};
-use crate::runner::Executor;
+#[cfg(test)]
+use crate::records::changed_by;
+use crate::records::{InputRead, LineageRecord, all_dates};
 
-/// The dates a change to an undated table covers: every one.
-fn all_dates() -> (NaiveDate, NaiveDate) {
-    let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default();
-    (day(1, 1, 1), day(9999, 12, 31))
-}
-
-/// The dates a write changed, for its lineage row: `None` when it committed nothing.
-pub(crate) fn changed_by(outcome: &WriteOutcome) -> Option<(NaiveDate, NaiveDate)> {
-    outcome
-        .committed
-        .then(|| outcome.changed.unwrap_or_else(all_dates))
-}
+/// A table a range batch committed: its version, the dates it changed (see
+/// [`crate::records::changed_by`]) and the run day the commit is recorded on (the last it wrote).
+pub(crate) type Committed = (i64, Option<(NaiveDate, NaiveDate)>, NaiveDate);
 
 /// A range batch's day reads, with each table the batch committed read at its commit: the
 /// batch gave the day what that commit holds as of the day (the batch runs only when that
@@ -249,34 +238,10 @@ impl Ledger {
     }
 }
 
-impl Executor {
-    /// The tasks of `dag` whose success for `ds` no longer stands, each with why (what
-    /// `krxflow graph --date` shows as `stale`), by this executor's calendar.
-    pub async fn stale_tasks(
-        &self,
-        dag: &ValidatedDag,
-        ds: NaiveDate,
-    ) -> ExecResult<BTreeMap<String, String>> {
-        let name = dag.spec.name.as_str();
-        let done = self.records.succeeded_fingerprints(name, ds).await?;
-        if done.is_empty() {
-            return Ok(BTreeMap::new());
-        }
-        let ledger = self.records.ledger(dag, ds, ds).await?;
-        Ok(dag
-            .tasks
-            .iter()
-            .filter(|t| done.contains(&fingerprint(name, t, ds)))
-            .filter_map(|t| {
-                let why = ledger.stale(name, t, ds, self.calendar())?;
-                Some((t.spec.name.clone(), why))
-            })
-            .collect())
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use krxflow_lake::WriteOutcome;
+
     use super::*;
 
     fn d(day: u32) -> NaiveDate {

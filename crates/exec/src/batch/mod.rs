@@ -35,6 +35,7 @@ use krxflow_lake::ReadOptions;
 use crate::error::ExecResult;
 use crate::records::{self, LineageRecord};
 use crate::runner::{Executor, Reprocess};
+use crate::stale::Committed;
 use crate::state::TaskState;
 use plan::TaskId;
 use task::Computed;
@@ -535,16 +536,16 @@ impl Executor {
             }
             out.insert(
                 table,
-                (outcome.version, crate::stale::changed_by(&outcome), last_ds),
+                (
+                    outcome.version,
+                    crate::records::changed_by(&outcome),
+                    last_ds,
+                ),
             );
         }
         Ok(out)
     }
 }
-
-/// A table the batch committed: its version, the dates it changed (see
-/// [`crate::stale::changed_by`]) and the run day the commit is recorded on (the last it wrote).
-pub(crate) type Committed = (i64, Option<(NaiveDate, NaiveDate)>, NaiveDate);
 
 /// A table's versions from the batch in its schema, stamped as a reader that is not their
 /// writer sees them.
