@@ -9,13 +9,13 @@
 //! downstream run).
 //!
 //! Each committed output records in its lineage row the first and last date of the rows it
-//! changed ([`crate::records::changed_by`]: a merge's unchanged rows are no change, a compaction is no
-//! write); each success records the version of every table it read. The success is stale
-//! when a change with a later version, by a task other than itself for the same day, falls
-//! in the window its port reads: from the operator's first date (`read_from`, asked without
-//! watermarks: the widest, as a full refresh reads) to `ds` (the day before for a port used
-//! before `ds` only; no end for an `all_rows` port). Lineage rows written before this was
-//! kept carry no dates, and change nothing.
+//! changed ([`crate::records::changed_by`]: a merge's unchanged rows are no change, a
+//! compaction is no write); each success records the version of every table it read. The
+//! success is stale when a change with a later version, by a task other than itself for the
+//! same day, falls in the window its port reads: from the operator's first date
+//! (`read_from`, asked without watermarks: the widest, as a full refresh reads) to `ds` (the
+//! day before for a port used before `ds` only; no end for an `all_rows` port). Lineage rows
+//! written before this was kept carry no dates, and change nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -29,7 +29,8 @@ use crate::records::changed_by;
 use crate::records::{InputRead, LineageRecord, all_dates};
 
 /// A table a range batch committed: its version, the dates it changed (see
-/// [`crate::records::changed_by`]) and the run day the commit is recorded on (the last it wrote).
+/// [`crate::records::changed_by`]) and the run day the commit is recorded on (the last it
+/// wrote).
 pub(crate) type Committed = (i64, Option<(NaiveDate, NaiveDate)>, NaiveDate);
 
 /// A range batch's day reads, with each table the batch committed read at its commit: the
