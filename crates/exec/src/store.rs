@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use datafusion::prelude::{SessionContext, col, lit};
+use krxflow_dag::ValidatedDag;
 use krxflow_lake::Lake;
 
 use crate::error::ExecResult;
-use krxflow_dag::ValidatedDag;
-
 use crate::records::{
     self, LineageRecord, RunRecord, attempts_from_batches, days, engine_tables,
     lineage_from_batches,
