@@ -263,21 +263,27 @@ impl Executor {
         dag: &ValidatedDag,
         ds: NaiveDate,
     ) -> ExecResult<BTreeMap<String, String>> {
+        Ok(self.successes(dag, ds).await?.1)
+    }
+
+    /// The fingerprints that succeeded for `dag` on `ds`, and the tasks among them whose
+    /// success no longer stands, with why: one read of the task runs, and one of the lineage
+    /// when any succeeded.
+    pub(crate) async fn successes(
+        &self,
+        dag: &ValidatedDag,
+        ds: NaiveDate,
+    ) -> ExecResult<(HashSet<String>, BTreeMap<String, String>)> {
         let name = dag.spec.name.as_str();
         let done = self.records.succeeded_fingerprints(name, ds).await?;
         if done.is_empty() {
-            return Ok(BTreeMap::new());
+            return Ok((done, BTreeMap::new()));
         }
         let ledger = self.records.ledger(dag, ds, ds).await?;
-        Ok(dag
-            .tasks
-            .iter()
-            .filter(|t| done.contains(&fingerprint(name, t, ds)))
-            .filter_map(|t| {
-                let why = ledger.stale(name, t, ds, self.calendar())?;
-                Some((t.spec.name.clone(), why))
-            })
-            .collect())
+        let overtaken = crate::stale::overtaken(&done, dag, ds, |task| {
+            ledger.stale(name, task, ds, self.calendar())
+        });
+        Ok((done, overtaken))
     }
 
     /// Which partitions a backfill would run (`rerun`: the tasks of `--rerun`, if any).

@@ -257,15 +257,8 @@ impl Executor {
                 })
             })
         } else {
-            let done = self.records.succeeded_fingerprints(&dag_name, ds).await?;
-            if done.is_empty() {
-                done
-            } else {
-                let ledger = self.records.ledger(&dag, ds, ds).await?;
-                crate::stale::standing(done, &dag, ds, |task| {
-                    ledger.stale(&dag_name, task, ds, self.calendar.as_ref())
-                })
-            }
+            let (done, overtaken) = self.successes(&dag, ds).await?;
+            crate::stale::without(done, &dag, ds, &overtaken)
         };
 
         let mut states: HashMap<String, TaskState> = HashMap::new();

@@ -153,27 +153,53 @@ fn window(
     Some((from, to))
 }
 
-/// `done` (fingerprints that succeeded for `ds`) without those of `dag`'s tasks whose
-/// success no longer stands (`stale`: why not), each logged with its reason.
-pub(crate) fn standing(
+/// The tasks of `dag` among `done` (fingerprints that succeeded for `ds`) whose success no
+/// longer stands (`stale`: why not), by name.
+pub(crate) fn overtaken(
+    done: &HashSet<String>,
+    dag: &ValidatedDag,
+    ds: NaiveDate,
+    stale: impl Fn(&PlannedTask) -> Option<String>,
+) -> BTreeMap<String, String> {
+    if done.is_empty() {
+        return BTreeMap::new();
+    }
+    dag.tasks
+        .iter()
+        .filter(|t| done.contains(&fingerprint(&dag.spec.name, t, ds)))
+        .filter_map(|t| Some((t.spec.name.clone(), stale(t)?)))
+        .collect()
+}
+
+/// `done` without the fingerprints of the `overtaken` tasks, each logged with its reason (the
+/// run about to start runs them again).
+pub(crate) fn without(
     mut done: HashSet<String>,
+    dag: &ValidatedDag,
+    ds: NaiveDate,
+    overtaken: &BTreeMap<String, String>,
+) -> HashSet<String> {
+    for task in dag
+        .tasks
+        .iter()
+        .filter(|t| overtaken.contains_key(&t.spec.name))
+    {
+        let why = &overtaken[&task.spec.name];
+        tracing::info!(dag = %dag.spec.name, task = %task.spec.name, %ds, "runs again: {why}");
+        done.remove(&fingerprint(&dag.spec.name, task, ds));
+    }
+    done
+}
+
+/// `done` without the fingerprints of `dag`'s tasks whose success no longer stands.
+pub(crate) fn standing(
+    done: HashSet<String>,
     dag: &ValidatedDag,
     ds: NaiveDate,
     stale: impl Fn(&PlannedTask) -> Option<String>,
 ) -> HashSet<String> {
-    if done.is_empty() {
-        return done;
-    }
-    for task in &dag.tasks {
-        let fp = fingerprint(&dag.spec.name, task, ds);
-        if done.contains(&fp)
-            && let Some(why) = stale(task)
-        {
-            tracing::info!(dag = %dag.spec.name, task = %task.spec.name, %ds, "runs again: {why}");
-            done.remove(&fp);
-        }
-    }
-    done
+    let overtaken = overtaken(&done, dag, ds, stale);
+    without(done, dag, ds, &overtaken)
 }
 
 /// What the lineage says of one DAG's successes: what each task-day read at its latest
